@@ -1,0 +1,314 @@
+/*
+ * main.c: patchbayd, the patchbay broker.
+ *
+ * Parses the flags, sets up one event loop with its listeners and signal
+ * events, runs until SIGINT or SIGTERM, then shuts down gracefully: stop
+ * accepting, answer what is queued, say BYE, drain, remove socket files,
+ * exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker/broker.h"
+#include "config.h"
+
+/* Everything main() sets up, for the signal callbacks. */
+struct patchbayd {
+	struct event_base	*base;
+	struct server		*srv;
+	const char		*ready_file;
+	int			 signals;
+};
+
+/* Prints usage to f. */
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: patchbayd [-l ENDPOINT]... [-c FILE] [--log-level LEVEL]\n"
+"\n"
+"The patchbay job broker: clients RUN jobs, workers run them.\n"
+"\n"
+"  -l, --listen ENDPOINT    listen on unix:PATH, tcp:HOST:PORT or\n"
+"                           tcp:[V6ADDR]:PORT (repeatable; default\n"
+"                           $PATCHBAY_SOCKET, else $XDG_RUNTIME_DIR/\n"
+"                           patchbay.sock, else /tmp/patchbay-$UID/\n"
+"                           patchbay.sock)\n"
+"  -c, --config FILE        read the configuration file (pools come with\n"
+"                           the supervisor; see docs/configuration.md)\n"
+"      --log-level LEVEL    error, warn, info (default) or debug\n"
+"      --heartbeat MS       PING peers silent this long, drop them after\n"
+"                           three times that (default 10000)\n"
+"      --hello-timeout MS   close connections without HELLO (default 5000)\n"
+"      --max-frame BYTES    largest frame after HELLO (default 1048576)\n"
+"      --max-queue N        queued jobs per function (default 100000)\n"
+"      --no-worker-wait MS  how long a job waits for a function that has\n"
+"                           no worker at all (default 10000)\n"
+"      --token-file FILE    require the token in FILE in every HELLO\n"
+"      --ready-file FILE    once listening, write the endpoints to FILE\n"
+"  -V, --version            print the version and exit\n"
+"  -h, --help               print this help and exit\n");
+}
+
+/* Parses a whole non-negative number for option opt, or exits 2. */
+static uint64_t
+parse_number(const char *opt, const char *s, uint64_t min, uint64_t max)
+{
+	char			*end;
+	unsigned long long	 v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v < min ||
+	    v > max) {
+		fprintf(stderr, "patchbayd: %s: '%s' is not a number from %llu "
+		    "to %llu\n", opt, s, (unsigned long long)min,
+		    (unsigned long long)max);
+		exit(2);
+	}
+	return v;
+}
+
+/* Reads the first line of a token file, or exits 2. */
+static char *
+read_token(const char *path)
+{
+	FILE	*f;
+	char	 buf[512];
+	size_t	 n;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		fprintf(stderr, "patchbayd: --token-file %s: %s\n", path,
+		    strerror(errno));
+		exit(2);
+	}
+	if (fgets(buf, sizeof(buf), f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n == 0) {
+		fprintf(stderr, "patchbayd: --token-file %s: empty token\n",
+		    path);
+		exit(2);
+	}
+	return strdup(buf);
+}
+
+/* Checks that the default socket's directory is private to us. */
+static void
+check_default_dir(const struct endpoint *ep)
+{
+	char		 dir[sizeof(ep->path)];
+	char		*slash;
+	struct stat	 st;
+
+	snprintf(dir, sizeof(dir), "%s", ep->path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		return;
+	*slash = '\0';
+	if (strncmp(dir, "/tmp/patchbay-", 14) != 0)
+		return;
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+		fatal("cannot create %s", dir);
+	if (lstat(dir, &st) == -1)
+		fatal("%s", dir);
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077) != 0)
+		fatalx("%s must be a directory owned by uid %u with mode 0700",
+		    dir, (unsigned)geteuid());
+}
+
+/* The server finished its graceful stop: leave the loop. */
+static void
+stopped_cb(struct server *srv, void *arg)
+{
+	struct patchbayd	*d = arg;
+
+	(void)srv;
+	event_base_loopexit(d->base, NULL);
+}
+
+/* SIGINT/SIGTERM: graceful stop; a second one stops at once. */
+static void
+signal_stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct patchbayd	*d = arg;
+
+	(void)what;
+	if (d->signals++ > 0) {
+		log_info("second signal, exiting now");
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	log_info("received %s, shutting down", strsignal((int)sig));
+	server_shutdown(d->srv, stopped_cb, d);
+}
+
+/* SIGHUP: reload the configuration (pools come with the supervisor). */
+static void
+signal_hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig; (void)what; (void)arg;
+	log_info("received SIGHUP: nothing to reload without a config file");
+}
+
+/* Entry point. */
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "heartbeat", required_argument, NULL, 'H' },
+		{ "hello-timeout", required_argument, NULL, 'T' },
+		{ "max-frame", required_argument, NULL, 'F' },
+		{ "max-queue", required_argument, NULL, 'Q' },
+		{ "no-worker-wait", required_argument, NULL, 'W' },
+		{ "token-file", required_argument, NULL, 'k' },
+		{ "ready-file", required_argument, NULL, 'R' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct patchbayd	 d;
+	struct server_config	 cfg;
+	struct endpoint		 eps[SERVER_MAX_LISTENERS];
+	struct event		*ev_int, *ev_term, *ev_hup;
+	size_t			 neps = 0;
+	const char		*config_path = NULL;
+	char			 err[PROTO_ERRLEN], def[PATH_MAX];
+	int			 ch, level;
+
+	memset(&d, 0, sizeof(d));
+	memset(&cfg, 0, sizeof(cfg));
+	while ((ch = getopt_long(argc, argv, "l:c:Vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			if (neps == SERVER_MAX_LISTENERS) {
+				fprintf(stderr, "patchbayd: at most %d "
+				    "listeners\n", SERVER_MAX_LISTENERS);
+				return 2;
+			}
+			if (endpoint_parse(optarg, &eps[neps], err) != 0) {
+				fprintf(stderr, "patchbayd: --listen: %s\n",
+				    err);
+				return 2;
+			}
+			neps++;
+			break;
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'L':
+			if ((level = log_level_from_name(optarg)) < 0) {
+				fprintf(stderr, "patchbayd: --log-level: '%s' "
+				    "is not one of error, warn, info, debug\n",
+				    optarg);
+				return 2;
+			}
+			log_set_level((enum log_level)level);
+			break;
+		case 'H':
+			cfg.heartbeat_ms = parse_number("--heartbeat", optarg,
+			    10, 3600000);
+			break;
+		case 'T':
+			cfg.hello_timeout_ms = parse_number("--hello-timeout",
+			    optarg, 10, 3600000);
+			break;
+		case 'F':
+			cfg.max_frame = (uint32_t)parse_number("--max-frame",
+			    optarg, PROTO_MAX_FRAME_HELLO, 256u << 20);
+			break;
+		case 'Q':
+			cfg.sb.max_queue = (uint32_t)parse_number(
+			    "--max-queue", optarg, 1, 100000000);
+			break;
+		case 'W':
+			cfg.sb.no_worker_wait_ms = parse_number(
+			    "--no-worker-wait", optarg, 0, 86400000);
+			break;
+		case 'k':
+			free(cfg.token);
+			cfg.token = read_token(optarg);
+			break;
+		case 'R':
+			d.ready_file = optarg;
+			break;
+		case 'V':
+			printf("patchbayd %s\n", PATCHBAY_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "patchbayd: unexpected argument '%s'\n",
+		    argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (config_path != NULL && access(config_path, R_OK) != 0) {
+		fprintf(stderr, "patchbayd: --config %s: %s\n", config_path,
+		    strerror(errno));
+		return 2;
+	}
+	if (neps == 0) {
+		if (endpoint_default(def, sizeof(def), false) != 0 ||
+		    endpoint_parse(def, &eps[0], err) != 0) {
+			fprintf(stderr, "patchbayd: default endpoint: %s\n",
+			    err);
+			return 2;
+		}
+		check_default_dir(&eps[0]);
+		neps = 1;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if ((d.srv = server_new(d.base, &cfg)) == NULL)
+		fatalx("cannot create the server: out of memory");
+	for (size_t i = 0; i < neps; i++)
+		if (server_listen(d.srv, &eps[i], err) != 0)
+			fatalx("%s", err);
+	if (d.ready_file != NULL &&
+	    server_write_ready_file(d.srv, d.ready_file) != 0)
+		fatal("cannot write %s", d.ready_file);
+
+	ev_int = evsignal_new(d.base, SIGINT, signal_stop_cb, &d);
+	ev_term = evsignal_new(d.base, SIGTERM, signal_stop_cb, &d);
+	ev_hup = evsignal_new(d.base, SIGHUP, signal_hup_cb, &d);
+	if (ev_int == NULL || ev_term == NULL || ev_hup == NULL ||
+	    evsignal_add(ev_int, NULL) != 0 || evsignal_add(ev_term, NULL) != 0 ||
+	    evsignal_add(ev_hup, NULL) != 0)
+		fatalx("cannot install signal handlers");
+
+	log_info("patchbayd %s ready (pid %d)", PATCHBAY_VERSION, (int)getpid());
+	event_base_dispatch(d.base);
+
+	server_free(d.srv);
+	if (d.ready_file != NULL)
+		unlink(d.ready_file);
+	event_free(ev_int);
+	event_free(ev_term);
+	event_free(ev_hup);
+	event_base_free(d.base);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,623 @@
+/*
+ * server.c: peers, roles and the wiring between transport and switchboard.
+ *
+ * Every accepted descriptor becomes a struct conn (transport) and a struct
+ * peer (here). The first frame must be HELLO; until it is accepted the
+ * frame limit is 4 KiB and a deadline runs. After WELCOME, each role may
+ * send its own packets only: clients RUN and CANCEL, workers REGISTER,
+ * RESULT and PROGRESS, admins ADMIN; anyone PING and PONG. Job packets go
+ * to the switchboard, whose answers come back through server_sb_send() and
+ * are encoded onto the right peer's connection.
+ *
+ * One timer follows the switchboard's next deadline; another sweeps the
+ * peers for heartbeats (PING after heartbeat_ms of silence, drop after three
+ * times that) and for HELLO deadlines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <uuid/uuid.h>
+
+#include "broker/broker.h"
+#include "config.h"
+
+static void	server_peer_packet(struct conn *, const struct packet *,
+		    void *);
+static void	server_peer_closed(struct conn *, const char *, void *);
+
+static const struct conn_ops server_conn_ops = {
+	.packet = server_peer_packet,
+	.closed = server_peer_closed,
+};
+
+/* Milliseconds on the monotonic clock. */
+uint64_t
+server_now(void)
+{
+	return transport_now_ms();
+}
+
+/* A short description of a peer for log lines: "conn 12 (unix, uid 1000)". */
+static const char *
+server_peer_desc(const struct peer *p)
+{
+	static char		 buf[200];
+	const struct conn_peer	*cp = conn_peer(p->conn);
+
+	if (cp->is_unix && cp->has_cred)
+		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, unix, pid %d, "
+		    "uid %u)", (unsigned long long)p->id,
+		    proto_role_name(p->role), p->name[0] ? " " : "", p->name,
+		    (int)cp->pid, (unsigned)cp->uid);
+	else
+		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, %s)",
+		    (unsigned long long)p->id, proto_role_name(p->role),
+		    p->name[0] ? " " : "", p->name, cp->addr);
+	return buf;
+}
+
+/* The switchboard's output: encode p onto the peer it names. */
+static void
+server_sb_send(void *ctx, const struct packet *pkt, void *arg)
+{
+	struct peer	*p = ctx;
+	int		 r;
+
+	(void)arg;
+	r = conn_send(p->conn, pkt);
+	if (r == -ENOBUFS)
+		log_warnx("%s: output over %zu bytes, dropping as slow "
+		    "consumer", server_peer_desc(p), p->srv->cfg.out_cap);
+	else if (r != 0 && r != -EPIPE)
+		log_warnx("%s: cannot send %s: %s", server_peer_desc(p),
+		    packet_type_name(pkt->type), strerror(-r));
+}
+
+/* Re-arms the switchboard timer for its next deadline when that moved. */
+static void
+server_rearm(struct server *srv)
+{
+	uint64_t	at = switchboard_next_deadline(srv->sb), now;
+	struct timeval	tv;
+
+	if (at == srv->sb_timer_at)
+		return;
+	srv->sb_timer_at = at;
+	if (at == UINT64_MAX) {
+		evtimer_del(srv->sb_timer);
+		return;
+	}
+	now = server_now();
+	at = at > now ? at - now : 0;
+	tv.tv_sec = (time_t)(at / 1000);
+	tv.tv_usec = (suseconds_t)(at % 1000) * 1000;
+	evtimer_add(srv->sb_timer, &tv);
+}
+
+/* The switchboard's deadline came: let it expire what is due. */
+static void
+server_sb_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server	*srv = arg;
+
+	(void)fd; (void)what;
+	srv->sb_timer_at = UINT64_MAX;
+	switchboard_tick(srv->sb, server_now());
+	server_rearm(srv);
+}
+
+/* Sends a PING with a fresh number. */
+static void
+server_ping(struct peer *p, uint64_t now)
+{
+	struct packet	pkt;
+
+	packet_init(&pkt, PKT_PING);
+	pkt.n = ++p->ping_n;
+	p->ping_sent = now;
+	conn_send(p->conn, &pkt);
+}
+
+/* Sweeps peers: HELLO deadlines, PINGs to the silent, drops the dead. */
+static void
+server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server	*srv = arg;
+	struct peer	*p;
+	uint64_t	 now = server_now(), hb = srv->cfg.heartbeat_ms;
+	uint64_t	 silent;
+
+	(void)fd; (void)what;
+	TAILQ_FOREACH(p, &srv->peers, entry) {
+		if (conn_closing(p->conn))
+			continue;
+		if (p->role == ROLE_NONE) {
+			if (now - p->connected_at >= srv->cfg.hello_timeout_ms) {
+				log_info("%s: no HELLO within %llu ms, closing",
+				    server_peer_desc(p),
+				    (unsigned long long)srv->cfg.hello_timeout_ms);
+				conn_send_error(p->conn, PERR_HELLO_TIMEOUT,
+				    NULL, "no HELLO within %llu ms",
+				    (unsigned long long)
+				    srv->cfg.hello_timeout_ms);
+				conn_close(p->conn, "hello timeout");
+			}
+			continue;
+		}
+		silent = now - conn_last_read(p->conn);
+		if (silent >= 3 * hb) {
+			log_warnx("%s: silent for %llu ms, dropping",
+			    server_peer_desc(p), (unsigned long long)silent);
+			conn_close(p->conn, "heartbeat timeout");
+		} else if (silent >= hb &&
+		    (p->ping_sent == 0 || p->ping_sent < conn_last_read(p->conn) ||
+		    now - p->ping_sent >= hb))
+			server_ping(p, now);
+	}
+}
+
+/* Creates a peer around a new conn. */
+static struct peer *
+server_peer_new(struct server *srv, int fd)
+{
+	struct peer	*p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	p->srv = srv;
+	p->id = ++srv->next_id;
+	p->connected_at = server_now();
+	p->conn = conn_new(srv->base, fd, p->id, &server_conn_ops, p,
+	    srv->cfg.out_cap);
+	if (p->conn == NULL) {
+		free(p);
+		return NULL;
+	}
+	conn_set_data(p->conn, p);
+	TAILQ_INSERT_TAIL(&srv->peers, p, entry);
+	srv->npeers++;
+	srv->conns_total++;
+	return p;
+}
+
+/* A new connection on a listener (or fd < 0: accept is out of fds). */
+static void
+server_accept_cb(struct listener *l, int fd, const struct endpoint *ep,
+    void *arg)
+{
+	struct server	*srv = arg;
+	struct peer	*p;
+
+	(void)l;
+	if (fd < 0) {
+		log_warnx("listener %s: accept: %s; pausing for 1 s", ep->text,
+		    strerror(-fd));
+		return;
+	}
+	if (srv->stopping) {
+		close(fd);
+		return;
+	}
+	if ((p = server_peer_new(srv, fd)) == NULL) {
+		log_warnx("listener %s: out of memory for a new connection",
+		    ep->text);
+		return;
+	}
+	if (srv->cfg.max_connections != 0 &&
+	    srv->npeers > srv->cfg.max_connections) {
+		conn_send_error(p->conn, PERR_TOO_MANY_CONNECTIONS, NULL,
+		    "the broker already has %u connections",
+		    srv->cfg.max_connections);
+		conn_close(p->conn, "too many connections");
+		return;
+	}
+	log_debug("%s: connected via %s", server_peer_desc(p), ep->text);
+}
+
+/* Adopts an inherited worker descriptor; see broker.h. */
+struct peer *
+server_adopt_worker_fd(struct server *srv, int fd, void *proc,
+    const char *name)
+{
+	struct peer	*p;
+
+	if ((p = server_peer_new(srv, fd)) == NULL)
+		return NULL;
+	p->local = true;
+	p->proc = proc;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	return p;
+}
+
+/* Answers HELLO: version, role, token, admin trust; then WELCOME. */
+static void
+server_hello(struct peer *p, const struct packet *pkt)
+{
+	struct server		*srv = p->srv;
+	const struct conn_peer	*cp = conn_peer(p->conn);
+	struct packet		 w;
+	uuid_t			 session;
+	const char		*server_name = "patchbayd " PATCHBAY_VERSION;
+
+	if (pkt->version != PROTO_VERSION) {
+		conn_send_error(p->conn, PERR_UNSUPPORTED_VERSION, NULL,
+		    "protocol version %llu is not supported (this broker "
+		    "speaks 1)", (unsigned long long)pkt->version);
+		conn_close(p->conn, "unsupported version");
+		return;
+	}
+	if (srv->cfg.token != NULL && !p->local &&
+	    (!(pkt->has & PF_TOKEN) ||
+	    pkt->token.len != strlen(srv->cfg.token) ||
+	    memcmp(pkt->token.ptr, srv->cfg.token, pkt->token.len) != 0)) {
+		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
+		    "HELLO: %s token", (pkt->has & PF_TOKEN) ? "wrong" :
+		    "missing");
+		conn_close(p->conn, "authentication failed");
+		return;
+	}
+	if (pkt->role == ROLE_ADMIN && (!cp->is_unix || !cp->has_cred ||
+	    (cp->uid != 0 && cp->uid != geteuid()))) {
+		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
+		    "the admin role is allowed only over a unix socket to "
+		    "uid %u or root", (unsigned)geteuid());
+		conn_close(p->conn, "admin refused");
+		return;
+	}
+	if (p->local && pkt->role != ROLE_WORKER) {
+		conn_send_error(p->conn, PERR_NOT_ALLOWED, NULL,
+		    "a spawned process's connection is for a worker");
+		conn_close(p->conn, "local role");
+		return;
+	}
+	if (pkt->has & PF_NAME) {
+		size_t n = pkt->name.len < sizeof(p->name) - 1 ?
+		    pkt->name.len : sizeof(p->name) - 1;
+
+		if (!p->local) {
+			memcpy(p->name, pkt->name.ptr, n);
+			p->name[n] = '\0';
+		}
+	}
+	p->role = pkt->role;
+	if (p->role == ROLE_CLIENT)
+		p->client = switchboard_client_add(srv->sb, p);
+	else if (p->role == ROLE_WORKER)
+		p->worker = switchboard_worker_add(srv->sb, p);
+	if ((p->role == ROLE_CLIENT && p->client == NULL) ||
+	    (p->role == ROLE_WORKER && p->worker == NULL)) {
+		conn_close(p->conn, "out of memory");
+		return;
+	}
+	conn_set_max_frame(p->conn, srv->cfg.max_frame);
+
+	packet_init(&w, PKT_WELCOME);
+	w.version = PROTO_VERSION;
+	uuid_generate(session);
+	memcpy(w.session, session, sizeof(w.session));
+	w.heartbeat_ms = srv->cfg.heartbeat_ms;
+	w.max_frame = srv->cfg.max_frame;
+	w.server.ptr = (const uint8_t *)server_name;
+	w.server.len = (uint32_t)strlen(server_name);
+	conn_send(p->conn, &w);
+	log_debug("%s: hello", server_peer_desc(p));
+}
+
+/* Refuses a packet the peer's role may not send; the conn stays open. */
+static void
+server_not_allowed(struct peer *p, const struct packet *pkt)
+{
+	p->srv->protocol_errors++;
+	if (p->role == ROLE_NONE) {
+		conn_send_error(p->conn, PERR_BAD_PACKET, NULL,
+		    "the first packet must be HELLO (got %s)",
+		    packet_type_name(pkt->type));
+		conn_close(p->conn, "no hello");
+		return;
+	}
+	conn_send_error(p->conn, PERR_NOT_ALLOWED, NULL,
+	    "a %s may not send %s", proto_role_name(p->role),
+	    packet_type_name(pkt->type));
+}
+
+/* One decoded packet from a peer. */
+static void
+server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
+{
+	struct peer	*p = arg;
+	struct server	*srv = p->srv;
+	struct packet	 pong;
+	uint64_t	 now = server_now();
+	int		 r;
+
+	(void)c;
+	p->ping_sent = 0;
+	switch (pkt->type) {
+	case PKT_HELLO:
+		if (p->role != ROLE_NONE) {
+			server_not_allowed(p, pkt);
+			return;
+		}
+		server_hello(p, pkt);
+		return;
+	case PKT_PING:
+		if (p->role == ROLE_NONE)
+			break;
+		packet_init(&pong, PKT_PONG);
+		pong.n = pkt->n;
+		conn_send(p->conn, &pong);
+		return;
+	case PKT_PONG:
+		if (p->role == ROLE_NONE)
+			break;
+		return;
+	case PKT_RUN:
+		if (p->role != ROLE_CLIENT)
+			break;
+		switchboard_run(srv->sb, p->client, pkt, now);
+		server_rearm(srv);
+		return;
+	case PKT_CANCEL:
+		if (p->role != ROLE_CLIENT)
+			break;
+		if (switchboard_cancel(srv->sb, p->client, pkt->id, now) != 0)
+			conn_send_error(p->conn, PERR_NOT_FOUND, pkt->id,
+			    "CANCEL: no live job of this connection has that "
+			    "id");
+		server_rearm(srv);
+		return;
+	case PKT_REGISTER:
+		if (p->role != ROLE_WORKER)
+			break;
+		if (switchboard_register(srv->sb, p->worker, pkt, now) != 0) {
+			conn_send_error(p->conn, PERR_BAD_PACKET, NULL,
+			    "REGISTER: out of memory");
+			return;
+		}
+		if (!p->registered) {
+			p->registered = true;
+			if (p->proc != NULL && srv->hooks.registered != NULL)
+				srv->hooks.registered(p->proc, srv->hooks.arg);
+		}
+		log_debug("%s: registered %u function(s), capacity %u",
+		    server_peer_desc(p), pkt->nfns, pkt->capacity);
+		server_rearm(srv);
+		return;
+	case PKT_RESULT:
+		if (p->role != ROLE_WORKER)
+			break;
+		r = switchboard_result(srv->sb, p->worker, pkt, now);
+		if (r == -ESTALE)
+			log_debug("%s: stale RESULT (attempt %llu) dropped",
+			    server_peer_desc(p),
+			    (unsigned long long)pkt->attempt);
+		server_rearm(srv);
+		return;
+	case PKT_PROGRESS:
+		if (p->role != ROLE_WORKER)
+			break;
+		if (switchboard_progress(srv->sb, p->worker, pkt, now) ==
+		    -ESTALE)
+			log_debug("%s: stale PROGRESS dropped",
+			    server_peer_desc(p));
+		return;
+	case PKT_ADMIN:
+		if (p->role != ROLE_ADMIN)
+			break;
+		admin_handle(srv, p, pkt);
+		return;
+	default:
+		break;
+	}
+	server_not_allowed(p, pkt);
+}
+
+/* The conn is gone: tell the switchboard and the supervisor, free. */
+static void
+server_peer_closed(struct conn *c, const char *why, void *arg)
+{
+	struct peer	*p = arg;
+	struct server	*srv = p->srv;
+	uint64_t	 now = server_now();
+
+	(void)c;
+	if (p->role != ROLE_NONE || log_get_level() >= LOG_LEVEL_DEBUG)
+		log_info("%s: closed: %s", server_peer_desc(p), why);
+	if (p->client != NULL)
+		switchboard_client_remove(srv->sb, p->client, now);
+	if (p->worker != NULL)
+		switchboard_worker_remove(srv->sb, p->worker, now);
+	if (p->proc != NULL && srv->hooks.detached != NULL)
+		srv->hooks.detached(p->proc, srv->hooks.arg);
+	TAILQ_REMOVE(&srv->peers, p, entry);
+	srv->npeers--;
+	free(p);
+	server_rearm(srv);
+	if (srv->stopping && srv->npeers == 0 && srv->stopped_cb != NULL) {
+		void (*cb)(struct server *, void *) = srv->stopped_cb;
+
+		srv->stopped_cb = NULL;
+		evtimer_del(srv->stop_timer);
+		cb(srv, srv->stopped_arg);
+	}
+}
+
+/* Stops or restarts dispatching to a local worker's connection. */
+void
+server_peer_pause(struct server *srv, struct peer *p, bool paused)
+{
+	if (p->worker != NULL)
+		switchboard_worker_pause(srv->sb, p->worker, paused,
+		    server_now());
+	server_rearm(srv);
+}
+
+/* Creates a server; see broker.h. */
+struct server *
+server_new(struct event_base *base, const struct server_config *cfg)
+{
+	struct server	*srv;
+	struct timeval	 tv;
+	uint64_t	 sweep;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return NULL;
+	srv->base = base;
+	srv->cfg = *cfg;
+	if (srv->cfg.heartbeat_ms == 0)
+		srv->cfg.heartbeat_ms = SERVER_DEFAULT_HEARTBEAT_MS;
+	if (srv->cfg.hello_timeout_ms == 0)
+		srv->cfg.hello_timeout_ms = SERVER_DEFAULT_HELLO_MS;
+	if (srv->cfg.max_frame == 0)
+		srv->cfg.max_frame = PROTO_MAX_FRAME_DEFAULT;
+	TAILQ_INIT(&srv->peers);
+	srv->started_at = server_now();
+	srv->sb_timer_at = UINT64_MAX;
+	srv->sb = switchboard_new(&srv->cfg.sb, server_sb_send, srv);
+	srv->sb_timer = evtimer_new(base, server_sb_timer_cb, srv);
+	srv->hb_timer = event_new(base, -1, EV_PERSIST, server_hb_timer_cb,
+	    srv);
+	srv->stop_timer = evtimer_new(base, NULL, NULL);
+	if (srv->sb == NULL || srv->sb_timer == NULL || srv->hb_timer == NULL ||
+	    srv->stop_timer == NULL) {
+		server_free(srv);
+		return NULL;
+	}
+	/* Sweep often enough to honour both the heartbeat and HELLO bounds. */
+	sweep = srv->cfg.heartbeat_ms < srv->cfg.hello_timeout_ms ?
+	    srv->cfg.heartbeat_ms : srv->cfg.hello_timeout_ms;
+	sweep = sweep / 4 > 0 ? sweep / 4 : 1;
+	if (sweep > 1000)
+		sweep = 1000;
+	tv.tv_sec = (time_t)(sweep / 1000);
+	tv.tv_usec = (suseconds_t)(sweep % 1000) * 1000;
+	event_add(srv->hb_timer, &tv);
+	return srv;
+}
+
+/* Frees everything; see broker.h. */
+void
+server_free(struct server *srv)
+{
+	struct peer	*p;
+
+	if (srv == NULL)
+		return;
+	while ((p = TAILQ_FIRST(&srv->peers)) != NULL) {
+		TAILQ_REMOVE(&srv->peers, p, entry);
+		conn_free(p->conn);
+		free(p);
+	}
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_free(srv->listeners[i]);
+	switchboard_free(srv->sb);
+	if (srv->sb_timer != NULL)
+		event_free(srv->sb_timer);
+	if (srv->hb_timer != NULL)
+		event_free(srv->hb_timer);
+	if (srv->stop_timer != NULL)
+		event_free(srv->stop_timer);
+	free(srv->cfg.token);
+	free(srv);
+}
+
+/* Listens on one more endpoint; see broker.h. */
+int
+server_listen(struct server *srv, const struct endpoint *ep, char *err)
+{
+	struct listener	*l;
+	int		 r;
+
+	if (srv->nlisteners == SERVER_MAX_LISTENERS) {
+		snprintf(err, PROTO_ERRLEN, "more than %d listeners",
+		    SERVER_MAX_LISTENERS);
+		return -E2BIG;
+	}
+	r = listener_new(srv->base, ep, server_accept_cb, srv, &l, err);
+	if (r != 0)
+		return r;
+	srv->listeners[srv->nlisteners++] = l;
+	log_info("listening on %s", listener_endpoint(l)->text);
+	return 0;
+}
+
+/* Writes the bound endpoints to path, via a temporary file and rename. */
+int
+server_write_ready_file(const struct server *srv, const char *path)
+{
+	char	 tmp[4096];
+	FILE	*f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "w")) == NULL)
+		return -errno;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		fprintf(f, "%s\n", listener_endpoint(srv->listeners[i])->text);
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		int r = -errno;
+
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+/* The shutdown bound ran out: report done with whatever is left. */
+static void
+server_stop_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server	*srv = arg;
+	void		(*cb)(struct server *, void *) = srv->stopped_cb;
+
+	(void)fd; (void)what;
+	srv->stopped_cb = NULL;
+	if (cb != NULL) {
+		log_info("%u connection(s) did not close in time", srv->npeers);
+		cb(srv, srv->stopped_arg);
+	}
+}
+
+/* Graceful stop; see broker.h. */
+void
+server_shutdown(struct server *srv, void (*done)(struct server *, void *),
+    void *arg)
+{
+	struct peer	*p;
+	struct packet	 bye;
+	struct timeval	 tv = { SERVER_SHUTDOWN_GRACE_MS / 1000,
+			    (SERVER_SHUTDOWN_GRACE_MS % 1000) * 1000 };
+	const char	*reason = "broker shutting down";
+
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	srv->stopped_cb = done;
+	srv->stopped_arg = arg;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_free(srv->listeners[i]);
+	srv->nlisteners = 0;
+	switchboard_shutdown(srv->sb, server_now());
+	packet_init(&bye, PKT_BYE);
+	bye.reason.ptr = (const uint8_t *)reason;
+	bye.reason.len = (uint32_t)strlen(reason);
+	TAILQ_FOREACH(p, &srv->peers, entry) {
+		if (p->role != ROLE_NONE)
+			conn_send(p->conn, &bye);
+		conn_close(p->conn, "broker shutting down");
+	}
+	if (srv->npeers == 0) {
+		srv->stopped_cb = NULL;
+		done(srv, arg);
+		return;
+	}
+	event_assign(srv->stop_timer, srv->base, -1, 0, server_stop_timer_cb,
+	    srv);
+	evtimer_add(srv->stop_timer, &tv);
+}

@@ -1,0 +1,262 @@
+/*
+ * patchbay.h: libpatchbay, the client and worker library for patchbayd.
+ *
+ * A pb_client submits jobs (RUN) and receives exactly one result per job; a
+ * pb_worker registers functions and answers the jobs the broker pushes to
+ * it. Both speak protocol v1 (docs/protocol.md) over a Unix or TCP socket.
+ *
+ * Threading: an object is used from one thread at a time; distinct objects
+ * are independent. The library never calls exit() or abort() and does not
+ * log; it returns errors.
+ *
+ * Errors: functions that can fail return 0 or a negative errno:
+ *   -EINVAL       a bad argument (NULL, an empty or too long name...)
+ *   -ENOMEM       out of memory
+ *   -ECONNREFUSED, -ENOENT, -EACCES...  connecting failed (from connect(2))
+ *   -ENOTCONN     the connection to the broker is gone
+ *   -EPROTO       the broker sent something this library cannot accept, or
+ *                 refused the handshake (see pb_client_last_error())
+ *   -ETIMEDOUT    a wait ran out
+ *   -ENOENT       an unknown job id
+ *
+ * Ownership: a pb_result is owned by the caller and freed with
+ * pb_result_free(); buffers passed in are copied before the call returns.
+ *
+ * @code
+ *   struct pb_client *c;
+ *   struct pb_result *r;
+ *   if (pb_client_connect(NULL, NULL, &c) == 0 &&
+ *       pb_client_run(c, "rev", "hello", 5, NULL, &r) == 0) {
+ *           if (r->status == PB_OK)
+ *                   fwrite(r->payload, 1, r->len, stdout);
+ *           pb_result_free(r);
+ *   }
+ *   pb_client_free(c);
+ * @endcode
+ */
+#ifndef PATCHBAY_H
+#define PATCHBAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PB_ID_LEN	16
+
+/* A job's terminal status, as in the protocol's RESULT. */
+enum pb_status {
+	PB_OK = 0,
+	PB_ERROR,
+	PB_CANCELLED,
+	PB_TIMEOUT,
+	PB_WORKER_LOST,
+	PB_NO_WORKER,
+	PB_QUEUE_FULL,
+	PB_BAD_REQUEST,
+	PB_DUPLICATE_ID,
+	PB_SHUTTING_DOWN,
+	PB_DISCONNECTED,	/* local: the broker went away before a result */
+};
+
+/* The protocol name of a status ("OK", "TIMEOUT"...; "DISCONNECTED"). */
+const char	*pb_status_name(enum pb_status status);
+
+/*
+ * The endpoint used when none is given: $PATCHBAY_BROKER if set, else
+ * $PATCHBAY_SOCKET, else unix:$XDG_RUNTIME_DIR/patchbay.sock, else
+ * unix:/tmp/patchbay-$UID/patchbay.sock. Writes it into buf (size len) and
+ * returns 0, or -ENAMETOOLONG.
+ */
+int	 pb_default_endpoint(char *buf, size_t len);
+
+/* Connection options; a NULL pointer or zero fields mean the defaults. */
+struct pb_options {
+	const char	*name;		/* HELLO name; default the program name */
+	const char	*token;		/* HELLO token; default $PATCHBAY_TOKEN */
+	int		 connect_timeout_ms;	/* default 5000 */
+};
+
+/* One job's outcome. Owned by the caller: pb_result_free(). */
+struct pb_result {
+	uint8_t		 id[PB_ID_LEN];
+	enum pb_status	 status;
+	uint32_t	 attempts;	/* dispatches it took */
+	void		*payload;	/* may be NULL when len is 0 */
+	size_t		 len;
+	char		*error;		/* NUL-terminated, or NULL */
+};
+
+/* Frees a result; NULL is a no-op. */
+void	 pb_result_free(struct pb_result *r);
+
+/* Per-job options for RUN; NULL or zero fields mean the defaults. */
+struct pb_run_options {
+	uint32_t	 timeout_ms;	/* 0: none */
+	uint32_t	 retries;	/* re-dispatches after worker loss */
+	int		 priority;	/* -100..100, higher first */
+	bool		 detach;	/* no result will come */
+	bool		 nowait;	/* NO_WORKER instead of queueing */
+};
+
+/* ---- client ------------------------------------------------------------ */
+
+struct pb_client;
+
+/*
+ * Connects to endpoint ("unix:/path", "tcp:host:port", "tcp:[::1]:port";
+ * NULL for pb_default_endpoint()) and does the HELLO/WELCOME handshake as a
+ * client. On success sets *ret and returns 0.
+ */
+int	 pb_client_connect(const char *endpoint, const struct pb_options *opts,
+	    struct pb_client **ret);
+
+/* Closes the connection and frees c; pending jobs are dropped. NULL ok. */
+void	 pb_client_free(struct pb_client *c);
+
+/*
+ * Runs one job and waits for its result, answering PINGs meanwhile. The
+ * wait is bounded by opts->timeout_ms plus a margin when set, else
+ * unbounded. Other submitted jobs' callbacks may fire during the wait.
+ * Returns 0 with *ret set (any status, including PB_DISCONNECTED), or a
+ * negative errno for a local failure.
+ */
+int	 pb_client_run(struct pb_client *c, const char *fn, const void *payload,
+	    size_t len, const struct pb_run_options *opts,
+	    struct pb_result **ret);
+
+/* Called once per submitted job with its result; takes ownership of r. */
+typedef void (*pb_result_fn)(struct pb_client *c, struct pb_result *r,
+    void *userdata);
+/* Called for each PROGRESS of a submitted job; data valid during the call. */
+typedef void (*pb_progress_fn)(struct pb_client *c, const uint8_t *id,
+    const void *data, size_t len, void *userdata);
+
+/*
+ * Submits a job without waiting. Its result is handed to on_result (which
+ * may be NULL for detached jobs) from pb_client_dispatch() or
+ * pb_client_run(); on_progress may be NULL. The job id is written to
+ * ret_id when that is not NULL. Returns 0 or a negative errno.
+ */
+int	 pb_client_submit(struct pb_client *c, const char *fn,
+	    const void *payload, size_t len, const struct pb_run_options *opts,
+	    pb_result_fn on_result, pb_progress_fn on_progress, void *userdata,
+	    uint8_t ret_id[PB_ID_LEN]);
+
+/* Asks the broker to cancel a job of this client. 0, -ENOENT or errno. */
+int	 pb_client_cancel(struct pb_client *c, const uint8_t id[PB_ID_LEN]);
+
+/*
+ * Processes what has arrived, waiting up to timeout_ms (0: do not wait,
+ * -1: wait until something was handled). Returns the number of results
+ * delivered, or a negative errno. When the connection is lost every pending
+ * job is delivered as PB_DISCONNECTED and -ENOTCONN is returned.
+ */
+int	 pb_client_dispatch(struct pb_client *c, int timeout_ms);
+
+/* Jobs submitted whose results have not been delivered yet. */
+size_t	 pb_client_pending(const struct pb_client *c);
+
+/* The socket, for poll(2)-style integration (readable: call dispatch). */
+int	 pb_client_fd(const struct pb_client *c);
+
+/*
+ * Waits until the broker has processed everything sent so far (a PING
+ * round trip), so that a detached job is known to be accepted. 0 or errno.
+ */
+int	 pb_client_sync(struct pb_client *c, int timeout_ms);
+
+/* The last error sentence from the broker or the library, or "". */
+const char	*pb_client_last_error(const struct pb_client *c);
+
+/* ---- worker ------------------------------------------------------------ */
+
+struct pb_worker;
+struct pb_job;
+
+/*
+ * A job handler: called when the broker pushes a job. Answer it now or
+ * later, exactly once, with pb_job_complete() (the pb_job stays valid until
+ * then or until the on_cancel callback returned for it).
+ */
+typedef void (*pb_job_fn)(struct pb_worker *w, struct pb_job *job,
+    void *userdata);
+/* Told that a running job was cancelled (client cancel, timeout). */
+typedef void (*pb_cancel_fn)(struct pb_worker *w, struct pb_job *job,
+    void *userdata);
+
+/*
+ * Creates a worker. With endpoint NULL it uses the inherited descriptor in
+ * $PATCHBAY_FD when set (a broker-spawned worker), else
+ * pb_default_endpoint(). It does not connect yet. Returns 0 or errno.
+ */
+int	 pb_worker_new(const char *endpoint, const struct pb_options *opts,
+	    struct pb_worker **ret);
+
+/* Closes and frees w; jobs not answered are abandoned. NULL ok. */
+void	 pb_worker_free(struct pb_worker *w);
+
+/* Adds a function this worker runs (before or after connecting). */
+int	 pb_worker_add_function(struct pb_worker *w, const char *fn,
+	    pb_job_fn handler, void *userdata);
+
+/* How many jobs may run at once (1..65535; default 1). */
+int	 pb_worker_set_capacity(struct pb_worker *w, uint32_t capacity);
+
+/* Sets the cancel callback (optional). */
+void	 pb_worker_on_cancel(struct pb_worker *w, pb_cancel_fn fn,
+	    void *userdata);
+
+/*
+ * Connects (or reconnects) and REGISTERs. Reconnection after the broker goes
+ * away happens inside pb_worker_dispatch() with exponential backoff
+ * (100 ms doubling to 5 s, with jitter). Returns 0 or errno.
+ */
+int	 pb_worker_connect(struct pb_worker *w);
+
+/*
+ * Handles what arrived, waiting up to timeout_ms (-1: forever, 0: not at
+ * all); reconnects when due. Returns 0, or a negative errno when the worker
+ * cannot go on (a refused handshake, or an inherited descriptor that closed:
+ * a spawned worker exits then).
+ */
+int	 pb_worker_dispatch(struct pb_worker *w, int timeout_ms);
+
+/* Loops in pb_worker_dispatch() until pb_worker_stop() or an error. */
+int	 pb_worker_run(struct pb_worker *w);
+
+/* Makes pb_worker_run() return (safe from a handler or signal handler). */
+void	 pb_worker_stop(struct pb_worker *w);
+
+/* The current socket (-1 while disconnected), for poll(2) integration. */
+int	 pb_worker_fd(const struct pb_worker *w);
+
+/* Accessors valid until the job is completed. */
+const uint8_t	*pb_job_id(const struct pb_job *job);
+const char	*pb_job_function(const struct pb_job *job);
+const void	*pb_job_payload(const struct pb_job *job, size_t *ret_len);
+uint32_t	 pb_job_attempt(const struct pb_job *job);
+uint32_t	 pb_job_timeout_ms(const struct pb_job *job);	/* 0: none */
+bool		 pb_job_cancelled(const struct pb_job *job);
+void		*pb_job_get_userdata(const struct pb_job *job);
+void		 pb_job_set_userdata(struct pb_job *job, void *userdata);
+
+/* Sends PROGRESS for a running job. 0, -ENOTCONN or errno. */
+int	 pb_job_progress(struct pb_job *job, const void *data, size_t len);
+
+/*
+ * Answers a job (status PB_OK, PB_ERROR or PB_CANCELLED; error is the
+ * text for PB_ERROR and may be NULL) and frees it. Returns 0, or -ENOTCONN
+ * when the connection it came on is gone (the job is freed all the same).
+ */
+int	 pb_job_complete(struct pb_job *job, enum pb_status status,
+	    const void *payload, size_t len, const char *error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PATCHBAY_H */

@@ -1,0 +1,247 @@
+/*
+ * proto.h: the patchbay wire format, version 1 (docs/protocol.md).
+ *
+ * This folder owns framing (a 4-byte big-endian length, then one MessagePack
+ * map), strict validation of untrusted bytes, and the encoding and decoding
+ * of every packet. It does no I/O, no logging and never aborts on input: a
+ * caller hands it bytes and gets a packet or a negative errno plus a human
+ * sentence naming the problem.
+ *
+ * Decoding is zero-copy where it can be: strings and binaries in a decoded
+ * struct packet point into the caller's frame buffer, which must outlive the
+ * packet. ADMIN args and REPLY data are msgpack_objects that live in the
+ * packet's own zone until packet_clear().
+ */
+#ifndef PATCHBAY_PROTO_H
+#define PATCHBAY_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#define PROTO_VERSION		1
+#define PROTO_HEADER_LEN	4		/* big-endian uint32 length */
+#define PROTO_MAX_FRAME_DEFAULT	(1024 * 1024)	/* after HELLO */
+#define PROTO_MAX_FRAME_HELLO	4096		/* until HELLO accepted */
+#define PROTO_MAX_DEPTH		8		/* nesting limit */
+#define PROTO_ID_LEN		16		/* route id: a binary UUID */
+#define PROTO_MAX_FNS		256		/* REGISTER fns per packet */
+#define PROTO_MAX_FN_LEN	255		/* bytes in a function name */
+#define PROTO_MAX_CAPACITY	65535
+#define PROTO_PRIORITY_MIN	(-100)
+#define PROTO_PRIORITY_MAX	100
+#define PROTO_ERRLEN		256		/* size of an error sentence */
+
+/* Packet types, the `t` key. */
+enum packet_type {
+	PKT_NONE = 0,
+	PKT_HELLO,
+	PKT_WELCOME,
+	PKT_REGISTER,
+	PKT_RUN,
+	PKT_CANCEL,
+	PKT_PROGRESS,
+	PKT_RESULT,
+	PKT_PING,
+	PKT_PONG,
+	PKT_BYE,
+	PKT_ADMIN,
+	PKT_REPLY,
+	PKT_ERROR,
+	PKT__MAX
+};
+
+/*
+ * Which way a packet travels. The same type (RUN, CANCEL, PROGRESS, RESULT)
+ * has different required keys towards the broker and from it, so decoding
+ * needs to know.
+ */
+enum proto_dir {
+	PROTO_TO_BROKER,	/* client, worker or admin -> broker */
+	PROTO_FROM_BROKER,	/* broker -> client, worker or admin */
+};
+
+/* HELLO roles. */
+enum proto_role {
+	ROLE_NONE = 0,
+	ROLE_CLIENT,
+	ROLE_WORKER,
+	ROLE_ADMIN,
+};
+
+/* Terminal statuses of a RESULT. */
+enum job_status {
+	JOB_OK = 0,
+	JOB_ERROR,
+	JOB_CANCELLED,
+	JOB_TIMEOUT,
+	JOB_WORKER_LOST,
+	JOB_NO_WORKER,
+	JOB_QUEUE_FULL,
+	JOB_BAD_REQUEST,
+	JOB_DUPLICATE_ID,
+	JOB_SHUTTING_DOWN,
+	JOB__MAX
+};
+
+/* ERROR codes. */
+enum proto_error {
+	PERR_BAD_FRAME = 0,
+	PERR_FRAME_TOO_LARGE,
+	PERR_BAD_PACKET,
+	PERR_UNSUPPORTED_VERSION,
+	PERR_AUTH_FAILED,
+	PERR_NOT_ALLOWED,
+	PERR_NOT_FOUND,
+	PERR_TOO_MANY_CONNECTIONS,
+	PERR_HELLO_TIMEOUT,
+	PERR_SLOW_CONSUMER,
+	PERR_SHUTTING_DOWN,
+	PERR__MAX
+};
+
+/* A borrowed byte range: not NUL-terminated, not owned. */
+struct pbytes {
+	const uint8_t	*ptr;
+	uint32_t	 len;
+};
+
+/*
+ * One decoded (or to-be-encoded) packet. Only the fields of its type are
+ * meaningful; `has` says which optional keys were present (PF_* bits).
+ * Owned by the caller; strings and bins are borrowed (see file comment).
+ */
+struct packet {
+	enum packet_type	 type;
+	uint32_t		 has;		/* PF_* bits of optional keys */
+
+	/* HELLO, WELCOME */
+	uint64_t		 version;	/* v */
+	enum proto_role		 role;
+	struct pbytes		 name;		/* HELLO name (PF_NAME) */
+	struct pbytes		 token;		/* HELLO token (PF_TOKEN) */
+	uint8_t			 session[PROTO_ID_LEN];
+	uint64_t		 heartbeat_ms;
+	uint64_t		 max_frame;
+	struct pbytes		 server;
+
+	/* REGISTER */
+	uint32_t		 nfns;
+	struct pbytes		 fns[PROTO_MAX_FNS];
+	uint32_t		 capacity;
+
+	/* RUN, CANCEL, PROGRESS, RESULT (both directions) */
+	uint8_t			 id[PROTO_ID_LEN];
+	struct pbytes		 fn;
+	struct pbytes		 payload;	/* PF_PAYLOAD */
+	uint64_t		 attempt;	/* worker side */
+	uint64_t		 attempts;	/* RESULT to client */
+	uint64_t		 timeout_ms;	/* PF_TIMEOUT */
+	uint64_t		 retries;	/* PF_RETRIES */
+	int64_t			 priority;	/* PF_PRIORITY */
+	bool			 detach;	/* PF_DETACH */
+	bool			 nowait;	/* PF_NOWAIT */
+	enum job_status		 status;
+	struct pbytes		 error;		/* RESULT error (PF_ERROR) */
+
+	/* PING, PONG */
+	uint64_t		 n;
+
+	/* BYE */
+	struct pbytes		 reason;
+
+	/* ADMIN, REPLY */
+	uint64_t		 seq;
+	struct pbytes		 verb;
+	bool			 ok;
+	/* Decoded: point into the packet's zone. NULL when absent. */
+	const msgpack_object	*args;		/* ADMIN args (a map) */
+	const msgpack_object	*data;		/* REPLY data (any) */
+	/* Encoding: pre-packed MessagePack spliced in verbatim when set. */
+	struct pbytes		 args_raw;
+	struct pbytes		 data_raw;
+
+	/* ERROR: code, msg, and id when PF_ID is set (NOT_FOUND). */
+	enum proto_error	 code;
+	struct pbytes		 msg;
+
+	/* Private: the zone ADMIN args / REPLY data were unpacked into. */
+	msgpack_zone		*zone;
+};
+
+/* Optional-key presence bits for packet.has. */
+#define PF_NAME		(1u << 0)
+#define PF_TOKEN	(1u << 1)
+#define PF_PAYLOAD	(1u << 2)
+#define PF_TIMEOUT	(1u << 3)
+#define PF_RETRIES	(1u << 4)
+#define PF_PRIORITY	(1u << 5)
+#define PF_DETACH	(1u << 6)
+#define PF_NOWAIT	(1u << 7)
+#define PF_ERROR	(1u << 8)
+#define PF_ARGS		(1u << 9)
+#define PF_DATA		(1u << 10)
+#define PF_ID		(1u << 11)	/* ERROR carries an id */
+
+/* frame.c */
+
+/*
+ * Reads the frame header at the start of buf. Returns 0 and sets
+ * *ret_len to the body length when a whole header is there and
+ * 1 <= length <= max_frame; -EAGAIN when fewer than 4 bytes are available;
+ * -EMSGSIZE when the length exceeds max_frame; -EBADMSG for length 0.
+ */
+int	 frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
+	    uint32_t *ret_len);
+
+/*
+ * Walks one MessagePack body without allocating: exactly one map, every
+ * array/map count no larger than the bytes left, nesting <= PROTO_MAX_DEPTH,
+ * no reserved byte (0xc1), no trailing bytes. Returns 0 or -EBADMSG with a
+ * sentence in err (PROTO_ERRLEN bytes).
+ */
+int	 frame_check(const uint8_t *body, size_t len, char *err);
+
+/* packet.c */
+
+/* Zeroes a packet for filling in before packet_encode(). */
+void	 packet_init(struct packet *p, enum packet_type type);
+
+/* Frees what decoding attached to p (its zone); p may be reused after. */
+void	 packet_clear(struct packet *p);
+
+/*
+ * Decodes one frame body (without its 4-byte header) travelling in
+ * direction dir. Runs frame_check() first, so msgpack-c never sees a lying
+ * count. On success fills *ret (which borrows from body) and returns 0; on
+ * failure returns -EBADMSG (malformed body, wrong type for a known key, a
+ * value out of range, a missing required key, unknown `t`) and writes a
+ * sentence naming the key or value into err. *ret is cleared on failure.
+ */
+int	 packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
+	    struct packet *ret, char *err);
+
+/*
+ * Appends one whole frame (header and body) for p travelling in dir to sb.
+ * Returns 0, -EINVAL for a packet missing what its type requires, or
+ * -EMSGSIZE when the body would exceed UINT32_MAX. On failure sb is left as
+ * it was.
+ */
+int	 packet_encode(const struct packet *p, enum proto_dir dir,
+	    msgpack_sbuffer *sb);
+
+/* names.c */
+
+/* Wire names ("RUN", "OK", "NOT_FOUND", "worker"...) and their inverses. */
+const char	*packet_type_name(enum packet_type);
+const char	*job_status_name(enum job_status);
+const char	*proto_error_name(enum proto_error);
+const char	*proto_role_name(enum proto_role);
+/* Return -1 when the name is unknown. */
+int		 job_status_from_name(const char *s, size_t len);
+int		 proto_role_from_name(const char *s, size_t len);
+int		 packet_type_from_name(const char *s, size_t len);
+
+#endif /* PATCHBAY_PROTO_H */

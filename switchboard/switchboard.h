@@ -1,0 +1,195 @@
+/*
+ * switchboard.h: the routing rules of the patchbay contract, with no I/O.
+ *
+ * The switchboard knows clients and workers only as opaque peers carrying
+ * the caller's context pointer. The broker feeds it what arrived (RUN,
+ * CANCEL, REGISTER, RESULT, PROGRESS, disconnects, the clock) and the
+ * switchboard answers by calling ops->send(ctx, packet) for every packet
+ * that must go out: RUN and CANCEL to workers, RESULT and PROGRESS to
+ * clients. Time is always a parameter (milliseconds on a monotonic clock)
+ * so tests control it; the caller arms one timer for
+ * switchboard_next_deadline() and calls switchboard_tick() when it fires.
+ *
+ * Guarantee: every RUN that is not detached gets exactly one terminal
+ * RESULT through ops->send, whatever happens afterwards (worker loss,
+ * timeout, cancel, client gone, shutdown). A client that has been removed
+ * is never sent anything again.
+ */
+#ifndef PATCHBAY_SWITCHBOARD_H
+#define PATCHBAY_SWITCHBOARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+
+struct switchboard;
+struct sb_client;
+struct sb_worker;
+
+/*
+ * Called for every packet that must be sent; ctx is the context given to
+ * switchboard_client_add() or switchboard_worker_add(). The packet and what
+ * it points to are valid only during the call: encode it there.
+ */
+typedef void (*sb_send_cb)(void *ctx, const struct packet *p, void *arg);
+
+/* Limits and defaults; zero fields take the documented defaults. */
+struct switchboard_config {
+	uint32_t	max_queue;		/* per function; default 100000 */
+	uint64_t	no_worker_wait_ms;	/* default 10000 */
+};
+
+#define SB_DEFAULT_MAX_QUEUE		100000
+#define SB_DEFAULT_NO_WORKER_WAIT_MS	10000
+
+/* Counters since switchboard_new(), and gauges. */
+struct sb_stats {
+	uint64_t	submitted;		/* RUNs accepted (not refused) */
+	uint64_t	dispatched;		/* RUNs sent to workers */
+	uint64_t	retried;		/* re-dispatches after worker loss */
+	uint64_t	results[JOB__MAX];	/* terminal statuses, by status */
+	uint64_t	stale;			/* RESULT/PROGRESS dropped */
+	uint64_t	progress;		/* PROGRESS forwarded */
+	uint32_t	queued;			/* jobs waiting now */
+	uint32_t	running;		/* jobs at workers now */
+	uint32_t	workers;
+	uint32_t	clients;
+	uint32_t	functions;		/* known function names */
+};
+
+/* One connected worker as the admin verbs show it. */
+struct sb_worker_info {
+	void		 *ctx;
+	uint32_t	  capacity;
+	uint32_t	  in_flight;		/* includes slots held after
+						   timeout/cancel until answered */
+	bool		  paused;
+	uint32_t	  nfns;
+	const char	**fns;			/* NUL-terminated names */
+	uint64_t	  completed;		/* results received */
+};
+
+/* One function as the admin verbs show it. */
+struct sb_fn_info {
+	const char	*name;
+	uint32_t	 queued;
+	uint32_t	 running;
+	uint32_t	 workers;		/* registered, paused or not */
+	uint32_t	 free_slots;		/* among unpaused workers */
+};
+
+/*
+ * Creates a switchboard; config may be NULL for the defaults. send is
+ * called with arg as its last argument. Returns NULL on ENOMEM.
+ */
+struct switchboard	*switchboard_new(const struct switchboard_config *config,
+			    sb_send_cb send, void *arg);
+
+/* Frees everything without sending anything. NULL is a no-op. */
+void	 switchboard_free(struct switchboard *sb);
+
+/* Adds a client peer; NULL on ENOMEM. */
+struct sb_client	*switchboard_client_add(struct switchboard *sb,
+			    void *ctx);
+
+/*
+ * Removes a client: its queued non-detached jobs are dropped, its running
+ * ones are CANCELled at their workers (whose answers are then dropped and
+ * whose slots are freed when they answer). Detached jobs carry on. Nothing
+ * is sent to the client. Frees c.
+ */
+void	 switchboard_client_remove(struct switchboard *sb, struct sb_client *c,
+	    uint64_t now);
+
+/* Adds a worker with no functions and no capacity yet; NULL on ENOMEM. */
+struct sb_worker	*switchboard_worker_add(struct switchboard *sb,
+			    void *ctx);
+
+/*
+ * Removes a worker (disconnect, silence, stop): each job it was running is
+ * queued again when it has retries left and was not cancelled, else
+ * answered WORKER_LOST. Frees w.
+ */
+void	 switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
+	    uint64_t now);
+
+/*
+ * Applies a REGISTER packet (functions and capacity) to w, replacing what
+ * it had; jobs already running keep running. Then dispatches queued work.
+ * Returns 0 or -ENOMEM.
+ */
+int	 switchboard_register(struct switchboard *sb, struct sb_worker *w,
+	    const struct packet *reg, uint64_t now);
+
+/* Stops (paused = true) or restarts dispatching to w. */
+void	 switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
+	    bool paused, uint64_t now);
+
+/*
+ * Takes a RUN from client c (c may be NULL only for detached jobs). Every
+ * outcome is answered through send: dispatched, queued, or refused with
+ * RESULT BAD_REQUEST (fn empty or longer than PROTO_MAX_FN_LEN, priority
+ * out of range; the error text names the field), DUPLICATE_ID, QUEUE_FULL,
+ * NO_WORKER (nowait and no free slot) or SHUTTING_DOWN. Returns 0, or
+ * -ENOMEM when the job could not be stored (it was answered).
+ */
+int	 switchboard_run(struct switchboard *sb, struct sb_client *c,
+	    const struct packet *run, uint64_t now);
+
+/*
+ * CANCEL from client c for id. A queued job is answered CANCELLED at once;
+ * a running one is CANCELled at its worker. Returns 0, or -ENOENT when c
+ * has no live job with that id (the caller sends ERROR NOT_FOUND).
+ */
+int	 switchboard_cancel(struct switchboard *sb, struct sb_client *c,
+	    const uint8_t id[PROTO_ID_LEN], uint64_t now);
+
+/*
+ * RESULT from worker w (status OK, ERROR or CANCELLED). Forwards it to the
+ * client with `attempts`, frees the slot and dispatches queued work.
+ * Returns 0, or -ESTALE when no running attempt of w matches (id, attempt):
+ * counted in stats.stale and dropped.
+ */
+int	 switchboard_result(struct switchboard *sb, struct sb_worker *w,
+	    const struct packet *res, uint64_t now);
+
+/* PROGRESS from worker w: forwarded, or -ESTALE as for a RESULT. */
+int	 switchboard_progress(struct switchboard *sb, struct sb_worker *w,
+	    const struct packet *prog, uint64_t now);
+
+/*
+ * Expires what is due at now: job timeouts (TIMEOUT to the client, CANCEL
+ * to the worker, slot kept until the worker answers) and functions that
+ * have had no worker for no_worker_wait_ms (their queued jobs get
+ * NO_WORKER).
+ */
+void	 switchboard_tick(struct switchboard *sb, uint64_t now);
+
+/* The earliest time switchboard_tick() has work, or UINT64_MAX for none. */
+uint64_t	 switchboard_next_deadline(const struct switchboard *sb);
+
+/*
+ * Broker shutdown: every queued and running non-detached job is answered
+ * SHUTTING_DOWN, running jobs are CANCELled at their workers, and any later
+ * RUN is answered SHUTTING_DOWN.
+ */
+void	 switchboard_shutdown(struct switchboard *sb, uint64_t now);
+
+/* Fills *ret with the counters and gauges. */
+void	 switchboard_stats(const struct switchboard *sb, struct sb_stats *ret);
+
+/* Calls cb for each worker, in the order they were added. */
+void	 switchboard_foreach_worker(const struct switchboard *sb,
+	    void (*cb)(const struct sb_worker_info *, void *), void *arg);
+
+/* Calls cb for each function, sorted by name. */
+void	 switchboard_foreach_fn(const struct switchboard *sb,
+	    void (*cb)(const struct sb_fn_info *, void *), void *arg);
+
+/* Fills *ret for one worker (fns point into w, valid until it changes). */
+void	 switchboard_worker_info(const struct sb_worker *w,
+	    struct sb_worker_info *ret);
+
+#endif /* PATCHBAY_SWITCHBOARD_H */

@@ -1,0 +1,881 @@
+/*
+ * test-broker.c: patchbayd as a peer sees it, frame by frame.
+ *
+ * Each test starts the real broker on a private Unix socket and an
+ * ephemeral TCP port and talks to it with hand-built packets: handshake
+ * rules, what each role may send, malformed input (answered with ERROR,
+ * while other peers keep being served), heartbeats, admin trust, shutdown,
+ * and the command line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+#include "transport/transport.h"
+
+#define RECV_MS	5000
+
+/* A raw protocol peer: a blocking socket and a frame buffer. */
+struct raw {
+	int	fd;
+	uint8_t	buf[2 * 1024 * 1024];
+};
+
+/* Connects to endpoint text ep. */
+static struct raw *
+raw_connect(const char *ep_text)
+{
+	struct endpoint	 ep;
+	struct raw	*r = calloc(1, sizeof(*r));
+	char		 err[PROTO_ERRLEN];
+
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(endpoint_parse(ep_text, &ep, err), 0);
+	ck_assert_int_eq(endpoint_connect(&ep, 2000, &r->fd), 0);
+	fcntl(r->fd, F_SETFL, 0);
+	return r;
+}
+
+/* Closes and frees a raw peer. */
+static void
+raw_free(struct raw *r)
+{
+	if (r == NULL)
+		return;
+	close(r->fd);
+	free(r);
+}
+
+/* Writes bytes fully. */
+static void
+raw_write(struct raw *r, const void *buf, size_t len)
+{
+	const uint8_t	*p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(r->fd, p, len);
+
+		ck_assert_msg(n > 0, "write: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Encodes p towards the broker and sends it. */
+static void
+raw_send(struct raw *r, const struct packet *p)
+{
+	msgpack_sbuffer	sb;
+
+	msgpack_sbuffer_init(&sb);
+	ck_assert_int_eq(packet_encode(p, PROTO_TO_BROKER, &sb), 0);
+	raw_write(r, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Reads exactly len bytes within the deadline; false on EOF or timeout. */
+static bool
+raw_read_full(struct raw *r, uint8_t *buf, size_t len,
+    unsigned long long deadline)
+{
+	size_t	got = 0;
+
+	while (got < len) {
+		struct pollfd	pfd = { r->fd, POLLIN, 0 };
+		long long	left = (long long)(deadline - harness_now_ms());
+		ssize_t		n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			return false;
+		n = read(r->fd, buf + got, len - got);
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	return true;
+}
+
+/*
+ * Receives one packet (skipping PINGs unless want_ping). Returns 0, or
+ * -EIO on EOF/timeout.
+ */
+static int
+raw_recv_opt(struct raw *r, struct packet *p, bool want_ping)
+{
+	unsigned long long	deadline = harness_now_ms() + RECV_MS;
+	uint32_t		len;
+	char			err[PROTO_ERRLEN];
+
+	for (;;) {
+		if (!raw_read_full(r, r->buf, 4, deadline))
+			return -EIO;
+		ck_assert_int_eq(frame_header(r->buf, 4, sizeof(r->buf) - 4,
+		    &len), 0);
+		if (!raw_read_full(r, r->buf + 4, len, deadline))
+			return -EIO;
+		ck_assert_msg(packet_decode(r->buf + 4, len, PROTO_FROM_BROKER,
+		    p, err) == 0, "broker sent an undecodable packet: %s", err);
+		if (p->type != PKT_PING || want_ping)
+			return 0;
+		packet_clear(p);
+	}
+}
+
+/* Receives one packet other than PING; fails the test on EOF/timeout. */
+static void
+raw_recv(struct raw *r, struct packet *p)
+{
+	ck_assert_int_eq(raw_recv_opt(r, p, false), 0);
+}
+
+/* True when the broker closed the connection (EOF within the deadline). */
+static bool
+raw_eof(struct raw *r)
+{
+	struct packet	p;
+
+	for (;;) {
+		if (raw_recv_opt(r, &p, true) != 0)
+			return true;
+		packet_clear(&p);
+	}
+}
+
+/* Sends HELLO with role and expects WELCOME. */
+static void
+raw_hello(struct raw *r, enum proto_role role)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_HELLO);
+	p.version = 1;
+	p.role = role;
+	raw_send(r, &p);
+	raw_recv(r, &p);
+	ck_assert_msg(p.type == PKT_WELCOME, "expected WELCOME, got %s",
+	    packet_type_name(p.type));
+	packet_clear(&p);
+}
+
+/* Expects an ERROR with code whose msg contains needle. */
+static void
+raw_expect_error(struct raw *r, enum proto_error code, const char *needle)
+{
+	struct packet	p;
+
+	raw_recv(r, &p);
+	ck_assert_msg(p.type == PKT_ERROR, "expected ERROR, got %s",
+	    packet_type_name(p.type));
+	ck_assert_msg(p.code == code, "expected %s, got %s",
+	    proto_error_name(code), proto_error_name(p.code));
+	ck_assert_msg(memmem(p.msg.ptr, p.msg.len, needle, strlen(needle)),
+	    "ERROR msg '%.*s' lacks '%s'", (int)p.msg.len, p.msg.ptr, needle);
+	packet_clear(&p);
+}
+
+/* Registers a raw worker for fn with capacity. */
+static void
+raw_register(struct raw *r, const char *fn, uint32_t capacity)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_REGISTER);
+	p.nfns = 1;
+	p.fns[0].ptr = (const uint8_t *)fn;
+	p.fns[0].len = (uint32_t)strlen(fn);
+	p.capacity = capacity;
+	raw_send(r, &p);
+}
+
+/* Sends RUN {id: [tag]*16, fn, payload} from a raw client. */
+static void
+raw_run(struct raw *r, uint8_t tag, const char *fn, const char *payload,
+    uint64_t timeout_ms, uint64_t retries)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_RUN);
+	memset(p.id, tag, PROTO_ID_LEN);
+	p.fn.ptr = (const uint8_t *)fn;
+	p.fn.len = (uint32_t)strlen(fn);
+	p.payload.ptr = (const uint8_t *)payload;
+	p.payload.len = (uint32_t)strlen(payload);
+	p.has |= PF_PAYLOAD;
+	if (timeout_ms != 0) {
+		p.timeout_ms = timeout_ms;
+		p.has |= PF_TIMEOUT;
+	}
+	if (retries != 0) {
+		p.retries = retries;
+		p.has |= PF_RETRIES;
+	}
+	raw_send(r, &p);
+}
+
+/* A worker receives RUN and answers OK with the payload uppercased. */
+static void
+raw_serve_one(struct raw *w)
+{
+	struct packet	p, res;
+	char		up[256];
+
+	raw_recv(w, &p);
+	ck_assert_int_eq(p.type, PKT_RUN);
+	ck_assert_uint_lt(p.payload.len, sizeof(up));
+	for (uint32_t i = 0; i < p.payload.len; i++)
+		up[i] = (char)(p.payload.ptr[i] >= 'a' && p.payload.ptr[i] <=
+		    'z' ? p.payload.ptr[i] - 32 : p.payload.ptr[i]);
+	packet_init(&res, PKT_RESULT);
+	memcpy(res.id, p.id, PROTO_ID_LEN);
+	res.attempt = p.attempt;
+	res.status = JOB_OK;
+	res.payload.ptr = (const uint8_t *)up;
+	res.payload.len = p.payload.len;
+	res.has |= PF_PAYLOAD;
+	raw_send(w, &res);
+	packet_clear(&p);
+}
+
+/* Expects RESULT for tag with status (and payload when not NULL). */
+static void
+raw_expect_result(struct raw *c, uint8_t tag, enum job_status status,
+    const char *payload)
+{
+	struct packet	p;
+	uint8_t		id[PROTO_ID_LEN];
+
+	memset(id, tag, sizeof(id));
+	raw_recv(c, &p);
+	ck_assert_msg(p.type == PKT_RESULT, "expected RESULT, got %s",
+	    packet_type_name(p.type));
+	ck_assert_msg(memcmp(p.id, id, sizeof(id)) == 0, "RESULT for another "
+	    "job (tag %u, want %u)", p.id[0], tag);
+	ck_assert_msg(p.status == status, "expected %s, got %s",
+	    job_status_name(status), job_status_name(p.status));
+	if (payload != NULL) {
+		ck_assert_uint_eq(p.payload.len, strlen(payload));
+		ck_assert(memcmp(p.payload.ptr, payload, p.payload.len) == 0);
+	}
+	packet_clear(&p);
+}
+
+/* ---- handshake --------------------------------------------------------- */
+
+START_TEST(hello_gets_welcome_with_limits)
+{
+	struct harness_broker	b;
+	struct raw		*r;
+	struct packet		 p;
+
+	harness_broker_start(&b, NULL, false);
+	r = raw_connect(b.unix_ep);
+	packet_init(&p, PKT_HELLO);
+	p.version = 1;
+	p.role = ROLE_CLIENT;
+	raw_send(r, &p);
+	raw_recv(r, &p);
+	ck_assert_int_eq(p.type, PKT_WELCOME);
+	ck_assert_uint_eq(p.version, 1);
+	ck_assert_uint_eq(p.heartbeat_ms, 10000);
+	ck_assert_uint_eq(p.max_frame, 1024 * 1024);
+	ck_assert(p.server.len > 9 && memcmp(p.server.ptr, "patchbayd", 9) == 0);
+	packet_clear(&p);
+	raw_free(r);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(hello_must_come_first)
+{
+	struct harness_broker	b;
+	struct raw		*r;
+
+	harness_broker_start(&b, NULL, false);
+	r = raw_connect(b.tcp_ep);
+	raw_run(r, 1, "rev", "x", 0, 0);
+	raw_expect_error(r, PERR_BAD_PACKET, "first packet must be HELLO");
+	ck_assert(raw_eof(r));
+	raw_free(r);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(hello_wrong_version_refused)
+{
+	struct harness_broker	b;
+	struct raw		*r;
+	struct packet		 p;
+
+	harness_broker_start(&b, NULL, false);
+	r = raw_connect(b.unix_ep);
+	packet_init(&p, PKT_HELLO);
+	p.version = 2;
+	p.role = ROLE_CLIENT;
+	raw_send(r, &p);
+	raw_expect_error(r, PERR_UNSUPPORTED_VERSION, "version 2");
+	ck_assert(raw_eof(r));
+	raw_free(r);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(hello_timeout_closes_silent_peer)
+{
+	struct harness_broker	b;
+	struct raw		*r;
+
+	harness_broker_start(&b, (const char *[]){ "--hello-timeout", "200",
+	    NULL }, false);
+	r = raw_connect(b.unix_ep);
+	raw_expect_error(r, PERR_HELLO_TIMEOUT, "no HELLO within 200 ms");
+	ck_assert(raw_eof(r));
+	raw_free(r);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(hello_token_required_when_configured)
+{
+	struct harness_broker	b;
+	struct raw		*r;
+	struct packet		 p;
+	char			 dir[256], path[300];
+	FILE			*f;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/token", dir);
+	f = fopen(path, "w");
+	fputs("s3cret\n", f);
+	fclose(f);
+	harness_broker_start(&b, (const char *[]){ "--token-file", path,
+	    NULL }, false);
+
+	r = raw_connect(b.tcp_ep);
+	packet_init(&p, PKT_HELLO);
+	p.version = 1;
+	p.role = ROLE_CLIENT;
+	raw_send(r, &p);
+	raw_expect_error(r, PERR_AUTH_FAILED, "missing token");
+	raw_free(r);
+
+	r = raw_connect(b.tcp_ep);
+	p.token.ptr = (const uint8_t *)"guess";
+	p.token.len = 5;
+	p.has |= PF_TOKEN;
+	raw_send(r, &p);
+	raw_expect_error(r, PERR_AUTH_FAILED, "wrong token");
+	raw_free(r);
+
+	r = raw_connect(b.tcp_ep);
+	p.token.ptr = (const uint8_t *)"s3cret";
+	p.token.len = 6;
+	raw_send(r, &p);
+	raw_recv(r, &p);
+	ck_assert_int_eq(p.type, PKT_WELCOME);
+	packet_clear(&p);
+	raw_free(r);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* ---- roles ------------------------------------------------------------- */
+
+START_TEST(role_not_allowed_keeps_connection)
+{
+	struct harness_broker	b;
+	struct raw		*r;
+	struct packet		 p;
+
+	harness_broker_start(&b, NULL, false);
+	r = raw_connect(b.unix_ep);
+	raw_hello(r, ROLE_CLIENT);
+	raw_register(r, "rev", 1);
+	raw_expect_error(r, PERR_NOT_ALLOWED, "a client may not send REGISTER");
+	/* Still open and served. */
+	packet_init(&p, PKT_PING);
+	p.n = 42;
+	raw_send(r, &p);
+	raw_recv(r, &p);
+	ck_assert_int_eq(p.type, PKT_PONG);
+	ck_assert_uint_eq(p.n, 42);
+	packet_clear(&p);
+	/* A second HELLO is refused the same way. */
+	packet_init(&p, PKT_HELLO);
+	p.version = 1;
+	p.role = ROLE_WORKER;
+	raw_send(r, &p);
+	raw_expect_error(r, PERR_NOT_ALLOWED, "may not send HELLO");
+	raw_free(r);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(cancel_unknown_id_not_found)
+{
+	struct harness_broker	b;
+	struct raw		*r;
+	struct packet		 p;
+
+	harness_broker_start(&b, NULL, false);
+	r = raw_connect(b.unix_ep);
+	raw_hello(r, ROLE_CLIENT);
+	packet_init(&p, PKT_CANCEL);
+	memset(p.id, 0xab, PROTO_ID_LEN);
+	raw_send(r, &p);
+	raw_recv(r, &p);
+	ck_assert_int_eq(p.type, PKT_ERROR);
+	ck_assert_int_eq(p.code, PERR_NOT_FOUND);
+	ck_assert(p.has & PF_ID);
+	ck_assert_uint_eq(p.id[0], 0xab);
+	packet_clear(&p);
+	raw_free(r);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(job_round_trip_over_both_transports)
+{
+	struct harness_broker	b;
+	struct raw		*w, *c;
+
+	harness_broker_start(&b, NULL, false);
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "upper", 1);
+	c = raw_connect(b.tcp_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run(c, 1, "upper", "hello", 0, 0);
+	raw_serve_one(w);
+	raw_expect_result(c, 1, JOB_OK, "HELLO");
+	raw_free(c);
+	raw_free(w);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* ---- malformed input --------------------------------------------------- */
+
+START_TEST(malformed_frames_get_errors_others_still_served)
+{
+	static const struct {
+		const uint8_t	*bytes;
+		size_t		 len;
+		enum proto_error code;
+		const char	*needle;
+		bool		 after_hello;
+	} cases[] = {
+		/* A map declaring 1000 entries in a 3-byte body. */
+		{ (const uint8_t *)"\0\0\0\3\xde\x03\xe8", 7, PERR_BAD_FRAME,
+		    "1000", false },
+		/* An array, not a map. */
+		{ (const uint8_t *)"\0\0\0\1\x90", 5, PERR_BAD_FRAME,
+		    "not a map", false },
+		/* Two maps: trailing bytes. */
+		{ (const uint8_t *)"\0\0\0\2\x80\x80", 6, PERR_BAD_FRAME,
+		    "trailing", false },
+		/* Zero length. */
+		{ (const uint8_t *)"\0\0\0\0", 4, PERR_BAD_FRAME, "length 0",
+		    false },
+		/* 8 KiB before HELLO: over the 4 KiB limit. */
+		{ (const uint8_t *)"\0\0\x20\0", 4, PERR_FRAME_TOO_LARGE,
+		    "8192", false },
+		/* 2 MiB after HELLO: over the 1 MiB limit. */
+		{ (const uint8_t *)"\0\x20\0\0", 4, PERR_FRAME_TOO_LARGE,
+		    "2097152", true },
+		/* {t:"PING", n:"x"}: wrong type for a known key. */
+		{ (const uint8_t *)"\0\0\0\x0c\x82\xa1t\xa4PING\xa1n\xa1x", 16,
+		    PERR_BAD_PACKET, "'n'", true },
+		/* {t:"NOPE"}: unknown packet type. */
+		{ (const uint8_t *)"\0\0\0\x08\x81\xa1t\xa4NOPE", 12,
+		    PERR_BAD_PACKET, "NOPE", true },
+		/* Nesting 9 deep. */
+		{ (const uint8_t *)"\0\0\0\x12\x81\xa1x\x91\x91\x91\x91\x91\x91"
+		    "\x91\x91\x91\x91\x91\x91\x91\x91\xc0", 22, PERR_BAD_FRAME,
+		    "deep", true },
+	};
+	struct harness_broker	b;
+	struct raw		*w, *c, *bad;
+
+	harness_broker_start(&b, NULL, false);
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "upper", 1);
+	c = raw_connect(b.tcp_ep);
+	raw_hello(c, ROLE_CLIENT);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bad = raw_connect(i % 2 ? b.tcp_ep : b.unix_ep);
+		if (cases[i].after_hello)
+			raw_hello(bad, ROLE_CLIENT);
+		raw_write(bad, cases[i].bytes, cases[i].len);
+		raw_expect_error(bad, cases[i].code, cases[i].needle);
+		ck_assert_msg(raw_eof(bad), "case %zu: still open", i);
+		raw_free(bad);
+
+		/* The good peers are still served after every bad one. */
+		raw_run(c, (uint8_t)(i + 1), "upper", "ok", 0, 0);
+		raw_serve_one(w);
+		raw_expect_result(c, (uint8_t)(i + 1), JOB_OK, "OK");
+	}
+	raw_free(c);
+	raw_free(w);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* ---- heartbeats --------------------------------------------------------- */
+
+START_TEST(heartbeat_pings_silent_peer_and_drops_dead_worker)
+{
+	struct harness_broker	b;
+	struct raw		*w, *c;
+	struct packet		 p;
+	unsigned long long	 t0;
+	int			 pings = 0;
+
+	harness_broker_start(&b, (const char *[]){ "--heartbeat", "100",
+	    NULL }, false);
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "upper", 1);
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+
+	/* The worker takes a job and then never answers anything: it is
+	 * dropped after 3 x 100 ms and its job is answered WORKER_LOST. The
+	 * client answers every PING and stays connected meanwhile. */
+	t0 = harness_now_ms();
+	raw_run(c, 9, "upper", "x", 0, 0);
+	raw_recv(w, &p);
+	ck_assert_int_eq(p.type, PKT_RUN);
+	packet_clear(&p);
+	for (;;) {
+		ck_assert_int_eq(raw_recv_opt(c, &p, true), 0);
+		if (p.type == PKT_PING) {
+			pings++;
+			p.type = PKT_PONG;
+			raw_send(c, &p);
+			packet_clear(&p);
+			continue;
+		}
+		break;
+	}
+	ck_assert_int_ge(pings, 1);
+	ck_assert_int_eq(p.type, PKT_RESULT);
+	ck_assert_int_eq(p.status, JOB_WORKER_LOST);
+	ck_assert_uint_eq(p.attempts, 1);
+	ck_assert_uint_ge(harness_now_ms() - t0, 250);
+	packet_clear(&p);
+	ck_assert(harness_wait_log(&b, "silent for", 2000));
+	raw_free(c);
+	raw_free(w);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* ---- admin ------------------------------------------------------------- */
+
+/* Sends ADMIN verb with no args and receives the REPLY. */
+static void
+raw_admin(struct raw *r, const char *verb, struct packet *ret)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_ADMIN);
+	p.seq = 5;
+	p.verb.ptr = (const uint8_t *)verb;
+	p.verb.len = (uint32_t)strlen(verb);
+	raw_send(r, &p);
+	raw_recv(r, ret);
+	ck_assert_int_eq(ret->type, PKT_REPLY);
+	ck_assert_uint_eq(ret->seq, 5);
+}
+
+START_TEST(admin_status_and_unknown_verb)
+{
+	struct harness_broker	 b;
+	struct raw		*a, *w;
+	struct packet		 p;
+	const msgpack_object	*d;
+	bool			 seen_workers = false;
+
+	harness_broker_start(&b, NULL, false);
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "upper", 3);
+	a = raw_connect(b.unix_ep);
+	raw_hello(a, ROLE_ADMIN);
+
+	raw_admin(a, "status", &p);
+	ck_assert(p.ok);
+	d = p.data;
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(d->type, MSGPACK_OBJECT_MAP);
+	for (uint32_t i = 0; i < d->via.map.size; i++) {
+		const msgpack_object_kv *kv = &d->via.map.ptr[i];
+
+		if (kv->key.via.str.size == 7 &&
+		    memcmp(kv->key.via.str.ptr, "workers", 7) == 0) {
+			ck_assert_uint_eq(kv->val.via.u64, 1);
+			seen_workers = true;
+		}
+	}
+	ck_assert(seen_workers);
+	packet_clear(&p);
+
+	raw_admin(a, "workers", &p);
+	ck_assert(p.ok);
+	ck_assert_int_eq(p.data->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(p.data->via.array.size, 1);
+	packet_clear(&p);
+
+	raw_admin(a, "frobnicate", &p);
+	ck_assert(!p.ok);
+	ck_assert(p.has & PF_ERROR);
+	ck_assert_ptr_nonnull(memmem(p.error.ptr, p.error.len,
+	    "unknown verb 'frobnicate'", 25));
+	packet_clear(&p);
+	raw_free(a);
+	raw_free(w);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(admin_refused_over_tcp)
+{
+	struct harness_broker	b;
+	struct raw		*a;
+	struct packet		 p;
+
+	harness_broker_start(&b, NULL, false);
+	a = raw_connect(b.tcp_ep);
+	packet_init(&p, PKT_HELLO);
+	p.version = 1;
+	p.role = ROLE_ADMIN;
+	raw_send(a, &p);
+	raw_expect_error(a, PERR_AUTH_FAILED, "only over a unix socket");
+	ck_assert(raw_eof(a));
+	raw_free(a);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* ---- shutdown and the command line ------------------------------------- */
+
+START_TEST(shutdown_answers_queued_and_removes_socket)
+{
+	struct harness_broker	b;
+	struct raw		*c, *w;
+	struct packet		 p;
+	int			 status;
+
+	harness_broker_start(&b, NULL, false);
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "upper", 1);
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run(c, 1, "upper", "running", 0, 0);
+	raw_run(c, 2, "upper", "queued", 0, 0);
+	raw_recv(w, &p);	/* job 1 is running at the worker */
+	ck_assert_int_eq(p.type, PKT_RUN);
+	packet_clear(&p);
+
+	kill(b.pid, SIGTERM);
+	/* Both jobs are answered SHUTTING_DOWN (in some order), then BYE. */
+	for (int i = 0; i < 2; i++) {
+		raw_recv(c, &p);
+		ck_assert_int_eq(p.type, PKT_RESULT);
+		ck_assert_int_eq(p.status, JOB_SHUTTING_DOWN);
+		packet_clear(&p);
+	}
+	raw_recv(c, &p);
+	ck_assert_int_eq(p.type, PKT_BYE);
+	packet_clear(&p);
+	/* The worker hears CANCEL for its running job, then BYE. */
+	raw_recv(w, &p);
+	ck_assert_int_eq(p.type, PKT_CANCEL);
+	packet_clear(&p);
+	raw_recv(w, &p);
+	ck_assert_int_eq(p.type, PKT_BYE);
+	packet_clear(&p);
+	ck_assert(raw_eof(c));
+
+	status = harness_broker_stop(&b);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "patchbayd wait status %d; log:\n%s", status,
+	    harness_read_file(b.log_path));
+	ck_assert_int_eq(access(b.sock, F_OK), -1);
+	raw_free(c);
+	raw_free(w);
+}
+END_TEST
+
+START_TEST(restart_replaces_stale_socket_refuses_live)
+{
+	struct harness_broker	b, b2;
+	struct raw		*c;
+	char			*out = NULL, *err = NULL;
+	int			 status;
+
+	harness_broker_start(&b, NULL, false);
+	/* A second broker on the same live socket refuses to start. */
+	status = harness_run((const char *[]){ harness_patchbayd(), "-l",
+	    b.unix_ep, NULL }, NULL, NULL, 0, &out, &err, 5000);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_ne(WEXITSTATUS(status), 0);
+	ck_assert_msg(strstr(err, "another broker is listening on") != NULL,
+	    "stderr: %s", err);
+	free(out);
+	free(err);
+
+	/* kill -9 leaves the socket file; the next broker replaces it. */
+	harness_kill(b.pid, SIGKILL);
+	ck_assert_int_eq(access(b.sock, F_OK), 0);
+	b2 = b;
+	harness_broker_start(&b2, NULL, true);
+	c = raw_connect(b2.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_free(c);
+	harness_broker_stop(&b2);
+}
+END_TEST
+
+START_TEST(bad_flags_exit_2_naming_the_problem)
+{
+	static const struct { const char *a, *b, *needle; } cases[] = {
+		{ "--log-level", "loud", "'loud' is not one of" },
+		{ "-l", "udp:1.2.3.4:5", "expected unix:PATH or tcp:HOST:PORT" },
+		{ "--heartbeat", "fast", "'fast' is not a number" },
+		{ "--config", "/nonexistent/patchbay.conf",
+		    "No such file or directory" },
+	};
+	char	*err = NULL;
+	int	 status;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		status = harness_run((const char *[]){ harness_patchbayd(),
+		    cases[i].a, cases[i].b, NULL }, NULL, NULL, 0, NULL, &err,
+		    5000);
+		ck_assert(WIFEXITED(status));
+		ck_assert_int_eq(WEXITSTATUS(status), 2);
+		ck_assert_msg(strstr(err, cases[i].needle) != NULL,
+		    "%s %s: stderr '%s' lacks '%s'", cases[i].a, cases[i].b,
+		    err, cases[i].needle);
+		free(err);
+	}
+}
+END_TEST
+
+START_TEST(default_endpoint_from_environment)
+{
+	char			 dir[256], env[300], sock[300], ready[300];
+	char			 renv[320];
+	struct stat		 st;
+	struct harness_broker	 b;
+	struct raw		*c;
+	char			 ep[320];
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(sock, sizeof(sock), "%s/sub/default.sock", dir);
+	snprintf(env, sizeof(env), "PATCHBAY_SOCKET=%s", sock);
+	snprintf(ready, sizeof(ready), "%s/ready", dir);
+	snprintf(renv, sizeof(renv), "%s", ready);
+	memset(&b, 0, sizeof(b));
+	snprintf(b.ready_path, sizeof(b.ready_path), "%s", ready);
+	snprintf(b.log_path, sizeof(b.log_path), "%s/log", dir);
+	b.pid = harness_spawn((const char *[]){ harness_patchbayd(),
+	    "--ready-file", renv, NULL }, (const char *[]){ env, NULL },
+	    b.log_path);
+	for (int i = 0; i < 500 && access(ready, F_OK) != 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(access(ready, F_OK), 0);
+	ck_assert_int_eq(stat(sock, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	snprintf(ep, sizeof(ep), "unix:%s", sock);
+	c = raw_connect(ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_free(c);
+	harness_broker_stop(&b);
+	ck_assert_int_eq(access(sock, F_OK), -1);
+}
+END_TEST
+
+START_TEST(version_and_help)
+{
+	char	*out = NULL;
+	int	 status;
+
+	status = harness_run((const char *[]){ harness_patchbayd(),
+	    "--version", NULL }, NULL, NULL, 0, &out, NULL, 5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_ptr_nonnull(strstr(out, "patchbayd 0."));
+	free(out);
+	status = harness_run((const char *[]){ harness_patchbayd(), "--help",
+	    NULL }, NULL, NULL, 0, &out, NULL, 5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_ptr_nonnull(strstr(out, "--listen"));
+	free(out);
+}
+END_TEST
+
+/* The broker suite. */
+static Suite *
+broker_suite(void)
+{
+	Suite	*s = suite_create("broker");
+	TCase	*tc;
+
+	tc = tcase_create("handshake");
+	tcase_add_test(tc, hello_gets_welcome_with_limits);
+	tcase_add_test(tc, hello_must_come_first);
+	tcase_add_test(tc, hello_wrong_version_refused);
+	tcase_add_test(tc, hello_timeout_closes_silent_peer);
+	tcase_add_test(tc, hello_token_required_when_configured);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("roles");
+	tcase_add_test(tc, role_not_allowed_keeps_connection);
+	tcase_add_test(tc, cancel_unknown_id_not_found);
+	tcase_add_test(tc, job_round_trip_over_both_transports);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("malformed");
+	tcase_add_test(tc, malformed_frames_get_errors_others_still_served);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("heartbeat");
+	tcase_add_test(tc, heartbeat_pings_silent_peer_and_drops_dead_worker);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("admin");
+	tcase_add_test(tc, admin_status_and_unknown_verb);
+	tcase_add_test(tc, admin_refused_over_tcp);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifecycle");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, shutdown_answers_queued_and_removes_socket);
+	tcase_add_test(tc, restart_replaces_stale_socket_refuses_live);
+	tcase_add_test(tc, bad_flags_exit_2_naming_the_problem);
+	tcase_add_test(tc, default_endpoint_from_environment);
+	tcase_add_test(tc, version_and_help);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* Runs the suite. */
+int
+main(void)
+{
+	return harness_main(broker_suite());
+}

@@ -1,0 +1,533 @@
+/*
+ * test-transport.c: endpoints, listeners and connections.
+ *
+ * Connection tests put a conn on one end of a socketpair and play the peer
+ * on the other end with raw bytes, running the event loop until what we
+ * wait for has happened (or a deadline passed).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "tests/harness.h"
+#include "transport/transport.h"
+
+/* ---- endpoints --------------------------------------------------------- */
+
+START_TEST(endpoint_parses_unix_and_tcp)
+{
+	struct endpoint	ep;
+	char		err[PROTO_ERRLEN];
+
+	ck_assert_int_eq(endpoint_parse("unix:/tmp/x/pb.sock", &ep, err), 0);
+	ck_assert_int_eq(ep.kind, ENDPOINT_UNIX);
+	ck_assert_str_eq(ep.path, "/tmp/x/pb.sock");
+	ck_assert_str_eq(ep.text, "unix:/tmp/x/pb.sock");
+
+	ck_assert_int_eq(endpoint_parse("tcp:127.0.0.1:7400", &ep, err), 0);
+	ck_assert_int_eq(ep.kind, ENDPOINT_TCP);
+	ck_assert_str_eq(ep.host, "127.0.0.1");
+	ck_assert_str_eq(ep.port, "7400");
+
+	ck_assert_int_eq(endpoint_parse("tcp:[::1]:0", &ep, err), 0);
+	ck_assert_str_eq(ep.host, "::1");
+	ck_assert_str_eq(ep.port, "0");
+	ck_assert_str_eq(ep.text, "tcp:[::1]:0");
+}
+END_TEST
+
+START_TEST(endpoint_rejects_bad_strings_with_reason)
+{
+	static const struct { const char *in, *needle; } cases[] = {
+		{ "", "empty endpoint" },
+		{ "udp:1.2.3.4:5", "expected unix:PATH or tcp:HOST:PORT" },
+		{ "unix:", "empty socket path" },
+		{ "tcp:localhost", "missing :PORT" },
+		{ "tcp:localhost:http", "port 'http'" },
+		{ "tcp:localhost:70000", "port '70000'" },
+		{ "tcp::1:80", "brackets" },
+		{ "tcp:[::1]80", "[ADDRESS]:PORT" },
+		{ "tcp::80", "empty host" },
+	};
+	struct endpoint	ep;
+	char		err[PROTO_ERRLEN];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		ck_assert_int_eq(endpoint_parse(cases[i].in, &ep, err),
+		    -EINVAL);
+		ck_assert_msg(strstr(err, cases[i].needle) != NULL,
+		    "'%s': error '%s' lacks '%s'", cases[i].in, err,
+		    cases[i].needle);
+	}
+	ck_assert_int_eq(endpoint_parse("unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaa", &ep, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "longer than"));
+}
+END_TEST
+
+START_TEST(endpoint_default_follows_environment)
+{
+	char	buf[512];
+
+	unsetenv("PATCHBAY_BROKER");
+	unsetenv("PATCHBAY_SOCKET");
+	unsetenv("XDG_RUNTIME_DIR");
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "unix:/tmp/patchbay-%u/"
+		    "patchbay.sock", (unsigned)getuid());
+		ck_assert_str_eq(buf, want);
+	}
+	setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	ck_assert_str_eq(buf, "unix:/run/user/7/patchbay.sock");
+	setenv("PATCHBAY_SOCKET", "/srv/pb.sock", 1);
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	ck_assert_str_eq(buf, "unix:/srv/pb.sock");
+	setenv("PATCHBAY_BROKER", "tcp:10.0.0.1:7400", 1);
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	ck_assert_str_eq(buf, "tcp:10.0.0.1:7400");
+	/* The broker itself ignores PATCHBAY_BROKER. */
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), false), 0);
+	ck_assert_str_eq(buf, "unix:/srv/pb.sock");
+	ck_assert_int_eq(endpoint_default(buf, 8, true), -ENAMETOOLONG);
+}
+END_TEST
+
+START_TEST(endpoint_connect_missing_socket_fails_fast)
+{
+	struct endpoint	ep;
+	char		err[PROTO_ERRLEN], dir[256], s[300];
+	int		fd, r;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(s, sizeof(s), "unix:%s/nobody.sock", dir);
+	ck_assert_int_eq(endpoint_parse(s, &ep, err), 0);
+	r = endpoint_connect(&ep, 1000, &fd);
+	ck_assert_int_eq(r, -ENOENT);
+}
+END_TEST
+
+/* ---- listeners --------------------------------------------------------- */
+
+static int	accepted_fd = -1;
+
+/* Accept callback: keeps the last accepted descriptor. */
+static void
+test_accept(struct listener *l, int fd, const struct endpoint *ep, void *arg)
+{
+	(void)l; (void)ep;
+	if (accepted_fd >= 0)
+		close(accepted_fd);
+	accepted_fd = fd;
+	event_base_loopbreak(arg);
+}
+
+/* Runs base until it breaks or ms pass. */
+static void
+run_loop(struct event_base *base, int ms)
+{
+	struct timeval	tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+START_TEST(listener_unix_socket_private_and_removed)
+{
+	struct event_base	*base = event_base_new();
+	struct listener		*l;
+	struct endpoint		 ep;
+	struct stat		 st;
+	char			 dir[256], sub[300], s[320], err[PROTO_ERRLEN];
+	int			 fd;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(sub, sizeof(sub), "%s/new/dir", dir);
+	snprintf(s, sizeof(s), "unix:%s/pb.sock", sub);
+	ck_assert_int_eq(endpoint_parse(s, &ep, err), 0);
+	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l, err),
+	    0);
+	ck_assert_int_eq(stat(sub, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0700);
+	ck_assert_int_eq(stat(ep.path, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+
+	ck_assert_int_eq(endpoint_connect(&ep, 1000, &fd), 0);
+	run_loop(base, 2000);
+	ck_assert_int_ge(accepted_fd, 0);
+	close(fd);
+	close(accepted_fd);
+	accepted_fd = -1;
+
+	listener_free(l);
+	ck_assert_int_eq(stat(ep.path, &st), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(listener_replaces_stale_refuses_live)
+{
+	struct event_base	*base = event_base_new();
+	struct listener		*l, *l2;
+	struct endpoint		 ep;
+	struct sockaddr_un	 sun;
+	char			 dir[256], s[320], err[PROTO_ERRLEN];
+	int			 fd;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(s, sizeof(s), "unix:%s/pb.sock", dir);
+	ck_assert_int_eq(endpoint_parse(s, &ep, err), 0);
+
+	/* A socket file nobody listens on: what a killed broker leaves. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", ep.path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(fd);
+	ck_assert_int_eq(access(ep.path, F_OK), 0);
+
+	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l, err),
+	    0);
+
+	/* A second broker on the same live socket is refused, clearly. */
+	err[0] = '\0';
+	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l2, err),
+	    -EADDRINUSE);
+	ck_assert_ptr_nonnull(strstr(err, "another broker is listening on"));
+	ck_assert_ptr_nonnull(strstr(err, ep.path));
+	/* ...and the refusal did not remove the live broker's socket. */
+	ck_assert_int_eq(access(ep.path, F_OK), 0);
+	listener_free(l);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(listener_refuses_non_socket_file)
+{
+	struct event_base	*base = event_base_new();
+	struct listener		*l;
+	struct endpoint		 ep;
+	char			 dir[256], s[320], err[PROTO_ERRLEN];
+	FILE			*f;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(s, sizeof(s), "unix:%s/pb.sock", dir);
+	ck_assert_int_eq(endpoint_parse(s, &ep, err), 0);
+	f = fopen(ep.path, "w");
+	fputs("precious", f);
+	fclose(f);
+	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l, err),
+	    -EEXIST);
+	ck_assert_ptr_nonnull(strstr(err, "is not a socket"));
+	ck_assert_int_eq(access(ep.path, F_OK), 0);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(listener_tcp_ephemeral_port_v4_and_v6)
+{
+	static const char *const specs[] = { "tcp:127.0.0.1:0", "tcp:[::1]:0" };
+	struct event_base	*base = event_base_new();
+	struct listener		*l;
+	struct endpoint		 ep, bound;
+	char			 err[PROTO_ERRLEN];
+	int			 fd;
+
+	for (size_t i = 0; i < 2; i++) {
+		ck_assert_int_eq(endpoint_parse(specs[i], &ep, err), 0);
+		if (listener_new(base, &ep, test_accept, base, &l, err) != 0) {
+			/* No IPv6 on this host: only that case may fail. */
+			ck_assert_uint_eq(i, 1);
+			continue;
+		}
+		bound = *listener_endpoint(l);
+		ck_assert_str_ne(bound.port, "0");
+		ck_assert_int_eq(endpoint_parse(bound.text, &ep, err), 0);
+		ck_assert_int_eq(endpoint_connect(&ep, 1000, &fd), 0);
+		run_loop(base, 2000);
+		ck_assert_int_ge(accepted_fd, 0);
+		close(fd);
+		close(accepted_fd);
+		accepted_fd = -1;
+		listener_free(l);
+	}
+	event_base_free(base);
+}
+END_TEST
+
+/* ---- connections ------------------------------------------------------- */
+
+struct conn_log {
+	struct event_base	*base;
+	int			 npackets;
+	uint64_t		 pings[64];
+	bool			 closed;
+	char			 why[160];
+	int			 want;		/* break after this many */
+};
+
+/* Records a PING's n (the test peer sends PINGs as its frames). */
+static void
+log_packet(struct conn *c, const struct packet *p, void *arg)
+{
+	struct conn_log	*lg = arg;
+
+	(void)c;
+	if (p->type == PKT_PING && lg->npackets < 64)
+		lg->pings[lg->npackets] = p->n;
+	lg->npackets++;
+	if (lg->npackets == lg->want)
+		event_base_loopbreak(lg->base);
+}
+
+/* Records the close. */
+static void
+log_closed(struct conn *c, const char *why, void *arg)
+{
+	struct conn_log	*lg = arg;
+
+	(void)c;
+	lg->closed = true;
+	snprintf(lg->why, sizeof(lg->why), "%s", why);
+	event_base_loopbreak(lg->base);
+}
+
+static const struct conn_ops log_ops = { log_packet, log_closed };
+
+/* Appends one encoded PING{n} frame (to the broker) to buf. */
+static size_t
+ping_frame(uint8_t *buf, uint64_t n)
+{
+	msgpack_sbuffer	sb;
+	struct packet	p;
+	size_t		len;
+
+	msgpack_sbuffer_init(&sb);
+	packet_init(&p, PKT_PING);
+	p.n = n;
+	ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), 0);
+	memcpy(buf, sb.data, sb.size);
+	len = sb.size;
+	msgpack_sbuffer_destroy(&sb);
+	return len;
+}
+
+/* Reads one frame from fd (blocking, with a poll bound) and decodes it. */
+static int
+read_packet(int fd, struct packet *p, uint8_t *buf, size_t cap)
+{
+	size_t	 got = 0;
+	uint32_t len = 0;
+	char	 err[PROTO_ERRLEN];
+
+	fcntl(fd, F_SETFL, 0);
+	while (got < 4) {
+		ssize_t n = read(fd, buf + got, 4 - got);
+
+		if (n <= 0)
+			return -EIO;
+		got += (size_t)n;
+	}
+	ck_assert_int_eq(frame_header(buf, 4, (uint32_t)cap - 4, &len), 0);
+	while (got < 4 + len) {
+		ssize_t n = read(fd, buf + got, 4 + len - got);
+
+		if (n <= 0)
+			return -EIO;
+		got += (size_t)n;
+	}
+	return packet_decode(buf + 4, len, PROTO_FROM_BROKER, p, err);
+}
+
+START_TEST(conn_reassembles_split_and_batched_frames)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct conn		*c;
+	uint8_t			 buf[4096];
+	size_t			 len = 0;
+	int			 sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 1, &log_ops, &lg, 0);
+	ck_assert_ptr_nonnull(c);
+	for (uint64_t i = 1; i <= 20; i++)
+		len += ping_frame(buf + len, i);
+	lg.want = 20;
+	/* The first half byte by byte, with the loop running in between. */
+	for (size_t i = 0; i < len / 2; i++) {
+		ck_assert_int_eq(write(sv[1], buf + i, 1), 1);
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+	/* The rest in one write: several frames in one read. */
+	ck_assert_int_eq(write(sv[1], buf + len / 2, len - len / 2),
+	    (ssize_t)(len - len / 2));
+	run_loop(base, 3000);
+	ck_assert_int_eq(lg.npackets, 20);
+	for (int i = 0; i < 20; i++)
+		ck_assert_uint_eq(lg.pings[i], (uint64_t)i + 1);
+	ck_assert(!lg.closed);
+	conn_free(c);
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(conn_oversized_frame_gets_error_and_close)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct conn		*c;
+	struct packet		 p;
+	uint8_t			 hdr[4] = { 0, 0, 0x10, 0x01 }; /* 4097 */
+	uint8_t			 buf[1024];
+	int			 sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 1, &log_ops, &lg, 0);
+	ck_assert_int_eq(write(sv[1], hdr, 4), 4);
+	run_loop(base, 3000);
+	ck_assert(lg.closed);
+	ck_assert_str_eq(lg.why, "frame too large");
+	ck_assert_int_eq(read_packet(sv[1], &p, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(p.type, PKT_ERROR);
+	ck_assert_int_eq(p.code, PERR_FRAME_TOO_LARGE);
+	ck_assert_ptr_nonnull(memmem(p.msg.ptr, p.msg.len, "4097", 4));
+	ck_assert_ptr_nonnull(memmem(p.msg.ptr, p.msg.len, "4096", 4));
+	packet_clear(&p);
+	(void)c;	/* freed by itself after the closed callback */
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(conn_bad_body_gets_bad_frame)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct packet		 p;
+	/* length 2: fixarray of 1 element, 0x01: not a map. */
+	uint8_t			 frame[] = { 0, 0, 0, 2, 0x91, 0x01 };
+	uint8_t			 buf[1024];
+	int			 sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_ptr_nonnull(conn_new(base, sv[0], 1, &log_ops, &lg, 0));
+	ck_assert_int_eq(write(sv[1], frame, sizeof(frame)),
+	    (ssize_t)sizeof(frame));
+	run_loop(base, 3000);
+	ck_assert(lg.closed);
+	ck_assert_int_eq(read_packet(sv[1], &p, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(p.type, PKT_ERROR);
+	ck_assert_int_eq(p.code, PERR_BAD_FRAME);
+	ck_assert_ptr_nonnull(memmem(p.msg.ptr, p.msg.len, "not a map", 9));
+	packet_clear(&p);
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(conn_records_peer_credentials)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct conn		*c;
+	int			 sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 7, &log_ops, &lg, 0);
+	ck_assert(conn_peer(c)->is_unix);
+	ck_assert(conn_peer(c)->has_cred);
+	ck_assert_int_eq(conn_peer(c)->uid, getuid());
+	ck_assert_int_eq(conn_peer(c)->pid, getpid());
+	ck_assert_uint_eq(conn_id(c), 7);
+	conn_free(c);
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(conn_output_cap_drops_slow_consumer)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct conn		*c;
+	struct packet		 p;
+	static uint8_t		 payload[64 * 1024];
+	uint8_t			 id[PROTO_ID_LEN] = { 1 };
+	int			 sv[2], r = 0, sent = 0;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 1, &log_ops, &lg, 256 * 1024);
+	packet_init(&p, PKT_PROGRESS);
+	memcpy(p.id, id, sizeof(id));
+	p.payload.ptr = payload;
+	p.payload.len = sizeof(payload);
+	p.has |= PF_PAYLOAD;
+	/* The peer never reads: the output grows past the cap. */
+	while (sent < 100 && (r = conn_send(c, &p)) == 0)
+		sent++;
+	ck_assert_int_eq(r, -ENOBUFS);
+	ck_assert(conn_closing(c));
+	ck_assert_int_eq(conn_send(c, &p), -EPIPE);
+	run_loop(base, 5000);
+	ck_assert(lg.closed);
+	ck_assert_str_eq(lg.why, "slow consumer");
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+/* The transport suite. */
+static Suite *
+transport_suite(void)
+{
+	Suite	*s = suite_create("transport");
+	TCase	*tc;
+
+	tc = tcase_create("endpoint");
+	tcase_add_test(tc, endpoint_parses_unix_and_tcp);
+	tcase_add_test(tc, endpoint_rejects_bad_strings_with_reason);
+	tcase_add_test(tc, endpoint_default_follows_environment);
+	tcase_add_test(tc, endpoint_connect_missing_socket_fails_fast);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("listener");
+	tcase_add_test(tc, listener_unix_socket_private_and_removed);
+	tcase_add_test(tc, listener_replaces_stale_refuses_live);
+	tcase_add_test(tc, listener_refuses_non_socket_file);
+	tcase_add_test(tc, listener_tcp_ephemeral_port_v4_and_v6);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("conn");
+	tcase_add_test(tc, conn_reassembles_split_and_batched_frames);
+	tcase_add_test(tc, conn_oversized_frame_gets_error_and_close);
+	tcase_add_test(tc, conn_bad_body_gets_bad_frame);
+	tcase_add_test(tc, conn_records_peer_credentials);
+	tcase_add_test(tc, conn_output_cap_drops_slow_consumer);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* Runs the suite. */
+int
+main(void)
+{
+	return harness_main(transport_suite());
+}

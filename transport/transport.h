@@ -1,0 +1,157 @@
+/*
+ * transport.h: endpoints, listeners and per-peer connections.
+ *
+ * endpoint.c parses "unix:PATH", "tcp:HOST:PORT" and "tcp:[V6]:PORT" and
+ * connects to them; it has no libevent dependency, so the client library
+ * links it alone (libendpoint). listener.c and conn.c (libtransport) are the
+ * broker's side: libevent listeners, one struct conn per peer with a
+ * bufferevent, an incremental frame reader, an output cap and the peer's
+ * credentials. Decoded packets go up through conn_ops; nothing here knows
+ * about roles or jobs.
+ */
+#ifndef PATCHBAY_TRANSPORT_H
+#define PATCHBAY_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/proto.h"
+
+/* endpoint.c */
+
+enum endpoint_kind {
+	ENDPOINT_UNIX,
+	ENDPOINT_TCP,
+};
+
+/* A parsed endpoint. Embedded by value, nothing to free. */
+struct endpoint {
+	enum endpoint_kind	kind;
+	char			path[108];	/* sun_path for unix */
+	char			host[256];	/* tcp: without brackets */
+	char			port[8];
+	char			text[384];	/* the canonical spelling */
+};
+
+/*
+ * Parses s into *ret. Returns 0, or -EINVAL with a sentence in err
+ * (PROTO_ERRLEN bytes) naming what is wrong with s.
+ */
+int	 endpoint_parse(const char *s, struct endpoint *ret, char *err);
+
+/*
+ * Writes the default endpoint ("unix:" + path) into buf: $PATCHBAY_SOCKET,
+ * else $XDG_RUNTIME_DIR/patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock.
+ * When use_broker_env is true, $PATCHBAY_BROKER (a whole endpoint) wins over
+ * all of them (the client side's rule). Returns 0 or -ENAMETOOLONG.
+ */
+int	 endpoint_default(char *buf, size_t len, bool use_broker_env);
+
+/*
+ * Connects a blocking-mode-agnostic stream socket to ep, waiting at most
+ * timeout_ms (<= 0: 5000). The returned descriptor is non-blocking and
+ * close-on-exec, with TCP_NODELAY for TCP. Returns 0 and sets *ret_fd, or a
+ * negative errno (-ETIMEDOUT, -ECONNREFUSED, -ENOENT, ...).
+ */
+int	 endpoint_connect(const struct endpoint *ep, int timeout_ms,
+	    int *ret_fd);
+
+/* listener.c, conn.c: broker side, need libevent. */
+
+struct event_base;
+struct listener;
+struct conn;
+
+/* Called for each accepted descriptor (non-blocking, close-on-exec). */
+typedef void (*listener_accept_cb)(struct listener *l, int fd,
+    const struct endpoint *ep, void *arg);
+
+/*
+ * Binds and listens on ep. For unix: creates the parent directory (0700)
+ * when missing, replaces a stale socket file (nobody answers a connect),
+ * refuses a live one with -EADDRINUSE, and chmods the socket 0600. For tcp:
+ * SO_REUSEADDR, IPv4 or IPv6 by the host's form; port 0 picks a free port
+ * (see listener_endpoint()). On failure returns a negative errno with a
+ * sentence in err naming the endpoint.
+ */
+int	 listener_new(struct event_base *base, const struct endpoint *ep,
+	    listener_accept_cb cb, void *arg, struct listener **ret, char *err);
+
+/* Closes the socket and, for unix, removes the socket file. NULL ok. */
+void	 listener_free(struct listener *l);
+
+/* The bound endpoint (with the real port when 0 was asked). */
+const struct endpoint	*listener_endpoint(const struct listener *l);
+
+/* Stops or resumes accepting (EMFILE back-off, shutdown). */
+void	 listener_set_enabled(struct listener *l, bool enabled);
+
+/* What a connection reports upward. */
+struct conn_ops {
+	/* A whole, decoded packet arrived; p is valid during the call. */
+	void	(*packet)(struct conn *c, const struct packet *p, void *arg);
+	/*
+	 * The connection is finished (EOF, error, or closed by the broker after
+	 * its output drained). Called once; the conn is freed after it returns.
+	 */
+	void	(*closed)(struct conn *c, const char *why, void *arg);
+};
+
+/* Peer identity, as far as the socket tells it. */
+struct conn_peer {
+	bool	 is_unix;
+	bool	 has_cred;	/* SO_PEERCRED worked */
+	pid_t	 pid;
+	uid_t	 uid;
+	gid_t	 gid;
+	char	 addr[128];	/* "unix" or "127.0.0.1:53122" */
+};
+
+/*
+ * Wraps an accepted or inherited descriptor (takes ownership of fd).
+ * max_frame starts at PROTO_MAX_FRAME_HELLO; out_cap bounds the pending
+ * output (0: 64 MiB), past which the peer is dropped as SLOW_CONSUMER.
+ * Returns NULL on ENOMEM (fd closed).
+ */
+struct conn	*conn_new(struct event_base *base, int fd, uint64_t id,
+		    const struct conn_ops *ops, void *arg, size_t out_cap);
+
+/* Frees a connection now; never call from inside its own callbacks. */
+void	 conn_free(struct conn *c);
+
+/*
+ * Encodes p (travelling from the broker) onto the output. Returns 0,
+ * -EPIPE when the conn is closing, or -ENOBUFS when the output cap is
+ * exceeded (the conn is then closed with ERROR SLOW_CONSUMER).
+ */
+int	 conn_send(struct conn *c, const struct packet *p);
+
+/* Sends ERROR{code, msg[, id]}; id may be NULL. */
+int	 conn_send_error(struct conn *c, enum proto_error code,
+	    const uint8_t *id, const char *fmt, ...)
+	    __attribute__((format(printf, 4, 5)));
+
+/*
+ * Stops reading and closes once the output has drained (bounded by a
+ * 2-second linger); the closed callback then reports why.
+ */
+void	 conn_close(struct conn *c, const char *why);
+
+/* Raises the frame limit once HELLO is accepted. */
+void	 conn_set_max_frame(struct conn *c, uint32_t max_frame);
+
+uint64_t		 conn_id(const struct conn *c);
+const struct conn_peer	*conn_peer(const struct conn *c);
+bool			 conn_closing(const struct conn *c);
+/* Milliseconds (monotonic) when the last frame arrived. */
+uint64_t		 conn_last_read(const struct conn *c);
+size_t			 conn_output_len(const struct conn *c);
+void			*conn_get_data(const struct conn *c);
+void			 conn_set_data(struct conn *c, void *data);
+
+/* Monotonic clock in milliseconds. */
+uint64_t	 transport_now_ms(void);
+
+#endif /* PATCHBAY_TRANSPORT_H */
