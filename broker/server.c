@@ -428,8 +428,11 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 	uint64_t	 now = server_now();
 
 	(void)c;
-	if (p->role != ROLE_NONE || log_get_level() >= LOG_LEVEL_DEBUG)
+	/* Workers coming and going matter to operators; clients are many. */
+	if (p->role == ROLE_WORKER)
 		log_info("%s: closed: %s", server_peer_desc(p), why);
+	else
+		log_debug("%s: closed: %s", server_peer_desc(p), why);
 	if (p->client != NULL)
 		switchboard_client_remove(srv->sb, p->client, now);
 	if (p->worker != NULL)

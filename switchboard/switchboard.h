@@ -10,6 +10,9 @@
  * so tests control it; the caller arms one timer for
  * switchboard_next_deadline() and calls switchboard_tick() when it fires.
  *
+ * Threading: one switchboard is used from one thread. The send callback
+ * must not call back into the switchboard (it encodes and returns).
+ *
  * Guarantee: every RUN that is not detached gets exactly one terminal
  * RESULT through ops->send, whatever happens afterwards (worker loss,
  * timeout, cancel, client gone, shutdown). A client that has been removed
@@ -31,7 +34,8 @@ struct sb_worker;
 /*
  * Called for every packet that must be sent; ctx is the context given to
  * switchboard_client_add() or switchboard_worker_add(). The packet and what
- * it points to are valid only during the call: encode it there.
+ * it points to are valid only during the call: encode it there. It must
+ * not call any switchboard_*() function.
  */
 typedef void (*sb_send_cb)(void *ctx, const struct packet *p, void *arg);
 
@@ -118,7 +122,9 @@ void	 switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
 /*
  * Applies a REGISTER packet (functions and capacity) to w, replacing what
  * it had; jobs already running keep running. Then dispatches queued work.
- * Returns 0 or -ENOMEM.
+ * Returns 0, -ENOMEM, or -EINVAL (nothing applied) for 0 or more than
+ * PROTO_MAX_FNS names, an empty or too long name, or a capacity outside
+ * 1..PROTO_MAX_CAPACITY.
  */
 int	 switchboard_register(struct switchboard *sb, struct sb_worker *w,
 	    const struct packet *reg, uint64_t now);
@@ -132,8 +138,10 @@ void	 switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
  * outcome is answered through send: dispatched, queued, or refused with
  * RESULT BAD_REQUEST (fn empty or longer than PROTO_MAX_FN_LEN, priority
  * out of range; the error text names the field), DUPLICATE_ID, QUEUE_FULL,
- * NO_WORKER (nowait and no free slot) or SHUTTING_DOWN. Returns 0, or
- * -ENOMEM when the job could not be stored (it was answered).
+ * NO_WORKER (nowait and no free slot) or SHUTTING_DOWN. A detached RUN is
+ * never answered, not even a refusal. Returns 0; -ENOMEM when the job
+ * could not be stored (it was answered QUEUE_FULL, "out of memory"); or
+ * -EINVAL, with nothing sent, when c is NULL for a RUN that is not detached.
  */
 int	 switchboard_run(struct switchboard *sb, struct sb_client *c,
 	    const struct packet *run, uint64_t now);
@@ -150,7 +158,8 @@ int	 switchboard_cancel(struct switchboard *sb, struct sb_client *c,
  * RESULT from worker w (status OK, ERROR or CANCELLED). Forwards it to the
  * client with `attempts`, frees the slot and dispatches queued work.
  * Returns 0, or -ESTALE when no running attempt of w matches (id, attempt):
- * counted in stats.stale and dropped.
+ * counted in stats.stale and dropped; -EINVAL (nothing applied) for
+ * another status.
  */
 int	 switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	    const struct packet *res, uint64_t now);

@@ -222,7 +222,7 @@ endpoint_connect(const struct endpoint *ep, int timeout_ms, int *ret_fd)
 	if (ep->kind == ENDPOINT_UNIX) {
 		memset(&sun, 0, sizeof(sun));
 		sun.sun_family = AF_UNIX;
-		strncpy(sun.sun_path, ep->path, sizeof(sun.sun_path) - 1);
+		memcpy(sun.sun_path, ep->path, sizeof(sun.sun_path));
 		return endpoint_connect_addr(AF_UNIX,
 		    (struct sockaddr *)&sun, sizeof(sun), deadline, ret_fd);
 	}

@@ -1,0 +1,2059 @@
+/*
+ * test-switchboard.c: the routing rules of switchboard/, driven by calls.
+ *
+ * Every test builds a switchboard whose send callback copies each outgoing
+ * packet into a log; the tests then look at the log the way a client or a
+ * worker would see its socket: which peer got what, with which status,
+ * attempt and payload, in which order. Time is a plain variable. The last
+ * TCase drives thousands of random events and checks the one promise that
+ * matters most: every non-detached RUN of a live client gets exactly one
+ * terminal RESULT.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "switchboard/switchboard.h"
+
+/* A peer as the test sees it; its address is the switchboard's ctx. */
+struct peer {
+	const char	*name;
+};
+
+/* One packet the switchboard sent, copied out of the callback. */
+struct sent {
+	const struct peer	*to;
+	enum packet_type	 type;
+	unsigned		 id;
+	uint32_t		 has;
+	enum job_status		 status;
+	uint64_t		 attempt;
+	uint64_t		 attempts;
+	uint64_t		 timeout_ms;
+	char			 fn[PROTO_MAX_FN_LEN + 1];
+	char			 payload[64];
+	char			 error[PROTO_ERRLEN];
+};
+
+static struct sent		*sent_log;
+static size_t			 nsent, sent_cap;
+static struct switchboard	*sb;
+static uint64_t			 now;
+static struct packet		 pkt;
+
+static struct peer c1 = { "c1" }, c2 = { "c2" };
+static struct peer w1p = { "w1" }, w2p = { "w2" }, w3p = { "w3" };
+
+/* Writes test id n into a 16-byte route id. */
+static void
+mkid(uint8_t id[PROTO_ID_LEN], unsigned n)
+{
+	memset(id, 0xab, PROTO_ID_LEN);
+	id[0] = (uint8_t)(n >> 24);
+	id[1] = (uint8_t)(n >> 16);
+	id[2] = (uint8_t)(n >> 8);
+	id[3] = (uint8_t)n;
+}
+
+/* Reads the test id back out of a route id. */
+static unsigned
+id_num(const uint8_t id[PROTO_ID_LEN])
+{
+	return (unsigned)id[0] << 24 | (unsigned)id[1] << 16 |
+	    (unsigned)id[2] << 8 | id[3];
+}
+
+/* Copies a borrowed byte range into a NUL-terminated buffer, truncating. */
+static void
+copy_bytes(char *dst, size_t size, struct pbytes b)
+{
+	size_t	 n = b.len < size - 1 ? b.len : size - 1;
+
+	if (n > 0)
+		memcpy(dst, b.ptr, n);
+	dst[n] = '\0';
+}
+
+/* The send callback: records what a peer would receive. */
+static void
+record(void *ctx, const struct packet *p, void *arg)
+{
+	struct sent	*s;
+
+	ck_assert_ptr_eq(arg, &sent_log);
+	if (nsent == sent_cap) {
+		sent_cap = sent_cap ? sent_cap * 2 : 64;
+		sent_log = realloc(sent_log, sent_cap * sizeof *sent_log);
+		ck_assert_ptr_nonnull(sent_log);
+	}
+	s = &sent_log[nsent++];
+	memset(s, 0, sizeof *s);
+	s->to = ctx;
+	s->type = p->type;
+	s->id = id_num(p->id);
+	s->has = p->has;
+	s->status = p->status;
+	s->attempt = p->attempt;
+	s->attempts = p->attempts;
+	s->timeout_ms = p->timeout_ms;
+	copy_bytes(s->fn, sizeof s->fn, p->fn);
+	if (p->has & PF_PAYLOAD)
+		copy_bytes(s->payload, sizeof s->payload, p->payload);
+	if (p->has & PF_ERROR)
+		copy_bytes(s->error, sizeof s->error, p->error);
+}
+
+/* Replaces the test's switchboard with one built from config. */
+static void
+sb_reset(const struct switchboard_config *config)
+{
+	switchboard_free(sb);
+	sb = switchboard_new(config, record, &sent_log);
+	ck_assert_ptr_nonnull(sb);
+}
+
+/* Fixture: a fresh switchboard with the defaults, an empty log, t = 0. */
+static void
+setup(void)
+{
+	sb = NULL;
+	sb_reset(NULL);
+	nsent = 0;
+	now = 0;
+}
+
+/* Fixture: frees everything, which must send nothing. */
+static void
+teardown(void)
+{
+	size_t	 before = nsent;
+
+	switchboard_free(sb);
+	sb = NULL;
+	ck_assert_uint_eq(nsent, before);
+	free(sent_log);
+	sent_log = NULL;
+	nsent = sent_cap = 0;
+}
+
+/* Finds the nth (from 0) packet of type to peer `to` (NULL: anyone) for id
+ * (0: any id); NULL when there is none. */
+static const struct sent *
+find(const struct peer *to, enum packet_type type, unsigned id, int nth)
+{
+	size_t	 i;
+
+	for (i = 0; i < nsent; i++) {
+		const struct sent *s = &sent_log[i];
+
+		if ((to == NULL || s->to == to) && s->type == type &&
+		    (id == 0 || s->id == id) && nth-- == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* Counts packets of type to `to` (NULL: anyone) for id (0: any id). */
+static int
+count(const struct peer *to, enum packet_type type, unsigned id)
+{
+	size_t	 i;
+	int	 n = 0;
+
+	for (i = 0; i < nsent; i++)
+		if ((to == NULL || sent_log[i].to == to) &&
+		    sent_log[i].type == type &&
+		    (id == 0 || sent_log[i].id == id))
+			n++;
+	return n;
+}
+
+/* The RESULT sent for id, which must be the only one. */
+static const struct sent *
+result_of(unsigned id)
+{
+	ck_assert_int_eq(count(NULL, PKT_RESULT, id), 1);
+	return find(NULL, PKT_RESULT, id, 0);
+}
+
+/* Asserts that job id was sent (as RUN) to worker w with this attempt. */
+static void
+assert_run_at(const struct peer *w, unsigned id, uint64_t attempt)
+{
+	const struct sent	*s;
+	int			 i;
+
+	for (i = 0; (s = find(NULL, PKT_RUN, id, i)) != NULL; i++)
+		if (s->attempt == attempt)
+			break;
+	ck_assert_msg(s != NULL, "job %u attempt %llu was never dispatched",
+	    id, (unsigned long long)attempt);
+	ck_assert_msg(s->to == w, "job %u attempt %llu went to %s, not %s",
+	    id, (unsigned long long)attempt, s->to->name, w->name);
+}
+
+/* The worker the last RUN for id went to. */
+static const struct peer *
+run_target(unsigned id)
+{
+	const struct sent	*s = NULL, *t;
+	int			 i;
+
+	for (i = 0; (t = find(NULL, PKT_RUN, id, i)) != NULL; i++)
+		s = t;
+	ck_assert_msg(s != NULL, "job %u was never dispatched", id);
+	return s->to;
+}
+
+/* Fills the shared packet as a RUN for id and fn; callers adjust it. */
+static struct packet *
+run_packet(unsigned id, const char *fn)
+{
+	memset(&pkt, 0, sizeof pkt);
+	pkt.type = PKT_RUN;
+	mkid(pkt.id, id);
+	pkt.fn.ptr = (const uint8_t *)fn;
+	pkt.fn.len = (uint32_t)strlen(fn);
+	return &pkt;
+}
+
+/* Submits a plain RUN and expects it accepted by the call. */
+static void
+run(struct sb_client *c, unsigned id, const char *fn)
+{
+	ck_assert_int_eq(switchboard_run(sb, c, run_packet(id, fn), now), 0);
+}
+
+/* Submits the shared packet as it was adjusted. */
+static int
+submit(struct sb_client *c)
+{
+	return switchboard_run(sb, c, &pkt, now);
+}
+
+/* Registers w for a comma-separated list of functions with capacity. */
+static int
+reg(struct sb_worker *w, uint32_t capacity, const char *fns)
+{
+	static char	 buf[1024];
+	char		*p, *save = NULL;
+
+	memset(&pkt, 0, sizeof pkt);
+	pkt.type = PKT_REGISTER;
+	pkt.capacity = capacity;
+	snprintf(buf, sizeof buf, "%s", fns);
+	for (p = strtok_r(buf, ",", &save); p != NULL;
+	    p = strtok_r(NULL, ",", &save)) {
+		pkt.fns[pkt.nfns].ptr = (const uint8_t *)p;
+		pkt.fns[pkt.nfns].len = (uint32_t)strlen(p);
+		pkt.nfns++;
+	}
+	return switchboard_register(sb, w, &pkt, now);
+}
+
+/* Adds a client for peer p. */
+static struct sb_client *
+client(struct peer *p)
+{
+	struct sb_client *c = switchboard_client_add(sb, p);
+
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+/* Adds a worker for peer p and registers it. */
+static struct sb_worker *
+worker(struct peer *p, uint32_t capacity, const char *fns)
+{
+	struct sb_worker *w = switchboard_worker_add(sb, p);
+
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(reg(w, capacity, fns), 0);
+	return w;
+}
+
+/* Worker w answers (id, attempt) with status and an optional payload. */
+static int
+answer_with(struct sb_worker *w, unsigned id, uint64_t attempt,
+    enum job_status status, const char *payload, const char *error)
+{
+	memset(&pkt, 0, sizeof pkt);
+	pkt.type = PKT_RESULT;
+	mkid(pkt.id, id);
+	pkt.attempt = attempt;
+	pkt.status = status;
+	if (payload != NULL) {
+		pkt.has |= PF_PAYLOAD;
+		pkt.payload.ptr = (const uint8_t *)payload;
+		pkt.payload.len = (uint32_t)strlen(payload);
+	}
+	if (error != NULL) {
+		pkt.has |= PF_ERROR;
+		pkt.error.ptr = (const uint8_t *)error;
+		pkt.error.len = (uint32_t)strlen(error);
+	}
+	return switchboard_result(sb, w, &pkt, now);
+}
+
+/* Worker w answers (id, attempt) OK with no payload. */
+static int
+answer(struct sb_worker *w, unsigned id, uint64_t attempt)
+{
+	return answer_with(w, id, attempt, JOB_OK, NULL, NULL);
+}
+
+/* Worker w sends PROGRESS for (id, attempt). */
+static int
+progress(struct sb_worker *w, unsigned id, uint64_t attempt, const char *data)
+{
+	memset(&pkt, 0, sizeof pkt);
+	pkt.type = PKT_PROGRESS;
+	mkid(pkt.id, id);
+	pkt.attempt = attempt;
+	pkt.has = PF_PAYLOAD;
+	pkt.payload.ptr = (const uint8_t *)data;
+	pkt.payload.len = (uint32_t)strlen(data);
+	return switchboard_progress(sb, w, &pkt, now);
+}
+
+/* Client c cancels id. */
+static int
+cancel(struct sb_client *c, unsigned id)
+{
+	uint8_t	 raw[PROTO_ID_LEN];
+
+	mkid(raw, id);
+	return switchboard_cancel(sb, c, raw, now);
+}
+
+/* The in_flight a worker reports. */
+static uint32_t
+in_flight(const struct sb_worker *w)
+{
+	struct sb_worker_info	 info;
+
+	switchboard_worker_info(w, &info);
+	return info.in_flight;
+}
+
+/* The switchboard's stats. */
+static struct sb_stats
+stats(void)
+{
+	struct sb_stats	 st;
+
+	switchboard_stats(sb, &st);
+	return st;
+}
+
+/* ---- run ---- */
+
+START_TEST(run_dispatches_to_registered_worker)
+{
+	struct sb_client	*c = client(&c1);
+	const struct sent	*s;
+
+	worker(&w1p, 4, "resize");
+	run_packet(1, "resize");
+	pkt.has |= PF_PAYLOAD;
+	pkt.payload.ptr = (const uint8_t *)"cat.png";
+	pkt.payload.len = 7;
+	ck_assert_int_eq(submit(c), 0);
+
+	s = find(&w1p, PKT_RUN, 1, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(s->fn, "resize");
+	ck_assert_str_eq(s->payload, "cat.png");
+	ck_assert_uint_eq(s->attempt, 1);
+	ck_assert(s->has & PF_PAYLOAD);
+	ck_assert(!(s->has & PF_TIMEOUT));
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 0), 0);
+}
+END_TEST
+
+START_TEST(run_payload_always_present)
+{
+	struct sb_client	*c = client(&c1);
+	const struct sent	*s;
+
+	worker(&w1p, 1, "f");
+	run(c, 1, "f");
+	s = find(&w1p, PKT_RUN, 1, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert(s->has & PF_PAYLOAD);
+	ck_assert_str_eq(s->payload, "");
+}
+END_TEST
+
+START_TEST(run_copies_fn_and_payload)
+{
+	struct sb_client	*c = client(&c1);
+	char			 fn[] = "thumb", data[] = "original";
+
+	run_packet(1, fn);
+	pkt.has |= PF_PAYLOAD;
+	pkt.payload.ptr = (const uint8_t *)data;
+	pkt.payload.len = (uint32_t)strlen(data);
+	ck_assert_int_eq(submit(c), 0);
+	/* The caller's buffers are reused once the call returns. */
+	memset(fn, 'x', sizeof fn - 1);
+	memset(data, 'y', sizeof data - 1);
+
+	worker(&w1p, 1, "thumb");
+	ck_assert_str_eq(find(&w1p, PKT_RUN, 1, 0)->fn, "thumb");
+	ck_assert_str_eq(find(&w1p, PKT_RUN, 1, 0)->payload, "original");
+}
+END_TEST
+
+START_TEST(run_duplicate_id_refused)
+{
+	struct sb_client	*a = client(&c1), *b = client(&c2);
+	struct sb_worker	*w = worker(&w1p, 4, "f");
+	const struct sent	*s;
+
+	run(a, 7, "f");
+	run(b, 7, "f");
+	s = find(&c2, PKT_RESULT, 7, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(s->status, JOB_DUPLICATE_ID);
+	ck_assert_uint_eq(s->attempts, 0);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 7), 1);
+
+	/* The first job is untouched and still answered to its client. */
+	ck_assert_int_eq(answer(w, 7, 1), 0);
+	s = find(&c1, PKT_RESULT, 7, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(s->status, JOB_OK);
+	ck_assert_uint_eq(stats().results[JOB_DUPLICATE_ID], 1);
+
+	/* Once answered, the id is free again. */
+	run(b, 7, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 7), 2);
+}
+END_TEST
+
+START_TEST(run_duplicate_id_detached_silent)
+{
+	struct sb_client	*a = client(&c1);
+
+	worker(&w1p, 4, "f");
+	run(a, 7, "f");
+	run_packet(7, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 7), 1);
+	ck_assert_uint_eq(stats().results[JOB_DUPLICATE_ID], 1);
+}
+END_TEST
+
+START_TEST(run_bad_request_names_field)
+{
+	struct sb_client	*c = client(&c1);
+	char			 longfn[PROTO_MAX_FN_LEN + 2];
+	const struct sent	*s;
+
+	worker(&w1p, 4, "f");
+	run(c, 1, "");
+	s = result_of(1);
+	ck_assert_int_eq(s->status, JOB_BAD_REQUEST);
+	ck_assert_str_eq(s->error, "fn is empty");
+
+	memset(longfn, 'a', sizeof longfn - 1);
+	longfn[sizeof longfn - 1] = '\0';
+	run(c, 2, longfn);
+	s = result_of(2);
+	ck_assert_int_eq(s->status, JOB_BAD_REQUEST);
+	ck_assert_str_eq(s->error, "fn is 256 bytes long, more than 255");
+
+	run_packet(3, "f");
+	pkt.has |= PF_PRIORITY;
+	pkt.priority = 101;
+	ck_assert_int_eq(submit(c), 0);
+	s = result_of(3);
+	ck_assert_int_eq(s->status, JOB_BAD_REQUEST);
+	ck_assert_str_eq(s->error, "priority 101 is outside -100..100");
+
+	run_packet(4, "f");
+	pkt.has |= PF_PRIORITY;
+	pkt.priority = -101;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(result_of(4)->status, JOB_BAD_REQUEST);
+
+	/* The limits themselves are fine. */
+	memset(longfn, 'a', sizeof longfn - 1);
+	longfn[PROTO_MAX_FN_LEN] = '\0';
+	run_packet(5, longfn);
+	pkt.has |= PF_PRIORITY;
+	pkt.priority = -100;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 5), 0);
+
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 0);
+	ck_assert_uint_eq(stats().results[JOB_BAD_REQUEST], 4);
+	ck_assert_uint_eq(stats().submitted, 1);
+}
+END_TEST
+
+START_TEST(run_without_client_refused)
+{
+	worker(&w1p, 4, "f");
+	ck_assert_int_eq(switchboard_run(sb, NULL, run_packet(1, "f"), now),
+	    -EINVAL);
+	ck_assert_int_eq((int)nsent, 0);
+
+	/* A detached job needs no client. */
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(NULL), 0);
+	assert_run_at(&w1p, 2, 1);
+}
+END_TEST
+
+/* ---- dispatch ---- */
+
+START_TEST(dispatch_prefers_least_loaded)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*a = worker(&w1p, 10, "f");
+	struct sb_worker	*b = worker(&w2p, 2, "f");
+
+	/* Load w1 with three jobs while w2 is paused. */
+	switchboard_worker_pause(sb, b, true, now);
+	run(c, 1, "f");
+	run(c, 2, "f");
+	run(c, 3, "f");
+	switchboard_worker_pause(sb, b, false, now);
+	ck_assert_uint_eq(in_flight(a), 3);
+
+	run(c, 4, "f");			/* w1 3/10, w2 0/2 */
+	assert_run_at(&w2p, 4, 1);
+	run(c, 5, "f");			/* w1 3/10 < w2 1/2, by ratio */
+	assert_run_at(&w1p, 5, 1);
+	run(c, 6, "f");			/* w1 4/10 < w2 1/2 */
+	assert_run_at(&w1p, 6, 1);
+	run(c, 7, "f");			/* 5/10 == 1/2: round robin */
+	assert_run_at(&w2p, 7, 1);
+	run(c, 8, "f");			/* w2 is full */
+	assert_run_at(&w1p, 8, 1);
+}
+END_TEST
+
+START_TEST(dispatch_round_robin_among_equals)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w[3];
+	const struct peer	*expect[] = { &w1p, &w2p, &w3p, &w1p, &w2p,
+					      &w3p };
+	unsigned		 i;
+
+	w[0] = worker(&w1p, 8, "f");
+	w[1] = worker(&w2p, 8, "f");
+	w[2] = worker(&w3p, 8, "f");
+	for (i = 0; i < 6; i++) {
+		const struct peer *to;
+
+		run(c, i + 1, "f");
+		to = run_target(i + 1);
+		ck_assert_ptr_eq(to, expect[i]);
+		/* Answer at once so that all three are idle again. */
+		ck_assert_int_eq(answer(w[to == &w1p ? 0 : to == &w2p ? 1 : 2],
+		    i + 1, 1), 0);
+	}
+}
+END_TEST
+
+START_TEST(dispatch_attempt_counts_from_one)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_RETRIES;
+	pkt.retries = 2;
+	ck_assert_int_eq(submit(c), 0);
+	assert_run_at(&w1p, 1, 1);
+	switchboard_worker_remove(sb, w, now);
+	w = worker(&w2p, 1, "f");
+	assert_run_at(&w2p, 1, 2);
+	ck_assert_int_eq(answer(w, 1, 2), 0);
+	ck_assert_uint_eq(result_of(1)->attempts, 2);
+}
+END_TEST
+
+START_TEST(queue_orders_by_priority_then_arrival)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	const int		 prio[] = { 0, 5, 0, 5, -3, 100 };
+	const unsigned		 order[] = { 6, 2, 4, 1, 3, 5 };
+	unsigned		 i;
+
+	run(c, 100, "f");			/* occupies the only slot */
+	for (i = 0; i < 6; i++) {
+		run_packet(i + 1, "f");
+		pkt.has |= PF_PRIORITY;
+		pkt.priority = prio[i];
+		ck_assert_int_eq(submit(c), 0);
+	}
+	ck_assert_uint_eq(stats().queued, 6);
+	ck_assert_int_eq(answer(w, 100, 1), 0);
+	for (i = 0; i < 6; i++) {
+		const struct sent *s = find(&w1p, PKT_RUN, 0, (int)i + 1);
+
+		ck_assert_ptr_nonnull(s);
+		ck_assert_uint_eq(s->id, order[i]);
+		ck_assert_int_eq(answer(w, s->id, 1), 0);
+	}
+	ck_assert_uint_eq(stats().queued, 0);
+}
+END_TEST
+
+START_TEST(dispatch_free_slot_takes_best_head_across_functions)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "a,b");
+
+	run(c, 1, "a");				/* running */
+	run(c, 2, "a");				/* queued, prio 0, older */
+	run_packet(3, "b");
+	pkt.has |= PF_PRIORITY;
+	pkt.priority = 1;
+	ck_assert_int_eq(submit(c), 0);		/* queued, prio 1 */
+	run(c, 4, "b");				/* queued, prio 0, newest */
+
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_uint_eq(find(&w1p, PKT_RUN, 0, 1)->id, 3);
+	ck_assert_int_eq(answer(w, 3, 1), 0);
+	ck_assert_uint_eq(find(&w1p, PKT_RUN, 0, 2)->id, 2);
+	ck_assert_int_eq(answer(w, 2, 1), 0);
+	ck_assert_uint_eq(find(&w1p, PKT_RUN, 0, 3)->id, 4);
+}
+END_TEST
+
+START_TEST(register_dispatches_queued_work)
+{
+	struct sb_client	*c = client(&c1);
+
+	run(c, 1, "a");
+	run(c, 2, "b");
+	run(c, 3, "c");
+	worker(&w1p, 2, "c,a");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 2);
+	assert_run_at(&w1p, 1, 1);
+	assert_run_at(&w1p, 3, 1);
+	ck_assert_uint_eq(stats().queued, 1);
+}
+END_TEST
+
+START_TEST(register_again_changes_capacity)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run(c, 1, "f");
+	run(c, 2, "f");
+	run(c, 3, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 1);
+
+	ck_assert_int_eq(reg(w, 3, "f"), 0);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 3);
+
+	/* Lower: what runs keeps running, new work waits for room. */
+	ck_assert_int_eq(reg(w, 1, "f"), 0);
+	run(c, 4, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 4), 0);
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_int_eq(answer(w, 2, 1), 0);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 4), 0);
+	ck_assert_int_eq(answer(w, 3, 1), 0);
+	assert_run_at(&w1p, 4, 1);
+}
+END_TEST
+
+START_TEST(register_again_changes_functions)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 2, "a");
+	struct sb_worker_info	 info;
+
+	run(c, 1, "a");
+	ck_assert_int_eq(reg(w, 2, "b,b,c"), 0);
+	switchboard_worker_info(w, &info);
+	ck_assert_uint_eq(info.nfns, 2);
+	ck_assert_str_eq(info.fns[0], "b");
+	ck_assert_str_eq(info.fns[1], "c");
+
+	run(c, 2, "a");				/* no longer served */
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
+	run(c, 3, "b");
+	assert_run_at(&w1p, 3, 1);
+	/* The job of the dropped function still completes. */
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_OK);
+}
+END_TEST
+
+START_TEST(register_rejects_bad_packet)
+{
+	struct sb_worker	*w = switchboard_worker_add(sb, &w1p);
+
+	ck_assert_int_eq(reg(w, 0, "f"), -EINVAL);
+	ck_assert_int_eq(reg(w, PROTO_MAX_CAPACITY + 1, "f"), -EINVAL);
+	ck_assert_int_eq(reg(w, 1, ""), -EINVAL);
+	ck_assert_uint_eq(stats().functions, 0);
+}
+END_TEST
+
+START_TEST(queue_full)
+{
+	struct switchboard_config cfg = { .max_queue = 2 };
+	struct sb_client	*c;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	worker(&w1p, 1, "f");
+	run(c, 1, "f");				/* running */
+	run(c, 2, "f");
+	run(c, 3, "f");
+	run(c, 4, "f");
+	ck_assert_int_eq(result_of(4)->status, JOB_QUEUE_FULL);
+	ck_assert_uint_eq(result_of(4)->attempts, 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 1);
+	ck_assert_uint_eq(stats().queued, 2);
+	ck_assert_uint_eq(stats().results[JOB_QUEUE_FULL], 1);
+}
+END_TEST
+
+START_TEST(nowait_no_capacity)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w;
+
+	/* No worker at all. */
+	run_packet(1, "f");
+	pkt.nowait = true;
+	pkt.has |= PF_NOWAIT;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_NO_WORKER);
+
+	/* A worker with room: dispatched. */
+	w = worker(&w1p, 1, "f");
+	run_packet(2, "f");
+	pkt.nowait = true;
+	pkt.has |= PF_NOWAIT;
+	ck_assert_int_eq(submit(c), 0);
+	assert_run_at(&w1p, 2, 1);
+
+	/* Full: NO_WORKER at once rather than waiting. */
+	run_packet(3, "f");
+	pkt.nowait = true;
+	pkt.has |= PF_NOWAIT;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(result_of(3)->status, JOB_NO_WORKER);
+	ck_assert_uint_eq(stats().queued, 0);
+
+	/* Paused: no capacity now either. */
+	ck_assert_int_eq(answer(w, 2, 1), 0);
+	switchboard_worker_pause(sb, w, true, now);
+	run_packet(4, "f");
+	pkt.nowait = true;
+	pkt.has |= PF_NOWAIT;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(result_of(4)->status, JOB_NO_WORKER);
+	ck_assert_uint_eq(stats().functions, 1);
+}
+END_TEST
+
+/* ---- result and progress ---- */
+
+START_TEST(result_forwarded_with_payload_and_error)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 2, "f");
+	const struct sent	*s;
+
+	run(c, 1, "f");
+	run(c, 2, "f");
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_OK, "42", NULL), 0);
+	ck_assert_int_eq(answer_with(w, 2, 1, JOB_ERROR, NULL, "disk full"),
+	    0);
+	s = result_of(1);
+	ck_assert_ptr_eq(s->to, &c1);
+	ck_assert_int_eq(s->status, JOB_OK);
+	ck_assert_str_eq(s->payload, "42");
+	ck_assert_uint_eq(s->attempts, 1);
+	ck_assert(!(s->has & PF_ERROR));
+	s = result_of(2);
+	ck_assert_int_eq(s->status, JOB_ERROR);
+	ck_assert_str_eq(s->error, "disk full");
+	ck_assert(!(s->has & PF_PAYLOAD));
+	ck_assert_uint_eq(in_flight(w), 0);
+}
+END_TEST
+
+START_TEST(result_error_not_retried)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_RETRIES;
+	pkt.retries = 3;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_ERROR, NULL, "boom"), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_ERROR);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 1), 1);
+}
+END_TEST
+
+START_TEST(stale_result_wrong_attempt_dropped)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run(c, 1, "f");
+	ck_assert_int_eq(answer(w, 1, 2), -ESTALE);
+	ck_assert_int_eq(answer(w, 1, 0), -ESTALE);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	ck_assert_uint_eq(stats().stale, 2);
+	ck_assert_uint_eq(in_flight(w), 1);
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_OK);
+}
+END_TEST
+
+START_TEST(stale_result_unknown_id_or_other_worker)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*a = worker(&w1p, 1, "f");
+	struct sb_worker	*b = worker(&w2p, 1, "f");
+
+	run(c, 1, "f");
+	assert_run_at(&w1p, 1, 1);
+	ck_assert_int_eq(answer(b, 1, 1), -ESTALE);	/* not b's job */
+	ck_assert_int_eq(answer(a, 99, 1), -ESTALE);	/* unknown */
+	ck_assert_int_eq(answer(a, 1, 1), 0);
+	ck_assert_int_eq(answer(a, 1, 1), -ESTALE);	/* already done */
+	ck_assert_uint_eq(stats().stale, 3);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 1), 1);
+}
+END_TEST
+
+START_TEST(result_bad_status_rejected)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run(c, 1, "f");
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_TIMEOUT, NULL, NULL),
+	    -EINVAL);
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB__MAX, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	ck_assert_uint_eq(in_flight(w), 1);
+}
+END_TEST
+
+START_TEST(progress_forwarded)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	const struct sent	*s;
+
+	run(c, 1, "f");
+	ck_assert_int_eq(progress(w, 1, 1, "10%"), 0);
+	ck_assert_int_eq(progress(w, 1, 1, "20%"), 0);
+	ck_assert_int_eq(count(&c1, PKT_PROGRESS, 1), 2);
+	s = find(&c1, PKT_PROGRESS, 1, 1);
+	ck_assert_str_eq(s->payload, "20%");
+	ck_assert(s->has & PF_PAYLOAD);
+	ck_assert_uint_eq(stats().progress, 2);
+
+	ck_assert_int_eq(progress(w, 1, 2, "stale"), -ESTALE);
+	ck_assert_int_eq(progress(w, 9, 1, "stale"), -ESTALE);
+	ck_assert_uint_eq(stats().stale, 2);
+	ck_assert_int_eq(count(&c1, PKT_PROGRESS, 0), 2);
+	/* Progress is not terminal. */
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+}
+END_TEST
+
+START_TEST(progress_of_orphan_dropped_silently)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_TIMEOUT;
+	pkt.timeout_ms = 10;
+	ck_assert_int_eq(submit(c), 0);
+	now = 10;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(progress(w, 1, 1, "late"), 0);
+	ck_assert_int_eq(count(NULL, PKT_PROGRESS, 0), 0);
+	ck_assert_uint_eq(stats().stale, 0);
+}
+END_TEST
+
+/* ---- cancel ---- */
+
+START_TEST(cancel_queued_answers_cancelled)
+{
+	struct sb_client	*c = client(&c1);
+
+	worker(&w1p, 1, "f");
+	run(c, 1, "f");
+	run(c, 2, "f");				/* queued */
+	ck_assert_int_eq(cancel(c, 2), 0);
+	ck_assert_int_eq(result_of(2)->status, JOB_CANCELLED);
+	ck_assert_uint_eq(result_of(2)->attempts, 0);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 0), 0);
+	ck_assert_uint_eq(stats().queued, 0);
+	/* It is gone: a second CANCEL finds nothing. */
+	ck_assert_int_eq(cancel(c, 2), -ENOENT);
+}
+END_TEST
+
+START_TEST(cancel_running_sends_cancel_to_worker)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	const struct sent	*s;
+
+	run(c, 1, "f");
+	ck_assert_int_eq(cancel(c, 1), 0);
+	s = find(&w1p, PKT_CANCEL, 1, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_uint_eq(s->attempt, 1);
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 0), 0);
+
+	/* Repeated: nothing more is sent. */
+	ck_assert_int_eq(cancel(c, 1), 0);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 1), 1);
+
+	/* The client gets the worker's answer. */
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_CANCELLED, NULL, NULL), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_CANCELLED);
+	ck_assert_uint_eq(result_of(1)->attempts, 1);
+}
+END_TEST
+
+START_TEST(cancel_other_clients_job_not_found)
+{
+	struct sb_client	*a = client(&c1), *b = client(&c2);
+
+	worker(&w1p, 1, "f");
+	run(a, 1, "f");
+	run(a, 2, "f");
+	ck_assert_int_eq(cancel(b, 1), -ENOENT);
+	ck_assert_int_eq(cancel(b, 2), -ENOENT);
+	ck_assert_int_eq(cancel(b, 3), -ENOENT);
+	ck_assert_int_eq((int)nsent, 1);		/* only the first RUN */
+}
+END_TEST
+
+START_TEST(cancel_detached_not_found)
+{
+	struct sb_client	*c = client(&c1);
+
+	worker(&w1p, 1, "f");
+	run_packet(1, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(cancel(c, 1), -ENOENT);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 0), 0);
+}
+END_TEST
+
+/* ---- clients ---- */
+
+START_TEST(client_remove_cancels_running_at_worker)
+{
+	struct sb_client	*a = client(&c1), *b = client(&c2);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	size_t			 mark;
+
+	run(a, 1, "f");				/* running */
+	run(a, 2, "f");				/* queued */
+	run(b, 3, "f");				/* queued */
+	switchboard_client_remove(sb, a, now);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 1), 1);
+	ck_assert_uint_eq(find(&w1p, PKT_CANCEL, 1, 0)->attempt, 1);
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 0), 0);
+	ck_assert_uint_eq(stats().queued, 1);
+	ck_assert_uint_eq(stats().clients, 1);
+
+	/* The slot stays taken until the worker answers, then frees. */
+	ck_assert_uint_eq(in_flight(w), 1);
+	mark = nsent;
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_CANCELLED, NULL, NULL), 0);
+	ck_assert_uint_eq(stats().stale, 0);
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 0), 0);
+	ck_assert_uint_gt(nsent, mark);
+	assert_run_at(&w1p, 3, 1);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
+	/* Its id is free again at once. */
+	run(b, 1, "f");
+	ck_assert_int_eq(count(&c2, PKT_RESULT, 1), 0);
+}
+END_TEST
+
+START_TEST(client_remove_keeps_detached)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(c), 0);
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(c), 0);		/* queued */
+	switchboard_client_remove(sb, c, now);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 0), 0);
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	assert_run_at(&w1p, 2, 1);
+	ck_assert_int_eq(answer(w, 2, 1), 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	ck_assert_uint_eq(stats().results[JOB_OK], 2);
+}
+END_TEST
+
+/* ---- workers ---- */
+
+START_TEST(worker_remove_retries_then_worker_lost)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	const struct sent	*s;
+
+	run_packet(1, "f");
+	pkt.has |= PF_RETRIES;
+	pkt.retries = 1;
+	ck_assert_int_eq(submit(c), 0);
+	run(c, 2, "f");				/* queued, no retries */
+	switchboard_worker_remove(sb, w, now);
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 0), 0);
+	ck_assert_uint_eq(stats().queued, 2);
+
+	w = worker(&w2p, 1, "f");
+	assert_run_at(&w2p, 1, 2);		/* ahead of job 2 */
+	ck_assert_uint_eq(stats().retried, 1);
+	switchboard_worker_remove(sb, w, now);
+	s = result_of(1);
+	ck_assert_int_eq(s->status, JOB_WORKER_LOST);
+	ck_assert_uint_eq(s->attempts, 2);
+
+	/* Job 2 never ran: it waits for a worker, unharmed. */
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 2), 0);
+	w = worker(&w3p, 1, "f");
+	assert_run_at(&w3p, 2, 1);
+	switchboard_worker_remove(sb, w, now);
+	ck_assert_int_eq(result_of(2)->status, JOB_WORKER_LOST);
+	ck_assert_uint_eq(result_of(2)->attempts, 1);
+}
+END_TEST
+
+START_TEST(worker_remove_retry_goes_ahead_of_later_arrivals)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*a = worker(&w1p, 1, "f");
+	struct sb_worker	*b = worker(&w2p, 1, "f");
+
+	run(c, 1, "f");				/* w1 */
+	run_packet(2, "f");
+	pkt.has |= PF_RETRIES;
+	pkt.retries = 1;
+	ck_assert_int_eq(submit(c), 0);		/* w2 */
+	assert_run_at(&w2p, 2, 1);
+	run(c, 3, "f");				/* queued */
+	switchboard_worker_remove(sb, b, now);
+	ck_assert_int_eq(answer(a, 1, 1), 0);
+	assert_run_at(&w1p, 2, 2);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 3), 0);
+}
+END_TEST
+
+START_TEST(worker_remove_retry_dispatches_to_other_worker)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*a = worker(&w1p, 2, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_RETRIES;
+	pkt.retries = 1;
+	ck_assert_int_eq(submit(c), 0);
+	assert_run_at(&w1p, 1, 1);
+	worker(&w2p, 2, "f");
+	switchboard_worker_remove(sb, a, now);
+	assert_run_at(&w2p, 1, 2);
+	ck_assert_uint_eq(stats().retried, 1);
+	ck_assert_uint_eq(stats().dispatched, 2);
+}
+END_TEST
+
+START_TEST(worker_remove_cancelled_job_is_worker_lost)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_RETRIES;
+	pkt.retries = 5;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(cancel(c, 1), 0);
+	switchboard_worker_remove(sb, w, now);
+	ck_assert_int_eq(result_of(1)->status, JOB_WORKER_LOST);
+	ck_assert_uint_eq(stats().queued, 0);
+}
+END_TEST
+
+START_TEST(worker_remove_orphans_vanish)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_TIMEOUT | PF_RETRIES;
+	pkt.timeout_ms = 5;
+	pkt.retries = 1;
+	ck_assert_int_eq(submit(c), 0);
+	now = 5;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(result_of(1)->status, JOB_TIMEOUT);
+	switchboard_worker_remove(sb, w, now);
+	/* No retry after a TIMEOUT, no second RESULT. */
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 1), 1);
+	ck_assert_uint_eq(stats().queued, 0);
+	ck_assert_uint_eq(stats().running, 0);
+}
+END_TEST
+
+/* ---- timeouts ---- */
+
+START_TEST(timeout_queued)
+{
+	struct sb_client	*c = client(&c1);
+
+	worker(&w1p, 1, "f");
+	run(c, 1, "f");
+	now = 100;
+	run_packet(2, "f");
+	pkt.has |= PF_TIMEOUT;
+	pkt.timeout_ms = 50;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), 150);
+	now = 149;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	now = 150;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(result_of(2)->status, JOB_TIMEOUT);
+	ck_assert_uint_eq(result_of(2)->attempts, 0);
+	ck_assert_uint_eq(stats().queued, 0);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), UINT64_MAX);
+}
+END_TEST
+
+START_TEST(timeout_running_keeps_slot_until_answer)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	const struct sent	*s;
+
+	run_packet(1, "f");
+	pkt.has |= PF_TIMEOUT;
+	pkt.timeout_ms = 100;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_uint_eq(find(&w1p, PKT_RUN, 1, 0)->timeout_ms, 100);
+	ck_assert(find(&w1p, PKT_RUN, 1, 0)->has & PF_TIMEOUT);
+	run_packet(2, "f");
+	pkt.has |= PF_TIMEOUT;
+	pkt.timeout_ms = 500;
+	ck_assert_int_eq(submit(c), 0);		/* queued */
+
+	now = 100;
+	switchboard_tick(sb, now);
+	s = result_of(1);
+	ck_assert_int_eq(s->status, JOB_TIMEOUT);
+	ck_assert_uint_eq(s->attempts, 1);
+	s = find(&w1p, PKT_CANCEL, 1, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_uint_eq(s->attempt, 1);
+	ck_assert_uint_eq(in_flight(w), 1);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
+
+	/* The worker's late answer frees the slot, silently. */
+	now = 120;
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_uint_eq(stats().stale, 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 1), 1);
+	s = find(&w1p, PKT_RUN, 2, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_uint_eq(s->timeout_ms, 380);	/* what is left of 500 */
+	/* A second answer to the same attempt is stale. */
+	ck_assert_int_eq(answer(w, 1, 1), -ESTALE);
+}
+END_TEST
+
+START_TEST(timeout_cancelled_job_not_cancelled_twice)
+{
+	struct sb_client	*c = client(&c1);
+
+	worker(&w1p, 1, "f");
+	run_packet(1, "f");
+	pkt.has |= PF_TIMEOUT;
+	pkt.timeout_ms = 10;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(cancel(c, 1), 0);
+	now = 10;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(result_of(1)->status, JOB_TIMEOUT);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 1), 1);
+}
+END_TEST
+
+START_TEST(timeout_zero_means_none)
+{
+	struct sb_client	*c = client(&c1);
+
+	worker(&w1p, 1, "f");
+	run_packet(1, "f");
+	pkt.has |= PF_TIMEOUT;
+	pkt.timeout_ms = 0;
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert(!(find(&w1p, PKT_RUN, 1, 0)->has & PF_TIMEOUT));
+	ck_assert_uint_eq(switchboard_next_deadline(sb), UINT64_MAX);
+	now = 1000000;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+}
+END_TEST
+
+START_TEST(timeout_next_deadline_is_earliest)
+{
+	struct sb_client	*c = client(&c1);
+	const uint64_t		 t[] = { 300, 100, 200 };
+	unsigned		 i;
+
+	for (i = 0; i < 3; i++) {
+		run_packet(i + 1, "f");
+		pkt.has |= PF_TIMEOUT;
+		pkt.timeout_ms = t[i];
+		ck_assert_int_eq(submit(c), 0);
+	}
+	ck_assert_uint_eq(switchboard_next_deadline(sb), 100);
+	ck_assert_int_eq(cancel(c, 2), 0);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), 200);
+	now = 1000;
+	switchboard_tick(sb, now);
+	/* Expired in deadline order; the no-worker wait (10 s) remains. */
+	ck_assert_uint_eq(find(&c1, PKT_RESULT, 0, 1)->id, 3);
+	ck_assert_uint_eq(find(&c1, PKT_RESULT, 0, 2)->id, 1);
+	ck_assert_uint_eq(switchboard_next_deadline(sb),
+	    SB_DEFAULT_NO_WORKER_WAIT_MS);
+}
+END_TEST
+
+/* ---- no worker ---- */
+
+START_TEST(no_worker_wait_expires)
+{
+	struct switchboard_config cfg = { .no_worker_wait_ms = 1000 };
+	struct sb_client	*c;
+	const struct sent	*s;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	now = 50;
+	run(c, 1, "f");
+	now = 500;
+	run(c, 2, "f");
+	ck_assert_uint_eq(switchboard_next_deadline(sb), 1050);
+	now = 1049;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	now = 1050;
+	switchboard_tick(sb, now);
+	s = result_of(1);
+	ck_assert_int_eq(s->status, JOB_NO_WORKER);
+	ck_assert_uint_eq(s->attempts, 0);
+	ck_assert_int_eq(result_of(2)->status, JOB_NO_WORKER);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), UINT64_MAX);
+	ck_assert_uint_eq(stats().functions, 0);
+
+	/* A new RUN starts a new wait. */
+	run(c, 3, "f");
+	ck_assert_uint_eq(switchboard_next_deadline(sb), 2050);
+}
+END_TEST
+
+START_TEST(no_worker_wait_cleared_by_register)
+{
+	struct switchboard_config cfg = { .no_worker_wait_ms = 1000 };
+	struct sb_client	*c;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	run(c, 1, "f");
+	now = 900;
+	worker(&w1p, 1, "f");
+	assert_run_at(&w1p, 1, 1);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), UINT64_MAX);
+	run(c, 2, "f");
+	now = 5000;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+}
+END_TEST
+
+START_TEST(no_worker_wait_starts_when_last_worker_leaves)
+{
+	struct switchboard_config cfg = { .no_worker_wait_ms = 1000 };
+	struct sb_client	*c;
+	struct sb_worker	*a, *b;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	a = worker(&w1p, 1, "f");
+	b = worker(&w2p, 1, "f,g");
+	run(c, 1, "f");
+	run(c, 2, "f");
+	run(c, 3, "f");				/* queued */
+	now = 100;
+	switchboard_worker_remove(sb, a, now);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), UINT64_MAX);
+	now = 200;
+	ck_assert_int_eq(reg(b, 1, "g"), 0);	/* f loses its last worker */
+	ck_assert_uint_eq(switchboard_next_deadline(sb), 1200);
+	now = 1200;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(result_of(3)->status, JOB_NO_WORKER);
+	ck_assert_int_eq(result_of(1)->status, JOB_WORKER_LOST);
+	/* Job 2 still runs on w2 although w2 dropped f. */
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 2), 0);
+	ck_assert_int_eq(answer(b, 2, 1), 0);
+	ck_assert_int_eq(result_of(2)->status, JOB_OK);
+}
+END_TEST
+
+START_TEST(no_worker_wait_counts_paused_as_registered)
+{
+	struct switchboard_config cfg = { .no_worker_wait_ms = 1000 };
+	struct sb_client	*c;
+	struct sb_worker	*w;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	w = worker(&w1p, 1, "f");
+	switchboard_worker_pause(sb, w, true, now);
+	run(c, 1, "f");
+	ck_assert_uint_eq(switchboard_next_deadline(sb), UINT64_MAX);
+	now = 100000;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+}
+END_TEST
+
+/* ---- detached ---- */
+
+START_TEST(detached_gets_no_result)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+
+	run_packet(1, "f");
+	pkt.has |= PF_DETACH | PF_TIMEOUT;
+	pkt.detach = true;
+	pkt.timeout_ms = 10;
+	ck_assert_int_eq(submit(c), 0);
+	assert_run_at(&w1p, 1, 1);
+	ck_assert_int_eq(progress(w, 1, 1, "half"), 0);
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(c), 0);		/* queued */
+	run_packet(3, "");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(c), 0);		/* bad request */
+	now = 10;
+	switchboard_tick(sb, now);		/* job 1 times out */
+	ck_assert_int_eq(answer(w, 1, 1), 0);	/* frees the slot */
+	ck_assert_int_eq(answer(w, 2, 1), 0);
+
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 0), 0);
+	ck_assert_int_eq(count(&c1, PKT_PROGRESS, 0), 0);
+	ck_assert_uint_eq(stats().results[JOB_TIMEOUT], 1);
+	ck_assert_uint_eq(stats().results[JOB_OK], 1);
+	ck_assert_uint_eq(stats().results[JOB_BAD_REQUEST], 1);
+	ck_assert_uint_eq(stats().progress, 0);
+}
+END_TEST
+
+/* ---- pause ---- */
+
+START_TEST(pause_holds_dispatch_resume_releases)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 2, "f");
+	struct sb_worker_info	 info;
+
+	run(c, 1, "f");
+	switchboard_worker_pause(sb, w, true, now);
+	switchboard_worker_info(w, &info);
+	ck_assert(info.paused);
+	run(c, 2, "f");
+	run(c, 3, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 1);
+	/* The running job stays and completes; its slot is not reused. */
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_OK);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 1);
+
+	switchboard_worker_pause(sb, w, false, now);
+	assert_run_at(&w1p, 2, 1);
+	assert_run_at(&w1p, 3, 1);
+	ck_assert_uint_eq(stats().queued, 0);
+}
+END_TEST
+
+/* ---- shutdown ---- */
+
+START_TEST(shutdown_answers_everything)
+{
+	struct sb_client	*a = client(&c1), *b = client(&c2);
+	struct sb_worker	*w = worker(&w1p, 2, "f");
+	unsigned		 id;
+
+	run(a, 1, "f");				/* running */
+	run_packet(4, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(a), 0);		/* running, detached */
+	run(a, 2, "f");				/* queued */
+	run(b, 3, "f");				/* queued */
+	run(b, 5, "g");				/* queued, no worker */
+
+	switchboard_shutdown(sb, now);
+	for (id = 1; id <= 5; id++) {
+		if (id == 4)
+			continue;
+		ck_assert_int_eq(result_of(id)->status, JOB_SHUTTING_DOWN);
+	}
+	ck_assert_ptr_eq(result_of(1)->to, &c1);
+	ck_assert_ptr_eq(result_of(3)->to, &c2);
+	ck_assert_uint_eq(result_of(1)->attempts, 1);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 1), 1);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 4), 0);
+
+	/* Later RUNs are refused; late answers are dropped quietly. */
+	run(a, 6, "f");
+	ck_assert_int_eq(result_of(6)->status, JOB_SHUTTING_DOWN);
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_int_eq(answer(w, 4, 1), 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 1), 1);
+	ck_assert_int_eq(count(NULL, PKT_RUN, 0), 2);
+	ck_assert_uint_eq(stats().results[JOB_SHUTTING_DOWN], 5);
+	ck_assert_uint_eq(stats().queued + stats().running, 0);
+}
+END_TEST
+
+/* ---- stats and info ---- */
+
+/* Appends each function's name and numbers to a string. */
+static void
+collect_fn(const struct sb_fn_info *fi, void *arg)
+{
+	char	*buf = arg;
+
+	snprintf(buf + strlen(buf), 256 - strlen(buf), "%s:%u/%u/%u/%u ",
+	    fi->name, fi->queued, fi->running, fi->workers, fi->free_slots);
+}
+
+/* Appends each worker's name to a string. */
+static void
+collect_worker(const struct sb_worker_info *wi, void *arg)
+{
+	char			*buf = arg;
+	const struct peer	*p = wi->ctx;
+
+	snprintf(buf + strlen(buf), 256 - strlen(buf), "%s:%u/%u ", p->name,
+	    wi->in_flight, wi->capacity);
+}
+
+START_TEST(info_lists_functions_and_workers)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w;
+	char			 buf[256] = "";
+
+	worker(&w2p, 3, "zip,alpha");
+	w = worker(&w1p, 2, "mid");
+	run(c, 1, "zip");
+	run(c, 2, "mid");
+	run(c, 3, "mid");
+	run(c, 4, "mid");
+	switchboard_worker_pause(sb, w, true, now);
+	switchboard_foreach_fn(sb, collect_fn, buf);
+	ck_assert_str_eq(buf, "alpha:0/0/1/2 mid:1/2/1/0 zip:0/1/1/2 ");
+	buf[0] = '\0';
+	switchboard_foreach_worker(sb, collect_worker, buf);
+	ck_assert_str_eq(buf, "w2:1/3 w1:2/2 ");
+}
+END_TEST
+
+START_TEST(stats_count_outcomes)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	struct sb_stats		 st;
+
+	run(c, 1, "f");
+	run(c, 2, "f");
+	run(c, 1, "f");				/* duplicate */
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_int_eq(answer_with(w, 2, 1, JOB_ERROR, NULL, "x"), 0);
+	ck_assert_int_eq(answer(w, 2, 1), -ESTALE);
+	switchboard_stats(sb, &st);
+	ck_assert_uint_eq(st.submitted, 2);
+	ck_assert_uint_eq(st.dispatched, 2);
+	ck_assert_uint_eq(st.results[JOB_OK], 1);
+	ck_assert_uint_eq(st.results[JOB_ERROR], 1);
+	ck_assert_uint_eq(st.results[JOB_DUPLICATE_ID], 1);
+	ck_assert_uint_eq(st.stale, 1);
+	ck_assert_uint_eq(st.workers, 1);
+	ck_assert_uint_eq(st.clients, 1);
+	ck_assert_uint_eq(st.functions, 1);
+	ck_assert_uint_eq(st.queued, 0);
+	ck_assert_uint_eq(st.running, 0);
+}
+END_TEST
+
+/* ---- randomized ---- */
+
+#define R_CLIENTS	4
+#define R_WORKERS	4
+#define R_FNS		3
+#define R_MAXJOBS	6000
+#define R_MAXRUN	512
+
+/* A random run's model of one job. */
+struct r_job {
+	int	 client;	/* -1: detached */
+	int	 generation;	/* of that client slot */
+	int	 results;
+};
+
+/* A random run's model of one worker: what it has been sent. */
+struct r_worker {
+	struct sb_worker	*w;
+	struct peer		 peer;
+	uint32_t		 capacity;
+	int			 nrun;
+	struct { unsigned id; uint64_t attempt; } run[R_MAXRUN];
+};
+
+/* A random run's model of one client slot. */
+struct r_client {
+	struct sb_client	*c;
+	struct peer		 peer;
+	int			 generation;
+};
+
+static struct r_job	 r_jobs[R_MAXJOBS + 1];
+static struct r_worker	 r_workers[R_WORKERS];
+static struct r_client	 r_clients[R_CLIENTS];
+static unsigned		 r_seed;
+static uint64_t		 r_results_sent;
+
+/* A small deterministic generator, so a failure replays from its seed. */
+static uint32_t
+r_rand(void)
+{
+	r_seed = r_seed * 1103515245u + 12345u;
+	return (r_seed >> 16) & 0x7fff;
+}
+
+/* The random run's send callback: checks every packet against the model. */
+static void
+r_send(void *ctx, const struct packet *p, void *arg)
+{
+	unsigned	 id = id_num(p->id);
+	int		 i;
+
+	(void)arg;
+	for (i = 0; i < R_WORKERS; i++) {
+		struct r_worker *rw = &r_workers[i];
+
+		if (ctx != &rw->peer)
+			continue;
+		ck_assert_ptr_nonnull(rw->w);
+		if (p->type == PKT_RUN) {
+			ck_assert_int_lt(rw->nrun, (int)rw->capacity);
+			ck_assert_int_lt(rw->nrun, R_MAXRUN);
+			rw->run[rw->nrun].id = id;
+			rw->run[rw->nrun].attempt = p->attempt;
+			rw->nrun++;
+		} else
+			ck_assert_int_eq(p->type, PKT_CANCEL);
+		return;
+	}
+	for (i = 0; i < R_CLIENTS; i++) {
+		struct r_client *rc = &r_clients[i];
+
+		if (ctx != &rc->peer)
+			continue;
+		ck_assert_msg(rc->c != NULL, "packet sent to a removed client");
+		ck_assert_uint_ge(id, 1);
+		ck_assert_uint_le(id, R_MAXJOBS);
+		if (p->type == PKT_PROGRESS)
+			return;
+		ck_assert_int_eq(p->type, PKT_RESULT);
+		ck_assert(p->status < JOB__MAX);
+		r_results_sent++;
+		if (p->status == JOB_DUPLICATE_ID)
+			return;
+		ck_assert_int_eq(r_jobs[id].client, i);
+		ck_assert_int_eq(r_jobs[id].generation, rc->generation);
+		r_jobs[id].results++;
+		ck_assert_msg(r_jobs[id].results == 1,
+		    "job %u got %d RESULTs", id, r_jobs[id].results);
+		return;
+	}
+	ck_abort_msg("packet sent to an unknown peer");
+}
+
+/* Registers random functions and capacity for model worker i. */
+static void
+r_register(int i)
+{
+	static const char	*names[R_FNS] = { "f0", "f1", "f2" };
+	struct r_worker		*rw = &r_workers[i];
+	int			 k;
+
+	memset(&pkt, 0, sizeof pkt);
+	pkt.type = PKT_REGISTER;
+	pkt.capacity = 1 + r_rand() % 4;
+	for (k = 0; k < R_FNS; k++)
+		if (r_rand() % 2 || (k == R_FNS - 1 && pkt.nfns == 0)) {
+			pkt.fns[pkt.nfns].ptr = (const uint8_t *)names[k];
+			pkt.fns[pkt.nfns].len = 2;
+			pkt.nfns++;
+		}
+	/* The model must know the capacity before REGISTER dispatches. */
+	rw->capacity = pkt.capacity;
+	ck_assert_int_eq(switchboard_register(sb, rw->w, &pkt, now), 0);
+}
+
+/* Model worker i answers one of the attempts it was sent. */
+static void
+r_answer(int i)
+{
+	struct r_worker	*rw = &r_workers[i];
+	int		 k, rc;
+
+	if (rw->nrun == 0)
+		return;
+	k = (int)(r_rand() % (uint32_t)rw->nrun);
+	memset(&pkt, 0, sizeof pkt);
+	pkt.type = PKT_RESULT;
+	mkid(pkt.id, rw->run[k].id);
+	pkt.attempt = rw->run[k].attempt;
+	pkt.status = (enum job_status)(r_rand() % 3);
+	rw->run[k] = rw->run[--rw->nrun];
+	rc = switchboard_result(sb, rw->w, &pkt, now);
+	/* It was sent this attempt and never answered it: never stale. */
+	ck_assert_int_eq(rc, 0);
+}
+
+/*
+ * Sends a random RUN from a random client, usually with the fresh id `id`.
+ * Now and then it reuses a recent id whose state the model knows: one
+ * still live (the RUN must be refused DUPLICATE_ID) or one already
+ * answered (the id is free again and starts a new job).
+ */
+static void
+r_run(unsigned id)
+{
+	static const char	*fns[] = { "f0", "f1", "f2", "" };
+	int			 ci = (int)(r_rand() % R_CLIENTS), rc;
+	bool			 detached = r_rand() % 8 == 0;
+	unsigned		 use = id;
+	struct r_job		*j;
+
+	if (r_clients[ci].c == NULL)
+		detached = true;	/* a RUN needs a client unless detached */
+	if (r_rand() % 20 == 0 && id > 1) {
+		unsigned old = id - 1 - r_rand() % (id - 1 < 20 ? id - 1 : 20);
+
+		j = &r_jobs[old];
+		if (j->client >= 0 &&
+		    r_clients[j->client].generation == j->generation &&
+		    r_clients[j->client].c != NULL && j->results <= 1)
+			use = old;
+	}
+	run_packet(use, use != id || r_rand() % 16 ? fns[r_rand() % 3] :
+	    fns[3]);
+	if (r_rand() % 2) {
+		pkt.has |= PF_PRIORITY;
+		pkt.priority = (int)(r_rand() % 7) - 3;
+	}
+	if (r_rand() % 3 == 0) {
+		pkt.has |= PF_TIMEOUT;
+		pkt.timeout_ms = r_rand() % 200;
+	}
+	if (r_rand() % 3 == 0) {
+		pkt.has |= PF_RETRIES;
+		pkt.retries = r_rand() % 3;
+	}
+	pkt.nowait = r_rand() % 10 == 0;
+	pkt.detach = detached;
+
+	if (use != id && r_jobs[use].results == 0) {
+		/* Live: refused, and the live job must be left alone. */
+		uint64_t before = r_results_sent;
+
+		r_jobs[id].client = -1;
+		ck_assert_int_eq(switchboard_run(sb, r_clients[ci].c, &pkt,
+		    now), 0);
+		ck_assert_uint_eq(r_results_sent, before + (detached ? 0 : 1));
+		return;
+	}
+	j = &r_jobs[use];
+	if (use != id)
+		r_jobs[id].client = -1;
+	j->client = detached ? -1 : ci;
+	j->generation = detached ? 0 : r_clients[ci].generation;
+	j->results = 0;
+	rc = switchboard_run(sb, detached && r_rand() % 2 ? NULL :
+	    r_clients[ci].c, &pkt, now);
+	ck_assert_int_eq(rc, 0);
+}
+
+/* Checks the model's view of every worker against the switchboard's. */
+static void
+r_check_workers(void)
+{
+	int	 i;
+
+	for (i = 0; i < R_WORKERS; i++)
+		if (r_workers[i].w != NULL)
+			ck_assert_uint_eq(in_flight(r_workers[i].w),
+			    (uint32_t)r_workers[i].nrun);
+}
+
+START_TEST(exactly_one_terminal_result)
+{
+	struct switchboard_config cfg = { .max_queue = 8,
+					  .no_worker_wait_ms = 300 };
+	unsigned	 id = 0, runs = 0, step;
+	uint64_t	 total = 0;
+	struct sb_stats	 st;
+	int		 i, r;
+
+	r_seed = 12345u + (unsigned)_i * 7919u;
+	switchboard_free(sb);
+	sb = switchboard_new(&cfg, r_send, NULL);
+	ck_assert_ptr_nonnull(sb);
+	memset(r_jobs, 0, sizeof r_jobs);
+	memset(r_workers, 0, sizeof r_workers);
+	memset(r_clients, 0, sizeof r_clients);
+	r_results_sent = 0;
+	for (i = 0; i < R_CLIENTS; i++) {
+		r_clients[i].peer.name = "client";
+		r_clients[i].c = switchboard_client_add(sb, &r_clients[i].peer);
+	}
+	for (i = 0; i < R_WORKERS; i++) {
+		r_workers[i].peer.name = "worker";
+		r_workers[i].w = switchboard_worker_add(sb,
+		    &r_workers[i].peer);
+		r_register(i);
+	}
+
+	for (step = 0; id < R_MAXJOBS; step++) {
+		int wi = (int)(r_rand() % R_WORKERS);
+		int ci = (int)(r_rand() % R_CLIENTS);
+
+		r = (int)(r_rand() % 100);
+		if (r < 35) {
+			r_run(++id);
+			runs++;
+		} else if (r < 70) {
+			if (r_workers[wi].w != NULL)
+				r_answer(wi);
+		} else if (r < 74) {
+			if (r_workers[wi].w != NULL && r_workers[wi].nrun) {
+				int k = (int)(r_rand() %
+				    (uint32_t)r_workers[wi].nrun);
+
+				memset(&pkt, 0, sizeof pkt);
+				mkid(pkt.id, r_workers[wi].run[k].id);
+				pkt.attempt = r_workers[wi].run[k].attempt;
+				pkt.has = PF_PAYLOAD;
+				ck_assert_int_eq(switchboard_progress(sb,
+				    r_workers[wi].w, &pkt, now), 0);
+			}
+		} else if (r < 80) {
+			if (r_clients[ci].c != NULL && id > 0) {
+				uint8_t raw[PROTO_ID_LEN];
+
+				mkid(raw, id - r_rand() % (id < 30 ? id : 30));
+				(void)switchboard_cancel(sb, r_clients[ci].c,
+				    raw, now);
+			}
+		} else if (r < 88) {
+			now += r_rand() % 60;
+			if (r_rand() % 2)
+				switchboard_tick(sb, now);
+			else if (switchboard_next_deadline(sb) <= now)
+				switchboard_tick(sb, now);
+		} else if (r < 91) {
+			if (r_workers[wi].w != NULL) {
+				switchboard_worker_remove(sb, r_workers[wi].w,
+				    now);
+				r_workers[wi].w = NULL;
+				r_workers[wi].nrun = 0;
+			} else {
+				r_workers[wi].w = switchboard_worker_add(sb,
+				    &r_workers[wi].peer);
+				r_register(wi);
+			}
+		} else if (r < 94) {
+			if (r_workers[wi].w != NULL)
+				r_register(wi);
+		} else if (r < 97) {
+			if (r_workers[wi].w != NULL) {
+				struct sb_worker_info info;
+
+				switchboard_worker_info(r_workers[wi].w,
+				    &info);
+				switchboard_worker_pause(sb, r_workers[wi].w,
+				    !info.paused, now);
+			}
+		} else if (r < 99) {
+			if (r_clients[ci].c != NULL) {
+				struct sb_client *gone = r_clients[ci].c;
+
+				/* Nothing may reach it, even during removal. */
+				r_clients[ci].c = NULL;
+				switchboard_client_remove(sb, gone, now);
+			} else {
+				r_clients[ci].generation++;
+				r_clients[ci].c = switchboard_client_add(sb,
+				    &r_clients[ci].peer);
+			}
+		} else {
+			/* A stale answer: an attempt nobody was sent. */
+			if (r_workers[wi].w != NULL && id > 0) {
+				memset(&pkt, 0, sizeof pkt);
+				mkid(pkt.id, id);
+				pkt.attempt = 1000;
+				pkt.status = JOB_OK;
+				ck_assert_int_eq(switchboard_result(sb,
+				    r_workers[wi].w, &pkt, now), -ESTALE);
+			}
+		}
+		if (step % 64 == 0)
+			r_check_workers();
+	}
+	r_check_workers();
+	/* Odd seeds end with a shutdown: whatever is live is answered. */
+	if (_i % 2)
+		switchboard_shutdown(sb, now);
+
+	/* Let everything finish: resume, answer, expire. */
+	for (i = 0; i < R_WORKERS; i++) {
+		if (r_workers[i].w == NULL) {
+			r_workers[i].w = switchboard_worker_add(sb,
+			    &r_workers[i].peer);
+		}
+		memset(&pkt, 0, sizeof pkt);
+		pkt.type = PKT_REGISTER;
+		pkt.capacity = 8;
+		pkt.nfns = 3;
+		pkt.fns[0] = (struct pbytes){ (const uint8_t *)"f0", 2 };
+		pkt.fns[1] = (struct pbytes){ (const uint8_t *)"f1", 2 };
+		pkt.fns[2] = (struct pbytes){ (const uint8_t *)"f2", 2 };
+		r_workers[i].capacity = 8;
+		ck_assert_int_eq(switchboard_register(sb, r_workers[i].w, &pkt,
+		    now), 0);
+		switchboard_worker_pause(sb, r_workers[i].w, false, now);
+	}
+	for (;;) {
+		bool busy = false;
+
+		for (i = 0; i < R_WORKERS; i++)
+			while (r_workers[i].nrun > 0) {
+				r_answer(i);
+				busy = true;
+			}
+		switchboard_stats(sb, &st);
+		if (!busy && st.queued == 0 && st.running == 0)
+			break;
+		now += 1000;
+		switchboard_tick(sb, now);
+	}
+
+	for (i = 1; i <= (int)id; i++) {
+		const struct r_job *j = &r_jobs[i];
+
+		if (j->client < 0)
+			continue;
+		if (r_clients[j->client].c == NULL ||
+		    r_clients[j->client].generation != j->generation)
+			continue;	/* its client went away */
+		ck_assert_msg(j->results == 1, "job %d got %d RESULTs", i,
+		    j->results);
+	}
+	/* Every RUN has exactly one counted outcome. */
+	switchboard_stats(sb, &st);
+	for (i = 0; i < JOB__MAX; i++)
+		total += st.results[i];
+	ck_assert_uint_eq(total, runs);
+	ck_assert_uint_eq(st.queued, 0);
+	ck_assert_uint_eq(st.running, 0);
+	ck_assert_uint_ge(st.retried, 1);
+	ck_assert_uint_ge(st.results[JOB_TIMEOUT], 1);
+	ck_assert_uint_ge(st.results[JOB_WORKER_LOST], 1);
+	ck_assert_uint_ge(st.results[JOB_NO_WORKER], 1);
+	ck_assert_uint_ge(st.results[JOB_QUEUE_FULL], 1);
+	ck_assert_uint_ge(st.results[JOB_CANCELLED], 1);
+	ck_assert_uint_ge(st.results[JOB_DUPLICATE_ID], 1);
+	if (_i % 2)
+		ck_assert_uint_ge(st.results[JOB_SHUTTING_DOWN], 1);
+}
+END_TEST
+
+/* Builds the switchboard suite, one TCase per feature. */
+static Suite *
+switchboard_suite(void)
+{
+	Suite	*s = suite_create("switchboard");
+	TCase	*tc;
+
+	tc = tcase_create("run");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, run_dispatches_to_registered_worker);
+	tcase_add_test(tc, run_payload_always_present);
+	tcase_add_test(tc, run_copies_fn_and_payload);
+	tcase_add_test(tc, run_duplicate_id_refused);
+	tcase_add_test(tc, run_duplicate_id_detached_silent);
+	tcase_add_test(tc, run_bad_request_names_field);
+	tcase_add_test(tc, run_without_client_refused);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("dispatch");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, dispatch_prefers_least_loaded);
+	tcase_add_test(tc, dispatch_round_robin_among_equals);
+	tcase_add_test(tc, dispatch_attempt_counts_from_one);
+	tcase_add_test(tc, dispatch_free_slot_takes_best_head_across_functions);
+	tcase_add_test(tc, queue_orders_by_priority_then_arrival);
+	tcase_add_test(tc, queue_full);
+	tcase_add_test(tc, nowait_no_capacity);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("register");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, register_dispatches_queued_work);
+	tcase_add_test(tc, register_again_changes_capacity);
+	tcase_add_test(tc, register_again_changes_functions);
+	tcase_add_test(tc, register_rejects_bad_packet);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("result");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, result_forwarded_with_payload_and_error);
+	tcase_add_test(tc, result_error_not_retried);
+	tcase_add_test(tc, stale_result_wrong_attempt_dropped);
+	tcase_add_test(tc, stale_result_unknown_id_or_other_worker);
+	tcase_add_test(tc, result_bad_status_rejected);
+	tcase_add_test(tc, progress_forwarded);
+	tcase_add_test(tc, progress_of_orphan_dropped_silently);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cancel");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, cancel_queued_answers_cancelled);
+	tcase_add_test(tc, cancel_running_sends_cancel_to_worker);
+	tcase_add_test(tc, cancel_other_clients_job_not_found);
+	tcase_add_test(tc, cancel_detached_not_found);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("client");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, client_remove_cancels_running_at_worker);
+	tcase_add_test(tc, client_remove_keeps_detached);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("worker");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, worker_remove_retries_then_worker_lost);
+	tcase_add_test(tc, worker_remove_retry_goes_ahead_of_later_arrivals);
+	tcase_add_test(tc, worker_remove_retry_dispatches_to_other_worker);
+	tcase_add_test(tc, worker_remove_cancelled_job_is_worker_lost);
+	tcase_add_test(tc, worker_remove_orphans_vanish);
+	tcase_add_test(tc, pause_holds_dispatch_resume_releases);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("timeout");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, timeout_queued);
+	tcase_add_test(tc, timeout_running_keeps_slot_until_answer);
+	tcase_add_test(tc, timeout_cancelled_job_not_cancelled_twice);
+	tcase_add_test(tc, timeout_zero_means_none);
+	tcase_add_test(tc, timeout_next_deadline_is_earliest);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("no_worker");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, no_worker_wait_expires);
+	tcase_add_test(tc, no_worker_wait_cleared_by_register);
+	tcase_add_test(tc, no_worker_wait_starts_when_last_worker_leaves);
+	tcase_add_test(tc, no_worker_wait_counts_paused_as_registered);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("detached");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, detached_gets_no_result);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("shutdown");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, shutdown_answers_everything);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("info");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, info_lists_functions_and_workers);
+	tcase_add_test(tc, stats_count_outcomes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("random");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, exactly_one_terminal_result, 0, 8);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+/* Runs the suite; the exit status says whether everything passed. */
+int
+main(void)
+{
+	SRunner	*sr = srunner_create(switchboard_suite());
+	int	 failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
