@@ -169,7 +169,10 @@ int	 pb_client_fd(const struct pb_client *c);
  */
 int	 pb_client_sync(struct pb_client *c, int timeout_ms);
 
-/* The last error sentence from the broker or the library, or "". */
+/*
+ * The last error sentence from the broker or the library, or "". With c
+ * NULL: why the last connect (client or worker) in this thread failed.
+ */
 const char	*pb_client_last_error(const struct pb_client *c);
 
 /* ---- worker ------------------------------------------------------------ */
@@ -180,7 +183,7 @@ struct pb_job;
 /*
  * A job handler: called when the broker pushes a job. Answer it now or
  * later, exactly once, with pb_job_complete() (the pb_job stays valid until
- * then or until the on_cancel callback returned for it).
+ * then; a cancelled job must be answered too, typically PB_CANCELLED).
  */
 typedef void (*pb_job_fn)(struct pb_worker *w, struct pb_job *job,
     void *userdata);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -75,6 +76,12 @@ conn_fill_peer(struct conn *c, int fd)
 			c->peer.gid = cred.gid;
 		}
 		return;
+	}
+	/* Frames are small and latency matters more than packet count. */
+	{
+		int one = 1;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	sslen = sizeof(ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &sslen) != 0) {

@@ -1,0 +1,110 @@
+/*
+ * cli.h: the patchbay command-line program's internal header.
+ *
+ * main.c picks the subcommand and holds the helpers every subcommand shares
+ * (number and duration parsing, option errors, endpoint checks, the exit
+ * statuses). Each subcommand lives in its own file: run.c submits one job,
+ * worker.c serves functions by running a shell command per job, ctl.c talks
+ * the admin protocol. Nothing here is part of libpatchbay's public API.
+ */
+#ifndef PATCHBAY_CLI_H
+#define PATCHBAY_CLI_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "patchbay.h"
+
+/*
+ * Exit statuses, shared by every subcommand and documented in docs/cli.md.
+ * 1 and 3..10 mirror a job's terminal status (run); ctl uses 1 for a
+ * refusal by the broker.
+ */
+enum cli_exit {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_ERROR = 1,
+	CLI_EXIT_USAGE = 2,
+	CLI_EXIT_CANCELLED = 3,
+	CLI_EXIT_TIMEOUT = 4,
+	CLI_EXIT_WORKER_LOST = 5,
+	CLI_EXIT_NO_WORKER = 6,
+	CLI_EXIT_QUEUE_FULL = 7,
+	CLI_EXIT_BAD_REQUEST = 8,
+	CLI_EXIT_DUPLICATE_ID = 9,
+	CLI_EXIT_SHUTTING_DOWN = 10,
+	CLI_EXIT_CONNECTION = 11,
+};
+
+/* The longest UUID string plus its NUL. */
+#define CLI_UUID_STRLEN	37
+
+/* main.c */
+
+/* Maps a job's terminal status to the program's exit status. */
+int	 cli_exit_for_status(enum pb_status status);
+
+/*
+ * Parses a decimal unsigned integer in [min, max] (no sign, no spaces).
+ * Returns 0 and sets *ret, -EINVAL for junk or -ERANGE when out of range.
+ */
+int	 cli_parse_uint(const char *s, uint64_t min, uint64_t max,
+	    uint64_t *ret);
+
+/* Like cli_parse_uint() for a signed value (an optional leading '-'). */
+int	 cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
+
+/*
+ * Parses a duration: a bare number of milliseconds or a number followed by
+ * "ms", "s" or "m". Returns 0 and sets *ret_ms, -EINVAL or -ERANGE (more
+ * than max_ms).
+ */
+int	 cli_parse_duration(const char *s, uint64_t max_ms, uint64_t *ret_ms);
+
+/*
+ * Prints "patchbay CMD: MESSAGE" and a hint to run --help on stderr, and
+ * returns CLI_EXIT_USAGE.
+ */
+int	 cli_usage_error(const char *cmd, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+struct option;
+
+/*
+ * Reports what getopt_long() complained about (c is '?' or ':') naming the
+ * offending option, and returns CLI_EXIT_USAGE. argv, longopts and optind
+ * are the parser's.
+ */
+int	 cli_option_error(const char *cmd, int c, char *const *argv,
+	    const struct option *longopts);
+
+/*
+ * Checks that s is an endpoint the library can use. Returns 0, or prints
+ * why not and returns CLI_EXIT_USAGE.
+ */
+int	 cli_check_endpoint(const char *cmd, const char *s);
+
+/* Writes the text form of a 16-byte id into buf (CLI_UUID_STRLEN). */
+void	 cli_uuid_string(const uint8_t *id, char *buf);
+
+/* Writes all of buf to fd, retrying on EINTR. 0 or a negative errno. */
+int	 cli_write_all(int fd, const void *buf, size_t len);
+
+/* run.c */
+
+int	 run_main(int argc, char **argv);
+void	 run_usage(FILE *f);
+
+/* worker.c */
+
+int	 worker_main(int argc, char **argv);
+void	 worker_usage(FILE *f);
+
+/* ctl.c */
+
+int	 ctl_main(int argc, char **argv);
+void	 ctl_usage(FILE *f);
+
+#endif /* PATCHBAY_CLI_H */

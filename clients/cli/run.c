@@ -1,0 +1,508 @@
+/*
+ * run.c: `patchbay run FN [DATA]`, one job from the command line.
+ *
+ * The payload is DATA, or all of standard input (read to EOF before
+ * connecting, binary-safe). The job is submitted with pb_client_submit()
+ * and the result awaited with pb_client_dispatch() in 100 ms slices, so a
+ * SIGINT or SIGTERM (which only set a flag) is noticed promptly: the first
+ * one sends CANCEL and waits up to 2 s for the broker's answer, a second one
+ * gives up at once. The result payload goes to stdout byte for byte; every
+ * other outcome is one line on stderr and an exit status (cli.h) that names
+ * the job's terminal status.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clients/cli/cli.h"
+
+#define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
+#define RUN_SLICE_MS		100	/* how often a signal is looked at */
+#define RUN_SYNC_MS		10000	/* --detach: wait for the broker's ack */
+#define RUN_MAX_FN		255	/* bytes in a function name */
+
+/* The command line of one `patchbay run`. */
+struct run_opts {
+	const char		*fn;
+	const char		*data;		/* NULL: read stdin */
+	const char		*broker;	/* NULL: the default endpoint */
+	struct pb_run_options	 ro;
+	bool			 progress;
+};
+
+/* What the result callback hands back to the wait loop. */
+struct run_state {
+	struct pb_result	*result;	/* owned once set */
+};
+
+/* SIGINT/SIGTERM seen while waiting: 0, 1 (cancel) or 2+ (give up). */
+static volatile sig_atomic_t	run_signalled;
+
+/* Prints the usage text of `patchbay run` to f. */
+void
+run_usage(FILE *f)
+{
+	fprintf(f,
+	    "Usage: patchbay run [OPTIONS] FN [DATA]\n"
+	    "\n"
+	    "Submits a job for function FN and prints its result payload on\n"
+	    "stdout exactly as the worker returned it. The payload is DATA, or\n"
+	    "all of standard input when DATA is omitted or '-'.\n"
+	    "\n"
+	    "Options:\n"
+	    "  -t, --timeout D      give up after D (500, 500ms, 10s, 1m;\n"
+	    "                       bare numbers are ms; 0: no timeout)\n"
+	    "  -r, --retries N      re-dispatch up to N times if the worker "
+	    "is lost\n"
+	    "  -p, --priority P     -100..100, higher runs first (default 0)\n"
+	    "  -d, --detach         do not wait: print the job id once the\n"
+	    "                       broker has it and exit 0\n"
+	    "  -n, --nowait         fail with NO_WORKER instead of queueing\n"
+	    "  -P, --progress       copy the job's progress messages to stderr\n"
+	    "  -b, --broker EP      broker endpoint (unix:PATH, tcp:HOST:PORT)\n"
+	    "  -h, --help           show this help\n"
+	    "\n"
+	    "Ctrl-C (or SIGTERM) while waiting cancels the job and waits up to\n"
+	    "2 s for the answer; a second Ctrl-C exits at once.\n"
+	    "\n"
+	    "Exit status:\n"
+	    "   0 OK               1 ERROR (the worker's error on stderr)\n"
+	    "   2 usage error      3 CANCELLED\n"
+	    "   4 TIMEOUT          5 WORKER_LOST\n"
+	    "   6 NO_WORKER        7 QUEUE_FULL\n"
+	    "   8 BAD_REQUEST      9 DUPLICATE_ID\n"
+	    "  10 SHUTTING_DOWN   11 cannot connect, connection lost, or a\n"
+	    "                        protocol error\n");
+}
+
+/* Notes a SIGINT or SIGTERM for the wait loop. */
+static void
+run_signal(int sig)
+{
+	(void)sig;
+	if (run_signalled < 2)
+		run_signalled++;
+}
+
+/* Milliseconds on the monotonic clock. */
+static uint64_t
+run_now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Reads fd to EOF into a new buffer. 0 or a negative errno. */
+static int
+run_read_all(int fd, uint8_t **ret, size_t *ret_len)
+{
+	uint8_t	*buf = NULL, *nbuf;
+	size_t	 len = 0, cap = 0;
+	ssize_t	 n;
+
+	for (;;) {
+		if (len == cap) {
+			cap = cap == 0 ? 65536 : cap * 2;
+			if ((nbuf = realloc(buf, cap)) == NULL) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nbuf;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			n = -errno;
+			free(buf);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+/* Keeps the job's result for the wait loop; takes ownership of r. */
+static void
+run_result_cb(struct pb_client *c, struct pb_result *r, void *userdata)
+{
+	struct run_state	*st = userdata;
+
+	(void)c;
+	if (st->result != NULL)
+		pb_result_free(st->result);
+	st->result = r;
+}
+
+/* Copies one PROGRESS payload to stderr as it is. */
+static void
+run_progress_cb(struct pb_client *c, const uint8_t *id, const void *data,
+    size_t len, void *userdata)
+{
+	(void)c;
+	(void)id;
+	(void)userdata;
+	(void)cli_write_all(STDERR_FILENO, data, len);
+}
+
+/* Parses the command line into *o; returns -1 to go on, else an exit. */
+static int
+run_parse(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "retries", required_argument, NULL, 'r' },
+		{ "priority", required_argument, NULL, 'p' },
+		{ "detach", no_argument, NULL, 'd' },
+		{ "nowait", no_argument, NULL, 'n' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "broker", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	uint64_t	u;
+	int64_t		i;
+	int		c, r;
+
+	memset(o, 0, sizeof *o);
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":t:r:p:dnPb:h", longopts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 't':
+			if ((r = cli_parse_duration(optarg, UINT32_MAX, &u)) < 0)
+				return cli_usage_error("run", "bad --timeout "
+				    "'%s': %s", optarg, r == -ERANGE ?
+				    "too long (at most 4294967295 ms)" :
+				    "expected a duration such as 500, 500ms, "
+				    "10s or 1m");
+			o->ro.timeout_ms = (uint32_t)u;
+			break;
+		case 'r':
+			if (cli_parse_uint(optarg, 0, UINT32_MAX, &u) < 0)
+				return cli_usage_error("run", "bad --retries "
+				    "'%s': expected a whole number from 0 to "
+				    "4294967295", optarg);
+			o->ro.retries = (uint32_t)u;
+			break;
+		case 'p':
+			if (cli_parse_int(optarg, -100, 100, &i) < 0)
+				return cli_usage_error("run", "bad --priority "
+				    "'%s': expected a whole number from -100 "
+				    "to 100", optarg);
+			o->ro.priority = (int)i;
+			break;
+		case 'd':
+			o->ro.detach = true;
+			break;
+		case 'n':
+			o->ro.nowait = true;
+			break;
+		case 'P':
+			o->progress = true;
+			break;
+		case 'b':
+			o->broker = optarg;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_option_error("run", c, argv, longopts);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("run", "missing the function name FN");
+	o->fn = argv[optind++];
+	if (optind < argc)
+		o->data = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error("run", "unexpected argument '%s' (DATA "
+		    "is one argument; quote it, or pipe it on stdin)",
+		    argv[optind]);
+	if (o->data != NULL && strcmp(o->data, "-") == 0)
+		o->data = NULL;
+	if (*o->fn == '\0')
+		return cli_usage_error("run", "the function name is empty");
+	if (strlen(o->fn) > RUN_MAX_FN)
+		return cli_usage_error("run", "function name '%.40s...' is "
+		    "%zu bytes long (at most %d)", o->fn, strlen(o->fn),
+		    RUN_MAX_FN);
+	if (o->ro.detach && o->progress)
+		return cli_usage_error("run", "--progress cannot be used with "
+		    "--detach (a detached job reports nothing)");
+	if (o->broker != NULL && (r = cli_check_endpoint("run",
+	    o->broker)) != 0)
+		return r;
+	return -1;
+}
+
+/* Prints the one-line explanation of a result that is not OK. */
+static void
+run_explain(const struct run_opts *o, const struct pb_result *r)
+{
+	char		 what[512], idstr[CLI_UUID_STRLEN];
+	const char	*err = r->error != NULL && *r->error != '\0' ?
+			    r->error : NULL;
+	size_t		 elen;
+
+	if (r->status == PB_ERROR) {
+		if (err == NULL) {
+			fprintf(stderr, "patchbay: %s: the worker reported an "
+			    "error without a message (ERROR)\n", o->fn);
+			return;
+		}
+		elen = strlen(err);
+		fprintf(stderr, "patchbay: %s: %s%s", o->fn, err,
+		    err[elen - 1] == '\n' ? "" : "\n");
+		return;
+	}
+
+	switch (r->status) {
+	case PB_CANCELLED:
+		snprintf(what, sizeof what, "job cancelled");
+		break;
+	case PB_TIMEOUT:
+		if (o->ro.timeout_ms != 0)
+			snprintf(what, sizeof what, "timed out after %u ms",
+			    o->ro.timeout_ms);
+		else
+			snprintf(what, sizeof what, "timed out");
+		break;
+	case PB_WORKER_LOST:
+		snprintf(what, sizeof what, "the worker running it was lost "
+		    "(%u attempt%s)", r->attempts, r->attempts == 1 ? "" : "s");
+		break;
+	case PB_NO_WORKER:
+		snprintf(what, sizeof what, "no worker for '%s'", o->fn);
+		break;
+	case PB_QUEUE_FULL:
+		snprintf(what, sizeof what, "the queue for '%s' is full",
+		    o->fn);
+		break;
+	case PB_BAD_REQUEST:
+		snprintf(what, sizeof what, "the broker refused the request");
+		break;
+	case PB_DUPLICATE_ID:
+		cli_uuid_string(r->id, idstr);
+		snprintf(what, sizeof what, "job id %s is already in use",
+		    idstr);
+		break;
+	case PB_SHUTTING_DOWN:
+		snprintf(what, sizeof what, "the broker is shutting down");
+		break;
+	case PB_DISCONNECTED:
+		snprintf(what, sizeof what, "lost the connection to the broker "
+		    "before the result");
+		break;
+	default:
+		snprintf(what, sizeof what, "unexpected status");
+		break;
+	}
+	fprintf(stderr, "patchbay: %s: %s%s%s (%s)\n", o->fn, what,
+	    err != NULL ? ": " : "", err != NULL ? err : "",
+	    pb_status_name(r->status));
+}
+
+/* Writes the result out and returns the exit status it stands for. */
+static int
+run_report(const struct run_opts *o, const struct pb_result *r)
+{
+	int	e;
+
+	if (r->len > 0 && (e = cli_write_all(STDOUT_FILENO, r->payload,
+	    r->len)) < 0) {
+		fprintf(stderr, "patchbay: %s: cannot write the result (%zu "
+		    "bytes) to stdout: %s\n", o->fn, r->len, strerror(-e));
+		return CLI_EXIT_ERROR;
+	}
+	if (r->status != PB_OK)
+		run_explain(o, r);
+	return cli_exit_for_status(r->status);
+}
+
+/* Installs the flag-setting SIGINT/SIGTERM handlers (no SA_RESTART). */
+static void
+run_catch_signals(void)
+{
+	struct sigaction	sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = run_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/*
+ * Waits for the job's result, cancelling it on the first signal. Returns
+ * the exit status.
+ */
+static int
+run_wait(struct pb_client *c, const struct run_opts *o, struct run_state *st,
+    const uint8_t *id)
+{
+	uint64_t	deadline = 0;
+	bool		cancelled = false;
+	int		r;
+
+	while (st->result == NULL) {
+		if (run_signalled >= 2) {
+			fprintf(stderr, "patchbay: %s: cancel sent, not waiting "
+			    "for its answer (CANCELLED)\n", o->fn);
+			return CLI_EXIT_CANCELLED;
+		}
+		if (run_signalled > 0 && !cancelled) {
+			cancelled = true;
+			deadline = run_now_ms() + RUN_CANCEL_WAIT_MS;
+			r = pb_client_cancel(c, id);
+			if (r < 0 && r != -ENOENT) {
+				fprintf(stderr, "patchbay: %s: cannot send the "
+				    "cancel: %s\n", o->fn, strerror(-r));
+				return CLI_EXIT_CONNECTION;
+			}
+		}
+		if (cancelled && run_now_ms() >= deadline) {
+			fprintf(stderr, "patchbay: %s: no answer to the cancel "
+			    "within %d s; disconnecting cancels the job "
+			    "(CANCELLED)\n", o->fn, RUN_CANCEL_WAIT_MS / 1000);
+			return CLI_EXIT_CANCELLED;
+		}
+		r = pb_client_dispatch(c, RUN_SLICE_MS);
+		if (r < 0 && r != -EINTR && r != -ETIMEDOUT && r != -EAGAIN) {
+			if (st->result != NULL)
+				break;
+			fprintf(stderr, "patchbay: %s: lost the connection to "
+			    "the broker: %s%s%s\n", o->fn, strerror(-r),
+			    *pb_client_last_error(c) != '\0' ? ": " : "",
+			    pb_client_last_error(c));
+			return CLI_EXIT_CONNECTION;
+		}
+	}
+	return run_report(o, st->result);
+}
+
+/* Entry point of `patchbay run`. */
+int
+run_main(int argc, char **argv)
+{
+	struct run_opts		 o;
+	struct run_state	 st = { NULL };
+	struct pb_options	 popts = { .name = "patchbay run" };
+	struct pb_client	*c = NULL;
+	uint8_t			*buf = NULL, id[PB_ID_LEN];
+	const void		*payload;
+	size_t			 len = 0;
+	char			 ep[512], idstr[CLI_UUID_STRLEN];
+	int			 r, ret;
+
+	if ((ret = run_parse(argc, argv, &o)) >= 0)
+		return ret;
+
+	if (o.data != NULL) {
+		payload = o.data;
+		len = strlen(o.data);
+	} else {
+		if ((r = run_read_all(STDIN_FILENO, &buf, &len)) < 0) {
+			fprintf(stderr, "patchbay: %s: cannot read the payload "
+			    "from stdin: %s\n", o.fn, strerror(-r));
+			return CLI_EXIT_USAGE;
+		}
+		payload = buf;
+	}
+
+	/*
+	 * From here a signal only sets the flag: once the job is submitted
+	 * it may start at once, and a Ctrl-C must become a CANCEL, however
+	 * early it comes.
+	 */
+	run_catch_signals();
+
+	if (o.broker != NULL)
+		snprintf(ep, sizeof ep, "%s", o.broker);
+	else if (pb_default_endpoint(ep, sizeof ep) < 0)
+		snprintf(ep, sizeof ep, "(the default endpoint)");
+	if ((r = pb_client_connect(o.broker, &popts, &c)) < 0) {
+		if (run_signalled > 0) {
+			fprintf(stderr, "patchbay: %s: interrupted before the "
+			    "job was submitted\n", o.fn);
+			ret = CLI_EXIT_CANCELLED;
+			goto out;
+		}
+		/* The library's sentence names the endpoint and the cause. */
+		if (*pb_client_last_error(NULL) != '\0')
+			fprintf(stderr, "patchbay: %s: %s\n", o.fn,
+			    pb_client_last_error(NULL));
+		else if (r == -EPROTO)
+			fprintf(stderr, "patchbay: %s: the broker at %s "
+			    "refused the handshake\n", o.fn, ep);
+		else
+			fprintf(stderr, "patchbay: %s: cannot connect to %s: "
+			    "%s\n", o.fn, ep, strerror(-r));
+		ret = CLI_EXIT_CONNECTION;
+		goto out;
+	}
+
+	if (run_signalled > 0) {
+		fprintf(stderr, "patchbay: %s: interrupted before the job was "
+		    "submitted\n", o.fn);
+		ret = CLI_EXIT_CANCELLED;
+		goto out;
+	}
+	r = pb_client_submit(c, o.fn, payload, len, &o.ro,
+	    o.ro.detach ? NULL : run_result_cb,
+	    o.progress ? run_progress_cb : NULL, &st, id);
+	if (r < 0) {
+		if (r == -EMSGSIZE) {
+			if (*pb_client_last_error(c) != '\0')
+				fprintf(stderr, "patchbay: %s: %s "
+				    "(BAD_REQUEST)\n", o.fn,
+				    pb_client_last_error(c));
+			else
+				fprintf(stderr, "patchbay: %s: the payload "
+				    "(%zu bytes) is larger than the broker "
+				    "accepts (BAD_REQUEST)\n", o.fn, len);
+			ret = CLI_EXIT_BAD_REQUEST;
+		} else {
+			fprintf(stderr, "patchbay: %s: cannot submit the job: "
+			    "%s\n", o.fn, strerror(-r));
+			ret = r == -EINVAL ? CLI_EXIT_BAD_REQUEST :
+			    CLI_EXIT_CONNECTION;
+		}
+		goto out;
+	}
+	free(buf);
+	buf = NULL;
+
+	if (o.ro.detach) {
+		if ((r = pb_client_sync(c, RUN_SYNC_MS)) < 0) {
+			fprintf(stderr, "patchbay: %s: the broker did not "
+			    "confirm the job: %s\n", o.fn, strerror(-r));
+			ret = CLI_EXIT_CONNECTION;
+			goto out;
+		}
+		cli_uuid_string(id, idstr);
+		printf("%s\n", idstr);
+		ret = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+		goto out;
+	}
+
+	ret = run_wait(c, &o, &st, id);
+out:
+	pb_result_free(st.result);
+	pb_client_free(c);
+	free(buf);
+	return ret;
+}

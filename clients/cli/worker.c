@@ -1,0 +1,1039 @@
+/*
+ * worker.c: `patchbay worker FN... --exec CMD`, a worker that runs a shell
+ * command per job.
+ *
+ * One libevent loop drives everything. The broker connection belongs to
+ * libpatchbay: a read event on pb_worker_fd() and a 100 ms tick both call
+ * pb_worker_dispatch(w, 0), which answers PINGs, reconnects with backoff
+ * and calls worker_job_cb() for each RUN. Because the library may close and
+ * reopen its socket inside any call, the read event is re-armed after every
+ * call into the library (and on every tick), before this file creates any
+ * descriptor that could take the old number.
+ *
+ * Each job is one struct worker_job, owned by the worker's list: the
+ * command runs as /bin/sh -c CMD in its own process group, with three
+ * non-blocking pipes. The payload is written to its stdin as the pipe
+ * accepts it while stdout is collected and the last WORKER_TAIL bytes of
+ * stderr are kept, so a large payload cannot deadlock against a command
+ * that writes before it has read everything. SIGCHLD arrives as a libevent
+ * signal event and is reaped in a waitpid(-1, WNOHANG) loop; a job is
+ * finished only when its exit status and both output pipes' EOF have
+ * arrived, and is then answered OK (stdout), ERROR (the stderr tail) or
+ * CANCELLED. A CANCEL sends SIGTERM to the job's process group and SIGKILL
+ * --kill-after later. SIGTERM or SIGINT to the worker closes the broker
+ * connection (the broker then retries or reports the jobs as lost), stops
+ * every running job the same way and exits 0 once they are all gone.
+ */
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "clients/cli/cli.h"
+
+#define WORKER_TAIL		2048	/* bytes of stderr kept for ERROR */
+#define WORKER_TICK_MS		100	/* dispatch and re-arm period */
+#define WORKER_WRITE_CHUNK	65536	/* bytes per write(2) to stdin */
+#define WORKER_KILL_AFTER_MS	5000	/* default --kill-after */
+#define WORKER_MAX_FN		255
+
+struct worker;
+
+/* One running command. Owned by its worker's job list. */
+struct worker_job {
+	struct worker		*wk;
+	struct pb_job		*job;		/* NULL once answered */
+	char			 idstr[CLI_UUID_STRLEN];
+	uint32_t		 attempt;
+	pid_t			 pid;		/* also its process group */
+	bool			 exited;
+	int			 wstatus;
+
+	int			 fd_in;		/* -1 once closed */
+	int			 fd_out;
+	int			 fd_err;
+	struct event		*ev_in;
+	struct event		*ev_out;
+	struct event		*ev_err;
+
+	const uint8_t		*payload;	/* the pb_job's, while job set */
+	size_t			 len;
+	size_t			 off;		/* bytes written to stdin */
+
+	struct evbuffer		*out;		/* stdout so far */
+	char			 tail[WORKER_TAIL];	/* last stderr bytes */
+	size_t			 tail_len;
+	bool			 tail_cut;	/* bytes before tail dropped */
+
+	uint64_t		 epoch;		/* connection it came on */
+	bool			 cancelled;	/* answer CANCELLED */
+	bool			 orphaned;	/* its connection is gone */
+	bool			 killed;	/* SIGTERM sent to the group */
+	struct event		*ev_kill;	/* SIGKILL after kill_after */
+
+	TAILQ_ENTRY(worker_job)	 entry;
+};
+
+TAILQ_HEAD(worker_jobs, worker_job);
+
+/* The worker program's state; lives on worker_main()'s stack. */
+struct worker {
+	struct event_base	*base;
+	struct pb_worker	*w;		/* NULL once stopping */
+	const char		*cmd;
+	uint64_t		 kill_after_ms;
+	bool			 verbose;
+
+	int			 fd;		/* the socket ev_sock watches */
+	uint64_t		 epoch;		/* bumped when fd changes */
+	bool			 was_connected;
+	struct event		*ev_sock;
+	struct event		*ev_tick;
+	struct event		*ev_chld;
+	struct event		*ev_int;
+	struct event		*ev_term;
+
+	struct worker_jobs	 jobs;
+	unsigned		 njobs;
+	bool			 stopping;
+	int			 exit_status;
+};
+
+static void	worker_pump(struct worker *);
+static void	worker_rearm(struct worker *, bool);
+static void	worker_job_maybe_finish(struct worker_job *);
+
+/* Prints the usage text of `patchbay worker` to f. */
+void
+worker_usage(FILE *f)
+{
+	fprintf(f,
+	    "Usage: patchbay worker [OPTIONS] FN... --exec CMD\n"
+	    "\n"
+	    "Registers the functions FN... with the broker and runs CMD with\n"
+	    "/bin/sh -c for every job, in its own process group. The job's\n"
+	    "payload is CMD's standard input; its standard output is the\n"
+	    "result. A non-zero exit is an ERROR carrying the last 2 KiB of\n"
+	    "its standard error. CMD's environment also has PATCHBAY_JOB_ID,\n"
+	    "PATCHBAY_FUNCTION, PATCHBAY_ATTEMPT and PATCHBAY_TIMEOUT_MS (0:\n"
+	    "none).\n"
+	    "\n"
+	    "Options:\n"
+	    "  -e, --exec CMD        the shell command to run per job "
+	    "(required)\n"
+	    "  -c, --capacity N      run up to N jobs at once (1..65535, "
+	    "default 1)\n"
+	    "  -k, --kill-after D    after a cancel, SIGKILL the job D after\n"
+	    "                        SIGTERM (500, 500ms, 10s, 1m; default "
+	    "5s)\n"
+	    "  -b, --broker EP       broker endpoint (unix:PATH, tcp:HOST:PORT)"
+	    "\n"
+	    "  -N, --name NAME       the name this worker gives the broker\n"
+	    "  -v, --verbose         log every job on stderr\n"
+	    "  -h, --help            show this help\n"
+	    "\n"
+	    "Without --broker, a worker started by patchbayd ($PATCHBAY_FD set)\n"
+	    "uses the connection it inherited; otherwise the default endpoint.\n"
+	    "The worker reconnects by itself when the broker restarts.\n"
+	    "SIGTERM or SIGINT stops it: running jobs get SIGTERM (SIGKILL\n"
+	    "after --kill-after) and the worker exits 0 once they are gone.\n"
+	    "\n"
+	    "Exit status:\n"
+	    "   0 stopped by SIGTERM or SIGINT\n"
+	    "   2 usage error\n"
+	    "  11 cannot connect, the broker refused the worker, or the\n"
+	    "     inherited connection closed\n");
+}
+
+/* Prints a "patchbay worker: " line on stderr. */
+static void __attribute__((format(printf, 1, 2)))
+worker_log(const char *fmt, ...)
+{
+	va_list	ap;
+	char	line[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "patchbay worker: %s\n", line);
+}
+
+/* Frees an event and clears the pointer to it; NULL is fine. */
+static void
+worker_event_free(struct event **ev)
+{
+	if (*ev != NULL) {
+		event_free(*ev);
+		*ev = NULL;
+	}
+}
+
+/* Closes one of a job's pipes and drops its event. */
+static void
+worker_job_close(int *fd, struct event **ev)
+{
+	worker_event_free(ev);
+	if (*fd != -1) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/*
+ * Answers the job once (no-op after the first answer or when abandoned),
+ * then re-arms the socket event in case the library dropped the connection.
+ */
+static void
+worker_job_answer(struct worker_job *j, enum pb_status status,
+    const void *payload, size_t len, const char *error)
+{
+	struct worker	*wk = j->wk;
+	int		 r;
+
+	if (j->job == NULL)
+		return;
+	/* The payload dies with the pb_job: stop feeding it to stdin. */
+	worker_job_close(&j->fd_in, &j->ev_in);
+	pb_job_set_userdata(j->job, NULL);
+	r = pb_job_complete(j->job, status, payload, len, error);
+	j->job = NULL;
+	if (r < 0 && wk->verbose && !wk->stopping && !j->orphaned)
+		worker_log("job %s: the answer (%s) was not sent: %s",
+		    j->idstr, pb_status_name(status), strerror(-r));
+	if (wk->w != NULL) {
+		worker_rearm(wk, false);
+		/*
+		 * Writing a big answer reads meanwhile: frames may wait in
+		 * the library's buffer with nothing left on the socket to
+		 * wake us, so dispatch on the next loop turn.
+		 */
+		if (wk->ev_tick != NULL)
+			event_active(wk->ev_tick, EV_TIMEOUT, 0);
+	}
+}
+
+/* Frees a finished job: events, pipes and buffers. */
+static void
+worker_job_free(struct worker_job *j)
+{
+	struct worker	*wk = j->wk;
+
+	TAILQ_REMOVE(&wk->jobs, j, entry);
+	wk->njobs--;
+	worker_job_close(&j->fd_in, &j->ev_in);
+	worker_job_close(&j->fd_out, &j->ev_out);
+	worker_job_close(&j->fd_err, &j->ev_err);
+	worker_event_free(&j->ev_kill);
+	if (j->out != NULL)
+		evbuffer_free(j->out);
+	free(j);
+	if (wk->stopping && TAILQ_EMPTY(&wk->jobs))
+		event_base_loopbreak(wk->base);
+}
+
+/* SIGKILLs a job's process group that ignored SIGTERM for too long. */
+static void
+worker_job_kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_job	*j = arg;
+
+	(void)fd;
+	(void)what;
+	if (j->wk->verbose)
+		worker_log("job %s: still running %llu ms after SIGTERM, "
+		    "sending SIGKILL", j->idstr,
+		    (unsigned long long)j->wk->kill_after_ms);
+	killpg(j->pid, SIGKILL);
+}
+
+/*
+ * Stops a job's command: SIGTERM to its process group now, SIGKILL after
+ * --kill-after unless everything has gone by then.
+ */
+static void
+worker_job_stop(struct worker_job *j, bool now)
+{
+	struct timeval	tv;
+
+	worker_job_close(&j->fd_in, &j->ev_in);
+	if (now) {
+		killpg(j->pid, SIGKILL);
+		return;
+	}
+	if (j->killed)
+		return;
+	j->killed = true;
+	killpg(j->pid, SIGTERM);
+	j->ev_kill = evtimer_new(j->wk->base, worker_job_kill_cb, j);
+	if (j->ev_kill == NULL) {
+		killpg(j->pid, SIGKILL);
+		return;
+	}
+	tv.tv_sec = (time_t)(j->wk->kill_after_ms / 1000);
+	tv.tv_usec = (suseconds_t)(j->wk->kill_after_ms % 1000) * 1000;
+	evtimer_add(j->ev_kill, &tv);
+}
+
+/* Keeps the last WORKER_TAIL bytes of what the command wrote to stderr. */
+static void
+worker_job_tail_add(struct worker_job *j, const char *buf, size_t n)
+{
+	size_t	drop;
+
+	if (n >= WORKER_TAIL) {
+		j->tail_cut = j->tail_cut || j->tail_len > 0 || n > WORKER_TAIL;
+		memcpy(j->tail, buf + n - WORKER_TAIL, WORKER_TAIL);
+		j->tail_len = WORKER_TAIL;
+		return;
+	}
+	if (j->tail_len + n > WORKER_TAIL) {
+		drop = j->tail_len + n - WORKER_TAIL;
+		memmove(j->tail, j->tail + drop, j->tail_len - drop);
+		j->tail_len -= drop;
+		j->tail_cut = true;
+	}
+	memcpy(j->tail + j->tail_len, buf, n);
+	j->tail_len += n;
+}
+
+/*
+ * Builds the ERROR text into buf (WORKER_TAIL + 1 bytes): the stderr tail
+ * without a partial first line and trimmed, else a sentence about how the
+ * command ended.
+ */
+static void
+worker_job_error_text(const struct worker_job *j, char *buf, size_t size)
+{
+	const char	*s = j->tail, *end = j->tail + j->tail_len, *nl;
+	size_t		 n, i;
+
+	if (j->tail_cut && (nl = memchr(s, '\n', (size_t)(end - s))) != NULL &&
+	    nl + 1 < end)
+		s = nl + 1;
+	while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' ||
+	    *s == '\r'))
+		s++;
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
+	    end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	n = (size_t)(end - s);
+	if (n > 0 && n < size) {
+		memcpy(buf, s, n);
+		buf[n] = '\0';
+		for (i = 0; i < n; i++) {
+			if (buf[i] == '\0')
+				buf[i] = '?';
+		}
+		return;
+	}
+	if (WIFEXITED(j->wstatus))
+		snprintf(buf, size, "command exited with status %d",
+		    WEXITSTATUS(j->wstatus));
+	else if (WIFSIGNALED(j->wstatus))
+		snprintf(buf, size, "command killed by signal %d",
+		    WTERMSIG(j->wstatus));
+	else
+		snprintf(buf, size, "command ended with wait status %d",
+		    j->wstatus);
+}
+
+/* Answers and frees a job once its status and both pipes' EOF are in. */
+static void
+worker_job_maybe_finish(struct worker_job *j)
+{
+	char		 err[WORKER_TAIL + 1];
+	size_t		 len;
+	const void	*out;
+
+	if (!j->exited || j->fd_out != -1 || j->fd_err != -1)
+		return;
+
+	if (j->wk->stopping || j->orphaned) {
+		/*
+		 * Its connection is gone: the answer cannot be sent, but
+		 * pb_job_complete() is still what frees the pb_job.
+		 */
+		if (j->wk->verbose)
+			worker_log("job %s: stopped", j->idstr);
+		worker_job_answer(j, PB_ERROR, NULL, 0, "worker stopped");
+	} else if (j->cancelled) {
+		if (j->wk->verbose)
+			worker_log("job %s: cancelled", j->idstr);
+		worker_job_answer(j, PB_CANCELLED, NULL, 0, NULL);
+	} else if (WIFEXITED(j->wstatus) && WEXITSTATUS(j->wstatus) == 0) {
+		len = evbuffer_get_length(j->out);
+		out = len > 0 ? evbuffer_pullup(j->out, -1) : NULL;
+		if (len > 0 && out == NULL) {
+			worker_job_answer(j, PB_ERROR, NULL, 0, "worker: out of "
+			    "memory collecting the command's output");
+		} else {
+			if (j->wk->verbose)
+				worker_log("job %s: OK, %zu bytes", j->idstr,
+				    len);
+			worker_job_answer(j, PB_OK, out, len, NULL);
+		}
+	} else {
+		worker_job_error_text(j, err, sizeof err);
+		if (j->wk->verbose && WIFSIGNALED(j->wstatus))
+			worker_log("job %s: ERROR, killed by signal %d",
+			    j->idstr, WTERMSIG(j->wstatus));
+		else if (j->wk->verbose)
+			worker_log("job %s: ERROR, exit status %d", j->idstr,
+			    WEXITSTATUS(j->wstatus));
+		worker_job_answer(j, PB_ERROR, NULL, 0, err);
+	}
+	/* Whatever the group left behind after a stop goes too. */
+	if (j->killed)
+		killpg(j->pid, SIGKILL);
+	worker_job_free(j);
+}
+
+/* Feeds the payload to the command's stdin as far as the pipe takes it. */
+static void
+worker_job_stdin_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_job	*j = arg;
+	size_t			 n;
+	ssize_t			 w;
+
+	(void)what;
+	while (j->off < j->len) {
+		n = j->len - j->off;
+		if (n > WORKER_WRITE_CHUNK)
+			n = WORKER_WRITE_CHUNK;
+		w = write(fd, j->payload + j->off, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* EPIPE: the command does not want (the rest of) it. */
+			break;
+		}
+		j->off += (size_t)w;
+	}
+	worker_job_close(&j->fd_in, &j->ev_in);
+}
+
+/* Collects the command's stdout until EOF. */
+static void
+worker_job_stdout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_job	*j = arg;
+	int			 n;
+
+	(void)what;
+	n = evbuffer_read(j->out, fd, 65536);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n > 0)
+		return;
+	worker_job_close(&j->fd_out, &j->ev_out);
+	worker_job_maybe_finish(j);
+}
+
+/* Keeps the tail of the command's stderr until EOF. */
+static void
+worker_job_stderr_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_job	*j = arg;
+	char			 buf[8192];
+	ssize_t			 n;
+
+	(void)what;
+	n = read(fd, buf, sizeof buf);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n > 0) {
+		worker_job_tail_add(j, buf, (size_t)n);
+		return;
+	}
+	worker_job_close(&j->fd_err, &j->ev_err);
+	worker_job_maybe_finish(j);
+}
+
+/* Resets what the child inherits from the worker and execs the command. */
+static void __attribute__((noreturn))
+worker_child(struct worker_job *j, struct pb_job *job, int in, int out,
+    int err)
+{
+	static const int	 sigs[] = { SIGPIPE, SIGINT, SIGTERM, SIGCHLD,
+				    SIGHUP, SIGQUIT };
+	struct sigaction	 sa;
+	sigset_t		 all;
+	char			 num[32];
+	size_t			 i;
+
+	setpgid(0, 0);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaction(sigs[i], &sa, NULL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+
+	if (dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+	    dup2(err, STDERR_FILENO) < 0)
+		_exit(127);
+
+	unsetenv("PATCHBAY_FD");
+	setenv("PATCHBAY_JOB_ID", j->idstr, 1);
+	setenv("PATCHBAY_FUNCTION", pb_job_function(job), 1);
+	snprintf(num, sizeof num, "%u", pb_job_attempt(job));
+	setenv("PATCHBAY_ATTEMPT", num, 1);
+	snprintf(num, sizeof num, "%u", pb_job_timeout_ms(job));
+	setenv("PATCHBAY_TIMEOUT_MS", num, 1);
+
+	execl("/bin/sh", "sh", "-c", j->wk->cmd, (char *)NULL);
+	dprintf(STDERR_FILENO, "patchbay worker: cannot run /bin/sh: %s\n",
+	    strerror(errno));
+	_exit(127);
+}
+
+/* Creates a non-blocking, close-on-exec pipe. 0 or a negative errno. */
+static int
+worker_pipe(int fds[2])
+{
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Sets O_NONBLOCK on fd. */
+static void
+worker_nonblock(int fd)
+{
+	int	fl = fcntl(fd, F_GETFL);
+
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/*
+ * Starts the command for a new job: pipes, fork, events. Returns 0, or a
+ * negative errno with nothing left behind but j itself.
+ */
+static int
+worker_job_start(struct worker_job *j, struct pb_job *job)
+{
+	struct worker	*wk = j->wk;
+	int		 in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	int		 err[2] = { -1, -1 };
+	int		 r;
+	pid_t		 pid;
+
+	if ((r = worker_pipe(in)) < 0 || (r = worker_pipe(out)) < 0 ||
+	    (r = worker_pipe(err)) < 0)
+		goto fail;
+	if ((j->out = evbuffer_new()) == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (pid == 0)
+		worker_child(j, job, in[0], out[1], err[1]);
+
+	/* Both sides set the group, so neither signal nor exec can race. */
+	setpgid(pid, pid);
+	j->pid = pid;
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	j->fd_in = in[1];
+	j->fd_out = out[0];
+	j->fd_err = err[0];
+	worker_nonblock(j->fd_in);
+	worker_nonblock(j->fd_out);
+	worker_nonblock(j->fd_err);
+
+	j->ev_out = event_new(wk->base, j->fd_out, EV_READ | EV_PERSIST,
+	    worker_job_stdout_cb, j);
+	j->ev_err = event_new(wk->base, j->fd_err, EV_READ | EV_PERSIST,
+	    worker_job_stderr_cb, j);
+	if (j->ev_out == NULL || j->ev_err == NULL) {
+		/* The command runs blind: stop it, it will be reaped. */
+		worker_job_close(&j->fd_out, &j->ev_out);
+		worker_job_close(&j->fd_err, &j->ev_err);
+		worker_job_stop(j, true);
+		return 0;
+	}
+	event_add(j->ev_out, NULL);
+	event_add(j->ev_err, NULL);
+	if (j->len == 0)
+		worker_job_close(&j->fd_in, &j->ev_in);
+	else {
+		j->ev_in = event_new(wk->base, j->fd_in, EV_WRITE | EV_PERSIST,
+		    worker_job_stdin_cb, j);
+		if (j->ev_in == NULL)
+			worker_job_close(&j->fd_in, &j->ev_in);
+		else
+			event_add(j->ev_in, NULL);
+	}
+	return 0;
+
+fail:
+	if (j->out != NULL) {
+		evbuffer_free(j->out);
+		j->out = NULL;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (in[i] != -1)
+			close(in[i]);
+		if (out[i] != -1)
+			close(out[i]);
+		if (err[i] != -1)
+			close(err[i]);
+	}
+	return r;
+}
+
+/* Handles a RUN pushed by the broker: starts the command for it. */
+static void
+worker_job_cb(struct pb_worker *w, struct pb_job *job, void *userdata)
+{
+	struct worker		*wk = userdata;
+	struct worker_job	*j;
+	char			 msg[256];
+	int			 r;
+
+	(void)w;
+	/* The library may have reconnected: drop a stale socket event first. */
+	worker_rearm(wk, false);
+
+	if ((j = calloc(1, sizeof *j)) == NULL) {
+		pb_job_complete(job, PB_ERROR, NULL, 0,
+		    "worker: out of memory starting the command");
+		return;
+	}
+	j->wk = wk;
+	j->job = job;
+	j->fd_in = j->fd_out = j->fd_err = -1;
+	j->attempt = pb_job_attempt(job);
+	cli_uuid_string(pb_job_id(job), j->idstr);
+	j->payload = pb_job_payload(job, &j->len);
+	j->epoch = wk->epoch;
+
+	if ((r = worker_job_start(j, job)) < 0) {
+		snprintf(msg, sizeof msg, "cannot start the command: %s",
+		    strerror(-r));
+		worker_log("job %s: %s", j->idstr, msg);
+		pb_job_complete(job, PB_ERROR, NULL, 0, msg);
+		free(j);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&wk->jobs, j, entry);
+	wk->njobs++;
+	pb_job_set_userdata(job, j);
+	if (wk->verbose)
+		worker_log("job %s: %s attempt %u, %zu bytes, pid %ld",
+		    j->idstr, pb_job_function(job), j->attempt, j->len,
+		    (long)j->pid);
+}
+
+/* Handles a CANCEL (client cancel or broker timeout) for a running job. */
+static void
+worker_cancel_cb(struct pb_worker *w, struct pb_job *job, void *userdata)
+{
+	struct worker_job	*j = pb_job_get_userdata(job);
+
+	(void)w;
+	(void)userdata;
+	if (j == NULL)
+		return;
+	if (j->wk->verbose)
+		worker_log("job %s: cancel: SIGTERM to process group %ld",
+		    j->idstr, (long)j->pid);
+	j->cancelled = true;
+	worker_job_stop(j, false);
+}
+
+/* Reaps every exited child and finishes the jobs that are complete. */
+static void
+worker_sigchld_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker		*wk = arg;
+	struct worker_job	*j;
+	pid_t			 pid;
+	int			 status;
+
+	(void)sig;
+	(void)what;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		/* maybe_finish() may free j: leave the loop right after. */
+		TAILQ_FOREACH(j, &wk->jobs, entry) {
+			if (j->pid == pid && !j->exited) {
+				j->exited = true;
+				j->wstatus = status;
+				worker_job_maybe_finish(j);
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * Stops the worker: closes the broker connection (the broker retries or
+ * reports the jobs as lost), stops every command, and ends the loop once
+ * they are all reaped. A second call SIGKILLs what is left.
+ */
+static void
+worker_shutdown(struct worker *wk, int status)
+{
+	struct worker_job	*j;
+
+	if (wk->stopping) {
+		TAILQ_FOREACH(j, &wk->jobs, entry)
+			worker_job_stop(j, true);
+		return;
+	}
+	wk->stopping = true;
+	wk->exit_status = status;
+	worker_event_free(&wk->ev_sock);
+	worker_event_free(&wk->ev_tick);
+	/* The pb_jobs outlive the worker; completing them frees them. */
+	TAILQ_FOREACH(j, &wk->jobs, entry)
+		worker_job_stop(j, false);
+	pb_worker_free(wk->w);
+	wk->w = NULL;
+	if (TAILQ_EMPTY(&wk->jobs))
+		event_base_loopbreak(wk->base);
+	else
+		worker_log("stopping %u running job%s", wk->njobs,
+		    wk->njobs == 1 ? "" : "s");
+}
+
+/* SIGTERM/SIGINT: stop taking jobs, stop the running ones, exit 0. */
+static void
+worker_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	if (!((struct worker *)arg)->stopping)
+		worker_log("%s: stopping", strsignal((int)sig));
+	worker_shutdown(arg, CLI_EXIT_OK);
+}
+
+/* The broker socket is readable. */
+static void
+worker_sock_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	worker_pump(arg);
+}
+
+/* Every 100 ms: dispatch (liveness, reconnects) and re-arm the socket. */
+static void
+worker_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*wk = arg;
+
+	(void)fd;
+	(void)what;
+	worker_pump(wk);
+	if (wk->w != NULL)
+		worker_rearm(wk, true);
+}
+
+/*
+ * Points ev_sock at the library's current socket. The library may have
+ * closed the old one (the number may already be reused), so a changed fd
+ * drops the old event before anything else; force re-creates it anyway,
+ * for a new socket that got the old number.
+ */
+static void
+worker_rearm(struct worker *wk, bool force)
+{
+	int	fd = pb_worker_fd(wk->w);
+	int	fl;
+
+	struct worker_job	*j;
+	unsigned		 n = 0;
+
+	if (fd == wk->fd && !force)
+		return;
+	worker_event_free(&wk->ev_sock);
+	if (fd != wk->fd) {
+		/*
+		 * A new connection: jobs of the old one can no longer be
+		 * answered (the broker retries them or reports them lost),
+		 * so their commands are stopped to free the capacity.
+		 */
+		wk->epoch++;
+		TAILQ_FOREACH(j, &wk->jobs, entry) {
+			if (j->epoch != wk->epoch && !j->orphaned &&
+			    j->job != NULL) {
+				j->orphaned = true;
+				worker_job_stop(j, false);
+				n++;
+			}
+		}
+		if (fd < 0 && wk->was_connected)
+			worker_log("lost the connection to the broker; "
+			    "reconnecting");
+		else if (fd >= 0 && wk->was_connected)
+			worker_log("reconnected to the broker");
+		if (n > 0)
+			worker_log("stopping %u job%s of the lost connection",
+			    n, n == 1 ? "" : "s");
+	}
+	wk->fd = fd;
+	if (fd < 0)
+		return;
+	wk->was_connected = true;
+	/* Commands must not inherit the broker connection. */
+	if ((fl = fcntl(fd, F_GETFD)) >= 0 && !(fl & FD_CLOEXEC))
+		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	wk->ev_sock = event_new(wk->base, fd, EV_READ | EV_PERSIST,
+	    worker_sock_cb, wk);
+	if (wk->ev_sock != NULL)
+		event_add(wk->ev_sock, NULL);
+}
+
+/* Lets the library handle what arrived; stops the worker if it gave up. */
+static void
+worker_pump(struct worker *wk)
+{
+	const char	*why;
+	int		 r;
+
+	if (wk->w == NULL)
+		return;
+	r = pb_worker_dispatch(wk->w, 0);
+	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -ETIMEDOUT) {
+		if (r == -ENOTCONN)
+			why = "the inherited connection closed";
+		else if (*pb_client_last_error(NULL) != '\0')
+			why = pb_client_last_error(NULL);
+		else if (r == -EPROTO)
+			why = "the broker refused this worker";
+		else
+			why = strerror(-r);
+		worker_log("giving up on the broker: %s", why);
+		worker_shutdown(wk, CLI_EXIT_CONNECTION);
+		return;
+	}
+	worker_rearm(wk, false);
+}
+
+/* Sets up the libevent base and the worker's own events. 0 or -errno. */
+static int
+worker_events(struct worker *wk)
+{
+	struct timeval	tick = { 0, WORKER_TICK_MS * 1000 };
+
+	if ((wk->base = event_base_new()) == NULL)
+		return -ENOMEM;
+	wk->ev_chld = evsignal_new(wk->base, SIGCHLD, worker_sigchld_cb, wk);
+	wk->ev_int = evsignal_new(wk->base, SIGINT, worker_signal_cb, wk);
+	wk->ev_term = evsignal_new(wk->base, SIGTERM, worker_signal_cb, wk);
+	wk->ev_tick = event_new(wk->base, -1, EV_PERSIST, worker_tick_cb, wk);
+	if (wk->ev_chld == NULL || wk->ev_int == NULL || wk->ev_term == NULL ||
+	    wk->ev_tick == NULL)
+		return -ENOMEM;
+	if (event_add(wk->ev_chld, NULL) < 0 ||
+	    event_add(wk->ev_int, NULL) < 0 ||
+	    event_add(wk->ev_term, NULL) < 0 ||
+	    event_add(wk->ev_tick, &tick) < 0)
+		return -EIO;
+	return 0;
+}
+
+/* Releases what worker_events() and the run left. */
+static void
+worker_clear(struct worker *wk)
+{
+	struct worker_job	*j;
+
+	while ((j = TAILQ_FIRST(&wk->jobs)) != NULL) {
+		killpg(j->pid, SIGKILL);
+		wk->stopping = true;
+		worker_job_answer(j, PB_ERROR, NULL, 0, "worker stopped");
+		worker_job_free(j);
+	}
+	worker_event_free(&wk->ev_sock);
+	worker_event_free(&wk->ev_tick);
+	worker_event_free(&wk->ev_chld);
+	worker_event_free(&wk->ev_int);
+	worker_event_free(&wk->ev_term);
+	pb_worker_free(wk->w);
+	wk->w = NULL;
+	if (wk->base != NULL)
+		event_base_free(wk->base);
+}
+
+/* Entry point of `patchbay worker`. */
+int
+worker_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "exec", required_argument, NULL, 'e' },
+		{ "capacity", required_argument, NULL, 'c' },
+		{ "kill-after", required_argument, NULL, 'k' },
+		{ "broker", required_argument, NULL, 'b' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct worker		 wk;
+	struct pb_options	 popts = { .name = "patchbay worker" };
+	const char		*broker = NULL;
+	uint64_t		 capacity = 1, u;
+	char			 ep[512], fns[1024];
+	size_t			 off;
+	int			 c, i, r, ret;
+
+	memset(&wk, 0, sizeof wk);
+	TAILQ_INIT(&wk.jobs);
+	wk.fd = -1;
+	wk.kill_after_ms = WORKER_KILL_AFTER_MS;
+
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":e:c:k:b:N:vh", longopts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'e':
+			wk.cmd = optarg;
+			break;
+		case 'c':
+			if (cli_parse_uint(optarg, 1, 65535, &capacity) < 0)
+				return cli_usage_error("worker", "bad "
+				    "--capacity '%s': expected a whole number "
+				    "from 1 to 65535", optarg);
+			break;
+		case 'k':
+			if (cli_parse_duration(optarg, 24ULL * 3600 * 1000,
+			    &u) < 0)
+				return cli_usage_error("worker", "bad "
+				    "--kill-after '%s': expected a duration "
+				    "such as 500ms, 10s or 1m (at most a day)",
+				    optarg);
+			wk.kill_after_ms = u;
+			break;
+		case 'b':
+			broker = optarg;
+			break;
+		case 'N':
+			popts.name = optarg;
+			break;
+		case 'v':
+			wk.verbose = true;
+			break;
+		case 'h':
+			worker_usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_option_error("worker", c, argv, longopts);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("worker", "missing the function names "
+		    "FN...");
+	if (argc - optind > 256)
+		return cli_usage_error("worker", "%d functions given, at most "
+		    "256", argc - optind);
+	if (wk.cmd == NULL)
+		return cli_usage_error("worker", "missing --exec CMD, the "
+		    "command to run for each job");
+	if (*wk.cmd == '\0')
+		return cli_usage_error("worker", "the --exec command is empty");
+	for (i = optind; i < argc; i++) {
+		if (*argv[i] == '\0')
+			return cli_usage_error("worker", "a function name is "
+			    "empty");
+		if (strlen(argv[i]) > WORKER_MAX_FN)
+			return cli_usage_error("worker", "function name "
+			    "'%.40s...' is %zu bytes long (at most %d)",
+			    argv[i], strlen(argv[i]), WORKER_MAX_FN);
+	}
+	if (broker != NULL && (r = cli_check_endpoint("worker", broker)) != 0)
+		return r;
+
+	if (broker != NULL)
+		snprintf(ep, sizeof ep, "%s", broker);
+	else if (getenv("PATCHBAY_FD") != NULL)
+		snprintf(ep, sizeof ep, "the inherited descriptor %s",
+		    getenv("PATCHBAY_FD"));
+	else if (pb_default_endpoint(ep, sizeof ep) < 0)
+		snprintf(ep, sizeof ep, "(the default endpoint)");
+
+	ret = CLI_EXIT_CONNECTION;
+	if ((r = worker_events(&wk)) < 0) {
+		worker_log("cannot set up the event loop: %s", strerror(-r));
+		goto out;
+	}
+	if ((r = pb_worker_new(broker, &popts, &wk.w)) < 0) {
+		worker_log("cannot use %s: %s", ep,
+		    *pb_client_last_error(NULL) != '\0' ?
+		    pb_client_last_error(NULL) : strerror(-r));
+		ret = r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONNECTION;
+		goto out;
+	}
+	fns[0] = '\0';
+	off = 0;
+	for (i = optind; i < argc; i++) {
+		if ((r = pb_worker_add_function(wk.w, argv[i], worker_job_cb,
+		    &wk)) < 0) {
+			worker_log("cannot add function '%s': %s", argv[i],
+			    strerror(-r));
+			ret = CLI_EXIT_USAGE;
+			goto out;
+		}
+		if (off < sizeof fns)
+			off += (size_t)snprintf(fns + off, sizeof fns - off,
+			    "%s%s", i > optind ? ", " : "", argv[i]);
+	}
+	if ((r = pb_worker_set_capacity(wk.w, (uint32_t)capacity)) < 0) {
+		worker_log("cannot set capacity %llu: %s",
+		    (unsigned long long)capacity, strerror(-r));
+		ret = CLI_EXIT_USAGE;
+		goto out;
+	}
+	pb_worker_on_cancel(wk.w, worker_cancel_cb, &wk);
+
+	if ((r = pb_worker_connect(wk.w)) < 0) {
+		/* The library's sentence names the endpoint and the cause. */
+		if (*pb_client_last_error(NULL) != '\0')
+			worker_log("%s", pb_client_last_error(NULL));
+		else if (r == -EPROTO)
+			worker_log("the broker at %s refused this worker", ep);
+		else
+			worker_log("cannot connect to %s: %s", ep,
+			    strerror(-r));
+		goto out;
+	}
+	worker_rearm(&wk, true);
+	worker_log("serving %s (capacity %llu) at %s", fns,
+	    (unsigned long long)capacity, ep);
+
+	if (event_base_dispatch(wk.base) < 0) {
+		worker_log("the event loop failed");
+		goto out;
+	}
+	ret = wk.exit_status;
+out:
+	worker_clear(&wk);
+	return ret;
+}

@@ -1,0 +1,139 @@
+/*
+ * internal.h: what client.c and worker.c share inside libpatchbay.
+ *
+ * struct bconn is one connection to the broker, driven with poll(2) and no
+ * event library: a non-blocking socket, an input buffer that frames are
+ * decoded from in place, and an output msgpack_sbuffer that sends append to.
+ * common.c owns the mechanics every role needs: the HELLO/WELCOME
+ * handshake, incremental frame reading, flushing without ever refusing to
+ * read (a broker writing to us while we write to it cannot deadlock us),
+ * PING/PONG, liveness, and recording ERROR and BYE. client.c and worker.c
+ * own the role's packets. None of these names leave the library: the linker
+ * version script exports pb_* only.
+ */
+#ifndef PATCHBAY_LIB_INTERNAL_H
+#define PATCHBAY_LIB_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "patchbay.h"
+#include "proto/proto.h"
+
+#define COMMON_READ_CHUNK	(64 * 1024)	/* bytes asked of one read(2) */
+#define COMMON_CORK_MS		1	/* longest a batch holds its output */
+
+/* An input buffer retired while decoded packets still point into it. */
+struct bconn_retired {
+	struct bconn_retired	*next;
+	uint8_t			*buf;
+};
+
+/*
+ * One connection to the broker, embedded in a pb_client or pb_worker (its
+ * owner). fd is -1 when closed. Decoded packets borrow from in[]; while
+ * pinned is non-zero the buffer is never moved or freed, only retired.
+ */
+struct bconn {
+	int			 fd;
+	bool			 use_send;	/* a socket: send(MSG_NOSIGNAL) */
+	bool			 dead;		/* EOF, error or protocol error */
+	int			 dead_err;	/* -ENOTCONN or -EPROTO */
+	bool			 got_bye;
+
+	uint8_t			*in;
+	size_t			 in_start;	/* first unconsumed byte */
+	size_t			 in_end;	/* one past the last byte read */
+	size_t			 in_cap;
+	unsigned		 pinned;
+	struct bconn_retired	*retired;
+
+	msgpack_sbuffer		 out;
+	size_t			 out_off;	/* bytes of out already written */
+	unsigned		 cork;		/* >0: sends wait for uncork */
+	uint64_t		 cork_since;	/* ms the held output began */
+
+	uint32_t		 max_frame;
+	uint64_t		 heartbeat_ms;	/* 0: no liveness checks */
+	uint64_t		 last_rx;	/* ms of the last byte read */
+	uint64_t		 ping_sent;	/* ms of our unanswered PING, or 0 */
+	uint64_t		 ping_n;	/* last PING n we sent */
+	uint64_t		 pong_n;	/* last PONG n received */
+
+	int			 err_code;	/* last ERROR code, or -1 */
+	char			 why[PROTO_ERRLEN];	/* why it died */
+	char			 bye[PROTO_ERRLEN];	/* BYE reason */
+	char			 err[PROTO_ERRLEN];	/* last ERROR msg */
+};
+
+/* Handles one role-specific packet; returns 0 or a negative errno. */
+typedef int (*bconn_packet_fn)(struct bconn *b, const struct packet *p,
+    void *arg);
+
+/* common.c */
+
+/* The thread's last connect failure, for pb_client_last_error(NULL). */
+void		 common_set_connect_error(const char *fmt, ...)
+		    __attribute__((format(printf, 1, 2)));
+const char	*common_connect_error(void);
+
+/* Prepares b for common_open() or common_adopt(). */
+void		 common_init(struct bconn *b);
+
+/*
+ * Closes the socket and forgets the connection's state, ready for another
+ * common_open(); safe while packets are being handled (pinned, corked).
+ */
+void		 common_reset(struct bconn *b);
+
+/* Frees everything b holds; b must not be in use (not pinned). */
+void		 common_clear(struct bconn *b);
+
+/* Connects to endpoint (NULL: the default) and does the handshake. */
+int		 common_open(struct bconn *b, const char *endpoint,
+		    enum proto_role role, const struct pb_options *opts);
+
+/* Takes ownership of an inherited descriptor and does the handshake. */
+int		 common_adopt(struct bconn *b, int fd, enum proto_role role,
+		    const struct pb_options *opts);
+
+/* Marks b dead with a reason, shutting the socket down; first reason wins. */
+void		 common_kill(struct bconn *b, int err, const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Encodes p onto the output and writes it unless corked. Returns 0,
+ * -ENOTCONN, -EMSGSIZE (larger than the broker's max_frame; nothing is
+ * queued) or -EINVAL.
+ */
+int		 common_send(struct bconn *b, const struct packet *p);
+
+/*
+ * Decodes and handles every complete frame in the input buffer: PING,
+ * PONG, ERROR and BYE here, each packet then to fn. Output is held (corked)
+ * meanwhile and written at the end. Returns the number of frames handled,
+ * or a negative errno from fn or for a protocol error (b is then dead).
+ */
+int		 common_process(struct bconn *b, bconn_packet_fn fn, void *arg);
+
+/*
+ * Waits up to timeout_ms (-1: no bound) for input, reads once, and keeps
+ * the connection alive (PINGs an idle broker, gives up on a silent one).
+ * Returns 0, -EINTR when a signal cut the wait short, or the dead
+ * connection's error.
+ */
+int		 common_wait(struct bconn *b, int timeout_ms);
+
+/* True when the input buffer holds at least one whole frame. */
+bool		 common_has_frame(const struct bconn *b);
+
+/* Milliseconds until deadline (0 when past; -1 when deadline is 0). */
+int		 common_ms_left(uint64_t deadline);
+
+/* Sends a PING with a fresh n and returns that n, or a negative errno. */
+int64_t		 common_ping(struct bconn *b);
+
+#endif /* PATCHBAY_LIB_INTERNAL_H */

@@ -1,0 +1,92 @@
+/*
+ * fuzz-proto.c: libFuzzer target for proto/.
+ *
+ * The input is read as a frame: frame_header() on the first four bytes,
+ * then the body (the declared length when that much is there, else all the
+ * rest) goes to packet_decode() in both directions. A packet that decodes is
+ * encoded again, and that frame must decode and encode to the very same
+ * bytes: the decoder and encoder agree on every packet either accepts.
+ * Seeds live in fuzz/corpus-proto/.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+/* Stops the run: a broken invariant is a bug the fuzzer must report. */
+static void
+fuzz_fail(void)
+{
+	__builtin_trap();
+}
+
+/* Encodes p, decodes the frame again and checks it encodes identically. */
+static void
+fuzz_reencode(const struct packet *p, enum proto_dir dir)
+{
+	msgpack_sbuffer	 a, b;
+	struct packet	 q;
+	uint32_t	 len;
+	char		 err[PROTO_ERRLEN];
+	int		 r;
+
+	msgpack_sbuffer_init(&a);
+	msgpack_sbuffer_init(&b);
+	r = packet_encode(p, dir, &a);
+	if (r == -EINVAL && p->type == PKT_ERROR && p->code == PERR__MAX)
+		goto out;	/* an unknown ERROR code never encodes */
+	if (r != 0)
+		fuzz_fail();
+	if (frame_header((const uint8_t *)a.data, a.size, UINT32_MAX,
+	    &len) != 0 || len != a.size - PROTO_HEADER_LEN)
+		fuzz_fail();
+	if (packet_decode((const uint8_t *)a.data + PROTO_HEADER_LEN, len,
+	    dir, &q, err) != 0)
+		fuzz_fail();
+	r = packet_encode(&q, dir, &b);
+	packet_clear(&q);
+	if (r != 0 || a.size != b.size || memcmp(a.data, b.data, a.size) != 0)
+		fuzz_fail();
+out:
+	msgpack_sbuffer_destroy(&a);
+	msgpack_sbuffer_destroy(&b);
+}
+
+/* Runs one input through framing, decoding and re-encoding. */
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct packet	p;
+	uint32_t	len;
+	size_t		blen;
+	char		err[PROTO_ERRLEN];
+	int		dir, r;
+
+	r = frame_header(data, size, PROTO_MAX_FRAME_DEFAULT, &len);
+	if (r != 0 && r != -EAGAIN && r != -EMSGSIZE && r != -EBADMSG)
+		fuzz_fail();
+	if (size <= PROTO_HEADER_LEN)
+		return (0);
+	blen = size - PROTO_HEADER_LEN;
+	if (r == 0 && len <= blen)
+		blen = len;
+
+	for (dir = PROTO_TO_BROKER; dir <= PROTO_FROM_BROKER; dir++) {
+		err[0] = '\0';
+		r = packet_decode(data + PROTO_HEADER_LEN, blen, dir, &p, err);
+		if (r != 0) {
+			if (r != -EBADMSG || err[0] == '\0' ||
+			    memchr(err, '\0', PROTO_ERRLEN) == NULL ||
+			    p.zone != NULL)
+				fuzz_fail();
+			continue;
+		}
+		fuzz_reencode(&p, dir);
+		packet_clear(&p);
+	}
+	return (0);
+}

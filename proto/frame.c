@@ -1,0 +1,271 @@
+/*
+ * frame.c: framing and the structural check of untrusted frame bodies.
+ *
+ * A frame is a 4-byte big-endian length and a body holding exactly one
+ * MessagePack map. frame_header() bounds the length before anything is
+ * buffered or unpacked; frame_check() then walks the body once, without
+ * allocating, so that msgpack-c only ever sees bodies whose every declared
+ * count fits in the bytes that are really there (msgpack-c allocates
+ * count * sizeof(msgpack_object) on a container's header alone), whose
+ * nesting is bounded and which hold nothing after the map.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "proto/proto.h"
+
+/* What a MessagePack header byte starts. */
+enum frame_kind {
+	FK_SCALAR,	/* nil, bool, int, float: fixed size */
+	FK_STR,
+	FK_BIN,
+	FK_EXT,
+	FK_ARRAY,
+	FK_MAP,
+	FK_RESERVED,	/* 0xc1, never used */
+};
+
+static const char *const frame_kind_names[] = {
+	[FK_SCALAR] = "scalar",
+	[FK_STR] = "str",
+	[FK_BIN] = "bin",
+	[FK_EXT] = "ext",
+	[FK_ARRAY] = "array",
+	[FK_MAP] = "map",
+	[FK_RESERVED] = "reserved byte 0xc1",
+};
+
+/* One decoded header: its kind, its size and what it announces. */
+struct frame_item {
+	enum frame_kind	 kind;
+	uint8_t		 fixed;		/* header bytes after the first */
+	uint8_t		 lenbytes;	/* of them, the length/count field */
+	uint64_t	 n;		/* str/bin/ext bytes, or items */
+};
+
+/* Writes a sentence into err (when there is one) and returns -EBADMSG. */
+static int __attribute__((format(printf, 2, 3)))
+frame_fail(char *err, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (err != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(err, PROTO_ERRLEN, fmt, ap);
+		va_end(ap);
+	}
+	return (-EBADMSG);
+}
+
+/* Reads an n-byte big-endian unsigned integer (n <= 4). */
+static uint32_t
+frame_be(const uint8_t *p, unsigned n)
+{
+	uint32_t	v = 0;
+
+	while (n-- > 0)
+		v = (v << 8) | *p++;
+	return (v);
+}
+
+/* Names the type a header byte starts, for "found ..." sentences. */
+static const char *
+frame_type_name(uint8_t b)
+{
+	if (b == 0xc0)
+		return ("nil");
+	if (b == 0xc2 || b == 0xc3)
+		return ("bool");
+	if (b == 0xca || b == 0xcb)
+		return ("float");
+	if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3))
+		return ("integer");
+	return (NULL);
+}
+
+/* Classifies the header byte b: what it starts and how long its header is. */
+static void
+frame_classify(uint8_t b, struct frame_item *it)
+{
+	it->kind = FK_SCALAR;
+	it->fixed = 0;
+	it->lenbytes = 0;
+	it->n = 0;
+
+	if (b <= 0x7f || b >= 0xe0)
+		return;				/* fixint */
+	if (b <= 0x8f) {
+		it->kind = FK_MAP;
+		it->n = b & 0x0f;
+		return;
+	}
+	if (b <= 0x9f) {
+		it->kind = FK_ARRAY;
+		it->n = b & 0x0f;
+		return;
+	}
+	if (b <= 0xbf) {
+		it->kind = FK_STR;
+		it->n = b & 0x1f;
+		return;
+	}
+	switch (b) {
+	case 0xc0: case 0xc2: case 0xc3:
+		return;
+	case 0xc1:
+		it->kind = FK_RESERVED;
+		return;
+	case 0xc4: case 0xc5: case 0xc6:	/* bin 8/16/32 */
+		it->kind = FK_BIN;
+		it->lenbytes = 1u << (b - 0xc4);
+		it->fixed = it->lenbytes;
+		return;
+	case 0xc7: case 0xc8: case 0xc9:	/* ext 8/16/32, then a type */
+		it->kind = FK_EXT;
+		it->lenbytes = 1u << (b - 0xc7);
+		it->fixed = it->lenbytes + 1;
+		return;
+	case 0xca:
+		it->fixed = 4;
+		return;
+	case 0xcb:
+		it->fixed = 8;
+		return;
+	case 0xcc: case 0xcd: case 0xce: case 0xcf:
+		it->fixed = 1u << (b - 0xcc);
+		return;
+	case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+		it->fixed = 1u << (b - 0xd0);
+		return;
+	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+		it->kind = FK_EXT;		/* fixext: a type, then data */
+		it->fixed = 1;
+		it->n = 1u << (b - 0xd4);
+		return;
+	case 0xd9: case 0xda: case 0xdb:
+		it->kind = FK_STR;
+		it->lenbytes = 1u << (b - 0xd9);
+		it->fixed = it->lenbytes;
+		return;
+	case 0xdc: case 0xdd:
+		it->kind = FK_ARRAY;
+		it->lenbytes = 2u << (b - 0xdc);
+		it->fixed = it->lenbytes;
+		return;
+	default:				/* 0xde, 0xdf */
+		it->kind = FK_MAP;
+		it->lenbytes = 2u << (b - 0xde);
+		it->fixed = it->lenbytes;
+		return;
+	}
+}
+
+/* Validates the 4-byte frame header at buf and returns the body length. */
+int
+frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
+    uint32_t *ret_len)
+{
+	uint32_t	len;
+
+	if (buf == NULL || avail < PROTO_HEADER_LEN)
+		return (-EAGAIN);
+	len = frame_be(buf, PROTO_HEADER_LEN);
+	if (len == 0)
+		return (-EBADMSG);
+	if (len > max_frame)
+		return (-EMSGSIZE);
+	*ret_len = len;
+	return (0);
+}
+
+/* Walks one frame body and checks its structure without allocating. */
+int
+frame_check(const uint8_t *body, size_t len, char *err)
+{
+	uint64_t		left[PROTO_MAX_DEPTH];	/* items owed */
+	struct frame_item	it;
+	size_t			pos = 0, rest;
+	unsigned		depth = 0;
+	const char		*found;
+
+	if (body == NULL || len == 0)
+		return (frame_fail(err, "frame body is empty"));
+	frame_classify(body[0], &it);
+	if (it.kind != FK_MAP) {
+		found = frame_type_name(body[0]);
+		if (found == NULL)
+			found = frame_kind_names[it.kind];
+		return (frame_fail(err, "frame body is not a map (found %s)",
+		    found));
+	}
+
+	do {
+		if (pos >= len)
+			return (frame_fail(err, "frame body ends at offset %zu "
+			    "in the middle of a container", pos));
+		frame_classify(body[pos], &it);
+		if (it.kind == FK_RESERVED)
+			return (frame_fail(err, "reserved byte 0xc1 at offset "
+			    "%zu", pos));
+		rest = len - pos - 1;
+		if (it.fixed > rest)
+			return (frame_fail(err, "%s at offset %zu is truncated "
+			    "(its header needs %u more byte%s, %zu remain)",
+			    frame_type_name(body[pos]) != NULL ?
+			    frame_type_name(body[pos]) :
+			    frame_kind_names[it.kind], pos, it.fixed,
+			    it.fixed == 1 ? "" : "s", rest));
+		if (it.lenbytes > 0)
+			it.n = frame_be(body + pos + 1, it.lenbytes);
+		rest -= it.fixed;
+
+		switch (it.kind) {
+		case FK_STR:
+		case FK_BIN:
+		case FK_EXT:
+			if (it.n > rest)
+				return (frame_fail(err, "%s at offset %zu "
+				    "declares %llu bytes but only %zu remain",
+				    frame_kind_names[it.kind], pos,
+				    (unsigned long long)it.n, rest));
+			break;
+		case FK_ARRAY:
+			if (it.n > rest)
+				return (frame_fail(err, "array at offset %zu "
+				    "declares %llu elements but only %zu bytes "
+				    "remain", pos, (unsigned long long)it.n,
+				    rest));
+			break;
+		case FK_MAP:
+			if (2 * it.n > rest)
+				return (frame_fail(err, "map at offset %zu "
+				    "declares %llu entries but only %zu bytes "
+				    "remain", pos, (unsigned long long)it.n,
+				    rest));
+			it.n *= 2;
+			break;
+		default:
+			break;
+		}
+
+		/* This item is one of those its container owes. */
+		if (depth > 0)
+			left[depth - 1]--;
+		if (it.kind == FK_ARRAY || it.kind == FK_MAP) {
+			if (depth == PROTO_MAX_DEPTH)
+				return (frame_fail(err, "nesting deeper than "
+				    "%d at offset %zu", PROTO_MAX_DEPTH, pos));
+			left[depth++] = it.n;
+			pos += 1 + it.fixed;
+		} else
+			pos += 1 + it.fixed + it.n;
+		while (depth > 0 && left[depth - 1] == 0)
+			depth--;
+	} while (depth > 0);
+
+	if (pos != len)
+		return (frame_fail(err, "%zu trailing byte%s after the map",
+		    len - pos, len - pos == 1 ? "" : "s"));
+	return (0);
+}

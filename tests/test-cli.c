@@ -1,0 +1,1089 @@
+/*
+ * test-cli.c: the patchbay program, run the way a user runs it.
+ *
+ * Each test starts the real patchbayd on a private Unix socket and an
+ * ephemeral TCP port, starts `patchbay worker` processes with shell
+ * commands, and drives `patchbay run` and `patchbay ctl` as child
+ * processes, checking their stdout, stderr and exit status. Conditions are
+ * polled with deadlines, never slept on. Every process started here dies
+ * with the test (the harness sets PR_SET_PDEATHSIG), and the fixture's
+ * teardown stops the workers and the broker when a test passes.
+ *
+ * Commands that must wait for the test use a FIFO "gate": `read x < GATE`
+ * blocks until gate_open() writes a line, so a job can be held running
+ * without a sleep.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "patchbay.h"
+#include "tests/harness.h"
+#include "transport/transport.h"
+
+#define RUN_MS		30000	/* longest a CLI run may take */
+#define WAIT_MS		10000	/* longest a condition is waited for */
+#define MAX_WORKERS	8
+
+/* What one test started; the teardown stops it. */
+static struct harness_broker	 broker;
+static bool			 broker_up;
+static pid_t			 workers[MAX_WORKERS];
+static int			 nworkers;
+static char			 dir[256];	/* the test's scratch dir */
+
+/* Checked fixture: a scratch directory and nothing running yet. */
+static void
+setup(void)
+{
+	broker_up = false;
+	nworkers = 0;
+	harness_tmpdir(dir, sizeof dir);
+}
+
+/* Checked fixture: stops the workers, then the broker. */
+static void
+teardown(void)
+{
+	while (nworkers > 0)
+		harness_kill(workers[--nworkers], SIGTERM);
+	if (broker_up)
+		harness_broker_stop(&broker);
+	broker_up = false;
+}
+
+/* Starts patchbayd with extra flags (NULL-terminated, may be NULL). */
+static void
+start_broker(const char *const *extra)
+{
+	harness_broker_start(&broker, extra, false);
+	broker_up = true;
+}
+
+/* A scratch file path: DIR/name. */
+static char *
+path_of(const char *name)
+{
+	char	*p;
+
+	ck_assert(asprintf(&p, "%s/%s", dir, name) > 0);
+	return p;
+}
+
+/*
+ * Runs the patchbay program with args (NULL-terminated) and stdin in,
+ * collecting stdout and stderr (caller frees; may be NULL). Returns its
+ * exit status; fails the test if it did not exit normally.
+ */
+static int
+cli(const void *in, size_t inlen, char **ret_out, char **ret_err, ...)
+{
+	const char	*argv[64];
+	va_list		 ap;
+	char		*err = NULL;
+	int		 n = 0, status;
+
+	argv[n++] = harness_cli();
+	va_start(ap, ret_err);
+	while (n < 63 && (argv[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	status = harness_run(argv, NULL, in, inlen, ret_out, &err, RUN_MS);
+	ck_assert_msg(WIFEXITED(status), "%s %s did not exit (status %d); "
+	    "stderr: %s", argv[1], n > 2 ? argv[2] : "", status, err);
+	if (ret_err != NULL)
+		*ret_err = err;
+	else
+		free(err);
+	return WEXITSTATUS(status);
+}
+
+/* Condition: the file at arg contains the text of a finished line. */
+static bool
+file_has_line(void *arg)
+{
+	char	*s = harness_read_file(arg);
+	bool	 ok = s != NULL && strchr(s, '\n') != NULL;
+
+	free(s);
+	return ok;
+}
+
+struct needle {
+	const char	*path;
+	const char	*text;
+	int		 count;		/* at least this many occurrences */
+};
+
+/* Condition: the file contains the needle at least count times. */
+static bool
+file_has_needle(void *arg)
+{
+	struct needle	*n = arg;
+	char		*s = harness_read_file(n->path), *p;
+	int		 found = 0;
+
+	for (p = s; p != NULL && (p = strstr(p, n->text)) != NULL; p++)
+		found++;
+	free(s);
+	return found >= n->count;
+}
+
+/* Waits until path holds text at least count times; fails otherwise. */
+static void
+wait_file(const char *path, const char *text, int count)
+{
+	struct needle	n = { path, text, count };
+	char		*s;
+
+	if (harness_wait_until(file_has_needle, &n, WAIT_MS))
+		return;
+	s = harness_read_file(path);
+	ck_abort_msg("%s never had '%s' %d time(s); it holds: %s", path, text,
+	    count, s != NULL ? s : "(nothing)");
+}
+
+/*
+ * Starts `patchbay worker FN --exec CMD --capacity N` on the broker's unix
+ * socket and waits until the broker has its REGISTER. fns is a
+ * space-free list of names separated by commas.
+ */
+static pid_t
+start_worker(const char *fns, const char *cmd, int capacity)
+{
+	const char	*argv[32];
+	char		 cap[16], needle[96], *copy, *fn, *save = NULL;
+	char		*log;
+	int		 n = 0;
+	pid_t		 pid;
+
+	ck_assert(nworkers < MAX_WORKERS);
+	snprintf(cap, sizeof cap, "%d", capacity);
+	ck_assert((copy = strdup(fns)) != NULL);
+	argv[n++] = harness_cli();
+	argv[n++] = "worker";
+	for (fn = strtok_r(copy, ",", &save); fn != NULL && n < 24;
+	    fn = strtok_r(NULL, ",", &save))
+		argv[n++] = fn;
+	argv[n++] = "--exec";
+	argv[n++] = cmd;
+	argv[n++] = "--capacity";
+	argv[n++] = cap;
+	argv[n++] = "--broker";
+	argv[n++] = broker.unix_ep;
+	argv[n++] = "--verbose";
+	argv[n] = NULL;
+	ck_assert(asprintf(&log, "%s/worker-%d.log", dir, nworkers) > 0);
+	pid = harness_spawn(argv, NULL, log);
+	workers[nworkers++] = pid;
+	free(copy);
+	free(log);
+
+	snprintf(needle, sizeof needle, "pid %ld, uid %lu): registered",
+	    (long)pid, (unsigned long)getuid());
+	ck_assert_msg(harness_wait_log(&broker, needle, WAIT_MS),
+	    "worker %ld did not register with the broker", (long)pid);
+	return pid;
+}
+
+/* Reads a whole file with its length (binary-safe); caller frees. */
+static uint8_t *
+read_bytes(const char *path, size_t *ret_len)
+{
+	struct stat	 st;
+	uint8_t		*buf;
+	FILE		*f;
+
+	ck_assert_msg((f = fopen(path, "rb")) != NULL, "%s: %s", path,
+	    strerror(errno));
+	ck_assert(fstat(fileno(f), &st) == 0);
+	ck_assert((buf = malloc((size_t)st.st_size + 1)) != NULL);
+	ck_assert(fread(buf, 1, (size_t)st.st_size, f) == (size_t)st.st_size);
+	fclose(f);
+	*ret_len = (size_t)st.st_size;
+	return buf;
+}
+
+/*
+ * Runs `patchbay run FN --broker EP` with in on stdin and its stdout
+ * redirected to a file by a shell, so binary output keeps its length.
+ * Returns the output; the exit status goes to *ret_status.
+ */
+static uint8_t *
+run_binary(const char *fn, const void *in, size_t inlen, size_t *ret_len,
+    int *ret_status)
+{
+	char		*out = path_of("binary.out"), *err = NULL;
+	const char	*argv[] = { "/bin/sh", "-c",
+			    "exec \"$0\" run \"$1\" --broker \"$2\" > \"$3\"",
+			    harness_cli(), fn, broker.unix_ep, out, NULL };
+	uint8_t		*buf;
+	int		 status;
+
+	status = harness_run(argv, NULL, in, inlen, NULL, &err, RUN_MS);
+	ck_assert_msg(WIFEXITED(status), "run %s did not exit: %s", fn, err);
+	*ret_status = WEXITSTATUS(status);
+	ck_assert_msg(*ret_status == 0, "run %s exited %d: %s", fn,
+	    *ret_status, err);
+	buf = read_bytes(out, ret_len);
+	free(out);
+	free(err);
+	return buf;
+}
+
+/* Opens the FIFO gate once a reader waits, and lets one line through. */
+static void
+gate_open(const char *gate)
+{
+	unsigned long long	deadline = harness_now_ms() + WAIT_MS;
+	int			fd;
+
+	for (;;) {
+		fd = open(gate, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			break;
+		ck_assert_msg(errno == ENXIO, "open %s: %s", gate,
+		    strerror(errno));
+		ck_assert_msg(harness_now_ms() < deadline, "nobody read the "
+		    "gate %s", gate);
+		usleep(10000);
+	}
+	ck_assert(write(fd, "go\n", 3) == 3);
+	close(fd);
+}
+
+/* Reads a pid that a command wrote to path (waiting for it). */
+static pid_t
+read_pid(const char *path)
+{
+	char	*s;
+	long	 pid;
+
+	ck_assert_msg(harness_wait_until(file_has_line, (void *)path, WAIT_MS),
+	    "the command never wrote its pid to %s", path);
+	s = harness_read_file(path);
+	pid = strtol(s, NULL, 10);
+	free(s);
+	ck_assert_msg(pid > 1, "bad pid in %s", path);
+	return (pid_t)pid;
+}
+
+/* Condition: the process arg points to no longer exists (reaped). */
+static bool
+pid_gone(void *arg)
+{
+	return kill(*(pid_t *)arg, 0) == -1 && errno == ESRCH;
+}
+
+/* Fails unless the process is gone within the deadline. */
+static void
+assert_gone(pid_t pid, const char *what)
+{
+	ck_assert_msg(harness_wait_until(pid_gone, &pid, WAIT_MS),
+	    "%s (pid %ld) is still running", what, (long)pid);
+}
+
+/* Starts `patchbay run ARGS... --broker unix` in the background. */
+static pid_t
+spawn_run(const char *log, ...)
+{
+	const char	*argv[32];
+	va_list		 ap;
+	int		 n = 0;
+
+	argv[n++] = harness_cli();
+	argv[n++] = "run";
+	va_start(ap, log);
+	while (n < 28 && (argv[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n++] = "--broker";
+	argv[n++] = broker.unix_ep;
+	argv[n] = NULL;
+	return harness_spawn(argv, NULL, log);
+}
+
+/* Waits for a background process and returns its exit status. */
+static int
+reap(pid_t pid)
+{
+	int	status = harness_kill(pid, 0);
+
+	ck_assert_msg(status != -1 && WIFEXITED(status), "pid %ld did not "
+	    "exit normally (status %d)", (long)pid, status);
+	return WEXITSTATUS(status);
+}
+
+/* Condition: `patchbay ctl status --json` output contains arg. */
+static bool
+status_shows(void *arg)
+{
+	char	*out = NULL;
+	bool	 found;
+
+	found = cli(NULL, 0, &out, NULL, "ctl", "status", "--json",
+	    "--broker", broker.unix_ep, NULL) == 0 && strstr(out, arg) != NULL;
+	free(out);
+	return found;
+}
+
+/* True when s is a lowercase UUID string (36 characters). */
+static bool
+is_uuid(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+/* ---- run ---------------------------------------------------------------- */
+
+/* The example: a worker on unix, a client on tcp. */
+START_TEST(run_example_both_transports)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	start_worker("rev", "rev", 4);
+	ck_assert_int_eq(cli("hello\n", 6, &out, &err, "run", "rev",
+	    "--broker", broker.tcp_ep, NULL), 0);
+	ck_assert_str_eq(out, "olleh\n");
+	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(cli("abc\n", 4, &out, NULL, "run", "rev",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "cba\n");
+	free(out);
+}
+END_TEST
+
+/* DATA on the command line, or stdin without it (or with "-"). */
+START_TEST(run_data_argument_or_stdin)
+{
+	char	*out;
+
+	start_broker(NULL);
+	start_worker("cat", "cat", 2);
+	ck_assert_int_eq(cli("ignored", 7, &out, NULL, "run", "cat",
+	    "hello world", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "hello world");	/* no newline added */
+	free(out);
+	ck_assert_int_eq(cli("from stdin\n", 11, &out, NULL, "run", "cat",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "from stdin\n");
+	free(out);
+	ck_assert_int_eq(cli("dash", 4, &out, NULL, "run", "cat", "-",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "dash");
+	free(out);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "--broker",
+	    broker.unix_ep, "cat", "", NULL), 0);
+	ck_assert_str_eq(out, "");
+	free(out);
+}
+END_TEST
+
+/* Every byte value survives the trip through `--exec cat`. */
+START_TEST(run_binary_payload_round_trips)
+{
+	uint8_t	 in[256], *out;
+	size_t	 len;
+	int	 status;
+
+	for (int i = 0; i < 256; i++)
+		in[i] = (uint8_t)i;
+	start_broker(NULL);
+	start_worker("cat", "cat", 1);
+	out = run_binary("cat", in, sizeof in, &len, &status);
+	ck_assert_int_eq(status, 0);
+	ck_assert_uint_eq(len, sizeof in);
+	ck_assert(memcmp(in, out, sizeof in) == 0);
+	free(out);
+}
+END_TEST
+
+/* 4 MiB through a pipe-bound command: stdin, stdout both bigger than pipes. */
+START_TEST(run_large_payload_does_not_deadlock)
+{
+	static const char *const	 extra[] = { "--max-frame", "16777216",
+					    NULL };
+	size_t				 size = 4 * 1024 * 1024, len;
+	uint8_t				*in, *out;
+	uint32_t			 x = 12345;
+	int				 status;
+
+	ck_assert((in = malloc(size)) != NULL);
+	for (size_t i = 0; i < size; i++) {
+		x = x * 1103515245u + 12345u;
+		in[i] = (uint8_t)(x >> 16);
+	}
+	start_broker(extra);
+	start_worker("cat", "cat", 1);
+	out = run_binary("cat", in, size, &len, &status);
+	ck_assert_int_eq(status, 0);
+	ck_assert_uint_eq(len, size);
+	ck_assert(memcmp(in, out, size) == 0);
+	free(in);
+	free(out);
+}
+END_TEST
+
+/* A failing command: exit 1 and the tail of its stderr. */
+START_TEST(run_failing_command_reports_stderr)
+{
+	char	*out, *err;
+	size_t	 n;
+
+	start_broker(NULL);
+	start_worker("fail", "echo partial; echo oops >&2; "
+	    "echo more detail >&2; exit 3", 1);
+	start_worker("quiet", "exit 7", 1);
+	start_worker("loud", "i=0; while [ $i -lt 300 ]; do "
+	    "echo \"line $i of noise\" >&2; i=$((i+1)); done; exit 1", 1);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "fail", "x",
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_str_eq(err, "patchbay: fail: oops\nmore detail\n");
+	ck_assert_str_eq(out, "");
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "quiet", "x",
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_str_eq(err, "patchbay: quiet: command exited with status "
+	    "7\n");
+	free(err);
+
+	/* Only the tail is kept, and it starts at a whole line. */
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "loud", "x",
+	    "--broker", broker.unix_ep, NULL), 1);
+	n = strlen(err);
+	ck_assert_msg(n > 100 && n < 2200, "stderr is %zu bytes", n);
+	ck_assert_msg(strncmp(err, "patchbay: loud: line ", 21) == 0, "%s",
+	    err);
+	ck_assert_msg(strstr(err, "line 299 of noise\n") != NULL, "%s", err);
+	ck_assert(strstr(err, "line 0 of noise") == NULL);
+	free(err);
+}
+END_TEST
+
+/* --timeout: exit 4, and the command's process group is killed. */
+START_TEST(run_timeout_kills_the_command)
+{
+	char	*pidfile = path_of("pid"), *cmd, *err;
+	pid_t	 pid;
+
+	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
+	start_broker(NULL);
+	start_worker("slow", cmd, 1);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "slow", "x",
+	    "--timeout", "1000", "--broker", broker.unix_ep, NULL), 4);
+	ck_assert_str_eq(err, "patchbay: slow: timed out after 1000 ms "
+	    "(TIMEOUT)\n");
+	pid = read_pid(pidfile);
+	assert_gone(pid, "the timed-out command");
+	free(err);
+	free(cmd);
+	free(pidfile);
+}
+END_TEST
+
+/* SIGINT while waiting: CANCEL, the command is killed, exit 3. */
+START_TEST(run_sigint_cancels_the_job)
+{
+	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
+	char	*s;
+	pid_t	 pid, run;
+	int	 status;
+
+	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
+	start_broker(NULL);
+	start_worker("slow", cmd, 1);
+	run = spawn_run(log, "slow", "x", NULL);
+	pid = read_pid(pidfile);
+	status = harness_kill(run, SIGINT);
+	ck_assert_msg(WIFEXITED(status), "run did not exit (status %d)",
+	    status);
+	s = harness_read_file(log);
+	ck_assert_msg(WEXITSTATUS(status) == 3, "run exited %d: %s",
+	    WEXITSTATUS(status), s);
+	ck_assert_str_eq(s, "patchbay: slow: job cancelled (CANCELLED)\n");
+	assert_gone(pid, "the cancelled command");
+	free(s);
+	free(cmd);
+	free(log);
+	free(pidfile);
+}
+END_TEST
+
+/* Capacity 1: a second run waits for the first, then succeeds. */
+START_TEST(run_waits_in_the_queue)
+{
+	char	*gate = path_of("gate"), *trace = path_of("trace");
+	char	*log1 = path_of("run1.log"), *log2 = path_of("run2.log");
+	char	*cmd, *s;
+	pid_t	 r1, r2;
+
+	ck_assert(mkfifo(gate, 0600) == 0);
+	ck_assert(asprintf(&cmd, "echo start >> %s; read x < %s; "
+	    "echo end >> %s; cat", trace, gate, trace) > 0);
+	start_broker(NULL);
+	start_worker("q", cmd, 1);
+
+	r1 = spawn_run(log1, "q", "one", NULL);
+	wait_file(trace, "start", 1);
+	r2 = spawn_run(log2, "q", "two", NULL);
+	/* The broker holds the second job: the worker has no free slot. */
+	ck_assert_msg(harness_wait_until(status_shows, "\"queued\": 1",
+	    WAIT_MS), "the second job never showed as queued");
+	gate_open(gate);
+	wait_file(trace, "start", 2);
+	gate_open(gate);
+	ck_assert_int_eq(reap(r1), 0);
+	ck_assert_int_eq(reap(r2), 0);
+
+	s = harness_read_file(trace);
+	ck_assert_str_eq(s, "start\nend\nstart\nend\n");
+	free(s);
+	s = harness_read_file(log1);
+	ck_assert_str_eq(s, "one");
+	free(s);
+	s = harness_read_file(log2);
+	ck_assert_str_eq(s, "two");
+	free(s);
+	free(cmd);
+	free(gate);
+	free(trace);
+	free(log1);
+	free(log2);
+}
+END_TEST
+
+/* Queued jobs go by priority: high before low, whatever the order sent. */
+START_TEST(run_priority_orders_the_queue)
+{
+	char	*gate = path_of("gate"), *trace = path_of("trace");
+	char	*cmd, *s, *out;
+
+	ck_assert(mkfifo(gate, 0600) == 0);
+	ck_assert(asprintf(&cmd, "cat >> %s; echo >> %s; read x < %s",
+	    trace, trace, gate) > 0);
+	start_broker(NULL);
+	start_worker("p", cmd, 1);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "p", "block",
+	    "--detach", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strlen(out) == 37 && is_uuid(out) && out[36] == '\n',
+	    "--detach printed '%s'", out);
+	free(out);
+	wait_file(trace, "block\n", 1);
+	ck_assert_int_eq(cli(NULL, 0, NULL, NULL, "run", "p", "low",
+	    "--priority", "-10", "--detach", "--broker", broker.unix_ep,
+	    NULL), 0);
+	ck_assert_int_eq(cli(NULL, 0, NULL, NULL, "run", "p", "high",
+	    "--priority", "10", "--detach", "--broker", broker.unix_ep,
+	    NULL), 0);
+	gate_open(gate);
+	wait_file(trace, "\n", 2);
+	gate_open(gate);
+	wait_file(trace, "\n", 3);
+	gate_open(gate);
+
+	s = harness_read_file(trace);
+	ck_assert_str_eq(s, "block\nhigh\nlow\n");
+	free(s);
+	free(cmd);
+	free(gate);
+	free(trace);
+}
+END_TEST
+
+/* --nowait with nobody serving the function: NO_WORKER, exit 6. */
+START_TEST(run_nowait_without_worker)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "nothing", "x",
+	    "--nowait", "--broker", broker.unix_ep, NULL), 6);
+	ck_assert_str_eq(err, "patchbay: nothing: no worker for 'nothing' "
+	    "(NO_WORKER)\n");
+	ck_assert_str_eq(out, "");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* No broker there: exit 11 with the endpoint in the message. */
+START_TEST(run_cannot_connect)
+{
+	char	*ep, *err;
+
+	ck_assert(asprintf(&ep, "unix:%s/nobody.sock", dir) > 0);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "rev", "x",
+	    "--broker", ep, NULL), 11);
+	ck_assert_msg(strstr(err, "patchbay: rev: ") == err &&
+	    strstr(err, "nobody.sock") != NULL, "%s", err);
+	free(err);
+	free(ep);
+}
+END_TEST
+
+/* A library worker's handler: two PROGRESS messages, then OK "done". */
+static void
+progress_handler(struct pb_worker *w, struct pb_job *job, void *arg)
+{
+	(void)w;
+	(void)arg;
+	pb_job_progress(job, "25%\n", 4);
+	pb_job_progress(job, "50%\n", 4);
+	pb_job_complete(job, PB_OK, "done", 4, NULL);
+}
+
+/* --progress copies each PROGRESS payload to stderr. */
+START_TEST(run_progress_goes_to_stderr)
+{
+	struct pb_worker	*w;
+	char			 needle[96], *out, *err;
+	pid_t			 pid, parent = getpid();
+
+	start_broker(NULL);
+	/* The CLI worker sends no progress: serve "prog" with the library. */
+	pid = fork();
+	ck_assert(pid != -1);
+	if (pid == 0) {
+		/* Check's runner handlers would kill its whole group. */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		if (pb_worker_new(broker.unix_ep, NULL, &w) != 0 ||
+		    pb_worker_add_function(w, "prog", progress_handler,
+		    NULL) != 0 || pb_worker_connect(w) != 0)
+			_exit(1);
+		pb_worker_run(w);
+		_exit(0);
+	}
+	workers[nworkers++] = pid;
+	snprintf(needle, sizeof needle, "pid %ld, uid %lu): registered",
+	    (long)pid, (unsigned long)getuid());
+	ck_assert(harness_wait_log(&broker, needle, WAIT_MS));
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "prog", "x",
+	    "--progress", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "done");
+	ck_assert_str_eq(err, "25%\n50%\n");
+	free(out);
+	free(err);
+	/* Without --progress, nothing but the result. */
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "prog", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "done");
+	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* ---- worker ------------------------------------------------------------- */
+
+/* The command sees the job's id, function and attempt. */
+START_TEST(worker_sets_the_environment)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	start_worker("env", "printf '%s %s %s' \"$PATCHBAY_FUNCTION\" "
+	    "\"$PATCHBAY_ATTEMPT\" \"$PATCHBAY_JOB_ID\"", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "env", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strncmp(out, "env 1 ", 6) == 0 && strlen(out) == 42 &&
+	    is_uuid(out + 6), "the command printed '%s' (stderr %s)", out,
+	    err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* --capacity 2: two jobs run at the same time. */
+START_TEST(worker_runs_up_to_capacity_at_once)
+{
+	char	*gate1 = path_of("gate-one"), *gate2 = path_of("gate-two");
+	char	*trace = path_of("trace");
+	char	*log1 = path_of("run1.log"), *log2 = path_of("run2.log");
+	char	*cmd, *s;
+	pid_t	 r1, r2;
+
+	/* One gate per job (named by its payload): one reader per FIFO. */
+	ck_assert(mkfifo(gate1, 0600) == 0);
+	ck_assert(mkfifo(gate2, 0600) == 0);
+	ck_assert(asprintf(&cmd, "p=$(cat); echo start >> %s; "
+	    "read x < %s/gate-$p; printf %%s \"$p\"", trace, dir) > 0);
+	start_broker(NULL);
+	start_worker("par", cmd, 2);
+	r1 = spawn_run(log1, "par", "one", NULL);
+	r2 = spawn_run(log2, "par", "two", NULL);
+	/* Both started before either was let go. */
+	wait_file(trace, "start", 2);
+	gate_open(gate2);
+	gate_open(gate1);
+	ck_assert_int_eq(reap(r1), 0);
+	ck_assert_int_eq(reap(r2), 0);
+	s = harness_read_file(log1);
+	ck_assert_str_eq(s, "one");
+	free(s);
+	s = harness_read_file(log2);
+	ck_assert_str_eq(s, "two");
+	free(s);
+	free(cmd);
+	free(gate1);
+	free(gate2);
+	free(trace);
+	free(log1);
+	free(log2);
+}
+END_TEST
+
+/* SIGTERM to the worker: its commands die, it exits 0, the client learns. */
+START_TEST(worker_sigterm_stops_running_jobs)
+{
+	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
+	char	*s;
+	pid_t	 pid, run, w;
+	int	 status;
+
+	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
+	start_broker(NULL);
+	w = start_worker("slow", cmd, 1);
+	run = spawn_run(log, "slow", "x", NULL);
+	pid = read_pid(pidfile);
+
+	status = harness_kill(w, SIGTERM);
+	nworkers--;
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the worker ended with status %d", status);
+	assert_gone(pid, "the stopped worker's command");
+	ck_assert_int_eq(reap(run), 5);
+	s = harness_read_file(log);
+	ck_assert_msg(strstr(s, "(WORKER_LOST)") != NULL, "%s", s);
+	free(s);
+	free(cmd);
+	free(log);
+	free(pidfile);
+}
+END_TEST
+
+/* The broker restarts on the same socket: the worker comes back by itself. */
+START_TEST(worker_reconnects_after_broker_restart)
+{
+	char	*out;
+
+	start_broker(NULL);
+	start_worker("rev", "rev", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "ab",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "ba");
+	free(out);
+
+	harness_broker_stop(&broker);
+	harness_broker_start(&broker, NULL, true);
+	/* Without --nowait the job waits for the worker to be back. */
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "cd",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "dc");
+	free(out);
+}
+END_TEST
+
+/*
+ * A worker handed its connection in $PATCHBAY_FD (as patchbayd spawns
+ * them) serves on it, and exits 11 when it closes instead of reconnecting.
+ */
+START_TEST(worker_uses_inherited_descriptor)
+{
+	struct endpoint	 ep;
+	const char	*argv[] = { harness_cli(), "worker", "rev", "--exec",
+			    "rev", NULL };
+	char		 err[PROTO_ERRLEN], env[32], *out;
+	const char	*envv[] = { env, NULL };
+	int		 fd, status;
+	pid_t		 w;
+
+	start_broker(NULL);
+	ck_assert_int_eq(endpoint_parse(broker.unix_ep, &ep, err), 0);
+	ck_assert_int_eq(endpoint_connect(&ep, 5000, &fd), 0);
+	ck_assert(fcntl(fd, F_SETFD, 0) == 0);	/* inherited by the worker */
+	snprintf(env, sizeof env, "PATCHBAY_FD=%d", fd);
+	w = harness_spawn(argv, envv, NULL);
+	workers[nworkers++] = w;
+	close(fd);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "xyz",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "zyx");
+	free(out);
+
+	harness_broker_stop(&broker);
+	broker_up = false;
+	status = harness_kill(w, 0);
+	nworkers--;
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 11,
+	    "the worker ended with status %d", status);
+}
+END_TEST
+
+/* ---- ctl ---------------------------------------------------------------- */
+
+/* `ctl status --json` is JSON that python parses. */
+START_TEST(ctl_status_json_parses)
+{
+	const char	*py[] = { "/usr/bin/env", "python3", "-c",
+			    "import json,sys; d=json.load(sys.stdin); "
+			    "assert isinstance(d, dict)", NULL };
+	char		*out, *err;
+	int		 status;
+
+	start_broker(NULL);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "status", "--json",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(err, "");
+	free(err);
+	status = harness_run(py, NULL, out, strlen(out), NULL, &err, RUN_MS);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "not JSON (%s): %s", err, out);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* `ctl workers`: a table whose rows name the worker's functions. */
+START_TEST(ctl_workers_table)
+{
+	char	*out;
+
+	start_broker(NULL);
+	start_worker("rev,tac", "rev", 3);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "ctl", "workers",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strchr(out, '\n') != NULL &&
+	    strstr(strchr(out, '\n'), "rev,tac") != NULL,
+	    "no row with the functions: %s", out);
+	free(out);
+}
+END_TEST
+
+/* A refusal by the broker: exit 1 and its reason. */
+START_TEST(ctl_refusal_exits_1)
+{
+	char	*err;
+
+	start_broker(NULL);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "pause",
+	    "no-such-thing", "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_msg(strncmp(err, "patchbay ctl: ", 14) == 0 &&
+	    strlen(err) > 15, "%s", err);
+	free(err);
+}
+END_TEST
+
+/* Admin over TCP is refused by the broker: exit 11 with its sentence. */
+START_TEST(ctl_over_tcp_is_refused)
+{
+	char	*err;
+
+	start_broker(NULL);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "status",
+	    "--broker", broker.tcp_ep, NULL), 11);
+	ck_assert_msg(strstr(err, "unix socket") != NULL, "%s", err);
+	free(err);
+}
+END_TEST
+
+/* Verbs and their arguments are checked before connecting. */
+START_TEST(ctl_usage_errors)
+{
+	char	*err;
+
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "frobnicate", NULL),
+	    2);
+	ck_assert_msg(strncmp(err, "patchbay ctl: unknown verb 'frobnicate' "
+	    "(verbs: status", 54) == 0, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "stop", NULL), 2);
+	ck_assert_msg(strstr(err, "missing the ID") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "status", "--force",
+	    NULL), 2);
+	ck_assert_msg(strstr(err, "'--force' does not apply to 'status'") !=
+	    NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "stop", "w1",
+	    "--timeout", "10x", NULL), 2);
+	ck_assert_msg(strstr(err, "bad --timeout '10x'") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "spawn", "w1", "--",
+	    NULL), 2);
+	ck_assert_msg(strstr(err, "missing the command") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "scale", "pool",
+	    "many", NULL), 2);
+	ck_assert_msg(strstr(err, "'many'") != NULL, "%s", err);
+	free(err);
+}
+END_TEST
+
+/* ---- usage -------------------------------------------------------------- */
+
+/* Bad values are refused with exit 2 and a sentence naming them. */
+START_TEST(usage_bad_values_are_named)
+{
+	char	*err;
+
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "--priority", "500",
+	    "rev", "x", NULL), 2);
+	ck_assert_msg(strncmp(err, "patchbay run: bad --priority '500': ",
+	    36) == 0, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "rev", "--timeout",
+	    "soon", NULL), 2);
+	ck_assert_msg(strstr(err, "bad --timeout 'soon'") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "rev", "--timeout",
+	    NULL), 2);
+	ck_assert_msg(strstr(err, "option '--timeout' needs a value") != NULL,
+	    "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "--frob", "rev",
+	    NULL), 2);
+	ck_assert_msg(strstr(err, "unknown option '--frob'") != NULL, "%s",
+	    err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", NULL), 2);
+	ck_assert_msg(strstr(err, "missing the function name") != NULL, "%s",
+	    err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "rev", "x",
+	    "--broker", "http://example", NULL), 2);
+	ck_assert_msg(strstr(err, "bad --broker 'http://example'") != NULL,
+	    "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "worker", "rev", NULL), 2);
+	ck_assert_msg(strstr(err, "missing --exec") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "worker", "rev", "--exec",
+	    "rev", "--capacity", "0", NULL), 2);
+	ck_assert_msg(strstr(err, "bad --capacity '0'") != NULL, "%s", err);
+	free(err);
+}
+END_TEST
+
+/* Unknown commands, --version, --help and `help CMD`. */
+START_TEST(usage_commands_and_help)
+{
+	char	*out, *err;
+
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "frob", NULL), 2);
+	ck_assert_msg(strncmp(err, "patchbay: unknown command 'frob'", 32) ==
+	    0, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "--version", NULL), 0);
+	ck_assert_str_eq(out, "patchbay " PATCHBAY_VERSION "\n");
+	free(out);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "--help", NULL), 0);
+	ck_assert_msg(strstr(out, "Usage: patchbay COMMAND") != NULL, "%s",
+	    out);
+	free(out);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "help", "run", NULL), 0);
+	ck_assert_msg(strncmp(out, "Usage: patchbay run ", 20) == 0, "%s",
+	    out);
+	free(out);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "worker", "--help", NULL),
+	    0);
+	ck_assert_msg(strncmp(out, "Usage: patchbay worker ", 23) == 0, "%s",
+	    out);
+	free(out);
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "ctl", "-h", NULL), 0);
+	ck_assert_msg(strncmp(out, "Usage: patchbay ctl ", 20) == 0, "%s",
+	    out);
+	free(out);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "help", "frob", NULL), 2);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, NULL), 2);
+	free(err);
+}
+END_TEST
+
+/* The suite: one TCase per feature. */
+static Suite *
+cli_suite(void)
+{
+	Suite	*s = suite_create("cli");
+	TCase	*tc;
+
+	tc = tcase_create("run");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, run_example_both_transports);
+	tcase_add_test(tc, run_data_argument_or_stdin);
+	tcase_add_test(tc, run_binary_payload_round_trips);
+	tcase_add_test(tc, run_large_payload_does_not_deadlock);
+	tcase_add_test(tc, run_failing_command_reports_stderr);
+	tcase_add_test(tc, run_timeout_kills_the_command);
+	tcase_add_test(tc, run_sigint_cancels_the_job);
+	tcase_add_test(tc, run_waits_in_the_queue);
+	tcase_add_test(tc, run_priority_orders_the_queue);
+	tcase_add_test(tc, run_progress_goes_to_stderr);
+	tcase_add_test(tc, run_nowait_without_worker);
+	tcase_add_test(tc, run_cannot_connect);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("worker");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, worker_sets_the_environment);
+	tcase_add_test(tc, worker_runs_up_to_capacity_at_once);
+	tcase_add_test(tc, worker_sigterm_stops_running_jobs);
+	tcase_add_test(tc, worker_reconnects_after_broker_restart);
+	tcase_add_test(tc, worker_uses_inherited_descriptor);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ctl");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, ctl_status_json_parses);
+	tcase_add_test(tc, ctl_workers_table);
+	tcase_add_test(tc, ctl_refusal_exits_1);
+	tcase_add_test(tc, ctl_over_tcp_is_refused);
+	tcase_add_test(tc, ctl_usage_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("usage");
+	tcase_add_test(tc, usage_bad_values_are_named);
+	tcase_add_test(tc, usage_commands_and_help);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* Runs the suite under the harness's temporary root. */
+int
+main(void)
+{
+	return harness_main(cli_suite());
+}
