@@ -33,6 +33,12 @@
 #define PROTO_PRIORITY_MIN	(-100)
 #define PROTO_PRIORITY_MAX	100
 #define PROTO_ERRLEN		256		/* size of an error sentence */
+/*
+ * The broker forwards a packet with a few keys of its own (attempt,
+ * attempts, timeout_ms), so peers accept frames from it this much larger
+ * than max_frame.
+ */
+#define PROTO_FRAME_SLACK	64
 
 /* Packet types, the `t` key. */
 enum packet_type {

@@ -535,6 +535,83 @@ START_TEST(run_sigint_cancels_the_job)
 }
 END_TEST
 
+/*
+ * kill -9 of the worker running a job with --retries 1: the broker
+ * dispatches it again to another worker and the client gets that answer.
+ */
+START_TEST(run_worker_killed_with_retries_reruns_elsewhere)
+{
+	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
+	char	*s;
+	pid_t	 first, job, run;
+
+	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
+	start_broker(NULL);
+	first = start_worker("job", cmd, 1);
+	run = spawn_run(log, "job", "payload", "--retries", "1", NULL);
+	job = read_pid(pidfile);
+	/* A second worker joins while the first holds the job. */
+	start_worker("job", "tr a-z A-Z", 1);
+	harness_kill(first, SIGKILL);
+	ck_assert_int_eq(reap(run), 0);
+	s = harness_read_file(log);
+	ck_assert_str_eq(s, "PAYLOAD");
+	free(s);
+	kill(job, SIGKILL);	/* the killed worker could not stop it */
+	free(cmd);
+	free(log);
+	free(pidfile);
+}
+END_TEST
+
+/* kill -9 of the worker running a job without retries: WORKER_LOST, 5. */
+START_TEST(run_worker_killed_without_retries_is_lost)
+{
+	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
+	char	*s;
+	pid_t	 first, job, run;
+
+	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
+	start_broker(NULL);
+	first = start_worker("job", cmd, 1);
+	run = spawn_run(log, "job", "payload", NULL);
+	job = read_pid(pidfile);
+	start_worker("job", "tr a-z A-Z", 1);
+	harness_kill(first, SIGKILL);
+	ck_assert_int_eq(reap(run), 5);
+	s = harness_read_file(log);
+	ck_assert_msg(strstr(s, "WORKER_LOST") != NULL, "stderr: %s", s);
+	free(s);
+	kill(job, SIGKILL);
+	free(cmd);
+	free(log);
+	free(pidfile);
+}
+END_TEST
+
+/* kill -9 of a waiting client: the worker is told CANCEL and stops it. */
+START_TEST(run_client_killed_worker_sees_cancel)
+{
+	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
+	pid_t	 job, run;
+
+	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
+	start_broker(NULL);
+	start_worker("slow", cmd, 1);
+	run = spawn_run(log, "slow", "x", NULL);
+	job = read_pid(pidfile);
+	harness_kill(run, SIGKILL);
+	assert_gone(job, "the orphaned job's command");
+	/* The slot is free again: the next job runs. */
+	start_worker("fast", "cat", 1);
+	ck_assert_int_eq(cli("hi", 2, NULL, NULL, "run", "fast", "--broker",
+	    broker.unix_ep, NULL), 0);
+	free(cmd);
+	free(log);
+	free(pidfile);
+}
+END_TEST
+
 /* Capacity 1: a second run waits for the first, then succeeds. */
 START_TEST(run_waits_in_the_queue)
 {
@@ -1049,6 +1126,9 @@ cli_suite(void)
 	tcase_add_test(tc, run_failing_command_reports_stderr);
 	tcase_add_test(tc, run_timeout_kills_the_command);
 	tcase_add_test(tc, run_sigint_cancels_the_job);
+	tcase_add_test(tc, run_worker_killed_with_retries_reruns_elsewhere);
+	tcase_add_test(tc, run_worker_killed_without_retries_is_lost);
+	tcase_add_test(tc, run_client_killed_worker_sees_cancel);
 	tcase_add_test(tc, run_waits_in_the_queue);
 	tcase_add_test(tc, run_priority_orders_the_queue);
 	tcase_add_test(tc, run_progress_goes_to_stderr);

@@ -624,7 +624,8 @@ ctl_common_packet(struct ctl_conn *cc, const struct packet *p)
 	case PKT_ERROR:
 		fprintf(stderr, "patchbay ctl: %s refused: %.*s (%s)\n", cc->ep,
 		    (int)p->msg.len, (const char *)p->msg.ptr,
-		    proto_error_name(p->code));
+		    p->code < PERR__MAX ? proto_error_name(p->code) :
+		    "unknown code");
 		return CLI_EXIT_CONNECTION;
 	case PKT_BYE:
 		fprintf(stderr, "patchbay ctl: %s is going away: %.*s\n",

@@ -359,7 +359,9 @@ common_peek(const struct bconn *b, uint32_t *ret_len)
 
 	if (avail < PROTO_HEADER_LEN)
 		return -EAGAIN;
-	return frame_header(b->in + b->in_start, avail, b->max_frame, ret_len);
+	/* The broker may add a few keys to what a peer sent at the limit. */
+	return frame_header(b->in + b->in_start, avail,
+	    b->max_frame + PROTO_FRAME_SLACK, ret_len);
 }
 
 /* True when a whole frame is buffered; see internal.h. */
@@ -574,8 +576,10 @@ common_handshake_packet(struct bconn *b, const struct packet *p, void *arg)
 			return -EPROTO;
 		}
 		if (p->max_frame >= 1)
-			b->max_frame = p->max_frame > UINT32_MAX ?
-			    UINT32_MAX : (uint32_t)p->max_frame;
+			b->max_frame = p->max_frame >
+			    UINT32_MAX - PROTO_FRAME_SLACK ?
+			    UINT32_MAX - PROTO_FRAME_SLACK :
+			    (uint32_t)p->max_frame;
 		b->heartbeat_ms = p->heartbeat_ms;
 		w->done = true;
 		return 1;	/* what follows belongs to the role */
