@@ -624,6 +624,46 @@ START_TEST(client_run_large_payload)
 }
 END_TEST
 
+/*
+ * A RUN that fills the frame limit to the byte: the broker forwards it
+ * with an attempt number added, a few bytes over max_frame, and the worker
+ * must still take it (PROTO_FRAME_SLACK).
+ */
+START_TEST(client_run_at_frame_limit_reaches_worker)
+{
+	struct harness_broker	 b;
+	struct pb_client	*c;
+	struct pb_worker	*w;
+	size_t			 len = 1024 * 1024, got;
+	uint8_t			*buf;
+	uint8_t			 id[PB_ID_LEN];
+	int			 one = 1;
+
+	harness_broker_start(&b, NULL, false);
+	w = worker_start(b.unix_ep, 1);
+	c = client_start(b.unix_ep);
+	ck_assert_ptr_nonnull(buf = calloc(1, len));
+	/* The largest payload the library lets through: RUN == max_frame. */
+	while (pb_client_submit(c, "hold", buf, len, NULL, on_result, NULL,
+	    NULL, id) == -EMSGSIZE)
+		len--;
+	ck_assert_uint_gt(len, 1024 * 1024 - 64);
+	ck_assert(pump(c, w, cond_held, &one, WAIT_MS));
+	ck_assert_int_eq(memcmp(pb_job_id(seen.held[0]), id, PB_ID_LEN), 0);
+	pb_job_payload(seen.held[0], &got);
+	ck_assert_uint_eq(got, len);
+	ck_assert_int_eq(pb_job_complete(seen.held[0], PB_OK, "ok", 2, NULL),
+	    0);
+	ck_assert(pump(c, w, cond_results, &one, WAIT_MS));
+	ck_assert_int_eq(seen.results[0]->status, PB_OK);
+	free(buf);
+	seen_reset();
+	pb_client_free(c);
+	pb_worker_free(w);
+	harness_broker_stop(&b);
+}
+END_TEST
+
 START_TEST(client_run_no_worker)
 {
 	struct harness_broker	 b;
@@ -1457,7 +1497,7 @@ START_TEST(client_rejects_large_frame)
 {
 	struct fake		 f;
 	struct pb_client	*c;
-	uint8_t			 id[PB_ID_LEN], hdr[4] = { 0, 0, 0x10, 0x01 };
+	uint8_t			 id[PB_ID_LEN], hdr[4] = { 0, 0, 0x10, 0x41 };
 	int			 one = 1;
 
 	fake_listen(&f);
@@ -1465,12 +1505,13 @@ START_TEST(client_rejects_large_frame)
 	ck_assert_int_eq(pb_client_submit(c, "f", NULL, 0, NULL, on_result,
 	    NULL, NULL, NULL), 0);
 	fake_read_run(&f, id);
-	/* 4097 bytes announced, over the 4096 of WELCOME. */
+	/* 4161 bytes announced: over the 4096 of WELCOME plus the 64 bytes
+	 * the broker may add to a forwarded packet. */
 	ck_assert_int_eq(write(f.fd, hdr, 4), 4);
 	ck_assert_int_eq(pb_client_dispatch(c, WAIT_MS), -EPROTO);
 	ck_assert(pump(c, NULL, cond_results, &one, WAIT_MS));
 	ck_assert_int_eq(seen.results[0]->status, PB_DISCONNECTED);
-	ck_assert_ptr_nonnull(strstr(pb_client_last_error(c), "4097"));
+	ck_assert_ptr_nonnull(strstr(pb_client_last_error(c), "4161"));
 	ck_assert_int_eq(pb_client_dispatch(c, 0), -EPROTO);
 	seen_reset();
 	pb_client_free(c);
@@ -1602,6 +1643,7 @@ client_suite(void)
 	tcase_add_test(tc, client_run_unix);
 	tcase_add_test(tc, client_run_tcp);
 	tcase_add_test(tc, client_run_large_payload);
+	tcase_add_test(tc, client_run_at_frame_limit_reaches_worker);
 	tcase_add_test(tc, client_run_no_worker);
 	tcase_add_test(tc, client_run_from_callback);
 	suite_add_tcase(s, tc);
