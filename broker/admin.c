@@ -7,12 +7,14 @@
  * Verbs are a table, so the supervisor's verbs sit beside the broker's.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/supervisor.h"
 #include "config.h"
 
 /*
@@ -200,10 +202,318 @@ admin_functions(struct server *srv, const msgpack_object *args,
 	return 0;
 }
 
+/* Supervisor verbs. */
+
+/* Copies a supervisor's refusal into err (and frees it); returns -1. */
+static int
+admin_sv_refused(char *err, char *cause, int error)
+{
+	snprintf(err, PROTO_ERRLEN, "%s", cause != NULL ? cause :
+	    strerror(-error));
+	free(cause);
+	return -1;
+}
+
+/*
+ * Copies the string argument key into buf (len bytes). Returns 0, 1 when
+ * it is absent and optional, or -1 with a sentence in err.
+ */
+static int
+admin_arg_str(const msgpack_object *args, const char *verb, const char *key,
+    bool optional, char *buf, size_t len, char *err)
+{
+	const msgpack_object	*o = admin_arg(args, key);
+
+	if (o == NULL && optional)
+		return 1;
+	if (o == NULL || o->type != MSGPACK_OBJECT_STR ||
+	    o->via.str.size == 0 || o->via.str.size >= len ||
+	    memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL) {
+		snprintf(err, PROTO_ERRLEN, "%s: '%s' must be a non-empty "
+		    "string shorter than %zu bytes", verb, key, len);
+		return -1;
+	}
+	memcpy(buf, o->via.str.ptr, o->via.str.size);
+	buf[o->via.str.size] = '\0';
+	return 0;
+}
+
+/* Reads an optional integer argument in [min, max] into *ret. */
+static int
+admin_arg_int(const msgpack_object *args, const char *verb, const char *key,
+    int64_t min, int64_t max, int64_t *ret, char *err)
+{
+	const msgpack_object	*o = admin_arg(args, key);
+	int64_t			 v;
+
+	if (o == NULL)
+		return 1;
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+	    o->via.u64 <= (uint64_t)INT64_MAX)
+		v = (int64_t)o->via.u64;
+	else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		v = o->via.i64;
+	else
+		v = min - 1;
+	if (min > v || v > max) {
+		snprintf(err, PROTO_ERRLEN, "%s: '%s' must be an integer from "
+		    "%lld to %lld", verb, key, (long long)min, (long long)max);
+		return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Fails a verb when patchbayd runs no supervisor (never, in practice). */
+static int
+admin_no_supervisor(struct server *srv, char *err)
+{
+	if (srv->sv != NULL)
+		return 0;
+	snprintf(err, PROTO_ERRLEN, "this broker supervises no process");
+	return -1;
+}
+
+/* ps: every supervised process. */
+static int
+admin_ps(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	(void)args; (void)err;
+	if (srv->sv == NULL) {
+		msgpack_pack_array(pk, 0);
+		return 0;
+	}
+	return supervisor_ps(srv->sv, pk);
+}
+
+/* spawn {id, argv, restart?, max_restarts?}: an ad-hoc process. */
+static int
+admin_spawn(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	const msgpack_object	*o = admin_arg(args, "argv");
+	enum restart_policy	 restart = RESTART_NEVER;
+	char			 id[CONFIG_MAX_NAME + 1], policy[32];
+	char			**argv = NULL, *cause = NULL;
+	int64_t			 max_restarts = 5;
+	uint32_t		 n, i;
+	int			 r, error;
+
+	if (admin_no_supervisor(srv, err) != 0 ||
+	    admin_arg_str(args, "spawn", "id", false, id, sizeof(id),
+	    err) != 0)
+		return -1;
+	if ((r = admin_arg_str(args, "spawn", "restart", true, policy,
+	    sizeof(policy), err)) < 0)
+		return -1;
+	if (r == 0) {
+		if (strcmp(policy, "always") == 0)
+			restart = RESTART_ALWAYS;
+		else if (strcmp(policy, "on-failure") == 0)
+			restart = RESTART_ON_FAILURE;
+		else if (strcmp(policy, "never") == 0)
+			restart = RESTART_NEVER;
+		else {
+			snprintf(err, PROTO_ERRLEN, "spawn: 'restart' must be "
+			    "always, on-failure or never (got '%s')", policy);
+			return -1;
+		}
+	}
+	if (admin_arg_int(args, "spawn", "max_restarts", -1,
+	    CONFIG_MAX_RESTARTS, &max_restarts, err) < 0)
+		return -1;
+	if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY ||
+	    o->via.array.size == 0 || o->via.array.size > 4096) {
+		snprintf(err, PROTO_ERRLEN, "spawn: 'argv' must be an array "
+		    "of 1 to 4096 strings");
+		return -1;
+	}
+	n = o->via.array.size;
+	if ((argv = calloc(n + 1, sizeof(*argv))) == NULL)
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		const msgpack_object	*a = &o->via.array.ptr[i];
+
+		if (a->type != MSGPACK_OBJECT_STR ||
+		    memchr(a->via.str.ptr, '\0', a->via.str.size) != NULL) {
+			snprintf(err, PROTO_ERRLEN, "spawn: argv[%u] must be a "
+			    "string without NUL bytes", i);
+			goto fail;
+		}
+		if ((argv[i] = strndup(a->via.str.ptr, a->via.str.size)) ==
+		    NULL)
+			goto nomem;
+	}
+	error = supervisor_spawn(srv->sv, id, (const char *const *)argv,
+	    restart, (int)max_restarts, &cause);
+	config_strv_free(argv);
+	if (error != 0)
+		return admin_sv_refused(err, cause, error);
+	msgpack_pack_map(pk, 2);
+	admin_pack_kv_str(pk, "id", id);
+	admin_pack_kv_uint(pk, "pid",
+	    (uint64_t)supervisor_proc_pid(supervisor_find(srv->sv, id)));
+	return 0;
+nomem:
+	snprintf(err, PROTO_ERRLEN, "spawn: out of memory");
+fail:
+	config_strv_free(argv);
+	return -1;
+}
+
+/* stop {id, timeout_ms?, force?}. */
+static int
+admin_stop(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	const msgpack_object	*f = admin_arg(args, "force");
+	char			 id[CONFIG_MAX_NAME + 16], *cause = NULL;
+	int64_t			 timeout = 0;
+	int			 error;
+
+	if (admin_no_supervisor(srv, err) != 0 ||
+	    admin_arg_str(args, "stop", "id", false, id, sizeof(id),
+	    err) != 0 ||
+	    admin_arg_int(args, "stop", "timeout_ms", 0, 86400000, &timeout,
+	    err) < 0)
+		return -1;
+	if (f != NULL && f->type != MSGPACK_OBJECT_BOOLEAN) {
+		snprintf(err, PROTO_ERRLEN, "stop: 'force' must be a boolean");
+		return -1;
+	}
+	error = supervisor_stop(srv->sv, id, (uint64_t)timeout,
+	    f != NULL && f->via.boolean, &cause);
+	if (error != 0)
+		return admin_sv_refused(err, cause, error);
+	msgpack_pack_nil(pk);
+	return 0;
+}
+
+/* The shape of restart, pause and resume: {id}. */
+typedef int (*admin_id_fn)(struct supervisor *, const char *, char **);
+
+/* Runs fn on args' id. */
+static int
+admin_id_verb(struct server *srv, const char *verb, admin_id_fn fn,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
+{
+	char	id[CONFIG_MAX_NAME + 16], *cause = NULL;
+	int	error;
+
+	if (admin_no_supervisor(srv, err) != 0 ||
+	    admin_arg_str(args, verb, "id", false, id, sizeof(id), err) != 0)
+		return -1;
+	if ((error = fn(srv->sv, id, &cause)) != 0)
+		return admin_sv_refused(err, cause, error);
+	msgpack_pack_nil(pk);
+	return 0;
+}
+
+/* restart {id}. */
+static int
+admin_restart(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	return admin_id_verb(srv, "restart", supervisor_restart, args, pk,
+	    err);
+}
+
+/* pause {id}. */
+static int
+admin_pause(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	return admin_id_verb(srv, "pause", supervisor_pause, args, pk, err);
+}
+
+/* resume {id}. */
+static int
+admin_resume(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	return admin_id_verb(srv, "resume", supervisor_resume, args, pk, err);
+}
+
+/* scale {pool, instances}. */
+static int
+admin_scale(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	char	pool[CONFIG_MAX_NAME + 1], *cause = NULL;
+	int64_t	n = -1;
+	int	error;
+
+	if (admin_no_supervisor(srv, err) != 0 ||
+	    admin_arg_str(args, "scale", "pool", false, pool, sizeof(pool),
+	    err) != 0 ||
+	    admin_arg_int(args, "scale", "instances", 0, CONFIG_MAX_INSTANCES,
+	    &n, err) < 0)
+		return -1;
+	if (n < 0) {
+		snprintf(err, PROTO_ERRLEN, "scale: 'instances' is missing");
+		return -1;
+	}
+	if ((error = supervisor_scale(srv->sv, pool, (unsigned)n,
+	    &cause)) != 0)
+		return admin_sv_refused(err, cause, error);
+	msgpack_pack_nil(pk);
+	return 0;
+}
+
+/* reload: re-read the config file; a bad one changes nothing. */
+static int
+admin_reload(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	char	*cause = NULL;
+	int	 error;
+
+	(void)args;
+	if (admin_no_supervisor(srv, err) != 0)
+		return -1;
+	if ((error = supervisor_reload_file(srv->sv, &cause)) != 0) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", cause != NULL ? cause : "out of memory");
+		return admin_sv_refused(err, cause, error);
+	}
+	msgpack_pack_nil(pk);
+	return 0;
+}
+
+/* shutdown: what SIGTERM does (the reply goes out before the BYE). */
+static int
+admin_shutdown(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	(void)args;
+	if (srv->stopping) {
+		snprintf(err, PROTO_ERRLEN, "patchbayd is already shutting "
+		    "down");
+		return -1;
+	}
+	log_info("shutdown asked by an admin");
+	if (kill(getpid(), SIGTERM) == -1) {
+		snprintf(err, PROTO_ERRLEN, "shutdown: %s", strerror(errno));
+		return -1;
+	}
+	msgpack_pack_nil(pk);
+	return 0;
+}
+
 static const struct admin_verb admin_verbs[] = {
 	{ "status", admin_status, "the broker's counters and gauges" },
 	{ "workers", admin_workers, "connected workers, local and remote" },
 	{ "functions", admin_functions, "functions with queues and capacity" },
+	{ "ps", admin_ps, "supervised processes" },
+	{ "spawn", admin_spawn, "start an ad-hoc supervised process" },
+	{ "stop", admin_stop, "stop a process or a pool" },
+	{ "restart", admin_restart, "restart a process or a pool" },
+	{ "pause", admin_pause, "SIGSTOP a process or a pool" },
+	{ "resume", admin_resume, "SIGCONT a process or a pool" },
+	{ "scale", admin_scale, "set a pool's number of instances" },
+	{ "reload", admin_reload, "re-read the config file" },
+	{ "shutdown", admin_shutdown, "stop everything and exit" },
 };
 
 /* Answers one ADMIN packet with a REPLY. */

@@ -19,14 +19,18 @@
 #include <event2/event.h>
 
 #include "broker/broker.h"
+#include "broker/supervisor.h"
 #include "config.h"
 
 /* Everything main() sets up, for the signal callbacks. */
 struct patchbayd {
 	struct event_base	*base;
 	struct server		*srv;
+	struct supervisor	*sv;
 	const char		*ready_file;
 	int			 signals;
+	bool			 srv_down;	/* server_shutdown() done */
+	bool			 sv_down;	/* every process stopped */
 };
 
 /* Prints usage to f. */
@@ -43,8 +47,8 @@ usage(FILE *f)
 "                           $PATCHBAY_SOCKET, else $XDG_RUNTIME_DIR/\n"
 "                           patchbay.sock, else /tmp/patchbay-$UID/\n"
 "                           patchbay.sock)\n"
-"  -c, --config FILE        read the configuration file (pools come with\n"
-"                           the supervisor; see docs/configuration.md)\n"
+"  -c, --config FILE        read the configuration file: broker settings\n"
+"                           and worker pools (docs/configuration.md)\n"
 "      --log-level LEVEL    error, warn, info (default) or debug\n"
 "      --heartbeat MS       PING peers silent this long, drop them after\n"
 "                           three times that (default 10000)\n"
@@ -128,14 +132,118 @@ check_default_dir(const struct endpoint *ep)
 		    dir, (unsigned)geteuid());
 }
 
-/* The server finished its graceful stop: leave the loop. */
+/* Leaves the loop once the server and the supervisor are both down. */
+static void
+maybe_exit(struct patchbayd *d)
+{
+	if (d->srv_down && d->sv_down)
+		event_base_loopexit(d->base, NULL);
+}
+
+/* The server finished its graceful stop. */
 static void
 stopped_cb(struct server *srv, void *arg)
 {
 	struct patchbayd	*d = arg;
 
 	(void)srv;
-	event_base_loopexit(d->base, NULL);
+	d->srv_down = true;
+	maybe_exit(d);
+}
+
+/* Supervisor: a new child's socket becomes a local worker connection. */
+static void *
+sv_attach(struct supervisor_proc *proc, int fd, void *arg)
+{
+	struct patchbayd	*d = arg;
+
+	return server_adopt_worker_fd(d->srv, fd, proc,
+	    supervisor_proc_id(proc));
+}
+
+/* Supervisor: stop or restart dispatching to a paused process's worker. */
+static void
+sv_set_paused(void *ctx, bool paused, void *arg)
+{
+	struct patchbayd	*d = arg;
+
+	server_peer_pause(d->srv, ctx, paused);
+}
+
+/* Supervisor: the process is finished; its connection goes with it. */
+static void
+sv_detach(void *ctx, void *arg)
+{
+	struct peer	*p = ctx;
+
+	(void)arg;
+	p->proc = NULL;
+	conn_close(p->conn, "its process is finished");
+}
+
+/* Supervisor: every process is down after supervisor_shutdown(). */
+static void
+sv_stopped_all(void *arg)
+{
+	struct patchbayd	*d = arg;
+
+	d->sv_down = true;
+	maybe_exit(d);
+}
+
+/* Server hook: a spawned process's worker sent REGISTER. */
+static void
+hook_registered(void *proc, void *arg)
+{
+	struct patchbayd	*d = arg;
+
+	supervisor_proc_registered(d->sv, proc);
+}
+
+/* Server hook: a spawned process's connection closed. */
+static void
+hook_detached(void *proc, void *arg)
+{
+	struct patchbayd	*d = arg;
+
+	supervisor_proc_detached(d->sv, proc);
+}
+
+/*
+ * Takes the [broker] settings of the config file that no flag gave, and
+ * appends its listen endpoints (checked by config_load) to eps. Exits 2
+ * when there are too many.
+ */
+static void
+apply_config(const struct config *c, struct server_config *cfg,
+    bool level_given, struct endpoint *eps, size_t *neps)
+{
+	char	err[PROTO_ERRLEN];
+
+	for (size_t i = 0; i < c->nlisten; i++) {
+		if (*neps == SERVER_MAX_LISTENERS ||
+		    endpoint_parse(c->listen[i], &eps[*neps], err) != 0) {
+			fprintf(stderr, "patchbayd: %s: at most %d listen "
+			    "endpoints\n", c->path, SERVER_MAX_LISTENERS);
+			exit(2);
+		}
+		(*neps)++;
+	}
+	if (!level_given && c->log_level >= 0)
+		log_set_level((enum log_level)c->log_level);
+	if (cfg->heartbeat_ms == 0)
+		cfg->heartbeat_ms = c->heartbeat_ms;
+	if (cfg->max_frame == 0)
+		cfg->max_frame = c->max_frame;
+	if (cfg->sb.max_queue == 0)
+		cfg->sb.max_queue = c->max_queue;
+	/* The switchboard takes 0 for its default: "at once" is 1 ms. */
+	if (cfg->sb.no_worker_wait_ms == 0 && c->no_worker_wait_ms >= 0)
+		cfg->sb.no_worker_wait_ms = c->no_worker_wait_ms > 0 ?
+		    (uint64_t)c->no_worker_wait_ms : 1;
+	if (cfg->token == NULL && c->token != NULL &&
+	    (cfg->token = strdup(c->token)) == NULL)
+		fatalx("out of memory");
 }
 
 /* SIGINT/SIGTERM: graceful stop; a second one stops at once. */
@@ -151,15 +259,23 @@ signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("received %s, shutting down", strsignal((int)sig));
+	supervisor_shutdown(d->sv);
 	server_shutdown(d->srv, stopped_cb, d);
 }
 
-/* SIGHUP: reload the configuration (pools come with the supervisor). */
+/* SIGHUP: reload the configuration file; a bad one changes nothing. */
 static void
 signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	(void)sig; (void)what; (void)arg;
-	log_info("received SIGHUP: nothing to reload without a config file");
+	struct patchbayd	*d = arg;
+	char			*cause = NULL;
+
+	(void)sig; (void)what;
+	log_info("received SIGHUP, reloading the configuration");
+	if (supervisor_reload_file(d->sv, &cause) != 0)
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", cause != NULL ? cause : "out of memory");
+	free(cause);
 }
 
 /* Entry point. */
@@ -184,11 +300,19 @@ main(int argc, char *argv[])
 	struct patchbayd	 d;
 	struct server_config	 cfg;
 	struct endpoint		 eps[SERVER_MAX_LISTENERS];
+	static const struct supervisor_ops sv_ops = {
+		.attach = sv_attach,
+		.set_paused = sv_set_paused,
+		.detach = sv_detach,
+		.stopped_all = sv_stopped_all,
+	};
 	struct event		*ev_int, *ev_term, *ev_hup;
+	struct config		*config = NULL;
 	size_t			 neps = 0;
 	const char		*config_path = NULL;
-	char			 err[PROTO_ERRLEN], def[PATH_MAX];
+	char			 err[PROTO_ERRLEN], def[PATH_MAX], *cause = NULL;
 	int			 ch, level;
+	bool			 level_given = false;
 
 	memset(&d, 0, sizeof(d));
 	memset(&cfg, 0, sizeof(cfg));
@@ -218,6 +342,7 @@ main(int argc, char *argv[])
 				return 2;
 			}
 			log_set_level((enum log_level)level);
+			level_given = true;
 			break;
 		case 'H':
 			cfg.heartbeat_ms = parse_number("--heartbeat", optarg,
@@ -263,10 +388,14 @@ main(int argc, char *argv[])
 		usage(stderr);
 		return 2;
 	}
-	if (config_path != NULL && access(config_path, R_OK) != 0) {
-		fprintf(stderr, "patchbayd: --config %s: %s\n", config_path,
-		    strerror(errno));
-		return 2;
+	if (config_path != NULL) {
+		if (config_load(config_path, &config, &cause) != 0) {
+			fprintf(stderr, "patchbayd: %s\n", cause != NULL ?
+			    cause : "out of memory");
+			free(cause);
+			return 2;
+		}
+		apply_config(config, &cfg, level_given, eps, &neps);
 	}
 	if (neps == 0) {
 		if (endpoint_default(def, sizeof(def), false) != 0 ||
@@ -287,6 +416,14 @@ main(int argc, char *argv[])
 	for (size_t i = 0; i < neps; i++)
 		if (server_listen(d.srv, &eps[i], err) != 0)
 			fatalx("%s", err);
+	/* The supervisor owns SIGCHLD and the config from here on. */
+	if (supervisor_new(d.base, config, &sv_ops, &d, &d.sv) != 0)
+		fatalx("cannot create the supervisor: out of memory");
+	d.srv->sv = d.sv;
+	d.srv->hooks.registered = hook_registered;
+	d.srv->hooks.detached = hook_detached;
+	d.srv->hooks.arg = &d;
+	supervisor_start(d.sv);
 	if (d.ready_file != NULL &&
 	    server_write_ready_file(d.srv, d.ready_file) != 0)
 		fatal("cannot write %s", d.ready_file);
@@ -302,6 +439,8 @@ main(int argc, char *argv[])
 	log_info("patchbayd %s ready (pid %d)", PATCHBAY_VERSION, (int)getpid());
 	event_base_dispatch(d.base);
 
+	/* Whatever is still running (a second signal) is killed now. */
+	supervisor_free(d.sv);
 	server_free(d.srv);
 	if (d.ready_file != NULL)
 		unlink(d.ready_file);

@@ -42,6 +42,13 @@ server_now(void)
 	return transport_now_ms();
 }
 
+/* The peer's role for log lines; "peer" before HELLO. */
+static const char *
+server_role(const struct peer *p)
+{
+	return p->role == ROLE_NONE ? "peer" : proto_role_name(p->role);
+}
+
 /* A short description of a peer for log lines: "conn 12 (unix, uid 1000)". */
 static const char *
 server_peer_desc(const struct peer *p)
@@ -49,14 +56,17 @@ server_peer_desc(const struct peer *p)
 	static char		 buf[200];
 	const struct conn_peer	*cp = conn_peer(p->conn);
 
-	if (cp->is_unix && cp->has_cred)
+	if (p->local)
+		snprintf(buf, sizeof(buf), "conn %llu (worker %s, spawned)",
+		    (unsigned long long)p->id, p->name);
+	else if (cp->is_unix && cp->has_cred)
 		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, unix, pid %d, "
 		    "uid %u)", (unsigned long long)p->id,
 		    proto_role_name(p->role), p->name[0] ? " " : "", p->name,
 		    (int)cp->pid, (unsigned)cp->uid);
 	else
 		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, %s)",
-		    (unsigned long long)p->id, proto_role_name(p->role),
+		    (unsigned long long)p->id, server_role(p),
 		    p->name[0] ? " " : "", p->name, cp->addr);
 	return buf;
 }

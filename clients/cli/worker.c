@@ -24,6 +24,7 @@
  * connection (the broker then retries or reports the jobs as lost), stops
  * every running job the same way and exits 0 once they are all gone.
  */
+#include <sys/prctl.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -467,6 +468,9 @@ worker_job_stderr_cb(evutil_socket_t fd, short what, void *arg)
 	worker_job_maybe_finish(j);
 }
 
+/* The worker's pid, for its children to check they still have it. */
+static pid_t	worker_parent;
+
 /* Resets what the child inherits from the worker and execs the command. */
 static void __attribute__((noreturn))
 worker_child(struct worker_job *j, struct pb_job *job, int in, int out,
@@ -480,6 +484,13 @@ worker_child(struct worker_job *j, struct pb_job *job, int in, int out,
 	size_t			 i;
 
 	setpgid(0, 0);
+	/*
+	 * A worker killed with -9 cannot stop its jobs: have the kernel do it,
+	 * so no job outlives its worker (and a broker's pool stop is whole).
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != worker_parent)
+		_exit(127);
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
 	sigemptyset(&sa.sa_mask);
@@ -546,6 +557,7 @@ worker_job_start(struct worker_job *j, struct pb_job *job)
 		goto fail;
 	}
 
+	worker_parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		r = -errno;

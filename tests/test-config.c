@@ -1,0 +1,658 @@
+/*
+ * test-config.c: the config file parser (broker/config.c).
+ *
+ * Every error path is checked for what a user reads: the sentence must
+ * name the file, the line and the key (or section) and show the value that
+ * was refused. The example config of the issue and the shipped examples
+ * must parse into the documented values.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "broker/log.h"
+#include "broker/supervisor.h"
+#include "tests/harness.h"
+
+/* Ends the fragment lists of load_fails(). */
+#define END	((const char *)NULL)
+
+/* Writes text to a fresh file and returns its path in buf. */
+static void
+write_config(const char *text, char *buf, size_t len)
+{
+	char	 dir[256];
+	FILE	*f;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(buf, len, "%s/patchbay.conf", dir);
+	f = fopen(buf, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Loads text, which must parse; the caller frees the result. */
+static struct config *
+load_ok(const char *text)
+{
+	char		 path[300];
+	struct config	*config = NULL;
+	char		*cause = NULL;
+	int		 error;
+
+	write_config(text, path, sizeof(path));
+	error = config_load(path, &config, &cause);
+	ck_assert_msg(error == 0, "config_load failed: %s", cause);
+	ck_assert_ptr_nonnull(config);
+	ck_assert_str_eq(config->path, path);
+	return config;
+}
+
+/*
+ * Loads text, which must fail with -EINVAL and a sentence that starts with
+ * "PATH:line: " and holds every fragment (NULL-terminated list).
+ */
+static void
+load_fails(const char *text, int line, ...)
+{
+	char		 path[300], prefix[320];
+	struct config	*config = NULL;
+	char		*cause = NULL;
+	const char	*frag;
+	va_list		 ap;
+	int		 error;
+
+	write_config(text, path, sizeof(path));
+	error = config_load(path, &config, &cause);
+	ck_assert_int_eq(error, -EINVAL);
+	ck_assert_ptr_null(config);
+	ck_assert_ptr_nonnull(cause);
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", path, line);
+	ck_assert_msg(strncmp(cause, prefix, strlen(prefix)) == 0,
+	    "'%s' does not start with '%s'", cause, prefix);
+	va_start(ap, line);
+	while ((frag = va_arg(ap, const char *)) != NULL)
+		ck_assert_msg(strstr(cause, frag) != NULL,
+		    "'%s' does not contain '%s'", cause, frag);
+	va_end(ap);
+	free(cause);
+}
+
+/* The example of the issue, verbatim. */
+static const char issue_example[] =
+    "[broker]\n"
+    "listen = unix:/run/patchbay/patchbay.sock\n"
+    "listen = tcp:127.0.0.1:7400\n"
+    "log_level = info\n"
+    "\n"
+    "[pool:thumbs]\n"
+    "command = /usr/local/bin/thumb-worker --quality 80\n"
+    "instances = 4\n"
+    "restart = on-failure          ; always | on-failure | never\n"
+    "success_exit_codes = 0\n"
+    "max_restarts = 5              ; within restart_window; -1 = unlimited\n"
+    "restart_window = 60s\n"
+    "backoff = 100ms..30s          ; exponential with jitter, reset after "
+    "healthy_after\n"
+    "healthy_after = 10s\n"
+    "stop_signal = TERM\n"
+    "stop_timeout = 10s\n"
+    "directory = /srv/thumbs\n"
+    "environment = QUALITY=80 MODE=\"fast\"\n"
+    "user = thumbs                 ; only when patchbayd runs as root\n";
+
+START_TEST(config_issue_example)
+{
+	struct config		*c = load_ok(issue_example);
+	struct config_pool	*p;
+
+	ck_assert_uint_eq(c->nlisten, 2);
+	ck_assert_str_eq(c->listen[0], "unix:/run/patchbay/patchbay.sock");
+	ck_assert_str_eq(c->listen[1], "tcp:127.0.0.1:7400");
+	ck_assert_int_eq(c->log_level, LOG_LEVEL_INFO);
+	ck_assert_uint_eq(c->heartbeat_ms, 0);
+	ck_assert_uint_eq(c->max_frame, 0);
+	ck_assert_uint_eq(c->max_queue, 0);
+	ck_assert_int_eq(c->no_worker_wait_ms, -1);
+	ck_assert_ptr_null(c->token);
+
+	p = TAILQ_FIRST(&c->pools);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_null(TAILQ_NEXT(p, entry));
+	ck_assert_ptr_eq(config_pool_find(c, "thumbs"), p);
+	ck_assert_ptr_null(config_pool_find(c, "nope"));
+	ck_assert_str_eq(p->name, "thumbs");
+	ck_assert_str_eq(p->command,
+	    "/usr/local/bin/thumb-worker --quality 80");
+	ck_assert_str_eq(p->argv[0], "/usr/local/bin/thumb-worker");
+	ck_assert_str_eq(p->argv[1], "--quality");
+	ck_assert_str_eq(p->argv[2], "80");
+	ck_assert_ptr_null(p->argv[3]);
+	ck_assert_int_eq(p->instances, 4);
+	ck_assert_int_eq(p->restart, RESTART_ON_FAILURE);
+	ck_assert_int_eq(p->nsuccess, 1);
+	ck_assert_int_eq(p->success_codes[0], 0);
+	ck_assert_int_eq(p->max_restarts, 5);
+	ck_assert_uint_eq(p->restart_window_ms, 60000);
+	ck_assert_uint_eq(p->backoff_min_ms, 100);
+	ck_assert_uint_eq(p->backoff_max_ms, 30000);
+	ck_assert_uint_eq(p->healthy_after_ms, 10000);
+	ck_assert_int_eq(p->stop_signal, SIGTERM);
+	ck_assert_uint_eq(p->stop_timeout_ms, 10000);
+	ck_assert_str_eq(p->directory, "/srv/thumbs");
+	ck_assert_str_eq(p->environment[0], "QUALITY=80");
+	ck_assert_str_eq(p->environment[1], "MODE=fast");
+	ck_assert_ptr_null(p->environment[2]);
+	ck_assert_str_eq(p->user, "thumbs");
+	ck_assert_int_eq(p->line, 6);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(config_defaults)
+{
+	struct config		*c = load_ok("[pool:a]\ncommand = true\n");
+	struct config_pool	*p = TAILQ_FIRST(&c->pools);
+
+	ck_assert_uint_eq(c->nlisten, 0);
+	ck_assert_int_eq(c->log_level, -1);
+	ck_assert_int_eq(c->no_worker_wait_ms, -1);
+	ck_assert_int_eq(p->instances, 1);
+	ck_assert_int_eq(p->restart, RESTART_ON_FAILURE);
+	ck_assert_int_eq(p->nsuccess, 1);
+	ck_assert_int_eq(p->success_codes[0], 0);
+	ck_assert_int_eq(p->max_restarts, 5);
+	ck_assert_uint_eq(p->restart_window_ms, 60000);
+	ck_assert_uint_eq(p->backoff_min_ms, 100);
+	ck_assert_uint_eq(p->backoff_max_ms, 30000);
+	ck_assert_uint_eq(p->healthy_after_ms, 10000);
+	ck_assert_int_eq(p->stop_signal, SIGTERM);
+	ck_assert_uint_eq(p->stop_timeout_ms, 10000);
+	ck_assert_ptr_null(p->directory);
+	ck_assert_ptr_nonnull(p->environment);
+	ck_assert_ptr_null(p->environment[0]);
+	ck_assert_ptr_null(p->user);
+	config_free(c);
+
+	/* An empty file is a valid config with nothing in it. */
+	c = load_ok("");
+	ck_assert(TAILQ_EMPTY(&c->pools));
+	config_free(c);
+}
+END_TEST
+
+START_TEST(config_broker_keys)
+{
+	struct config	*c = load_ok(
+	    "# a comment\n"
+	    "; another\n"
+	    "[broker]   ; trailing comment\n"
+	    "heartbeat = 5s\n"
+	    "max_frame = 65536\n"
+	    "max_queue = 1000\n"
+	    "no_worker_wait = 0\n"
+	    "token = s3cret#not-a-comment\n"
+	    "log_level = debug\n");
+
+	ck_assert_uint_eq(c->heartbeat_ms, 5000);
+	ck_assert_uint_eq(c->max_frame, 65536);
+	ck_assert_uint_eq(c->max_queue, 1000);
+	ck_assert_int_eq(c->no_worker_wait_ms, 0);
+	ck_assert_str_eq(c->token, "s3cret#not-a-comment");
+	ck_assert_int_eq(c->log_level, LOG_LEVEL_DEBUG);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(config_pool_values)
+{
+	struct config		*c = load_ok(
+	    "[pool:x]\n"
+	    "command = sh -c 'echo \"hi there\"; exit 3' \"two words\"\n"
+	    "restart = always\n"
+	    "success_exit_codes = 0, 3 4,5\n"
+	    "max_restarts = -1\n"
+	    "backoff = 2s\n"
+	    "stop_signal = sigint\n"
+	    "stop_timeout = 0\n"
+	    "healthy_after = 1h\n"
+	    "environment = A=1\n"
+	    "environment = B=\"x \\\"y\\\" z\" C='$HOME'\n"
+	    "  instances = 3\n"
+	    "[pool:y.2_z-w]\n"
+	    "command = true\n");
+	struct config_pool	*p = TAILQ_FIRST(&c->pools);
+
+	ck_assert_str_eq(p->argv[0], "sh");
+	ck_assert_str_eq(p->argv[1], "-c");
+	ck_assert_str_eq(p->argv[2], "echo \"hi there\"; exit 3");
+	ck_assert_str_eq(p->argv[3], "two words");
+	ck_assert_ptr_null(p->argv[4]);
+	ck_assert_int_eq(p->restart, RESTART_ALWAYS);
+	ck_assert_int_eq(p->nsuccess, 4);
+	ck_assert_int_eq(p->success_codes[1], 3);
+	ck_assert_int_eq(p->success_codes[3], 5);
+	ck_assert_int_eq(p->max_restarts, -1);
+	ck_assert_uint_eq(p->backoff_min_ms, 2000);
+	ck_assert_uint_eq(p->backoff_max_ms, 2000);
+	ck_assert_int_eq(p->stop_signal, SIGINT);
+	ck_assert_uint_eq(p->stop_timeout_ms, 0);
+	ck_assert_uint_eq(p->healthy_after_ms, 3600000);
+	ck_assert_str_eq(p->environment[0], "A=1");
+	ck_assert_str_eq(p->environment[1], "B=x \"y\" z");
+	ck_assert_str_eq(p->environment[2], "C=$HOME");
+	ck_assert_ptr_null(p->environment[3]);
+	/* An indented line is a line of its own, not a continuation. */
+	ck_assert_int_eq(p->instances, 3);
+	p = TAILQ_NEXT(p, entry);
+	ck_assert_str_eq(p->name, "y.2_z-w");
+	config_free(c);
+}
+END_TEST
+
+START_TEST(config_long_line)
+{
+	char		*text, *cmd;
+	struct config	*c;
+	size_t		 n = 3000;
+
+	/* Longer than libinih's 200-byte default. */
+	cmd = malloc(n + 1);
+	memset(cmd, 'a', n);
+	cmd[n] = '\0';
+	ck_assert_int_ne(asprintf(&text, "[pool:x]\ncommand = %s\n", cmd), -1);
+	c = load_ok(text);
+	ck_assert_str_eq(TAILQ_FIRST(&c->pools)->command, cmd);
+	config_free(c);
+	free(text);
+
+	n = CONFIG_MAX_LINE + 10;
+	free(cmd);
+	cmd = malloc(n + 1);
+	ck_assert_ptr_nonnull(cmd);
+	memset(cmd, 'a', n);
+	cmd[n] = '\0';
+	ck_assert_int_ne(asprintf(&text, "[pool:x]\ncommand = %s\n", cmd), -1);
+	load_fails(text, 2, "line is longer than", END);
+	free(text);
+	free(cmd);
+}
+END_TEST
+
+START_TEST(config_error_unknown_section)
+{
+	load_fails("[broker]\n\n[poool:x]\ncommand = true\n", 3,
+	    "unknown section [poool:x]", "[broker] or [pool:NAME]", END);
+	load_fails("[pool:]\n", 1, "pool name", "got ''", END);
+	load_fails("[pool:a/b]\n", 1, "pool name", "got 'a/b'", END);
+	load_fails("[broker\n", 1, "missing its ']'", END);
+	load_fails("[broker] junk\n", 1, "after section header", END);
+	load_fails("[broker]\n[broker]\n", 2, "[broker] appears twice",
+	    "first on line 1", END);
+}
+END_TEST
+
+START_TEST(config_error_unknown_key)
+{
+	load_fails("[broker]\nlisten = unix:/x\nlissen = unix:/y\n", 3,
+	    "unknown key 'lissen'", "[broker]", END);
+	load_fails("[pool:a]\ncommand = true\ninstance = 2\n", 3,
+	    "unknown key 'instance'", "[pool:a]", END);
+	load_fails("command = true\n", 1, "key 'command'",
+	    "outside any section", END);
+	load_fails("[pool:a]\ncommand = true\ninstances = 2\ninstances = 3\n",
+	    4, "key 'instances'", "set twice", "first on line 3", END);
+}
+END_TEST
+
+START_TEST(config_error_syntax)
+{
+	load_fails("[broker]\nlisten unix:/x\n", 2, "expected 'key = value'",
+	    "listen unix:/x", END);
+	load_fails("[broker]\nlisten: unix:/x\n", 2, "expected 'key = value'",
+	    END);
+	/* What libinih would have merged into the previous value. */
+	load_fails("[broker]\nlisten = unix:/a\n    tcp:127.0.0.1:1\n", 3,
+	    "expected 'key = value'", "tcp:127.0.0.1:1", END);
+}
+END_TEST
+
+START_TEST(config_error_bad_duration)
+{
+	load_fails("[pool:a]\ncommand = true\nstop_timeout = 10\n", 3,
+	    "key 'stop_timeout'", "500ms, 10s or 2m", "(got '10')", END);
+	load_fails("[pool:a]\ncommand = true\nhealthy_after = 1.5s\n", 3,
+	    "key 'healthy_after'", "(got '1.5s')", END);
+	load_fails("[pool:a]\ncommand = true\nrestart_window = 0\n", 3,
+	    "key 'restart_window'", "greater than 0", END);
+	load_fails("[pool:a]\ncommand = true\nbackoff = 1s..x\n", 3,
+	    "key 'backoff'", "(got '1s..x')", END);
+	load_fails("[broker]\nheartbeat = 5 s\n", 2, "key 'heartbeat'",
+	    "(got '5 s')", END);
+	load_fails("[broker]\nno_worker_wait = -1s\n", 2,
+	    "key 'no_worker_wait'", END);
+}
+END_TEST
+
+START_TEST(config_error_bad_restart)
+{
+	load_fails("[pool:a]\ncommand = true\nrestart = sometimes\n", 3,
+	    "key 'restart': expected always, on-failure or never "
+	    "(got 'sometimes')", END);
+}
+END_TEST
+
+START_TEST(config_error_bad_signal)
+{
+	load_fails("[pool:a]\ncommand = true\nstop_signal = SIGFOO\n", 3,
+	    "key 'stop_signal'", "signal name", "(got 'SIGFOO')", END);
+	load_fails("[pool:a]\ncommand = true\nstop_signal = STOP\n", 3,
+	    "key 'stop_signal'", "(got 'STOP')", END);
+	load_fails("[pool:a]\ncommand = true\nstop_signal = 15\n", 3,
+	    "key 'stop_signal'", "(got '15')", END);
+}
+END_TEST
+
+START_TEST(config_error_bad_number)
+{
+	load_fails("[pool:a]\ncommand = true\ninstances = four\n", 3,
+	    "key 'instances'", "integer from 1 to 1024", "(got 'four')",
+	    END);
+	load_fails("[pool:a]\ncommand = true\ninstances = 2x\n", 3,
+	    "key 'instances'", "(got '2x')", END);
+	load_fails("[pool:a]\ncommand = true\ninstances = 99999999999999999"
+	    "999\n", 3, "key 'instances'", END);
+	load_fails("[pool:a]\ncommand = true\nmax_restarts = -2\n", 3,
+	    "key 'max_restarts'", "-1 for unlimited", "(got '-2')", END);
+	load_fails("[pool:a]\ncommand = true\nsuccess_exit_codes = 0 256\n", 3,
+	    "key 'success_exit_codes'", "(got '0 256')", END);
+	load_fails("[pool:a]\ncommand = true\nsuccess_exit_codes =\n", 3,
+	    "key 'success_exit_codes'", END);
+	load_fails("[pool:a]\ncommand = true\nsuccess_exit_codes = 1 2 3 4 5 6 "
+	    "7 8 9 10 11 12 13 14 15 16 17\n", 3, "key 'success_exit_codes'",
+	    "at most 16", END);
+	load_fails("[broker]\nmax_frame = 100\n", 2, "key 'max_frame'",
+	    "(got '100')", END);
+	load_fails("[broker]\nmax_queue = 0\n", 2, "key 'max_queue'", END);
+	load_fails("[broker]\nlog_level = loud\n", 2, "key 'log_level'",
+	    "error, warn, info or debug", "(got 'loud')", END);
+	load_fails("[broker]\nlisten = http://x\n", 2, "key 'listen'",
+	    "'http://x'", "unix:PATH or tcp:HOST:PORT", END);
+	load_fails("[broker]\nlisten = tcp:127.0.0.1\n", 2, "key 'listen'",
+	    END);
+	load_fails("[broker]\ntoken =\n", 2, "key 'token'", END);
+}
+END_TEST
+
+START_TEST(config_error_instances_zero)
+{
+	load_fails("[pool:a]\ncommand = true\ninstances = 0\n", 3,
+	    "key 'instances'", "integer from 1 to 1024", "(got '0')", END);
+}
+END_TEST
+
+START_TEST(config_error_backoff_order)
+{
+	load_fails("[pool:a]\ncommand = true\nbackoff = 30s..100ms\n", 3,
+	    "key 'backoff'", "minimum 30s is greater than maximum 100ms",
+	    "(got '30s..100ms')", END);
+	load_fails("[pool:a]\ncommand = true\nbackoff = 0..1s\n", 3,
+	    "key 'backoff'", "minimum greater than 0", END);
+}
+END_TEST
+
+START_TEST(config_error_missing_command)
+{
+	/* Reported at the pool's header, whether another section follows... */
+	load_fails("[broker]\n\n[pool:a]\ninstances = 2\n[pool:b]\n"
+	    "command = true\n", 3, "key 'command'", "[pool:a]", END);
+	/* ...or the file ends. */
+	load_fails("[pool:b]\ncommand = true\n\n[pool:a]\ninstances = 2\n", 4,
+	    "key 'command'", "[pool:a]", END);
+	load_fails("[pool:a]\ncommand =\n", 2, "key 'command'",
+	    "expected a command", END);
+	load_fails("[pool:a]\ncommand = \"unterminated\n", 2, "key 'command'",
+	    "unterminated double quote", END);
+}
+END_TEST
+
+START_TEST(config_error_duplicate_pool)
+{
+	load_fails("[pool:a]\ncommand = true\n\n[pool:b]\ncommand = true\n"
+	    "[pool:a]\ncommand = true\n", 6, "[pool:a] appears twice",
+	    "first on line 1", END);
+}
+END_TEST
+
+START_TEST(config_error_missing_file)
+{
+	struct config	*c = NULL;
+	char		*cause = NULL;
+	char		 dir[256], path[300], expected[400];
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/nope.conf", dir);
+	ck_assert_int_eq(config_load(path, &c, &cause), -ENOENT);
+	ck_assert_ptr_null(c);
+	ck_assert_ptr_nonnull(cause);
+	snprintf(expected, sizeof(expected), "cannot open %s: No such file or "
+	    "directory", path);
+	ck_assert_str_eq(cause, expected);
+	free(cause);
+}
+END_TEST
+
+START_TEST(config_error_environment)
+{
+	load_fails("[pool:a]\ncommand = true\nenvironment = QUALITY=80 "
+	    "MODE=\"fast\n", 3, "key 'environment'",
+	    "unterminated double quote", "(got 'QUALITY=80 MODE=\"fast')",
+	    END);
+	load_fails("[pool:a]\ncommand = true\nenvironment = A='x\n", 3,
+	    "key 'environment'", "unterminated single quote", END);
+	load_fails("[pool:a]\ncommand = true\nenvironment = QUALITY\n", 3,
+	    "key 'environment'", "NAME=VALUE", "'QUALITY'", END);
+	load_fails("[pool:a]\ncommand = true\nenvironment = 1A=x\n", 3,
+	    "key 'environment'", "NAME=VALUE", END);
+	load_fails("[pool:a]\ncommand = true\nenvironment = PATCHBAY_FD=9\n",
+	    3, "key 'environment'", "PATCHBAY_", END);
+}
+END_TEST
+
+/* Loads one shipped example, which must parse. */
+static struct config *
+load_example(const char *name)
+{
+	const char	*src = getenv("PATCHBAY_SRCDIR");
+	char		 path[512];
+	struct config	*c = NULL;
+	char		*cause = NULL;
+
+	snprintf(path, sizeof(path), "%s/docs/examples/%s", src != NULL ? src :
+	    ".", name);
+	ck_assert_msg(config_load(path, &c, &cause) == 0, "%s", cause);
+	return c;
+}
+
+START_TEST(config_examples_parse)
+{
+	struct config		*c;
+	struct config_pool	*p;
+
+	c = load_example("demo.conf");
+	p = config_pool_find(c, "rev");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(p->instances, 2);
+	ck_assert_str_eq(p->argv[0], "patchbay");
+	ck_assert_str_eq(p->argv[1], "worker");
+	config_free(c);
+
+	c = load_example("patchbay.conf");
+	p = config_pool_find(c, "rev");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_str_eq(p->command, "patchbay worker rev --exec rev");
+	config_free(c);
+}
+END_TEST
+
+START_TEST(config_durations)
+{
+	static const struct {
+		const char	*s;
+		int		 error;
+		uint64_t	 ms;
+	} cases[] = {
+		{ "0", 0, 0 }, { "0ms", 0, 0 }, { "100ms", 0, 100 },
+		{ "10s", 0, 10000 }, { "1m", 0, 60000 }, { "2h", 0, 7200000 },
+		{ "10", -EINVAL, 0 }, { "", -EINVAL, 0 }, { "s", -EINVAL, 0 },
+		{ "-1s", -EINVAL, 0 }, { "1.5s", -EINVAL, 0 },
+		{ "10 s", -EINVAL, 0 }, { "10S", -EINVAL, 0 },
+		{ "1d", -EINVAL, 0 }, { "99999999999999999999ms", -EINVAL, 0 },
+		{ "9999999h", -EINVAL, 0 },
+	};
+	char		buf[32];
+	uint64_t	ms;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ms = 12345;
+		ck_assert_msg(config_parse_duration(cases[i].s, &ms) ==
+		    cases[i].error, "'%s'", cases[i].s);
+		if (cases[i].error == 0)
+			ck_assert_uint_eq(ms, cases[i].ms);
+		else
+			ck_assert_uint_eq(ms, 12345);
+	}
+	config_format_duration(100, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "100ms");
+	config_format_duration(30000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "30s");
+	config_format_duration(120000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2m");
+	config_format_duration(1500, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1500ms");
+}
+END_TEST
+
+START_TEST(config_words)
+{
+	char	**w, *cause = NULL;
+
+	ck_assert_int_eq(config_split_words("  a  'b c'  \"d \\\"e\\\\\"f ",
+	    &w, &cause), 0);
+	ck_assert_str_eq(w[0], "a");
+	ck_assert_str_eq(w[1], "b c");
+	ck_assert_str_eq(w[2], "d \"e\\f");
+	ck_assert_ptr_null(w[3]);
+	config_strv_free(w);
+	ck_assert_int_eq(config_split_words("", &w, &cause), 0);
+	ck_assert_ptr_null(w[0]);
+	config_strv_free(w);
+	ck_assert_int_eq(config_split_words("a \"b", &w, &cause), -EINVAL);
+	ck_assert_str_eq(cause, "unterminated double quote");
+	free(cause);
+}
+END_TEST
+
+START_TEST(config_signals)
+{
+	ck_assert_int_eq(config_signal_from_name("TERM"), SIGTERM);
+	ck_assert_int_eq(config_signal_from_name("SIGTERM"), SIGTERM);
+	ck_assert_int_eq(config_signal_from_name("hup"), SIGHUP);
+	ck_assert_int_eq(config_signal_from_name("KILL"), SIGKILL);
+	ck_assert_int_eq(config_signal_from_name("STOP"), -1);
+	ck_assert_int_eq(config_signal_from_name(""), -1);
+	ck_assert_str_eq(config_signal_name(SIGUSR1), "USR1");
+	ck_assert_ptr_null(config_signal_name(SIGSTOP));
+}
+END_TEST
+
+START_TEST(config_equal)
+{
+	struct config		*a = load_ok(issue_example);
+	struct config		*b = load_ok(issue_example);
+	struct config_pool	*pa = TAILQ_FIRST(&a->pools);
+	struct config_pool	*pb = TAILQ_FIRST(&b->pools);
+	struct config_pool	*dup;
+
+	ck_assert(config_pool_equal(pa, pb));
+	dup = config_pool_dup(pa);
+	ck_assert(config_pool_equal(pa, dup));
+	ck_assert_ptr_ne(dup->environment, pa->environment);
+
+	pb->instances = 5;
+	ck_assert(!config_pool_equal(pa, pb));
+	ck_assert(config_pool_equal_but_instances(pa, pb));
+	pb->instances = pa->instances;
+
+	free(dup->environment[1]);
+	dup->environment[1] = strdup("MODE=slow");
+	ck_assert(!config_pool_equal(pa, dup));
+	ck_assert(!config_pool_equal_but_instances(pa, dup));
+	config_pool_free(dup);
+
+	pb->success_codes[0] = 1;
+	ck_assert(!config_pool_equal(pa, pb));
+	pb->success_codes[0] = 0;
+	free(pb->user);
+	pb->user = NULL;
+	ck_assert(!config_pool_equal(pa, pb));
+	config_free(a);
+	config_free(b);
+	config_free(NULL);
+	config_pool_free(NULL);
+}
+END_TEST
+
+/* The suite. */
+static Suite *
+config_suite(void)
+{
+	Suite	*s = suite_create("config");
+	TCase	*tc;
+
+	tc = tcase_create("parse");
+	tcase_add_test(tc, config_issue_example);
+	tcase_add_test(tc, config_defaults);
+	tcase_add_test(tc, config_broker_keys);
+	tcase_add_test(tc, config_pool_values);
+	tcase_add_test(tc, config_long_line);
+	tcase_add_test(tc, config_examples_parse);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_test(tc, config_error_unknown_section);
+	tcase_add_test(tc, config_error_unknown_key);
+	tcase_add_test(tc, config_error_syntax);
+	tcase_add_test(tc, config_error_bad_duration);
+	tcase_add_test(tc, config_error_bad_restart);
+	tcase_add_test(tc, config_error_bad_signal);
+	tcase_add_test(tc, config_error_bad_number);
+	tcase_add_test(tc, config_error_instances_zero);
+	tcase_add_test(tc, config_error_backoff_order);
+	tcase_add_test(tc, config_error_missing_command);
+	tcase_add_test(tc, config_error_duplicate_pool);
+	tcase_add_test(tc, config_error_missing_file);
+	tcase_add_test(tc, config_error_environment);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("values");
+	tcase_add_test(tc, config_durations);
+	tcase_add_test(tc, config_words);
+	tcase_add_test(tc, config_signals);
+	tcase_add_test(tc, config_equal);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* Runs the suite. */
+int
+main(void)
+{
+	return harness_main(config_suite());
+}

@@ -1,0 +1,644 @@
+/*
+ * test-pools.c: supervised local worker pools, end to end.
+ *
+ * Each test writes a config, starts the real patchbayd with -c on it and
+ * drives it with the real `patchbay` CLI: jobs with `patchbay run`, the
+ * processes with `patchbay ctl`. What is asserted is what an operator
+ * would look at: job results, `ctl ps`, refusals' texts, the log, and
+ * whether processes are still alive in /proc.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "tests/harness.h"
+
+/* Ends the argument lists of ctl(). */
+#define END	((const char *)NULL)
+
+static struct harness_broker	broker;
+static char			tmp[256];
+
+/* Per test: a fresh directory for its config files. */
+static void
+pools_setup(void)
+{
+	memset(&broker, 0, sizeof(broker));
+	broker.pid = -1;
+	harness_tmpdir(tmp, sizeof(tmp));
+}
+
+/* Per test: stops the broker, which stops its processes. */
+static void
+pools_teardown(void)
+{
+	harness_broker_stop(&broker);
+}
+
+/* Writes a config made from a printf format to DIR/name; path in buf. */
+static void __attribute__((format(printf, 4, 5)))
+write_conf(char *buf, size_t len, const char *name, const char *fmt, ...)
+{
+	FILE	*f;
+	va_list	 ap;
+
+	snprintf(buf, len, "%s/%s", tmp, name);
+	f = fopen(buf, "w");
+	ck_assert_ptr_nonnull(f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Starts patchbayd on config path. */
+static void
+start_broker(const char *path)
+{
+	const char	*extra[] = { "-c", path, NULL };
+
+	harness_broker_start(&broker, extra, false);
+}
+
+/*
+ * Runs `patchbay ctl [--json] VERB ARGS...` (NULL-terminated) against the
+ * broker; returns the exit code, output and errors (caller frees).
+ */
+static int
+ctl(bool json, char **ret_out, char **ret_err, const char *verb, ...)
+{
+	const char	*argv[32];
+	size_t		 n = 0;
+	va_list		 ap;
+	const char	*a;
+	int		 status;
+
+	argv[n++] = harness_cli();
+	argv[n++] = "ctl";
+	argv[n++] = "--broker";
+	argv[n++] = broker.unix_ep;
+	if (json)
+		argv[n++] = "--json";
+	argv[n++] = verb;
+	va_start(ap, verb);
+	while ((a = va_arg(ap, const char *)) != NULL && n < 31)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	status = harness_run(argv, NULL, NULL, 0, ret_out, ret_err, 40000);
+	ck_assert_msg(WIFEXITED(status), "patchbay ctl %s did not exit", verb);
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Looks up id in `ctl ps --json` and copies its state into state (may be
+ * NULL); returns its pid (0 when it has none), or -1 when id is not listed.
+ */
+static long
+ps_lookup(const char *id, char *state, size_t len, unsigned *ret_restarts)
+{
+	char	*out = NULL, *err = NULL, needle[128], *m, *next, *s;
+	long	 pid = -1;
+
+	if (state != NULL)
+		state[0] = '\0';
+	ck_assert_int_eq(ctl(true, &out, &err, "ps", END), 0);
+	snprintf(needle, sizeof(needle), "\"id\": \"%s\"", id);
+	if ((m = strstr(out, needle)) != NULL) {
+		/* This map ends where the next one's id starts. */
+		next = strstr(m + 1, "\"id\": ");
+		if (next != NULL)
+			*next = '\0';
+		if ((s = strstr(m, "\"pid\": ")) != NULL)
+			pid = strtol(s + 7, NULL, 10);	/* null: 0 */
+		if ((s = strstr(m, "\"state\": \"")) != NULL && state != NULL)
+			snprintf(state, len, "%.*s", (int)strcspn(s + 10, "\""),
+			    s + 10);
+		if ((s = strstr(m, "\"restarts\": ")) != NULL &&
+		    ret_restarts != NULL)
+			*ret_restarts = (unsigned)strtoul(s + 12, NULL, 10);
+	}
+	free(out);
+	free(err);
+	return pid;
+}
+
+/* Polls `ctl ps` until id is in state; fails after ms. Returns its pid. */
+static long
+wait_state(const char *id, const char *want, int ms)
+{
+	unsigned long long	deadline = harness_now_ms() + (unsigned)ms;
+	char			state[32];
+	long			pid;
+
+	for (;;) {
+		pid = ps_lookup(id, state, sizeof(state), NULL);
+		if (strcmp(state, want) == 0)
+			return pid;
+		ck_assert_msg(harness_now_ms() < deadline, "%s is '%s', not "
+		    "'%s', after %d ms", id, state, want, ms);
+		usleep(20000);
+	}
+}
+
+/* Polls until id is no longer listed. */
+static void
+wait_unlisted(const char *id, int ms)
+{
+	unsigned long long	deadline = harness_now_ms() + (unsigned)ms;
+
+	while (ps_lookup(id, NULL, 0, NULL) != -1) {
+		ck_assert_msg(harness_now_ms() < deadline, "%s still listed "
+		    "after %d ms", id, ms);
+		usleep(20000);
+	}
+}
+
+/* The state letter of pid in /proc, or 0 when it is gone. */
+static char
+proc_state(long pid)
+{
+	char	 path[64], buf[512], *paren;
+	FILE	*f;
+	size_t	 n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if ((paren = strrchr(buf, ')')) == NULL || paren[1] == '\0')
+		return 0;
+	return paren[2];
+}
+
+/* True when pid is gone (or a zombie left for init). */
+static bool
+proc_gone_cond(void *arg)
+{
+	char	s = proc_state(*(long *)arg);
+
+	return s == 0 || s == 'Z' || s == 'X';
+}
+
+/* Runs `patchbay run FN DATA` with extra options; returns the status. */
+static int
+run_job(const char *fn, const char *data, char **ret_out, char **ret_err)
+{
+	const char	*argv[] = { harness_cli(), "run", "--broker",
+			    broker.unix_ep, "--timeout", "20s", fn, data, NULL };
+	int		 status;
+
+	status = harness_run(argv, NULL, NULL, 0, ret_out, ret_err, 30000);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* A config with one pool rev of n `patchbay worker rev --exec rev`. */
+static void
+rev_conf(char *buf, size_t len, const char *name, int n, const char *extra)
+{
+	write_conf(buf, len, name,
+	    "[pool:rev]\n"
+	    "command = %s worker rev --exec rev --capacity 2\n"
+	    "instances = %d\n"
+	    "backoff = 50ms..1s\n"
+	    "stop_timeout = 5s\n"
+	    "%s", harness_cli(), n, extra != NULL ? extra : "");
+}
+
+START_TEST(pools_answer_jobs)
+{
+	char	 path[300], *out = NULL, *err = NULL;
+
+	rev_conf(path, sizeof(path), "demo.conf", 2, NULL);
+	start_broker(path);
+	wait_state("rev/1", "running", 10000);
+	wait_state("rev/2", "running", 10000);
+	ck_assert_int_eq(run_job("rev", "hello", &out, &err), 0);
+	ck_assert_str_eq(out, "olleh");
+	free(out);
+	free(err);
+
+	/* Local workers are listed beside remote ones. */
+	ck_assert_int_eq(ctl(false, &out, &err, "workers", END), 0);
+	ck_assert_msg(strstr(out, "local") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "rev/1") != NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "ps", END), 0);
+	ck_assert_msg(strstr(out, "rev/2") != NULL && strstr(out, "running"),
+	    "%s", out);
+	free(out);
+	free(err);
+
+	/* What the workers print lands in the broker's log. */
+	ck_assert(harness_wait_log(&broker, "rev/1: patchbay worker: serving",
+	    5000));
+}
+END_TEST
+
+START_TEST(pools_demo_config)
+{
+	const char	*src = getenv("PATCHBAY_SRCDIR");
+	char		 path[600], dir[600], *out = NULL, *err = NULL;
+	char		*slash;
+	const char	*extra[] = { "-c", path, NULL };
+	char		 newpath[1400];
+
+	/* The shipped demo, with `patchbay` found in PATH. */
+	snprintf(path, sizeof(path), "%s/docs/examples/demo.conf",
+	    src != NULL ? src : ".");
+	snprintf(dir, sizeof(dir), "%s", harness_cli());
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		*slash = '\0';
+		snprintf(newpath, sizeof(newpath), "%s:%s", dir,
+		    getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin");
+		setenv("PATH", newpath, 1);
+	}
+	harness_broker_start(&broker, extra, false);
+	wait_state("rev/1", "running", 10000);
+	ck_assert_int_eq(run_job("rev", "demo", &out, &err), 0);
+	ck_assert_str_eq(out, "omed");
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(pools_kill9_replaced)
+{
+	char		 path[300], *out = NULL, *err = NULL;
+	long		 pid, pid2;
+	unsigned	 restarts = 0;
+
+	rev_conf(path, sizeof(path), "p.conf", 1, NULL);
+	start_broker(path);
+	pid = wait_state("rev/1", "running", 10000);
+	ck_assert_int_gt(pid, 1);
+	ck_assert_int_eq(kill((pid_t)pid, SIGKILL), 0);
+	ck_assert(harness_wait_log(&broker, "rev/1: restarting in", 5000));
+	for (;;) {
+		pid2 = wait_state("rev/1", "running", 10000);
+		if (pid2 != pid)
+			break;
+	}
+	ps_lookup("rev/1", NULL, 0, &restarts);
+	ck_assert_uint_eq(restarts, 1);
+	ck_assert_int_eq(run_job("rev", "again", &out, &err), 0);
+	ck_assert_str_eq(out, "niaga");
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(pools_crash_loop_fatal)
+{
+	char		 path[300], *out = NULL, *err = NULL;
+	unsigned	 restarts = 0;
+
+	write_conf(path, sizeof(path), "crash.conf",
+	    "[pool:crash]\n"
+	    "command = sh -c 'echo crashing; exit 3'\n"
+	    "max_restarts = 3\n"
+	    "backoff = 50ms..1s\n");
+	start_broker(path);
+	wait_state("crash/1", "fatal", 10000);
+	ps_lookup("crash/1", NULL, 0, &restarts);
+	ck_assert_uint_eq(restarts, 3);
+	ck_assert(harness_log_contains(&broker, "crash/1: crashing"));
+	ck_assert(harness_log_contains(&broker, "crash/1: restarting in 50ms"));
+	ck_assert(harness_log_contains(&broker, "giving up"));
+	ck_assert_int_eq(ctl(false, &out, &err, "ps", END), 0);
+	ck_assert_msg(strstr(out, "fatal") != NULL && strstr(out, "exit 3"),
+	    "%s", out);
+	free(out);
+	free(err);
+
+	/* Until an operator restarts it. */
+	ck_assert_int_eq(ctl(false, NULL, NULL, "restart", "crash", END), 0);
+	ck_assert(harness_wait_log(&broker, "crash/1: restarting in", 5000));
+}
+END_TEST
+
+START_TEST(pools_stop_timeout_kills)
+{
+	char			 path[300], *out = NULL, *err = NULL;
+	long			 pid;
+	unsigned long long	 t0;
+
+	write_conf(path, sizeof(path), "stubborn.conf",
+	    "[pool:stubborn]\n"
+	    "command = sh -c 'trap \"\" TERM; echo ready; "
+	    "while :; do sleep 0.1; done'\n"
+	    "stop_timeout = 700ms\n");
+	start_broker(path);
+	ck_assert(harness_wait_log(&broker, "stubborn/1: ready", 10000));
+	pid = wait_state("stubborn/1", "starting", 5000);
+	t0 = harness_now_ms();
+	ck_assert_int_eq(ctl(false, &out, &err, "stop", "stubborn/1", NULL),
+	    0);
+	free(out);
+	free(err);
+	wait_state("stubborn/1", "stopped", 10000);
+	ck_assert_uint_ge(harness_now_ms() - t0, 650);
+	ck_assert(harness_log_contains(&broker, "did not stop in time"));
+	ck_assert(proc_gone_cond(&pid));
+
+	/* Stopped is not restarted; resuming it is refused. */
+	ck_assert_int_eq(ctl(false, &out, &err, "resume", "stubborn/1", NULL),
+	    1);
+	ck_assert_msg(strstr(err, "'stubborn/1' is stopped, not paused"),
+	    "%s", err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(pools_pause_resume)
+{
+	char		 path[300], runlog[300], *out = NULL, *err = NULL;
+	char		*text;
+	const char	*argv[] = { harness_cli(), "run", "--broker",
+			    broker.unix_ep, "rev", "paused", NULL };
+	long		 pid;
+	pid_t		 run;
+	int		 status;
+
+	rev_conf(path, sizeof(path), "p.conf", 1, NULL);
+	start_broker(path);
+	pid = wait_state("rev/1", "running", 10000);
+	ck_assert_int_eq(ctl(false, NULL, NULL, "pause", "rev", END), 0);
+	wait_state("rev/1", "paused", 2000);
+	ck_assert_int_eq(proc_state(pid), 'T');
+
+	/* A job now waits in the queue... */
+	snprintf(runlog, sizeof(runlog), "%s/run.out", tmp);
+	argv[3] = broker.unix_ep;
+	run = harness_spawn(argv, NULL, runlog);
+	for (unsigned long long dl = harness_now_ms() + 5000;;) {
+		ck_assert_int_eq(ctl(true, &out, &err, "functions", END), 0);
+		if (strstr(out, "\"queued\": 1") != NULL)
+			break;
+		ck_assert(harness_now_ms() < dl);
+		free(out);
+		free(err);
+		usleep(20000);
+	}
+	free(out);
+	free(err);
+	ck_assert_int_eq(waitpid(run, &status, WNOHANG), 0);
+
+	/* ...until the worker is resumed. */
+	ck_assert_int_eq(ctl(false, &out, &err, "resume", "rev/1", END), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(waitpid(run, &status, 0), run);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	text = harness_read_file(runlog);
+	ck_assert_str_eq(text, "desuap");
+	free(text);
+	wait_state("rev/1", "running", 2000);
+	ck_assert_int_ne(proc_state(pid), 'T');
+}
+END_TEST
+
+START_TEST(pools_reload_add_remove)
+{
+	char	 path[300], tmppath[300], *out = NULL, *err = NULL;
+	long	 keep, gone;
+
+	write_conf(path, sizeof(path), "r.conf",
+	    "[pool:keep]\ncommand = sleep 60\n"
+	    "[pool:gone]\ncommand = sleep 60\n");
+	start_broker(path);
+	keep = wait_state("keep/1", "starting", 10000);
+	gone = wait_state("gone/1", "starting", 10000);
+
+	write_conf(tmppath, sizeof(tmppath), "r.conf.new",
+	    "[pool:keep]\ncommand = sleep 60\n"
+	    "[pool:added]\ncommand = sleep 60\ninstances = 2\n");
+	ck_assert_int_eq(rename(tmppath, path), 0);
+	ck_assert_int_eq(ctl(false, &out, &err, "reload", END), 0);
+	free(out);
+	free(err);
+	wait_state("added/2", "starting", 5000);
+	wait_unlisted("gone/1", 10000);
+	ck_assert(harness_wait_until(proc_gone_cond, &gone, 5000));
+	ck_assert_int_eq(ps_lookup("keep/1", NULL, 0, NULL), keep);
+
+	/* A broken file is refused whole: the running config stays. */
+	write_conf(tmppath, sizeof(tmppath), "r.conf.new",
+	    "[pool:keep]\ncommand = sleep 60\nrestart = sometimes\n");
+	ck_assert_int_eq(rename(tmppath, path), 0);
+	ck_assert_int_eq(ctl(false, &out, &err, "reload", END), 1);
+	ck_assert_msg(strstr(err, "r.conf:3: key 'restart': expected always, "
+	    "on-failure or never (got 'sometimes')") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ps_lookup("keep/1", NULL, 0, NULL), keep);
+	ck_assert_int_ne(ps_lookup("added/1", NULL, 0, NULL), -1);
+
+	/* SIGHUP does the same as `ctl reload`. */
+	write_conf(tmppath, sizeof(tmppath), "r.conf.new",
+	    "[pool:keep]\ncommand = sleep 60\n");
+	ck_assert_int_eq(rename(tmppath, path), 0);
+	ck_assert_int_eq(kill(broker.pid, SIGHUP), 0);
+	wait_unlisted("added/1", 10000);
+	wait_unlisted("added/2", 10000);
+	ck_assert_int_eq(ps_lookup("keep/1", NULL, 0, NULL), keep);
+}
+END_TEST
+
+START_TEST(pools_broker_kill9_no_orphans)
+{
+	char	path[300];
+	long	pids[3];
+	int	status;
+
+	write_conf(path, sizeof(path), "k.conf",
+	    "[pool:w]\ncommand = sleep 60\ninstances = 2\n"
+	    "[pool:rev]\ncommand = %s worker rev --exec rev\n", harness_cli());
+	start_broker(path);
+	pids[0] = wait_state("w/1", "starting", 10000);
+	pids[1] = wait_state("w/2", "starting", 10000);
+	pids[2] = wait_state("rev/1", "running", 10000);
+	ck_assert_int_eq(kill(broker.pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(broker.pid, &status, 0), broker.pid);
+	broker.pid = -1;
+	for (int i = 0; i < 3; i++)
+		ck_assert_msg(harness_wait_until(proc_gone_cond, &pids[i],
+		    5000), "pid %ld outlived patchbayd", pids[i]);
+}
+END_TEST
+
+START_TEST(pools_shutdown_stops_all)
+{
+	char	path[300], *out = NULL, *err = NULL;
+	long	pids[2];
+	int	status;
+
+	write_conf(path, sizeof(path), "s.conf",
+	    "[pool:a]\ncommand = sleep 60\n"
+	    "[pool:b]\ncommand = sleep 60\n");
+	start_broker(path);
+	pids[0] = wait_state("a/1", "starting", 10000);
+	pids[1] = wait_state("b/1", "starting", 10000);
+	ck_assert_int_eq(ctl(false, &out, &err, "shutdown", END), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(waitpid(broker.pid, &status, 0), broker.pid);
+	broker.pid = -1;
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert(proc_gone_cond(&pids[i]));
+	/* Pools stop in reverse order. */
+	{
+		char	*log = harness_read_file(broker.log_path);
+		char	*sa = strstr(log, "a/1: stopping pid");
+		char	*sb = strstr(log, "b/1: stopping pid");
+
+		ck_assert(sa != NULL && sb != NULL && sb < sa);
+		free(log);
+	}
+}
+END_TEST
+
+START_TEST(pools_spawn)
+{
+	char	path[300], *out = NULL, *err = NULL;
+	long	pid;
+
+	write_conf(path, sizeof(path), "empty.conf", "# nothing\n");
+	start_broker(path);
+
+	/* A command that cannot be executed is an error, not a process. */
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "x", "--",
+	    "/nonexistent/cmd", "arg", END), 1);
+	ck_assert_msg(strstr(err, "cannot execute '/nonexistent/cmd': No such "
+	    "file or directory") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ps_lookup("x", NULL, 0, NULL), -1);
+
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "x", "--restart",
+	    "always", "--", "sleep", "60", END), 0);
+	free(out);
+	free(err);
+	pid = wait_state("x", "starting", 5000);
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "x", "--", "sleep",
+	    "60", END), 1);
+	ck_assert_msg(strstr(err, "'x' already exists") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	/* restart always: killed, it comes back. */
+	ck_assert_int_eq(kill((pid_t)pid, SIGKILL), 0);
+	ck_assert(harness_wait_log(&broker, "x: restarting in", 5000));
+	ck_assert_int_eq(ctl(false, &out, &err, "stop", "x", END), 0);
+	free(out);
+	free(err);
+	wait_state("x", "stopped", 10000);
+}
+END_TEST
+
+START_TEST(pools_ctl_errors)
+{
+	char	path[300], *out = NULL, *err = NULL;
+
+	rev_conf(path, sizeof(path), "p.conf", 1, NULL);
+	start_broker(path);
+	wait_state("rev/1", "running", 10000);
+
+	ck_assert_int_eq(ctl(false, &out, &err, "stop", "nope", END), 1);
+	ck_assert_str_eq(err, "patchbay ctl: unknown id 'nope'\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "resume", "rev/1", END), 1);
+	ck_assert_str_eq(err, "patchbay ctl: 'rev/1' is running, not paused\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "scale", "nope", "2", END), 1);
+	ck_assert_str_eq(err, "patchbay ctl: unknown pool 'nope'\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "rev", "--", "true",
+	    NULL), 1);
+	ck_assert_str_eq(err, "patchbay ctl: 'rev' is the name of a pool\n");
+	free(out);
+	free(err);
+
+	/* Scale up and down. */
+	ck_assert_int_eq(ctl(false, &out, &err, "scale", "rev", "2", END), 0);
+	free(out);
+	free(err);
+	wait_state("rev/2", "running", 10000);
+	ck_assert_int_eq(ctl(false, &out, &err, "scale", "rev", "1", END), 0);
+	free(out);
+	free(err);
+	wait_unlisted("rev/2", 10000);
+}
+END_TEST
+
+START_TEST(pools_bad_config_refused)
+{
+	char		 path[300], sock[400], *out = NULL, *err = NULL;
+	const char	*argv[] = { harness_patchbayd(), "-l", sock, "-c", path,
+			    NULL };
+	int		 status;
+
+	write_conf(path, sizeof(path), "bad.conf",
+	    "[pool:a]\ncommand = true\nstop_timeout = 10\n");
+	snprintf(sock, sizeof(sock), "unix:%s/pb.sock", tmp);
+	status = harness_run(argv, NULL, NULL, 0, &out, &err, 10000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+	ck_assert_msg(strstr(err, "bad.conf:3: key 'stop_timeout': expected a "
+	    "duration such as 500ms, 10s or 2m (got '10')") != NULL, "%s",
+	    err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* The suite. */
+static Suite *
+pools_suite(void)
+{
+	Suite	*s = suite_create("pools");
+	TCase	*tc;
+
+	tc = tcase_create("pools");
+	tcase_add_checked_fixture(tc, pools_setup, pools_teardown);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, pools_answer_jobs);
+	tcase_add_test(tc, pools_demo_config);
+	tcase_add_test(tc, pools_kill9_replaced);
+	tcase_add_test(tc, pools_crash_loop_fatal);
+	tcase_add_test(tc, pools_stop_timeout_kills);
+	tcase_add_test(tc, pools_pause_resume);
+	tcase_add_test(tc, pools_reload_add_remove);
+	tcase_add_test(tc, pools_broker_kill9_no_orphans);
+	tcase_add_test(tc, pools_shutdown_stops_all);
+	tcase_add_test(tc, pools_spawn);
+	tcase_add_test(tc, pools_ctl_errors);
+	tcase_add_test(tc, pools_bad_config_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* Runs the suite. */
+int
+main(void)
+{
+	return harness_main(pools_suite());
+}
