@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: install the build dependencies, build
-# patchbay, start a broker with a worker, and answer a real job.
+# patchbay, start a broker that spawns a local worker pool from
+# docs/examples/demo.conf, and answer a real job through it.
 # Everything it starts is stopped and its temporary directory removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,29 +11,32 @@ ninja -C build >/dev/null
 export PATH="$PWD/build/clients:$PWD/build/broker:$PATH"
 
 dir=$(mktemp -d /tmp/patchbay-demo.XXXXXX)
-pids=()
+broker=""
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	if [ -n "$broker" ]; then
+		kill "$broker" 2>/dev/null || true
+		wait "$broker" 2>/dev/null || true
+	fi
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 
 export PATCHBAY_BROKER="unix:$dir/pb.sock"
-echo "+ patchbayd -l $PATCHBAY_BROKER -l tcp:127.0.0.1:0 &"
-patchbayd -l "$PATCHBAY_BROKER" -l tcp:127.0.0.1:0 \
+run() { echo "+ $*"; "$@"; }
+
+echo "+ patchbayd -c docs/examples/demo.conf -l $PATCHBAY_BROKER &"
+patchbayd -c docs/examples/demo.conf -l "$PATCHBAY_BROKER" \
 	--ready-file "$dir/ready" 2>"$dir/broker.log" &
-pids+=($!)
-for _ in $(seq 100); do [ -f "$dir/ready" ] && break; sleep 0.05; done
-tcp=$(grep '^tcp:' "$dir/ready")
+broker=$!
+for _ in $(seq 200); do [ -f "$dir/ready" ] && break; sleep 0.05; done
+[ -f "$dir/ready" ] || { cat "$dir/broker.log" >&2; exit 1; }
 
-echo "+ patchbay worker rev --exec rev --capacity 4 &"
-patchbay worker rev --exec rev --capacity 4 2>"$dir/worker.log" &
-pids+=($!)
-
-echo "+ echo hello | patchbay run rev --broker $tcp"
-out=$(echo hello | patchbay run rev --broker "$tcp")
+# The job waits in the queue until the pool's first worker has registered.
+echo "+ echo hello | patchbay run rev"
+out=$(echo hello | patchbay run rev --timeout 10000)
 echo "$out"
 [ "$out" = "olleh" ] || { echo "demo: expected 'olleh', got '$out'" >&2; exit 1; }
-echo "+ patchbay ctl workers"
-patchbay ctl workers
+run patchbay ctl ps
+run patchbay ctl workers
+echo "demo: ok (broker log: patchbayd's stderr, shown below)"
+sed 's/^/  | /' "$dir/broker.log"
