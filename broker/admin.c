@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
-#include "broker/supervisor.h"
 #include "config.h"
 
 /*
@@ -30,21 +29,11 @@ struct admin_verb {
 	const char	*help;
 };
 
-/* Packs a NUL-terminated string. */
-static void
-admin_pack_str(msgpack_packer *pk, const char *s)
-{
-	size_t	len = strlen(s);
-
-	msgpack_pack_str(pk, len);
-	msgpack_pack_str_body(pk, s, len);
-}
-
 /* Packs a key and an unsigned value. */
 static void
 admin_pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v)
 {
-	admin_pack_str(pk, key);
+	proto_pack_str(pk, key);
 	msgpack_pack_uint64(pk, v);
 }
 
@@ -52,8 +41,8 @@ admin_pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v)
 static void
 admin_pack_kv_str(msgpack_packer *pk, const char *key, const char *v)
 {
-	admin_pack_str(pk, key);
-	admin_pack_str(pk, v);
+	proto_pack_str(pk, key);
+	proto_pack_str(pk, v);
 }
 
 /* Looks up key in an args map; NULL when absent. */
@@ -90,7 +79,7 @@ admin_status(struct server *srv, const msgpack_object *args,
 	msgpack_pack_map(pk, 15);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
-	admin_pack_kv_uint(pk, "uptime_ms", server_now() - srv->started_at);
+	admin_pack_kv_uint(pk, "uptime_ms", transport_now_ms() - srv->started_at);
 	admin_pack_kv_uint(pk, "connections", srv->npeers);
 	admin_pack_kv_uint(pk, "connections_total", srv->conns_total);
 	admin_pack_kv_uint(pk, "clients", st.clients);
@@ -102,7 +91,7 @@ admin_status(struct server *srv, const msgpack_object *args,
 	admin_pack_kv_uint(pk, "dispatched", st.dispatched);
 	admin_pack_kv_uint(pk, "retried", st.retried);
 	admin_pack_kv_uint(pk, "stale_dropped", st.stale);
-	admin_pack_str(pk, "results");
+	proto_pack_str(pk, "results");
 	msgpack_pack_map(pk, JOB__MAX + 1);
 	for (int i = 0; i < JOB__MAX; i++)
 		admin_pack_kv_uint(pk, job_status_name((enum job_status)i),
@@ -138,13 +127,13 @@ admin_pack_worker(const struct sb_worker_info *wi, void *arg)
 	admin_pack_kv_str(pk, "name", p->name[0] ? p->name : "-");
 	admin_pack_kv_str(pk, "kind", p->local ? "local" : "remote");
 	admin_pack_kv_str(pk, "peer", p->local ? "socketpair" : peer);
-	admin_pack_str(pk, "functions");
+	proto_pack_str(pk, "functions");
 	msgpack_pack_array(pk, wi->nfns);
 	for (uint32_t i = 0; i < wi->nfns; i++)
-		admin_pack_str(pk, wi->fns[i]);
+		proto_pack_str(pk, wi->fns[i]);
 	admin_pack_kv_uint(pk, "capacity", wi->capacity);
 	admin_pack_kv_uint(pk, "in_flight", wi->in_flight);
-	admin_pack_str(pk, "paused");
+	proto_pack_str(pk, "paused");
 	if (wi->paused)
 		msgpack_pack_true(pk);
 	else

@@ -5,21 +5,404 @@
  * event loop. server.c owns the peers: it accepts connections, runs the
  * handshake and heartbeats, checks what each role may send, and wires
  * transport to the switchboard (decoded packets in, the switchboard's
- * packets out). admin.c answers ADMIN packets. log.c (log.h) logs.
+ * packets out). admin.c answers ADMIN packets. config.c reads the config
+ * file; supervisor.c spawns and watches the local worker processes. log.c
+ * logs.
+ *
+ * config.c and supervisor.c: config.c turns an INI file into a struct
+ * config: the [broker] settings and one struct config_pool per
+ * [pool:NAME] section, in file order. Every error is a sentence naming the
+ * file, the line, the key and what was expected. supervisor.c owns the
+ * processes: the instances of each pool and the ad-hoc processes of `ctl
+ * spawn`. Each process is a slot that survives its children: a child is
+ * forked with one end of a socketpair (handed to the broker through
+ * ops->attach as a pre-authenticated worker connection), its own process
+ * group, a clean descriptor table and environment, and its stdout and
+ * stderr logged line by line. When a child is finished (exit status reaped
+ * from SIGCHLD and its output at EOF) the restart policy, the backoff and
+ * the intensity limit decide what comes next; that arithmetic is pure (time
+ * and randomness are parameters) so that it is unit-testable.
  */
 #ifndef PATCHBAY_BROKER_H
 #define PATCHBAY_BROKER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 
 #include <msgpack.h>
 
-#include "broker/log.h"
 #include "proto/proto.h"
 #include "switchboard/switchboard.h"
 #include "transport/transport.h"
+
+/* log.c */
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+/* Sets the level; messages above it are dropped. */
+void	 log_set_level(enum log_level level);
+enum log_level	 log_get_level(void);
+/* Parses "error", "warn", "info", "debug"; -1 when unknown. */
+int	 log_level_from_name(const char *name);
+const char	*log_level_name(enum log_level level);
+
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 fatal(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+void	 fatalx(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* config.c */
+
+#define CONFIG_MAX_LINE			4096	/* bytes in one line */
+#define CONFIG_MAX_SUCCESS_CODES	16
+#define CONFIG_MAX_INSTANCES		1024
+#define CONFIG_MAX_RESTARTS		10000
+#define CONFIG_MAX_NAME			64	/* pool names, spawn ids */
+
+enum restart_policy {
+	RESTART_ALWAYS,
+	RESTART_ON_FAILURE,
+	RESTART_NEVER,
+};
+
+/* One [pool:NAME] section; owned by its struct config. */
+struct config_pool {
+	TAILQ_ENTRY(config_pool) entry;
+	char		 *name;
+	char		 *command;		/* as written */
+	char		**argv;			/* command split in words,
+						   NULL-terminated */
+	int		  instances;		/* default 1 */
+	enum restart_policy restart;		/* default on-failure */
+	int		  success_codes[CONFIG_MAX_SUCCESS_CODES];
+	int		  nsuccess;		/* default 1: {0} */
+	int		  max_restarts;		/* default 5; -1 unlimited */
+	uint64_t	  restart_window_ms;	/* default 60 s */
+	uint64_t	  backoff_min_ms;	/* default 100 ms */
+	uint64_t	  backoff_max_ms;	/* default 30 s */
+	uint64_t	  healthy_after_ms;	/* default 10 s */
+	int		  stop_signal;		/* default SIGTERM */
+	uint64_t	  stop_timeout_ms;	/* default 10 s */
+	char		 *directory;		/* or NULL */
+	char		**environment;		/* "K=V", NULL-terminated,
+						   never NULL */
+	char		 *user;			/* or NULL */
+	int		  line;			/* of the section header */
+};
+TAILQ_HEAD(config_pools, config_pool);
+
+/* A whole config file. Owned by whoever loaded it (then the supervisor). */
+struct config {
+	char		 *path;
+	char		**listen;		/* endpoints as written */
+	size_t		  nlisten;
+	int		  log_level;		/* enum log_level, -1 unset */
+	uint64_t	  heartbeat_ms;		/* 0: default */
+	uint32_t	  max_frame;		/* 0: default */
+	uint32_t	  max_queue;		/* 0: default */
+	int64_t		  no_worker_wait_ms;	/* -1: unset */
+	char		 *token;		/* or NULL */
+	struct config_pools pools;
+};
+
+/*
+ * Loads path. Returns 0 and sets *ret, or a negative errno (-ENOENT,
+ * -EINVAL for a parse error, -ENOMEM) with a malloc'ed sentence in *cause
+ * such as "FILE:LINE: key 'restart': expected always, on-failure or never
+ * (got 'sometimes')".
+ */
+int	 config_load(const char *path, struct config **ret, char **cause);
+
+/* Frees a config and its pools. NULL is a no-op. */
+void	 config_free(struct config *config);
+
+/* An empty config (no listen, no pools, everything unset); NULL on ENOMEM. */
+struct config	*config_new(void);
+
+/* A pool with every default and the given name; NULL on ENOMEM. */
+struct config_pool	*config_pool_new(const char *name);
+
+/* A deep copy of p (not linked into any list); NULL on ENOMEM. */
+struct config_pool	*config_pool_dup(const struct config_pool *p);
+
+/* Frees a pool that is not in a list. NULL is a no-op. */
+void	 config_pool_free(struct config_pool *p);
+
+/* The pool called name, or NULL. */
+struct config_pool	*config_pool_find(const struct config *config,
+			    const char *name);
+
+/*
+ * Parses a duration: a non-negative integer followed by ms, s, m or h
+ * ("100ms", "10s", "1m"), or a bare "0". Returns 0 or -EINVAL.
+ */
+int	 config_parse_duration(const char *s, uint64_t *ret_ms);
+
+/* Writes ms as the shortest exact duration ("100ms", "10s", "2m"). */
+void	 config_format_duration(uint64_t ms, char *buf, size_t len);
+
+/*
+ * Splits s into words: blanks separate words, '...' quotes literally,
+ * "..." quotes with \" and \\ as escapes. Returns 0 and a NULL-terminated
+ * malloc'ed vector (free with config_strv_free), or -EINVAL with a
+ * malloc'ed sentence in *cause (no file or line), or -ENOMEM.
+ */
+int	 config_split_words(const char *s, char ***ret, char **cause);
+
+/* Frees a NULL-terminated vector of strings. NULL is a no-op. */
+void	 config_strv_free(char **v);
+
+/* The signal called name ("TERM", "SIGTERM", "term"), or -1. */
+int	 config_signal_from_name(const char *name);
+
+/* The short name of a signal ("TERM"), or NULL. */
+const char	*config_signal_name(int sig);
+
+/* The name of a policy: "always", "on-failure" or "never". */
+const char	*config_restart_name(enum restart_policy r);
+
+/* True when every setting of a and b is the same. */
+bool	 config_pool_equal(const struct config_pool *a,
+	    const struct config_pool *b);
+
+/* True when a and b differ at most in instances. */
+bool	 config_pool_equal_but_instances(const struct config_pool *a,
+	    const struct config_pool *b);
+
+/* supervisor.c */
+
+enum supervisor_state {
+	SUPERVISOR_STARTING,	/* forked, its worker has not registered */
+	SUPERVISOR_RUNNING,	/* its worker has REGISTERed */
+	SUPERVISOR_BACKOFF,	/* exited, waiting to be started again */
+	SUPERVISOR_PAUSED,	/* SIGSTOPped, no dispatch */
+	SUPERVISOR_STOPPING,	/* stop signal sent, waiting for it */
+	SUPERVISOR_STOPPED,	/* stopped by an operator (or never started) */
+	SUPERVISOR_EXITED,	/* exited and not to be restarted */
+	SUPERVISOR_FATAL,	/* gave up: intensity limit or cannot exec */
+};
+
+struct supervisor;
+struct supervisor_proc;
+struct event_base;
+
+/* How the supervisor talks to the broker. Every callback is optional. */
+struct supervisor_ops {
+	/*
+	 * A child was started: fd (ownership passes) is the broker's end of
+	 * its socketpair. Returns a context for set_paused and detach, or
+	 * NULL when the broker could not take it (fd closed, the child is
+	 * then stopped as a failed start).
+	 */
+	void	*(*attach)(struct supervisor_proc *proc, int fd, void *arg);
+	/*
+	 * Stops (paused true) or restarts dispatching to the connection of
+	 * ctx. May come before the worker's REGISTER; it is repeated after
+	 * it when the process is still paused.
+	 */
+	void	 (*set_paused)(void *ctx, bool paused, void *arg);
+	/*
+	 * The child of ctx is finished: close its connection and never pass
+	 * its proc to supervisor_proc_*() for that connection again. Not
+	 * called when supervisor_proc_detached() came first.
+	 */
+	void	 (*detach)(void *ctx, void *arg);
+	/* Every process is down after supervisor_shutdown(). */
+	void	 (*stopped_all)(void *arg);
+	/* A state change (for tests and metrics). */
+	void	 (*changed)(struct supervisor_proc *proc,
+		    enum supervisor_state old, enum supervisor_state new,
+		    void *arg);
+};
+
+/* Restart bookkeeping of one process, kept by supervisor_exit_decide(). */
+struct supervisor_history {
+	unsigned	 failures;	/* restarts since the last healthy run */
+	uint64_t	*times;		/* restarts inside the window, oldest
+					   first; room for cap entries */
+	unsigned	 ntimes;
+	unsigned	 cap;		/* >= max_restarts */
+};
+
+/* Pure arithmetic (time and randomness injected). */
+
+/*
+ * The delay before restart number failures (1 for the first): the minimum
+ * doubled failures - 1 times, capped at the maximum, then jittered down by
+ * up to a quarter but never below the minimum. random is uniform.
+ */
+uint64_t	 supervisor_backoff_delay(const struct config_pool *cfg,
+		    unsigned failures, uint32_t random);
+
+/* True when an exit status is a success for cfg (an exit code listed). */
+bool	 supervisor_exit_success(const struct config_pool *cfg, int wstatus);
+
+/*
+ * Counts one restart at now in h: drops the ones older than window_ms and
+ * returns false (nothing recorded) when max_restarts are already inside
+ * the window. max_restarts -1 never refuses.
+ */
+bool	 supervisor_intensity_allow(struct supervisor_history *h,
+	    int max_restarts, uint64_t window_ms, uint64_t now);
+
+/*
+ * What follows a child's own exit (not a stop): SUPERVISOR_EXITED when the
+ * policy does not restart it, SUPERVISOR_FATAL when the intensity limit is
+ * reached, else SUPERVISOR_BACKOFF with the delay in *ret_delay_ms. A run
+ * that lasted healthy_after resets the backoff first. Updates h.
+ */
+enum supervisor_state	 supervisor_exit_decide(const struct config_pool *cfg,
+			    struct supervisor_history *h, int wstatus,
+			    uint64_t uptime_ms, uint64_t now, uint32_t random,
+			    uint64_t *ret_delay_ms);
+
+/* True when old -> new is a transition the supervisor may make. */
+bool	 supervisor_transition_valid(enum supervisor_state old,
+	    enum supervisor_state new);
+
+/* "starting", "running", ... */
+const char	*supervisor_state_name(enum supervisor_state state);
+
+/* Processes. */
+
+/*
+ * Creates a supervisor on base for config (ownership passes; NULL means no
+ * pools). Installs the SIGCHLD event; nothing is started before
+ * supervisor_start(). Returns 0 or -ENOMEM.
+ */
+int	 supervisor_new(struct event_base *base, struct config *config,
+	    const struct supervisor_ops *ops, void *arg,
+	    struct supervisor **ret);
+
+/* Starts every instance of every pool, in config order. */
+void	 supervisor_start(struct supervisor *sv);
+
+/*
+ * Frees everything. Children still alive are killed with SIGKILL (their
+ * process groups) and reaped; no callback is called (the broker drops its
+ * connections itself). NULL is a no-op.
+ */
+void	 supervisor_free(struct supervisor *sv);
+
+/*
+ * Stops everything for good: ad-hoc processes first, then the pools in
+ * reverse config order, each waited for (bounded by its stop_timeout)
+ * before the previous one. ops->stopped_all is called (from the event
+ * loop) when no child is left. Later verbs are refused.
+ */
+void	 supervisor_shutdown(struct supervisor *sv);
+
+/* The config in force (replaced by supervisor_reload()). */
+const struct config	*supervisor_config(const struct supervisor *sv);
+
+/* The process with that id ("pool/instance" or an ad-hoc id), or NULL. */
+struct supervisor_proc	*supervisor_find(const struct supervisor *sv,
+			    const char *id);
+
+/* Number of processes with a child alive. */
+unsigned	 supervisor_nalive(const struct supervisor *sv);
+
+const char	*supervisor_proc_id(const struct supervisor_proc *proc);
+/* The pool's name, or NULL for an ad-hoc process. */
+const char	*supervisor_proc_pool(const struct supervisor_proc *proc);
+/* The instance number (from 1); 0 for an ad-hoc process. */
+unsigned	 supervisor_proc_instance(const struct supervisor_proc *proc);
+/* The child's pid, 0 when there is none. */
+pid_t		 supervisor_proc_pid(const struct supervisor_proc *proc);
+enum supervisor_state	 supervisor_proc_state(
+			    const struct supervisor_proc *proc);
+/* Restarts since the slot was created (operator restarts included). */
+unsigned	 supervisor_proc_restarts(const struct supervisor_proc *proc);
+/* The wait status of the last child, or -1 when none finished yet. */
+int		 supervisor_proc_last_status(const struct supervisor_proc *proc);
+
+/* From the broker: the process's worker sent REGISTER. */
+void	 supervisor_proc_registered(struct supervisor *sv,
+	    struct supervisor_proc *proc);
+
+/* From the broker: the process's connection closed. */
+void	 supervisor_proc_detached(struct supervisor *sv,
+	    struct supervisor_proc *proc);
+
+/*
+ * Admin verbs. Each returns 0, or a negative errno with a malloc'ed
+ * sentence in *cause: -ENOENT "unknown id 'x'", -EINVAL for a bad
+ * argument, -EBUSY for a wrong state ("'x' is running, not paused"),
+ * -EEXIST, -ESHUTDOWN after supervisor_shutdown(), -EPERM, or the errno
+ * of a command that cannot be executed. An id is "pool/instance", an
+ * ad-hoc id or a whole pool's name.
+ */
+
+/*
+ * Packs an array with one map per process: {id, pool, instance, pid,
+ * state, restarts, uptime_ms, command, last_exit}; pool, instance, pid and
+ * last_exit are nil when they do not apply.
+ */
+int	 supervisor_ps(struct supervisor *sv, msgpack_packer *pk);
+
+/*
+ * Starts an ad-hoc process id running argv (argv[0] searched in PATH).
+ * Refused when id is in use by a live process (a finished one is
+ * replaced) or names a pool; a command that cannot be executed is an
+ * error and leaves nothing behind.
+ */
+int	 supervisor_spawn(struct supervisor *sv, const char *id,
+	    const char *const *argv, enum restart_policy restart,
+	    int max_restarts, char **cause);
+
+/*
+ * Stops id: its stop signal (SIGKILL when force) to the process group,
+ * SIGKILL after timeout_ms (0: the pool's stop_timeout). A stopped process
+ * is not restarted until supervisor_restart().
+ */
+int	 supervisor_stop(struct supervisor *sv, const char *id,
+	    uint64_t timeout_ms, bool force, char **cause);
+
+/* Stops id if it runs and starts it again; clears fatal and backoff. */
+int	 supervisor_restart(struct supervisor *sv, const char *id,
+	    char **cause);
+
+/* SIGSTOP to the group and no more dispatch to its worker. */
+int	 supervisor_pause(struct supervisor *sv, const char *id, char **cause);
+
+/* SIGCONT to the group and dispatch again. */
+int	 supervisor_resume(struct supervisor *sv, const char *id,
+	    char **cause);
+
+/* Sets the number of instances of pool (0 to CONFIG_MAX_INSTANCES). */
+int	 supervisor_scale(struct supervisor *sv, const char *pool,
+	    unsigned n, char **cause);
+
+/*
+ * Applies a newly loaded config (ownership passes on success only): new
+ * pools start, removed pools stop, changed pools restart, pools that
+ * changed only in instances are scaled, unchanged pools are not touched.
+ */
+int	 supervisor_reload(struct supervisor *sv, struct config *config,
+	    char **cause);
+
+/*
+ * Reads the config file in force again (its path) and applies it with
+ * supervisor_reload(); on any error the running config stays. When the
+ * file's log_level changed, it is applied. For SIGHUP and `ctl reload`.
+ */
+int	 supervisor_reload_file(struct supervisor *sv, char **cause);
+
+/* server.c, admin.c */
 
 #define SERVER_MAX_LISTENERS		16
 #define SERVER_DEFAULT_HEARTBEAT_MS	10000
@@ -130,9 +513,6 @@ void	 server_shutdown(struct server *srv,
 
 /* Writes the bound endpoints, one per line, to path (atomically). */
 int	 server_write_ready_file(const struct server *srv, const char *path);
-
-/* Milliseconds on the monotonic clock. */
-uint64_t	 server_now(void);
 
 /* admin.c */
 

@@ -24,8 +24,7 @@
 
 #include <ini.h>
 
-#include "broker/log.h"
-#include "broker/supervisor.h"
+#include "broker/broker.h"
 #include "transport/transport.h"
 
 enum config_section {

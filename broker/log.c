@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/log.h"
+#include "broker/broker.h"
 
 static enum log_level	log_level = LOG_LEVEL_INFO;
 

@@ -19,7 +19,6 @@
 #include <event2/event.h>
 
 #include "broker/broker.h"
-#include "broker/supervisor.h"
 #include "config.h"
 
 /* Everything main() sets up, for the signal callbacks. */
@@ -363,6 +362,9 @@ main(int argc, char *argv[])
 		case 'W':
 			cfg.sb.no_worker_wait_ms = parse_number(
 			    "--no-worker-wait", optarg, 0, 86400000);
+			/* The switchboard takes 0 for its default. */
+			if (cfg.sb.no_worker_wait_ms == 0)
+				cfg.sb.no_worker_wait_ms = 1;
 			break;
 		case 'k':
 			free(cfg.token);

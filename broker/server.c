@@ -35,13 +35,6 @@ static const struct conn_ops server_conn_ops = {
 	.closed = server_peer_closed,
 };
 
-/* Milliseconds on the monotonic clock. */
-uint64_t
-server_now(void)
-{
-	return transport_now_ms();
-}
-
 /* The peer's role for log lines; "peer" before HELLO. */
 static const char *
 server_role(const struct peer *p)
@@ -102,7 +95,7 @@ server_rearm(struct server *srv)
 		evtimer_del(srv->sb_timer);
 		return;
 	}
-	now = server_now();
+	now = transport_now_ms();
 	at = at > now ? at - now : 0;
 	tv.tv_sec = (time_t)(at / 1000);
 	tv.tv_usec = (suseconds_t)(at % 1000) * 1000;
@@ -117,7 +110,7 @@ server_sb_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd; (void)what;
 	srv->sb_timer_at = UINT64_MAX;
-	switchboard_tick(srv->sb, server_now());
+	switchboard_tick(srv->sb, transport_now_ms());
 	server_rearm(srv);
 }
 
@@ -139,7 +132,7 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server	*srv = arg;
 	struct peer	*p;
-	uint64_t	 now = server_now(), hb = srv->cfg.heartbeat_ms;
+	uint64_t	 now = transport_now_ms(), hb = srv->cfg.heartbeat_ms;
 	uint64_t	 silent;
 
 	(void)fd; (void)what;
@@ -183,7 +176,7 @@ server_peer_new(struct server *srv, int fd)
 	}
 	p->srv = srv;
 	p->id = ++srv->next_id;
-	p->connected_at = server_now();
+	p->connected_at = transport_now_ms();
 	p->conn = conn_new(srv->base, fd, p->id, &server_conn_ops, p,
 	    srv->cfg.out_cap);
 	if (p->conn == NULL) {
@@ -344,7 +337,7 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 	struct peer	*p = arg;
 	struct server	*srv = p->srv;
 	struct packet	 pong;
-	uint64_t	 now = server_now();
+	uint64_t	 now = transport_now_ms();
 	int		 r;
 
 	(void)c;
@@ -435,7 +428,7 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 {
 	struct peer	*p = arg;
 	struct server	*srv = p->srv;
-	uint64_t	 now = server_now();
+	uint64_t	 now = transport_now_ms();
 
 	(void)c;
 	/* Workers coming and going matter to operators; clients are many. */
@@ -468,7 +461,7 @@ server_peer_pause(struct server *srv, struct peer *p, bool paused)
 {
 	if (p->worker != NULL)
 		switchboard_worker_pause(srv->sb, p->worker, paused,
-		    server_now());
+		    transport_now_ms());
 	server_rearm(srv);
 }
 
@@ -491,7 +484,7 @@ server_new(struct event_base *base, const struct server_config *cfg)
 	if (srv->cfg.max_frame == 0)
 		srv->cfg.max_frame = PROTO_MAX_FRAME_DEFAULT;
 	TAILQ_INIT(&srv->peers);
-	srv->started_at = server_now();
+	srv->started_at = transport_now_ms();
 	srv->sb_timer_at = UINT64_MAX;
 	srv->sb = switchboard_new(&srv->cfg.sb, server_sb_send, srv);
 	srv->sb_timer = evtimer_new(base, server_sb_timer_cb, srv);
@@ -616,7 +609,7 @@ server_shutdown(struct server *srv, void (*done)(struct server *, void *),
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_free(srv->listeners[i]);
 	srv->nlisteners = 0;
-	switchboard_shutdown(srv->sb, server_now());
+	switchboard_shutdown(srv->sb, transport_now_ms());
 	packet_init(&bye, PKT_BYE);
 	bye.reason.ptr = (const uint8_t *)reason;
 	bye.reason.len = (uint32_t)strlen(reason);

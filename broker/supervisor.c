@@ -44,8 +44,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "broker/log.h"
-#include "broker/supervisor.h"
+#include "broker/broker.h"
 
 #ifndef TAILQ_FOREACH_SAFE	/* BSD has it, glibc does not */
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
@@ -306,16 +305,6 @@ supervisor_state_name(enum supervisor_state state)
 }
 
 /* Helpers. */
-
-/* Milliseconds on the monotonic clock. */
-static uint64_t
-supervisor_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* A pseudo-random number for the jitter (xorshift64*). */
 static uint32_t
@@ -962,7 +951,7 @@ supervisor_spawn_child(struct supervisor_proc *p, char **cause,
 	}
 
 	p->pid = pid;
-	p->started_at = supervisor_now();
+	p->started_at = transport_now_ms();
 	p->exited = false;
 	p->wstatus = 0;
 	p->registered = false;
@@ -1036,7 +1025,7 @@ supervisor_proc_start(struct supervisor_proc *p)
 		return;
 	}
 	next = supervisor_exit_decide(cfg, &p->hist, 127 << 8, 0,
-	    supervisor_now(), supervisor_random(p->sv), &delay);
+	    transport_now_ms(), supervisor_random(p->sv), &delay);
 	if (next == SUPERVISOR_BACKOFF) {
 		config_format_duration(delay, buf, sizeof(buf));
 		log_info("%s: trying again in %s", p->id, buf);
@@ -1217,7 +1206,7 @@ supervisor_child_done(struct supervisor_proc *p)
 		supervisor_set_state(p, SUPERVISOR_STOPPED);
 	else {
 		next = supervisor_exit_decide(cfg, &p->hist, p->wstatus,
-		    uptime, supervisor_now(), supervisor_random(sv), &delay);
+		    uptime, transport_now_ms(), supervisor_random(sv), &delay);
 		if (next == SUPERVISOR_BACKOFF) {
 			config_format_duration(delay, buf, sizeof(buf));
 			log_info("%s: restarting in %s", p->id, buf);
@@ -1284,7 +1273,7 @@ supervisor_sigchld_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		p->exited = true;
 		p->wstatus = status;
-		p->exited_at = supervisor_now();
+		p->exited_at = transport_now_ms();
 		supervisor_describe_status(status, buf, sizeof(buf));
 		if (p->state == SUPERVISOR_STOPPING)
 			log_info("%s: pid %d stopped (%s)", p->id, (int)pid,
@@ -1417,7 +1406,7 @@ supervisor_new(struct event_base *base, struct config *config,
 	sv->arg = arg;
 	TAILQ_INIT(&sv->pools);
 	TAILQ_INIT(&sv->adhoc);
-	sv->rng = supervisor_now() ^ ((uint64_t)getpid() << 32) ^
+	sv->rng = transport_now_ms() ^ ((uint64_t)getpid() << 32) ^
 	    (uint64_t)(uintptr_t)sv;
 	if (sv->rng == 0)
 		sv->rng = 1;
@@ -1747,16 +1736,6 @@ supervisor_join_argv(const char *const *argv)
 	return s;
 }
 
-/* Packs a NUL-terminated string. */
-static void
-supervisor_pack_str(msgpack_packer *pk, const char *s)
-{
-	size_t	len = strlen(s);
-
-	msgpack_pack_str(pk, len);
-	msgpack_pack_str_body(pk, s, len);
-}
-
 /* Packs one process as a map. */
 static void
 supervisor_pack_proc(msgpack_packer *pk, const struct supervisor_proc *p,
@@ -1766,36 +1745,36 @@ supervisor_pack_proc(msgpack_packer *pk, const struct supervisor_proc *p,
 	char				 buf[64];
 
 	msgpack_pack_map(pk, 9);
-	supervisor_pack_str(pk, "id");
-	supervisor_pack_str(pk, p->id);
-	supervisor_pack_str(pk, "pool");
+	proto_pack_str(pk, "id");
+	proto_pack_str(pk, p->id);
+	proto_pack_str(pk, "pool");
 	if (p->pool != NULL)
-		supervisor_pack_str(pk, p->pool->cfg->name);
+		proto_pack_str(pk, p->pool->cfg->name);
 	else
 		msgpack_pack_nil(pk);
-	supervisor_pack_str(pk, "instance");
+	proto_pack_str(pk, "instance");
 	if (p->pool != NULL)
 		msgpack_pack_unsigned_int(pk, p->instance);
 	else
 		msgpack_pack_nil(pk);
-	supervisor_pack_str(pk, "pid");
+	proto_pack_str(pk, "pid");
 	if (p->pid != 0)
 		msgpack_pack_int(pk, (int)p->pid);
 	else
 		msgpack_pack_nil(pk);
-	supervisor_pack_str(pk, "state");
-	supervisor_pack_str(pk, supervisor_state_name(p->state));
-	supervisor_pack_str(pk, "restarts");
+	proto_pack_str(pk, "state");
+	proto_pack_str(pk, supervisor_state_name(p->state));
+	proto_pack_str(pk, "restarts");
 	msgpack_pack_unsigned_int(pk, p->restarts);
-	supervisor_pack_str(pk, "uptime_ms");
+	proto_pack_str(pk, "uptime_ms");
 	msgpack_pack_uint64(pk, p->pid != 0 && now >= p->started_at ?
 	    now - p->started_at : 0);
-	supervisor_pack_str(pk, "command");
-	supervisor_pack_str(pk, cfg->command);
-	supervisor_pack_str(pk, "last_exit");
+	proto_pack_str(pk, "command");
+	proto_pack_str(pk, cfg->command);
+	proto_pack_str(pk, "last_exit");
 	if (p->last_status != -1) {
 		supervisor_describe_status(p->last_status, buf, sizeof(buf));
-		supervisor_pack_str(pk, buf);
+		proto_pack_str(pk, buf);
 	} else
 		msgpack_pack_nil(pk);
 }
@@ -1806,7 +1785,7 @@ supervisor_ps(struct supervisor *sv, msgpack_packer *pk)
 {
 	struct supervisor_proc	*p;
 	uint32_t		 n = 0;
-	uint64_t		 now = supervisor_now();
+	uint64_t		 now = transport_now_ms();
 
 	SUPERVISOR_FOREACH(sv, p)
 		n++;

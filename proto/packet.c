@@ -858,3 +858,13 @@ packet_encode(const struct packet *p, enum proto_dir dir, msgpack_sbuffer *sb)
 	h[3] = blen;
 	return (0);
 }
+
+/* Packs a NUL-terminated string as a MessagePack str. */
+void
+proto_pack_str(msgpack_packer *pk, const char *s)
+{
+	size_t	len = strlen(s);
+
+	msgpack_pack_str(pk, len);
+	msgpack_pack_str_body(pk, s, len);
+}

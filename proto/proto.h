@@ -238,6 +238,9 @@ int	 packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
 int	 packet_encode(const struct packet *p, enum proto_dir dir,
 	    msgpack_sbuffer *sb);
 
+/* Packs a NUL-terminated string as a MessagePack str. */
+void	 proto_pack_str(msgpack_packer *pk, const char *s);
+
 /* names.c */
 
 /* Wire names ("RUN", "OK", "NOT_FOUND", "worker"...) and their inverses. */

@@ -462,6 +462,24 @@ START_TEST(job_round_trip_over_both_transports)
 }
 END_TEST
 
+/* --no-worker-wait 0: a job for a function nobody serves fails at once. */
+START_TEST(no_worker_wait_zero_answers_at_once)
+{
+	struct harness_broker	b;
+	struct raw		*c;
+
+	/* With the 10 s default, the answer would miss raw_recv's 5 s. */
+	harness_broker_start(&b, (const char *[]){ "--no-worker-wait", "0",
+	    NULL }, false);
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run(c, 3, "nobody", "x", 0, 0);
+	raw_expect_result(c, 3, JOB_NO_WORKER, NULL);
+	raw_free(c);
+	harness_broker_stop(&b);
+}
+END_TEST
+
 /* ---- malformed input --------------------------------------------------- */
 
 START_TEST(malformed_frames_get_errors_others_still_served)
@@ -847,6 +865,7 @@ broker_suite(void)
 	tcase_add_test(tc, role_not_allowed_keeps_connection);
 	tcase_add_test(tc, cancel_unknown_id_not_found);
 	tcase_add_test(tc, job_round_trip_over_both_transports);
+	tcase_add_test(tc, no_worker_wait_zero_answers_at_once);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("malformed");

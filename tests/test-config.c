@@ -15,8 +15,7 @@
 
 #include <check.h>
 
-#include "broker/log.h"
-#include "broker/supervisor.h"
+#include "broker/broker.h"
 #include "tests/harness.h"
 
 /* Ends the fragment lists of load_fails(). */

@@ -29,8 +29,7 @@
 #include <event2/event.h>
 #include <msgpack.h>
 
-#include "broker/log.h"
-#include "broker/supervisor.h"
+#include "broker/broker.h"
 #include "tests/harness.h"
 
 extern char **environ;

@@ -153,16 +153,6 @@ ctl_usage(FILE *f)
 	    "  11 cannot connect, connection lost, or a protocol error\n");
 }
 
-/* Milliseconds on the monotonic clock. */
-static uint64_t
-ctl_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Finds a verb by name, or NULL. */
 static const struct ctl_verb *
 ctl_verb_find(const char *name)
@@ -388,16 +378,6 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 	return -1;
 }
 
-/* Packs a NUL-terminated string. */
-static void
-ctl_pack_str(msgpack_packer *pk, const char *s)
-{
-	size_t	len = strlen(s);
-
-	msgpack_pack_str(pk, len);
-	msgpack_pack_str_body(pk, s, len);
-}
-
 /* Packs the verb's ADMIN args map into pk. */
 static void
 ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
@@ -411,25 +391,25 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		break;
 	case CTL_ARGS_ID:
 		msgpack_pack_map(pk, 1);
-		ctl_pack_str(pk, "id");
-		ctl_pack_str(pk, cmd->id);
+		proto_pack_str(pk, "id");
+		proto_pack_str(pk, cmd->id);
 		break;
 	case CTL_ARGS_SPAWN:
 		n = 2 + ((cmd->given & CTL_OPT_RESTART) != 0) +
 		    ((cmd->given & CTL_OPT_MAX_RESTARTS) != 0);
 		msgpack_pack_map(pk, n);
-		ctl_pack_str(pk, "id");
-		ctl_pack_str(pk, cmd->id);
-		ctl_pack_str(pk, "argv");
+		proto_pack_str(pk, "id");
+		proto_pack_str(pk, cmd->id);
+		proto_pack_str(pk, "argv");
 		msgpack_pack_array(pk, (size_t)cmd->argc);
 		for (i = 0; i < cmd->argc; i++)
-			ctl_pack_str(pk, cmd->argv[i]);
+			proto_pack_str(pk, cmd->argv[i]);
 		if (cmd->given & CTL_OPT_RESTART) {
-			ctl_pack_str(pk, "restart");
-			ctl_pack_str(pk, cmd->restart);
+			proto_pack_str(pk, "restart");
+			proto_pack_str(pk, cmd->restart);
 		}
 		if (cmd->given & CTL_OPT_MAX_RESTARTS) {
-			ctl_pack_str(pk, "max_restarts");
+			proto_pack_str(pk, "max_restarts");
 			msgpack_pack_uint64(pk, cmd->max_restarts);
 		}
 		break;
@@ -437,22 +417,22 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		n = 1 + ((cmd->given & CTL_OPT_TIMEOUT) != 0) +
 		    ((cmd->given & CTL_OPT_FORCE) != 0);
 		msgpack_pack_map(pk, n);
-		ctl_pack_str(pk, "id");
-		ctl_pack_str(pk, cmd->id);
+		proto_pack_str(pk, "id");
+		proto_pack_str(pk, cmd->id);
 		if (cmd->given & CTL_OPT_TIMEOUT) {
-			ctl_pack_str(pk, "timeout_ms");
+			proto_pack_str(pk, "timeout_ms");
 			msgpack_pack_uint64(pk, cmd->timeout_ms);
 		}
 		if (cmd->given & CTL_OPT_FORCE) {
-			ctl_pack_str(pk, "force");
+			proto_pack_str(pk, "force");
 			msgpack_pack_true(pk);
 		}
 		break;
 	case CTL_ARGS_SCALE:
 		msgpack_pack_map(pk, 2);
-		ctl_pack_str(pk, "pool");
-		ctl_pack_str(pk, cmd->id);
-		ctl_pack_str(pk, "instances");
+		proto_pack_str(pk, "pool");
+		proto_pack_str(pk, cmd->id);
+		proto_pack_str(pk, "instances");
 		msgpack_pack_uint64(pk, cmd->instances);
 		break;
 	}
@@ -467,7 +447,7 @@ ctl_poll(struct ctl_conn *cc, short events)
 	int		r;
 
 	for (;;) {
-		now = ctl_now_ms();
+		now = transport_now_ms();
 		if (now >= cc->deadline)
 			return -ETIMEDOUT;
 		r = poll(&pfd, 1, (int)(cc->deadline - now));
@@ -662,7 +642,7 @@ ctl_open(struct ctl_conn *cc, const char *ep_text)
 		    ep_text, strerror(-r));
 		return CLI_EXIT_CONNECTION;
 	}
-	cc->deadline = ctl_now_ms() + CTL_CONNECT_MS;
+	cc->deadline = transport_now_ms() + CTL_CONNECT_MS;
 
 	packet_init(&p, PKT_HELLO);
 	p.version = PROTO_VERSION;
@@ -1212,7 +1192,7 @@ ctl_exchange(struct ctl_conn *cc, const struct ctl_cmd *cmd)
 	p.args_raw.ptr = (const uint8_t *)args.data;
 	p.args_raw.len = (uint32_t)args.size;
 	p.has |= PF_ARGS;
-	cc->deadline = ctl_now_ms() + CTL_REPLY_MS + cmd->timeout_ms;
+	cc->deadline = transport_now_ms() + CTL_REPLY_MS + cmd->timeout_ms;
 	r = ctl_send(cc, &p);
 	msgpack_sbuffer_destroy(&args);
 	if (r < 0)

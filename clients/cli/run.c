@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "clients/cli/cli.h"
+#include "transport/transport.h"
 
 #define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
 #define RUN_SLICE_MS		100	/* how often a signal is looked at */
@@ -87,16 +88,6 @@ run_signal(int sig)
 	(void)sig;
 	if (run_signalled < 2)
 		run_signalled++;
-}
-
-/* Milliseconds on the monotonic clock. */
-static uint64_t
-run_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Reads fd to EOF into a new buffer. 0 or a negative errno. */
@@ -366,7 +357,7 @@ run_wait(struct pb_client *c, const struct run_opts *o, struct run_state *st,
 		}
 		if (run_signalled > 0 && !cancelled) {
 			cancelled = true;
-			deadline = run_now_ms() + RUN_CANCEL_WAIT_MS;
+			deadline = transport_now_ms() + RUN_CANCEL_WAIT_MS;
 			r = pb_client_cancel(c, id);
 			if (r < 0 && r != -ENOENT) {
 				fprintf(stderr, "patchbay: %s: cannot send the "
@@ -374,7 +365,7 @@ run_wait(struct pb_client *c, const struct run_opts *o, struct run_state *st,
 				return CLI_EXIT_CONNECTION;
 			}
 		}
-		if (cancelled && run_now_ms() >= deadline) {
+		if (cancelled && transport_now_ms() >= deadline) {
 			fprintf(stderr, "patchbay: %s: no answer to the cancel "
 			    "within %d s; disconnecting cancels the job "
 			    "(CANCELLED)\n", o->fn, RUN_CANCEL_WAIT_MS / 1000);
