@@ -306,6 +306,7 @@ main(int argc, char *argv[])
 		.stopped_all = sv_stopped_all,
 	};
 	struct event		*ev_int, *ev_term, *ev_hup;
+	sigset_t		 stopsigs;
 	struct config		*config = NULL;
 	size_t			 neps = 0;
 	const char		*config_path = NULL;
@@ -441,14 +442,28 @@ main(int argc, char *argv[])
 	log_info("patchbayd %s ready (pid %d)", PATCHBAY_VERSION, (int)getpid());
 	event_base_dispatch(d.base);
 
+	/*
+	 * A late signal must not kill us mid-cleanup. Freeing a libevent signal
+	 * event restores the handler it replaced (SIG_DFL), so block the
+	 * signals first, free the events, then ignore them.
+	 */
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGINT);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stopsigs, NULL);
+	event_free(ev_int);
+	event_free(ev_term);
+	event_free(ev_hup);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+
 	/* Whatever is still running (a second signal) is killed now. */
 	supervisor_free(d.sv);
 	server_free(d.srv);
 	if (d.ready_file != NULL)
 		unlink(d.ready_file);
-	event_free(ev_int);
-	event_free(ev_term);
-	event_free(ev_hup);
 	event_base_free(d.base);
 	log_info("stopped");
 	return 0;

@@ -54,9 +54,9 @@ server_peer_desc(const struct peer *p)
 		    (unsigned long long)p->id, p->name);
 	else if (cp->is_unix && cp->has_cred)
 		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, unix, pid %d, "
-		    "uid %u)", (unsigned long long)p->id,
-		    proto_role_name(p->role), p->name[0] ? " " : "", p->name,
-		    (int)cp->pid, (unsigned)cp->uid);
+		    "uid %u)", (unsigned long long)p->id, server_role(p),
+		    p->name[0] ? " " : "", p->name, (int)cp->pid,
+		    (unsigned)cp->uid);
 	else
 		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, %s)",
 		    (unsigned long long)p->id, server_role(p),

@@ -53,18 +53,38 @@ harness_rm_rf(const char *path)
 	nftw(path, harness_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static char	harness_root[] = "/tmp/patchbay-test.XXXXXX";
+static pid_t	harness_runner;
+
+/*
+ * The runner was told to stop (meson's timeout, Ctrl-C): remove the root
+ * before dying. Not async-signal-safe, but the runner does nothing else
+ * by then, and a left-over directory is the worse outcome.
+ */
+static void
+harness_stop_handler(int sig)
+{
+	if (getpid() == harness_runner)
+		harness_rm_rf(harness_root);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* Runs suite s under a private temporary root; returns the exit code. */
 int
 harness_main(Suite *s)
 {
 	SRunner	*sr;
-	char	 root[] = "/tmp/patchbay-test.XXXXXX";
+	char	*root = harness_root;
 	int	 failed;
 
 	if (mkdtemp(root) == NULL) {
 		perror("mkdtemp");
 		return 1;
 	}
+	harness_runner = getpid();
+	signal(SIGTERM, harness_stop_handler);
+	signal(SIGINT, harness_stop_handler);
 	setenv("HARNESS_ROOT", root, 1);
 	signal(SIGPIPE, SIG_IGN);
 	sr = srunner_create(s);

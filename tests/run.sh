@@ -16,14 +16,27 @@ meson test -C "$build" --print-errorlogs "$@" || status=$?
 log="$build/meson-logs/testlog.json"
 if [ -f "$log" ]; then
 	python3 - "$log" <<'PY'
-import json, sys
-ok = fail = skip = 0
+import json, re, sys
+# Count Check's own test cases (from each program's "Checks: N, Failures:
+# F, Errors: E" line); a program with no such line counts as one test.
+passed = failed = skipped = 0
 for line in open(sys.argv[1]):
-    r = json.loads(line).get("result")
-    if r in ("OK", "EXPECTEDFAIL"): ok += 1
-    elif r == "SKIP": skip += 1
-    else: fail += 1
-print(f"tests: {ok} passed, {fail} failed, {skip} skipped")
+    t = json.loads(line)
+    m = re.search(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)",
+                  t.get("stdout") or "")
+    if t.get("result") == "SKIP":
+        skipped += 1
+    elif m:
+        n, f, e = map(int, m.groups())
+        passed += n - f - e
+        failed += f + e
+        if t.get("result") not in ("OK", "EXPECTEDFAIL") and f + e == 0:
+            failed += 1   # crashed or timed out after its last check
+    elif t.get("result") in ("OK", "EXPECTEDFAIL"):
+        passed += 1
+    else:
+        failed += 1
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
 PY
 fi
 exit $status
