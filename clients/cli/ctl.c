@@ -1,10 +1,10 @@
 /*
  * ctl.c: `patchbay ctl VERB [ARGS]`, the admin command.
  *
- * libpatchbay has no admin API, so this file speaks the protocol itself
- * over its own connection: endpoint_connect(), HELLO with role "admin",
- * one ADMIN {seq, verb, args}, then frames are read (PINGs answered) until
- * the REPLY with that seq arrives. Verbs are a table checked before
+ * libpatchbay has no public admin API; this file uses the library's
+ * internal connection (clients/lib/internal.h) with role "admin": the
+ * handshake, PINGs, ERROR and BYE are the library's, and this file sends
+ * one ADMIN {seq, verb, args} and prints the REPLY with that seq. Verbs are a table checked before
  * connecting: a verb this program does not know, a missing argument or an
  * option that does not apply is a usage error, never a round trip.
  *
@@ -16,8 +16,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +25,13 @@
 #include <msgpack.h>
 
 #include "clients/cli/cli.h"
+#include "clients/lib/internal.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
 
 #define CTL_CONNECT_MS		5000	/* connect and handshake */
 #define CTL_REPLY_MS		30000	/* REPLY wait, plus stop's timeout */
 #define CTL_SEQ			1
-#define CTL_MAX_FRAME_CAP	(64u * 1024 * 1024)
 
 /* Options that only some verbs take. */
 #define CTL_OPT_RESTART		(1u << 0)
@@ -105,14 +103,6 @@ struct ctl_cmd {
 	uint64_t		 instances;
 	char *const		*argv;		/* spawn's command */
 	int			 argc;
-};
-
-/* One admin connection: a blocking-style exchange with a deadline. */
-struct ctl_conn {
-	int		 fd;
-	uint32_t	 max_frame;
-	uint64_t	 deadline;	/* monotonic ms */
-	const char	*ep;		/* for messages */
 };
 
 /* Prints the usage text of `patchbay ctl` to f. */
@@ -435,246 +425,6 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		proto_pack_str(pk, "instances");
 		msgpack_pack_uint64(pk, cmd->instances);
 		break;
-	}
-}
-
-/* Waits for fd to be ready for events before the deadline. 0 or -errno. */
-static int
-ctl_poll(struct ctl_conn *cc, short events)
-{
-	struct pollfd	pfd = { .fd = cc->fd, .events = events };
-	uint64_t	now;
-	int		r;
-
-	for (;;) {
-		now = transport_now_ms();
-		if (now >= cc->deadline)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)(cc->deadline - now));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r > 0)
-			return 0;
-	}
-}
-
-/* Sends a whole buffer on the non-blocking socket. 0 or -errno. */
-static int
-ctl_send_bytes(struct ctl_conn *cc, const void *buf, size_t len)
-{
-	const uint8_t	*p = buf;
-	ssize_t		 n;
-	int		 r;
-
-	while (len > 0) {
-		n = send(cc->fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return -errno;
-			if ((r = ctl_poll(cc, POLLOUT)) < 0)
-				return r;
-			continue;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Encodes and sends one packet. 0 or -errno. */
-static int
-ctl_send(struct ctl_conn *cc, const struct packet *p)
-{
-	msgpack_sbuffer	sb;
-	int		r;
-
-	msgpack_sbuffer_init(&sb);
-	if ((r = packet_encode(p, PROTO_TO_BROKER, &sb)) == 0)
-		r = ctl_send_bytes(cc, sb.data, sb.size);
-	msgpack_sbuffer_destroy(&sb);
-	return r;
-}
-
-/* Reads exactly len bytes. 0, -ECONNRESET on EOF, or -errno. */
-static int
-ctl_recv_bytes(struct ctl_conn *cc, void *buf, size_t len)
-{
-	uint8_t	*p = buf;
-	ssize_t	 n;
-	int	 r;
-
-	while (len > 0) {
-		n = read(cc->fd, p, len);
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return -errno;
-			if ((r = ctl_poll(cc, POLLIN)) < 0)
-				return r;
-			continue;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/*
- * Reads and decodes one frame into *p; *ret_body holds the bytes p
- * borrows (free it after packet_clear()). 0 or -errno, with a sentence in
- * err (PROTO_ERRLEN) for -EBADMSG and -EMSGSIZE.
- */
-static int
-ctl_recv(struct ctl_conn *cc, struct packet *p, uint8_t **ret_body, char *err)
-{
-	uint8_t		 hdr[PROTO_HEADER_LEN], *body;
-	uint32_t	 len;
-	int		 r;
-
-	if ((r = ctl_recv_bytes(cc, hdr, sizeof hdr)) < 0)
-		return r;
-	if ((r = frame_header(hdr, sizeof hdr, cc->max_frame, &len)) < 0) {
-		snprintf(err, PROTO_ERRLEN, "the broker sent a frame of %u "
-		    "bytes (the limit is %u)", (unsigned)hdr[0] << 24 |
-		    (unsigned)hdr[1] << 16 | (unsigned)hdr[2] << 8 | hdr[3],
-		    cc->max_frame);
-		return r == -EBADMSG ? -EBADMSG : -EMSGSIZE;
-	}
-	if ((body = malloc(len)) == NULL)
-		return -ENOMEM;
-	if ((r = ctl_recv_bytes(cc, body, len)) < 0) {
-		free(body);
-		return r;
-	}
-	if ((r = packet_decode(body, len, PROTO_FROM_BROKER, p, err)) < 0) {
-		free(body);
-		return r;
-	}
-	*ret_body = body;
-	return 0;
-}
-
-/* Prints a connection failure and returns CLI_EXIT_CONNECTION. */
-static int
-ctl_conn_error(const struct ctl_conn *cc, int r, const char *err,
-    const char *doing)
-{
-	if (r == -EBADMSG || r == -EMSGSIZE)
-		fprintf(stderr, "patchbay ctl: protocol error from %s while "
-		    "%s: %s\n", cc->ep, doing, err);
-	else if (r == -ECONNRESET)
-		fprintf(stderr, "patchbay ctl: %s closed the connection while "
-		    "%s\n", cc->ep, doing);
-	else if (r == -ETIMEDOUT)
-		fprintf(stderr, "patchbay ctl: no answer from %s while %s\n",
-		    cc->ep, doing);
-	else
-		fprintf(stderr, "patchbay ctl: connection to %s failed while "
-		    "%s: %s\n", cc->ep, doing, strerror(-r));
-	return CLI_EXIT_CONNECTION;
-}
-
-/*
- * Handles the packets any exchange may see (PING, ERROR, BYE). Returns 0
- * when p was one of them and handled, 1 when it is for the caller, or an
- * exit status (> 1) when the conversation is over.
- */
-static int
-ctl_common_packet(struct ctl_conn *cc, const struct packet *p)
-{
-	struct packet	pong;
-	int		r;
-
-	switch (p->type) {
-	case PKT_PING:
-		packet_init(&pong, PKT_PONG);
-		pong.n = p->n;
-		if ((r = ctl_send(cc, &pong)) < 0)
-			return ctl_conn_error(cc, r, "", "answering a PING");
-		return 0;
-	case PKT_PONG:
-		return 0;
-	case PKT_ERROR:
-		fprintf(stderr, "patchbay ctl: %s refused: %.*s (%s)\n", cc->ep,
-		    (int)p->msg.len, (const char *)p->msg.ptr,
-		    p->code < PERR__MAX ? proto_error_name(p->code) :
-		    "unknown code");
-		return CLI_EXIT_CONNECTION;
-	case PKT_BYE:
-		fprintf(stderr, "patchbay ctl: %s is going away: %.*s\n",
-		    cc->ep, (int)p->reason.len, (const char *)p->reason.ptr);
-		return CLI_EXIT_CONNECTION;
-	default:
-		return 1;
-	}
-}
-
-/* Connects and does HELLO/WELCOME as an admin. 0 or an exit status. */
-static int
-ctl_open(struct ctl_conn *cc, const char *ep_text)
-{
-	struct endpoint	 ep;
-	struct packet	 p;
-	uint8_t		*body = NULL;
-	const char	*token = getenv("PATCHBAY_TOKEN");
-	static const char name[] = "patchbay ctl";
-	char		 err[PROTO_ERRLEN] = "";
-	int		 r, st;
-
-	cc->ep = ep_text;
-	cc->fd = -1;
-	cc->max_frame = PROTO_MAX_FRAME_HELLO;
-	if (endpoint_parse(ep_text, &ep, err) < 0) {
-		fprintf(stderr, "patchbay ctl: bad endpoint '%s': %s\n",
-		    ep_text, err);
-		return CLI_EXIT_USAGE;
-	}
-	if ((r = endpoint_connect(&ep, CTL_CONNECT_MS, &cc->fd)) < 0) {
-		cc->fd = -1;
-		fprintf(stderr, "patchbay ctl: cannot connect to %s: %s\n",
-		    ep_text, strerror(-r));
-		return CLI_EXIT_CONNECTION;
-	}
-	cc->deadline = transport_now_ms() + CTL_CONNECT_MS;
-
-	packet_init(&p, PKT_HELLO);
-	p.version = PROTO_VERSION;
-	p.role = ROLE_ADMIN;
-	p.name.ptr = (const uint8_t *)name;
-	p.name.len = sizeof name - 1;
-	p.has |= PF_NAME;
-	if (token != NULL) {
-		p.token.ptr = (const uint8_t *)token;
-		p.token.len = (uint32_t)strlen(token);
-		p.has |= PF_TOKEN;
-	}
-	if ((r = ctl_send(cc, &p)) < 0)
-		return ctl_conn_error(cc, r, "", "sending HELLO");
-
-	for (;;) {
-		if ((r = ctl_recv(cc, &p, &body, err)) < 0)
-			return ctl_conn_error(cc, r, err, "waiting for WELCOME");
-		st = ctl_common_packet(cc, &p);
-		if (st == 1 && p.type == PKT_WELCOME) {
-			cc->max_frame = p.max_frame > CTL_MAX_FRAME_CAP ?
-			    CTL_MAX_FRAME_CAP : (uint32_t)p.max_frame;
-			if (cc->max_frame < PROTO_MAX_FRAME_HELLO)
-				cc->max_frame = PROTO_MAX_FRAME_HELLO;
-			packet_clear(&p);
-			free(body);
-			return 0;
-		}
-		packet_clear(&p);
-		free(body);
-		if (st > 1)
-			return st;
 	}
 }
 
@@ -1169,22 +919,83 @@ ctl_print_text(FILE *f, const struct ctl_verb *verb, const msgpack_object *o)
 
 /* ---- the exchange ------------------------------------------------------ */
 
-/* Sends the ADMIN and prints the REPLY. Returns the exit status. */
+/* What the REPLY handler reports back to ctl_exchange(). */
+struct ctl_reply {
+	const struct ctl_cmd	*cmd;
+	int			 status;	/* exit status; -1: no REPLY yet */
+};
+
+/* Prints a REPLY's data or refusal; returns the exit status. */
 static int
-ctl_exchange(struct ctl_conn *cc, const struct ctl_cmd *cmd)
+ctl_print_reply(const struct ctl_cmd *cmd, const struct packet *p)
 {
-	static const msgpack_object	 nil = { .type = MSGPACK_OBJECT_NIL };
-	msgpack_sbuffer			 args;
-	msgpack_packer			 pk;
-	struct packet			 p;
-	uint8_t				*body = NULL;
-	char				 err[PROTO_ERRLEN] = "";
-	int				 r, st;
+	static const msgpack_object	nil = { .type = MSGPACK_OBJECT_NIL };
+
+	if (!p->ok) {
+		if ((p->has & PF_ERROR) && p->error.len > 0)
+			fprintf(stderr, "patchbay ctl: %.*s\n",
+			    (int)p->error.len, (const char *)p->error.ptr);
+		else
+			fprintf(stderr, "patchbay ctl: the broker refused "
+			    "'%s' without saying why\n", cmd->verb->name);
+		return CLI_EXIT_ERROR;
+	}
+	if (cmd->json) {
+		ctl_json(stdout, p->data != NULL ? p->data : &nil, 0);
+		fputc('\n', stdout);
+	} else if (ctl_print_text(stdout, cmd->verb, p->data) < 0) {
+		fprintf(stderr, "patchbay ctl: out of memory printing the "
+		    "reply\n");
+		return CLI_EXIT_ERROR;
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "patchbay ctl: cannot write the reply to "
+		    "stdout: %s\n", strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* The library's packet handler: prints our REPLY while its data lives. */
+static int
+ctl_packet(struct bconn *b, const struct packet *p, void *arg)
+{
+	struct ctl_reply	*cr = arg;
+
+	(void)b;
+	if (p->type == PKT_REPLY && p->seq == CTL_SEQ && cr->status < 0)
+		cr->status = ctl_print_reply(cr->cmd, p);
+	return 0;
+}
+
+/*
+ * Connects as an admin (the library's connection does the handshake,
+ * PINGs, ERROR and BYE), sends the ADMIN and prints the REPLY. Returns the
+ * exit status.
+ */
+static int
+ctl_exchange(const char *ep, const struct ctl_cmd *cmd)
+{
+	struct pb_options	 opts = { .name = "patchbay ctl",
+				    .connect_timeout_ms = CTL_CONNECT_MS };
+	struct ctl_reply	 cr = { .cmd = cmd, .status = -1 };
+	struct bconn		 b;
+	msgpack_sbuffer		 args;
+	msgpack_packer		 pk;
+	struct packet		 p;
+	uint64_t		 deadline;
+	int			 r;
+
+	common_init(&b);
+	if ((r = common_open(&b, ep, ROLE_ADMIN, &opts)) != 0) {
+		fprintf(stderr, "patchbay ctl: %s\n", common_connect_error());
+		common_clear(&b);
+		return r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONNECTION;
+	}
 
 	msgpack_sbuffer_init(&args);
 	msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
 	ctl_pack_args(cmd, &pk);
-
 	packet_init(&p, PKT_ADMIN);
 	p.seq = CTL_SEQ;
 	p.verb.ptr = (const uint8_t *)cmd->verb->name;
@@ -1192,55 +1003,36 @@ ctl_exchange(struct ctl_conn *cc, const struct ctl_cmd *cmd)
 	p.args_raw.ptr = (const uint8_t *)args.data;
 	p.args_raw.len = (uint32_t)args.size;
 	p.has |= PF_ARGS;
-	cc->deadline = transport_now_ms() + CTL_REPLY_MS + cmd->timeout_ms;
-	r = ctl_send(cc, &p);
+	r = common_send(&b, &p);
 	msgpack_sbuffer_destroy(&args);
-	if (r < 0)
-		return ctl_conn_error(cc, r, "", "sending the request");
 
-	for (;;) {
-		if ((r = ctl_recv(cc, &p, &body, err)) < 0)
-			return ctl_conn_error(cc, r, err, "waiting for the "
-			    "reply");
-		st = ctl_common_packet(cc, &p);
-		if (st == 1 && p.type == PKT_REPLY && p.seq == CTL_SEQ)
+	deadline = transport_now_ms() + CTL_REPLY_MS + cmd->timeout_ms;
+	while (r >= 0 || r == -EINTR) {
+		if ((r = common_process(&b, ctl_packet, &cr)) < 0 ||
+		    cr.status >= 0 || b.err_code >= 0 || b.got_bye || b.dead)
 			break;
-		packet_clear(&p);
-		free(body);
-		body = NULL;
-		if (st > 1)
-			return st;
+		if (transport_now_ms() >= deadline) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		r = common_wait(&b, common_ms_left(deadline));
 	}
-
-	if (!p.ok) {
-		if ((p.has & PF_ERROR) && p.error.len > 0)
-			fprintf(stderr, "patchbay ctl: %.*s\n",
-			    (int)p.error.len, (const char *)p.error.ptr);
+	if (cr.status < 0) {
+		if (b.err_code >= 0)
+			fprintf(stderr, "patchbay ctl: %s refused: %s\n", ep,
+			    b.err);
+		else if (b.got_bye)
+			fprintf(stderr, "patchbay ctl: %s is going away: %s\n",
+			    ep, b.bye);
+		else if (r == -ETIMEDOUT)
+			fprintf(stderr, "patchbay ctl: no answer from %s\n", ep);
 		else
-			fprintf(stderr, "patchbay ctl: the broker refused "
-			    "'%s' without saying why\n", cmd->verb->name);
-		st = CLI_EXIT_ERROR;
-		goto out;
+			fprintf(stderr, "patchbay ctl: %s: %s\n", ep,
+			    b.why[0] != '\0' ? b.why : strerror(-r));
+		cr.status = CLI_EXIT_CONNECTION;
 	}
-	if (cmd->json) {
-		ctl_json(stdout, p.data != NULL ? p.data : &nil, 0);
-		fputc('\n', stdout);
-	} else if (ctl_print_text(stdout, cmd->verb, p.data) < 0) {
-		fprintf(stderr, "patchbay ctl: out of memory printing the "
-		    "reply\n");
-		st = CLI_EXIT_ERROR;
-		goto out;
-	}
-	st = CLI_EXIT_OK;
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "patchbay ctl: cannot write the reply to "
-		    "stdout: %s\n", strerror(errno));
-		st = CLI_EXIT_ERROR;
-	}
-out:
-	packet_clear(&p);
-	free(body);
-	return st;
+	common_clear(&b);
+	return cr.status;
 }
 
 /* Entry point of `patchbay ctl`. */
@@ -1248,22 +1040,10 @@ int
 ctl_main(int argc, char **argv)
 {
 	struct ctl_cmd	cmd;
-	struct ctl_conn	cc = { .fd = -1 };
-	char		ep[512];
 	int		ret;
 
 	if ((ret = ctl_parse(argc, argv, &cmd)) >= 0)
 		return ret;
-	if (cmd.broker != NULL)
-		snprintf(ep, sizeof ep, "%s", cmd.broker);
-	else if (pb_default_endpoint(ep, sizeof ep) < 0) {
-		fprintf(stderr, "patchbay ctl: the default endpoint is too "
-		    "long; use --broker\n");
-		return CLI_EXIT_USAGE;
-	}
-	if ((ret = ctl_open(&cc, ep)) == 0)
-		ret = ctl_exchange(&cc, &cmd);
-	if (cc.fd != -1)
-		close(cc.fd);
-	return ret;
+	/* cmd.broker NULL: the library's default endpoint. */
+	return ctl_exchange(cmd.broker, &cmd);
 }
