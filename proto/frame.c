@@ -45,8 +45,8 @@ struct frame_item {
 };
 
 /* Writes a sentence into err (when there is one) and returns -EBADMSG. */
-static int __attribute__((format(printf, 2, 3)))
-frame_fail(char *err, const char *fmt, ...)
+int
+proto_fail(char *err, const char *fmt, ...)
 {
 	va_list	ap;
 
@@ -190,27 +190,27 @@ frame_check(const uint8_t *body, size_t len, char *err)
 	const char		*found;
 
 	if (body == NULL || len == 0)
-		return (frame_fail(err, "frame body is empty"));
+		return (proto_fail(err, "frame body is empty"));
 	frame_classify(body[0], &it);
 	if (it.kind != FK_MAP) {
 		found = frame_type_name(body[0]);
 		if (found == NULL)
 			found = frame_kind_names[it.kind];
-		return (frame_fail(err, "frame body is not a map (found %s)",
+		return (proto_fail(err, "frame body is not a map (found %s)",
 		    found));
 	}
 
 	do {
 		if (pos >= len)
-			return (frame_fail(err, "frame body ends at offset %zu "
+			return (proto_fail(err, "frame body ends at offset %zu "
 			    "in the middle of a container", pos));
 		frame_classify(body[pos], &it);
 		if (it.kind == FK_RESERVED)
-			return (frame_fail(err, "reserved byte 0xc1 at offset "
+			return (proto_fail(err, "reserved byte 0xc1 at offset "
 			    "%zu", pos));
 		rest = len - pos - 1;
 		if (it.fixed > rest)
-			return (frame_fail(err, "%s at offset %zu is truncated "
+			return (proto_fail(err, "%s at offset %zu is truncated "
 			    "(its header needs %u more byte%s, %zu remain)",
 			    frame_type_name(body[pos]) != NULL ?
 			    frame_type_name(body[pos]) :
@@ -225,21 +225,21 @@ frame_check(const uint8_t *body, size_t len, char *err)
 		case FK_BIN:
 		case FK_EXT:
 			if (it.n > rest)
-				return (frame_fail(err, "%s at offset %zu "
+				return (proto_fail(err, "%s at offset %zu "
 				    "declares %llu bytes but only %zu remain",
 				    frame_kind_names[it.kind], pos,
 				    (unsigned long long)it.n, rest));
 			break;
 		case FK_ARRAY:
 			if (it.n > rest)
-				return (frame_fail(err, "array at offset %zu "
+				return (proto_fail(err, "array at offset %zu "
 				    "declares %llu elements but only %zu bytes "
 				    "remain", pos, (unsigned long long)it.n,
 				    rest));
 			break;
 		case FK_MAP:
 			if (2 * it.n > rest)
-				return (frame_fail(err, "map at offset %zu "
+				return (proto_fail(err, "map at offset %zu "
 				    "declares %llu entries but only %zu bytes "
 				    "remain", pos, (unsigned long long)it.n,
 				    rest));
@@ -254,7 +254,7 @@ frame_check(const uint8_t *body, size_t len, char *err)
 			left[depth - 1]--;
 		if (it.kind == FK_ARRAY || it.kind == FK_MAP) {
 			if (depth == PROTO_MAX_DEPTH)
-				return (frame_fail(err, "nesting deeper than "
+				return (proto_fail(err, "nesting deeper than "
 				    "%d at offset %zu", PROTO_MAX_DEPTH, pos));
 			left[depth++] = it.n;
 			pos += 1 + it.fixed;
@@ -265,7 +265,7 @@ frame_check(const uint8_t *body, size_t len, char *err)
 	} while (depth > 0);
 
 	if (pos != len)
-		return (frame_fail(err, "%zu trailing byte%s after the map",
+		return (proto_fail(err, "%zu trailing byte%s after the map",
 		    len - pos, len - pos == 1 ? "" : "s"));
 	return (0);
 }

@@ -154,20 +154,6 @@ static const struct packet_spec packet_specs[2][PKT__MAX] = {
 	},
 };
 
-/* Writes a sentence into err (when there is one) and returns -EBADMSG. */
-static int __attribute__((format(printf, 2, 3)))
-packet_fail(char *err, const char *fmt, ...)
-{
-	va_list	ap;
-
-	if (err != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(err, PROTO_ERRLEN, fmt, ap);
-		va_end(ap);
-	}
-	return (-EBADMSG);
-}
-
 /* Copies peer text into buf, made printable and cut short, for an error. */
 static const char *
 packet_quote(char *buf, size_t bufsz, const char *s, size_t len)
@@ -233,7 +219,7 @@ static int
 packet_wrong_type(const struct packet *p, enum packet_key k, const char *what,
     const msgpack_object *o, char *err)
 {
-	return (packet_fail(err, "%s: key '%s' must be %s (got %s)",
+	return (proto_fail(err, "%s: key '%s' must be %s (got %s)",
 	    packet_type_name(p->type), KEY_NAME(k), what,
 	    packet_object_type(o)));
 }
@@ -281,7 +267,7 @@ packet_get_id(const struct packet *p, enum packet_key k,
 	if (o->type != MSGPACK_OBJECT_BIN)
 		return (packet_wrong_type(p, k, "a 16-byte bin", o, err));
 	if (o->via.bin.size != PROTO_ID_LEN)
-		return (packet_fail(err, "%s: key '%s' must be a 16-byte bin "
+		return (proto_fail(err, "%s: key '%s' must be a 16-byte bin "
 		    "(got %u byte%s)", packet_type_name(p->type), KEY_NAME(k),
 		    o->via.bin.size, o->via.bin.size == 1 ? "" : "s"));
 	memcpy(ret_id, o->via.bin.ptr, PROTO_ID_LEN);
@@ -309,17 +295,17 @@ packet_get_fns(struct packet *p, const msgpack_object *o, char *err)
 	if (o->type != MSGPACK_OBJECT_ARRAY)
 		return (packet_wrong_type(p, K_FNS, "an array of str", o, err));
 	if (o->via.array.size < 1 || o->via.array.size > PROTO_MAX_FNS)
-		return (packet_fail(err, "REGISTER: key 'fns' must list 1 to "
+		return (proto_fail(err, "REGISTER: key 'fns' must list 1 to "
 		    "%d functions (got %u)", PROTO_MAX_FNS,
 		    o->via.array.size));
 	for (i = 0; i < o->via.array.size; i++) {
 		e = &o->via.array.ptr[i];
 		if (e->type != MSGPACK_OBJECT_STR)
-			return (packet_fail(err, "REGISTER: key 'fns' must be "
+			return (proto_fail(err, "REGISTER: key 'fns' must be "
 			    "an array of str (element %u is %s)", i,
 			    packet_object_type(e)));
 		if (e->via.str.size < 1 || e->via.str.size > PROTO_MAX_FN_LEN)
-			return (packet_fail(err, "REGISTER: element %u of key "
+			return (proto_fail(err, "REGISTER: element %u of key "
 			    "'fns' must be 1 to %d bytes long (got %u)", i,
 			    PROTO_MAX_FN_LEN, e->via.str.size));
 		p->fns[i].ptr = (const uint8_t *)e->via.str.ptr;
@@ -341,12 +327,12 @@ packet_get_status(struct packet *p, const msgpack_object *o,
 		return (packet_wrong_type(p, K_STATUS, "a str", o, err));
 	s = job_status_from_name(o->via.str.ptr, o->via.str.size);
 	if (s < 0)
-		return (packet_fail(err, "RESULT: unknown status '%s'",
+		return (proto_fail(err, "RESULT: unknown status '%s'",
 		    packet_quote(q, sizeof q, o->via.str.ptr,
 		    o->via.str.size)));
 	if (dir == PROTO_TO_BROKER && s != JOB_OK && s != JOB_ERROR &&
 	    s != JOB_CANCELLED)
-		return (packet_fail(err, "RESULT: a worker may only report OK, "
+		return (proto_fail(err, "RESULT: a worker may only report OK, "
 		    "ERROR or CANCELLED (got '%s')", job_status_name(s)));
 	p->status = s;
 	return (0);
@@ -371,7 +357,7 @@ packet_get(struct packet *p, enum packet_key k, const msgpack_object *o,
 			return (packet_wrong_type(p, k, "a str", o, err));
 		r = proto_role_from_name(o->via.str.ptr, o->via.str.size);
 		if (r < 0)
-			return (packet_fail(err, "HELLO: unknown role '%s' "
+			return (proto_fail(err, "HELLO: unknown role '%s' "
 			    "(expected client, worker or admin)",
 			    packet_quote(q, sizeof q, o->via.str.ptr,
 			    o->via.str.size)));
@@ -395,7 +381,7 @@ packet_get(struct packet *p, enum packet_key k, const msgpack_object *o,
 		if ((r = packet_get_uint(p, k, o, &u, err)) != 0)
 			return (r);
 		if (u < 1 || u > PROTO_MAX_CAPACITY)
-			return (packet_fail(err, "REGISTER: key 'capacity' "
+			return (proto_fail(err, "REGISTER: key 'capacity' "
 			    "must be between 1 and %d (got %llu)",
 			    PROTO_MAX_CAPACITY, (unsigned long long)u));
 		p->capacity = (uint32_t)u;
@@ -421,7 +407,7 @@ packet_get(struct packet *p, enum packet_key k, const msgpack_object *o,
 		    o->via.u64 <= INT64_MAX)
 			p->priority = (int64_t)o->via.u64;
 		else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-			return (packet_fail(err, "RUN: key 'priority' is out "
+			return (proto_fail(err, "RUN: key 'priority' is out "
 			    "of range (got %llu)",
 			    (unsigned long long)o->via.u64));
 		else
@@ -494,23 +480,23 @@ packet_read_map(struct packet *p, const msgpack_object_map *map,
 		    key->via.str.ptr[0] != 't')
 			continue;
 		if (t != NULL)
-			return (packet_fail(err, "key 't' appears twice"));
+			return (proto_fail(err, "key 't' appears twice"));
 		t = &map->ptr[i].val;
 	}
 	if (t == NULL)
-		return (packet_fail(err, "missing key 't'"));
+		return (proto_fail(err, "missing key 't'"));
 	if (t->type != MSGPACK_OBJECT_STR)
-		return (packet_fail(err, "key 't' must be a str (got %s)",
+		return (proto_fail(err, "key 't' must be a str (got %s)",
 		    packet_object_type(t)));
 	r = packet_type_from_name(t->via.str.ptr, t->via.str.size);
 	if (r < 0)
-		return (packet_fail(err, "unknown packet type '%s'",
+		return (proto_fail(err, "unknown packet type '%s'",
 		    packet_quote(q, sizeof q, t->via.str.ptr,
 		    t->via.str.size)));
 	p->type = r;
 	spec = &packet_specs[dir][p->type];
 	if (spec->required == 0)
-		return (packet_fail(err, "%s is never sent %s the broker",
+		return (proto_fail(err, "%s is never sent %s the broker",
 		    packet_type_name(p->type),
 		    dir == PROTO_TO_BROKER ? "to" : "by"));
 
@@ -523,7 +509,7 @@ packet_read_map(struct packet *p, const msgpack_object_map *map,
 		if (k <= K_T || !((spec->required | spec->optional) & KB(k)))
 			continue;	/* unknown to this packet: ignored */
 		if (seen & KB(k))
-			return (packet_fail(err, "%s: key '%s' appears twice",
+			return (proto_fail(err, "%s: key '%s' appears twice",
 			    packet_type_name(p->type), KEY_NAME(k)));
 		seen |= KB(k);
 		if ((r = packet_get(p, k, &map->ptr[i].val, dir, err)) != 0)
@@ -532,7 +518,7 @@ packet_read_map(struct packet *p, const msgpack_object_map *map,
 
 	missing = spec->required & ~seen;
 	if (missing != 0)
-		return (packet_fail(err, "%s: missing key '%s'",
+		return (proto_fail(err, "%s: missing key '%s'",
 		    packet_type_name(p->type),
 		    KEY_NAME(__builtin_ctzll(missing))));
 	/* `has` reports optional keys only, as the encoder reads it. */
@@ -578,7 +564,7 @@ packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
 
 	memset(ret, 0, sizeof *ret);
 	if (dir != PROTO_TO_BROKER && dir != PROTO_FROM_BROKER)
-		return (packet_fail(err, "unknown direction %d", (int)dir));
+		return (proto_fail(err, "unknown direction %d", (int)dir));
 	if ((r = frame_check(body, len, err)) != 0)
 		return (r);
 
@@ -594,7 +580,7 @@ packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
 	    u.data.type != MSGPACK_OBJECT_MAP) {
 		/* frame_check() accepted it, so this is not expected. */
 		msgpack_unpacked_destroy(&u);
-		return (packet_fail(err, "frame body is not valid "
+		return (proto_fail(err, "frame body is not valid "
 		    "MessagePack"));
 	}
 	ret->zone = msgpack_unpacked_release_zone(&u);

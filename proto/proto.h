@@ -210,6 +210,13 @@ int	 frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
  */
 int	 frame_check(const uint8_t *body, size_t len, char *err);
 
+/*
+ * Writes a sentence into err (PROTO_ERRLEN bytes; may be NULL) and returns
+ * -EBADMSG: how every decoding failure in proto/ reports itself.
+ */
+int	 proto_fail(char *err, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
 /* packet.c */
 
 /* Zeroes a packet for filling in before packet_encode(). */
