@@ -129,6 +129,7 @@ struct supervisor {
 	struct supervisor_pools	 pools;		/* config order */
 	struct supervisor_procs	 adhoc;		/* spawn order */
 	bool			 shutting_down;
+	unsigned		 shutdown_alive;	/* alive when it began */
 	bool			 done_sent;
 	uint64_t		 rng;
 };
@@ -1495,7 +1496,8 @@ supervisor_done_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_info("supervisor: every process is down");
+	if (sv->shutdown_alive > 0)
+		log_info("supervisor: every process is down");
 	if (sv->ops.stopped_all != NULL)
 		sv->ops.stopped_all(sv->arg);
 }
@@ -1546,7 +1548,11 @@ supervisor_shutdown(struct supervisor *sv)
 {
 	if (sv->shutting_down)
 		return;
-	log_info("supervisor: stopping %u processes", supervisor_nalive(sv));
+	/* Without pools there is nothing worth a line at info level. */
+	sv->shutdown_alive = supervisor_nalive(sv);
+	if (sv->shutdown_alive > 0)
+		log_info("supervisor: stopping %u processes",
+		    sv->shutdown_alive);
 	sv->shutting_down = true;
 	supervisor_shutdown_step(sv);
 }
