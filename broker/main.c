@@ -307,6 +307,7 @@ main(int argc, char *argv[])
 	};
 	struct event		*ev_int, *ev_term, *ev_hup;
 	sigset_t		 stopsigs;
+	struct event_config	*evcfg;
 	struct config		*config = NULL;
 	size_t			 neps = 0;
 	const char		*config_path = NULL;
@@ -412,8 +413,15 @@ main(int argc, char *argv[])
 	}
 
 	signal(SIGPIPE, SIG_IGN);
-	if ((d.base = event_base_new()) == NULL)
+	/*
+	 * Precise timers: with libevent's default coarse clock a 40 ms backoff
+	 * or a 100 ms job timeout can fire a few ms early.
+	 */
+	if ((evcfg = event_config_new()) == NULL ||
+	    event_config_set_flag(evcfg, EVENT_BASE_FLAG_PRECISE_TIMER) != 0 ||
+	    (d.base = event_base_new_with_config(evcfg)) == NULL)
 		fatalx("cannot create the event loop");
+	event_config_free(evcfg);
 	if ((d.srv = server_new(d.base, &cfg)) == NULL)
 		fatalx("cannot create the server: out of memory");
 	for (size_t i = 0; i < neps; i++)
