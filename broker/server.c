@@ -614,8 +614,12 @@ server_shutdown(struct server *srv, void (*done)(struct server *, void *),
 	bye.reason.ptr = (const uint8_t *)reason;
 	bye.reason.len = (uint32_t)strlen(reason);
 	TAILQ_FOREACH(p, &srv->peers, entry) {
+		/* BYE is for peers past HELLO; the others get an ERROR. */
 		if (p->role != ROLE_NONE)
 			conn_send(p->conn, &bye);
+		else
+			conn_send_error(p->conn, PERR_SHUTTING_DOWN, NULL,
+			    "the broker is shutting down");
 		conn_close(p->conn, "broker shutting down");
 	}
 	if (srv->npeers == 0) {

@@ -692,7 +692,7 @@ END_TEST
 START_TEST(shutdown_answers_queued_and_removes_socket)
 {
 	struct harness_broker	b;
-	struct raw		*c, *w;
+	struct raw		*c, *w, *early;
 	struct packet		 p;
 	int			 status;
 
@@ -707,8 +707,14 @@ START_TEST(shutdown_answers_queued_and_removes_socket)
 	raw_recv(w, &p);	/* job 1 is running at the worker */
 	ck_assert_int_eq(p.type, PKT_RUN);
 	packet_clear(&p);
+	/* A peer still before its HELLO when the broker stops. */
+	early = raw_connect(b.unix_ep);
+	ck_assert(harness_wait_log(&b, "conn 3 (peer, unix", RECV_MS));
 
 	kill(b.pid, SIGTERM);
+	raw_expect_error(early, PERR_SHUTTING_DOWN, "shutting down");
+	ck_assert(raw_eof(early));
+	raw_free(early);
 	/* Both jobs are answered SHUTTING_DOWN (in some order), then BYE. */
 	for (int i = 0; i < 2; i++) {
 		raw_recv(c, &p);
