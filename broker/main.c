@@ -215,7 +215,8 @@ hook_detached(void *proc, void *arg)
  */
 static void
 apply_config(const struct config *c, struct server_config *cfg,
-    bool level_given, struct endpoint *eps, size_t *neps)
+    bool level_given, int64_t *no_worker_wait, struct endpoint *eps,
+    size_t *neps)
 {
 	char	err[PROTO_ERRLEN];
 
@@ -236,10 +237,8 @@ apply_config(const struct config *c, struct server_config *cfg,
 		cfg->max_frame = c->max_frame;
 	if (cfg->sb.max_queue == 0)
 		cfg->sb.max_queue = c->max_queue;
-	/* The switchboard takes 0 for its default: "at once" is 1 ms. */
-	if (cfg->sb.no_worker_wait_ms == 0 && c->no_worker_wait_ms >= 0)
-		cfg->sb.no_worker_wait_ms = c->no_worker_wait_ms > 0 ?
-		    (uint64_t)c->no_worker_wait_ms : 1;
+	if (*no_worker_wait < 0)
+		*no_worker_wait = c->no_worker_wait_ms;
 	if (cfg->token == NULL && c->token != NULL &&
 	    (cfg->token = strdup(c->token)) == NULL)
 		fatalx("out of memory");
@@ -314,6 +313,7 @@ main(int argc, char *argv[])
 	char			 err[PROTO_ERRLEN], def[PATH_MAX], *cause = NULL;
 	int			 ch, level;
 	bool			 level_given = false;
+	int64_t			 no_worker_wait = -1;	/* -1: not given */
 
 	memset(&d, 0, sizeof(d));
 	memset(&cfg, 0, sizeof(cfg));
@@ -362,11 +362,8 @@ main(int argc, char *argv[])
 			    "--max-queue", optarg, 1, 100000000);
 			break;
 		case 'W':
-			cfg.sb.no_worker_wait_ms = parse_number(
+			no_worker_wait = (int64_t)parse_number(
 			    "--no-worker-wait", optarg, 0, 86400000);
-			/* The switchboard takes 0 for its default. */
-			if (cfg.sb.no_worker_wait_ms == 0)
-				cfg.sb.no_worker_wait_ms = 1;
 			break;
 		case 'k':
 			free(cfg.token);
@@ -399,8 +396,13 @@ main(int argc, char *argv[])
 			free(cause);
 			return 2;
 		}
-		apply_config(config, &cfg, level_given, eps, &neps);
+		apply_config(config, &cfg, level_given, &no_worker_wait, eps,
+		    &neps);
 	}
+	/* The switchboard reads 0 as its default, so "at once" is 1 ms. */
+	if (no_worker_wait >= 0)
+		cfg.sb.no_worker_wait_ms = no_worker_wait > 0 ?
+		    (uint64_t)no_worker_wait : 1;
 	if (neps == 0) {
 		if (endpoint_default(def, sizeof(def), false) != 0 ||
 		    endpoint_parse(def, &eps[0], err) != 0) {

@@ -467,6 +467,8 @@ START_TEST(no_worker_wait_zero_answers_at_once)
 {
 	struct harness_broker	b;
 	struct raw		*c;
+	char			 dir[256], conf[300];
+	FILE			*f;
 
 	/* With the 10 s default, the answer would miss raw_recv's 5 s. */
 	harness_broker_start(&b, (const char *[]){ "--no-worker-wait", "0",
@@ -475,6 +477,21 @@ START_TEST(no_worker_wait_zero_answers_at_once)
 	raw_hello(c, ROLE_CLIENT);
 	raw_run(c, 3, "nobody", "x", 0, 0);
 	raw_expect_result(c, 3, JOB_NO_WORKER, NULL);
+	raw_free(c);
+	harness_broker_stop(&b);
+
+	/* The same from the config file's key. */
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(conf, sizeof(conf), "%s/pb.conf", dir);
+	f = fopen(conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("[broker]\nno_worker_wait = 0\n", f);
+	fclose(f);
+	harness_broker_start(&b, (const char *[]){ "-c", conf, NULL }, false);
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run(c, 4, "nobody", "x", 0, 0);
+	raw_expect_result(c, 4, JOB_NO_WORKER, NULL);
 	raw_free(c);
 	harness_broker_stop(&b);
 }

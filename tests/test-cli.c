@@ -536,20 +536,39 @@ START_TEST(run_sigint_cancels_the_job)
 END_TEST
 
 /*
- * kill -9 of the worker running a job with --retries 1: the broker
- * dispatches it again to another worker and the client gets that answer.
+ * Starts a worker whose command records its pid and sleeps, a run of it
+ * (with extra run arguments, NULL-terminated list of up to two), waits for
+ * the command to start, and returns the run's pid; *ret_job is the
+ * command's pid and *ret_worker the worker's.
  */
-START_TEST(run_worker_killed_with_retries_reruns_elsewhere)
+static pid_t
+start_held_job(const char *fn, const char *arg1, const char *arg2,
+    char *log, pid_t *ret_worker, pid_t *ret_job)
 {
-	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
-	char	*s;
-	pid_t	 first, job, run;
+	char	*pidfile = path_of("pid"), *cmd;
+	pid_t	 run;
 
 	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
+	*ret_worker = start_worker(fn, cmd, 1);
+	run = spawn_run(log, fn, "payload", arg1, arg2, NULL);
+	*ret_job = read_pid(pidfile);
+	free(cmd);
+	free(pidfile);
+	return run;
+}
+
+/*
+ * kill -9 of the worker running a job: with --retries 1 the broker
+ * dispatches it again to another worker and the client gets that answer;
+ * without, the client gets WORKER_LOST (exit 5).
+ */
+START_TEST(run_worker_killed_mid_job)
+{
+	char	*log = path_of("run.log"), *s;
+	pid_t	 first, job, run;
+
 	start_broker(NULL);
-	first = start_worker("job", cmd, 1);
-	run = spawn_run(log, "job", "payload", "--retries", "1", NULL);
-	job = read_pid(pidfile);
+	run = start_held_job("job", "--retries", "1", log, &first, &job);
 	/* A second worker joins while the first holds the job. */
 	start_worker("job", "tr a-z A-Z", 1);
 	harness_kill(first, SIGKILL);
@@ -557,58 +576,37 @@ START_TEST(run_worker_killed_with_retries_reruns_elsewhere)
 	s = harness_read_file(log);
 	ck_assert_str_eq(s, "PAYLOAD");
 	free(s);
-	kill(job, SIGKILL);	/* the killed worker could not stop it */
-	free(cmd);
-	free(log);
-	free(pidfile);
-}
-END_TEST
+	assert_gone(job, "the killed worker's command");
 
-/* kill -9 of the worker running a job without retries: WORKER_LOST, 5. */
-START_TEST(run_worker_killed_without_retries_is_lost)
-{
-	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
-	char	*s;
-	pid_t	 first, job, run;
-
-	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
-	start_broker(NULL);
-	first = start_worker("job", cmd, 1);
-	run = spawn_run(log, "job", "payload", NULL);
-	job = read_pid(pidfile);
-	start_worker("job", "tr a-z A-Z", 1);
+	/* Again without retries: the answer is WORKER_LOST. */
+	ck_assert_int_eq(truncate(log, 0), 0);
+	run = start_held_job("job2", NULL, NULL, log, &first, &job);
+	start_worker("job2", "tr a-z A-Z", 1);
 	harness_kill(first, SIGKILL);
 	ck_assert_int_eq(reap(run), 5);
 	s = harness_read_file(log);
 	ck_assert_msg(strstr(s, "WORKER_LOST") != NULL, "stderr: %s", s);
 	free(s);
-	kill(job, SIGKILL);
-	free(cmd);
+	assert_gone(job, "the killed worker's command");
 	free(log);
-	free(pidfile);
 }
 END_TEST
 
 /* kill -9 of a waiting client: the worker is told CANCEL and stops it. */
 START_TEST(run_client_killed_worker_sees_cancel)
 {
-	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
-	pid_t	 job, run;
+	char	*log = path_of("run.log");
+	pid_t	 worker, job, run;
 
-	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
 	start_broker(NULL);
-	start_worker("slow", cmd, 1);
-	run = spawn_run(log, "slow", "x", NULL);
-	job = read_pid(pidfile);
+	run = start_held_job("slow", NULL, NULL, log, &worker, &job);
 	harness_kill(run, SIGKILL);
 	assert_gone(job, "the orphaned job's command");
 	/* The slot is free again: the next job runs. */
 	start_worker("fast", "cat", 1);
 	ck_assert_int_eq(cli("hi", 2, NULL, NULL, "run", "fast", "--broker",
 	    broker.unix_ep, NULL), 0);
-	free(cmd);
 	free(log);
-	free(pidfile);
 }
 END_TEST
 
@@ -1126,8 +1124,7 @@ cli_suite(void)
 	tcase_add_test(tc, run_failing_command_reports_stderr);
 	tcase_add_test(tc, run_timeout_kills_the_command);
 	tcase_add_test(tc, run_sigint_cancels_the_job);
-	tcase_add_test(tc, run_worker_killed_with_retries_reruns_elsewhere);
-	tcase_add_test(tc, run_worker_killed_without_retries_is_lost);
+	tcase_add_test(tc, run_worker_killed_mid_job);
 	tcase_add_test(tc, run_client_killed_worker_sees_cancel);
 	tcase_add_test(tc, run_waits_in_the_queue);
 	tcase_add_test(tc, run_priority_orders_the_queue);
