@@ -239,6 +239,22 @@ server_adopt_worker_fd(struct server *srv, int fd, void *proc,
 	return p;
 }
 
+/*
+ * Compares a HELLO token with ours in a time that does not depend on where
+ * they first differ.
+ */
+static bool
+server_token_equal(const char *want, const struct pbytes *got)
+{
+	size_t		len = strlen(want);
+	unsigned char	diff = got->len != len;
+
+	for (size_t i = 0; i < len; i++)
+		diff |= (unsigned char)want[i] ^
+		    (i < got->len ? got->ptr[i] : 0);
+	return diff == 0;
+}
+
 /* Answers HELLO: version, role, token, admin trust; then WELCOME. */
 static void
 server_hello(struct peer *p, const struct packet *pkt)
@@ -258,8 +274,7 @@ server_hello(struct peer *p, const struct packet *pkt)
 	}
 	if (srv->cfg.token != NULL && !p->local &&
 	    (!(pkt->has & PF_TOKEN) ||
-	    pkt->token.len != strlen(srv->cfg.token) ||
-	    memcmp(pkt->token.ptr, srv->cfg.token, pkt->token.len) != 0)) {
+	    !server_token_equal(srv->cfg.token, &pkt->token))) {
 		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
 		    "HELLO: %s token", (pkt->has & PF_TOKEN) ? "wrong" :
 		    "missing");
@@ -379,9 +394,12 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 	case PKT_REGISTER:
 		if (p->role != ROLE_WORKER)
 			break;
-		if (switchboard_register(srv->sb, p->worker, pkt, now) != 0) {
+		if ((r = switchboard_register(srv->sb, p->worker, pkt,
+		    now)) != 0) {
 			conn_send_error(p->conn, PERR_BAD_PACKET, NULL,
-			    "REGISTER: out of memory");
+			    "REGISTER refused: %s", r == -ENOMEM ?
+			    "the broker is out of memory" :
+			    "invalid functions or capacity");
 			return;
 		}
 		if (!p->registered) {
