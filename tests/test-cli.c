@@ -545,9 +545,11 @@ static pid_t
 start_held_job(const char *fn, const char *arg1, const char *arg2,
     char *log, pid_t *ret_worker, pid_t *ret_job)
 {
-	char	*pidfile = path_of("pid"), *cmd;
+	char	*pidfile, *cmd;
 	pid_t	 run;
 
+	/* One pid file per function: a stale pid must never be read. */
+	ck_assert(asprintf(&pidfile, "%s/%s.pid", dir, fn) > 0);
 	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
 	*ret_worker = start_worker(fn, cmd, 1);
 	run = spawn_run(log, fn, "payload", arg1, arg2, NULL);
