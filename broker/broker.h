@@ -475,7 +475,6 @@ struct server {
 	struct supervisor	*sv;		/* local pools, or NULL */
 	struct server_hooks	 hooks;
 	uint64_t		 conns_total;
-	uint64_t		 protocol_errors;
 };
 
 /* server.c */

@@ -158,8 +158,7 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 			    server_peer_desc(p), (unsigned long long)silent);
 			conn_close(p->conn, "heartbeat timeout");
 		} else if (silent >= hb &&
-		    (p->ping_sent == 0 || p->ping_sent < conn_last_read(p->conn) ||
-		    now - p->ping_sent >= hb))
+		    (p->ping_sent == 0 || now - p->ping_sent >= hb))
 			server_ping(p, now);
 	}
 }
@@ -332,7 +331,6 @@ server_hello(struct peer *p, const struct packet *pkt)
 static void
 server_not_allowed(struct peer *p, const struct packet *pkt)
 {
-	p->srv->protocol_errors++;
 	if (p->role == ROLE_NONE) {
 		conn_send_error(p->conn, PERR_BAD_PACKET, NULL,
 		    "the first packet must be HELLO (got %s)",

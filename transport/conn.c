@@ -47,7 +47,6 @@ struct conn {
 	uint32_t		 max_frame;
 	size_t			 out_cap;
 	bool			 closing;
-	bool			 in_read;	/* inside conn_read_cb */
 	char			 why[160];
 	uint64_t		 last_read;
 	struct conn_peer	 peer;
@@ -184,7 +183,6 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	char		 err[PROTO_ERRLEN];
 	int		 r;
 
-	c->in_read = true;
 	while (!c->closing) {
 		if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
 			break;
@@ -229,7 +227,6 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		packet_clear(&p);
 		evbuffer_drain(in, PROTO_HEADER_LEN + (size_t)len);
 	}
-	c->in_read = false;
 }
 
 /* Wraps fd in a conn; see transport.h. */
@@ -286,27 +283,17 @@ conn_free(struct conn *c)
 	free(c);
 }
 
-/* Encodes p onto the output; see transport.h. */
-int
-conn_send(struct conn *c, const struct packet *p)
+/* Encodes p and appends it to the output, whatever the output's size. */
+static int
+conn_append(struct conn *c, const struct packet *p)
 {
-	struct evbuffer	*out;
-	int		 r;
+	int	r;
 
-	if (c->closing)
-		return -EPIPE;
-	out = bufferevent_get_output(c->bev);
-	if (evbuffer_get_length(out) > c->out_cap) {
-		conn_send_error(c, PERR_SLOW_CONSUMER, NULL,
-		    "more than %zu bytes of output are waiting to be read",
-		    c->out_cap);
-		conn_close(c, "slow consumer");
-		return -ENOBUFS;
-	}
 	c->sb.size = 0;
 	if ((r = packet_encode(p, PROTO_FROM_BROKER, &c->sb)) != 0)
 		return r;
-	if (evbuffer_add(out, c->sb.data, c->sb.size) != 0)
+	if (evbuffer_add(bufferevent_get_output(c->bev), c->sb.data,
+	    c->sb.size) != 0)
 		return -ENOMEM;
 	/* Don't let a one-off huge payload pin a huge buffer forever. */
 	if (c->sb.alloc > 4u * 1024 * 1024) {
@@ -314,6 +301,22 @@ conn_send(struct conn *c, const struct packet *p)
 		msgpack_sbuffer_init(&c->sb);
 	}
 	return 0;
+}
+
+/* Encodes p onto the output; see transport.h. */
+int
+conn_send(struct conn *c, const struct packet *p)
+{
+	if (c->closing)
+		return -EPIPE;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > c->out_cap) {
+		conn_send_error(c, PERR_SLOW_CONSUMER, NULL,
+		    "more than %zu bytes of output are waiting to be read",
+		    c->out_cap);
+		conn_close(c, "slow consumer");
+		return -ENOBUFS;
+	}
+	return conn_append(c, p);
 }
 
 /* Sends ERROR{code, msg[, id]} even when the output is over its cap. */
@@ -324,7 +327,6 @@ conn_send_error(struct conn *c, enum proto_error code, const uint8_t *id,
 	struct packet	p;
 	char		msg[512];
 	va_list		ap;
-	int		r;
 
 	if (c->closing)
 		return -EPIPE;
@@ -339,11 +341,7 @@ conn_send_error(struct conn *c, enum proto_error code, const uint8_t *id,
 		memcpy(p.id, id, PROTO_ID_LEN);
 		p.has |= PF_ID;
 	}
-	c->sb.size = 0;
-	if ((r = packet_encode(&p, PROTO_FROM_BROKER, &c->sb)) != 0)
-		return r;
-	return evbuffer_add(bufferevent_get_output(c->bev), c->sb.data,
-	    c->sb.size) == 0 ? 0 : -ENOMEM;
+	return conn_append(c, &p);
 }
 
 /* Stops reading; closes once the output drains (bounded by linger). */
