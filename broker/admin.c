@@ -79,7 +79,7 @@ admin_status(struct server *srv, const msgpack_object *args,
 	msgpack_pack_map(pk, 15);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
-	admin_pack_kv_uint(pk, "uptime_ms", transport_now_ms() - srv->started_at);
+	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
 	admin_pack_kv_uint(pk, "connections", srv->npeers);
 	admin_pack_kv_uint(pk, "connections_total", srv->conns_total);
 	admin_pack_kv_uint(pk, "clients", st.clients);
@@ -283,7 +283,8 @@ admin_spawn(struct server *srv, const msgpack_object *args,
 {
 	const msgpack_object	*o = admin_arg(args, "argv");
 	enum restart_policy	 restart = RESTART_NEVER;
-	char			 id[CONFIG_MAX_NAME + 1], policy[32];
+	char			 id[LIMIT_NAME_MAX + 1], policy[32];
+	char			 why[UTIL_ERRLEN];
 	char			**argv = NULL, *cause = NULL;
 	int64_t			 max_restarts = 5;
 	uint32_t		 n, i;
@@ -296,21 +297,12 @@ admin_spawn(struct server *srv, const msgpack_object *args,
 	if ((r = admin_arg_str(args, "spawn", "restart", true, policy,
 	    sizeof(policy), err)) < 0)
 		return -1;
-	if (r == 0) {
-		if (strcmp(policy, "always") == 0)
-			restart = RESTART_ALWAYS;
-		else if (strcmp(policy, "on-failure") == 0)
-			restart = RESTART_ON_FAILURE;
-		else if (strcmp(policy, "never") == 0)
-			restart = RESTART_NEVER;
-		else {
-			snprintf(err, PROTO_ERRLEN, "spawn: 'restart' must be "
-			    "always, on-failure or never (got '%s')", policy);
-			return -1;
-		}
+	if (r == 0 && parse_restart(policy, &restart, why) != 0) {
+		snprintf(err, PROTO_ERRLEN, "spawn: 'restart': %s", why);
+		return -1;
 	}
 	if (admin_arg_int(args, "spawn", "max_restarts", -1,
-	    CONFIG_MAX_RESTARTS, &max_restarts, err) < 0)
+	    LIMIT_RESTARTS_MAX, &max_restarts, err) < 0)
 		return -1;
 	if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY ||
 	    o->via.array.size == 0 || o->via.array.size > 4096) {
@@ -336,7 +328,7 @@ admin_spawn(struct server *srv, const msgpack_object *args,
 	}
 	error = supervisor_spawn(srv->sv, id, (const char *const *)argv,
 	    restart, (int)max_restarts, &cause);
-	config_strv_free(argv);
+	strv_free(argv);
 	if (error != 0)
 		return admin_sv_refused(err, cause, error);
 	msgpack_pack_map(pk, 2);
@@ -347,7 +339,7 @@ admin_spawn(struct server *srv, const msgpack_object *args,
 nomem:
 	snprintf(err, PROTO_ERRLEN, "spawn: out of memory");
 fail:
-	config_strv_free(argv);
+	strv_free(argv);
 	return -1;
 }
 
@@ -357,7 +349,7 @@ admin_stop(struct server *srv, const msgpack_object *args,
     msgpack_packer *pk, char *err)
 {
 	const msgpack_object	*f = admin_arg(args, "force");
-	char			 id[CONFIG_MAX_NAME + 16], *cause = NULL;
+	char			 id[LIMIT_NAME_MAX + 16], *cause = NULL;
 	int64_t			 timeout = 0;
 	int			 error;
 
@@ -387,7 +379,7 @@ static int
 admin_id_verb(struct server *srv, const char *verb, admin_id_fn fn,
     const msgpack_object *args, msgpack_packer *pk, char *err)
 {
-	char	id[CONFIG_MAX_NAME + 16], *cause = NULL;
+	char	id[LIMIT_NAME_MAX + 16], *cause = NULL;
 	int	error;
 
 	if (admin_no_supervisor(srv, err) != 0 ||
@@ -429,14 +421,14 @@ static int
 admin_scale(struct server *srv, const msgpack_object *args,
     msgpack_packer *pk, char *err)
 {
-	char	pool[CONFIG_MAX_NAME + 1], *cause = NULL;
+	char	pool[LIMIT_NAME_MAX + 1], *cause = NULL;
 	int64_t	n = -1;
 	int	error;
 
 	if (admin_no_supervisor(srv, err) != 0 ||
 	    admin_arg_str(args, "scale", "pool", false, pool, sizeof(pool),
 	    err) != 0 ||
-	    admin_arg_int(args, "scale", "instances", 0, CONFIG_MAX_INSTANCES,
+	    admin_arg_int(args, "scale", "instances", 0, LIMIT_INSTANCES_MAX,
 	    &n, err) < 0)
 		return -1;
 	if (n < 0) {

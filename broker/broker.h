@@ -27,6 +27,7 @@
 #define PATCHBAY_BROKER_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,7 @@
 #include "proto/proto.h"
 #include "switchboard/switchboard.h"
 #include "transport/transport.h"
+#include "util/util.h"
 
 /* log.c */
 
@@ -65,19 +67,76 @@ void	 fatal(const char *, ...)
 void	 fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 
+/* settings.c */
+
+/* The [broker] settings, each also a flag of the same name. */
+enum settings_id {
+	SETTINGS_LISTEN,
+	SETTINGS_LOG_LEVEL,
+	SETTINGS_HEARTBEAT,
+	SETTINGS_HELLO_TIMEOUT,
+	SETTINGS_MAX_FRAME,
+	SETTINGS_MAX_QUEUE,
+	SETTINGS_NO_WORKER_WAIT,
+	SETTINGS_TOKEN_FILE,
+	SETTINGS_READY_FILE,
+	SETTINGS_COUNT
+};
+
+/* Values of the [broker] settings; embedded, cleared by settings_clear(). */
+struct settings {
+	char		**listen;		/* endpoints as written,
+						   NULL-terminated */
+	size_t		  nlisten;
+	int		  log_level;		/* enum log_level */
+	uint64_t	  heartbeat_ms;
+	uint64_t	  hello_timeout_ms;
+	uint64_t	  max_frame;
+	uint64_t	  max_queue;
+	uint64_t	  no_worker_wait_ms;
+	char		 *token_file;
+	char		 *ready_file;
+	uint32_t	  given;		/* 1u << SETTINGS_* when set */
+};
+
+/*
+ * Sets the setting whose config key is name ("hello_timeout"; its flag is
+ * --hello-timeout) from value, with the grammar of util/. Returns 0,
+ * -ENOENT for an unknown name, -EINVAL or -ERANGE with a sentence
+ * "expected ... (got '...')" in err (UTIL_ERRLEN bytes), or -ENOMEM.
+ */
+int	 settings_set(struct settings *s, const char *name, const char *value,
+	    char *err);
+
+/* The id of the setting whose config key is key, or -1. */
+int	 settings_find(const char *key);
+
+/* True when the setting was given (by settings_set or settings_merge). */
+bool	 settings_given(const struct settings *s, enum settings_id id);
+
+/*
+ * Copies into dst every setting that from has and dst was not given (flags
+ * first, then the config file). 0 or -ENOMEM.
+ */
+int	 settings_merge(struct settings *dst, const struct settings *from);
+
+/* Gives every setting that was not given its default value. */
+void	 settings_apply_defaults(struct settings *s);
+
+/* Frees what s holds and zeroes it. */
+void	 settings_clear(struct settings *s);
+
+/* Prints each setting as a flag with its help, for `patchbayd --help`. */
+void	 settings_usage(FILE *f);
+
+/* The number of settings, and the key and short flag of setting i. */
+size_t	 settings_count(void);
+const char	*settings_key(size_t i, char *short_flag);
+
 /* config.c */
 
 #define CONFIG_MAX_LINE			4096	/* bytes in one line */
 #define CONFIG_MAX_SUCCESS_CODES	16
-#define CONFIG_MAX_INSTANCES		1024
-#define CONFIG_MAX_RESTARTS		10000
-#define CONFIG_MAX_NAME			64	/* pool names, spawn ids */
-
-enum restart_policy {
-	RESTART_ALWAYS,
-	RESTART_ON_FAILURE,
-	RESTART_NEVER,
-};
 
 /* One [pool:NAME] section; owned by its struct config. */
 struct config_pool {
@@ -108,14 +167,7 @@ TAILQ_HEAD(config_pools, config_pool);
 /* A whole config file. Owned by whoever loaded it (then the supervisor). */
 struct config {
 	char		 *path;
-	char		**listen;		/* endpoints as written */
-	size_t		  nlisten;
-	int		  log_level;		/* enum log_level, -1 unset */
-	uint64_t	  heartbeat_ms;		/* 0: default */
-	uint32_t	  max_frame;		/* 0: default */
-	uint32_t	  max_queue;		/* 0: default */
-	int64_t		  no_worker_wait_ms;	/* -1: unset */
-	char		 *token;		/* or NULL */
+	struct settings	  broker;		/* [broker] */
 	struct config_pools pools;
 };
 
@@ -145,35 +197,6 @@ void	 config_pool_free(struct config_pool *p);
 /* The pool called name, or NULL. */
 struct config_pool	*config_pool_find(const struct config *config,
 			    const char *name);
-
-/*
- * Parses a duration: a non-negative integer followed by ms, s, m or h
- * ("100ms", "10s", "1m"), or a bare "0". Returns 0 or -EINVAL.
- */
-int	 config_parse_duration(const char *s, uint64_t *ret_ms);
-
-/* Writes ms as the shortest exact duration ("100ms", "10s", "2m"). */
-void	 config_format_duration(uint64_t ms, char *buf, size_t len);
-
-/*
- * Splits s into words: blanks separate words, '...' quotes literally,
- * "..." quotes with \" and \\ as escapes. Returns 0 and a NULL-terminated
- * malloc'ed vector (free with config_strv_free), or -EINVAL with a
- * malloc'ed sentence in *cause (no file or line), or -ENOMEM.
- */
-int	 config_split_words(const char *s, char ***ret, char **cause);
-
-/* Frees a NULL-terminated vector of strings. NULL is a no-op. */
-void	 config_strv_free(char **v);
-
-/* The signal called name ("TERM", "SIGTERM", "term"), or -1. */
-int	 config_signal_from_name(const char *name);
-
-/* The short name of a signal ("TERM"), or NULL. */
-const char	*config_signal_name(int sig);
-
-/* The name of a policy: "always", "on-failure" or "never". */
-const char	*config_restart_name(enum restart_policy r);
 
 /* True when every setting of a and b is the same. */
 bool	 config_pool_equal(const struct config_pool *a,
@@ -383,7 +406,7 @@ int	 supervisor_pause(struct supervisor *sv, const char *id, char **cause);
 int	 supervisor_resume(struct supervisor *sv, const char *id,
 	    char **cause);
 
-/* Sets the number of instances of pool (0 to CONFIG_MAX_INSTANCES). */
+/* Sets the number of instances of pool (0 to LIMIT_INSTANCES_MAX). */
 int	 supervisor_scale(struct supervisor *sv, const char *pool,
 	    unsigned n, char **cause);
 

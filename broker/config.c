@@ -25,7 +25,6 @@
 #include <ini.h>
 
 #include "broker/broker.h"
-#include "transport/transport.h"
 
 enum config_section {
 	SECTION_NONE,
@@ -58,6 +57,7 @@ struct config_parser {
 	enum config_section	 section;
 	struct config_pool	*pool;		/* SECTION_POOL */
 	int			 broker_line;	/* first [broker], 0: none */
+	int			 broker_seen[SETTINGS_COUNT]; /* line of each */
 	int			 seen[CONFIG_MAX_KEYS]; /* line of each key */
 	int			 error;		/* negative errno, 0: none */
 	char			*cause;
@@ -90,292 +90,6 @@ config_bad_value(struct config_parser *cp, const char *key,
 	return -1;
 }
 
-/* Frees a NULL-terminated vector of strings. */
-void
-config_strv_free(char **v)
-{
-	if (v == NULL)
-		return;
-	for (size_t i = 0; v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
-/* Counts the strings of a NULL-terminated vector. */
-static size_t
-config_strv_len(char *const *v)
-{
-	size_t	n = 0;
-
-	while (v != NULL && v[n] != NULL)
-		n++;
-	return n;
-}
-
-/* Copies a NULL-terminated vector; NULL on ENOMEM. */
-static char **
-config_strv_dup(char *const *v)
-{
-	size_t	  n = config_strv_len(v);
-	char	**copy;
-
-	copy = calloc(n + 1, sizeof(*copy));
-	if (copy == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if ((copy[i] = strdup(v[i])) == NULL) {
-			config_strv_free(copy);
-			return NULL;
-		}
-	}
-	return copy;
-}
-
-/* True when two NULL-terminated vectors hold the same strings. */
-static bool
-config_strv_equal(char *const *a, char *const *b)
-{
-	size_t	n = config_strv_len(a);
-
-	if (n != config_strv_len(b))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(a[i], b[i]) != 0)
-			return false;
-	return true;
-}
-
-/* Appends a copy of s to *v (NULL-terminated); 0 or -ENOMEM. */
-static int
-config_strv_push(char ***v, size_t *n, const char *s)
-{
-	char	**nv;
-	char	 *copy;
-
-	if ((copy = strdup(s)) == NULL)
-		return -ENOMEM;
-	nv = realloc(*v, (*n + 2) * sizeof(*nv));
-	if (nv == NULL) {
-		free(copy);
-		return -ENOMEM;
-	}
-	nv[(*n)++] = copy;
-	nv[*n] = NULL;
-	*v = nv;
-	return 0;
-}
-
-/* Splits s into words with '...' and "..." quoting. */
-int
-config_split_words(const char *s, char ***ret, char **cause)
-{
-	char	**words = NULL;
-	size_t	  nwords = 0;
-	char	 *word;
-	size_t	  len;
-	int	  error = 0;
-
-	if ((word = malloc(strlen(s) + 1)) == NULL)
-		return -ENOMEM;
-	if ((words = calloc(1, sizeof(*words))) == NULL) {
-		free(word);
-		return -ENOMEM;
-	}
-	for (;;) {
-		while (*s == ' ' || *s == '\t')
-			s++;
-		if (*s == '\0')
-			break;
-		len = 0;
-		while (*s != '\0' && *s != ' ' && *s != '\t') {
-			if (*s == '\'') {
-				const char *end = strchr(s + 1, '\'');
-
-				if (end == NULL) {
-					error = -EINVAL;
-					if (asprintf(cause,
-					    "unterminated single quote") == -1)
-						*cause = NULL;
-					goto out;
-				}
-				memcpy(word + len, s + 1, (size_t)(end - s - 1));
-				len += (size_t)(end - s - 1);
-				s = end + 1;
-			} else if (*s == '"') {
-				s++;
-				while (*s != '"') {
-					if (*s == '\0') {
-						error = -EINVAL;
-						if (asprintf(cause, "unterminated "
-						    "double quote") == -1)
-							*cause = NULL;
-						goto out;
-					}
-					if (*s == '\\' && (s[1] == '"' ||
-					    s[1] == '\\'))
-						s++;
-					word[len++] = *s++;
-				}
-				s++;
-			} else
-				word[len++] = *s++;
-		}
-		word[len] = '\0';
-		if ((error = config_strv_push(&words, &nwords, word)) != 0)
-			goto out;
-	}
-out:
-	free(word);
-	if (error != 0) {
-		config_strv_free(words);
-		return error;
-	}
-	*ret = words;
-	return 0;
-}
-
-/* Parses a duration: digits and a unit (ms, s, m, h), or a bare 0. */
-int
-config_parse_duration(const char *s, uint64_t *ret_ms)
-{
-	uint64_t	 n = 0, unit;
-	const char	*p = s;
-
-	if (!isdigit((unsigned char)*p))
-		return -EINVAL;
-	while (isdigit((unsigned char)*p)) {
-		if (n > (UINT64_MAX - 9) / 10)
-			return -EINVAL;
-		n = n * 10 + (uint64_t)(*p - '0');
-		p++;
-	}
-	if (*p == '\0') {
-		if (n != 0)
-			return -EINVAL;
-		*ret_ms = 0;
-		return 0;
-	}
-	if (strcmp(p, "ms") == 0)
-		unit = 1;
-	else if (strcmp(p, "s") == 0)
-		unit = 1000;
-	else if (strcmp(p, "m") == 0)
-		unit = 60 * 1000;
-	else if (strcmp(p, "h") == 0)
-		unit = 3600 * 1000;
-	else
-		return -EINVAL;
-	/* Nothing sensible lasts longer than a year; this also stops overflow. */
-	if (n > (uint64_t)366 * 24 * 3600 * 1000 / unit)
-		return -EINVAL;
-	*ret_ms = n * unit;
-	return 0;
-}
-
-/* Writes ms as the shortest exact duration. */
-void
-config_format_duration(uint64_t ms, char *buf, size_t len)
-{
-	if (ms == 0)
-		snprintf(buf, len, "0");
-	else if (ms % (3600 * 1000) == 0)
-		snprintf(buf, len, "%" PRIu64 "h", ms / (3600 * 1000));
-	else if (ms % (60 * 1000) == 0)
-		snprintf(buf, len, "%" PRIu64 "m", ms / (60 * 1000));
-	else if (ms % 1000 == 0)
-		snprintf(buf, len, "%" PRIu64 "s", ms / 1000);
-	else
-		snprintf(buf, len, "%" PRIu64 "ms", ms);
-}
-
-static const struct {
-	const char	*name;
-	int		 sig;
-} config_signals[] = {
-	{ "HUP", SIGHUP },
-	{ "INT", SIGINT },
-	{ "QUIT", SIGQUIT },
-	{ "ABRT", SIGABRT },
-	{ "KILL", SIGKILL },
-	{ "USR1", SIGUSR1 },
-	{ "USR2", SIGUSR2 },
-	{ "ALRM", SIGALRM },
-	{ "TERM", SIGTERM },
-	{ "WINCH", SIGWINCH },
-};
-
-/* The signal called name, with or without "SIG", any case; or -1. */
-int
-config_signal_from_name(const char *name)
-{
-	if (strncasecmp(name, "SIG", 3) == 0)
-		name += 3;
-	for (size_t i = 0; i < sizeof(config_signals) /
-	    sizeof(config_signals[0]); i++)
-		if (strcasecmp(name, config_signals[i].name) == 0)
-			return config_signals[i].sig;
-	return -1;
-}
-
-/* The short name of a signal, or NULL. */
-const char *
-config_signal_name(int sig)
-{
-	for (size_t i = 0; i < sizeof(config_signals) /
-	    sizeof(config_signals[0]); i++)
-		if (config_signals[i].sig == sig)
-			return config_signals[i].name;
-	return NULL;
-}
-
-/* The name of a restart policy. */
-const char *
-config_restart_name(enum restart_policy r)
-{
-	switch (r) {
-	case RESTART_ALWAYS:
-		return "always";
-	case RESTART_ON_FAILURE:
-		return "on-failure";
-	case RESTART_NEVER:
-		return "never";
-	}
-	return "?";
-}
-
-/* Parses a whole decimal integer in [min, max]; 0 or -EINVAL. */
-static int
-config_parse_int(const char *s, long long min, long long max,
-    long long *ret)
-{
-	char		*end;
-	long long	 n;
-
-	if (*s == '\0' || isspace((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	n = strtoll(s, &end, 10);
-	if (errno != 0 || *end != '\0' || n < min || n > max)
-		return -EINVAL;
-	*ret = n;
-	return 0;
-}
-
-/* True when s is a usable pool name or spawn id. */
-static bool
-config_valid_name(const char *s)
-{
-	size_t	len = strlen(s);
-
-	if (len == 0 || len > CONFIG_MAX_NAME)
-		return false;
-	for (; *s != '\0'; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
-		    *s != '.')
-			return false;
-	return true;
-}
-
 /* An empty config. */
 struct config *
 config_new(void)
@@ -384,8 +98,6 @@ config_new(void)
 
 	if ((config = calloc(1, sizeof(*config))) == NULL)
 		return NULL;
-	config->log_level = -1;
-	config->no_worker_wait_ms = -1;
 	TAILQ_INIT(&config->pools);
 	return config;
 }
@@ -426,9 +138,9 @@ config_pool_free(struct config_pool *p)
 		return;
 	free(p->name);
 	free(p->command);
-	config_strv_free(p->argv);
+	strv_free(p->argv);
 	free(p->directory);
-	config_strv_free(p->environment);
+	strv_free(p->environment);
 	free(p->user);
 	free(p);
 }
@@ -458,8 +170,8 @@ config_pool_dup(const struct config_pool *p)
 	    !config_strdup_opt(&c->command, p->command) ||
 	    !config_strdup_opt(&c->directory, p->directory) ||
 	    !config_strdup_opt(&c->user, p->user) ||
-	    (p->argv != NULL && (c->argv = config_strv_dup(p->argv)) == NULL) ||
-	    (c->environment = config_strv_dup(p->environment)) == NULL) {
+	    (p->argv != NULL && (c->argv = strv_dup(p->argv)) == NULL) ||
+	    (c->environment = strv_dup(p->environment)) == NULL) {
 		config_pool_free(c);
 		return NULL;
 	}
@@ -478,10 +190,7 @@ config_free(struct config *config)
 		TAILQ_REMOVE(&config->pools, p, entry);
 		config_pool_free(p);
 	}
-	for (size_t i = 0; i < config->nlisten; i++)
-		free(config->listen[i]);
-	free(config->listen);
-	free(config->token);
+	settings_clear(&config->broker);
 	free(config->path);
 	free(config);
 }
@@ -526,7 +235,7 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    a->stop_signal != b->stop_signal ||
 	    a->stop_timeout_ms != b->stop_timeout_ms ||
 	    !config_str_equal(a->directory, b->directory) ||
-	    !config_strv_equal(a->environment, b->environment) ||
+	    !strv_equal(a->environment, b->environment) ||
 	    !config_str_equal(a->user, b->user))
 		return false;
 	return true;
@@ -540,142 +249,53 @@ config_pool_equal(const struct config_pool *a, const struct config_pool *b)
 	    config_pool_equal_but_instances(a, b);
 }
 
-/* [broker] keys. */
+/* [broker] keys: the settings table of settings.c, shared with the flags. */
 
-/* listen = unix:PATH | tcp:HOST:PORT (may repeat). */
+/* Sets one [broker] key; a key other than listen may appear once. */
 static int
-config_key_listen(struct config_parser *cp, const char *key,
+config_broker_key(struct config_parser *cp, const char *key,
     const char *value)
 {
-	struct config	 *c = cp->config;
-	struct endpoint	  ep;
-	char		**nv, err[PROTO_ERRLEN];
+	char	err[UTIL_ERRLEN];
+	int	id, r;
 
-	if (endpoint_parse(value, &ep, err) != 0) {
-		config_error(cp, -EINVAL, "key '%s': %s", key, err);
+	if ((id = settings_find(key)) < 0) {
+		config_error(cp, -EINVAL, "unknown key '%s' in section "
+		    "[broker]", key);
 		return -1;
 	}
-	nv = realloc(c->listen, (c->nlisten + 1) * sizeof(*nv));
-	if (nv == NULL)
-		goto nomem;
-	c->listen = nv;
-	if ((c->listen[c->nlisten] = strdup(value)) == NULL)
-		goto nomem;
-	c->nlisten++;
-	return 0;
-nomem:
-	config_error(cp, -ENOMEM, "out of memory");
-	return -1;
-}
-
-/* log_level = error | warn | info | debug. */
-static int
-config_key_log_level(struct config_parser *cp, const char *key,
-    const char *value)
-{
-	int	level = log_level_from_name(value);
-
-	if (level < 0)
-		return config_bad_value(cp, key,
-		    "error, warn, info or debug", value);
-	cp->config->log_level = level;
-	return 0;
-}
-
-/* Parses a duration value into *ret, at least min. */
-static int
-config_duration_value(struct config_parser *cp, const char *key,
-    const char *value, uint64_t min, uint64_t *ret)
-{
-	uint64_t	ms;
-
-	if (config_parse_duration(value, &ms) != 0)
-		return config_bad_value(cp, key,
-		    "a duration such as 500ms, 10s or 2m", value);
-	if (ms < min)
-		return config_bad_value(cp, key,
-		    "a duration greater than 0", value);
-	*ret = ms;
-	return 0;
-}
-
-/* heartbeat = DURATION. */
-static int
-config_key_heartbeat(struct config_parser *cp, const char *key,
-    const char *value)
-{
-	return config_duration_value(cp, key, value, 1,
-	    &cp->config->heartbeat_ms);
-}
-
-/* max_frame = BYTES. */
-static int
-config_key_max_frame(struct config_parser *cp, const char *key,
-    const char *value)
-{
-	long long	n;
-
-	if (config_parse_int(value, 4096, 64 * 1024 * 1024, &n) != 0)
-		return config_bad_value(cp, key,
-		    "a number of bytes from 4096 to 67108864", value);
-	cp->config->max_frame = (uint32_t)n;
-	return 0;
-}
-
-/* max_queue = N. */
-static int
-config_key_max_queue(struct config_parser *cp, const char *key,
-    const char *value)
-{
-	long long	n;
-
-	if (config_parse_int(value, 1, 100000000, &n) != 0)
-		return config_bad_value(cp, key,
-		    "an integer from 1 to 100000000", value);
-	cp->config->max_queue = (uint32_t)n;
-	return 0;
-}
-
-/* no_worker_wait = DURATION. */
-static int
-config_key_no_worker_wait(struct config_parser *cp, const char *key,
-    const char *value)
-{
-	uint64_t	ms;
-
-	if (config_duration_value(cp, key, value, 0, &ms) != 0)
+	if (id != SETTINGS_LISTEN && cp->broker_seen[id] != 0) {
+		config_error(cp, -EINVAL, "key '%s' is set twice in section "
+		    "[broker] (first on line %d)", key, cp->broker_seen[id]);
 		return -1;
-	cp->config->no_worker_wait_ms = (int64_t)ms;
-	return 0;
-}
-
-/* token = STRING. */
-static int
-config_key_token(struct config_parser *cp, const char *key,
-    const char *value)
-{
-	if (*value == '\0')
-		return config_bad_value(cp, key, "a non-empty token", value);
-	free(cp->config->token);
-	if ((cp->config->token = strdup(value)) == NULL) {
-		config_error(cp, -ENOMEM, "out of memory");
+	}
+	cp->broker_seen[id] = cp->lineno;
+	if ((r = settings_set(&cp->config->broker, key, value, err)) != 0) {
+		if (r == -ENOMEM)
+			config_error(cp, r, "out of memory");
+		else
+			config_error(cp, -EINVAL, "key '%s': %s", key, err);
 		return -1;
 	}
 	return 0;
 }
-
-static const struct config_key config_broker_keys[] = {
-	{ "listen", config_key_listen, true },
-	{ "log_level", config_key_log_level, false },
-	{ "heartbeat", config_key_heartbeat, false },
-	{ "max_frame", config_key_max_frame, false },
-	{ "max_queue", config_key_max_queue, false },
-	{ "no_worker_wait", config_key_no_worker_wait, false },
-	{ "token", config_key_token, false },
-	{ NULL, NULL, false },
-};
 
 /* [pool:NAME] keys. */
+
+/* Splits a command or word list; -1 with the error set on failure. */
+static int
+config_words(struct config_parser *cp, const char *key, const char *value,
+    char ***ret)
+{
+	char	err[UTIL_ERRLEN];
+	int	r;
+
+	if ((r = strv_split(value, ret, err)) == -EINVAL)
+		config_error(cp, r, "key '%s': %s (got '%s')", key, err, value);
+	else if (r != 0)
+		config_error(cp, r, "out of memory");
+	return r != 0 ? -1 : 0;
+}
 
 /* command = WORDS. */
 static int
@@ -683,25 +303,15 @@ config_key_command(struct config_parser *cp, const char *key,
     const char *value)
 {
 	struct config_pool	 *p = cp->pool;
-	char			**argv, *why = NULL;
-	int			  error;
+	char			**argv;
 
-	error = config_split_words(value, &argv, &why);
-	if (error == -EINVAL) {
-		config_error(cp, error, "key '%s': %s (got '%s')", key,
-		    why != NULL ? why : "bad quoting", value);
-		free(why);
+	if (config_words(cp, key, value, &argv) != 0)
 		return -1;
-	}
-	if (error != 0) {
-		config_error(cp, error, "out of memory");
-		return -1;
-	}
 	if (argv[0] == NULL) {
-		config_strv_free(argv);
+		strv_free(argv);
 		return config_bad_value(cp, key, "a command", value);
 	}
-	config_strv_free(p->argv);
+	strv_free(p->argv);
 	free(p->command);
 	p->argv = argv;
 	if ((p->command = strdup(value)) == NULL) {
@@ -711,16 +321,24 @@ config_key_command(struct config_parser *cp, const char *key,
 	return 0;
 }
 
+/* Reports a util/ parser's error for key; returns -1. */
+static int
+config_parse_error(struct config_parser *cp, const char *key, const char *err)
+{
+	config_error(cp, -EINVAL, "key '%s': %s", key, err);
+	return -1;
+}
+
 /* instances = N. */
 static int
 config_key_instances(struct config_parser *cp, const char *key,
     const char *value)
 {
-	long long	n;
+	char		err[UTIL_ERRLEN];
+	uint64_t	n;
 
-	if (config_parse_int(value, 1, CONFIG_MAX_INSTANCES, &n) != 0)
-		return config_bad_value(cp, key, "an integer from 1 to 1024",
-		    value);
+	if (parse_uint(value, 1, LIMIT_INSTANCES_MAX, &n, err) != 0)
+		return config_parse_error(cp, key, err);
 	cp->pool->instances = (int)n;
 	return 0;
 }
@@ -730,15 +348,10 @@ static int
 config_key_restart(struct config_parser *cp, const char *key,
     const char *value)
 {
-	if (strcmp(value, "always") == 0)
-		cp->pool->restart = RESTART_ALWAYS;
-	else if (strcmp(value, "on-failure") == 0)
-		cp->pool->restart = RESTART_ON_FAILURE;
-	else if (strcmp(value, "never") == 0)
-		cp->pool->restart = RESTART_NEVER;
-	else
-		return config_bad_value(cp, key,
-		    "always, on-failure or never", value);
+	char	err[UTIL_ERRLEN];
+
+	if (parse_restart(value, &cp->pool->restart, err) != 0)
+		return config_parse_error(cp, key, err);
 	return 0;
 }
 
@@ -753,7 +366,8 @@ config_key_success_exit_codes(struct config_parser *cp, const char *key,
 	char			 word[32];
 	const char		*s = value;
 	size_t			 len;
-	long long		 code;
+	uint64_t		 code;
+	char			 err[UTIL_ERRLEN];
 
 	for (;;) {
 		while (*s == ' ' || *s == '\t' || *s == ',')
@@ -766,7 +380,7 @@ config_key_success_exit_codes(struct config_parser *cp, const char *key,
 		memcpy(word, s, len);
 		word[len] = '\0';
 		s += len;
-		if (config_parse_int(word, 0, 255, &code) != 0)
+		if (parse_uint(word, 0, 255, &code, err) != 0)
 			return config_bad_value(cp, key, expected, value);
 		if (n == CONFIG_MAX_SUCCESS_CODES)
 			return config_bad_value(cp, key,
@@ -780,17 +394,30 @@ config_key_success_exit_codes(struct config_parser *cp, const char *key,
 	return 0;
 }
 
-/* max_restarts = N | -1. */
+/* max_restarts = N | -1 (LIMIT_RESTARTS_MAX is 10000). */
 static int
 config_key_max_restarts(struct config_parser *cp, const char *key,
     const char *value)
 {
-	long long	n;
+	char	err[UTIL_ERRLEN];
+	int64_t	n;
 
-	if (config_parse_int(value, -1, CONFIG_MAX_RESTARTS, &n) != 0)
-		return config_bad_value(cp, key,
-		    "an integer from 0 to 10000, or -1 for unlimited", value);
+	if (parse_int(value, -1, LIMIT_RESTARTS_MAX, &n, err) != 0)
+		return config_bad_value(cp, key, "an integer from 0 to "
+		    "10000, or -1 for unlimited", value);
 	cp->pool->max_restarts = (int)n;
+	return 0;
+}
+
+/* Parses a duration of at least min_ms into *ret; -1 with the error set. */
+static int
+config_duration_value(struct config_parser *cp, const char *key,
+    const char *value, uint64_t min_ms, uint64_t *ret)
+{
+	char	err[UTIL_ERRLEN];
+
+	if (parse_duration(value, min_ms, LIMIT_DURATION_MAX_MS, ret, err) != 0)
+		return config_parse_error(cp, key, err);
 	return 0;
 }
 
@@ -812,12 +439,14 @@ config_key_backoff(struct config_parser *cp, const char *key,
 	    "MIN..MAX durations such as 100ms..30s";
 	const char		*dots = strstr(value, "..");
 	char			 first[64], a[32], b[32];
+	char			 err[UTIL_ERRLEN];
 	uint64_t		 min, max;
 	size_t			 len;
 
 	if (dots == NULL) {
-		if (config_parse_duration(value, &min) != 0)
-			return config_bad_value(cp, key, expected, value);
+		if (parse_duration(value, 0, LIMIT_DURATION_MAX_MS, &min,
+		    err) != 0)
+			return config_parse_error(cp, key, err);
 		max = min;
 	} else {
 		len = (size_t)(dots - value);
@@ -825,16 +454,17 @@ config_key_backoff(struct config_parser *cp, const char *key,
 			return config_bad_value(cp, key, expected, value);
 		memcpy(first, value, len);
 		first[len] = '\0';
-		if (config_parse_duration(first, &min) != 0 ||
-		    config_parse_duration(dots + 2, &max) != 0)
+		if (parse_duration(first, 0, LIMIT_DURATION_MAX_MS, &min,
+		    err) != 0 || parse_duration(dots + 2, 0,
+		    LIMIT_DURATION_MAX_MS, &max, err) != 0)
 			return config_bad_value(cp, key, expected, value);
 	}
 	if (min == 0)
 		return config_bad_value(cp, key,
 		    "a minimum greater than 0", value);
 	if (min > max) {
-		config_format_duration(min, a, sizeof(a));
-		config_format_duration(max, b, sizeof(b));
+		format_duration(min, a, sizeof(a));
+		format_duration(max, b, sizeof(b));
 		config_error(cp, -EINVAL, "key '%s': minimum %s is greater "
 		    "than maximum %s (got '%s')", key, a, b, value);
 		return -1;
@@ -858,12 +488,10 @@ static int
 config_key_stop_signal(struct config_parser *cp, const char *key,
     const char *value)
 {
-	int	sig = config_signal_from_name(value);
+	char	err[UTIL_ERRLEN];
 
-	if (sig < 0)
-		return config_bad_value(cp, key, "a signal name: HUP, INT, "
-		    "QUIT, ABRT, KILL, USR1, USR2, ALRM, TERM or WINCH", value);
-	cp->pool->stop_signal = sig;
+	if (parse_signal(value, &cp->pool->stop_signal, err) != 0)
+		return config_parse_error(cp, key, err);
 	return 0;
 }
 
@@ -929,21 +557,11 @@ config_key_environment(struct config_parser *cp, const char *key,
     const char *value)
 {
 	struct config_pool	 *p = cp->pool;
-	char			**words, *why = NULL;
-	size_t			  n = config_strv_len(p->environment);
-	int			  error;
+	char			**words;
+	size_t			  n = strv_len(p->environment);
 
-	error = config_split_words(value, &words, &why);
-	if (error == -EINVAL) {
-		config_error(cp, error, "key '%s': %s (got '%s')", key,
-		    why != NULL ? why : "bad quoting", value);
-		free(why);
+	if (config_words(cp, key, value, &words) != 0)
 		return -1;
-	}
-	if (error != 0) {
-		config_error(cp, error, "out of memory");
-		return -1;
-	}
 	for (size_t i = 0; words[i] != NULL; i++) {
 		if (!config_env_name_valid(words[i])) {
 			config_error(cp, -EINVAL, "key '%s': expected "
@@ -957,15 +575,15 @@ config_key_environment(struct config_parser *cp, const char *key,
 			    words[i]);
 			goto fail;
 		}
-		if (config_strv_push(&p->environment, &n, words[i]) != 0) {
+		if (strv_push(&p->environment, &n, words[i]) != 0) {
 			config_error(cp, -ENOMEM, "out of memory");
 			goto fail;
 		}
 	}
-	config_strv_free(words);
+	strv_free(words);
 	return 0;
 fail:
-	config_strv_free(words);
+	strv_free(words);
 	return -1;
 }
 
@@ -1051,7 +669,7 @@ config_section_begin(struct config_parser *cp, const char *s)
 		return -1;
 	}
 	name = section + 5;
-	if (!config_valid_name(name)) {
+	if (!parse_name_valid(name)) {
 		config_error(cp, -EINVAL, "section [%s]: a pool name is 1 to "
 		    "64 letters, digits, '-', '_' or '.' (got '%s')", section,
 		    name);
@@ -1147,7 +765,7 @@ config_handler(void *user, const char *section, const char *name,
 	struct config_parser	*cp = user;
 	const struct config_key	*keys;
 	const char		*where;
-	char			 sec[CONFIG_MAX_NAME + 16];
+	char			 sec[LIMIT_NAME_MAX + 16];
 	size_t			 i;
 
 	(void)section;	/* ours is in cp; libinih truncates long ones */
@@ -1159,9 +777,7 @@ config_handler(void *user, const char *section, const char *name,
 		    "put it under [broker] or [pool:NAME]", name);
 		return 0;
 	case SECTION_BROKER:
-		keys = config_broker_keys;
-		where = "[broker]";
-		break;
+		return config_broker_key(cp, name, value) == 0;
 	case SECTION_POOL:
 	default:
 		keys = config_pool_keys;

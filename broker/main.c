@@ -32,67 +32,44 @@ struct patchbayd {
 	bool			 sv_down;	/* every process stopped */
 };
 
-/* Prints usage to f. */
+/* Prints usage to f: the settings' flags, then the program's own. */
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-"usage: patchbayd [-l ENDPOINT]... [-c FILE] [--log-level LEVEL]\n"
+"usage: patchbayd [-c FILE] [-l ENDPOINT]... [--SETTING VALUE]...\n"
 "\n"
 "The patchbay job broker: clients RUN jobs, workers run them.\n"
 "\n"
-"  -l, --listen ENDPOINT    listen on unix:PATH, tcp:HOST:PORT or\n"
-"                           tcp:[V6ADDR]:PORT (repeatable; default\n"
-"                           $PATCHBAY_SOCKET, else $XDG_RUNTIME_DIR/\n"
-"                           patchbay.sock, else /tmp/patchbay-$UID/\n"
-"                           patchbay.sock)\n"
-"  -c, --config FILE        read the configuration file: broker settings\n"
-"                           and worker pools (docs/configuration.md)\n"
-"      --log-level LEVEL    error, warn, info (default) or debug\n"
-"      --heartbeat MS       PING peers silent this long, drop them after\n"
-"                           three times that (default 10000)\n"
-"      --hello-timeout MS   close connections without HELLO (default 5000)\n"
-"      --max-frame BYTES    largest frame after HELLO (default 1048576)\n"
-"      --max-queue N        queued jobs per function (default 100000)\n"
-"      --no-worker-wait MS  how long a job waits for a function that has\n"
-"                           no worker at all (default 10000)\n"
-"      --token-file FILE    require the token in FILE in every HELLO\n"
-"      --ready-file FILE    once listening, write the endpoints to FILE\n"
-"  -V, --version            print the version and exit\n"
-"  -h, --help               print this help and exit\n");
+"  -c, --config FILE            read the configuration file: [broker]\n"
+"                               settings and worker pools\n"
+"                               (docs/configuration.md)\n");
+	settings_usage(f);
+	fprintf(f,
+"  -V, --version                print the version and exit\n"
+"  -h, --help                   print this help and exit\n"
+"\n"
+"Every --SETTING is also a [broker] key of the config file, with '_' for\n"
+"'-'; a flag wins over the file. A DURATION is a whole number with ms, s,\n"
+"m or h (250ms, 10s, 5m, 2h), a bare number being milliseconds; a SIZE is\n"
+"a whole number with KiB, MiB or GiB, a bare number being bytes.\n");
 }
 
-/* Parses a whole non-negative number for option opt, or exits 2. */
-static uint64_t
-parse_number(const char *opt, const char *s, uint64_t min, uint64_t max)
-{
-	char			*end;
-	unsigned long long	 v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v < min ||
-	    v > max) {
-		fprintf(stderr, "patchbayd: %s: '%s' is not a number from %llu "
-		    "to %llu\n", opt, s, (unsigned long long)min,
-		    (unsigned long long)max);
-		exit(2);
-	}
-	return v;
-}
-
-/* Reads the first line of a token file, or exits 2. */
-static char *
-read_token(const char *path)
+/*
+ * Reads the first line of a token file into *ret (malloc'ed). Returns 0,
+ * or -1 with a sentence in err.
+ */
+static int
+read_token(const char *path, char **ret, char *err)
 {
 	FILE	*f;
 	char	 buf[512];
 	size_t	 n;
 
-	if ((f = fopen(path, "r")) == NULL) {
-		fprintf(stderr, "patchbayd: --token-file %s: %s\n", path,
+	if ((f = fopen(path, "re")) == NULL) {
+		snprintf(err, UTIL_ERRLEN, "token_file %s: %s", path,
 		    strerror(errno));
-		exit(2);
+		return -1;
 	}
 	if (fgets(buf, sizeof(buf), f) == NULL)
 		buf[0] = '\0';
@@ -100,11 +77,16 @@ read_token(const char *path)
 	n = strcspn(buf, "\r\n");
 	buf[n] = '\0';
 	if (n == 0) {
-		fprintf(stderr, "patchbayd: --token-file %s: empty token\n",
-		    path);
-		exit(2);
+		snprintf(err, UTIL_ERRLEN, "token_file %s: empty token", path);
+		return -1;
 	}
-	return strdup(buf);
+	if ((*ret = strdup(buf)) == NULL) {
+		snprintf(err, UTIL_ERRLEN, "token_file %s: out of memory",
+		    path);
+		return -1;
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
 }
 
 /* Checks that the default socket's directory is private to us. */
@@ -209,39 +191,33 @@ hook_detached(void *proc, void *arg)
 }
 
 /*
- * Takes the [broker] settings of the config file that no flag gave, and
- * appends its listen endpoints (checked by config_load) to eps. Exits 2
- * when there are too many.
+ * Turns the settings in force into the server's: their values, the token
+ * read from its file, and the endpoints. Exits 2 on a bad value.
  */
 static void
-apply_config(const struct config *c, struct server_config *cfg,
-    bool level_given, int64_t *no_worker_wait, struct endpoint *eps,
-    size_t *neps)
+server_config_from(const struct settings *s, struct server_config *cfg,
+    struct endpoint *eps, size_t *neps)
 {
-	char	err[PROTO_ERRLEN];
+	char	err[UTIL_ERRLEN];
 
-	for (size_t i = 0; i < c->nlisten; i++) {
-		if (*neps == SERVER_MAX_LISTENERS ||
-		    endpoint_parse(c->listen[i], &eps[*neps], err) != 0) {
-			fprintf(stderr, "patchbayd: %s: at most %d listen "
-			    "endpoints\n", c->path, SERVER_MAX_LISTENERS);
-			exit(2);
-		}
-		(*neps)++;
+	for (size_t i = 0; i < s->nlisten; i++) {
+		/* Checked by settings_set() already. */
+		if (endpoint_parse(s->listen[i], &eps[i], err) != 0)
+			fatalx("%s: %s", __func__, err);
 	}
-	if (!level_given && c->log_level >= 0)
-		log_set_level((enum log_level)c->log_level);
-	if (cfg->heartbeat_ms == 0)
-		cfg->heartbeat_ms = c->heartbeat_ms;
-	if (cfg->max_frame == 0)
-		cfg->max_frame = c->max_frame;
-	if (cfg->sb.max_queue == 0)
-		cfg->sb.max_queue = c->max_queue;
-	if (*no_worker_wait < 0)
-		*no_worker_wait = c->no_worker_wait_ms;
-	if (cfg->token == NULL && c->token != NULL &&
-	    (cfg->token = strdup(c->token)) == NULL)
-		fatalx("out of memory");
+	*neps = s->nlisten;
+	cfg->heartbeat_ms = s->heartbeat_ms;
+	cfg->hello_timeout_ms = s->hello_timeout_ms;
+	cfg->max_frame = (uint32_t)s->max_frame;
+	cfg->sb.max_queue = (uint32_t)s->max_queue;
+	/* The switchboard reads 0 as its default, so "at once" is 1 ms. */
+	cfg->sb.no_worker_wait_ms = s->no_worker_wait_ms > 0 ?
+	    s->no_worker_wait_ms : 1;
+	if (s->token_file != NULL &&
+	    read_token(s->token_file, &cfg->token, err) != 0) {
+		fprintf(stderr, "patchbayd: %s\n", err);
+		exit(2);
+	}
 }
 
 /* SIGINT/SIGTERM: graceful stop; a second one stops at once. */
@@ -280,23 +256,13 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 int
 main(int argc, char *argv[])
 {
-	static const struct option longopts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "heartbeat", required_argument, NULL, 'H' },
-		{ "hello-timeout", required_argument, NULL, 'T' },
-		{ "max-frame", required_argument, NULL, 'F' },
-		{ "max-queue", required_argument, NULL, 'Q' },
-		{ "no-worker-wait", required_argument, NULL, 'W' },
-		{ "token-file", required_argument, NULL, 'k' },
-		{ "ready-file", required_argument, NULL, 'R' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+	enum { OPT_SETTING = 256 };
+	struct option		 longopts[SETTINGS_COUNT + 4];
+	char			 shortopts[16] = "c:Vh", shortflag;
+	char			 names[SETTINGS_COUNT][32];
 	struct patchbayd	 d;
 	struct server_config	 cfg;
+	struct settings		 set;
 	struct endpoint		 eps[SERVER_MAX_LISTENERS];
 	static const struct supervisor_ops sv_ops = {
 		.attach = sv_attach,
@@ -308,78 +274,67 @@ main(int argc, char *argv[])
 	sigset_t		 stopsigs;
 	struct event_config	*evcfg;
 	struct config		*config = NULL;
-	size_t			 neps = 0;
-	const char		*config_path = NULL;
-	char			 err[PROTO_ERRLEN], def[PATH_MAX], *cause = NULL;
-	int			 ch, level;
-	bool			 level_given = false;
-	int64_t			 no_worker_wait = -1;	/* -1: not given */
+	size_t			 neps = 0, nopts = 0;
+	const char		*config_path = NULL, *key;
+	char			 err[UTIL_ERRLEN], def[PATH_MAX], *cause = NULL;
+	int			 ch;
 
 	memset(&d, 0, sizeof(d));
 	memset(&cfg, 0, sizeof(cfg));
-	while ((ch = getopt_long(argc, argv, "l:c:Vh", longopts, NULL)) != -1) {
+	memset(&set, 0, sizeof(set));
+	/* One flag per setting: its key with '-' for '_'. */
+	for (size_t i = 0; i < SETTINGS_COUNT; i++) {
+		key = settings_key(i, &shortflag);
+		snprintf(names[i], sizeof(names[i]), "%s", key);
+		for (char *c = names[i]; *c != '\0'; c++)
+			if (*c == '_')
+				*c = '-';
+		longopts[nopts++] = (struct option){ names[i],
+		    required_argument, NULL, shortflag != 0 ? shortflag :
+		    OPT_SETTING + (int)i };
+		if (shortflag != 0) {
+			size_t n = strlen(shortopts);
+
+			shortopts[n] = shortflag;
+			shortopts[n + 1] = ':';
+			shortopts[n + 2] = '\0';
+		}
+	}
+	longopts[nopts++] = (struct option){ "config", required_argument, NULL,
+	    'c' };
+	longopts[nopts++] = (struct option){ "version", no_argument, NULL, 'V' };
+	longopts[nopts++] = (struct option){ "help", no_argument, NULL, 'h' };
+	longopts[nopts] = (struct option){ NULL, 0, NULL, 0 };
+
+	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) !=
+	    -1) {
+		size_t	i;
+
 		switch (ch) {
-		case 'l':
-			if (neps == SERVER_MAX_LISTENERS) {
-				fprintf(stderr, "patchbayd: at most %d "
-				    "listeners\n", SERVER_MAX_LISTENERS);
-				return 2;
-			}
-			if (endpoint_parse(optarg, &eps[neps], err) != 0) {
-				fprintf(stderr, "patchbayd: --listen: %s\n",
-				    err);
-				return 2;
-			}
-			neps++;
-			break;
 		case 'c':
 			config_path = optarg;
-			break;
-		case 'L':
-			if ((level = log_level_from_name(optarg)) < 0) {
-				fprintf(stderr, "patchbayd: --log-level: '%s' "
-				    "is not one of error, warn, info, debug\n",
-				    optarg);
-				return 2;
-			}
-			log_set_level((enum log_level)level);
-			level_given = true;
-			break;
-		case 'H':
-			cfg.heartbeat_ms = parse_number("--heartbeat", optarg,
-			    10, 3600000);
-			break;
-		case 'T':
-			cfg.hello_timeout_ms = parse_number("--hello-timeout",
-			    optarg, 10, 3600000);
-			break;
-		case 'F':
-			cfg.max_frame = (uint32_t)parse_number("--max-frame",
-			    optarg, PROTO_MAX_FRAME_HELLO, 256u << 20);
-			break;
-		case 'Q':
-			cfg.sb.max_queue = (uint32_t)parse_number(
-			    "--max-queue", optarg, 1, 100000000);
-			break;
-		case 'W':
-			no_worker_wait = (int64_t)parse_number(
-			    "--no-worker-wait", optarg, 0, 86400000);
-			break;
-		case 'k':
-			free(cfg.token);
-			cfg.token = read_token(optarg);
-			break;
-		case 'R':
-			d.ready_file = optarg;
-			break;
+			continue;
 		case 'V':
 			printf("patchbayd %s\n", PATCHBAY_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;
-		default:
+		case '?':
+		case ':':
 			usage(stderr);
+			return 2;
+		}
+		for (i = 0; i < SETTINGS_COUNT; i++)
+			if (longopts[i].val == ch)
+				break;
+		if (i == SETTINGS_COUNT) {
+			usage(stderr);
+			return 2;
+		}
+		if (settings_set(&set, settings_key(i, &shortflag), optarg,
+		    err) != 0) {
+			fprintf(stderr, "patchbayd: --%s: %s\n", names[i], err);
 			return 2;
 		}
 	}
@@ -396,13 +351,14 @@ main(int argc, char *argv[])
 			free(cause);
 			return 2;
 		}
-		apply_config(config, &cfg, level_given, &no_worker_wait, eps,
-		    &neps);
+		/* Flags win; the file fills in what they did not say. */
+		if (settings_merge(&set, &config->broker) != 0)
+			fatalx("out of memory");
 	}
-	/* The switchboard reads 0 as its default, so "at once" is 1 ms. */
-	if (no_worker_wait >= 0)
-		cfg.sb.no_worker_wait_ms = no_worker_wait > 0 ?
-		    (uint64_t)no_worker_wait : 1;
+	settings_apply_defaults(&set);
+	log_set_level((enum log_level)set.log_level);
+	server_config_from(&set, &cfg, eps, &neps);
+	d.ready_file = set.ready_file;
 	if (neps == 0) {
 		if (endpoint_default(def, sizeof(def), false) != 0 ||
 		    endpoint_parse(def, &eps[0], err) != 0) {
@@ -475,6 +431,7 @@ main(int argc, char *argv[])
 	if (d.ready_file != NULL)
 		unlink(d.ready_file);
 	event_base_free(d.base);
+	settings_clear(&set);
 	log_info("stopped");
 	return 0;
 }

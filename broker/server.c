@@ -95,7 +95,7 @@ server_rearm(struct server *srv)
 		evtimer_del(srv->sb_timer);
 		return;
 	}
-	now = transport_now_ms();
+	now = clock_now_ms();
 	at = at > now ? at - now : 0;
 	tv.tv_sec = (time_t)(at / 1000);
 	tv.tv_usec = (suseconds_t)(at % 1000) * 1000;
@@ -110,7 +110,7 @@ server_sb_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd; (void)what;
 	srv->sb_timer_at = UINT64_MAX;
-	switchboard_tick(srv->sb, transport_now_ms());
+	switchboard_tick(srv->sb, clock_now_ms());
 	server_rearm(srv);
 }
 
@@ -132,7 +132,7 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server	*srv = arg;
 	struct peer	*p;
-	uint64_t	 now = transport_now_ms(), hb = srv->cfg.heartbeat_ms;
+	uint64_t	 now = clock_now_ms(), hb = srv->cfg.heartbeat_ms;
 	uint64_t	 silent;
 
 	(void)fd; (void)what;
@@ -175,7 +175,7 @@ server_peer_new(struct server *srv, int fd)
 	}
 	p->srv = srv;
 	p->id = ++srv->next_id;
-	p->connected_at = transport_now_ms();
+	p->connected_at = clock_now_ms();
 	p->conn = conn_new(srv->base, fd, p->id, &server_conn_ops, p,
 	    srv->cfg.out_cap);
 	if (p->conn == NULL) {
@@ -350,7 +350,7 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 	struct peer	*p = arg;
 	struct server	*srv = p->srv;
 	struct packet	 pong;
-	uint64_t	 now = transport_now_ms();
+	uint64_t	 now = clock_now_ms();
 	int		 r;
 
 	(void)c;
@@ -444,7 +444,7 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 {
 	struct peer	*p = arg;
 	struct server	*srv = p->srv;
-	uint64_t	 now = transport_now_ms();
+	uint64_t	 now = clock_now_ms();
 
 	(void)c;
 	/* Workers coming and going matter to operators; clients are many. */
@@ -477,7 +477,7 @@ server_peer_pause(struct server *srv, struct peer *p, bool paused)
 {
 	if (p->worker != NULL)
 		switchboard_worker_pause(srv->sb, p->worker, paused,
-		    transport_now_ms());
+		    clock_now_ms());
 	server_rearm(srv);
 }
 
@@ -500,7 +500,7 @@ server_new(struct event_base *base, const struct server_config *cfg)
 	if (srv->cfg.max_frame == 0)
 		srv->cfg.max_frame = PROTO_MAX_FRAME_DEFAULT;
 	TAILQ_INIT(&srv->peers);
-	srv->started_at = transport_now_ms();
+	srv->started_at = clock_now_ms();
 	srv->sb_timer_at = UINT64_MAX;
 	srv->sb = switchboard_new(&srv->cfg.sb, server_sb_send, srv);
 	srv->sb_timer = evtimer_new(base, server_sb_timer_cb, srv);
@@ -625,7 +625,7 @@ server_shutdown(struct server *srv, void (*done)(struct server *, void *),
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_free(srv->listeners[i]);
 	srv->nlisteners = 0;
-	switchboard_shutdown(srv->sb, transport_now_ms());
+	switchboard_shutdown(srv->sb, clock_now_ms());
 	packet_init(&bye, PKT_BYE);
 	bye.reason.ptr = (const uint8_t *)reason;
 	bye.reason.len = (uint32_t)strlen(reason);

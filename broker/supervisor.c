@@ -81,7 +81,7 @@ struct supervisor_proc {
 	struct supervisor	*sv;
 	struct supervisor_pool	*pool;		/* NULL: ad-hoc */
 	struct config_pool	*own_cfg;	/* ad-hoc only */
-	char			 id[CONFIG_MAX_NAME + 16];
+	char			 id[LIMIT_NAME_MAX + 16];
 	unsigned		 instance;	/* from 1; 0 for ad-hoc */
 	enum supervisor_state	 state;
 	enum supervisor_after	 after;
@@ -340,7 +340,7 @@ supervisor_describe_status(int wstatus, char *buf, size_t len)
 	if (WIFEXITED(wstatus))
 		snprintf(buf, len, "exit %d", WEXITSTATUS(wstatus));
 	else if (WIFSIGNALED(wstatus)) {
-		name = config_signal_name(WTERMSIG(wstatus));
+		name = format_signal(WTERMSIG(wstatus));
 		if (name == NULL)
 			name = sigabbrev_np(WTERMSIG(wstatus));
 		if (name != NULL)
@@ -634,7 +634,7 @@ static void
 supervisor_plan_clear(struct supervisor_plan *plan)
 {
 	free(plan->path);
-	config_strv_free(plan->envp);
+	strv_free(plan->envp);
 	free(plan->groups);
 	memset(plan, 0, sizeof(*plan));
 }
@@ -952,7 +952,7 @@ supervisor_spawn_child(struct supervisor_proc *p, char **cause,
 	}
 
 	p->pid = pid;
-	p->started_at = transport_now_ms();
+	p->started_at = clock_now_ms();
 	p->exited = false;
 	p->wstatus = 0;
 	p->registered = false;
@@ -1026,9 +1026,9 @@ supervisor_proc_start(struct supervisor_proc *p)
 		return;
 	}
 	next = supervisor_exit_decide(cfg, &p->hist, 127 << 8, 0,
-	    transport_now_ms(), supervisor_random(p->sv), &delay);
+	    clock_now_ms(), supervisor_random(p->sv), &delay);
 	if (next == SUPERVISOR_BACKOFF) {
-		config_format_duration(delay, buf, sizeof(buf));
+		format_duration(delay, buf, sizeof(buf));
 		log_info("%s: trying again in %s", p->id, buf);
 		supervisor_set_state(p, SUPERVISOR_BACKOFF);
 		supervisor_timer_arm(p, TIMER_BACKOFF, delay);
@@ -1144,7 +1144,7 @@ supervisor_proc_stop(struct supervisor_proc *p, uint64_t timeout_ms,
 				p->after = after;
 			return;
 		}
-		name = config_signal_name(sig);
+		name = format_signal(sig);
 		log_info("%s: stopping pid %d with SIG%s", p->id, (int)p->pid,
 		    name != NULL ? name : "?");
 		supervisor_signal(p, sig);
@@ -1207,12 +1207,12 @@ supervisor_child_done(struct supervisor_proc *p)
 		supervisor_set_state(p, SUPERVISOR_STOPPED);
 	else {
 		next = supervisor_exit_decide(cfg, &p->hist, p->wstatus,
-		    uptime, transport_now_ms(), supervisor_random(sv), &delay);
+		    uptime, clock_now_ms(), supervisor_random(sv), &delay);
 		if (next == SUPERVISOR_BACKOFF) {
-			config_format_duration(delay, buf, sizeof(buf));
+			format_duration(delay, buf, sizeof(buf));
 			log_info("%s: restarting in %s", p->id, buf);
 		} else if (next == SUPERVISOR_FATAL) {
-			config_format_duration(cfg->restart_window_ms, buf,
+			format_duration(cfg->restart_window_ms, buf,
 			    sizeof(buf));
 			log_warnx("%s: restarted %d times within %s, giving up "
 			    "until an operator restarts it", p->id,
@@ -1274,7 +1274,7 @@ supervisor_sigchld_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		p->exited = true;
 		p->wstatus = status;
-		p->exited_at = transport_now_ms();
+		p->exited_at = clock_now_ms();
 		supervisor_describe_status(status, buf, sizeof(buf));
 		if (p->state == SUPERVISOR_STOPPING)
 			log_info("%s: pid %d stopped (%s)", p->id, (int)pid,
@@ -1407,7 +1407,7 @@ supervisor_new(struct event_base *base, struct config *config,
 	sv->arg = arg;
 	TAILQ_INIT(&sv->pools);
 	TAILQ_INIT(&sv->adhoc);
-	sv->rng = transport_now_ms() ^ ((uint64_t)getpid() << 32) ^
+	sv->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^
 	    (uint64_t)(uintptr_t)sv;
 	if (sv->rng == 0)
 		sv->rng = 1;
@@ -1791,7 +1791,7 @@ supervisor_ps(struct supervisor *sv, msgpack_packer *pk)
 {
 	struct supervisor_proc	*p;
 	uint32_t		 n = 0;
-	uint64_t		 now = transport_now_ms();
+	uint64_t		 now = clock_now_ms();
 
 	SUPERVISOR_FOREACH(sv, p)
 		n++;
@@ -1815,7 +1815,7 @@ supervisor_spawn(struct supervisor *sv, const char *id,
 
 	if ((error = supervisor_check_live(sv, cause)) != 0)
 		return error;
-	if (*id == '\0' || strlen(id) > CONFIG_MAX_NAME ||
+	if (*id == '\0' || strlen(id) > LIMIT_NAME_MAX ||
 	    strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	    "0123456789-_.") != strlen(id)) {
 		supervisor_cause(cause, "bad id '%s': an id is 1 to 64 "
@@ -1839,10 +1839,10 @@ supervisor_spawn(struct supervisor *sv, const char *id,
 		supervisor_cause(cause, "spawn '%s': no command given", id);
 		return -EINVAL;
 	}
-	if (max_restarts < -1 || max_restarts > CONFIG_MAX_RESTARTS) {
+	if (max_restarts < -1 || max_restarts > LIMIT_RESTARTS_MAX) {
 		supervisor_cause(cause, "spawn '%s': max_restarts must be "
 		    "from 0 to %d, or -1 for unlimited (got %d)", id,
-		    CONFIG_MAX_RESTARTS, max_restarts);
+		    LIMIT_RESTARTS_MAX, max_restarts);
 		return -EINVAL;
 	}
 
@@ -2064,9 +2064,9 @@ supervisor_scale(struct supervisor *sv, const char *name, unsigned n,
 	}
 	if ((error = supervisor_check_pool(pool, cause)) != 0)
 		return error;
-	if (n > CONFIG_MAX_INSTANCES) {
+	if (n > LIMIT_INSTANCES_MAX) {
 		supervisor_cause(cause, "pool '%s': instances must be from 0 "
-		    "to %d (got %u)", name, CONFIG_MAX_INSTANCES, n);
+		    "to %d (got %u)", name, LIMIT_INSTANCES_MAX, n);
 		return -EINVAL;
 	}
 	log_info("pool %s: scaling from %u to %u instances", name,
@@ -2194,7 +2194,7 @@ int
 supervisor_reload_file(struct supervisor *sv, char **cause)
 {
 	struct config	*config;
-	int		 error, old_level = sv->config->log_level;
+	int		 error, old_level = sv->config->broker.log_level;
 
 	if (sv->config->path == NULL) {
 		supervisor_cause(cause, "there is no config file to reload "
@@ -2210,7 +2210,8 @@ supervisor_reload_file(struct supervisor *sv, char **cause)
 		config_free(config);
 		return error;
 	}
-	if (config->log_level >= 0 && config->log_level != old_level)
-		log_set_level((enum log_level)config->log_level);
+	if (settings_given(&config->broker, SETTINGS_LOG_LEVEL) &&
+	    config->broker.log_level != old_level)
+		log_set_level((enum log_level)config->broker.log_level);
 	return 0;
 }

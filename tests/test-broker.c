@@ -20,7 +20,8 @@
 #include <unistd.h>
 
 #include "tests/harness.h"
-#include "transport/transport.h"
+#include "proto/proto.h"
+#include "util/util.h"
 
 #define RECV_MS	5000
 
@@ -794,9 +795,15 @@ END_TEST
 START_TEST(bad_flags_exit_2_naming_the_problem)
 {
 	static const struct { const char *a, *b, *needle; } cases[] = {
-		{ "--log-level", "loud", "'loud' is not one of" },
+		{ "--log-level", "loud", "--log-level: expected error, warn, "
+		    "info or debug (got 'loud')" },
 		{ "-l", "udp:1.2.3.4:5", "expected unix:PATH or tcp:HOST:PORT" },
-		{ "--heartbeat", "fast", "'fast' is not a number" },
+		{ "--heartbeat", "fast", "--heartbeat: expected a duration "
+		    "such as 250ms, 10s" },
+		{ "--heartbeat", "2h", "--heartbeat: expected a duration from "
+		    "10ms to 1h (got '2h')" },
+		{ "--max-frame", "1GiB", "--max-frame: expected a size from "
+		    "4KiB to 64MiB (got '1GiB')" },
 		{ "--config", "/nonexistent/patchbay.conf",
 		    "No such file or directory" },
 	};

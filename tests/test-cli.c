@@ -29,7 +29,8 @@
 #include "config.h"
 #include "patchbay.h"
 #include "tests/harness.h"
-#include "transport/transport.h"
+#include "proto/proto.h"
+#include "util/util.h"
 
 #define RUN_MS		30000	/* longest a CLI run may take */
 #define WAIT_MS		10000	/* longest a condition is waited for */

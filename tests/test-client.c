@@ -29,7 +29,7 @@
 #include "clients/patchbay.h"
 #include "proto/proto.h"
 #include "tests/harness.h"
-#include "transport/transport.h"
+#include "util/util.h"
 
 #define WAIT_MS		10000
 #define MANY_JOBS	1000

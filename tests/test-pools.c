@@ -598,13 +598,13 @@ START_TEST(pools_bad_config_refused)
 	int		 status;
 
 	write_conf(path, sizeof(path), "bad.conf",
-	    "[pool:a]\ncommand = true\nstop_timeout = 10\n");
+	    "[pool:a]\ncommand = true\nstop_timeout = 10x\n");
 	snprintf(sock, sizeof(sock), "unix:%s/pb.sock", tmp);
 	status = harness_run(argv, NULL, NULL, 0, &out, &err, 10000);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
 	ck_assert_msg(strstr(err, "bad.conf:3: key 'stop_timeout': expected a "
-	    "duration such as 500ms, 10s or 2m (got '10')") != NULL, "%s",
-	    err);
+	    "duration such as 250ms, 10s, 5m, 2h or 1d, a bare number being "
+	    "milliseconds (got '10x')") != NULL, "%s", err);
 	free(out);
 	free(err);
 }

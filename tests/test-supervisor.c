@@ -287,11 +287,11 @@ static struct config_pool *
 add_pool(struct config *c, const char *name, const char *command)
 {
 	struct config_pool	*p = config_pool_new(name);
-	char			*cause = NULL;
+	char			 err[UTIL_ERRLEN];
 
 	ck_assert_ptr_nonnull(p);
 	p->command = strdup(command);
-	ck_assert_int_eq(config_split_words(command, &p->argv, &cause), 0);
+	ck_assert_int_eq(strv_split(command, &p->argv, err), 0);
 	p->backoff_min_ms = 20;
 	p->backoff_max_ms = 1000;
 	p->stop_timeout_ms = 5000;

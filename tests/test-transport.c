@@ -1,5 +1,5 @@
 /*
- * test-transport.c: endpoints, listeners and connections.
+ * test-transport.c: listeners and connections (endpoints: test-util.c).
  *
  * Connection tests put a conn on one end of a socketpair and play the peer
  * on the other end with raw bytes, running the event loop until what we
@@ -19,106 +19,6 @@
 
 #include "tests/harness.h"
 #include "transport/transport.h"
-
-/* ---- endpoints --------------------------------------------------------- */
-
-START_TEST(endpoint_parses_unix_and_tcp)
-{
-	struct endpoint	ep;
-	char		err[PROTO_ERRLEN];
-
-	ck_assert_int_eq(endpoint_parse("unix:/tmp/x/pb.sock", &ep, err), 0);
-	ck_assert_int_eq(ep.kind, ENDPOINT_UNIX);
-	ck_assert_str_eq(ep.path, "/tmp/x/pb.sock");
-	ck_assert_str_eq(ep.text, "unix:/tmp/x/pb.sock");
-
-	ck_assert_int_eq(endpoint_parse("tcp:127.0.0.1:7400", &ep, err), 0);
-	ck_assert_int_eq(ep.kind, ENDPOINT_TCP);
-	ck_assert_str_eq(ep.host, "127.0.0.1");
-	ck_assert_str_eq(ep.port, "7400");
-
-	ck_assert_int_eq(endpoint_parse("tcp:[::1]:0", &ep, err), 0);
-	ck_assert_str_eq(ep.host, "::1");
-	ck_assert_str_eq(ep.port, "0");
-	ck_assert_str_eq(ep.text, "tcp:[::1]:0");
-}
-END_TEST
-
-START_TEST(endpoint_rejects_bad_strings_with_reason)
-{
-	static const struct { const char *in, *needle; } cases[] = {
-		{ "", "empty endpoint" },
-		{ "udp:1.2.3.4:5", "expected unix:PATH or tcp:HOST:PORT" },
-		{ "unix:", "empty socket path" },
-		{ "tcp:localhost", "missing :PORT" },
-		{ "tcp:localhost:http", "port 'http'" },
-		{ "tcp:localhost:70000", "port '70000'" },
-		{ "tcp::1:80", "brackets" },
-		{ "tcp:[::1]80", "[ADDRESS]:PORT" },
-		{ "tcp::80", "empty host" },
-	};
-	struct endpoint	ep;
-	char		err[PROTO_ERRLEN];
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		err[0] = '\0';
-		ck_assert_int_eq(endpoint_parse(cases[i].in, &ep, err),
-		    -EINVAL);
-		ck_assert_msg(strstr(err, cases[i].needle) != NULL,
-		    "'%s': error '%s' lacks '%s'", cases[i].in, err,
-		    cases[i].needle);
-	}
-	ck_assert_int_eq(endpoint_parse("unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaaaaa", &ep, err), -EINVAL);
-	ck_assert_ptr_nonnull(strstr(err, "longer than"));
-}
-END_TEST
-
-START_TEST(endpoint_default_follows_environment)
-{
-	char	buf[512];
-
-	unsetenv("PATCHBAY_BROKER");
-	unsetenv("PATCHBAY_SOCKET");
-	unsetenv("XDG_RUNTIME_DIR");
-	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
-	{
-		char want[64];
-
-		snprintf(want, sizeof(want), "unix:/tmp/patchbay-%u/"
-		    "patchbay.sock", (unsigned)getuid());
-		ck_assert_str_eq(buf, want);
-	}
-	setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
-	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
-	ck_assert_str_eq(buf, "unix:/run/user/7/patchbay.sock");
-	setenv("PATCHBAY_SOCKET", "/srv/pb.sock", 1);
-	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
-	ck_assert_str_eq(buf, "unix:/srv/pb.sock");
-	setenv("PATCHBAY_BROKER", "tcp:10.0.0.1:7400", 1);
-	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
-	ck_assert_str_eq(buf, "tcp:10.0.0.1:7400");
-	/* The broker itself ignores PATCHBAY_BROKER. */
-	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), false), 0);
-	ck_assert_str_eq(buf, "unix:/srv/pb.sock");
-	ck_assert_int_eq(endpoint_default(buf, 8, true), -ENAMETOOLONG);
-}
-END_TEST
-
-START_TEST(endpoint_connect_missing_socket_fails_fast)
-{
-	struct endpoint	ep;
-	char		err[PROTO_ERRLEN], dir[256], s[300];
-	int		fd, r;
-
-	harness_tmpdir(dir, sizeof(dir));
-	snprintf(s, sizeof(s), "unix:%s/nobody.sock", dir);
-	ck_assert_int_eq(endpoint_parse(s, &ep, err), 0);
-	r = endpoint_connect(&ep, 1000, &fd);
-	ck_assert_int_eq(r, -ENOENT);
-}
-END_TEST
 
 /* ---- listeners --------------------------------------------------------- */
 
@@ -500,13 +400,6 @@ transport_suite(void)
 {
 	Suite	*s = suite_create("transport");
 	TCase	*tc;
-
-	tc = tcase_create("endpoint");
-	tcase_add_test(tc, endpoint_parses_unix_and_tcp);
-	tcase_add_test(tc, endpoint_rejects_bad_strings_with_reason);
-	tcase_add_test(tc, endpoint_default_follows_environment);
-	tcase_add_test(tc, endpoint_connect_missing_socket_fails_fast);
-	suite_add_tcase(s, tc);
 
 	tc = tcase_create("listener");
 	tcase_add_test(tc, listener_unix_socket_private_and_removed);

@@ -212,7 +212,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		body += PROTO_HEADER_LEN;
-		c->last_read = transport_now_ms();
+		c->last_read = clock_now_ms();
 		if (frame_check(body, len, err) != 0) {
 			conn_send_error(c, PERR_BAD_FRAME, NULL, "%s", err);
 			conn_close(c, "bad frame");
@@ -245,7 +245,7 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 	c->arg = arg;
 	c->max_frame = PROTO_MAX_FRAME_HELLO;
 	c->out_cap = out_cap != 0 ? out_cap : CONN_DEFAULT_OUT_CAP;
-	c->last_read = transport_now_ms();
+	c->last_read = clock_now_ms();
 	msgpack_sbuffer_init(&c->sb);
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);

@@ -1,10 +1,9 @@
 /*
- * transport.h: endpoints, listeners and per-peer connections.
+ * transport.h: listeners and per-peer connections.
  *
- * endpoint.c parses "unix:PATH", "tcp:HOST:PORT" and "tcp:[V6]:PORT" and
- * connects to them; it has no libevent dependency, so the client library
- * links it alone (libendpoint). listener.c and conn.c (libtransport) are the
- * broker's side: libevent listeners, one struct conn per peer with a
+ * Endpoints ("unix:PATH", "tcp:HOST:PORT") are parsed by util/, which the
+ * client library shares. listener.c and conn.c are the broker's side:
+ * libevent listeners, one struct conn per peer with a
  * bufferevent, an incremental frame reader, an output cap and the peer's
  * credentials. Decoded packets go up through conn_ops; nothing here knows
  * about roles or jobs.
@@ -18,45 +17,7 @@
 #include <sys/types.h>
 
 #include "proto/proto.h"
-
-/* endpoint.c */
-
-enum endpoint_kind {
-	ENDPOINT_UNIX,
-	ENDPOINT_TCP,
-};
-
-/* A parsed endpoint. Embedded by value, nothing to free. */
-struct endpoint {
-	enum endpoint_kind	kind;
-	char			path[108];	/* sun_path for unix */
-	char			host[256];	/* tcp: without brackets */
-	char			port[8];
-	char			text[384];	/* the canonical spelling */
-};
-
-/*
- * Parses s into *ret. Returns 0, or -EINVAL with a sentence in err
- * (PROTO_ERRLEN bytes) naming what is wrong with s.
- */
-int	 endpoint_parse(const char *s, struct endpoint *ret, char *err);
-
-/*
- * Writes the default endpoint ("unix:" + path) into buf: $PATCHBAY_SOCKET,
- * else $XDG_RUNTIME_DIR/patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock.
- * When use_broker_env is true, $PATCHBAY_BROKER (a whole endpoint) wins over
- * all of them (the client side's rule). Returns 0 or -ENAMETOOLONG.
- */
-int	 endpoint_default(char *buf, size_t len, bool use_broker_env);
-
-/*
- * Connects a blocking-mode-agnostic stream socket to ep, waiting at most
- * timeout_ms (<= 0: 5000). The returned descriptor is non-blocking and
- * close-on-exec, with TCP_NODELAY for TCP. Returns 0 and sets *ret_fd, or a
- * negative errno (-ETIMEDOUT, -ECONNREFUSED, -ENOENT, ...).
- */
-int	 endpoint_connect(const struct endpoint *ep, int timeout_ms,
-	    int *ret_fd);
+#include "util/util.h"
 
 /* listener.c, conn.c: broker side, need libevent. */
 
@@ -150,8 +111,5 @@ uint64_t		 conn_last_read(const struct conn *c);
 size_t			 conn_output_len(const struct conn *c);
 void			*conn_get_data(const struct conn *c);
 void			 conn_set_data(struct conn *c, void *data);
-
-/* Monotonic clock in milliseconds. */
-uint64_t	 transport_now_ms(void);
 
 #endif /* PATCHBAY_TRANSPORT_H */

@@ -2,8 +2,8 @@
  * cli.h: the patchbay command-line program's internal header.
  *
  * main.c picks the subcommand and holds the helpers every subcommand shares
- * (number and duration parsing, option errors, endpoint checks, the exit
- * statuses). Each subcommand lives in its own file: run.c submits one job,
+ * (option errors, endpoint checks, the exit statuses); values are parsed
+ * with util/'s grammar, the same as the broker's flags and config. Each subcommand lives in its own file: run.c submits one job,
  * worker.c serves functions by running a shell command per job, ctl.c talks
  * the admin protocol. Nothing here is part of libpatchbay's public API.
  */
@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "patchbay.h"
+#include "util/util.h"
 
 /*
  * Exit statuses, shared by every subcommand and documented in docs/cli.md.
@@ -47,21 +48,11 @@ enum cli_exit {
 int	 cli_exit_for_status(enum pb_status status);
 
 /*
- * Parses a decimal unsigned integer in [min, max] (no sign, no spaces).
- * Returns 0 and sets *ret, -EINVAL for junk or -ERANGE when out of range.
+ * Prints "patchbay CMD: bad OPT 'VALUE': " and the sentence err of a util/
+ * parser, with the --help hint, and returns CLI_EXIT_USAGE.
  */
-int	 cli_parse_uint(const char *s, uint64_t min, uint64_t max,
-	    uint64_t *ret);
-
-/* Like cli_parse_uint() for a signed value (an optional leading '-'). */
-int	 cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
-
-/*
- * Parses a duration: a bare number of milliseconds or a number followed by
- * "ms", "s" or "m". Returns 0 and sets *ret_ms, -EINVAL or -ERANGE (more
- * than max_ms).
- */
-int	 cli_parse_duration(const char *s, uint64_t max_ms, uint64_t *ret_ms);
+int	 cli_bad_value(const char *cmd, const char *opt, const char *value,
+	    const char *err);
 
 /*
  * Prints "patchbay CMD: MESSAGE" and a hint to run --help on stderr, and

@@ -27,7 +27,7 @@
 #include "clients/cli/cli.h"
 #include "clients/lib/internal.h"
 #include "proto/proto.h"
-#include "transport/transport.h"
+#include "util/util.h"
 
 #define CTL_CONNECT_MS		5000	/* connect and handshake */
 #define CTL_REPLY_MS		30000	/* REPLY wait, plus stop's timeout */
@@ -98,7 +98,7 @@ struct ctl_cmd {
 	bool			 json;
 	unsigned		 given;		/* CTL_OPT_* present */
 	const char		*restart;
-	uint64_t		 max_restarts;
+	int64_t			 max_restarts;
 	uint64_t		 timeout_ms;
 	const char		*id;		/* ID or POOL */
 	uint64_t		 instances;
@@ -188,6 +188,47 @@ ctl_unknown_verb(const char *name)
 }
 
 /*
+ * getopt would take a negative number among the arguments ("scale rev -1")
+ * for an option; find one first and say what is wrong with it. Returns -1
+ * when there is none, else CLI_EXIT_USAGE.
+ */
+static int
+ctl_negative_arg(int argc, char **argv)
+{
+	static const char *const takes_value[] = { "-b", "--broker",
+	    "--restart", "--max-restarts", "--timeout" };
+	const char	*verb = NULL;
+	char		 err[UTIL_ERRLEN];
+	uint64_t	 n;
+	bool		 value;
+
+	for (int i = 1; i < argc; i++) {
+		value = false;
+		for (size_t k = 0; k < sizeof(takes_value) /
+		    sizeof(takes_value[0]); k++)
+			value |= strcmp(argv[i - 1], takes_value[k]) == 0;
+		if (value)
+			continue;
+		if (argv[i][0] != '-') {
+			if (verb == NULL)
+				verb = argv[i];
+			continue;
+		}
+		if (argv[i][1] < '0' || argv[i][1] > '9' ||
+		    argv[i][1 + strspn(argv[i] + 1, "0123456789")] != '\0')
+			continue;
+		if (verb != NULL && strcmp(verb, "scale") == 0) {
+			parse_uint(argv[i], 0, LIMIT_INSTANCES_MAX, &n, err);
+			return cli_bad_value("ctl", "scale: instance count",
+			    argv[i], err);
+		}
+		return cli_usage_error("ctl", "unexpected negative number "
+		    "'%s'", argv[i]);
+	}
+	return -1;
+}
+
+/*
  * Parses the command line into *cmd; returns -1 to go on, else an exit
  * status. Everything after the first "--" is left to the verb (spawn's
  * command), so the command's own options are never taken for ours.
@@ -207,6 +248,8 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		{ NULL, 0, NULL, 0 }
 	};
 	char *const	*pos, *const *rest = NULL;
+	enum restart_policy policy;
+	char		 err[UTIL_ERRLEN];
 	int		 dd, npos, nrest = 0, c, r;
 	unsigned	 bit;
 
@@ -220,6 +263,8 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		nrest = argc - dd - 1;
 	}
 
+	if ((r = ctl_negative_arg(dd, argv)) >= 0)
+		return r;
 	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(dd, argv, ":jb:h", longopts, NULL)) != -1) {
@@ -234,31 +279,24 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 			ctl_usage(stdout);
 			return CLI_EXIT_OK;
 		case O_RESTART:
-			if (strcmp(optarg, "always") != 0 &&
-			    strcmp(optarg, "on-failure") != 0 &&
-			    strcmp(optarg, "never") != 0)
-				return cli_usage_error("ctl", "bad --restart "
-				    "'%s': expected always, on-failure or "
-				    "never", optarg);
+			if (parse_restart(optarg, &policy, err) != 0)
+				return cli_bad_value("ctl", "--restart", optarg,
+				    err);
 			cmd->restart = optarg;
 			cmd->given |= CTL_OPT_RESTART;
 			break;
 		case O_MAX_RESTARTS:
-			if (cli_parse_uint(optarg, 0, UINT32_MAX,
-			    &cmd->max_restarts) < 0)
-				return cli_usage_error("ctl", "bad "
-				    "--max-restarts '%s': expected a whole "
-				    "number from 0 to 4294967295", optarg);
+			if (parse_int(optarg, -1, LIMIT_RESTARTS_MAX,
+			    &cmd->max_restarts, err) != 0)
+				return cli_bad_value("ctl", "--max-restarts",
+				    optarg, err);
 			cmd->given |= CTL_OPT_MAX_RESTARTS;
 			break;
 		case O_TIMEOUT:
-			if ((r = cli_parse_duration(optarg, UINT32_MAX,
-			    &cmd->timeout_ms)) < 0)
-				return cli_usage_error("ctl", "bad --timeout "
-				    "'%s': %s", optarg, r == -ERANGE ?
-				    "too long (at most 4294967295 ms)" :
-				    "expected a duration such as 500ms, 10s "
-				    "or 1m (a bare number is ms)");
+			if (parse_duration(optarg, 0, LIMIT_STOP_TIMEOUT_MAX_MS,
+			    &cmd->timeout_ms, err) != 0)
+				return cli_bad_value("ctl", "--timeout", optarg,
+				    err);
 			cmd->given |= CTL_OPT_TIMEOUT;
 			break;
 		case O_FORCE:
@@ -358,10 +396,10 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		if (*cmd->id == '\0')
 			return cli_usage_error("ctl", "scale: the POOL is "
 			    "empty");
-		if (cli_parse_uint(pos[1], 0, 65535, &cmd->instances) < 0)
-			return cli_usage_error("ctl", "scale: bad instance "
-			    "count '%s': expected a whole number from 0 to "
-			    "65535", pos[1]);
+		if (parse_uint(pos[1], 0, LIMIT_INSTANCES_MAX,
+		    &cmd->instances, err) != 0)
+			return cli_bad_value("ctl", "scale: instance count",
+			    pos[1], err);
 		break;
 	case CTL_ARGS_SPAWN:
 		break;
@@ -401,7 +439,7 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		}
 		if (cmd->given & CTL_OPT_MAX_RESTARTS) {
 			proto_pack_str(pk, "max_restarts");
-			msgpack_pack_uint64(pk, cmd->max_restarts);
+			msgpack_pack_int64(pk, cmd->max_restarts);
 		}
 		break;
 	case CTL_ARGS_STOP:
@@ -1007,12 +1045,12 @@ ctl_exchange(const char *ep, const struct ctl_cmd *cmd)
 	r = common_send(&b, &p);
 	msgpack_sbuffer_destroy(&args);
 
-	deadline = transport_now_ms() + CTL_REPLY_MS + cmd->timeout_ms;
+	deadline = clock_now_ms() + CTL_REPLY_MS + cmd->timeout_ms;
 	while (r >= 0 || r == -EINTR) {
 		if ((r = common_process(&b, ctl_packet, &cr)) < 0 ||
 		    cr.status >= 0 || b.err_code >= 0 || b.got_bye || b.dead)
 			break;
-		if (transport_now_ms() >= deadline) {
+		if (clock_now_ms() >= deadline) {
 			r = -ETIMEDOUT;
 			break;
 		}

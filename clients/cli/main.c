@@ -23,7 +23,7 @@
 
 #include "config.h"
 #include "clients/cli/cli.h"
-#include "transport/transport.h"
+#include "util/util.h"
 
 /* One subcommand: its name, entry point, usage text and summary. */
 struct main_cmd {
@@ -191,75 +191,19 @@ cli_exit_for_status(enum pb_status status)
 	return CLI_EXIT_CONNECTION;
 }
 
-/* Parses a decimal unsigned integer in [min, max]. */
+/*
+ * Reports a value that util/'s grammar refused: "bad --OPT 'VALUE':
+ * expected ...", without the parser's "(got ...)" that would say VALUE
+ * twice. Returns CLI_EXIT_USAGE.
+ */
 int
-cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+cli_bad_value(const char *cmd, const char *opt, const char *value,
+    const char *err)
 {
-	unsigned long long	 v;
-	char			*end;
+	const char	*got = strstr(err, " (got '");
+	int		 n = got != NULL ? (int)(got - err) : (int)strlen(err);
 
-	if (s == NULL || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end != '\0')
-		return -EINVAL;
-	if (errno == ERANGE || v < min || v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
-/* Parses a decimal signed integer in [min, max]. */
-int
-cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret)
-{
-	long long	 v;
-	char		*end;
-	const char	*digits = s;
-
-	if (s == NULL)
-		return -EINVAL;
-	if (*digits == '-' || *digits == '+')
-		digits++;
-	if (*digits < '0' || *digits > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (*end != '\0')
-		return -EINVAL;
-	if (errno == ERANGE || v < min || v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
-/* Parses "500", "500ms", "10s" or "1m" into milliseconds. */
-int
-cli_parse_duration(const char *s, uint64_t max_ms, uint64_t *ret_ms)
-{
-	unsigned long long	 v;
-	uint64_t		 mult;
-	char			*end;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
-	if (*end == '\0' || strcmp(end, "ms") == 0)
-		mult = 1;
-	else if (strcmp(end, "s") == 0)
-		mult = 1000;
-	else if (strcmp(end, "m") == 0)
-		mult = 60 * 1000;
-	else
-		return -EINVAL;
-	if (v > max_ms / mult)
-		return -ERANGE;
-	*ret_ms = v * mult;
-	return 0;
+	return cli_usage_error(cmd, "bad %s '%s': %.*s", opt, value, n, err);
 }
 
 /* Prints a usage error for cmd and returns CLI_EXIT_USAGE. */
@@ -313,7 +257,7 @@ int
 cli_check_endpoint(const char *cmd, const char *s)
 {
 	struct endpoint	ep;
-	char		err[PROTO_ERRLEN];
+	char		err[UTIL_ERRLEN];
 
 	if (endpoint_parse(s, &ep, err) < 0)
 		return cli_usage_error(cmd, "bad --broker '%s': %s", s, err);

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "clients/cli/cli.h"
-#include "transport/transport.h"
+#include "util/util.h"
 
 #define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
 #define RUN_SLICE_MS		100	/* how often a signal is looked at */
@@ -164,6 +164,7 @@ run_parse(int argc, char **argv, struct run_opts *o)
 	};
 	uint64_t	u;
 	int64_t		i;
+	char		err[UTIL_ERRLEN];
 	int		c, r;
 
 	memset(o, 0, sizeof *o);
@@ -173,26 +174,24 @@ run_parse(int argc, char **argv, struct run_opts *o)
 	    NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if ((r = cli_parse_duration(optarg, UINT32_MAX, &u)) < 0)
-				return cli_usage_error("run", "bad --timeout "
-				    "'%s': %s", optarg, r == -ERANGE ?
-				    "too long (at most 4294967295 ms)" :
-				    "expected a duration such as 500, 500ms, "
-				    "10s or 1m");
+			if (parse_duration(optarg, 0, LIMIT_TIMEOUT_MAX_MS, &u,
+			    err) != 0)
+				return cli_bad_value("run", "--timeout", optarg,
+				    err);
 			o->ro.timeout_ms = (uint32_t)u;
 			break;
 		case 'r':
-			if (cli_parse_uint(optarg, 0, UINT32_MAX, &u) < 0)
-				return cli_usage_error("run", "bad --retries "
-				    "'%s': expected a whole number from 0 to "
-				    "4294967295", optarg);
+			if (parse_uint(optarg, 0, LIMIT_RETRIES_MAX, &u,
+			    err) != 0)
+				return cli_bad_value("run", "--retries", optarg,
+				    err);
 			o->ro.retries = (uint32_t)u;
 			break;
 		case 'p':
-			if (cli_parse_int(optarg, -100, 100, &i) < 0)
-				return cli_usage_error("run", "bad --priority "
-				    "'%s': expected a whole number from -100 "
-				    "to 100", optarg);
+			if (parse_int(optarg, LIMIT_PRIORITY_MIN,
+			    LIMIT_PRIORITY_MAX, &i, err) != 0)
+				return cli_bad_value("run", "--priority",
+				    optarg, err);
 			o->ro.priority = (int)i;
 			break;
 		case 'd':
@@ -357,7 +356,7 @@ run_wait(struct pb_client *c, const struct run_opts *o, struct run_state *st,
 		}
 		if (run_signalled > 0 && !cancelled) {
 			cancelled = true;
-			deadline = transport_now_ms() + RUN_CANCEL_WAIT_MS;
+			deadline = clock_now_ms() + RUN_CANCEL_WAIT_MS;
 			r = pb_client_cancel(c, id);
 			if (r < 0 && r != -ENOENT) {
 				fprintf(stderr, "patchbay: %s: cannot send the "
@@ -365,7 +364,7 @@ run_wait(struct pb_client *c, const struct run_opts *o, struct run_state *st,
 				return CLI_EXIT_CONNECTION;
 			}
 		}
-		if (cancelled && transport_now_ms() >= deadline) {
+		if (cancelled && clock_now_ms() >= deadline) {
 			fprintf(stderr, "patchbay: %s: no answer to the cancel "
 			    "within %d s; disconnecting cancels the job "
 			    "(CANCELLED)\n", o->fn, RUN_CANCEL_WAIT_MS / 1000);

@@ -912,7 +912,7 @@ worker_main(int argc, char **argv)
 	struct pb_options	 popts = { .name = "patchbay worker" };
 	const char		*broker = NULL;
 	uint64_t		 capacity = 1, u;
-	char			 ep[512], fns[1024];
+	char			 ep[512], fns[1024], err[UTIL_ERRLEN];
 	size_t			 off;
 	int			 c, i, r, ret;
 
@@ -930,18 +930,16 @@ worker_main(int argc, char **argv)
 			wk.cmd = optarg;
 			break;
 		case 'c':
-			if (cli_parse_uint(optarg, 1, 65535, &capacity) < 0)
-				return cli_usage_error("worker", "bad "
-				    "--capacity '%s': expected a whole number "
-				    "from 1 to 65535", optarg);
+			if (parse_uint(optarg, 1, LIMIT_CAPACITY_MAX, &capacity,
+			    err) != 0)
+				return cli_bad_value("worker", "--capacity",
+				    optarg, err);
 			break;
 		case 'k':
-			if (cli_parse_duration(optarg, 24ULL * 3600 * 1000,
-			    &u) < 0)
-				return cli_usage_error("worker", "bad "
-				    "--kill-after '%s': expected a duration "
-				    "such as 500ms, 10s or 1m (at most a day)",
-				    optarg);
+			if (parse_duration(optarg, 0, LIMIT_STOP_TIMEOUT_MAX_MS,
+			    &u, err) != 0)
+				return cli_bad_value("worker", "--kill-after",
+				    optarg, err);
 			wk.kill_after_ms = u;
 			break;
 		case 'b':

@@ -21,7 +21,7 @@
 #include <uuid/uuid.h>
 
 #include "clients/lib/internal.h"
-#include "transport/transport.h"
+#include "util/util.h"
 
 #define CLIENT_IDS_PER_UUID	4096	/* ids made from one uuid_generate() */
 #define CLIENT_RUN_MARGIN_MS	2000	/* pb_client_run() waits past timeout */
@@ -511,7 +511,7 @@ pb_client_run(struct pb_client *c, const char *fn, const void *payload,
 	if (r != 0)
 		return r;
 	if (opts != NULL && opts->timeout_ms > 0)
-		deadline = transport_now_ms() + opts->timeout_ms +
+		deadline = clock_now_ms() + opts->timeout_ms +
 		    CLIENT_RUN_MARGIN_MS;
 	while (res == NULL) {
 		if (deadline != 0 && common_ms_left(deadline) == 0) {
@@ -565,7 +565,7 @@ pb_client_dispatch(struct pb_client *c, int timeout_ms)
 	results = c->nresults;
 	events = c->nevents;
 	if (timeout_ms > 0)
-		deadline = transport_now_ms() + (uint64_t)timeout_ms;
+		deadline = clock_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		if (timeout_ms < 0)
 			ms = -1;
@@ -613,7 +613,7 @@ pb_client_sync(struct pb_client *c, int timeout_ms)
 	if ((n = common_ping(&c->conn)) < 0)
 		return (int)n;
 	if (timeout_ms >= 0)
-		deadline = transport_now_ms() + (uint64_t)timeout_ms;
+		deadline = clock_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		r = client_step(c, common_ms_left(deadline));
 		if (r < 0 && r != -EINTR)

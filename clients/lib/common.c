@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "clients/lib/internal.h"
-#include "transport/transport.h"
+#include "util/util.h"
 
 /* Why the last connect in this thread failed, for pb_client_last_error(). */
 static _Thread_local char common_connect_err[PROTO_ERRLEN];
@@ -63,7 +63,7 @@ common_ms_left(uint64_t deadline)
 
 	if (deadline == 0)
 		return -1;
-	now = transport_now_ms();
+	now = clock_now_ms();
 	if (now >= deadline)
 		return 0;
 	if (deadline - now > INT32_MAX)
@@ -247,7 +247,7 @@ common_fill(struct bconn *b)
 		return -ENOTCONN;
 	}
 	b->in_end += (size_t)n;
-	b->last_rx = transport_now_ms();
+	b->last_rx = clock_now_ms();
 	b->ping_sent = 0;
 	return (int)n;
 }
@@ -329,7 +329,7 @@ common_send(struct bconn *b, const struct packet *p)
 	}
 	if (b->cork > 0) {
 		if (old == b->out_off)
-			b->cork_since = transport_now_ms();
+			b->cork_since = clock_now_ms();
 		return 0;
 	}
 	return common_flush(b, 0);
@@ -347,7 +347,7 @@ common_ping(struct bconn *b)
 	if ((r = common_send(b, &p)) != 0)
 		return r;
 	if (b->ping_sent == 0)
-		b->ping_sent = transport_now_ms();
+		b->ping_sent = clock_now_ms();
 	return (int64_t)p.n;
 }
 
@@ -479,10 +479,10 @@ common_process(struct bconn *b, bconn_packet_fn fn, void *arg)
 	b->cork++;
 	for (;;) {
 		if (b->out_off < b->out.size &&
-		    transport_now_ms() - b->cork_since >= COMMON_CORK_MS) {
+		    clock_now_ms() - b->cork_since >= COMMON_CORK_MS) {
 			/* A long batch: let what it produced so far go. */
 			(void)common_flush(b, 0);
-			b->cork_since = transport_now_ms();
+			b->cork_since = clock_now_ms();
 		}
 		if ((r = common_next(b, &p)) <= 0)
 			break;
@@ -508,7 +508,7 @@ common_liveness(struct bconn *b)
 
 	if (hb == 0 || b->dead || b->fd < 0)
 		return;
-	now = transport_now_ms();
+	now = clock_now_ms();
 	if (b->ping_sent != 0) {
 		if (now - b->ping_sent >= 2 * hb)
 			common_kill(b, -ENOTCONN, "connection to the broker "
@@ -530,11 +530,11 @@ common_wait(struct bconn *b, int timeout_ms)
 		return -ENOTCONN;
 	if (!b->dead && b->out_off < b->out.size)
 		(void)common_flush(b, timeout_ms < 0 ? 0 :
-		    transport_now_ms() + (uint64_t)timeout_ms);
+		    clock_now_ms() + (uint64_t)timeout_ms);
 	if (b->dead)
 		return b->dead_err;
 	if (b->heartbeat_ms > 0) {
-		now = transport_now_ms();
+		now = clock_now_ms();
 		due = b->ping_sent != 0 ? b->ping_sent + 2 * b->heartbeat_ms :
 		    b->last_rx + b->heartbeat_ms;
 		due = due > now ? due - now : 0;
@@ -645,7 +645,7 @@ common_handshake(struct bconn *b, enum proto_role role,
 			break;
 		r = 0;
 		if (w.done) {
-			b->last_rx = transport_now_ms();
+			b->last_rx = clock_now_ms();
 			return 0;
 		}
 		if (b->dead) {
@@ -703,7 +703,7 @@ common_open(struct bconn *b, const char *endpoint, enum proto_role role,
 	b->fd = fd;
 	b->use_send = true;
 	return common_handshake(b, role, opts,
-	    transport_now_ms() + (uint64_t)timeout_ms, ep.text);
+	    clock_now_ms() + (uint64_t)timeout_ms, ep.text);
 }
 
 /* Takes an inherited descriptor and does the handshake; see internal.h. */
@@ -728,5 +728,5 @@ common_adopt(struct bconn *b, int fd, enum proto_role role,
 	b->fd = fd;
 	b->use_send = true;
 	return common_handshake(b, role, opts,
-	    transport_now_ms() + (uint64_t)timeout_ms, "the broker");
+	    clock_now_ms() + (uint64_t)timeout_ms, "the broker");
 }

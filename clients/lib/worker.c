@@ -38,7 +38,7 @@
 #include <uthash.h>
 
 #include "clients/lib/internal.h"
-#include "transport/transport.h"
+#include "util/util.h"
 
 #define WORKER_BACKOFF_MIN_MS	100
 #define WORKER_BACKOFF_MAX_MS	5000
@@ -164,7 +164,7 @@ pb_worker_new(const char *endpoint, const struct pb_options *opts,
 	LIST_INIT(&w->jobs);
 	w->inherited_fd = -1;
 	w->capacity = 1;
-	w->rng = transport_now_ms() ^ ((uint64_t)getpid() << 32) ^
+	w->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^
 	    (uint64_t)(uintptr_t)w;
 	if (w->rng == 0)
 		w->rng = 0x9e3779b97f4a7c15ULL;
@@ -268,7 +268,7 @@ worker_disconnect(struct pb_worker *w)
 	delay = w->backoff_ms;
 	/* Jitter: anywhere from 3/4 to 5/4 of the delay. */
 	delay = delay - delay / 4 + (uint32_t)(worker_rand(w) % (delay / 2 + 1));
-	w->retry_at = transport_now_ms() + delay;
+	w->retry_at = clock_now_ms() + delay;
 }
 
 /* Schedules the next attempt after a failed one, doubling the delay. */
@@ -284,7 +284,7 @@ worker_backoff(struct pb_worker *w)
 		    WORKER_BACKOFF_MAX_MS : w->backoff_ms * 2;
 	delay = w->backoff_ms;
 	delay = delay - delay / 4 + (uint32_t)(worker_rand(w) % (delay / 2 + 1));
-	w->retry_at = transport_now_ms() + delay;
+	w->retry_at = clock_now_ms() + delay;
 }
 
 /* True for a refusal that may go away by itself (busy, restarting). */
@@ -530,7 +530,7 @@ worker_packet(struct bconn *b, const struct packet *p, void *arg)
 static int
 worker_sleep(struct pb_worker *w, uint64_t deadline)
 {
-	uint64_t	now = transport_now_ms(), until = w->retry_at;
+	uint64_t	now = clock_now_ms(), until = w->retry_at;
 	int		ms;
 
 	if (deadline != 0 && deadline < until)
@@ -555,7 +555,7 @@ pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
 		return -EINVAL;
 	b = &w->conn;
 	if (timeout_ms > 0)
-		deadline = transport_now_ms() + (uint64_t)timeout_ms;
+		deadline = clock_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		if (w->fatal != 0)
 			return w->fatal;
@@ -566,7 +566,7 @@ pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
 		else
 			ms = common_ms_left(deadline);
 		if (b->fd < 0) {
-			if (transport_now_ms() >= w->retry_at) {
+			if (clock_now_ms() >= w->retry_at) {
 				if (worker_try_connect(w) != 0 && w->fatal != 0)
 					return w->fatal;
 			} else if (ms != 0 && worker_sleep(w, deadline) != 0)

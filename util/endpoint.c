@@ -4,7 +4,7 @@
  * An endpoint is "unix:/path/to.sock", "tcp:HOST:PORT" or "tcp:[V6]:PORT".
  * This file turns the text into a struct endpoint, computes the default
  * socket path, and connects with a deadline. It depends on libc only, so
- * both the broker and libpatchbay use it.
+ * the broker, libpatchbay and the CLI share it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/transport.h"
+#include "util/util.h"
 
 /* Parses the part after "tcp:": HOST:PORT or [V6]:PORT. */
 static int
@@ -28,14 +28,14 @@ endpoint_parse_tcp(const char *s, struct endpoint *ep, char *err)
 {
 	const char	*colon, *host = s;
 	size_t		 hostlen;
-	char		*end;
-	long		 port;
+	uint64_t	 port;
+	char		 why[UTIL_ERRLEN];
 
 	if (*s == '[') {
 		const char *close = strchr(s, ']');
 
 		if (close == NULL || close[1] != ':') {
-			snprintf(err, PROTO_ERRLEN, "tcp endpoint '%s': expected "
+			snprintf(err, UTIL_ERRLEN, "tcp endpoint '%s': expected "
 			    "[ADDRESS]:PORT", s);
 			return -EINVAL;
 		}
@@ -45,38 +45,35 @@ endpoint_parse_tcp(const char *s, struct endpoint *ep, char *err)
 	} else {
 		colon = strrchr(s, ':');
 		if (colon == NULL) {
-			snprintf(err, PROTO_ERRLEN, "tcp endpoint '%s': missing "
+			snprintf(err, UTIL_ERRLEN, "tcp endpoint '%s': missing "
 			    ":PORT", s);
 			return -EINVAL;
 		}
 		hostlen = (size_t)(colon - s);
 		if (memchr(s, ':', hostlen) != NULL) {
-			snprintf(err, PROTO_ERRLEN, "tcp endpoint '%s': an IPv6 "
+			snprintf(err, UTIL_ERRLEN, "tcp endpoint '%s': an IPv6 "
 			    "address must be written in brackets, as [::1]:PORT",
 			    s);
 			return -EINVAL;
 		}
 	}
 	if (hostlen == 0 || hostlen >= sizeof(ep->host)) {
-		snprintf(err, PROTO_ERRLEN, "tcp endpoint '%s': %s host", s,
+		snprintf(err, UTIL_ERRLEN, "tcp endpoint '%s': %s host", s,
 		    hostlen == 0 ? "empty" : "too long a");
 		return -EINVAL;
 	}
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 ||
-	    port > 65535) {
-		snprintf(err, PROTO_ERRLEN, "tcp endpoint '%s': port '%s' is not "
+	if (parse_uint(colon + 1, 0, 65535, &port, why) != 0) {
+		snprintf(err, UTIL_ERRLEN, "tcp endpoint '%s': port '%s' is not "
 		    "a number from 0 to 65535", s, colon + 1);
 		return -EINVAL;
 	}
 	memcpy(ep->host, host, hostlen);
 	ep->host[hostlen] = '\0';
-	snprintf(ep->port, sizeof(ep->port), "%ld", port);
+	snprintf(ep->port, sizeof(ep->port), "%u", (unsigned)port);
 	return 0;
 }
 
-/* Parses s into *ret; see transport.h. */
+/* Parses s into *ret; see util.h. */
 int
 endpoint_parse(const char *s, struct endpoint *ret, char *err)
 {
@@ -85,19 +82,28 @@ endpoint_parse(const char *s, struct endpoint *ret, char *err)
 
 	memset(&ep, 0, sizeof(ep));
 	if (s == NULL || *s == '\0') {
-		snprintf(err, PROTO_ERRLEN, "empty endpoint");
+		snprintf(err, UTIL_ERRLEN, "empty endpoint");
+		return -EINVAL;
+	}
+	if (strncmp(s, "tcp://", 6) == 0 ||
+	    strncmp(s, "unix://", 7) == 0) {
+		/* A URL habit; say the right spelling before any lookup. */
+		snprintf(err, UTIL_ERRLEN, "endpoint '%s': write %s:%s, not "
+		    "%.*s//", s, s[0] == 't' ? "tcp" : "unix",
+		    s[0] == 't' ? "HOST:PORT" : "PATH", s[0] == 't' ? 4 : 5,
+		    s);
 		return -EINVAL;
 	}
 	if (strncmp(s, "unix:", 5) == 0) {
 		const char *path = s + 5;
 
 		if (*path == '\0') {
-			snprintf(err, PROTO_ERRLEN, "endpoint '%s': empty socket "
+			snprintf(err, UTIL_ERRLEN, "endpoint '%s': empty socket "
 			    "path", s);
 			return -EINVAL;
 		}
 		if (strlen(path) >= sizeof(ep.path)) {
-			snprintf(err, PROTO_ERRLEN, "endpoint '%s': socket path "
+			snprintf(err, UTIL_ERRLEN, "endpoint '%s': socket path "
 			    "longer than %zu bytes", s, sizeof(ep.path) - 1);
 			return -EINVAL;
 		}
@@ -115,7 +121,7 @@ endpoint_parse(const char *s, struct endpoint *ret, char *err)
 			snprintf(ep.text, sizeof(ep.text), "tcp:%s:%s",
 			    ep.host, ep.port);
 	} else {
-		snprintf(err, PROTO_ERRLEN, "endpoint '%s': expected unix:PATH "
+		snprintf(err, UTIL_ERRLEN, "endpoint '%s': expected unix:PATH "
 		    "or tcp:HOST:PORT", s);
 		return -EINVAL;
 	}
@@ -123,7 +129,7 @@ endpoint_parse(const char *s, struct endpoint *ret, char *err)
 	return 0;
 }
 
-/* Writes the default endpoint; see transport.h. */
+/* Writes the default endpoint; see util.h. */
 int
 endpoint_default(char *buf, size_t len, bool use_broker_env)
 {
@@ -149,7 +155,7 @@ endpoint_default(char *buf, size_t len, bool use_broker_env)
 static int
 endpoint_ms_left(uint64_t deadline)
 {
-	uint64_t now = transport_now_ms();
+	uint64_t now = clock_now_ms();
 
 	return now >= deadline ? 0 : (int)(deadline - now);
 }
@@ -207,7 +213,7 @@ fail:
 	return r;
 }
 
-/* Connects to ep; see transport.h. */
+/* Connects to ep; see util.h. */
 int
 endpoint_connect(const struct endpoint *ep, int timeout_ms, int *ret_fd)
 {
@@ -218,7 +224,7 @@ endpoint_connect(const struct endpoint *ep, int timeout_ms, int *ret_fd)
 
 	if (timeout_ms <= 0)
 		timeout_ms = 5000;
-	deadline = transport_now_ms() + (uint64_t)timeout_ms;
+	deadline = clock_now_ms() + (uint64_t)timeout_ms;
 	if (ep->kind == ENDPOINT_UNIX) {
 		memset(&sun, 0, sizeof(sun));
 		sun.sun_family = AF_UNIX;
@@ -239,14 +245,4 @@ endpoint_connect(const struct endpoint *ep, int timeout_ms, int *ret_fd)
 	}
 	freeaddrinfo(res);
 	return r;
-}
-
-/* Monotonic clock in milliseconds. */
-uint64_t
-transport_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

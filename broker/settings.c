@@ -1,0 +1,282 @@
+/*
+ * settings.c: the [broker] settings, one table for flags and config keys.
+ *
+ * Every setting of the broker has one row here: its config key, the flag
+ * of the same name (underscores become dashes), how its value is parsed
+ * and its range. patchbayd's getopt loop and the config file's [broker]
+ * section both call settings_set(), so a flag and its key accept exactly
+ * the same values and report errors in the same words, and `patchbayd
+ * --help` is printed from the same rows. A flag wins over the config file
+ * (settings_merge()); settings_apply_defaults() fills what neither gave.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker.h"
+
+/* How a setting's value is read. */
+enum settings_kind {
+	KIND_ENDPOINT,	/* appended to a vector; repeatable */
+	KIND_LOG_LEVEL,
+	KIND_DURATION,
+	KIND_SIZE,
+	KIND_NUMBER,
+	KIND_PATH,
+};
+
+/* One row: a config key and its flag. */
+struct settings_row {
+	enum settings_id	 id;
+	const char		*key;
+	char			 short_flag;	/* or 0 */
+	enum settings_kind	 kind;
+	size_t			 offset;	/* of the value in settings */
+	uint64_t		 min, max, def;
+	const char		*metavar;
+	const char		*help;
+};
+
+#define SETTINGS_AT(field)	offsetof(struct settings, field)
+
+static const struct settings_row settings_rows[] = {
+	{ SETTINGS_LISTEN, "listen", 'l', KIND_ENDPOINT,
+	    SETTINGS_AT(listen), 0, 0, 0, "ENDPOINT",
+	    "listen on unix:PATH, tcp:HOST:PORT or tcp:[V6ADDR]:PORT "
+	    "(repeatable; default $PATCHBAY_SOCKET, else $XDG_RUNTIME_DIR/"
+	    "patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock)" },
+	{ SETTINGS_LOG_LEVEL, "log_level", 0, KIND_LOG_LEVEL,
+	    SETTINGS_AT(log_level), 0, 0, LOG_LEVEL_INFO, "LEVEL",
+	    "error, warn, info or debug (default info)" },
+	{ SETTINGS_HEARTBEAT, "heartbeat", 0, KIND_DURATION,
+	    SETTINGS_AT(heartbeat_ms), LIMIT_HEARTBEAT_MIN_MS,
+	    LIMIT_HEARTBEAT_MAX_MS, 10000, "DURATION",
+	    "PING peers silent this long, drop them after three times "
+	    "that (default 10s)" },
+	{ SETTINGS_HELLO_TIMEOUT, "hello_timeout", 0, KIND_DURATION,
+	    SETTINGS_AT(hello_timeout_ms), LIMIT_HELLO_MIN_MS,
+	    LIMIT_HELLO_MAX_MS, 5000, "DURATION",
+	    "close connections that send no HELLO this soon (default 5s)" },
+	{ SETTINGS_MAX_FRAME, "max_frame", 0, KIND_SIZE,
+	    SETTINGS_AT(max_frame), LIMIT_FRAME_MIN, LIMIT_FRAME_MAX,
+	    1024 * 1024, "SIZE",
+	    "largest frame a peer may send after HELLO (default 1MiB)" },
+	{ SETTINGS_MAX_QUEUE, "max_queue", 0, KIND_NUMBER,
+	    SETTINGS_AT(max_queue), 1, LIMIT_QUEUE_MAX, 100000, "N",
+	    "queued jobs per function (default 100000)" },
+	{ SETTINGS_NO_WORKER_WAIT, "no_worker_wait", 0, KIND_DURATION,
+	    SETTINGS_AT(no_worker_wait_ms), 0, LIMIT_NO_WORKER_WAIT_MAX_MS,
+	    10000, "DURATION",
+	    "how long a job waits for a function that has no worker at all "
+	    "(default 10s)" },
+	{ SETTINGS_TOKEN_FILE, "token_file", 0, KIND_PATH,
+	    SETTINGS_AT(token_file), 0, 0, 0, "FILE",
+	    "require the token in the first line of FILE in every HELLO "
+	    "over TCP and from remote workers" },
+	{ SETTINGS_READY_FILE, "ready_file", 0, KIND_PATH,
+	    SETTINGS_AT(ready_file), 0, 0, 0, "FILE",
+	    "once listening, write the endpoints to FILE, one per line" },
+};
+
+#define SETTINGS_NROWS	(sizeof(settings_rows) / sizeof(settings_rows[0]))
+
+/* Rows are in enum settings_id order: settings_rows[id].id == id. */
+_Static_assert(SETTINGS_NROWS == SETTINGS_COUNT, "one row per setting");
+
+/* The id of the setting whose config key is key, or -1. */
+int
+settings_find(const char *key)
+{
+	for (size_t i = 0; i < SETTINGS_NROWS; i++)
+		if (strcmp(settings_rows[i].key, key) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Sets one setting from text; see broker.h. */
+int
+settings_set(struct settings *s, const char *name, const char *value,
+    char *err)
+{
+	const struct settings_row	*row;
+	struct endpoint			 ep;
+	uint64_t			*u;
+	char				**str;
+	int				 id, level, r = 0;
+
+	if ((id = settings_find(name)) < 0) {
+		snprintf(err, UTIL_ERRLEN, "unknown setting '%s'", name);
+		return -ENOENT;
+	}
+	row = &settings_rows[id];
+	u = (uint64_t *)(void *)((char *)s + row->offset);
+	str = (char **)(void *)((char *)s + row->offset);
+	switch (row->kind) {
+	case KIND_ENDPOINT:
+		if (endpoint_parse(value, &ep, err) != 0)
+			return -EINVAL;
+		if (s->nlisten == SERVER_MAX_LISTENERS) {
+			snprintf(err, UTIL_ERRLEN, "at most %d endpoints "
+			    "(got '%s')", SERVER_MAX_LISTENERS, value);
+			return -EINVAL;
+		}
+		if (strv_push(&s->listen, &s->nlisten, value) != 0)
+			return -ENOMEM;
+		break;
+	case KIND_LOG_LEVEL:
+		if ((level = log_level_from_name(value)) < 0) {
+			snprintf(err, UTIL_ERRLEN, "expected error, warn, info "
+			    "or debug (got '%s')", value);
+			return -EINVAL;
+		}
+		s->log_level = level;
+		break;
+	case KIND_DURATION:
+		r = parse_duration(value, row->min, row->max, u, err);
+		break;
+	case KIND_SIZE:
+		r = parse_size(value, row->min, row->max, u, err);
+		break;
+	case KIND_NUMBER:
+		r = parse_uint(value, row->min, row->max, u, err);
+		break;
+	case KIND_PATH:
+		if (*value == '\0') {
+			snprintf(err, UTIL_ERRLEN, "expected a file name (got "
+			    "'')");
+			return -EINVAL;
+		}
+		free(*str);
+		if ((*str = strdup(value)) == NULL)
+			return -ENOMEM;
+		break;
+	}
+	if (r != 0)
+		return r;
+	s->given |= 1u << row->id;
+	return 0;
+}
+
+/* True when a setting was given. */
+bool
+settings_given(const struct settings *s, enum settings_id id)
+{
+	return (s->given & (1u << id)) != 0;
+}
+
+/* Takes from `from` every setting that dst was not given; see broker.h. */
+int
+settings_merge(struct settings *dst, const struct settings *from)
+{
+	for (size_t i = 0; i < SETTINGS_NROWS; i++) {
+		const struct settings_row *row = &settings_rows[i];
+		void *d = (char *)dst + row->offset;
+		const void *f = (const char *)from + row->offset;
+
+		if (settings_given(dst, row->id) ||
+		    !settings_given(from, row->id))
+			continue;
+		switch (row->kind) {
+		case KIND_ENDPOINT:
+			for (size_t j = 0; j < from->nlisten; j++)
+				if (strv_push(&dst->listen, &dst->nlisten,
+				    from->listen[j]) != 0)
+					return -ENOMEM;
+			break;
+		case KIND_LOG_LEVEL:
+			dst->log_level = from->log_level;
+			break;
+		case KIND_PATH:
+			if ((*(char **)d = strdup(*(char *const *)f)) == NULL)
+				return -ENOMEM;
+			break;
+		default:
+			*(uint64_t *)d = *(const uint64_t *)f;
+			break;
+		}
+		dst->given |= 1u << row->id;
+	}
+	return 0;
+}
+
+/* Sets every numeric setting that was not given to its default. */
+void
+settings_apply_defaults(struct settings *s)
+{
+	for (size_t i = 0; i < SETTINGS_NROWS; i++) {
+		const struct settings_row *row = &settings_rows[i];
+
+		if (settings_given(s, row->id))
+			continue;
+		if (row->kind == KIND_LOG_LEVEL)
+			s->log_level = (int)row->def;
+		else if (row->kind == KIND_DURATION ||
+		    row->kind == KIND_SIZE || row->kind == KIND_NUMBER)
+			*(uint64_t *)(void *)((char *)s + row->offset) =
+			    row->def;
+	}
+}
+
+/* Frees what a settings holds and zeroes it. */
+void
+settings_clear(struct settings *s)
+{
+	strv_free(s->listen);
+	free(s->token_file);
+	free(s->ready_file);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Prints one line of help per setting, as flags, wrapped at 79 columns. */
+void
+settings_usage(FILE *f)
+{
+	char		 flag[64];
+	const char	*h, *sp;
+	int		 col;
+
+	for (size_t i = 0; i < SETTINGS_NROWS; i++) {
+		const struct settings_row *row = &settings_rows[i];
+
+		if (row->short_flag != 0)
+			snprintf(flag, sizeof(flag), "-%c, --%s %s",
+			    row->short_flag, row->key, row->metavar);
+		else
+			snprintf(flag, sizeof(flag), "    --%s %s", row->key,
+			    row->metavar);
+		for (char *c = flag; *c != '\0'; c++)
+			if (*c == '_')
+				*c = '-';
+		fprintf(f, "  %-28s", flag);
+		col = 30;
+		for (h = row->help; *h != '\0'; h = *sp == ' ' ? sp + 1 : sp) {
+			if ((sp = strchr(h, ' ')) == NULL)
+				sp = h + strlen(h);
+			if (col + 1 + (sp - h) > 79) {
+				fprintf(f, "\n%30s", "");
+				col = 30;
+			}
+			fprintf(f, " %.*s", (int)(sp - h), h);
+			col += 1 + (int)(sp - h);
+		}
+		fputc('\n', f);
+	}
+}
+
+/* The number of settings (for building getopt's table). */
+size_t
+settings_count(void)
+{
+	return SETTINGS_NROWS;
+}
+
+/* The config key of setting i (for building getopt's table). */
+const char *
+settings_key(size_t i, char *short_flag)
+{
+	*short_flag = settings_rows[i].short_flag;
+	return settings_rows[i].key;
+}

@@ -1,0 +1,507 @@
+/*
+ * test-util.c: the one grammar (numbers, durations, sizes, booleans,
+ * restart policies, signals), its error sentences, the formatters, string
+ * vectors and word splitting, and endpoints.
+ *
+ * Every parser is tried with good and bad input, and a refusal must say
+ * what was expected and what was given, because that sentence is what a
+ * user reads after a flag, a config key, an ADMIN argument or a CLI option.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "tests/harness.h"
+#include "util/util.h"
+
+/* Asserts that err contains needle. */
+#define ASSERT_HAS(err, needle)						\
+	ck_assert_msg(strstr((err), (needle)) != NULL,			\
+	    "'%s' lacks '%s'", (err), (needle))
+
+/* ---- numbers ----------------------------------------------------------- */
+
+START_TEST(util_uint_accepts_digits_in_range)
+{
+	char		err[UTIL_ERRLEN];
+	uint64_t	n = 7;
+
+	ck_assert_int_eq(parse_uint("0", 0, 10, &n, err), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(parse_uint("1024", 1, 1024, &n, err), 0);
+	ck_assert_uint_eq(n, 1024);
+	ck_assert_int_eq(parse_uint("18446744073709551615", 0, UINT64_MAX, &n,
+	    err), 0);
+	ck_assert_uint_eq(n, UINT64_MAX);
+}
+END_TEST
+
+START_TEST(util_uint_refuses_with_sentence)
+{
+	static const struct { const char *s; int error; } cases[] = {
+		{ "", -EINVAL }, { "four", -EINVAL }, { "2x", -EINVAL },
+		{ " 2", -EINVAL }, { "2 ", -EINVAL }, { "-1", -EINVAL },
+		{ "+1", -EINVAL }, { "1.5", -EINVAL }, { "0x10", -EINVAL },
+		{ "1025", -ERANGE }, { "0", -ERANGE },
+		{ "18446744073709551616", -ERANGE },
+		{ "99999999999999999999999", -ERANGE },
+	};
+	char		err[UTIL_ERRLEN], want[UTIL_ERRLEN];
+	uint64_t	n = 7;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		ck_assert_msg(parse_uint(cases[i].s, 1, 1024, &n, err) ==
+		    cases[i].error, "'%s'", cases[i].s);
+		snprintf(want, sizeof(want), "expected an integer from 1 to "
+		    "1024 (got '%s')", cases[i].s);
+		ck_assert_str_eq(err, want);
+		ck_assert_uint_eq(n, 7);
+	}
+}
+END_TEST
+
+START_TEST(util_int_takes_a_sign)
+{
+	char	err[UTIL_ERRLEN];
+	int64_t	n = 7;
+
+	ck_assert_int_eq(parse_int("-100", -100, 100, &n, err), 0);
+	ck_assert_int_eq(n, -100);
+	ck_assert_int_eq(parse_int("+5", -100, 100, &n, err), 0);
+	ck_assert_int_eq(n, 5);
+	ck_assert_int_eq(parse_int("-9223372036854775808", INT64_MIN, 0, &n,
+	    err), 0);
+	ck_assert(n == INT64_MIN);
+	ck_assert_int_eq(parse_int("-101", -100, 100, &n, err), -ERANGE);
+	ck_assert_str_eq(err, "expected an integer from -100 to 100 (got "
+	    "'-101')");
+	ck_assert_int_eq(parse_int("-", -100, 100, &n, err), -EINVAL);
+	ck_assert_int_eq(parse_int("--1", -100, 100, &n, err), -EINVAL);
+	ck_assert_int_eq(parse_int("9223372036854775808", INT64_MIN,
+	    INT64_MAX, &n, err), -ERANGE);
+	ck_assert_int_eq(n, INT64_MIN);
+}
+END_TEST
+
+/* ---- durations --------------------------------------------------------- */
+
+START_TEST(util_duration_units_and_bare_ms)
+{
+	static const struct { const char *s; uint64_t ms; } cases[] = {
+		{ "0", 0 }, { "0ms", 0 }, { "500", 500 }, { "250ms", 250 },
+		{ "10s", 10000 }, { "5m", 300000 }, { "2h", 7200000 },
+		{ "1d", 86400000 }, { "366d", 366ULL * 86400000 },
+	};
+	char		err[UTIL_ERRLEN];
+	uint64_t	ms;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_msg(parse_duration(cases[i].s, 0,
+		    LIMIT_DURATION_MAX_MS, &ms, err) == 0, "'%s': %s",
+		    cases[i].s, err);
+		ck_assert_uint_eq(ms, cases[i].ms);
+	}
+}
+END_TEST
+
+START_TEST(util_duration_refuses_with_sentence)
+{
+	static const char *const bad[] = {
+		"", "s", "-1s", "1.5s", "10 s", "10S", "1w", "ms10", "1h30m",
+		" 5s",
+	};
+	char		err[UTIL_ERRLEN], want[UTIL_ERRLEN];
+	uint64_t	ms = 12345;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(parse_duration(bad[i], 0,
+		    LIMIT_DURATION_MAX_MS, &ms, err), -EINVAL);
+		snprintf(want, sizeof(want), "expected a duration such as "
+		    "250ms, 10s, 5m, 2h or 1d, a bare number being "
+		    "milliseconds (got '%s')", bad[i]);
+		ck_assert_str_eq(err, want);
+		ck_assert_uint_eq(ms, 12345);
+	}
+	ck_assert_int_eq(parse_duration("2h", 10, 3600000, &ms, err), -ERANGE);
+	ck_assert_str_eq(err, "expected a duration from 10ms to 1h (got '2h')");
+	ck_assert_int_eq(parse_duration("5", 10, 3600000, &ms, err), -ERANGE);
+	ck_assert_int_eq(parse_duration("99999999999999999999ms", 0,
+	    LIMIT_DURATION_MAX_MS, &ms, err), -ERANGE);
+	ck_assert_int_eq(parse_duration("9999999999999999h", 0,
+	    LIMIT_DURATION_MAX_MS, &ms, err), -ERANGE);
+	ck_assert_uint_eq(ms, 12345);
+}
+END_TEST
+
+START_TEST(util_duration_formats_round_trip)
+{
+	static const uint64_t values[] = {
+		0, 1, 100, 1500, 30000, 120000, 3600000, 86400000, 90061001,
+	};
+	char		buf[32], err[UTIL_ERRLEN];
+	uint64_t	ms;
+
+	format_duration(100, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "100ms");
+	format_duration(30000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "30s");
+	format_duration(120000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2m");
+	format_duration(1500, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1500ms");
+	format_duration(2 * 86400000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2d");
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		format_duration(values[i], buf, sizeof(buf));
+		ck_assert_int_eq(parse_duration(buf, 0, UINT64_MAX, &ms, err),
+		    0);
+		ck_assert_uint_eq(ms, values[i]);
+	}
+}
+END_TEST
+
+START_TEST(util_duration_for_people)
+{
+	static const struct { uint64_t ms; const char *s; } cases[] = {
+		{ 0, "0ms" }, { 450, "450ms" }, { 12345, "12.3s" },
+		{ 192000, "3m12s" }, { 7500000, "2h5m" },
+		{ 3 * 86400000 + 4 * 3600000 + 5, "3d4h" },
+	};
+	char	buf[32];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		format_duration_human(cases[i].ms, buf, sizeof(buf));
+		ck_assert_str_eq(buf, cases[i].s);
+	}
+}
+END_TEST
+
+/* ---- sizes ------------------------------------------------------------- */
+
+START_TEST(util_size_units_and_bare_bytes)
+{
+	static const struct { const char *s; uint64_t n; } cases[] = {
+		{ "0", 0 }, { "4000", 4000 }, { "64KiB", 65536 },
+		{ "16MiB", 16777216 }, { "1GiB", 1073741824 },
+	};
+	char		err[UTIL_ERRLEN], buf[32];
+	uint64_t	n;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_int_eq(parse_size(cases[i].s, 0, UINT64_MAX, &n,
+		    err), 0);
+		ck_assert_uint_eq(n, cases[i].n);
+		format_size(n, buf, sizeof(buf));
+		ck_assert_str_eq(buf, cases[i].s);
+	}
+	format_size(1000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1000");
+	format_size(1536, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1536");
+}
+END_TEST
+
+START_TEST(util_size_refuses_with_sentence)
+{
+	static const char *const bad[] = {
+		"", "KiB", "64kib", "64K", "64 KiB", "1.5MiB", "-1", "1TiB",
+		"64KB",
+	};
+	char		err[UTIL_ERRLEN], want[UTIL_ERRLEN];
+	uint64_t	n = 3;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(parse_size(bad[i], 0, UINT64_MAX, &n, err),
+		    -EINVAL);
+		snprintf(want, sizeof(want), "expected a size such as 64KiB, "
+		    "16MiB or 1GiB, a bare number being bytes (got '%s')",
+		    bad[i]);
+		ck_assert_str_eq(err, want);
+	}
+	ck_assert_int_eq(parse_size("1GiB", 4096, 64 << 20, &n, err), -ERANGE);
+	ck_assert_str_eq(err, "expected a size from 4KiB to 64MiB (got "
+	    "'1GiB')");
+	ck_assert_int_eq(parse_size("99999999999GiB", 0, UINT64_MAX, &n, err),
+	    -ERANGE);
+	ck_assert_uint_eq(n, 3);
+}
+END_TEST
+
+/* ---- names ------------------------------------------------------------- */
+
+START_TEST(util_bool_restart_signal)
+{
+	char			err[UTIL_ERRLEN];
+	bool			b = false;
+	enum restart_policy	r = RESTART_NEVER;
+	int			sig = 0;
+
+	ck_assert_int_eq(parse_bool("yes", &b, err), 0);
+	ck_assert(b);
+	ck_assert_int_eq(parse_bool("off", &b, err), 0);
+	ck_assert(!b);
+	ck_assert_int_eq(parse_bool("maybe", &b, err), -EINVAL);
+	ck_assert_str_eq(err, "expected yes or no (got 'maybe')");
+
+	ck_assert_int_eq(parse_restart("always", &r, err), 0);
+	ck_assert_int_eq(r, RESTART_ALWAYS);
+	ck_assert_int_eq(parse_restart("on-failure", &r, err), 0);
+	ck_assert_int_eq(r, RESTART_ON_FAILURE);
+	ck_assert_str_eq(format_restart(r), "on-failure");
+	ck_assert_int_eq(parse_restart("sometimes", &r, err), -EINVAL);
+	ck_assert_str_eq(err, "expected always, on-failure or never (got "
+	    "'sometimes')");
+	ck_assert_int_eq(r, RESTART_ON_FAILURE);
+
+	ck_assert_int_eq(parse_signal("TERM", &sig, err), 0);
+	ck_assert_int_eq(sig, SIGTERM);
+	ck_assert_int_eq(parse_signal("SIGTERM", &sig, err), 0);
+	ck_assert_int_eq(parse_signal("hup", &sig, err), 0);
+	ck_assert_int_eq(sig, SIGHUP);
+	ck_assert_int_eq(parse_signal("KILL", &sig, err), 0);
+	ck_assert_int_eq(sig, SIGKILL);
+	ck_assert_int_eq(parse_signal("STOP", &sig, err), -EINVAL);
+	ck_assert_int_eq(parse_signal("15", &sig, err), -EINVAL);
+	ck_assert_int_eq(parse_signal("", &sig, err), -EINVAL);
+	ASSERT_HAS(err, "signal name");
+	ASSERT_HAS(err, "(got '')");
+	ck_assert_str_eq(format_signal(SIGUSR1), "USR1");
+	ck_assert_ptr_null(format_signal(SIGSTOP));
+
+	ck_assert(parse_name_valid("y.2_z-w"));
+	ck_assert(!parse_name_valid(""));
+	ck_assert(!parse_name_valid("a/b"));
+	ck_assert(!parse_name_valid("a b"));
+	ck_assert(!parse_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaa"));
+}
+END_TEST
+
+/* ---- escaping ---------------------------------------------------------- */
+
+START_TEST(util_escape_keeps_one_line)
+{
+	char	buf[32];
+
+	ck_assert_str_eq(format_escape("plain", 5, buf, sizeof(buf)), "plain");
+	ck_assert_str_eq(format_escape("a\nb\r\t\\", 6, buf, sizeof(buf)),
+	    "a\\nb\\r\\t\\\\");
+	ck_assert_str_eq(format_escape("\x1b[31m\x00\xff", 7, buf,
+	    sizeof(buf)), "\\x1b[31m\\x00\\xff");
+	/* Too long: cut, marked, always terminated, never mid-escape. */
+	ck_assert_str_eq(format_escape("0123456789abcdef", 16, buf, 10),
+	    "012345...");
+	ck_assert_str_eq(format_escape("\n\n\n\n\n", 5, buf, 10),
+	    "\\n\\n\\n...");
+	ck_assert_str_eq(format_escape("abc", 3, buf, 4), "abc");
+	ck_assert(strchr(format_escape("x\ny", 3, buf, 3), '\n') == NULL);
+}
+END_TEST
+
+/* ---- string vectors ---------------------------------------------------- */
+
+START_TEST(util_strv_split_quotes)
+{
+	char	**w, err[UTIL_ERRLEN];
+
+	ck_assert_int_eq(strv_split("  a  'b c'  \"d \\\"e\\\\\"f ", &w, err),
+	    0);
+	ck_assert_uint_eq(strv_len(w), 3);
+	ck_assert_str_eq(w[0], "a");
+	ck_assert_str_eq(w[1], "b c");
+	ck_assert_str_eq(w[2], "d \"e\\f");
+	ck_assert_ptr_null(w[3]);
+	strv_free(w);
+	ck_assert_int_eq(strv_split("", &w, err), 0);
+	ck_assert_ptr_null(w[0]);
+	strv_free(w);
+	ck_assert_int_eq(strv_split("a \"b", &w, err), -EINVAL);
+	ck_assert_str_eq(err, "unterminated double quote");
+	ck_assert_int_eq(strv_split("a 'b", &w, err), -EINVAL);
+	ck_assert_str_eq(err, "unterminated single quote");
+}
+END_TEST
+
+START_TEST(util_strv_push_dup_equal)
+{
+	char	**v = NULL, **copy;
+	size_t	  n = 0;
+
+	ck_assert_int_eq(strv_push(&v, &n, "a"), 0);
+	ck_assert_int_eq(strv_push(&v, &n, "b"), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_ptr_null(v[2]);
+	copy = strv_dup(v);
+	ck_assert(strv_equal(v, copy));
+	ck_assert_ptr_ne(copy[0], v[0]);
+	free(copy[1]);
+	copy[1] = strdup("c");
+	ck_assert(!strv_equal(v, copy));
+	ck_assert(strv_equal(NULL, NULL));
+	ck_assert_uint_eq(strv_len(NULL), 0);
+	strv_free(v);
+	strv_free(copy);
+	strv_free(NULL);
+}
+END_TEST
+
+START_TEST(util_clock_is_monotonic)
+{
+	uint64_t	a = clock_now_ms(), b;
+
+	usleep(20 * 1000);
+	b = clock_now_ms();
+	ck_assert_uint_ge(b, a + 19);
+}
+END_TEST
+
+/* ---- endpoints --------------------------------------------------------- */
+
+START_TEST(endpoint_parses_unix_and_tcp)
+{
+	struct endpoint	ep;
+	char		err[UTIL_ERRLEN];
+
+	ck_assert_int_eq(endpoint_parse("unix:/tmp/x/pb.sock", &ep, err), 0);
+	ck_assert_int_eq(ep.kind, ENDPOINT_UNIX);
+	ck_assert_str_eq(ep.path, "/tmp/x/pb.sock");
+	ck_assert_str_eq(ep.text, "unix:/tmp/x/pb.sock");
+
+	ck_assert_int_eq(endpoint_parse("tcp:127.0.0.1:7400", &ep, err), 0);
+	ck_assert_int_eq(ep.kind, ENDPOINT_TCP);
+	ck_assert_str_eq(ep.host, "127.0.0.1");
+	ck_assert_str_eq(ep.port, "7400");
+
+	ck_assert_int_eq(endpoint_parse("tcp:[::1]:0", &ep, err), 0);
+	ck_assert_str_eq(ep.host, "::1");
+	ck_assert_str_eq(ep.port, "0");
+	ck_assert_str_eq(ep.text, "tcp:[::1]:0");
+}
+END_TEST
+
+START_TEST(endpoint_rejects_bad_strings_with_reason)
+{
+	static const struct { const char *in, *needle; } cases[] = {
+		{ "", "empty endpoint" },
+		{ "udp:1.2.3.4:5", "expected unix:PATH or tcp:HOST:PORT" },
+		{ "unix:", "empty socket path" },
+		{ "tcp:localhost", "missing :PORT" },
+		{ "tcp:localhost:http", "port 'http'" },
+		{ "tcp:localhost:70000", "port '70000'" },
+		{ "tcp::1:80", "brackets" },
+		{ "tcp:[::1]80", "[ADDRESS]:PORT" },
+		{ "tcp::80", "empty host" },
+		{ "tcp://localhost:7400", "write tcp:HOST:PORT, not tcp://" },
+		{ "unix:///tmp/pb.sock", "write unix:PATH, not unix://" },
+	};
+	struct endpoint	ep;
+	char		err[UTIL_ERRLEN];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		ck_assert_int_eq(endpoint_parse(cases[i].in, &ep, err),
+		    -EINVAL);
+		ck_assert_msg(strstr(err, cases[i].needle) != NULL,
+		    "'%s': error '%s' lacks '%s'", cases[i].in, err,
+		    cases[i].needle);
+	}
+	ck_assert_int_eq(endpoint_parse("unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaa", &ep, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "longer than"));
+}
+END_TEST
+
+START_TEST(endpoint_default_follows_environment)
+{
+	char	buf[512];
+
+	unsetenv("PATCHBAY_BROKER");
+	unsetenv("PATCHBAY_SOCKET");
+	unsetenv("XDG_RUNTIME_DIR");
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "unix:/tmp/patchbay-%u/"
+		    "patchbay.sock", (unsigned)getuid());
+		ck_assert_str_eq(buf, want);
+	}
+	setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	ck_assert_str_eq(buf, "unix:/run/user/7/patchbay.sock");
+	setenv("PATCHBAY_SOCKET", "/srv/pb.sock", 1);
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	ck_assert_str_eq(buf, "unix:/srv/pb.sock");
+	setenv("PATCHBAY_BROKER", "tcp:10.0.0.1:7400", 1);
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), true), 0);
+	ck_assert_str_eq(buf, "tcp:10.0.0.1:7400");
+	/* The broker itself ignores PATCHBAY_BROKER. */
+	ck_assert_int_eq(endpoint_default(buf, sizeof(buf), false), 0);
+	ck_assert_str_eq(buf, "unix:/srv/pb.sock");
+	ck_assert_int_eq(endpoint_default(buf, 8, true), -ENAMETOOLONG);
+}
+END_TEST
+
+START_TEST(endpoint_connect_missing_socket_fails_fast)
+{
+	struct endpoint	ep;
+	char		err[UTIL_ERRLEN], dir[256], s[300];
+	int		fd, r;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(s, sizeof(s), "unix:%s/nobody.sock", dir);
+	ck_assert_int_eq(endpoint_parse(s, &ep, err), 0);
+	r = endpoint_connect(&ep, 1000, &fd);
+	ck_assert_int_eq(r, -ENOENT);
+}
+END_TEST
+
+/* The util suite. */
+static Suite *
+util_suite(void)
+{
+	Suite	*s = suite_create("util");
+	TCase	*tc;
+
+	tc = tcase_create("grammar");
+	tcase_add_test(tc, util_uint_accepts_digits_in_range);
+	tcase_add_test(tc, util_uint_refuses_with_sentence);
+	tcase_add_test(tc, util_int_takes_a_sign);
+	tcase_add_test(tc, util_duration_units_and_bare_ms);
+	tcase_add_test(tc, util_duration_refuses_with_sentence);
+	tcase_add_test(tc, util_duration_formats_round_trip);
+	tcase_add_test(tc, util_duration_for_people);
+	tcase_add_test(tc, util_size_units_and_bare_bytes);
+	tcase_add_test(tc, util_size_refuses_with_sentence);
+	tcase_add_test(tc, util_bool_restart_signal);
+	tcase_add_test(tc, util_escape_keeps_one_line);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("strv");
+	tcase_add_test(tc, util_strv_split_quotes);
+	tcase_add_test(tc, util_strv_push_dup_equal);
+	tcase_add_test(tc, util_clock_is_monotonic);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("endpoint");
+	tcase_add_test(tc, endpoint_parses_unix_and_tcp);
+	tcase_add_test(tc, endpoint_rejects_bad_strings_with_reason);
+	tcase_add_test(tc, endpoint_default_follows_environment);
+	tcase_add_test(tc, endpoint_connect_missing_socket_fails_fast);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* Runs the suite. */
+int
+main(void)
+{
+	return harness_main(util_suite());
+}

@@ -1,0 +1,290 @@
+/*
+ * parse.c: the one grammar for values written by people.
+ *
+ * Flags, config keys, ADMIN arguments and CLI options all come through
+ * here, so "10s" means the same thing to `patchbayd --heartbeat`, to
+ * `heartbeat =` in the config file, to `patchbay ctl stop --timeout` and to
+ * `patchbay run --timeout`. Each parser checks the whole string (no
+ * blanks, no trailing junk), the range the caller gives, and writes a
+ * sentence "expected ... (got '...')" that the caller prefixes with the
+ * name of the option or key.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/util.h"
+
+/* One unit of a duration or a size. */
+struct parse_unit {
+	const char	*suffix;
+	uint64_t	 mult;
+};
+
+static const struct parse_unit parse_duration_units[] = {
+	{ "", 1 }, { "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 },
+	{ "h", 3600 * 1000 }, { "d", 24 * 3600 * 1000 }, { NULL, 0 },
+};
+
+static const struct parse_unit parse_size_units[] = {
+	{ "", 1 }, { "KiB", 1024 }, { "MiB", 1024 * 1024 },
+	{ "GiB", 1024 * 1024 * 1024 }, { NULL, 0 },
+};
+
+/*
+ * Reads the leading digits of s into *ret and points *end past them.
+ * Returns 0, -EINVAL when s does not start with a digit, or -ERANGE when
+ * the digits do not fit 64 bits (*end is still past them, so that the
+ * caller can tell "too large" from "not a number").
+ */
+static int
+parse_digits(const char *s, uint64_t *ret, const char **end)
+{
+	uint64_t	n = 0;
+	int		r = 0;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (n > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			r = -ERANGE;
+		n = n * 10 + (uint64_t)(*s - '0');
+	}
+	*ret = n;
+	*end = s;
+	return r;
+}
+
+/* Parses a whole number in [min, max]; see util.h. */
+int
+parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
+    char *err)
+{
+	const char	*end;
+	uint64_t	 n;
+	int		 r;
+
+	if ((r = parse_digits(s, &n, &end)) == 0 && *end != '\0')
+		r = -EINVAL;
+	if (r == 0 && (n < min || n > max))
+		r = -ERANGE;
+	if (r != 0) {
+		snprintf(err, UTIL_ERRLEN, "expected an integer from %"
+		    PRIu64 " to %" PRIu64 " (got '%s')", min, max, s);
+		return r;
+	}
+	*ret = n;
+	return 0;
+}
+
+/* Parses a signed whole number in [min, max]; see util.h. */
+int
+parse_int(const char *s, int64_t min, int64_t max, int64_t *ret, char *err)
+{
+	const char	*end, *digits = s;
+	uint64_t	 n;
+	int64_t		 v = 0;
+	bool		 neg = false;
+	int		 r;
+
+	if (*digits == '-' || *digits == '+')
+		neg = *digits++ == '-';
+	if ((r = parse_digits(digits, &n, &end)) == 0 && *end != '\0')
+		r = -EINVAL;
+	if (r == 0 && n > (uint64_t)INT64_MAX + neg)
+		r = -ERANGE;
+	if (r == 0) {
+		/* -(INT64_MAX + 1) without overflowing on the way. */
+		v = neg ? -(int64_t)(n - 1) - 1 : (int64_t)n;
+		if (v < min || v > max)
+			r = -ERANGE;
+	}
+	if (r != 0) {
+		snprintf(err, UTIL_ERRLEN, "expected an integer from %"
+		    PRId64 " to %" PRId64 " (got '%s')", min, max, s);
+		return r;
+	}
+	*ret = v;
+	return 0;
+}
+
+/*
+ * Parses digits and a unit from the table (the first entry, "", is the
+ * bare number). Returns 0 with the product in *ret, -EINVAL for a bad
+ * spelling or -ERANGE for an overflow or a value outside [min, max].
+ */
+static int
+parse_with_units(const char *s, const struct parse_unit *units, uint64_t min,
+    uint64_t max, uint64_t *ret)
+{
+	const char	*end = s;
+	uint64_t	 n;
+	int		 r;
+
+	if ((r = parse_digits(s, &n, &end)) == -EINVAL)
+		return -EINVAL;
+	for (; units->suffix != NULL; units++) {
+		if (strcmp(end, units->suffix) != 0)
+			continue;
+		if (r != 0 || n > UINT64_MAX / units->mult)
+			return -ERANGE;
+		n *= units->mult;
+		if (n < min || n > max)
+			return -ERANGE;
+		*ret = n;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Parses a duration; see util.h. */
+int
+parse_duration(const char *s, uint64_t min_ms, uint64_t max_ms,
+    uint64_t *ret_ms, char *err)
+{
+	char	lo[32], hi[32];
+	int	r;
+
+	if ((r = parse_with_units(s, parse_duration_units, min_ms, max_ms,
+	    ret_ms)) == 0)
+		return 0;
+	format_duration(min_ms, lo, sizeof(lo));
+	format_duration(max_ms, hi, sizeof(hi));
+	if (r == -EINVAL)
+		snprintf(err, UTIL_ERRLEN, "expected a duration such as 250ms, "
+		    "10s, 5m, 2h or 1d, a bare number being milliseconds "
+		    "(got '%s')", s);
+	else
+		snprintf(err, UTIL_ERRLEN, "expected a duration from %s to %s "
+		    "(got '%s')", lo, hi, s);
+	return r;
+}
+
+/* Parses a size; see util.h. */
+int
+parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
+    char *err)
+{
+	char	lo[32], hi[32];
+	int	r;
+
+	if ((r = parse_with_units(s, parse_size_units, min, max, ret)) == 0)
+		return 0;
+	format_size(min, lo, sizeof(lo));
+	format_size(max, hi, sizeof(hi));
+	if (r == -EINVAL)
+		snprintf(err, UTIL_ERRLEN, "expected a size such as 64KiB, "
+		    "16MiB or 1GiB, a bare number being bytes (got '%s')", s);
+	else
+		snprintf(err, UTIL_ERRLEN, "expected a size from %s to %s (got "
+		    "'%s')", lo, hi, s);
+	return r;
+}
+
+/* Parses a boolean; see util.h. */
+int
+parse_bool(const char *s, bool *ret, char *err)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(s, yes[i]) == 0) {
+			*ret = true;
+			return 0;
+		}
+		if (strcmp(s, no[i]) == 0) {
+			*ret = false;
+			return 0;
+		}
+	}
+	snprintf(err, UTIL_ERRLEN, "expected yes or no (got '%s')", s);
+	return -EINVAL;
+}
+
+/* Parses a restart policy; see util.h. */
+int
+parse_restart(const char *s, enum restart_policy *ret, char *err)
+{
+	static const enum restart_policy all[] = {
+		RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER,
+	};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (strcmp(s, format_restart(all[i])) == 0) {
+			*ret = all[i];
+			return 0;
+		}
+	}
+	snprintf(err, UTIL_ERRLEN, "expected always, on-failure or never "
+	    "(got '%s')", s);
+	return -EINVAL;
+}
+
+/* The signals a process may be stopped with, by their short names. */
+static const struct {
+	const char	*name;
+	int		 sig;
+} parse_signals[] = {
+	{ "HUP", SIGHUP },
+	{ "INT", SIGINT },
+	{ "QUIT", SIGQUIT },
+	{ "ABRT", SIGABRT },
+	{ "KILL", SIGKILL },
+	{ "USR1", SIGUSR1 },
+	{ "USR2", SIGUSR2 },
+	{ "ALRM", SIGALRM },
+	{ "TERM", SIGTERM },
+	{ "WINCH", SIGWINCH },
+};
+
+#define PARSE_NSIGNALS	(sizeof(parse_signals) / sizeof(parse_signals[0]))
+
+/* Parses a signal name; see util.h. */
+int
+parse_signal(const char *s, int *ret, char *err)
+{
+	const char	*name = s;
+
+	if (strncasecmp(name, "SIG", 3) == 0)
+		name += 3;
+	for (size_t i = 0; i < PARSE_NSIGNALS; i++) {
+		if (strcasecmp(name, parse_signals[i].name) == 0) {
+			*ret = parse_signals[i].sig;
+			return 0;
+		}
+	}
+	snprintf(err, UTIL_ERRLEN, "expected a signal name such as TERM, INT, "
+	    "QUIT, HUP, USR1 or KILL (got '%s')", s);
+	return -EINVAL;
+}
+
+/* The short name of a signal parse_signal() knows, or NULL. */
+const char *
+format_signal(int sig)
+{
+	for (size_t i = 0; i < PARSE_NSIGNALS; i++)
+		if (parse_signals[i].sig == sig)
+			return parse_signals[i].name;
+	return NULL;
+}
+
+/* True when s is a usable pool name or spawn id. */
+bool
+parse_name_valid(const char *s)
+{
+	size_t	len = strlen(s);
+
+	if (len == 0 || len > LIMIT_NAME_MAX)
+		return false;
+	for (; *s != '\0'; s++) {
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') && *s != '-' && *s != '_' &&
+		    *s != '.')
+			return false;
+	}
+	return true;
+}

@@ -1,0 +1,220 @@
+/*
+ * util.h: the small libc-only library that every other part links.
+ *
+ * It holds what the broker, the client library, the CLI and the tests must
+ * agree on, so that each exists once:
+ *
+ * - limits.h-style constants: every limit that a daemon flag, a config key,
+ *   an ADMIN argument or a CLI option can meet (LIMIT_*);
+ * - parse.c: one grammar for whole numbers, durations, sizes, booleans,
+ *   restart policies and signal names. A bare number is milliseconds for a
+ *   duration and bytes for a size, wherever the value is written. Every
+ *   parser fills an error sentence "expected ... (got '...')" that the
+ *   caller prefixes with the option or key it was parsing;
+ * - format.c: the inverse, for config round trips and for people
+ *   ("3m12s"), and the escaping of untrusted text for log lines;
+ * - strv.c: NULL-terminated string vectors and shell-like word splitting;
+ * - endpoint.c: "unix:PATH" and "tcp:HOST:PORT" endpoints, the default
+ *   socket path and connecting with a deadline;
+ * - clock.c: the monotonic clock in milliseconds.
+ *
+ * Nothing here logs, exits or keeps global state.
+ */
+#ifndef PATCHBAY_UTIL_H
+#define PATCHBAY_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Size of an error sentence written by the parsers. */
+#define UTIL_ERRLEN			256
+
+/*
+ * Limits. Each is the one definition used by every place that accepts the
+ * value: flags, config keys, ADMIN arguments and CLI options.
+ */
+#define LIMIT_DURATION_MAX_MS	(366ULL * 24 * 3600 * 1000) /* a year */
+#define LIMIT_TIMEOUT_MAX_MS	UINT32_MAX	/* a job's timeout_ms */
+#define LIMIT_HEARTBEAT_MIN_MS	10
+#define LIMIT_HEARTBEAT_MAX_MS	(3600ULL * 1000)
+#define LIMIT_HELLO_MIN_MS	10
+#define LIMIT_HELLO_MAX_MS	(3600ULL * 1000)
+#define LIMIT_NO_WORKER_WAIT_MAX_MS (24ULL * 3600 * 1000)
+#define LIMIT_STOP_TIMEOUT_MAX_MS (24ULL * 3600 * 1000)
+#define LIMIT_FRAME_MIN		4096		/* PROTO_MAX_FRAME_HELLO */
+#define LIMIT_FRAME_MAX		(64ULL * 1024 * 1024)
+#define LIMIT_QUEUE_MAX		100000000ULL	/* jobs per function */
+#define LIMIT_INSTANCES_MAX	1024		/* per pool */
+#define LIMIT_RESTARTS_MAX	10000		/* max_restarts */
+#define LIMIT_NAME_MAX		64		/* pool names, spawn ids */
+#define LIMIT_CAPACITY_MAX	65535		/* PROTO_MAX_CAPACITY */
+#define LIMIT_RETRIES_MAX	UINT32_MAX
+#define LIMIT_PRIORITY_MIN	(-100)		/* PROTO_PRIORITY_MIN */
+#define LIMIT_PRIORITY_MAX	100		/* PROTO_PRIORITY_MAX */
+
+/* parse.c */
+
+/*
+ * What a pool does when its process exits by itself. The names are
+ * "always", "on-failure" and "never".
+ */
+enum restart_policy {
+	RESTART_ALWAYS,
+	RESTART_ON_FAILURE,
+	RESTART_NEVER,
+};
+
+/*
+ * Parses a whole decimal number in [min, max]: digits only, no sign, no
+ * blanks. Returns 0 and sets *ret, or -EINVAL (not a number) or -ERANGE
+ * (outside the range) with a sentence in err (UTIL_ERRLEN bytes):
+ * "expected an integer from 1 to 1024 (got 'x')".
+ */
+int	 parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
+	    char *err);
+
+/* Like parse_uint() for a signed number (an optional '-' or '+'). */
+int	 parse_int(const char *s, int64_t min, int64_t max, int64_t *ret,
+	    char *err);
+
+/*
+ * Parses a duration into milliseconds: a whole number followed by ms, s,
+ * m, h or d, or a bare number of milliseconds ("250ms", "10s", "5m", "2h",
+ * "1d", "500"). Returns 0 and sets *ret_ms, or -EINVAL / -ERANGE with a sentence
+ * in err.
+ */
+int	 parse_duration(const char *s, uint64_t min_ms, uint64_t max_ms,
+	    uint64_t *ret_ms, char *err);
+
+/*
+ * Parses a size into bytes: a whole number followed by KiB, MiB or GiB, or
+ * a bare number of bytes ("64KiB", "16MiB", "1GiB", "4096"). Same returns
+ * as parse_duration().
+ */
+int	 parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
+	    char *err);
+
+/* Parses yes/no, true/false, on/off or 1/0. 0, or -EINVAL with err set. */
+int	 parse_bool(const char *s, bool *ret, char *err);
+
+/* Parses a restart policy name. 0, or -EINVAL with err set. */
+int	 parse_restart(const char *s, enum restart_policy *ret, char *err);
+
+/*
+ * Parses a signal name that a process may be stopped with ("TERM",
+ * "SIGTERM", "term"; HUP INT QUIT ABRT KILL USR1 USR2 ALRM TERM WINCH).
+ * 0, or -EINVAL with err set.
+ */
+int	 parse_signal(const char *s, int *ret, char *err);
+
+/* True when s is a usable pool name or spawn id: 1 to LIMIT_NAME_MAX of
+ * letters, digits, '-', '_' and '.'. */
+bool	 parse_name_valid(const char *s);
+
+/* format.c */
+
+/*
+ * Writes ms as the shortest exact duration that parse_duration() reads
+ * back ("100ms", "10s", "2m", "1h", "1d", "1500ms", "0").
+ */
+void	 format_duration(uint64_t ms, char *buf, size_t len);
+
+/*
+ * Writes ms for people, at most two units, rounded down: "450ms", "12.3s",
+ * "3m12s", "2h5m", "3d4h".
+ */
+void	 format_duration_human(uint64_t ms, char *buf, size_t len);
+
+/* Writes a size as the shortest exact form ("64KiB", "1GiB", "1000"). */
+void	 format_size(uint64_t bytes, char *buf, size_t len);
+
+/* The name of a policy: "always", "on-failure" or "never". */
+const char	*format_restart(enum restart_policy r);
+
+/* The short name of a signal parse_signal() knows ("TERM"), or NULL. */
+const char	*format_signal(int sig);
+
+/*
+ * Copies the n bytes of untrusted text s into buf (len bytes, always
+ * NUL-terminated) so that it is safe in one log line: backslash, control
+ * characters and bytes >= 0x7f become \\, \n, \r, \t or \xHH; text that does
+ * not fit ends in "...". Returns buf.
+ */
+char	*format_escape(const void *s, size_t n, char *buf, size_t len);
+
+/* strv.c */
+
+/* Frees a NULL-terminated vector of strings. NULL is a no-op. */
+void	 strv_free(char **v);
+
+/* The number of strings in a NULL-terminated vector (NULL: 0). */
+size_t	 strv_len(char *const *v);
+
+/* A deep copy of v (NULL-terminated); NULL on ENOMEM. */
+char	**strv_dup(char *const *v);
+
+/* True when a and b hold the same strings in the same order. */
+bool	 strv_equal(char *const *a, char *const *b);
+
+/*
+ * Appends a copy of s to *v, which holds *n strings and a NULL (both may
+ * start as NULL and 0). Returns 0 or -ENOMEM (v unchanged).
+ */
+int	 strv_push(char ***v, size_t *n, const char *s);
+
+/*
+ * Splits s into words: blanks separate words, '...' quotes literally,
+ * "..." quotes with \" and \\ as escapes. Returns 0 and a NULL-terminated
+ * malloc'ed vector, -EINVAL with a sentence in err ("unterminated double
+ * quote"), or -ENOMEM.
+ */
+int	 strv_split(const char *s, char ***ret, char *err);
+
+/* endpoint.c */
+
+enum endpoint_kind {
+	ENDPOINT_UNIX,
+	ENDPOINT_TCP,
+};
+
+/* A parsed endpoint. Embedded by value, nothing to free. */
+struct endpoint {
+	enum endpoint_kind	kind;
+	char			path[108];	/* sun_path for unix */
+	char			host[256];	/* tcp: without brackets */
+	char			port[8];
+	char			text[384];	/* the canonical spelling */
+};
+
+/*
+ * Parses "unix:PATH", "tcp:HOST:PORT" or "tcp:[V6]:PORT" into *ret.
+ * Returns 0, or -EINVAL with a sentence in err (UTIL_ERRLEN bytes) naming
+ * what is wrong with s.
+ */
+int	 endpoint_parse(const char *s, struct endpoint *ret, char *err);
+
+/*
+ * Writes the default endpoint ("unix:" + path) into buf: $PATCHBAY_SOCKET,
+ * else $XDG_RUNTIME_DIR/patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock.
+ * When use_broker_env is true, $PATCHBAY_BROKER (a whole endpoint) wins over
+ * all of them (the client side's rule). Returns 0 or -ENAMETOOLONG.
+ */
+int	 endpoint_default(char *buf, size_t len, bool use_broker_env);
+
+/*
+ * Connects a stream socket to ep, waiting at most timeout_ms (<= 0: 5000).
+ * The returned descriptor is non-blocking and close-on-exec, with
+ * TCP_NODELAY for TCP. Returns 0 and sets *ret_fd, or a negative errno
+ * (-ETIMEDOUT, -ECONNREFUSED, -ENOENT, -EHOSTUNREACH when the host does not
+ * resolve, ...).
+ */
+int	 endpoint_connect(const struct endpoint *ep, int timeout_ms,
+	    int *ret_fd);
+
+/* clock.c */
+
+/* The monotonic clock in milliseconds. */
+uint64_t	 clock_now_ms(void);
+
+#endif /* PATCHBAY_UTIL_H */
