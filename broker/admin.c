@@ -506,7 +506,7 @@ admin_handle(struct server *srv, struct peer *p, const struct packet *pkt)
 	msgpack_packer		 pk;
 	struct packet		 reply;
 	char			 err[PROTO_ERRLEN] = "";
-	char			 verb[64];
+	char			 verb[64], safe_verb[64], safe_err[PROTO_ERRLEN];
 	size_t			 n;
 
 	n = pkt->verb.len < sizeof(verb) - 1 ? pkt->verb.len :
@@ -534,7 +534,9 @@ admin_handle(struct server *srv, struct peer *p, const struct packet *pkt)
 		reply.error.len = (uint32_t)strlen(err);
 		reply.has |= PF_ERROR;
 		log_info("%s: admin %s refused: %s", p->name[0] ? p->name :
-		    "admin", verb, err);
+		    "admin", format_escape(verb, strlen(verb), safe_verb,
+		    sizeof(safe_verb)), format_escape(err, strlen(err),
+		    safe_err, sizeof(safe_err)));
 	} else {
 		reply.ok = true;
 		reply.data_raw.ptr = (const uint8_t *)sb.data;

@@ -294,15 +294,10 @@ server_hello(struct peer *p, const struct packet *pkt)
 		conn_close(p->conn, "local role");
 		return;
 	}
-	if (pkt->has & PF_NAME) {
-		size_t n = pkt->name.len < sizeof(p->name) - 1 ?
-		    pkt->name.len : sizeof(p->name) - 1;
-
-		if (!p->local) {
-			memcpy(p->name, pkt->name.ptr, n);
-			p->name[n] = '\0';
-		}
-	}
+	/* Kept escaped: it goes into log lines and ctl tables as it is. */
+	if ((pkt->has & PF_NAME) && !p->local)
+		format_escape(pkt->name.ptr, pkt->name.len, p->name,
+		    sizeof(p->name));
 	p->role = pkt->role;
 	if (p->role == ROLE_CLIENT)
 		p->client = switchboard_client_add(srv->sb, p);
@@ -445,13 +440,16 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 	struct peer	*p = arg;
 	struct server	*srv = p->srv;
 	uint64_t	 now = clock_now_ms();
+	char		 safe[256];
 
 	(void)c;
+	/* A decode error's reason may quote what the peer sent. */
+	format_escape(why, strlen(why), safe, sizeof(safe));
 	/* Workers coming and going matter to operators; clients are many. */
 	if (p->role == ROLE_WORKER)
-		log_info("%s: closed: %s", server_peer_desc(p), why);
+		log_info("%s: closed: %s", server_peer_desc(p), safe);
 	else
-		log_debug("%s: closed: %s", server_peer_desc(p), why);
+		log_debug("%s: closed: %s", server_peer_desc(p), safe);
 	if (p->client != NULL)
 		switchboard_client_remove(srv->sb, p->client, now);
 	if (p->worker != NULL)

@@ -686,6 +686,60 @@ START_TEST(admin_status_and_unknown_verb)
 }
 END_TEST
 
+/* True when some line of text starts with prefix. */
+static bool
+has_line_starting(const char *text, const char *prefix)
+{
+	for (const char *l = text; l != NULL && *l != '\0';
+	    l = strchr(l, '\n') != NULL ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, prefix, strlen(prefix)) == 0)
+			return true;
+	return false;
+}
+
+START_TEST(peer_strings_escaped_in_log)
+{
+	static const char	 name[] = "evil\nFORGED: admin granted\x1b[2J";
+	struct harness_broker	 b;
+	struct raw		*c, *a;
+	struct packet		 p;
+	char			*log;
+
+	harness_broker_start(&b, NULL, false);
+	c = raw_connect(b.unix_ep);
+	packet_init(&p, PKT_HELLO);
+	p.version = 1;
+	p.role = ROLE_CLIENT;
+	p.name.ptr = (const uint8_t *)name;
+	p.name.len = sizeof(name) - 1;
+	p.has |= PF_NAME;
+	raw_send(c, &p);
+	raw_recv(c, &p);
+	ck_assert_int_eq(p.type, PKT_WELCOME);
+	packet_clear(&p);
+	raw_free(c);
+
+	a = raw_connect(b.unix_ep);
+	raw_hello(a, ROLE_ADMIN);
+	raw_admin(a, "x\nFORGED: verb", &p);
+	ck_assert(!p.ok);
+	packet_clear(&p);
+	raw_free(a);
+	harness_broker_stop(&b);
+
+	log = harness_read_file(b.log_path);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "evil\\nFORGED: admin granted\\x1b[2J") !=
+	    NULL, "escaped name missing from log:\n%s", log);
+	ck_assert_msg(strstr(log, "x\\nFORGED: verb") != NULL,
+	    "escaped verb missing from log:\n%s", log);
+	ck_assert_msg(!has_line_starting(log, "FORGED"), "a peer forged a "
+	    "log line:\n%s", log);
+	ck_assert_ptr_null(strchr(log, '\x1b'));
+	free(log);
+}
+END_TEST
+
 START_TEST(admin_refused_over_tcp)
 {
 	struct harness_broker	b;
@@ -909,6 +963,7 @@ broker_suite(void)
 	tc = tcase_create("admin");
 	tcase_add_test(tc, admin_status_and_unknown_verb);
 	tcase_add_test(tc, admin_refused_over_tcp);
+	tcase_add_test(tc, peer_strings_escaped_in_log);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lifecycle");
