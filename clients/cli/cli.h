@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <msgpack.h>
+
 #include "patchbay.h"
 #include "util/util.h"
 
@@ -82,6 +84,22 @@ void	 cli_uuid_string(const uint8_t *id, char *buf);
 
 /* Writes all of buf to fd, retrying on EINTR. 0 or a negative errno. */
 int	 cli_write_all(int fd, const void *buf, size_t len);
+
+/* print.c */
+
+/*
+ * Prints o (NULL: null) as pretty JSON followed by a newline: numbers stay
+ * numbers (durations in ms), binary ids become UUID strings.
+ */
+void	 print_json(FILE *f, const msgpack_object *o);
+
+/*
+ * Prints o for people: a map as "key: value" lines, an array of maps as a
+ * table, other arrays one item a line, "empty" (when not NULL) for an empty
+ * array. Keys ending in "_ms" are shown without it and their values as
+ * durations ("3m12s"). Returns 0 or -ENOMEM.
+ */
+int	 print_text(FILE *f, const msgpack_object *o, const char *empty);
 
 /* run.c */
 

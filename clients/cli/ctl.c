@@ -1,25 +1,19 @@
 /*
  * ctl.c: `patchbay ctl VERB [ARGS]`, the admin command.
  *
- * libpatchbay has no public admin API; this file uses the library's
- * internal connection (clients/lib/internal.h) with role "admin": the
- * handshake, PINGs, ERROR and BYE are the library's, and this file sends
- * one ADMIN {seq, verb, args} and prints the REPLY with that seq. Verbs are a table checked before
- * connecting: a verb this program does not know, a missing argument or an
- * option that does not apply is a usage error, never a round trip.
- *
- * The REPLY's data is printed as JSON (--json) or for people: a map as
- * "key: value" lines, an array of maps as a table whose columns are the
- * first map's keys in the order the broker sent them. A 16-byte binary is
- * a job or session id and is shown as a UUID; other binaries as base64.
+ * libpatchbay has no public admin API; this file packs the verb's
+ * arguments and sends them with the library's internal admin_call()
+ * (clients/lib/admin.c), which does the connection, the handshake and the
+ * wait for the REPLY. Verbs are a table checked before connecting: a verb
+ * this program does not know, a missing argument or an option that does
+ * not apply is a usage error, never a round trip. The REPLY's data is
+ * printed by print.c, as JSON (--json) or for people.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <msgpack.h>
@@ -31,7 +25,6 @@
 
 #define CTL_CONNECT_MS		5000	/* connect and handshake */
 #define CTL_REPLY_MS		30000	/* REPLY wait, plus stop's timeout */
-#define CTL_SEQ			1
 
 /* Options that only some verbs take. */
 #define CTL_OPT_RESTART		(1u << 0)
@@ -219,7 +212,7 @@ ctl_negative_arg(int argc, char **argv)
 			continue;
 		if (verb != NULL && strcmp(verb, "scale") == 0) {
 			parse_uint(argv[i], 0, LIMIT_INSTANCES_MAX, &n, err);
-			return cli_bad_value("ctl", "scale: instance count",
+			return cli_bad_value("ctl", "instance count",
 			    argv[i], err);
 		}
 		return cli_usage_error("ctl", "unexpected negative number "
@@ -398,7 +391,7 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 			    "empty");
 		if (parse_uint(pos[1], 0, LIMIT_INSTANCES_MAX,
 		    &cmd->instances, err) != 0)
-			return cli_bad_value("ctl", "scale: instance count",
+			return cli_bad_value("ctl", "instance count",
 			    pos[1], err);
 		break;
 	case CTL_ARGS_SPAWN:
@@ -467,522 +460,25 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 	}
 }
 
-/* ---- output ------------------------------------------------------------ */
-
-/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-ctl_utf8_len(const uint8_t *s, size_t n)
-{
-	size_t	len, i;
-	uint8_t	lo = 0x80, hi = 0xbf;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		if (s[0] == 0xe0)
-			lo = 0xa0;
-		else if (s[0] == 0xed)
-			hi = 0x9f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		if (s[0] == 0xf0)
-			lo = 0x90;
-		else if (s[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	}
-	return len;
-}
-
-/* Writes s as a JSON string: escaped, invalid UTF-8 as U+FFFD. */
-static void
-ctl_json_str(FILE *f, const char *s, size_t n)
-{
-	const uint8_t	*p = (const uint8_t *)s;
-	size_t		 i = 0, l;
-
-	fputc('"', f);
-	while (i < n) {
-		if (p[i] == '"' || p[i] == '\\') {
-			fputc('\\', f);
-			fputc(p[i++], f);
-		} else if (p[i] == '\n') {
-			fputs("\\n", f);
-			i++;
-		} else if (p[i] == '\t') {
-			fputs("\\t", f);
-			i++;
-		} else if (p[i] == '\r') {
-			fputs("\\r", f);
-			i++;
-		} else if (p[i] < 0x20) {
-			fprintf(f, "\\u%04x", p[i++]);
-		} else if ((l = ctl_utf8_len(p + i, n - i)) == 0) {
-			fputs("\\ufffd", f);
-			i++;
-		} else {
-			fwrite(p + i, 1, l, f);
-			i += l;
-		}
-	}
-	fputc('"', f);
-}
-
-/* Writes bin data as text: a UUID for 16 bytes, else base64. */
-static void
-ctl_bin_text(FILE *f, const char *data, size_t n)
-{
-	static const char	 b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				    "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	const uint8_t		*p = (const uint8_t *)data;
-	char			 uuid[CLI_UUID_STRLEN];
-	uint32_t		 v;
-	size_t			 i;
-
-	if (n == PB_ID_LEN) {
-		cli_uuid_string(p, uuid);
-		fputs(uuid, f);
-		return;
-	}
-	for (i = 0; i + 2 < n; i += 3) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		fputc(b64[v >> 18], f);
-		fputc(b64[(v >> 12) & 63], f);
-		fputc(b64[(v >> 6) & 63], f);
-		fputc(b64[v & 63], f);
-	}
-	if (n - i == 1) {
-		v = (uint32_t)p[i] << 16;
-		fputc(b64[v >> 18], f);
-		fputc(b64[(v >> 12) & 63], f);
-		fputs("==", f);
-	} else if (n - i == 2) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		fputc(b64[v >> 18], f);
-		fputc(b64[(v >> 12) & 63], f);
-		fputc(b64[(v >> 6) & 63], f);
-		fputc('=', f);
-	}
-}
-
-static void	ctl_cell(FILE *, const msgpack_object *);
-
-/* Writes a number the way both printers show it. */
-static bool
-ctl_number(FILE *f, const msgpack_object *o, bool json)
-{
-	switch (o->type) {
-	case MSGPACK_OBJECT_POSITIVE_INTEGER:
-		fprintf(f, "%llu", (unsigned long long)o->via.u64);
-		return true;
-	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-		fprintf(f, "%lld", (long long)o->via.i64);
-		return true;
-	case MSGPACK_OBJECT_FLOAT32:
-	case MSGPACK_OBJECT_FLOAT64:
-		if (isfinite(o->via.f64))
-			fprintf(f, "%.*g", json ? 17 : 6, o->via.f64);
-		else
-			fputs(json ? "null" : "-", f);
-		return true;
-	default:
-		return false;
-	}
-}
-
-/* Writes a newline and indentation for pretty JSON. */
-static void
-ctl_json_indent(FILE *f, int depth)
-{
-	fputc('\n', f);
-	for (int i = 0; i < depth; i++)
-		fputs("  ", f);
-}
-
-/* Writes o as pretty-printed JSON. */
-static void
-ctl_json(FILE *f, const msgpack_object *o, int depth)
-{
-	char		*key;
-	size_t		 keylen;
-	FILE		*kf;
-	uint32_t	 i;
-
-	if (ctl_number(f, o, true))
-		return;
-	switch (o->type) {
-	case MSGPACK_OBJECT_NIL:
-		fputs("null", f);
-		break;
-	case MSGPACK_OBJECT_BOOLEAN:
-		fputs(o->via.boolean ? "true" : "false", f);
-		break;
-	case MSGPACK_OBJECT_STR:
-		ctl_json_str(f, o->via.str.ptr, o->via.str.size);
-		break;
-	case MSGPACK_OBJECT_BIN:
-		fputc('"', f);
-		ctl_bin_text(f, o->via.bin.ptr, o->via.bin.size);
-		fputc('"', f);
-		break;
-	case MSGPACK_OBJECT_ARRAY:
-		if (o->via.array.size == 0) {
-			fputs("[]", f);
-			break;
-		}
-		fputc('[', f);
-		for (i = 0; i < o->via.array.size; i++) {
-			ctl_json_indent(f, depth + 1);
-			ctl_json(f, &o->via.array.ptr[i], depth + 1);
-			if (i + 1 < o->via.array.size)
-				fputc(',', f);
-		}
-		ctl_json_indent(f, depth);
-		fputc(']', f);
-		break;
-	case MSGPACK_OBJECT_MAP:
-		if (o->via.map.size == 0) {
-			fputs("{}", f);
-			break;
-		}
-		fputc('{', f);
-		for (i = 0; i < o->via.map.size; i++) {
-			const msgpack_object_kv *kv = &o->via.map.ptr[i];
-
-			ctl_json_indent(f, depth + 1);
-			if (kv->key.type == MSGPACK_OBJECT_STR)
-				ctl_json_str(f, kv->key.via.str.ptr,
-				    kv->key.via.str.size);
-			else {
-				/* JSON keys are strings: use the cell text. */
-				key = NULL;
-				keylen = 0;
-				if ((kf = open_memstream(&key, &keylen)) !=
-				    NULL) {
-					ctl_cell(kf, &kv->key);
-					fclose(kf);
-				}
-				ctl_json_str(f, key != NULL ? key : "",
-				    key != NULL ? keylen : 0);
-				free(key);
-			}
-			fputs(": ", f);
-			ctl_json(f, &kv->val, depth + 1);
-			if (i + 1 < o->via.map.size)
-				fputc(',', f);
-		}
-		ctl_json_indent(f, depth);
-		fputc('}', f);
-		break;
-	default:
-		fputs("null", f);
-		break;
-	}
-}
-
-/* Writes a string for people: control characters shown as '?'. */
-static void
-ctl_text_str(FILE *f, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i],
-		    f);
-}
-
-/*
- * Writes o compactly, for a table cell or after "key: ": nil as "-",
- * arrays joined with ",", maps as k=v pairs.
- */
-static void
-ctl_cell(FILE *f, const msgpack_object *o)
-{
-	uint32_t	i;
-
-	if (ctl_number(f, o, false))
-		return;
-	switch (o->type) {
-	case MSGPACK_OBJECT_NIL:
-		fputc('-', f);
-		break;
-	case MSGPACK_OBJECT_BOOLEAN:
-		fputs(o->via.boolean ? "true" : "false", f);
-		break;
-	case MSGPACK_OBJECT_STR:
-		ctl_text_str(f, o->via.str.ptr, o->via.str.size);
-		break;
-	case MSGPACK_OBJECT_BIN:
-		ctl_bin_text(f, o->via.bin.ptr, o->via.bin.size);
-		break;
-	case MSGPACK_OBJECT_ARRAY:
-		if (o->via.array.size == 0)
-			fputc('-', f);
-		for (i = 0; i < o->via.array.size; i++) {
-			if (i > 0)
-				fputc(',', f);
-			ctl_cell(f, &o->via.array.ptr[i]);
-		}
-		break;
-	case MSGPACK_OBJECT_MAP:
-		if (o->via.map.size == 0)
-			fputc('-', f);
-		for (i = 0; i < o->via.map.size; i++) {
-			if (i > 0)
-				fputc(',', f);
-			ctl_cell(f, &o->via.map.ptr[i].key);
-			fputc('=', f);
-			ctl_cell(f, &o->via.map.ptr[i].val);
-		}
-		break;
-	default:
-		fputc('-', f);
-		break;
-	}
-}
-
-/* The cell text of o in a new string (caller frees), or NULL. */
-static char *
-ctl_cell_string(const msgpack_object *o)
-{
-	char	*s = NULL;
-	size_t	 len = 0;
-	FILE	*f;
-
-	if ((f = open_memstream(&s, &len)) == NULL)
-		return NULL;
-	ctl_cell(f, o);
-	if (fclose(f) != 0) {
-		free(s);
-		return NULL;
-	}
-	return s;
-}
-
-/* Columns s takes on a terminal: UTF-8 lead bytes counted. */
-static size_t
-ctl_width(const char *s)
-{
-	size_t	w = 0;
-
-	for (; *s != '\0'; s++) {
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			w++;
-	}
-	return w;
-}
-
-/* True when two map keys are the same (strings compared by bytes). */
-static bool
-ctl_key_equal(const msgpack_object *a, const msgpack_object *b)
-{
-	if (a->type != b->type)
-		return false;
-	if (a->type == MSGPACK_OBJECT_STR)
-		return a->via.str.size == b->via.str.size &&
-		    memcmp(a->via.str.ptr, b->via.str.ptr,
-		    a->via.str.size) == 0;
-	return msgpack_object_equal(*a, *b);
-}
-
-/* Finds key in map m, or NULL. */
-static const msgpack_object *
-ctl_map_get(const msgpack_object *m, const msgpack_object *key)
-{
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		if (ctl_key_equal(&m->via.map.ptr[i].key, key))
-			return &m->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
-/*
- * Prints an array of maps as a table: columns from the first map's keys,
- * upper-cased headers, two spaces between columns. 0 or -ENOMEM.
- */
-static int
-ctl_print_table(FILE *f, const msgpack_object *arr)
-{
-	const msgpack_object	*first = &arr->via.array.ptr[0], *v;
-	uint32_t		 ncols = first->via.map.size;
-	uint32_t		 nrows = arr->via.array.size, r, c;
-	char			**cells;
-	size_t			*width, w, i;
-	int			 ret = 0;
-
-	if (ncols == 0)
-		return 0;
-	cells = calloc((size_t)(nrows + 1) * ncols, sizeof *cells);
-	width = calloc(ncols, sizeof *width);
-	if (cells == NULL || width == NULL) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (c = 0; c < ncols; c++) {
-		if ((cells[c] = ctl_cell_string(&first->via.map.ptr[c].key)) ==
-		    NULL) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		for (i = 0; cells[c][i] != '\0'; i++) {
-			if (cells[c][i] >= 'a' && cells[c][i] <= 'z')
-				cells[c][i] = (char)(cells[c][i] - 'a' + 'A');
-		}
-		width[c] = ctl_width(cells[c]);
-	}
-	for (r = 0; r < nrows; r++) {
-		const msgpack_object *row = &arr->via.array.ptr[r];
-
-		for (c = 0; c < ncols; c++) {
-			static const msgpack_object nil = {
-				.type = MSGPACK_OBJECT_NIL };
-
-			v = NULL;
-			if (row->type == MSGPACK_OBJECT_MAP)
-				v = ctl_map_get(row,
-				    &first->via.map.ptr[c].key);
-			cells[(size_t)(r + 1) * ncols + c] =
-			    ctl_cell_string(v != NULL ? v : &nil);
-			if (cells[(size_t)(r + 1) * ncols + c] == NULL) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			w = ctl_width(cells[(size_t)(r + 1) * ncols + c]);
-			if (w > width[c])
-				width[c] = w;
-		}
-	}
-	for (r = 0; r <= nrows; r++) {
-		for (c = 0; c < ncols; c++) {
-			const char *s = cells[(size_t)r * ncols + c];
-
-			fputs(s, f);
-			if (c + 1 < ncols) {
-				for (w = ctl_width(s); w < width[c] + 2; w++)
-					fputc(' ', f);
-			}
-		}
-		fputc('\n', f);
-	}
-out:
-	if (cells != NULL) {
-		for (i = 0; i < (size_t)(nrows + 1) * ncols; i++)
-			free(cells[i]);
-	}
-	free(cells);
-	free(width);
-	return ret;
-}
-
-/* True when o is a map or an array (something that needs its own lines). */
-static bool
-ctl_is_nested(const msgpack_object *o)
-{
-	return (o->type == MSGPACK_OBJECT_MAP && o->via.map.size > 0) ||
-	    (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size > 0 &&
-	    (o->via.array.ptr[0].type == MSGPACK_OBJECT_MAP ||
-	    o->via.array.ptr[0].type == MSGPACK_OBJECT_ARRAY));
-}
-
-/* Prints a map as "key: value" lines, nested maps indented. */
-static void
-ctl_print_map(FILE *f, const msgpack_object *m, int depth)
-{
-	uint32_t	i, j;
-
-	for (i = 0; i < m->via.map.size; i++) {
-		const msgpack_object_kv *kv = &m->via.map.ptr[i];
-
-		for (int d = 0; d < depth; d++)
-			fputs("  ", f);
-		ctl_cell(f, &kv->key);
-		fputc(':', f);
-		if (!ctl_is_nested(&kv->val)) {
-			fputc(' ', f);
-			ctl_cell(f, &kv->val);
-			fputc('\n', f);
-			continue;
-		}
-		fputc('\n', f);
-		if (kv->val.type == MSGPACK_OBJECT_MAP) {
-			ctl_print_map(f, &kv->val, depth + 1);
-			continue;
-		}
-		for (j = 0; j < kv->val.via.array.size; j++) {
-			for (int d = 0; d <= depth; d++)
-				fputs("  ", f);
-			fputs("- ", f);
-			ctl_cell(f, &kv->val.via.array.ptr[j]);
-			fputc('\n', f);
-		}
-	}
-}
-
-/* Prints a REPLY's data for people, by its shape. 0 or -ENOMEM. */
-static int
-ctl_print_text(FILE *f, const struct ctl_verb *verb, const msgpack_object *o)
-{
-	uint32_t	i;
-
-	if (o == NULL || o->type == MSGPACK_OBJECT_NIL)
-		return 0;
-	if (o->type == MSGPACK_OBJECT_MAP) {
-		ctl_print_map(f, o, 0);
-		return 0;
-	}
-	if (o->type == MSGPACK_OBJECT_ARRAY) {
-		if (o->via.array.size == 0) {
-			if (verb->empty != NULL)
-				fprintf(f, "%s\n", verb->empty);
-			return 0;
-		}
-		if (o->via.array.ptr[0].type == MSGPACK_OBJECT_MAP)
-			return ctl_print_table(f, o);
-		for (i = 0; i < o->via.array.size; i++) {
-			ctl_cell(f, &o->via.array.ptr[i]);
-			fputc('\n', f);
-		}
-		return 0;
-	}
-	ctl_cell(f, o);
-	fputc('\n', f);
-	return 0;
-}
-
 /* ---- the exchange ------------------------------------------------------ */
-
-/* What the REPLY handler reports back to ctl_exchange(). */
-struct ctl_reply {
-	const struct ctl_cmd	*cmd;
-	int			 status;	/* exit status; -1: no REPLY yet */
-};
 
 /* Prints a REPLY's data or refusal; returns the exit status. */
 static int
-ctl_print_reply(const struct ctl_cmd *cmd, const struct packet *p)
+ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
 {
-	static const msgpack_object	nil = { .type = MSGPACK_OBJECT_NIL };
+	const msgpack_object	*data = r->has_data ? &r->data.data : NULL;
 
-	if (!p->ok) {
-		if ((p->has & PF_ERROR) && p->error.len > 0)
-			fprintf(stderr, "patchbay ctl: %.*s\n",
-			    (int)p->error.len, (const char *)p->error.ptr);
+	if (!r->ok) {
+		if (r->error != NULL)
+			fprintf(stderr, "patchbay ctl: %s\n", r->error);
 		else
 			fprintf(stderr, "patchbay ctl: the broker refused "
 			    "'%s' without saying why\n", cmd->verb->name);
 		return CLI_EXIT_ERROR;
 	}
-	if (cmd->json) {
-		ctl_json(stdout, p->data != NULL ? p->data : &nil, 0);
-		fputc('\n', stdout);
-	} else if (ctl_print_text(stdout, cmd->verb, p->data) < 0) {
+	if (cmd->json)
+		print_json(stdout, data);
+	else if (print_text(stdout, data, cmd->verb->empty) < 0) {
 		fprintf(stderr, "patchbay ctl: out of memory printing the "
 		    "reply\n");
 		return CLI_EXIT_ERROR;
@@ -995,83 +491,34 @@ ctl_print_reply(const struct ctl_cmd *cmd, const struct packet *p)
 	return CLI_EXIT_OK;
 }
 
-/* The library's packet handler: prints our REPLY while its data lives. */
-static int
-ctl_packet(struct bconn *b, const struct packet *p, void *arg)
-{
-	struct ctl_reply	*cr = arg;
-
-	(void)b;
-	if (p->type == PKT_REPLY && p->seq == CTL_SEQ && cr->status < 0)
-		cr->status = ctl_print_reply(cr->cmd, p);
-	return 0;
-}
-
 /*
- * Connects as an admin (the library's connection does the handshake,
- * PINGs, ERROR and BYE), sends the ADMIN and prints the REPLY. Returns the
- * exit status.
+ * Sends the command's ADMIN through the library's admin call and prints
+ * the REPLY. Returns the exit status.
  */
 static int
 ctl_exchange(const char *ep, const struct ctl_cmd *cmd)
 {
 	struct pb_options	 opts = { .name = "patchbay ctl",
 				    .connect_timeout_ms = CTL_CONNECT_MS };
-	struct ctl_reply	 cr = { .cmd = cmd, .status = -1 };
-	struct bconn		 b;
+	struct admin_reply	 reply;
 	msgpack_sbuffer		 args;
 	msgpack_packer		 pk;
-	struct packet		 p;
-	uint64_t		 deadline;
-	int			 r;
-
-	common_init(&b);
-	if ((r = common_open(&b, ep, ROLE_ADMIN, &opts)) != 0) {
-		fprintf(stderr, "patchbay ctl: %s\n", common_connect_error());
-		common_clear(&b);
-		return r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONNECTION;
-	}
+	char			 err[PROTO_ERRLEN];
+	int			 r, status;
 
 	msgpack_sbuffer_init(&args);
 	msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
 	ctl_pack_args(cmd, &pk);
-	packet_init(&p, PKT_ADMIN);
-	p.seq = CTL_SEQ;
-	p.verb.ptr = (const uint8_t *)cmd->verb->name;
-	p.verb.len = (uint32_t)strlen(cmd->verb->name);
-	p.args_raw.ptr = (const uint8_t *)args.data;
-	p.args_raw.len = (uint32_t)args.size;
-	p.has |= PF_ARGS;
-	r = common_send(&b, &p);
+	r = admin_call(ep, &opts, cmd->verb->name, args.data, args.size,
+	    CTL_REPLY_MS + cmd->timeout_ms, &reply, err);
 	msgpack_sbuffer_destroy(&args);
-
-	deadline = clock_now_ms() + CTL_REPLY_MS + cmd->timeout_ms;
-	while (r >= 0 || r == -EINTR) {
-		if ((r = common_process(&b, ctl_packet, &cr)) < 0 ||
-		    cr.status >= 0 || b.err_code >= 0 || b.got_bye || b.dead)
-			break;
-		if (clock_now_ms() >= deadline) {
-			r = -ETIMEDOUT;
-			break;
-		}
-		r = common_wait(&b, common_ms_left(deadline));
+	if (r != 0) {
+		fprintf(stderr, "patchbay ctl: %s\n", err);
+		return r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONNECTION;
 	}
-	if (cr.status < 0) {
-		if (b.err_code >= 0)
-			fprintf(stderr, "patchbay ctl: %s refused: %s\n", ep,
-			    b.err);
-		else if (b.got_bye)
-			fprintf(stderr, "patchbay ctl: %s is going away: %s\n",
-			    ep, b.bye);
-		else if (r == -ETIMEDOUT)
-			fprintf(stderr, "patchbay ctl: no answer from %s\n", ep);
-		else
-			fprintf(stderr, "patchbay ctl: %s: %s\n", ep,
-			    b.why[0] != '\0' ? b.why : strerror(-r));
-		cr.status = CLI_EXIT_CONNECTION;
-	}
-	common_clear(&b);
-	return cr.status;
+	status = ctl_print_reply(cmd, &reply);
+	admin_reply_clear(&reply);
+	return status;
 }
 
 /* Entry point of `patchbay ctl`. */

@@ -136,4 +136,30 @@ int		 common_ms_left(uint64_t deadline);
 /* Sends a PING with a fresh n and returns that n, or a negative errno. */
 int64_t		 common_ping(struct bconn *b);
 
+/* admin.c */
+
+/* A REPLY to one ADMIN, owned by the caller: admin_reply_clear(). */
+struct admin_reply {
+	bool			 ok;		/* false: refused */
+	char			*error;		/* the refusal, or NULL */
+	msgpack_unpacked	 data;		/* valid when has_data */
+	bool			 has_data;
+	char			*raw;		/* the bytes data points into */
+};
+
+/*
+ * Connects to endpoint (NULL: the default) as an admin, sends ADMIN
+ * {verb, args} (args_len bytes of a packed msgpack map) and waits up to
+ * timeout_ms for its REPLY. Returns 0 with *ret filled (accepted or
+ * refused), or a negative errno with a sentence in err (PROTO_ERRLEN):
+ * -EINVAL for a bad endpoint, the connect error, -EPERM when the broker
+ * answered ERROR, -ESHUTDOWN after BYE, -ETIMEDOUT, -ENOMEM.
+ */
+int	 admin_call(const char *endpoint, const struct pb_options *opts,
+	    const char *verb, const void *args, size_t args_len,
+	    uint64_t timeout_ms, struct admin_reply *ret, char *err);
+
+/* Frees what r holds (it may be cleared again). */
+void	 admin_reply_clear(struct admin_reply *r);
+
 #endif /* PATCHBAY_LIB_INTERNAL_H */

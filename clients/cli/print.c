@@ -1,0 +1,563 @@
+/*
+ * print.c: how the patchbay program shows structured answers.
+ *
+ * Every subcommand that prints a broker's answer (a msgpack object) comes
+ * through here, so they all look the same: --json prints pretty JSON
+ * (strings escaped, invalid UTF-8 as U+FFFD, numbers as numbers); for
+ * people, a map becomes "key: value" lines, an array of maps a table whose
+ * columns are the first map's keys in the order the broker sent them, with
+ * upper-cased headers. A 16-byte binary is a job or session id and is
+ * shown as a UUID, other binaries as base64. A key ending in "_ms" is a
+ * duration: people see "uptime: 3m12s" (the suffix dropped, the value
+ * from format_duration_human()), JSON keeps "uptime_ms": 192000.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "clients/cli/cli.h"
+
+
+/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t
+print_utf8_len(const uint8_t *s, size_t n)
+{
+	size_t	len, i;
+	uint8_t	lo = 0x80, hi = 0xbf;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++) {
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	}
+	return len;
+}
+
+/* Writes s as a JSON string: escaped, invalid UTF-8 as U+FFFD. */
+static void
+print_json_str(FILE *f, const char *s, size_t n)
+{
+	const uint8_t	*p = (const uint8_t *)s;
+	size_t		 i = 0, l;
+
+	fputc('"', f);
+	while (i < n) {
+		if (p[i] == '"' || p[i] == '\\') {
+			fputc('\\', f);
+			fputc(p[i++], f);
+		} else if (p[i] == '\n') {
+			fputs("\\n", f);
+			i++;
+		} else if (p[i] == '\t') {
+			fputs("\\t", f);
+			i++;
+		} else if (p[i] == '\r') {
+			fputs("\\r", f);
+			i++;
+		} else if (p[i] < 0x20) {
+			fprintf(f, "\\u%04x", p[i++]);
+		} else if ((l = print_utf8_len(p + i, n - i)) == 0) {
+			fputs("\\ufffd", f);
+			i++;
+		} else {
+			fwrite(p + i, 1, l, f);
+			i += l;
+		}
+	}
+	fputc('"', f);
+}
+
+/* Writes bin data as text: a UUID for 16 bytes, else base64. */
+static void
+print_bin_text(FILE *f, const char *data, size_t n)
+{
+	static const char	 b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const uint8_t		*p = (const uint8_t *)data;
+	char			 uuid[CLI_UUID_STRLEN];
+	uint32_t		 v;
+	size_t			 i;
+
+	if (n == PB_ID_LEN) {
+		cli_uuid_string(p, uuid);
+		fputs(uuid, f);
+		return;
+	}
+	for (i = 0; i + 2 < n; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		fputc(b64[v >> 18], f);
+		fputc(b64[(v >> 12) & 63], f);
+		fputc(b64[(v >> 6) & 63], f);
+		fputc(b64[v & 63], f);
+	}
+	if (n - i == 1) {
+		v = (uint32_t)p[i] << 16;
+		fputc(b64[v >> 18], f);
+		fputc(b64[(v >> 12) & 63], f);
+		fputs("==", f);
+	} else if (n - i == 2) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		fputc(b64[v >> 18], f);
+		fputc(b64[(v >> 12) & 63], f);
+		fputc(b64[(v >> 6) & 63], f);
+		fputc('=', f);
+	}
+}
+
+static void	print_cell(FILE *, const msgpack_object *);
+
+/* Writes a number the way both printers show it. */
+static bool
+print_number(FILE *f, const msgpack_object *o, bool json)
+{
+	switch (o->type) {
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		fprintf(f, "%llu", (unsigned long long)o->via.u64);
+		return true;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		fprintf(f, "%lld", (long long)o->via.i64);
+		return true;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		if (isfinite(o->via.f64))
+			fprintf(f, "%.*g", json ? 17 : 6, o->via.f64);
+		else
+			fputs(json ? "null" : "-", f);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Writes a newline and indentation for pretty JSON. */
+static void
+print_json_indent(FILE *f, int depth)
+{
+	fputc('\n', f);
+	for (int i = 0; i < depth; i++)
+		fputs("  ", f);
+}
+
+/* Writes o as pretty-printed JSON. */
+static void
+print_json_at(FILE *f, const msgpack_object *o, int depth)
+{
+	char		*key;
+	size_t		 keylen;
+	FILE		*kf;
+	uint32_t	 i;
+
+	if (print_number(f, o, true))
+		return;
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		fputs("null", f);
+		break;
+	case MSGPACK_OBJECT_BOOLEAN:
+		fputs(o->via.boolean ? "true" : "false", f);
+		break;
+	case MSGPACK_OBJECT_STR:
+		print_json_str(f, o->via.str.ptr, o->via.str.size);
+		break;
+	case MSGPACK_OBJECT_BIN:
+		fputc('"', f);
+		print_bin_text(f, o->via.bin.ptr, o->via.bin.size);
+		fputc('"', f);
+		break;
+	case MSGPACK_OBJECT_ARRAY:
+		if (o->via.array.size == 0) {
+			fputs("[]", f);
+			break;
+		}
+		fputc('[', f);
+		for (i = 0; i < o->via.array.size; i++) {
+			print_json_indent(f, depth + 1);
+			print_json_at(f, &o->via.array.ptr[i], depth + 1);
+			if (i + 1 < o->via.array.size)
+				fputc(',', f);
+		}
+		print_json_indent(f, depth);
+		fputc(']', f);
+		break;
+	case MSGPACK_OBJECT_MAP:
+		if (o->via.map.size == 0) {
+			fputs("{}", f);
+			break;
+		}
+		fputc('{', f);
+		for (i = 0; i < o->via.map.size; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+
+			print_json_indent(f, depth + 1);
+			if (kv->key.type == MSGPACK_OBJECT_STR)
+				print_json_str(f, kv->key.via.str.ptr,
+				    kv->key.via.str.size);
+			else {
+				/* JSON keys are strings: use the cell text. */
+				key = NULL;
+				keylen = 0;
+				if ((kf = open_memstream(&key, &keylen)) !=
+				    NULL) {
+					print_cell(kf, &kv->key);
+					fclose(kf);
+				}
+				print_json_str(f, key != NULL ? key : "",
+				    key != NULL ? keylen : 0);
+				free(key);
+			}
+			fputs(": ", f);
+			print_json_at(f, &kv->val, depth + 1);
+			if (i + 1 < o->via.map.size)
+				fputc(',', f);
+		}
+		print_json_indent(f, depth);
+		fputc('}', f);
+		break;
+	default:
+		fputs("null", f);
+		break;
+	}
+}
+
+/* Writes a string for people: control characters shown as '?'. */
+static void
+print_text_str(FILE *f, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i],
+		    f);
+}
+
+/*
+ * Writes o compactly, for a table cell or after "key: ": nil as "-",
+ * arrays joined with ",", maps as k=v pairs.
+ */
+static void
+print_cell(FILE *f, const msgpack_object *o)
+{
+	uint32_t	i;
+
+	if (print_number(f, o, false))
+		return;
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		fputc('-', f);
+		break;
+	case MSGPACK_OBJECT_BOOLEAN:
+		fputs(o->via.boolean ? "true" : "false", f);
+		break;
+	case MSGPACK_OBJECT_STR:
+		print_text_str(f, o->via.str.ptr, o->via.str.size);
+		break;
+	case MSGPACK_OBJECT_BIN:
+		print_bin_text(f, o->via.bin.ptr, o->via.bin.size);
+		break;
+	case MSGPACK_OBJECT_ARRAY:
+		if (o->via.array.size == 0)
+			fputc('-', f);
+		for (i = 0; i < o->via.array.size; i++) {
+			if (i > 0)
+				fputc(',', f);
+			print_cell(f, &o->via.array.ptr[i]);
+		}
+		break;
+	case MSGPACK_OBJECT_MAP:
+		if (o->via.map.size == 0)
+			fputc('-', f);
+		for (i = 0; i < o->via.map.size; i++) {
+			if (i > 0)
+				fputc(',', f);
+			print_cell(f, &o->via.map.ptr[i].key);
+			fputc('=', f);
+			print_cell(f, &o->via.map.ptr[i].val);
+		}
+		break;
+	default:
+		fputc('-', f);
+		break;
+	}
+}
+
+/* Columns s takes on a terminal: UTF-8 lead bytes counted. */
+static size_t
+print_width(const char *s)
+{
+	size_t	w = 0;
+
+	for (; *s != '\0'; s++) {
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	}
+	return w;
+}
+
+/* True when two map keys are the same (strings compared by bytes). */
+static bool
+print_key_equal(const msgpack_object *a, const msgpack_object *b)
+{
+	if (a->type != b->type)
+		return false;
+	if (a->type == MSGPACK_OBJECT_STR)
+		return a->via.str.size == b->via.str.size &&
+		    memcmp(a->via.str.ptr, b->via.str.ptr,
+		    a->via.str.size) == 0;
+	return msgpack_object_equal(*a, *b);
+}
+
+/* Finds key in map m, or NULL. */
+static const msgpack_object *
+print_map_get(const msgpack_object *m, const msgpack_object *key)
+{
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		if (print_key_equal(&m->via.map.ptr[i].key, key))
+			return &m->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+/* True when o is a string key naming a duration ("uptime_ms"). */
+static bool
+print_is_duration_key(const msgpack_object *o)
+{
+	return o->type == MSGPACK_OBJECT_STR && o->via.str.size > 3 &&
+	    memcmp(o->via.str.ptr + o->via.str.size - 3, "_ms", 3) == 0;
+}
+
+/* Writes a key for people: a duration's "_ms" suffix dropped. */
+static void
+print_key(FILE *f, const msgpack_object *key)
+{
+	if (print_is_duration_key(key))
+		print_text_str(f, key->via.str.ptr, key->via.str.size - 3);
+	else
+		print_cell(f, key);
+}
+
+/* Writes the value of key for people: durations as "3m12s". */
+static void
+print_value(FILE *f, const msgpack_object *key, const msgpack_object *v)
+{
+	char	buf[32];
+
+	if (print_is_duration_key(key) &&
+	    v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		format_duration_human(v->via.u64, buf, sizeof(buf));
+		fputs(buf, f);
+	} else
+		print_cell(f, v);
+}
+
+/* Runs fn(f, a, b) into a new string (caller frees), or NULL. */
+static char *
+print_to_string(void (*fn)(FILE *, const msgpack_object *,
+    const msgpack_object *), const msgpack_object *a,
+    const msgpack_object *b)
+{
+	char	*s = NULL;
+	size_t	 len = 0;
+	FILE	*f;
+
+	if ((f = open_memstream(&s, &len)) == NULL)
+		return NULL;
+	fn(f, a, b);
+	if (fclose(f) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* print_key() with the signature print_to_string() takes. */
+static void
+print_key_cb(FILE *f, const msgpack_object *key, const msgpack_object *unused)
+{
+	(void)unused;
+	print_key(f, key);
+}
+
+/*
+ * Prints an array of maps as a table: columns from the first map's keys,
+ * upper-cased headers, two spaces between columns. 0 or -ENOMEM.
+ */
+static int
+print_table(FILE *f, const msgpack_object *arr)
+{
+	const msgpack_object	*first = &arr->via.array.ptr[0], *v;
+	uint32_t		 ncols = first->via.map.size;
+	uint32_t		 nrows = arr->via.array.size, r, c;
+	char			**cells;
+	size_t			*width, w, i;
+	int			 ret = 0;
+
+	if (ncols == 0)
+		return 0;
+	cells = calloc((size_t)(nrows + 1) * ncols, sizeof *cells);
+	width = calloc(ncols, sizeof *width);
+	if (cells == NULL || width == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (c = 0; c < ncols; c++) {
+		if ((cells[c] = print_to_string(print_key_cb,
+		    &first->via.map.ptr[c].key, NULL)) == NULL) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; cells[c][i] != '\0'; i++) {
+			if (cells[c][i] >= 'a' && cells[c][i] <= 'z')
+				cells[c][i] = (char)(cells[c][i] - 'a' + 'A');
+		}
+		width[c] = print_width(cells[c]);
+	}
+	for (r = 0; r < nrows; r++) {
+		const msgpack_object *row = &arr->via.array.ptr[r];
+
+		for (c = 0; c < ncols; c++) {
+			static const msgpack_object nil = {
+				.type = MSGPACK_OBJECT_NIL };
+
+			v = NULL;
+			if (row->type == MSGPACK_OBJECT_MAP)
+				v = print_map_get(row,
+				    &first->via.map.ptr[c].key);
+			cells[(size_t)(r + 1) * ncols + c] =
+			    print_to_string(print_value,
+			    &first->via.map.ptr[c].key, v != NULL ? v : &nil);
+			if (cells[(size_t)(r + 1) * ncols + c] == NULL) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			w = print_width(cells[(size_t)(r + 1) * ncols + c]);
+			if (w > width[c])
+				width[c] = w;
+		}
+	}
+	for (r = 0; r <= nrows; r++) {
+		for (c = 0; c < ncols; c++) {
+			const char *s = cells[(size_t)r * ncols + c];
+
+			fputs(s, f);
+			if (c + 1 < ncols) {
+				for (w = print_width(s); w < width[c] + 2; w++)
+					fputc(' ', f);
+			}
+		}
+		fputc('\n', f);
+	}
+out:
+	if (cells != NULL) {
+		for (i = 0; i < (size_t)(nrows + 1) * ncols; i++)
+			free(cells[i]);
+	}
+	free(cells);
+	free(width);
+	return ret;
+}
+
+/* True when o is a map or an array (something that needs its own lines). */
+static bool
+print_is_nested(const msgpack_object *o)
+{
+	return (o->type == MSGPACK_OBJECT_MAP && o->via.map.size > 0) ||
+	    (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size > 0 &&
+	    (o->via.array.ptr[0].type == MSGPACK_OBJECT_MAP ||
+	    o->via.array.ptr[0].type == MSGPACK_OBJECT_ARRAY));
+}
+
+/* Prints a map as "key: value" lines, nested maps indented. */
+static void
+print_map(FILE *f, const msgpack_object *m, int depth)
+{
+	uint32_t	i, j;
+
+	for (i = 0; i < m->via.map.size; i++) {
+		const msgpack_object_kv *kv = &m->via.map.ptr[i];
+
+		for (int d = 0; d < depth; d++)
+			fputs("  ", f);
+		print_key(f, &kv->key);
+		fputc(':', f);
+		if (!print_is_nested(&kv->val)) {
+			fputc(' ', f);
+			print_value(f, &kv->key, &kv->val);
+			fputc('\n', f);
+			continue;
+		}
+		fputc('\n', f);
+		if (kv->val.type == MSGPACK_OBJECT_MAP) {
+			print_map(f, &kv->val, depth + 1);
+			continue;
+		}
+		for (j = 0; j < kv->val.via.array.size; j++) {
+			for (int d = 0; d <= depth; d++)
+				fputs("  ", f);
+			fputs("- ", f);
+			print_cell(f, &kv->val.via.array.ptr[j]);
+			fputc('\n', f);
+		}
+	}
+}
+
+/* Prints o as pretty JSON and a newline; see cli.h. */
+void
+print_json(FILE *f, const msgpack_object *o)
+{
+	static const msgpack_object	nil = { .type = MSGPACK_OBJECT_NIL };
+
+	print_json_at(f, o != NULL ? o : &nil, 0);
+	fputc('\n', f);
+}
+
+/* Prints o for people, by its shape; see cli.h. */
+int
+print_text(FILE *f, const msgpack_object *o, const char *empty)
+{
+	uint32_t	i;
+
+	if (o == NULL || o->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (o->type == MSGPACK_OBJECT_MAP) {
+		print_map(f, o, 0);
+		return 0;
+	}
+	if (o->type == MSGPACK_OBJECT_ARRAY) {
+		if (o->via.array.size == 0) {
+			if (empty != NULL)
+				fprintf(f, "%s\n", empty);
+			return 0;
+		}
+		if (o->via.array.ptr[0].type == MSGPACK_OBJECT_MAP)
+			return print_table(f, o);
+		for (i = 0; i < o->via.array.size; i++) {
+			print_cell(f, &o->via.array.ptr[i]);
+			fputc('\n', f);
+		}
+		return 0;
+	}
+	print_cell(f, o);
+	fputc('\n', f);
+	return 0;
+}
