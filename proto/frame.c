@@ -173,10 +173,20 @@ frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
 	len = frame_be(buf, PROTO_HEADER_LEN);
 	if (len == 0)
 		return (-EBADMSG);
+	*ret_len = len;
 	if (len > max_frame)
 		return (-EMSGSIZE);
-	*ret_len = len;
 	return (0);
+}
+
+/* Writes the 4-byte big-endian frame header. */
+void
+frame_put_header(uint8_t *hdr, uint32_t len)
+{
+	hdr[0] = (uint8_t)(len >> 24);
+	hdr[1] = (uint8_t)(len >> 16);
+	hdr[2] = (uint8_t)(len >> 8);
+	hdr[3] = (uint8_t)len;
 }
 
 /* Walks one frame body and checks its structure without allocating. */

@@ -795,7 +795,6 @@ packet_encode(const struct packet *p, enum proto_dir dir, msgpack_sbuffer *sb)
 	uint64_t			 keys, todo;
 	size_t				 start = sb->size, blen;
 	uint32_t			 f;
-	uint8_t				*h;
 	int				 k, r = 0;
 
 	if ((unsigned)p->type >= PKT__MAX ||
@@ -837,11 +836,7 @@ packet_encode(const struct packet *p, enum proto_dir dir, msgpack_sbuffer *sb)
 		sb->size = start;
 		return (-EINVAL);
 	}
-	h = (uint8_t *)sb->data + start;
-	h[0] = blen >> 24;
-	h[1] = blen >> 16;
-	h[2] = blen >> 8;
-	h[3] = blen;
+	frame_put_header((uint8_t *)sb->data + start, (uint32_t)blen);
 	return (0);
 }
 

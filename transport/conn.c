@@ -188,13 +188,9 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 			break;
 		r = frame_header(hdr, sizeof(hdr), c->max_frame, &len);
 		if (r == -EMSGSIZE) {
-			uint32_t want = (uint32_t)hdr[0] << 24 |
-			    (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
-			    hdr[3];
-
 			conn_send_error(c, PERR_FRAME_TOO_LARGE, NULL,
 			    "frame of %u bytes exceeds the limit of %u bytes",
-			    want, c->max_frame);
+			    len, c->max_frame);
 			conn_close(c, "frame too large");
 			break;
 		}

@@ -63,29 +63,16 @@ _Static_assert((int)PB_OK == (int)JOB_OK &&
     (int)PB_DISCONNECTED == (int)JOB__MAX,
     "pb_status mirrors the protocol's job_status");
 
-/* Status names, indexed by enum pb_status. */
-static const char *const client_status_names[] = {
-	[PB_OK] = "OK",
-	[PB_ERROR] = "ERROR",
-	[PB_CANCELLED] = "CANCELLED",
-	[PB_TIMEOUT] = "TIMEOUT",
-	[PB_WORKER_LOST] = "WORKER_LOST",
-	[PB_NO_WORKER] = "NO_WORKER",
-	[PB_QUEUE_FULL] = "QUEUE_FULL",
-	[PB_BAD_REQUEST] = "BAD_REQUEST",
-	[PB_DUPLICATE_ID] = "DUPLICATE_ID",
-	[PB_SHUTTING_DOWN] = "SHUTTING_DOWN",
-	[PB_DISCONNECTED] = "DISCONNECTED",
-};
-
 /* Returns the protocol name of a status, or "UNKNOWN". */
 const char *
 pb_status_name(enum pb_status status)
 {
-	if ((unsigned)status >= sizeof(client_status_names) /
-	    sizeof(client_status_names[0]))
+	/* pb_status mirrors job_status (checked above), plus DISCONNECTED. */
+	if (status == PB_DISCONNECTED)
+		return "DISCONNECTED";
+	if ((unsigned)status >= JOB__MAX)
 		return "UNKNOWN";
-	return client_status_names[status];
+	return job_status_name((enum job_status)status);
 }
 
 /* Writes the default endpoint into buf; see patchbay.h. */

@@ -387,7 +387,7 @@ common_has_frame(const struct bconn *b)
 static int
 common_next(struct bconn *b, struct packet *p)
 {
-	const uint8_t	*hdr, *body;
+	const uint8_t	*body;
 	char		 err[PROTO_ERRLEN];
 	uint32_t	 len;
 	int		 r;
@@ -396,11 +396,8 @@ common_next(struct bconn *b, struct packet *p)
 	if (r == -EAGAIN)
 		return 0;
 	if (r == -EMSGSIZE) {
-		hdr = b->in + b->in_start;
 		common_kill(b, -EPROTO, "the broker sent a frame of %lu bytes, "
-		    "more than the limit of %lu",
-		    (unsigned long)hdr[0] << 24 | (unsigned long)hdr[1] << 16 |
-		    (unsigned long)hdr[2] << 8 | (unsigned long)hdr[3],
+		    "more than the limit of %lu", (unsigned long)len,
 		    (unsigned long)b->max_frame);
 		return -EPROTO;
 	}
