@@ -173,10 +173,17 @@ frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
 	len = frame_be(buf, PROTO_HEADER_LEN);
 	if (len == 0)
 		return (-EBADMSG);
-	*ret_len = len;
 	if (len > max_frame)
 		return (-EMSGSIZE);
+	*ret_len = len;
 	return (0);
+}
+
+/* The body length a 4-byte frame header announces, checked or not. */
+uint32_t
+frame_header_len(const uint8_t *hdr)
+{
+	return (frame_be(hdr, PROTO_HEADER_LEN));
 }
 
 /* Writes the 4-byte big-endian frame header. */

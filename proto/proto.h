@@ -197,11 +197,13 @@ struct packet {
  * Reads the frame header at the start of buf. Returns 0 and sets
  * *ret_len to the body length when a whole header is there and
  * 1 <= length <= max_frame; -EAGAIN when fewer than 4 bytes are available;
- * -EMSGSIZE when the length exceeds max_frame (*ret_len is set to it, for
- * the error message); -EBADMSG for length 0.
+ * -EMSGSIZE when the length exceeds max_frame; -EBADMSG for length 0.
  */
 int	 frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
 	    uint32_t *ret_len);
+
+/* The length a whole 4-byte header announces, unchecked (for messages). */
+uint32_t frame_header_len(const uint8_t *hdr);
 
 /* Writes a body length as the 4-byte big-endian frame header at hdr. */
 void	 frame_put_header(uint8_t *hdr, uint32_t len);

@@ -190,7 +190,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		if (r == -EMSGSIZE) {
 			conn_send_error(c, PERR_FRAME_TOO_LARGE, NULL,
 			    "frame of %u bytes exceeds the limit of %u bytes",
-			    len, c->max_frame);
+			    frame_header_len(hdr), c->max_frame);
 			conn_close(c, "frame too large");
 			break;
 		}

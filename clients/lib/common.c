@@ -397,7 +397,8 @@ common_next(struct bconn *b, struct packet *p)
 		return 0;
 	if (r == -EMSGSIZE) {
 		common_kill(b, -EPROTO, "the broker sent a frame of %lu bytes, "
-		    "more than the limit of %lu", (unsigned long)len,
+		    "more than the limit of %lu",
+		    (unsigned long)frame_header_len(b->in + b->in_start),
 		    (unsigned long)b->max_frame);
 		return -EPROTO;
 	}
