@@ -1,0 +1,352 @@
+/*
+ * internal.h: what the files of switchboard/ share; nothing else includes it.
+ *
+ * The routing state is one struct switchboard owning clients, workers,
+ * functions (struct sb_fn, each with its queue and its registered workers)
+ * and jobs. heap.c owns the binary heap that orders a function's queue and
+ * the switchboard's deadlines. fn.c owns functions and registrations and
+ * matches queued jobs with free worker slots. job.c owns a job's life from
+ * queued to running to its terminal answer, and every packet sent. The
+ * public entry points of switchboard.h, in switchboard.c, drive the rest.
+ * Helpers on the dispatch path that are too small to be worth a call are
+ * static inline here so that splitting the files costs nothing.
+ */
+#ifndef PATCHBAY_SWITCHBOARD_INTERNAL_H
+#define PATCHBAY_SWITCHBOARD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+/* uthash must report allocation failures instead of calling exit(). */
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+#include "switchboard/switchboard.h"
+
+#define HEAP_NONE	UINT32_MAX
+
+/* Where a job is in its life. */
+enum sb_job_state {
+	SB_JOB_QUEUED,
+	SB_JOB_RUNNING,
+	SB_JOB_ORPHAN,
+};
+
+/* The two heaps a job can be in, and the index slot it keeps for each. */
+enum sb_heap_kind {
+	SB_HEAP_QUEUE,		/* a function's queue: priority, then seq */
+	SB_HEAP_DEADLINE,	/* the switchboard's timeouts: earliest first */
+	SB_HEAP__MAX
+};
+
+/* A binary heap of jobs; each job stores its index for O(log n) removal. */
+struct sb_heap {
+	struct sb_job	**v;
+	uint32_t	  n;
+	uint32_t	  cap;
+};
+
+/*
+ * The key of a job: its id for the route table (the first PROTO_ID_LEN
+ * bytes), id and attempt for a worker's orphan table (all of it).
+ */
+struct sb_job_key {
+	uint8_t		 id[PROTO_ID_LEN];
+	uint64_t	 attempt;
+};
+
+/* One job, owned by the switchboard from RUN until it is freed. */
+struct sb_job {
+	/* In sb->routes while live, in worker->orphans once orphaned. */
+	UT_hash_handle		 hh;
+	struct sb_job_key	 key;
+	TAILQ_ENTRY(sb_job)	 client_entry;	/* client->jobs, while live */
+	TAILQ_ENTRY(sb_job)	 worker_entry;	/* worker->jobs, running/orphan */
+	struct sb_fn		*fn;		/* holds a reference (njobs) */
+	struct sb_client	*client;	/* NULL: detached or orphaned */
+	struct sb_worker	*worker;	/* while running or orphaned */
+	uint64_t		 seq;		/* arrival order, kept on requeue */
+	uint64_t		 deadline;	/* when has_timeout */
+	uint32_t		 heap_idx[SB_HEAP__MAX];
+	uint32_t		 attempt;	/* dispatches so far */
+	uint32_t		 max_attempts;	/* 1 + retries */
+	uint32_t		 payload_len;
+	int16_t			 priority;
+	uint8_t			 state;		/* enum sb_job_state */
+	bool			 has_timeout;
+	bool			 detached;
+	bool			 cancel_requested;
+	bool			 hashed;	/* in the orphan table */
+	uint8_t			 payload[];
+};
+
+TAILQ_HEAD(sb_job_list, sb_job);
+
+/* A worker's registration for one function; lives in worker->regs. */
+struct sb_reg {
+	TAILQ_ENTRY(sb_reg)	 fn_entry;	/* fn->workers */
+	struct sb_fn		*fn;
+	struct sb_worker	*worker;
+};
+
+/*
+ * A function name with its queue and its workers. Owned by the
+ * switchboard; freed once nothing refers to it (no worker, no job) and its
+ * no-worker clock is not running.
+ */
+struct sb_fn {
+	UT_hash_handle		 hh;		/* sb->fns, keyed by name */
+	struct sb_heap		 queue;
+	TAILQ_HEAD(, sb_reg)	 workers;
+	struct sb_reg		*cursor;	/* round-robin start; NULL: first */
+	uint32_t		 nworkers;
+	uint32_t		 running;	/* live jobs running */
+	uint32_t		 njobs;		/* jobs pointing here, any state */
+	bool			 idle;		/* no_worker_since is set */
+	bool			 draining;	/* on a worker_remove drain list */
+	uint64_t		 no_worker_since;
+	TAILQ_ENTRY(sb_fn)	 idle_entry;	/* sb->idle_fns, when idle */
+	SLIST_ENTRY(sb_fn)	 drain_entry;
+	uint64_t		 reg_gen;	/* de-duplicates a REGISTER */
+	uint32_t		 name_len;
+	char			 name[];	/* NUL-terminated */
+};
+
+SLIST_HEAD(sb_fn_slist, sb_fn);
+
+/* A connected client; owned by the switchboard, freed on remove. */
+struct sb_client {
+	TAILQ_ENTRY(sb_client)	 entry;		/* sb->clients */
+	void			*ctx;
+	struct sb_job_list	 jobs;		/* live, non-detached */
+};
+
+/* A connected worker; owned by the switchboard, freed on remove. */
+struct sb_worker {
+	TAILQ_ENTRY(sb_worker)	 entry;		/* sb->workers, as added */
+	void			*ctx;
+	uint32_t		 capacity;
+	uint32_t		 in_flight;	/* running and orphans */
+	bool			 paused;
+	uint32_t		 nregs;
+	struct sb_reg		*regs;
+	const char		**fn_names;	/* point into the fns */
+	struct sb_job_list	 jobs;		/* running and orphans */
+	struct sb_job		*orphans;	/* uthash by (id, attempt) */
+	uint64_t		 completed;
+};
+
+/* The whole routing state. */
+struct switchboard {
+	sb_send_cb		 send;
+	void			*arg;
+	uint32_t		 max_queue;
+	uint64_t		 no_worker_wait_ms;
+	bool			 shutting_down;
+
+	struct sb_job		*routes;	/* live jobs by id */
+	struct sb_fn		*fns;		/* by name */
+	struct sb_heap		 deadlines;
+	TAILQ_HEAD(, sb_worker)	 workers;
+	TAILQ_HEAD(, sb_client)	 clients;
+	TAILQ_HEAD(, sb_fn)	 idle_fns;	/* no_worker_since set */
+
+	uint64_t		 next_seq;
+	uint64_t		 reg_gen;
+	uint32_t		 nqueued;
+	uint32_t		 nrunning;
+	uint32_t		 nworkers;
+	uint32_t		 nclients;
+	struct sb_stats		 stats;		/* the counters only */
+};
+
+/* heap.c */
+
+/* Makes room for one more element so that a later heap_push cannot fail. */
+int	 heap_reserve(struct sb_heap *h);
+
+/* Inserts job; the caller has reserved room with heap_reserve(). */
+void	 heap_push(struct sb_heap *h, enum sb_heap_kind kind,
+	    struct sb_job *job);
+
+/* Removes job from the heap, wherever it is; a job not in it is ignored. */
+void	 heap_remove(struct sb_heap *h, enum sb_heap_kind kind,
+	    struct sb_job *job);
+
+/* Tells whether a must leave its heap of the given kind before b. */
+static inline bool
+heap_before(enum sb_heap_kind kind, const struct sb_job *a,
+    const struct sb_job *b)
+{
+	if (kind == SB_HEAP_DEADLINE) {
+		if (a->deadline != b->deadline)
+			return a->deadline < b->deadline;
+		return a->seq < b->seq;
+	}
+	if (a->priority != b->priority)
+		return a->priority > b->priority;
+	return a->seq < b->seq;
+}
+
+/* Returns the element that leaves first, or NULL when the heap is empty. */
+static inline struct sb_job *
+heap_top(const struct sb_heap *h)
+{
+	return h->n ? h->v[0] : NULL;
+}
+
+/* fn.c */
+
+/* Starts the no-worker clock of fn at now unless it is already running. */
+void		 fn_set_idle(struct switchboard *sb, struct sb_fn *fn,
+		    uint64_t now);
+
+/* Stops the no-worker clock of fn. */
+void		 fn_clear_idle(struct switchboard *sb, struct sb_fn *fn);
+
+/* Looks a function up by name; NULL when unknown. */
+struct sb_fn	*fn_find(struct switchboard *sb, const uint8_t *name,
+		    uint32_t len);
+
+/* Finds or creates a function; NULL on ENOMEM. */
+struct sb_fn	*fn_get(struct switchboard *sb, const uint8_t *name,
+		    uint32_t len);
+
+/* Frees fn when no worker, no job and no no-worker clock refer to it. */
+void		 fn_release(struct switchboard *sb, struct sb_fn *fn);
+
+/*
+ * Picks the unpaused worker of fn with a free slot and the lowest
+ * in_flight/capacity, round-robin among equals; NULL when every worker is
+ * full or paused.
+ */
+struct sb_worker *fn_pick_worker(struct sb_fn *fn);
+
+/* Links one registration into its function's worker list. */
+void		 reg_link(struct switchboard *sb, struct sb_reg *r);
+
+/* Unlinks one registration from its function's worker list. */
+void		 reg_unlink(struct switchboard *sb, struct sb_reg *r,
+		    uint64_t now);
+
+/* Fills w's free slots with the best queued jobs of its functions. */
+void		 worker_fill(struct switchboard *sb, struct sb_worker *w,
+		    uint64_t now);
+
+/* Dispatches fn's queued jobs to its workers while any has a free slot. */
+void		 fn_drain(struct switchboard *sb, struct sb_fn *fn,
+		    uint64_t now);
+
+/* Answers NO_WORKER to every queued job of fn and stops its clock. */
+void		 fn_expire(struct switchboard *sb, struct sb_fn *fn);
+
+/* Orders functions (struct sb_fn *const *) by name, bytewise, for qsort. */
+int		 fn_cmp_name(const void *a, const void *b);
+
+/* Describes one function for the admin verbs. */
+void		 fn_info(const struct sb_fn *fn, struct sb_fn_info *ret);
+
+/* job.c */
+
+/* Sends one packet to a peer through the broker's callback. */
+static inline void
+sb_send(struct switchboard *sb, void *ctx, const struct packet *p)
+{
+	sb->send(ctx, p, sb->arg);
+}
+
+/* Sends RESULT {id, status, attempts, error?} to a client. */
+void		 sb_send_result(struct switchboard *sb, struct sb_client *c,
+		    const uint8_t *id, enum job_status status,
+		    uint64_t attempts, const char *error);
+
+/* Sends CANCEL {id, attempt} for a running job to its worker. */
+void		 sb_send_cancel(struct switchboard *sb, struct sb_job *job);
+
+/* Counts a terminal status and sends it to the job's client, if any. */
+void		 job_answer(struct switchboard *sb, struct sb_job *job,
+		    enum job_status status, const char *error);
+
+/*
+ * Takes a queued job out of its function's queue; it stays live. Queues
+ * are not shrunk here: a function's memory goes when the function does.
+ */
+static inline void
+queue_remove(struct switchboard *sb, struct sb_job *job)
+{
+	heap_remove(&job->fn->queue, SB_HEAP_QUEUE, job);
+	sb->nqueued--;
+}
+
+/*
+ * Puts a job in its function's queue (room reserved by the caller) and
+ * starts the function's no-worker clock when it has no worker.
+ */
+void		 queue_push(struct switchboard *sb, struct sb_job *job,
+		    uint64_t now);
+
+/* Sends a job to worker w, taking one of its slots. */
+void		 job_dispatch(struct switchboard *sb, struct sb_job *job,
+		    struct sb_worker *w, uint64_t now);
+
+/*
+ * Takes a running job off its worker (freeing the slot) and out of the
+ * running gauges.
+ */
+static inline void
+job_leave_worker(struct switchboard *sb, struct sb_job *job)
+{
+	struct sb_worker	*w = job->worker;
+
+	TAILQ_REMOVE(&w->jobs, job, worker_entry);
+	w->in_flight--;
+	job->worker = NULL;
+	job->fn->running--;
+	sb->nrunning--;
+}
+
+/*
+ * Takes a live job out of everything that makes it live: route table,
+ * client list, deadline heap, and its queue or its worker's slot.
+ */
+void		 job_unlink_live(struct switchboard *sb, struct sb_job *job);
+
+/* Frees a job that is in no list or table any more. */
+static inline void
+job_free(struct switchboard *sb, struct sb_job *job)
+{
+	struct sb_fn	*fn = job->fn;
+
+	free(job);
+	fn->njobs--;
+	fn_release(sb, fn);
+}
+
+/* Answers a live job with a terminal status and frees it. */
+void		 job_finish(struct switchboard *sb, struct sb_job *job,
+		    enum job_status status, const char *error);
+
+/*
+ * Turns a running job whose terminal answer is given (or not wanted) into
+ * an orphan of its worker, CANCELling it there unless already done; the
+ * slot stays taken until the worker answers this attempt.
+ */
+void		 job_orphan(struct switchboard *sb, struct sb_job *job);
+
+/* Removes an orphan from its worker, freeing its slot, and frees it. */
+void		 orphan_free(struct switchboard *sb, struct sb_job *job);
+
+/* Expires one live job whose deadline has passed. */
+void		 job_expire(struct switchboard *sb, struct sb_job *job);
+
+/* Finds w's live running job for (id, attempt); NULL when none. */
+struct sb_job	*worker_find_running(struct switchboard *sb,
+		    struct sb_worker *w, const uint8_t *id, uint64_t attempt);
+
+/* Finds w's orphan for (id, attempt); NULL when none. */
+struct sb_job	*worker_find_orphan(struct sb_worker *w, const uint8_t *id,
+		    uint64_t attempt);
+
+#endif /* PATCHBAY_SWITCHBOARD_INTERNAL_H */

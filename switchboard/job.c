@@ -1,0 +1,228 @@
+/*
+ * job.c: a job's life, from queued to running to its terminal answer, and
+ * the packets that go out on the way.
+ *
+ * A job is born in switchboard_run() as one allocation (the job and a copy
+ * of its payload; its function name lives in the struct sb_fn it points
+ * to). While live it sits in the route table (sb->routes, keyed by its id),
+ * in its client's list (unless detached) and, when it has a timeout, in the
+ * deadline min-heap. It is then either QUEUED, in its function's priority
+ * heap, or RUNNING, in its worker's job list and holding one of the
+ * worker's slots. A terminal answer ends its life, except when the worker
+ * still holds the attempt (after a TIMEOUT, a client's disconnect or a
+ * shutdown): the job then becomes an ORPHAN, out of the route table and
+ * into its worker's orphan table (keyed by id and attempt), and keeps the
+ * slot until the worker answers that attempt or goes away.
+ *
+ * Every packet leaves through sb->send. The callback must not call back
+ * into the switchboard (the broker's only encodes); even so, every send is
+ * made with the switchboard's lists in a consistent state and iterations
+ * never keep a pointer to something a send could have freed.
+ */
+#include <string.h>
+
+#include "switchboard/internal.h"
+
+/* Sends RESULT {id, status, attempts, error?} to a client. */
+void
+sb_send_result(struct switchboard *sb, struct sb_client *c,
+    const uint8_t *id, enum job_status status, uint64_t attempts,
+    const char *error)
+{
+	struct packet	 p = {
+		.type = PKT_RESULT,
+		.status = status,
+		.attempts = attempts,
+	};
+
+	memcpy(p.id, id, PROTO_ID_LEN);
+	if (error != NULL) {
+		p.has |= PF_ERROR;
+		p.error.ptr = (const uint8_t *)error;
+		p.error.len = (uint32_t)strlen(error);
+	}
+	sb_send(sb, c->ctx, &p);
+}
+
+/* Sends CANCEL {id, attempt} for a running job to its worker. */
+void
+sb_send_cancel(struct switchboard *sb, struct sb_job *job)
+{
+	struct packet	 p = {
+		.type = PKT_CANCEL,
+		.attempt = job->attempt,
+	};
+
+	memcpy(p.id, job->key.id, PROTO_ID_LEN);
+	sb_send(sb, job->worker->ctx, &p);
+}
+
+/* Counts a terminal status and sends it to the job's client, if any. */
+void
+job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
+    const char *error)
+{
+	sb->stats.results[status]++;
+	if (job->client != NULL)
+		sb_send_result(sb, job->client, job->key.id, status,
+		    job->attempt, error);
+}
+
+/*
+ * Puts a job in its function's queue (room reserved by the caller) and
+ * starts the function's no-worker clock when it has no worker.
+ */
+void
+queue_push(struct switchboard *sb, struct sb_job *job, uint64_t now)
+{
+	job->state = SB_JOB_QUEUED;
+	heap_push(&job->fn->queue, SB_HEAP_QUEUE, job);
+	sb->nqueued++;
+	if (job->fn->nworkers == 0)
+		fn_set_idle(sb, job->fn, now);
+}
+
+/* Sends a job to worker w, taking one of its slots. */
+void
+job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
+    uint64_t now)
+{
+	struct packet	 p = {
+		.type = PKT_RUN,
+		.has = PF_PAYLOAD,
+	};
+
+	job->state = SB_JOB_RUNNING;
+	job->worker = w;
+	job->attempt++;
+	job->key.attempt = job->attempt;
+	job->cancel_requested = false;
+	TAILQ_INSERT_TAIL(&w->jobs, job, worker_entry);
+	w->in_flight++;
+	job->fn->running++;
+	sb->nrunning++;
+	sb->stats.dispatched++;
+	if (job->attempt > 1)
+		sb->stats.retried++;
+
+	memcpy(p.id, job->key.id, PROTO_ID_LEN);
+	p.fn.ptr = (const uint8_t *)job->fn->name;
+	p.fn.len = job->fn->name_len;
+	p.payload.ptr = job->payload;
+	p.payload.len = job->payload_len;
+	p.attempt = job->attempt;
+	if (job->has_timeout) {
+		p.has |= PF_TIMEOUT;
+		p.timeout_ms = job->deadline > now ? job->deadline - now : 1;
+	}
+	sb_send(sb, w->ctx, &p);
+}
+
+/*
+ * Takes a live job out of everything that makes it live: route table,
+ * client list, deadline heap, and its queue or its worker's slot.
+ */
+void
+job_unlink_live(struct switchboard *sb, struct sb_job *job)
+{
+	HASH_DELETE(hh, sb->routes, job);
+	if (job->client != NULL)
+		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
+	heap_remove(&sb->deadlines, SB_HEAP_DEADLINE, job);
+	if (job->state == SB_JOB_QUEUED)
+		queue_remove(sb, job);
+	else if (job->state == SB_JOB_RUNNING)
+		job_leave_worker(sb, job);
+}
+
+/* Answers a live job with a terminal status and frees it. */
+void
+job_finish(struct switchboard *sb, struct sb_job *job, enum job_status status,
+    const char *error)
+{
+	job_answer(sb, job, status, error);
+	job_unlink_live(sb, job);
+	job_free(sb, job);
+}
+
+/*
+ * Turns a running job whose terminal answer is given (or not wanted) into
+ * an orphan of its worker: no longer live, but its slot stays taken until
+ * the worker answers this attempt. CANCELs it at the worker first unless
+ * that was already done. Under ENOMEM the orphan is kept only in the
+ * worker's list, so its slot stays taken until the worker goes away.
+ */
+void
+job_orphan(struct switchboard *sb, struct sb_job *job)
+{
+	struct sb_worker	*w = job->worker;
+
+	if (!job->cancel_requested) {
+		job->cancel_requested = true;
+		sb_send_cancel(sb, job);
+	}
+	HASH_DELETE(hh, sb->routes, job);
+	if (job->client != NULL) {
+		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
+		job->client = NULL;
+	}
+	heap_remove(&sb->deadlines, SB_HEAP_DEADLINE, job);
+	job->state = SB_JOB_ORPHAN;
+	job->fn->running--;
+	sb->nrunning--;
+	HASH_ADD(hh, w->orphans, key, sizeof job->key, job);
+	job->hashed = job->hh.tbl != NULL;
+}
+
+/* Removes an orphan from its worker, freeing its slot, and frees it. */
+void
+orphan_free(struct switchboard *sb, struct sb_job *job)
+{
+	struct sb_worker	*w = job->worker;
+
+	if (job->hashed)
+		HASH_DELETE(hh, w->orphans, job);
+	TAILQ_REMOVE(&w->jobs, job, worker_entry);
+	w->in_flight--;
+	job_free(sb, job);
+}
+
+/* Expires one live job whose deadline has passed. */
+void
+job_expire(struct switchboard *sb, struct sb_job *job)
+{
+	if (job->state == SB_JOB_QUEUED) {
+		job_finish(sb, job, JOB_TIMEOUT, NULL);
+		return;
+	}
+	job_answer(sb, job, JOB_TIMEOUT, NULL);
+	job_orphan(sb, job);
+}
+
+/* Finds w's live running job for (id, attempt); NULL when none. */
+struct sb_job *
+worker_find_running(struct switchboard *sb, struct sb_worker *w,
+    const uint8_t *id, uint64_t attempt)
+{
+	struct sb_job	*job;
+
+	HASH_FIND(hh, sb->routes, id, PROTO_ID_LEN, job);
+	if (job == NULL || job->state != SB_JOB_RUNNING ||
+	    job->worker != w || job->attempt != attempt)
+		return NULL;
+	return job;
+}
+
+/* Finds w's orphan for (id, attempt); NULL when none. */
+struct sb_job *
+worker_find_orphan(struct sb_worker *w, const uint8_t *id, uint64_t attempt)
+{
+	struct sb_job_key	 key;
+	struct sb_job		*job;
+
+	memset(&key, 0, sizeof key);
+	memcpy(key.id, id, PROTO_ID_LEN);
+	key.attempt = attempt;
+	HASH_FIND(hh, w->orphans, &key, sizeof key, job);
+	return job;
+}
