@@ -76,7 +76,7 @@ admin_status(struct server *srv, const msgpack_object *args,
 	switchboard_stats(srv->sb, &st);
 	for (int i = 0; i < JOB__MAX; i++)
 		total += st.results[i];
-	msgpack_pack_map(pk, 15);
+	msgpack_pack_map(pk, 16);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
 	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
@@ -97,6 +97,13 @@ admin_status(struct server *srv, const msgpack_object *args,
 		admin_pack_kv_uint(pk, job_status_name((enum job_status)i),
 		    st.results[i]);
 	admin_pack_kv_uint(pk, "total", total);
+	/* The limits in force, as the flags and the config file set them. */
+	proto_pack_str(pk, "settings");
+	msgpack_pack_map(pk, 4);
+	admin_pack_kv_uint(pk, "heartbeat_ms", srv->cfg.heartbeat_ms);
+	admin_pack_kv_uint(pk, "hello_timeout_ms", srv->cfg.hello_timeout_ms);
+	admin_pack_kv_uint(pk, "max_frame", srv->cfg.max_frame);
+	admin_pack_kv_uint(pk, "max_queue", srv->cfg.sb.max_queue);
 	return 0;
 }
 
@@ -356,8 +363,8 @@ admin_stop(struct server *srv, const msgpack_object *args,
 	if (admin_no_supervisor(srv, err) != 0 ||
 	    admin_arg_str(args, "stop", "id", false, id, sizeof(id),
 	    err) != 0 ||
-	    admin_arg_int(args, "stop", "timeout_ms", 0, 86400000, &timeout,
-	    err) < 0)
+	    admin_arg_int(args, "stop", "timeout_ms", 0,
+	    LIMIT_STOP_TIMEOUT_MAX_MS, &timeout, err) < 0)
 		return -1;
 	if (f != NULL && f->type != MSGPACK_OBJECT_BOOLEAN) {
 		snprintf(err, PROTO_ERRLEN, "stop: 'force' must be a boolean");

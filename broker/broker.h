@@ -116,7 +116,8 @@ bool	 settings_given(const struct settings *s, enum settings_id id);
 
 /*
  * Copies into dst every setting that from has and dst was not given (flags
- * first, then the config file). 0 or -ENOMEM.
+ * first, then the config file); endpoints add up instead. 0, -E2BIG for
+ * more than SERVER_MAX_LISTENERS endpoints in all, or -ENOMEM.
  */
 int	 settings_merge(struct settings *dst, const struct settings *from);
 

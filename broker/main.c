@@ -50,9 +50,10 @@ usage(FILE *f)
 "  -h, --help                   print this help and exit\n"
 "\n"
 "Every --SETTING is also a [broker] key of the config file, with '_' for\n"
-"'-'; a flag wins over the file. A DURATION is a whole number with ms, s,\n"
-"m or h (250ms, 10s, 5m, 2h), a bare number being milliseconds; a SIZE is\n"
-"a whole number with KiB, MiB or GiB, a bare number being bytes.\n");
+"'-'; a flag wins over the file (listen endpoints of both are used). A\n"
+"DURATION is a whole number with ms, s, m, h or d (250ms, 10s, 5m, 2h), a\n"
+"bare number being milliseconds; a SIZE is a whole number with KiB, MiB or\n"
+"GiB, a bare number being bytes.\n");
 }
 
 /*
@@ -277,7 +278,7 @@ main(int argc, char *argv[])
 	size_t			 neps = 0, nopts = 0;
 	const char		*config_path = NULL, *key;
 	char			 err[UTIL_ERRLEN], def[PATH_MAX], *cause = NULL;
-	int			 ch;
+	int			 ch, r;
 
 	memset(&d, 0, sizeof(d));
 	memset(&cfg, 0, sizeof(cfg));
@@ -352,7 +353,12 @@ main(int argc, char *argv[])
 			return 2;
 		}
 		/* Flags win; the file fills in what they did not say. */
-		if (settings_merge(&set, &config->broker) != 0)
+		if ((r = settings_merge(&set, &config->broker)) == -E2BIG) {
+			fprintf(stderr, "patchbayd: %s: at most %d listen "
+			    "endpoints in all\n", config_path,
+			    SERVER_MAX_LISTENERS);
+			return 2;
+		} else if (r != 0)
 			fatalx("out of memory");
 	}
 	settings_apply_defaults(&set);

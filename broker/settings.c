@@ -50,32 +50,32 @@ static const struct settings_row settings_rows[] = {
 	    "patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock)" },
 	{ SETTINGS_LOG_LEVEL, "log_level", 0, KIND_LOG_LEVEL,
 	    SETTINGS_AT(log_level), 0, 0, LOG_LEVEL_INFO, "LEVEL",
-	    "error, warn, info or debug (default info)" },
+	    "error, warn, info or debug" },
 	{ SETTINGS_HEARTBEAT, "heartbeat", 0, KIND_DURATION,
 	    SETTINGS_AT(heartbeat_ms), LIMIT_HEARTBEAT_MIN_MS,
 	    LIMIT_HEARTBEAT_MAX_MS, 10000, "DURATION",
 	    "PING peers silent this long, drop them after three times "
-	    "that (default 10s)" },
+	    "that" },
 	{ SETTINGS_HELLO_TIMEOUT, "hello_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(hello_timeout_ms), LIMIT_HELLO_MIN_MS,
 	    LIMIT_HELLO_MAX_MS, 5000, "DURATION",
-	    "close connections that send no HELLO this soon (default 5s)" },
+	    "close connections that send no HELLO this soon" },
 	{ SETTINGS_MAX_FRAME, "max_frame", 0, KIND_SIZE,
 	    SETTINGS_AT(max_frame), LIMIT_FRAME_MIN, LIMIT_FRAME_MAX,
 	    1024 * 1024, "SIZE",
-	    "largest frame a peer may send after HELLO (default 1MiB)" },
+	    "largest frame a peer may send after HELLO" },
 	{ SETTINGS_MAX_QUEUE, "max_queue", 0, KIND_NUMBER,
 	    SETTINGS_AT(max_queue), 1, LIMIT_QUEUE_MAX, 100000, "N",
-	    "queued jobs per function (default 100000)" },
+	    "queued jobs per function" },
 	{ SETTINGS_NO_WORKER_WAIT, "no_worker_wait", 0, KIND_DURATION,
 	    SETTINGS_AT(no_worker_wait_ms), 0, LIMIT_NO_WORKER_WAIT_MAX_MS,
 	    10000, "DURATION",
-	    "how long a job waits for a function that has no worker at all "
-	    "(default 10s)" },
+	    "how long a job waits for a function that has no worker at "
+	    "all" },
 	{ SETTINGS_TOKEN_FILE, "token_file", 0, KIND_PATH,
 	    SETTINGS_AT(token_file), 0, 0, 0, "FILE",
 	    "require the token in the first line of FILE in every HELLO "
-	    "over TCP and from remote workers" },
+	    "(spawned pool processes need none)" },
 	{ SETTINGS_READY_FILE, "ready_file", 0, KIND_PATH,
 	    SETTINGS_AT(ready_file), 0, 0, 0, "FILE",
 	    "once listening, write the endpoints to FILE, one per line" },
@@ -176,16 +176,22 @@ settings_merge(struct settings *dst, const struct settings *from)
 		void *d = (char *)dst + row->offset;
 		const void *f = (const char *)from + row->offset;
 
-		if (settings_given(dst, row->id) ||
-		    !settings_given(from, row->id))
+		if (!settings_given(from, row->id))
 			continue;
-		switch (row->kind) {
-		case KIND_ENDPOINT:
+		/* Endpoints add up: the flags' and then the file's. */
+		if (row->kind == KIND_ENDPOINT) {
+			if (dst->nlisten + from->nlisten > SERVER_MAX_LISTENERS)
+				return -E2BIG;
 			for (size_t j = 0; j < from->nlisten; j++)
 				if (strv_push(&dst->listen, &dst->nlisten,
 				    from->listen[j]) != 0)
 					return -ENOMEM;
-			break;
+			dst->given |= 1u << row->id;
+			continue;
+		}
+		if (settings_given(dst, row->id))
+			continue;
+		switch (row->kind) {
 		case KIND_LOG_LEVEL:
 			dst->log_level = from->log_level;
 			break;
@@ -230,13 +236,45 @@ settings_clear(struct settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Prints one line of help per setting, as flags, wrapped at 79 columns. */
+/* Writes a setting's value of row's kind for help text. */
+static void
+settings_format(const struct settings_row *row, uint64_t v, char *buf,
+    size_t len)
+{
+	if (row->kind == KIND_DURATION)
+		format_duration(v, buf, len);
+	else if (row->kind == KIND_SIZE)
+		format_size(v, buf, len);
+	else if (row->kind == KIND_LOG_LEVEL)
+		snprintf(buf, len, "%s", log_level_name((enum log_level)v));
+	else
+		snprintf(buf, len, "%" PRIu64, v);
+}
+
+/* Prints words of text from column col, wrapped at 79 with indent 31. */
+static void
+settings_wrap(FILE *f, const char *text, int col)
+{
+	const char	*h, *sp;
+
+	for (h = text; *h != '\0'; h = *sp == ' ' ? sp + 1 : sp) {
+		if ((sp = strchr(h, ' ')) == NULL)
+			sp = h + strlen(h);
+		if (col + 1 + (sp - h) > 79) {
+			fprintf(f, "\n%30s", "");
+			col = 30;
+		}
+		fprintf(f, " %.*s", (int)(sp - h), h);
+		col += 1 + (int)(sp - h);
+	}
+	fputc('\n', f);
+}
+
+/* Prints each setting as a flag with its help, range and default. */
 void
 settings_usage(FILE *f)
 {
-	char		 flag[64];
-	const char	*h, *sp;
-	int		 col;
+	char	flag[64], help[512], lo[32], hi[32], def[32];
 
 	for (size_t i = 0; i < SETTINGS_NROWS; i++) {
 		const struct settings_row *row = &settings_rows[i];
@@ -250,19 +288,22 @@ settings_usage(FILE *f)
 		for (char *c = flag; *c != '\0'; c++)
 			if (*c == '_')
 				*c = '-';
-		fprintf(f, "  %-28s", flag);
-		col = 30;
-		for (h = row->help; *h != '\0'; h = *sp == ' ' ? sp + 1 : sp) {
-			if ((sp = strchr(h, ' ')) == NULL)
-				sp = h + strlen(h);
-			if (col + 1 + (sp - h) > 79) {
-				fprintf(f, "\n%30s", "");
-				col = 30;
-			}
-			fprintf(f, " %.*s", (int)(sp - h), h);
-			col += 1 + (int)(sp - h);
+		settings_format(row, row->def, def, sizeof(def));
+		settings_format(row, row->min, lo, sizeof(lo));
+		settings_format(row, row->max, hi, sizeof(hi));
+		if (row->kind == KIND_LOG_LEVEL)
+			snprintf(help, sizeof(help), "%s (default %s)",
+			    row->help, def);
+		else if (row->max != 0)
+			snprintf(help, sizeof(help), "%s (%s to %s, default %s)",
+			    row->help, lo, hi, def);
+		else
+			snprintf(help, sizeof(help), "%s", row->help);
+		/* A long flag gets its help on the next line. */
+		if (fprintf(f, "  %-28s", flag) > 30) {
+			fprintf(f, "\n%30s", "");
 		}
-		fputc('\n', f);
+		settings_wrap(f, help, 30);
 	}
 }
 

@@ -912,6 +912,91 @@ START_TEST(default_endpoint_from_environment)
 }
 END_TEST
 
+/* qsort comparator for an array of strings. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Collects the words that start with "--" (up to a blank, ')' or '`') from
+ * text into a sorted, comma-separated list: "--a,--b,".
+ */
+static char *
+flag_list(const char *text, const char *start, const char *end)
+{
+	char		*words[64], *list;
+	size_t		 n = 0, len = 1;
+	const char	*s = start != NULL ? strstr(text, start) : text;
+	const char	*stop = s != NULL && end != NULL ? strstr(s, end) : NULL;
+
+	ck_assert_ptr_nonnull(s);
+	for (; (s = strstr(s, "--")) != NULL && (stop == NULL || s < stop);
+	    s += 2) {
+		size_t	k = strcspn(s, " )`,\n[=");
+		bool	dup = false;
+
+		if (k <= 2 || s[2] == '-' || (s[2] >= 'A' && s[2] <= 'Z'))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			dup |= strlen(words[i]) == k &&
+			    strncmp(words[i], s, k) == 0;
+		if (!dup && n < 64) {
+			words[n++] = strndup(s, k);
+			len += k + 1;
+		}
+	}
+	qsort(words, n, sizeof(words[0]), cmp_str);
+	ck_assert_ptr_nonnull(list = calloc(1, len));
+	for (size_t i = 0; i < n; i++) {
+		strcat(list, words[i]);
+		strcat(list, ",");
+		free(words[i]);
+	}
+	return list;
+}
+
+/* patchbayd --help and configuration.md's [broker] table list one set. */
+START_TEST(help_and_docs_list_the_same_settings)
+{
+	char	 path[512], *help = NULL, *doc, *from_help, *from_doc;
+	int	 status;
+
+	status = harness_run((const char *[]){ harness_patchbayd(), "--help",
+	    NULL }, NULL, NULL, 0, &help, NULL, 5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	snprintf(path, sizeof(path), "%s/docs/configuration.md",
+	    getenv("PATCHBAY_SRCDIR"));
+	ck_assert_ptr_nonnull(doc = harness_read_file(path));
+	from_help = flag_list(help, NULL, NULL);
+	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
+	/* -c, --version and --help are flags only, as the docs say. */
+	ck_assert_str_eq(from_help, "--config,--heartbeat,--hello-timeout,"
+	    "--help,--listen,--log-level,--max-frame,--max-queue,"
+	    "--no-worker-wait,--ready-file,--token-file,--version,");
+	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--listen,"
+	    "--log-level,--max-frame,--max-queue,--no-worker-wait,"
+	    "--ready-file,--token-file,");
+	/* And each flag's key is in the table as key = flag with '_'. */
+	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
+		char key[64], row[80];
+		size_t k = strcspn(f + 2, ",");
+
+		snprintf(key, sizeof(key), "%.*s", (int)k, f + 2);
+		for (char *c = key; *c != '\0'; c++)
+			if (*c == '-')
+				*c = '_';
+		snprintf(row, sizeof(row), "| `%s` (", key);
+		ck_assert_msg(strstr(doc, row) != NULL, "no row '%s'", row);
+	}
+	free(from_help);
+	free(from_doc);
+	free(help);
+	free(doc);
+}
+END_TEST
+
 START_TEST(version_and_help)
 {
 	char	*out = NULL;
@@ -973,6 +1058,7 @@ broker_suite(void)
 	tcase_add_test(tc, bad_flags_exit_2_naming_the_problem);
 	tcase_add_test(tc, default_endpoint_from_environment);
 	tcase_add_test(tc, version_and_help);
+	tcase_add_test(tc, help_and_docs_list_the_same_settings);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1033,6 +1033,109 @@ END_TEST
 /* ---- usage -------------------------------------------------------------- */
 
 /* Bad values are refused with exit 2 and a sentence naming them. */
+/* The sentence every place prints for a duration it cannot read. */
+#define BAD_DURATION	"expected a duration such as 250ms, 10s, 5m, 2h or " \
+			"1d, a bare number being milliseconds (got '300x')"
+
+/* Fetches `ctl status --json` of the test's broker (caller frees). */
+static char *
+status_json(void)
+{
+	char	*out;
+
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "ctl", "--json", "status",
+	    "--broker", broker.unix_ep, NULL), 0);
+	return out;
+}
+
+/*
+ * One grammar: the same duration and size strings mean the same thing to a
+ * patchbayd flag, a config key, a ctl argument and `patchbay run`, and a
+ * bad one is refused with the same sentence by all four.
+ */
+START_TEST(grammar_same_in_flags_config_ctl_and_run)
+{
+	const char	*flags[] = { "--heartbeat", "300", "--max-frame", "64KiB",
+			    NULL };
+	const char	*bad_flag[] = { harness_patchbayd(), "--heartbeat",
+			    "300x", NULL };
+	const char	*bad_conf_argv[] = { harness_patchbayd(), "-c", NULL,
+			    NULL };
+	char		*conf = path_of("grammar.conf"), *bad = path_of("bad.conf");
+	const char	*conf_flags[] = { "-c", conf, NULL };
+	char		*out, *err;
+	FILE		*f;
+	int		 status;
+
+	/* A flag: 300 is 300 ms, 64KiB is 65536 bytes. */
+	start_broker(flags);
+	out = status_json();
+	ck_assert_msg(strstr(out, "\"heartbeat_ms\": 300,") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"max_frame\": 65536,") != NULL, "%s", out);
+	free(out);
+	harness_broker_stop(&broker);
+	broker_up = false;
+
+	/* A config key: the same strings, the same values. */
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fputs("[broker]\nheartbeat = 300\nmax_frame = 64KiB\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	start_broker(conf_flags);
+	out = status_json();
+	ck_assert_msg(strstr(out, "\"heartbeat_ms\": 300,") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"max_frame\": 65536,") != NULL, "%s", out);
+	free(out);
+
+	/* A ctl argument: stop --timeout 300 and 300ms are both accepted. */
+	ck_assert_int_eq(cli(NULL, 0, NULL, NULL, "ctl", "spawn", "nap",
+	    "--broker", broker.unix_ep, "--", "sleep", "100", NULL), 0);
+	ck_assert_int_eq(cli(NULL, 0, NULL, NULL, "ctl", "stop", "nap",
+	    "--timeout", "300", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_int_eq(cli(NULL, 0, NULL, NULL, "ctl", "restart", "nap",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_int_eq(cli(NULL, 0, NULL, NULL, "ctl", "stop", "nap",
+	    "--timeout", "300ms", "--broker", broker.unix_ep, NULL), 0);
+
+	/* patchbay run: --timeout 300 is 300 ms, not 300 s. */
+	start_worker("slow", "exec sleep 5", 1);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "slow", "x",
+	    "--timeout", "300", "--broker", broker.unix_ep, NULL), 4);
+	ck_assert_str_eq(err, "patchbay: slow: timed out after 300 ms "
+	    "(TIMEOUT)\n");
+	free(err);
+
+	/* A bad string gets the same sentence from all four. */
+	status = harness_run(bad_flag, NULL, NULL, 0, NULL, &err, RUN_MS);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	ck_assert_msg(strstr(err, "--heartbeat: " BAD_DURATION) != NULL, "%s",
+	    err);
+	free(err);
+	ck_assert_ptr_nonnull(f = fopen(bad, "w"));
+	fputs("[broker]\nheartbeat = 300x\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	bad_conf_argv[2] = bad;
+	status = harness_run(bad_conf_argv, NULL, NULL, 0, NULL, &err, RUN_MS);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	ck_assert_msg(strstr(err, "key 'heartbeat': " BAD_DURATION) != NULL,
+	    "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "ctl", "stop", "nap",
+	    "--timeout", "300x", "--broker", broker.unix_ep, NULL), 2);
+	ck_assert_msg(strstr(err, "bad --timeout '300x': expected a duration "
+	    "such as 250ms, 10s, 5m, 2h or 1d, a bare number being "
+	    "milliseconds\n") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "slow", "x",
+	    "--timeout", "300x", "--broker", broker.unix_ep, NULL), 2);
+	ck_assert_msg(strstr(err, "bad --timeout '300x': expected a duration "
+	    "such as 250ms, 10s, 5m, 2h or 1d, a bare number being "
+	    "milliseconds\n") != NULL, "%s", err);
+	free(err);
+	free(conf);
+	free(bad);
+}
+END_TEST
+
 START_TEST(usage_bad_values_are_named)
 {
 	char	*err;
@@ -1156,6 +1259,7 @@ cli_suite(void)
 
 	tc = tcase_create("usage");
 	tcase_add_test(tc, usage_bad_values_are_named);
+	tcase_add_test(tc, grammar_same_in_flags_config_ctl_and_run);
 	tcase_add_test(tc, usage_commands_and_help);
 	suite_add_tcase(s, tc);
 	return s;
