@@ -79,7 +79,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		err[0] = '\0';
 		r = packet_decode(data + PROTO_HEADER_LEN, blen, dir, &p, err);
 		if (r != 0) {
-			if (r != -EBADMSG || err[0] == '\0' ||
+			if ((r != -EBADMSG && r != -EPROTO) ||
+			    r != (frame_check(data + PROTO_HEADER_LEN, blen,
+			    NULL) != 0 ? -EBADMSG : -EPROTO) || err[0] == '\0' ||
 			    memchr(err, '\0', PROTO_ERRLEN) == NULL ||
 			    p.zone != NULL)
 				fuzz_fail();

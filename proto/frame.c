@@ -13,18 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "proto/proto.h"
-
-/* What a MessagePack header byte starts. */
-enum frame_kind {
-	FK_SCALAR,	/* nil, bool, int, float: fixed size */
-	FK_STR,
-	FK_BIN,
-	FK_EXT,
-	FK_ARRAY,
-	FK_MAP,
-	FK_RESERVED,	/* 0xc1, never used */
-};
+#include "proto/internal.h"
 
 static const char *const frame_kind_names[] = {
 	[FK_SCALAR] = "scalar",
@@ -34,14 +23,6 @@ static const char *const frame_kind_names[] = {
 	[FK_ARRAY] = "array",
 	[FK_MAP] = "map",
 	[FK_RESERVED] = "reserved byte 0xc1",
-};
-
-/* One decoded header: its kind, its size and what it announces. */
-struct frame_item {
-	enum frame_kind	 kind;
-	uint8_t		 fixed;		/* header bytes after the first */
-	uint8_t		 lenbytes;	/* of them, the length/count field */
-	uint64_t	 n;		/* str/bin/ext bytes, or items */
 };
 
 /* Writes a sentence into err (when there is one) and returns -EBADMSG. */
@@ -58,11 +39,11 @@ proto_fail(char *err, const char *fmt, ...)
 	return (-EBADMSG);
 }
 
-/* Reads an n-byte big-endian unsigned integer (n <= 4). */
-static uint32_t
+/* Reads an n-byte big-endian unsigned integer (n <= 8). */
+uint64_t
 frame_be(const uint8_t *p, unsigned n)
 {
-	uint32_t	v = 0;
+	uint64_t	v = 0;
 
 	while (n-- > 0)
 		v = (v << 8) | *p++;
@@ -85,7 +66,7 @@ frame_type_name(uint8_t b)
 }
 
 /* Classifies the header byte b: what it starts and how long its header is. */
-static void
+void
 frame_classify(uint8_t b, struct frame_item *it)
 {
 	it->kind = FK_SCALAR;
@@ -170,7 +151,7 @@ frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
 
 	if (buf == NULL || avail < PROTO_HEADER_LEN)
 		return (-EAGAIN);
-	len = frame_be(buf, PROTO_HEADER_LEN);
+	len = (uint32_t)frame_be(buf, PROTO_HEADER_LEN);
 	if (len == 0)
 		return (-EBADMSG);
 	if (len > max_frame)
@@ -183,7 +164,7 @@ frame_header(const uint8_t *buf, size_t avail, uint32_t max_frame,
 uint32_t
 frame_header_len(const uint8_t *hdr)
 {
-	return (frame_be(hdr, PROTO_HEADER_LEN));
+	return ((uint32_t)frame_be(hdr, PROTO_HEADER_LEN));
 }
 
 /* Writes the 4-byte big-endian frame header. */

@@ -7,10 +7,11 @@
  * caller hands it bytes and gets a packet or a negative errno plus a human
  * sentence naming the problem.
  *
- * Decoding is zero-copy where it can be: strings and binaries in a decoded
- * struct packet point into the caller's frame buffer, which must outlive the
- * packet. ADMIN args and REPLY data are msgpack_objects that live in the
- * packet's own zone until packet_clear().
+ * Decoding is one walk over the frame that allocates nothing and copies
+ * nothing: strings and binaries in a decoded struct packet point into the
+ * caller's frame buffer, which must outlive the packet. Only ADMIN args and
+ * REPLY data, which are free-form, are also unpacked into msgpack_objects
+ * that live in the packet's own zone until packet_clear().
  */
 #ifndef PATCHBAY_PROTO_H
 #define PATCHBAY_PROTO_H
@@ -133,9 +134,8 @@ struct packet {
 	uint64_t		 max_frame;
 	struct pbytes		 server;
 
-	/* REGISTER */
+	/* REGISTER (the names are fns[], at the end) */
 	uint32_t		 nfns;
-	struct pbytes		 fns[PROTO_MAX_FNS];
 	uint32_t		 capacity;
 
 	/* RUN, CANCEL, PROGRESS, RESULT (both directions) */
@@ -175,6 +175,12 @@ struct packet {
 
 	/* Private: the zone ADMIN args / REPLY data were unpacked into. */
 	msgpack_zone		*zone;
+
+	/*
+	 * REGISTER's function names, last: only the first nfns are set, and
+	 * packet_init() and packet_decode() do not spend time zeroing it.
+	 */
+	struct pbytes		 fns[PROTO_MAX_FNS];
 };
 
 /* Optional-key presence bits for packet.has. */
@@ -233,23 +239,35 @@ void	 packet_clear(struct packet *p);
 
 /*
  * Decodes one frame body (without its 4-byte header) travelling in
- * direction dir. Runs frame_check() first, so msgpack-c never sees a lying
- * count. On success fills *ret (which borrows from body) and returns 0; on
- * failure returns -EBADMSG (malformed body, wrong type for a known key, a
- * value out of range, a missing required key, unknown `t`) and writes a
- * sentence naming the key or value into err. *ret is cleared on failure.
+ * direction dir, in one walk that checks everything frame_check() does.
+ * On success fills *ret (which borrows from body) and returns 0. On
+ * failure *ret is cleared, a sentence naming the problem goes into err,
+ * and the return says whose fault it is: -EBADMSG for a malformed body
+ * (what frame_check() refuses: an ERROR BAD_FRAME), -EPROTO for a
+ * well-formed body that is not a valid packet (wrong type for a known key,
+ * a value out of range, a missing required key, unknown `t`: BAD_PACKET),
+ * or -ENOMEM (only for ADMIN args and REPLY data).
  */
 int	 packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
 	    struct packet *ret, char *err);
 
 /*
  * Appends one whole frame (header and body) for p travelling in dir to sb.
- * Returns 0, -EINVAL for a packet missing what its type requires, or
- * -EMSGSIZE when the body would exceed UINT32_MAX. On failure sb is left as
- * it was.
+ * Returns 0, -EINVAL for a packet missing what its type requires,
+ * -EMSGSIZE when the body would exceed UINT32_MAX, or -ENOMEM. On failure
+ * sb is left as it was.
  */
 int	 packet_encode(const struct packet *p, enum proto_dir dir,
 	    msgpack_sbuffer *sb);
+
+/*
+ * Encodes p travelling in dir as one whole frame into memory the caller
+ * provides: reserve(ctx, n) is called once, with the frame's exact size,
+ * and returns where to write it (or NULL: -ENOMEM). Nothing is reserved
+ * when p cannot be encoded. Returns as packet_encode().
+ */
+int	 packet_encode_fn(const struct packet *p, enum proto_dir dir,
+	    void *(*reserve)(void *ctx, size_t n), void *ctx);
 
 /* Packs a NUL-terminated string as a MessagePack str. */
 void	 proto_pack_str(msgpack_packer *pk, const char *s);

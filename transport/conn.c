@@ -50,7 +50,6 @@ struct conn {
 	char			 why[160];
 	uint64_t		 last_read;
 	struct conn_peer	 peer;
-	msgpack_sbuffer		 sb;		/* reused for every send */
 };
 
 /* Records who is at the other end: credentials or address. */
@@ -209,14 +208,13 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		}
 		body += PROTO_HEADER_LEN;
 		c->last_read = clock_now_ms();
-		if (frame_check(body, len, err) != 0) {
-			conn_send_error(c, PERR_BAD_FRAME, NULL, "%s", err);
-			conn_close(c, "bad frame");
-			break;
-		}
-		if (packet_decode(body, len, PROTO_TO_BROKER, &p, err) != 0) {
-			conn_send_error(c, PERR_BAD_PACKET, NULL, "%s", err);
-			conn_close(c, "bad packet");
+		if ((r = packet_decode(body, len, PROTO_TO_BROKER, &p,
+		    err)) != 0) {
+			/* -EBADMSG: not MessagePack as a frame must be. */
+			conn_send_error(c, r == -EBADMSG ? PERR_BAD_FRAME :
+			    PERR_BAD_PACKET, NULL, "%s", err);
+			conn_close(c, r == -EBADMSG ? "bad frame" :
+			    "bad packet");
 			break;
 		}
 		c->ops->packet(c, &p, c->arg);
@@ -242,7 +240,6 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 	c->max_frame = PROTO_MAX_FRAME_HELLO;
 	c->out_cap = out_cap != 0 ? out_cap : CONN_DEFAULT_OUT_CAP;
 	c->last_read = clock_now_ms();
-	msgpack_sbuffer_init(&c->sb);
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	conn_fill_peer(c, fd);
@@ -275,27 +272,42 @@ conn_free(struct conn *c)
 		event_free(c->finish);
 	if (c->linger != NULL)
 		event_free(c->linger);
-	msgpack_sbuffer_destroy(&c->sb);
 	free(c);
 }
 
-/* Encodes p and appends it to the output, whatever the output's size. */
+/* Where packet_encode_fn() writes: space reserved in the output buffer. */
+struct conn_space {
+	struct evbuffer		*out;
+	struct evbuffer_iovec	 vec;
+};
+
+/* packet_encode_fn()'s reserve: n contiguous bytes at the output's end. */
+static void *
+conn_reserve(void *arg, size_t n)
+{
+	struct conn_space	*s = arg;
+
+	if (evbuffer_reserve_space(s->out, (ev_ssize_t)n, &s->vec, 1) != 1)
+		return NULL;
+	s->vec.iov_len = n;
+	return s->vec.iov_base;
+}
+
+/*
+ * Encodes p straight into the output buffer, whatever the output's size:
+ * no intermediate copy, the payload copied once from where p points.
+ */
 static int
 conn_append(struct conn *c, const struct packet *p)
 {
-	int	r;
+	struct conn_space	s = { .out = bufferevent_get_output(c->bev) };
+	int			r;
 
-	c->sb.size = 0;
-	if ((r = packet_encode(p, PROTO_FROM_BROKER, &c->sb)) != 0)
+	if ((r = packet_encode_fn(p, PROTO_FROM_BROKER, conn_reserve,
+	    &s)) != 0)
 		return r;
-	if (evbuffer_add(bufferevent_get_output(c->bev), c->sb.data,
-	    c->sb.size) != 0)
+	if (evbuffer_commit_space(s.out, &s.vec, 1) != 0)
 		return -ENOMEM;
-	/* Don't let a one-off huge payload pin a huge buffer forever. */
-	if (c->sb.alloc > 4u * 1024 * 1024) {
-		msgpack_sbuffer_destroy(&c->sb);
-		msgpack_sbuffer_init(&c->sb);
-	}
 	return 0;
 }
 

@@ -1,0 +1,588 @@
+/*
+ * encode.c: a struct packet into one frame, written in place.
+ *
+ * The encoder first works out which keys go out (the type's required keys
+ * and the optional ones `has` names), checks that the packet has what they
+ * need, and adds up the exact size of the frame. It then asks the caller
+ * for that many bytes (packet_encode_fn's reserve callback: the broker
+ * hands out space in a connection's output buffer, the library grows its
+ * own buffer) and writes the header, the map and every value straight
+ * there. Payloads are copied once, from where the packet points to where
+ * the frame goes; nothing passes through msgpack-c's packer except ADMIN
+ * args and REPLY data given as msgpack_objects instead of raw bytes, which
+ * are packed into a scratch buffer first (never on the job path).
+ *
+ * Integers use their shortest form and strings their shortest header, as
+ * msgpack-c does, so frames are byte for byte what they were.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/internal.h"
+
+/* What one encode needs beyond the packet: its keys and raw parts. */
+struct enc {
+	uint64_t		 keys;
+	struct pbytes		 args;		/* raw ADMIN args */
+	struct pbytes		 data;		/* raw REPLY data */
+	msgpack_sbuffer		 scratch;	/* packed objects, if any */
+};
+
+/* Bytes of an unsigned integer. */
+static inline size_t
+enc_uint_size(uint64_t v)
+{
+	if (v < 128)
+		return (1);
+	if (v < 256)
+		return (2);
+	if (v < 65536)
+		return (3);
+	if (v <= UINT32_MAX)
+		return (5);
+	return (9);
+}
+
+/* Bytes of a signed integer (non-negative ones as unsigned, as msgpack-c). */
+static inline size_t
+enc_int_size(int64_t v)
+{
+	if (v >= 0)
+		return (enc_uint_size((uint64_t)v));
+	if (v >= -32)
+		return (1);
+	if (v >= INT8_MIN)
+		return (2);
+	if (v >= INT16_MIN)
+		return (3);
+	if (v >= INT32_MIN)
+		return (5);
+	return (9);
+}
+
+/* Bytes of a str of len bytes, header included. */
+static inline size_t
+enc_str_size(size_t len)
+{
+	if (len < 32)
+		return (1 + len);
+	if (len < 256)
+		return (2 + len);
+	if (len < 65536)
+		return (3 + len);
+	return (5 + len);
+}
+
+/* Bytes of a bin of len bytes, header included. */
+static inline size_t
+enc_bin_size(size_t len)
+{
+	if (len < 256)
+		return (2 + len);
+	if (len < 65536)
+		return (3 + len);
+	return (5 + len);
+}
+
+/* Bytes of an array or map header for n items. */
+static inline size_t
+enc_container_size(size_t n)
+{
+	if (n < 16)
+		return (1);
+	if (n < 65536)
+		return (3);
+	return (5);
+}
+
+/* Writes v big-endian in n bytes at o; returns o past them. */
+static inline uint8_t *
+enc_be(uint8_t *o, uint64_t v, unsigned n)
+{
+	for (unsigned i = n; i > 0; i--) {
+		o[i - 1] = (uint8_t)v;
+		v >>= 8;
+	}
+	return (o + n);
+}
+
+/* Writes an unsigned integer in its shortest form. */
+static uint8_t *
+enc_uint(uint8_t *o, uint64_t v)
+{
+	if (v < 128) {
+		*o++ = (uint8_t)v;
+		return (o);
+	}
+	if (v < 256) {
+		*o++ = 0xcc;
+		return (enc_be(o, v, 1));
+	}
+	if (v < 65536) {
+		*o++ = 0xcd;
+		return (enc_be(o, v, 2));
+	}
+	if (v <= UINT32_MAX) {
+		*o++ = 0xce;
+		return (enc_be(o, v, 4));
+	}
+	*o++ = 0xcf;
+	return (enc_be(o, v, 8));
+}
+
+/* Writes a signed integer in its shortest form. */
+static uint8_t *
+enc_int(uint8_t *o, int64_t v)
+{
+	if (v >= 0)
+		return (enc_uint(o, (uint64_t)v));
+	if (v >= -32) {
+		*o++ = (uint8_t)(int8_t)v;
+		return (o);
+	}
+	if (v >= INT8_MIN) {
+		*o++ = 0xd0;
+		return (enc_be(o, (uint64_t)v, 1));
+	}
+	if (v >= INT16_MIN) {
+		*o++ = 0xd1;
+		return (enc_be(o, (uint64_t)v, 2));
+	}
+	if (v >= INT32_MIN) {
+		*o++ = 0xd2;
+		return (enc_be(o, (uint64_t)v, 4));
+	}
+	*o++ = 0xd3;
+	return (enc_be(o, (uint64_t)v, 8));
+}
+
+/* Writes a str. */
+static uint8_t *
+enc_str(uint8_t *o, const void *s, size_t len)
+{
+	if (len < 32)
+		*o++ = (uint8_t)(0xa0 | len);
+	else if (len < 256) {
+		*o++ = 0xd9;
+		o = enc_be(o, len, 1);
+	} else if (len < 65536) {
+		*o++ = 0xda;
+		o = enc_be(o, len, 2);
+	} else {
+		*o++ = 0xdb;
+		o = enc_be(o, len, 4);
+	}
+	if (len > 0)
+		memcpy(o, s, len);
+	return (o + len);
+}
+
+/* Writes a bin. */
+static uint8_t *
+enc_bin(uint8_t *o, const void *s, size_t len)
+{
+	if (len < 256) {
+		*o++ = 0xc4;
+		o = enc_be(o, len, 1);
+	} else if (len < 65536) {
+		*o++ = 0xc5;
+		o = enc_be(o, len, 2);
+	} else {
+		*o++ = 0xc6;
+		o = enc_be(o, len, 4);
+	}
+	if (len > 0)
+		memcpy(o, s, len);
+	return (o + len);
+}
+
+/* Writes an array (base 0x90, 0xdc) or map (0x80, 0xde) header. */
+static uint8_t *
+enc_container(uint8_t *o, size_t n, uint8_t fix, uint8_t big)
+{
+	if (n < 16) {
+		*o++ = (uint8_t)(fix | n);
+		return (o);
+	}
+	if (n < 65536) {
+		*o++ = big;
+		return (enc_be(o, n, 2));
+	}
+	*o++ = (uint8_t)(big + 1);
+	return (enc_be(o, n, 4));
+}
+
+/* Writes a string constant (a name) as a str. */
+static inline uint8_t *
+enc_name(uint8_t *o, const char *s)
+{
+	return (enc_str(o, s, strlen(s)));
+}
+
+/*
+ * Checks that raw holds exactly one MessagePack value (a map when want_map)
+ * of bounded nesting: it is spliced in verbatim, so a wrong length would
+ * corrupt the stream. Only ADMIN args and REPLY data come this way, and
+ * the check is frame_check() on a one-key map around raw, where raw sits
+ * at the depth it will have in the frame.
+ */
+static bool
+enc_raw_ok(struct pbytes raw, bool want_map)
+{
+	msgpack_sbuffer	sb;
+	bool		ok;
+
+	if (raw.len == 0 || (want_map && (raw.ptr[0] & 0xf0) != 0x80 &&
+	    raw.ptr[0] != 0xde && raw.ptr[0] != 0xdf))
+		return (false);
+	msgpack_sbuffer_init(&sb);
+	ok = msgpack_sbuffer_write(&sb, "\x81\xa0", 2) == 0 &&
+	    msgpack_sbuffer_write(&sb, (const char *)raw.ptr, raw.len) == 0 &&
+	    frame_check((const uint8_t *)sb.data, sb.size, NULL) == 0;
+	msgpack_sbuffer_destroy(&sb);
+	return (ok);
+}
+
+/* True when b is absent or really points at its bytes. */
+static inline bool
+enc_bytes_ok(struct pbytes b)
+{
+	return (b.ptr != NULL || b.len == 0);
+}
+
+/*
+ * Packs a msgpack_object into e->scratch and returns its bytes; the
+ * scratch buffer holds args and data one after the other.
+ */
+static int
+enc_pack_object(struct enc *e, const msgpack_object *o, struct pbytes *ret)
+{
+	msgpack_packer	pk;
+	size_t		start = e->scratch.size;
+
+	msgpack_packer_init(&pk, &e->scratch, msgpack_sbuffer_write);
+	if (msgpack_pack_object(&pk, *o) != 0)
+		return (-ENOMEM);
+	ret->ptr = (const uint8_t *)e->scratch.data + start;
+	ret->len = (uint32_t)(e->scratch.size - start);
+	return (0);
+}
+
+/*
+ * Works out p's keys in dir and checks that p has what they need; fills
+ * e (its scratch buffer must be destroyed by the caller). Returns 0,
+ * -EINVAL or -ENOMEM.
+ */
+static int
+enc_prepare(const struct packet *p, enum proto_dir dir, struct enc *e)
+{
+	const struct packet_spec	*spec;
+	uint64_t			 keys;
+	int				 r;
+
+	if ((unsigned)p->type >= PKT__MAX ||
+	    (dir != PROTO_TO_BROKER && dir != PROTO_FROM_BROKER))
+		return (-EINVAL);
+	spec = &packet_specs[dir][p->type];
+	if (spec->required == 0)
+		return (-EINVAL);
+	keys = spec->required;
+	for (unsigned f = 0; f < packet_nflags; f++)
+		if (p->has & packet_flags[f].flag)
+			keys |= spec->optional & KB(packet_flags[f].key);
+	e->keys = keys;
+
+	if ((keys & KB(K_ROLE)) &&
+	    (p->role < ROLE_CLIENT || p->role > ROLE_ADMIN))
+		return (-EINVAL);
+	if ((keys & KB(K_FNS)) &&
+	    (p->nfns < 1 || p->nfns > PROTO_MAX_FNS))
+		return (-EINVAL);
+	if (keys & KB(K_FNS)) {
+		for (uint32_t i = 0; i < p->nfns; i++) {
+			if (p->fns[i].ptr == NULL || p->fns[i].len < 1 ||
+			    p->fns[i].len > PROTO_MAX_FN_LEN)
+				return (-EINVAL);
+		}
+	}
+	if ((keys & KB(K_CAPACITY)) &&
+	    (p->capacity < 1 || p->capacity > PROTO_MAX_CAPACITY))
+		return (-EINVAL);
+	if ((keys & KB(K_STATUS)) && (unsigned)p->status >= JOB__MAX)
+		return (-EINVAL);
+	if ((keys & KB(K_STATUS)) && dir == PROTO_TO_BROKER &&
+	    p->status != JOB_OK && p->status != JOB_ERROR &&
+	    p->status != JOB_CANCELLED)
+		return (-EINVAL);
+	if ((keys & KB(K_CODE)) && (unsigned)p->code >= PERR__MAX)
+		return (-EINVAL);
+	/* Required strings must be given, even if empty. */
+	if (((keys & KB(K_FN)) && p->fn.ptr == NULL) ||
+	    ((keys & KB(K_SERVER)) && p->server.ptr == NULL) ||
+	    ((keys & KB(K_REASON)) && p->reason.ptr == NULL) ||
+	    ((keys & KB(K_VERB)) && p->verb.ptr == NULL) ||
+	    ((keys & KB(K_MSG)) && p->msg.ptr == NULL))
+		return (-EINVAL);
+	if (!enc_bytes_ok(p->name) || !enc_bytes_ok(p->token) ||
+	    !enc_bytes_ok(p->payload) || !enc_bytes_ok(p->error) ||
+	    !enc_bytes_ok(p->args_raw) || !enc_bytes_ok(p->data_raw))
+		return (-EINVAL);
+	if (keys & KB(K_ARGS)) {
+		if (p->args_raw.len > 0)
+			e->args = p->args_raw;
+		else if (p->args == NULL || p->args->type != MSGPACK_OBJECT_MAP)
+			return (-EINVAL);
+		else if ((r = enc_pack_object(e, p->args, &e->args)) != 0)
+			return (r);
+		if (!enc_raw_ok(e->args, true))
+			return (-EINVAL);
+	}
+	if (keys & KB(K_DATA)) {
+		if (p->data_raw.len > 0)
+			e->data = p->data_raw;
+		else if (p->data == NULL)
+			return (-EINVAL);
+		else if ((r = enc_pack_object(e, p->data, &e->data)) != 0)
+			return (r);
+		if (!enc_raw_ok(e->data, false))
+			return (-EINVAL);
+	}
+	return (0);
+}
+
+/* The encoded size of the value of key k of p. */
+static size_t
+enc_value_size(const struct packet *p, const struct enc *e, enum packet_key k)
+{
+	size_t	n;
+
+	switch (k) {
+	case K_T:
+		return (enc_str_size(strlen(packet_type_name(p->type))));
+	case K_V:
+		return (enc_uint_size(p->version));
+	case K_ROLE:
+		return (enc_str_size(strlen(proto_role_name(p->role))));
+	case K_NAME:
+		return (enc_str_size(p->name.len));
+	case K_TOKEN:
+		return (enc_str_size(p->token.len));
+	case K_SESSION:
+	case K_ID:
+		return (enc_bin_size(PROTO_ID_LEN));
+	case K_HEARTBEAT_MS:
+		return (enc_uint_size(p->heartbeat_ms));
+	case K_MAX_FRAME:
+		return (enc_uint_size(p->max_frame));
+	case K_SERVER:
+		return (enc_str_size(p->server.len));
+	case K_FNS:
+		n = enc_container_size(p->nfns);
+		for (uint32_t i = 0; i < p->nfns; i++)
+			n += enc_str_size(p->fns[i].len);
+		return (n);
+	case K_CAPACITY:
+		return (enc_uint_size(p->capacity));
+	case K_FN:
+		return (enc_str_size(p->fn.len));
+	case K_PAYLOAD:
+		return (enc_bin_size(p->payload.len));
+	case K_ATTEMPT:
+		return (enc_uint_size(p->attempt));
+	case K_ATTEMPTS:
+		return (enc_uint_size(p->attempts));
+	case K_TIMEOUT_MS:
+		return (enc_uint_size(p->timeout_ms));
+	case K_RETRIES:
+		return (enc_uint_size(p->retries));
+	case K_PRIORITY:
+		return (enc_int_size(p->priority));
+	case K_DETACH:
+	case K_NOWAIT:
+	case K_OK:
+		return (1);
+	case K_STATUS:
+		return (enc_str_size(strlen(job_status_name(p->status))));
+	case K_ERROR:
+		return (enc_str_size(p->error.len));
+	case K_N:
+		return (enc_uint_size(p->n));
+	case K_REASON:
+		return (enc_str_size(p->reason.len));
+	case K_SEQ:
+		return (enc_uint_size(p->seq));
+	case K_VERB:
+		return (enc_str_size(p->verb.len));
+	case K_ARGS:
+		return (e->args.len);
+	case K_DATA:
+		return (e->data.len);
+	case K_CODE:
+		return (enc_str_size(strlen(proto_error_name(p->code))));
+	case K_MSG:
+		return (enc_str_size(p->msg.len));
+	case K__MAX:
+		break;
+	}
+	return (0);
+}
+
+/* Writes the value of key k of p at o; returns o past it. */
+static uint8_t *
+enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
+    enum packet_key k)
+{
+	switch (k) {
+	case K_T:
+		return (enc_name(o, packet_type_name(p->type)));
+	case K_V:
+		return (enc_uint(o, p->version));
+	case K_ROLE:
+		return (enc_name(o, proto_role_name(p->role)));
+	case K_NAME:
+		return (enc_str(o, p->name.ptr, p->name.len));
+	case K_TOKEN:
+		return (enc_str(o, p->token.ptr, p->token.len));
+	case K_SESSION:
+		return (enc_bin(o, p->session, PROTO_ID_LEN));
+	case K_HEARTBEAT_MS:
+		return (enc_uint(o, p->heartbeat_ms));
+	case K_MAX_FRAME:
+		return (enc_uint(o, p->max_frame));
+	case K_SERVER:
+		return (enc_str(o, p->server.ptr, p->server.len));
+	case K_FNS:
+		o = enc_container(o, p->nfns, 0x90, 0xdc);
+		for (uint32_t i = 0; i < p->nfns; i++)
+			o = enc_str(o, p->fns[i].ptr, p->fns[i].len);
+		return (o);
+	case K_CAPACITY:
+		return (enc_uint(o, p->capacity));
+	case K_ID:
+		return (enc_bin(o, p->id, PROTO_ID_LEN));
+	case K_FN:
+		return (enc_str(o, p->fn.ptr, p->fn.len));
+	case K_PAYLOAD:
+		return (enc_bin(o, p->payload.ptr, p->payload.len));
+	case K_ATTEMPT:
+		return (enc_uint(o, p->attempt));
+	case K_ATTEMPTS:
+		return (enc_uint(o, p->attempts));
+	case K_TIMEOUT_MS:
+		return (enc_uint(o, p->timeout_ms));
+	case K_RETRIES:
+		return (enc_uint(o, p->retries));
+	case K_PRIORITY:
+		return (enc_int(o, p->priority));
+	case K_DETACH:
+		*o = p->detach ? 0xc3 : 0xc2;
+		return (o + 1);
+	case K_NOWAIT:
+		*o = p->nowait ? 0xc3 : 0xc2;
+		return (o + 1);
+	case K_OK:
+		*o = p->ok ? 0xc3 : 0xc2;
+		return (o + 1);
+	case K_STATUS:
+		return (enc_name(o, job_status_name(p->status)));
+	case K_ERROR:
+		return (enc_str(o, p->error.ptr, p->error.len));
+	case K_N:
+		return (enc_uint(o, p->n));
+	case K_REASON:
+		return (enc_str(o, p->reason.ptr, p->reason.len));
+	case K_SEQ:
+		return (enc_uint(o, p->seq));
+	case K_VERB:
+		return (enc_str(o, p->verb.ptr, p->verb.len));
+	case K_ARGS:
+		memcpy(o, e->args.ptr, e->args.len);
+		return (o + e->args.len);
+	case K_DATA:
+		memcpy(o, e->data.ptr, e->data.len);
+		return (o + e->data.len);
+	case K_CODE:
+		return (enc_name(o, proto_error_name(p->code)));
+	case K_MSG:
+		return (enc_str(o, p->msg.ptr, p->msg.len));
+	case K__MAX:
+		break;
+	}
+	return (o);
+}
+
+/* Encodes p as one frame into space from reserve; see proto.h. */
+int
+packet_encode_fn(const struct packet *p, enum proto_dir dir,
+    void *(*reserve)(void *ctx, size_t n), void *ctx)
+{
+	struct enc	 e;
+	uint64_t	 todo;
+	size_t		 body;
+	uint8_t		*o, *start;
+	int		 k, r;
+
+	memset(&e, 0, sizeof(e));
+	msgpack_sbuffer_init(&e.scratch);
+	if ((r = enc_prepare(p, dir, &e)) != 0)
+		goto out;
+	body = enc_container_size((size_t)__builtin_popcountll(e.keys));
+	for (todo = e.keys; todo != 0; todo &= todo - 1) {
+		k = __builtin_ctzll(todo);
+		body += 1 + KEY_LEN(k) + enc_value_size(p, &e, k);
+	}
+	if (body > UINT32_MAX) {
+		r = -EMSGSIZE;
+		goto out;
+	}
+	if ((start = reserve(ctx, PROTO_HEADER_LEN + body)) == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	frame_put_header(start, (uint32_t)body);
+	o = enc_container(start + PROTO_HEADER_LEN,
+	    (size_t)__builtin_popcountll(e.keys), 0x80, 0xde);
+	for (todo = e.keys; todo != 0; todo &= todo - 1) {
+		k = __builtin_ctzll(todo);
+		memcpy(o, packet_keys[k], 1 + KEY_LEN(k));
+		o = enc_value(o + 1 + KEY_LEN(k), p, &e, k);
+	}
+out:
+	msgpack_sbuffer_destroy(&e.scratch);
+	return (r);
+}
+
+/* packet_encode()'s reserve: grows the sbuffer and hands out its tail. */
+static void *
+enc_sbuffer_reserve(void *ctx, size_t n)
+{
+	msgpack_sbuffer	*sb = ctx;
+	void		*at;
+	size_t		 want = sb->size + n, alloc;
+	char		*d;
+
+	if (n > SIZE_MAX - sb->size)
+		return (NULL);
+	if (want > sb->alloc) {
+		alloc = sb->alloc != 0 ? sb->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+		while (alloc < want)
+			alloc = alloc > SIZE_MAX / 2 ? want : alloc * 2;
+		if ((d = realloc(sb->data, alloc)) == NULL)
+			return (NULL);
+		sb->data = d;
+		sb->alloc = alloc;
+	}
+	at = sb->data + sb->size;
+	sb->size = want;
+	return (at);
+}
+
+/* Appends p as one whole frame travelling in dir to sb; see proto.h. */
+int
+packet_encode(const struct packet *p, enum proto_dir dir, msgpack_sbuffer *sb)
+{
+	return (packet_encode_fn(p, dir, enc_sbuffer_reserve, sb));
+}
