@@ -930,6 +930,96 @@ START_TEST(worker_uses_inherited_descriptor)
 }
 END_TEST
 
+/*
+ * A job's command has its three pipes and nothing else: not a descriptor
+ * the worker inherited without close-on-exec, not the worker's own.
+ */
+START_TEST(worker_job_sees_only_its_descriptors)
+{
+	char	*out, *err;
+	int	 stray;
+
+	start_broker(NULL);
+	stray = open("/dev/null", O_RDONLY);	/* the worker inherits it */
+	ck_assert_int_gt(stray, 2);
+	/* The shell's own table, listed by a child of the shell. */
+	start_worker("fds", "ls /proc/$$/fd; true", 1);
+	close(stray);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "fds", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strcmp(out, "0\n1\n2\n") == 0, "the command had "
+	    "descriptors %s(stderr %s)", out, err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/*
+ * The command's environment has the job's PATCHBAY_* variables, and not
+ * the PATCHBAY_FD the worker itself was started with.
+ */
+START_TEST(worker_job_environment_is_the_jobs)
+{
+	struct endpoint	 ep;
+	const char	*argv[] = { harness_cli(), "worker", "envfn", "--exec",
+			    "env | sed -n 's/^\\(PATCHBAY_[A-Z_]*\\)=.*/\\1/p' | "
+			    "grep -E '^PATCHBAY_(FD|JOB_ID|FUNCTION|ATTEMPT|"
+			    "TIMEOUT_MS)$' | sort; "
+			    "t=$PATCHBAY_TIMEOUT_MS; test $t -gt 0 -a $t -le 7000 && "
+			    "printf 'timeout ok'", NULL };
+	char		 err[PROTO_ERRLEN], env[32], *out;
+	const char	*envv[] = { env, NULL };
+	int		 fd;
+
+	start_broker(NULL);
+	ck_assert_int_eq(endpoint_parse(broker.unix_ep, &ep, err), 0);
+	ck_assert_int_eq(endpoint_connect(&ep, 5000, &fd), 0);
+	ck_assert(fcntl(fd, F_SETFD, 0) == 0);	/* inherited by the worker */
+	snprintf(env, sizeof env, "PATCHBAY_FD=%d", fd);
+	workers[nworkers++] = harness_spawn(argv, envv, NULL);
+	close(fd);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "envfn", "x",
+	    "--timeout", "7000", "--broker", broker.unix_ep, NULL), 0);
+	/* The time left of the job's 7 s, in ms. */
+	ck_assert_str_eq(out, "PATCHBAY_ATTEMPT\nPATCHBAY_FUNCTION\n"
+	    "PATCHBAY_JOB_ID\nPATCHBAY_TIMEOUT_MS\ntimeout ok");
+	free(out);
+}
+END_TEST
+
+/* A command that cannot be executed: ERROR naming it and the reason. */
+START_TEST(worker_command_cannot_be_executed)
+{
+	char	*noexec = path_of("not-executable"), *out, *err;
+	int	 fd;
+
+	fd = open(noexec, O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ne(fd, -1);
+	close(fd);
+	start_broker(NULL);
+	start_worker("missing", "/nonexistent/cmd arg", 1);
+	start_worker("noexec", noexec, 1);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "missing", "x",
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_str_eq(out, "");
+	ck_assert_msg(strncmp(err, "patchbay: missing: ", 19) == 0 &&
+	    strstr(err, "/nonexistent/cmd") != NULL &&
+	    strstr(err, "not found") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "noexec", "x",
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, noexec) != NULL &&
+	    strstr(err, "Permission denied") != NULL, "%s", err);
+	free(out);
+	free(err);
+	free(noexec);
+}
+END_TEST
+
 /* ---- ctl ---------------------------------------------------------------- */
 
 /* `ctl status --json` is JSON that python parses. */
@@ -1143,6 +1233,9 @@ cli_suite(void)
 	tcase_add_test(tc, worker_sigterm_stops_running_jobs);
 	tcase_add_test(tc, worker_reconnects_after_broker_restart);
 	tcase_add_test(tc, worker_uses_inherited_descriptor);
+	tcase_add_test(tc, worker_job_sees_only_its_descriptors);
+	tcase_add_test(tc, worker_job_environment_is_the_jobs);
+	tcase_add_test(tc, worker_command_cannot_be_executed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ctl");
