@@ -289,9 +289,13 @@ supervisor_proc_resume(struct supervisor_proc *p)
 	return true;
 }
 
-/* Pauses a process or a pool. */
-int
-supervisor_pause(struct supervisor *sv, const char *id, char **cause)
+/*
+ * Pauses (pause true) or resumes a process or each process of a pool that
+ * can be; refused when none can.
+ */
+static int
+supervisor_pause_or_resume(struct supervisor *sv, const char *id,
+    bool pause, char **cause)
 {
 	struct supervisor_proc	*p;
 	struct supervisor_pool	*pool;
@@ -301,58 +305,46 @@ supervisor_pause(struct supervisor *sv, const char *id, char **cause)
 	if ((error = supervisor_resolve(sv, id, &p, &pool, cause)) != 0)
 		return error;
 	if (p != NULL) {
-		if (p->state == SUPERVISOR_PAUSED) {
+		if (pause && p->state == SUPERVISOR_PAUSED) {
 			supervisor_cause(cause, "'%s' is already paused", id);
 			return -EBUSY;
 		}
-		if (!supervisor_proc_pause(p)) {
-			if (p->pid != 0 && p->exited)
-				supervisor_cause(cause, "'%s' has just exited",
-				    id);
-			else
-				supervisor_cause(cause, "'%s' is %s, not "
-				    "running", id,
-				    policy_state_name(p->state));
-			return -EBUSY;
-		}
-		return 0;
+		if (pause ? supervisor_proc_pause(p) :
+		    supervisor_proc_resume(p))
+			return 0;
+		if (!pause)
+			supervisor_cause(cause, "'%s' is %s, not paused", id,
+			    policy_state_name(p->state));
+		else if (p->pid != 0 && p->exited)
+			supervisor_cause(cause, "'%s' has just exited", id);
+		else
+			supervisor_cause(cause, "'%s' is %s, not running", id,
+			    policy_state_name(p->state));
+		return -EBUSY;
 	}
 	TAILQ_FOREACH(p, &pool->procs, entry)
-		any |= supervisor_proc_pause(p);
+		any |= pause ? supervisor_proc_pause(p) :
+		    supervisor_proc_resume(p);
 	if (!any) {
-		supervisor_cause(cause, "pool '%s' has no running process",
-		    id);
+		supervisor_cause(cause, "pool '%s' has no %s process", id,
+		    pause ? "running" : "paused");
 		return -EBUSY;
 	}
 	return 0;
+}
+
+/* Pauses a process or a pool. */
+int
+supervisor_pause(struct supervisor *sv, const char *id, char **cause)
+{
+	return supervisor_pause_or_resume(sv, id, true, cause);
 }
 
 /* Resumes a process or a pool. */
 int
 supervisor_resume(struct supervisor *sv, const char *id, char **cause)
 {
-	struct supervisor_proc	*p;
-	struct supervisor_pool	*pool;
-	bool			 any = false;
-	int			 error;
-
-	if ((error = supervisor_resolve(sv, id, &p, &pool, cause)) != 0)
-		return error;
-	if (p != NULL) {
-		if (!supervisor_proc_resume(p)) {
-			supervisor_cause(cause, "'%s' is %s, not paused", id,
-			    policy_state_name(p->state));
-			return -EBUSY;
-		}
-		return 0;
-	}
-	TAILQ_FOREACH(p, &pool->procs, entry)
-		any |= supervisor_proc_resume(p);
-	if (!any) {
-		supervisor_cause(cause, "pool '%s' has no paused process", id);
-		return -EBUSY;
-	}
-	return 0;
+	return supervisor_pause_or_resume(sv, id, false, cause);
 }
 
 /* Sets the number of instances of a pool. */

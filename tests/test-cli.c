@@ -894,20 +894,18 @@ START_TEST(worker_reconnects_after_broker_restart)
 END_TEST
 
 /*
- * A worker handed its connection in $PATCHBAY_FD (as patchbayd spawns
- * them) serves on it, and exits 11 when it closes instead of reconnecting.
+ * Starts `patchbay worker` (argv) handed a connection to the broker in
+ * $PATCHBAY_FD, as patchbayd starts the workers of its pools.
  */
-START_TEST(worker_uses_inherited_descriptor)
+static pid_t
+start_inherited_worker(const char *const *argv)
 {
 	struct endpoint	 ep;
-	const char	*argv[] = { harness_cli(), "worker", "rev", "--exec",
-			    "rev", NULL };
-	char		 err[PROTO_ERRLEN], env[32], *out;
+	char		 err[PROTO_ERRLEN], env[32];
 	const char	*envv[] = { env, NULL };
-	int		 fd, status;
+	int		 fd;
 	pid_t		 w;
 
-	start_broker(NULL);
 	ck_assert_int_eq(endpoint_parse(broker.unix_ep, &ep, err), 0);
 	ck_assert_int_eq(endpoint_connect(&ep, 5000, &fd), 0);
 	ck_assert(fcntl(fd, F_SETFD, 0) == 0);	/* inherited by the worker */
@@ -915,6 +913,23 @@ START_TEST(worker_uses_inherited_descriptor)
 	w = harness_spawn(argv, envv, NULL);
 	workers[nworkers++] = w;
 	close(fd);
+	return w;
+}
+
+/*
+ * A worker handed its connection in $PATCHBAY_FD (as patchbayd spawns
+ * them) serves on it, and exits 11 when it closes instead of reconnecting.
+ */
+START_TEST(worker_uses_inherited_descriptor)
+{
+	const char	*argv[] = { harness_cli(), "worker", "rev", "--exec",
+			    "rev", NULL };
+	char		*out;
+	int		 status;
+	pid_t		 w;
+
+	start_broker(NULL);
+	w = start_inherited_worker(argv);
 
 	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "xyz",
 	    "--broker", broker.unix_ep, NULL), 0);
@@ -960,24 +975,16 @@ END_TEST
  */
 START_TEST(worker_job_environment_is_the_jobs)
 {
-	struct endpoint	 ep;
 	const char	*argv[] = { harness_cli(), "worker", "envfn", "--exec",
 			    "env | sed -n 's/^\\(PATCHBAY_[A-Z_]*\\)=.*/\\1/p' | "
 			    "grep -E '^PATCHBAY_(FD|JOB_ID|FUNCTION|ATTEMPT|"
 			    "TIMEOUT_MS)$' | sort; "
 			    "t=$PATCHBAY_TIMEOUT_MS; test $t -gt 0 -a $t -le 7000 && "
 			    "printf 'timeout ok'", NULL };
-	char		 err[PROTO_ERRLEN], env[32], *out;
-	const char	*envv[] = { env, NULL };
-	int		 fd;
+	char		*out;
 
 	start_broker(NULL);
-	ck_assert_int_eq(endpoint_parse(broker.unix_ep, &ep, err), 0);
-	ck_assert_int_eq(endpoint_connect(&ep, 5000, &fd), 0);
-	ck_assert(fcntl(fd, F_SETFD, 0) == 0);	/* inherited by the worker */
-	snprintf(env, sizeof env, "PATCHBAY_FD=%d", fd);
-	workers[nworkers++] = harness_spawn(argv, envv, NULL);
-	close(fd);
+	start_inherited_worker(argv);
 
 	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "envfn", "x",
 	    "--timeout", "7000", "--broker", broker.unix_ep, NULL), 0);
