@@ -1,27 +1,35 @@
 /*
  * broker.h: patchbayd's internal interfaces.
  *
- * main.c parses flags and the config, builds a struct server and runs the
- * event loop. server.c owns the peers: it accepts connections, runs the
- * handshake and heartbeats, checks what each role may send, and wires
- * transport to the switchboard (decoded packets in, the switchboard's
- * packets out). admin.c answers ADMIN packets. config.c reads the config
- * file; supervisor.c spawns and watches the local worker processes. log.c
- * logs.
+ * main.c parses flags and the config, builds a struct server and a struct
+ * supervisor, links them with server_set_supervisor() and runs the event
+ * loop until server_stop(). server.c owns the peers: it accepts
+ * connections, runs the handshake and heartbeats, checks what each role
+ * may send, and wires transport to the switchboard (decoded packets in,
+ * the switchboard's packets out); it is also the one stop path
+ * (server_stop(), for signals and `ctl shutdown`). admin.c answers ADMIN
+ * packets and does all their packing. settings.c and config.c read flags
+ * and the config file. log.c logs.
  *
- * config.c and supervisor.c: config.c turns an INI file into a struct
- * config: the [broker] settings and one struct config_pool per
- * [pool:NAME] section, in file order. Every error is a sentence naming the
- * file, the line, the key and what was expected. supervisor.c owns the
- * processes: the instances of each pool and the ad-hoc processes of `ctl
- * spawn`. Each process is a slot that survives its children: a child is
- * forked with one end of a socketpair (handed to the broker through
- * ops->attach as a pre-authenticated worker connection), its own process
- * group, a clean descriptor table and environment, and its stdout and
- * stderr logged line by line. When a child is finished (exit status reaped
- * from SIGCHLD and its output at EOF) the restart policy, the backoff and
- * the intensity limit decide what comes next; that arithmetic is pure (time
- * and randomness are parameters) so that it is unit-testable.
+ * config.c turns an INI file into a struct config: the [broker] settings
+ * and one struct config_pool per [pool:NAME] section, in file order. Every
+ * error is a sentence naming the file, the line, the key and what was
+ * expected.
+ *
+ * The supervisor owns the processes: the instances of each pool and the
+ * ad-hoc processes of `ctl spawn`. Each process is a slot that survives
+ * its children (supervisor.c: slots, pools, SIGCHLD, timers, deferred
+ * frees, shutdown). A child is started by supervisor-child.c through
+ * util/spawn.c with one end of a socketpair (handed to the server through
+ * ops->attach as a pre-authenticated worker connection), a session of its
+ * own, a clean descriptor table and environment, and its stdout and stderr
+ * logged line by line. When a child is finished (exit status reaped from
+ * SIGCHLD and its output at EOF) the restart policy, the backoff and the
+ * intensity limit of policy.c decide what comes next; that arithmetic is
+ * pure (time and randomness are parameters) so that it is unit-testable.
+ * supervisor-verbs.c holds what an operator can do (spawn, stop, restart,
+ * pause, resume, scale, reload). Those three files share
+ * supervisor-int.h, which nothing else includes.
  */
 #ifndef PATCHBAY_BROKER_H
 #define PATCHBAY_BROKER_H
