@@ -5,9 +5,11 @@
  * verb, args}; the verb's handler packs its answer into a MessagePack
  * buffer and admin_handle() sends it back as REPLY {seq, ok, data | error}.
  * Verbs are a table, so the supervisor's verbs sit beside the broker's.
+ * All the ADMIN packing is here: the switchboard and the supervisor only
+ * let their state be read (foreach callbacks, supervisor_proc_next() and
+ * getters), and `shutdown` goes through server_stop() as SIGTERM does.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +22,8 @@
  * A verb handler: packs data into pk and returns 0, or returns -1 with a
  * sentence in err (PROTO_ERRLEN bytes).
  */
-typedef int (*admin_verb_fn)(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err);
+typedef int (*admin_verb_fn)(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err);
 
 struct admin_verb {
 	const char	*name;
@@ -66,8 +68,8 @@ admin_arg(const msgpack_object *args, const char *key)
 
 /* status: the broker's counters and gauges. */
 static int
-admin_status(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_status(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	struct sb_stats	st;
 	uint64_t	total = 0;
@@ -150,8 +152,8 @@ admin_pack_worker(const struct sb_worker_info *wi, void *arg)
 
 /* workers: every connected worker, local and remote side by side. */
 static int
-admin_workers(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_workers(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	uint32_t	n = 0;
 
@@ -186,8 +188,8 @@ admin_pack_fn(const struct sb_fn_info *fi, void *arg)
 
 /* functions: every known function with its queue and capacity. */
 static int
-admin_functions(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_functions(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	uint32_t	n = 0;
 
@@ -270,23 +272,77 @@ admin_no_supervisor(struct server *srv, char *err)
 	return -1;
 }
 
+/* Packs one supervised process as a map. */
+static void
+admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
+    uint64_t now)
+{
+	int	last = supervisor_proc_last_status(proc);
+	char	buf[64];
+
+	msgpack_pack_map(pk, 9);
+	admin_pack_kv_str(pk, "id", supervisor_proc_id(proc));
+	proto_pack_str(pk, "pool");
+	if (supervisor_proc_pool(proc) != NULL)
+		proto_pack_str(pk, supervisor_proc_pool(proc));
+	else
+		msgpack_pack_nil(pk);
+	proto_pack_str(pk, "instance");
+	if (supervisor_proc_pool(proc) != NULL)
+		msgpack_pack_unsigned_int(pk, supervisor_proc_instance(proc));
+	else
+		msgpack_pack_nil(pk);
+	proto_pack_str(pk, "pid");
+	if (supervisor_proc_pid(proc) != 0)
+		msgpack_pack_int(pk, (int)supervisor_proc_pid(proc));
+	else
+		msgpack_pack_nil(pk);
+	admin_pack_kv_str(pk, "state",
+	    policy_state_name(supervisor_proc_state(proc)));
+	proto_pack_str(pk, "restarts");
+	msgpack_pack_unsigned_int(pk, supervisor_proc_restarts(proc));
+	admin_pack_kv_uint(pk, "uptime_ms",
+	    supervisor_proc_uptime_ms(proc, now));
+	admin_pack_kv_str(pk, "command", supervisor_proc_command(proc));
+	proto_pack_str(pk, "last_exit");
+	if (last != -1) {
+		supervisor_status_text(last, buf, sizeof(buf));
+		proto_pack_str(pk, buf);
+	} else
+		msgpack_pack_nil(pk);
+}
+
+/* Packs `ps`: pools in config order, then the ad-hoc processes. */
+int
+admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk)
+{
+	const struct supervisor_proc	*proc;
+	uint32_t			 n = 0;
+	uint64_t			 now = clock_now_ms();
+
+	for (proc = sv != NULL ? supervisor_proc_next(sv, NULL) : NULL;
+	    proc != NULL; proc = supervisor_proc_next(sv, proc))
+		n++;
+	msgpack_pack_array(pk, n);
+	for (proc = sv != NULL ? supervisor_proc_next(sv, NULL) : NULL;
+	    proc != NULL; proc = supervisor_proc_next(sv, proc))
+		admin_pack_proc(pk, proc, now);
+	return 0;
+}
+
 /* ps: every supervised process. */
 static int
-admin_ps(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_ps(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
-	(void)args; (void)err;
-	if (srv->sv == NULL) {
-		msgpack_pack_array(pk, 0);
-		return 0;
-	}
-	return supervisor_ps(srv->sv, pk);
+	(void)p; (void)args; (void)err;
+	return admin_pack_ps(srv->sv, pk);
 }
 
 /* spawn {id, argv, restart?, max_restarts?}: an ad-hoc process. */
 static int
-admin_spawn(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_spawn(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	const msgpack_object	*o = admin_arg(args, "argv");
 	enum restart_policy	 restart = RESTART_NEVER;
@@ -352,8 +408,8 @@ fail:
 
 /* stop {id, timeout_ms?, force?}. */
 static int
-admin_stop(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_stop(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	const msgpack_object	*f = admin_arg(args, "force");
 	char			 id[LIMIT_NAME_MAX + 16], *cause = NULL;
@@ -400,8 +456,8 @@ admin_id_verb(struct server *srv, const char *verb, admin_id_fn fn,
 
 /* restart {id}. */
 static int
-admin_restart(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_restart(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	return admin_id_verb(srv, "restart", supervisor_restart, args, pk,
 	    err);
@@ -409,24 +465,24 @@ admin_restart(struct server *srv, const msgpack_object *args,
 
 /* pause {id}. */
 static int
-admin_pause(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_pause(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	return admin_id_verb(srv, "pause", supervisor_pause, args, pk, err);
 }
 
 /* resume {id}. */
 static int
-admin_resume(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_resume(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	return admin_id_verb(srv, "resume", supervisor_resume, args, pk, err);
 }
 
 /* scale {pool, instances}. */
 static int
-admin_scale(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_scale(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	char	pool[LIMIT_NAME_MAX + 1], *cause = NULL;
 	int64_t	n = -1;
@@ -451,8 +507,8 @@ admin_scale(struct server *srv, const msgpack_object *args,
 
 /* reload: re-read the config file; a bad one changes nothing. */
 static int
-admin_reload(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_reload(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	char	*cause = NULL;
 	int	 error;
@@ -469,20 +525,21 @@ admin_reload(struct server *srv, const msgpack_object *args,
 	return 0;
 }
 
-/* shutdown: what SIGTERM does (the reply goes out before the BYE). */
+/*
+ * shutdown: the stop path of SIGTERM, server_stop(), which begins from the
+ * event loop, so this REPLY goes out before the BYE.
+ */
 static int
-admin_shutdown(struct server *srv, const msgpack_object *args,
-    msgpack_packer *pk, char *err)
+admin_shutdown(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
 {
+	const struct conn_peer	*cp = conn_peer(p->conn);
+
 	(void)args;
-	if (srv->stopping) {
+	if (server_stop(srv, "shutdown requested by admin (conn %llu, uid "
+	    "%u)", (unsigned long long)p->id, (unsigned)cp->uid) != 0) {
 		snprintf(err, PROTO_ERRLEN, "patchbayd is already shutting "
 		    "down");
-		return -1;
-	}
-	log_info("shutdown asked by an admin");
-	if (kill(getpid(), SIGTERM) == -1) {
-		snprintf(err, PROTO_ERRLEN, "shutdown: %s", strerror(errno));
 		return -1;
 	}
 	msgpack_pack_nil(pk);
@@ -533,7 +590,7 @@ admin_handle(struct server *srv, struct peer *p, const struct packet *pkt)
 	reply.seq = pkt->seq;
 	if (v == NULL)
 		snprintf(err, sizeof(err), "unknown verb '%s'", verb);
-	else if (v->fn(srv, pkt->args, &pk, err) != 0 && err[0] == '\0')
+	else if (v->fn(srv, p, pkt->args, &pk, err) != 0 && err[0] == '\0')
 		snprintf(err, sizeof(err), "%s failed", verb);
 	if (err[0] != '\0') {
 		reply.ok = false;

@@ -1,27 +1,35 @@
 /*
  * broker.h: patchbayd's internal interfaces.
  *
- * main.c parses flags and the config, builds a struct server and runs the
- * event loop. server.c owns the peers: it accepts connections, runs the
- * handshake and heartbeats, checks what each role may send, and wires
- * transport to the switchboard (decoded packets in, the switchboard's
- * packets out). admin.c answers ADMIN packets. config.c reads the config
- * file; supervisor.c spawns and watches the local worker processes. log.c
- * logs.
+ * main.c parses flags and the config, builds a struct server and a struct
+ * supervisor, links them with server_set_supervisor() and runs the event
+ * loop until server_stop(). server.c owns the peers: it accepts
+ * connections, runs the handshake and heartbeats, checks what each role
+ * may send, and wires transport to the switchboard (decoded packets in,
+ * the switchboard's packets out); it is also the one stop path
+ * (server_stop(), for signals and `ctl shutdown`). admin.c answers ADMIN
+ * packets and does all their packing. settings.c and config.c read flags
+ * and the config file. log.c logs.
  *
- * config.c and supervisor.c: config.c turns an INI file into a struct
- * config: the [broker] settings and one struct config_pool per
- * [pool:NAME] section, in file order. Every error is a sentence naming the
- * file, the line, the key and what was expected. supervisor.c owns the
- * processes: the instances of each pool and the ad-hoc processes of `ctl
- * spawn`. Each process is a slot that survives its children: a child is
- * forked with one end of a socketpair (handed to the broker through
- * ops->attach as a pre-authenticated worker connection), its own process
- * group, a clean descriptor table and environment, and its stdout and
- * stderr logged line by line. When a child is finished (exit status reaped
- * from SIGCHLD and its output at EOF) the restart policy, the backoff and
- * the intensity limit decide what comes next; that arithmetic is pure (time
- * and randomness are parameters) so that it is unit-testable.
+ * config.c turns an INI file into a struct config: the [broker] settings
+ * and one struct config_pool per [pool:NAME] section, in file order. Every
+ * error is a sentence naming the file, the line, the key and what was
+ * expected.
+ *
+ * The supervisor owns the processes: the instances of each pool and the
+ * ad-hoc processes of `ctl spawn`. Each process is a slot that survives
+ * its children (supervisor.c: slots, pools, SIGCHLD, timers, deferred
+ * frees, shutdown). A child is started by supervisor-child.c through
+ * util/spawn.c with one end of a socketpair (handed to the server through
+ * ops->attach as a pre-authenticated worker connection), a session of its
+ * own, a clean descriptor table and environment, and its stdout and stderr
+ * logged line by line. When a child is finished (exit status reaped from
+ * SIGCHLD and its output at EOF) the restart policy, the backoff and the
+ * intensity limit of policy.c decide what comes next; that arithmetic is
+ * pure (time and randomness are parameters) so that it is unit-testable.
+ * supervisor-verbs.c holds what an operator can do (spawn, stop, restart,
+ * pause, resume, scale, reload). Those three files share
+ * supervisor-int.h, which nothing else includes.
  */
 #ifndef PATCHBAY_BROKER_H
 #define PATCHBAY_BROKER_H
@@ -207,7 +215,7 @@ bool	 config_pool_equal(const struct config_pool *a,
 bool	 config_pool_equal_but_instances(const struct config_pool *a,
 	    const struct config_pool *b);
 
-/* supervisor.c */
+/* policy.c */
 
 enum supervisor_state {
 	SUPERVISOR_STARTING,	/* forked, its worker has not registered */
@@ -220,41 +228,8 @@ enum supervisor_state {
 	SUPERVISOR_FATAL,	/* gave up: intensity limit or cannot exec */
 };
 
-struct supervisor;
-struct supervisor_proc;
-struct event_base;
-
-/* How the supervisor talks to the broker. Every callback is optional. */
-struct supervisor_ops {
-	/*
-	 * A child was started: fd (ownership passes) is the broker's end of
-	 * its socketpair. Returns a context for set_paused and detach, or
-	 * NULL when the broker could not take it (fd closed, the child is
-	 * then stopped as a failed start).
-	 */
-	void	*(*attach)(struct supervisor_proc *proc, int fd, void *arg);
-	/*
-	 * Stops (paused true) or restarts dispatching to the connection of
-	 * ctx. May come before the worker's REGISTER; it is repeated after
-	 * it when the process is still paused.
-	 */
-	void	 (*set_paused)(void *ctx, bool paused, void *arg);
-	/*
-	 * The child of ctx is finished: close its connection and never pass
-	 * its proc to supervisor_proc_*() for that connection again. Not
-	 * called when supervisor_proc_detached() came first.
-	 */
-	void	 (*detach)(void *ctx, void *arg);
-	/* Every process is down after supervisor_shutdown(). */
-	void	 (*stopped_all)(void *arg);
-	/* A state change (for tests and metrics). */
-	void	 (*changed)(struct supervisor_proc *proc,
-		    enum supervisor_state old, enum supervisor_state new,
-		    void *arg);
-};
-
-/* Restart bookkeeping of one process, kept by supervisor_exit_decide(). */
-struct supervisor_history {
+/* Restart bookkeeping of one process, kept by policy_exit_decide(). */
+struct policy_history {
 	unsigned	 failures;	/* restarts since the last healthy run */
 	uint64_t	*times;		/* restarts inside the window, oldest
 					   first; room for cap entries */
@@ -262,26 +237,24 @@ struct supervisor_history {
 	unsigned	 cap;		/* >= max_restarts */
 };
 
-/* Pure arithmetic (time and randomness injected). */
-
 /*
  * The delay before restart number failures (1 for the first): the minimum
  * doubled failures - 1 times, capped at the maximum, then jittered down by
  * up to a quarter but never below the minimum. random is uniform.
  */
-uint64_t	 supervisor_backoff_delay(const struct config_pool *cfg,
+uint64_t	 policy_backoff_delay(const struct config_pool *cfg,
 		    unsigned failures, uint32_t random);
 
 /* True when an exit status is a success for cfg (an exit code listed). */
-bool	 supervisor_exit_success(const struct config_pool *cfg, int wstatus);
+bool	 policy_exit_success(const struct config_pool *cfg, int wstatus);
 
 /*
  * Counts one restart at now in h: drops the ones older than window_ms and
  * returns false (nothing recorded) when max_restarts are already inside
  * the window. max_restarts -1 never refuses.
  */
-bool	 supervisor_intensity_allow(struct supervisor_history *h,
-	    int max_restarts, uint64_t window_ms, uint64_t now);
+bool	 policy_intensity_allow(struct policy_history *h, int max_restarts,
+	    uint64_t window_ms, uint64_t now);
 
 /*
  * What follows a child's own exit (not a stop): SUPERVISOR_EXITED when the
@@ -289,19 +262,66 @@ bool	 supervisor_intensity_allow(struct supervisor_history *h,
  * reached, else SUPERVISOR_BACKOFF with the delay in *ret_delay_ms. A run
  * that lasted healthy_after resets the backoff first. Updates h.
  */
-enum supervisor_state	 supervisor_exit_decide(const struct config_pool *cfg,
-			    struct supervisor_history *h, int wstatus,
+enum supervisor_state	 policy_exit_decide(const struct config_pool *cfg,
+			    struct policy_history *h, int wstatus,
 			    uint64_t uptime_ms, uint64_t now, uint32_t random,
 			    uint64_t *ret_delay_ms);
 
 /* True when old -> new is a transition the supervisor may make. */
-bool	 supervisor_transition_valid(enum supervisor_state old,
+bool	 policy_transition_valid(enum supervisor_state old,
 	    enum supervisor_state new);
 
 /* "starting", "running", ... */
-const char	*supervisor_state_name(enum supervisor_state state);
+const char	*policy_state_name(enum supervisor_state state);
 
-/* Processes. */
+/* Empties h and sizes it for max_restarts. 0 or -ENOMEM. */
+int	 policy_history_init(struct policy_history *h, int max_restarts);
+
+/* Frees what h holds and zeroes it. */
+void	 policy_history_clear(struct policy_history *h);
+
+/* supervisor.c, supervisor-child.c, supervisor-verbs.c */
+
+struct supervisor;
+struct supervisor_proc;
+struct event_base;
+struct server;
+struct peer;
+
+/*
+ * How the supervisor reaches the connections of its processes. The server
+ * installs its own with server_set_supervisor(); the unit tests install
+ * stubs. Every callback is optional; srv is what supervisor_set_ops() was
+ * given.
+ */
+struct supervisor_ops {
+	/*
+	 * A child was started: fd (ownership passes) is the broker's end of
+	 * its socketpair. Returns the peer of its worker connection, or
+	 * NULL when the broker could not take it (fd closed, the child is
+	 * then killed as a failed start).
+	 */
+	struct peer	*(*attach)(struct server *srv,
+			    struct supervisor_proc *proc, int fd);
+	/*
+	 * Stops (paused true) or restarts dispatching to peer. May come
+	 * before the worker's REGISTER; it is repeated after it when the
+	 * process is still paused.
+	 */
+	void	 (*set_paused)(struct server *srv, struct peer *peer,
+		    bool paused);
+	/*
+	 * The child of peer is finished: close its connection and never
+	 * pass its proc to supervisor_proc_*() for that connection again.
+	 * Not called when supervisor_proc_detached() came first.
+	 */
+	void	 (*detach)(struct server *srv, struct peer *peer);
+	/* Every process is down after supervisor_shutdown(). */
+	void	 (*stopped_all)(struct server *srv);
+	/* A state change (for tests and metrics). */
+	void	 (*changed)(struct server *srv, struct supervisor_proc *proc,
+		    enum supervisor_state old, enum supervisor_state new);
+};
 
 /*
  * Creates a supervisor on base for config (ownership passes; NULL means no
@@ -309,8 +329,15 @@ const char	*supervisor_state_name(enum supervisor_state state);
  * supervisor_start(). Returns 0 or -ENOMEM.
  */
 int	 supervisor_new(struct event_base *base, struct config *config,
-	    const struct supervisor_ops *ops, void *arg,
 	    struct supervisor **ret);
+
+/*
+ * Sets what the supervisor calls (a copy of ops) and the server passed to
+ * each callback. Once, before supervisor_start(); server_set_supervisor()
+ * does it for patchbayd.
+ */
+void	 supervisor_set_ops(struct supervisor *sv,
+	    const struct supervisor_ops *ops, struct server *srv);
 
 /* Starts every instance of every pool, in config order. */
 void	 supervisor_start(struct supervisor *sv);
@@ -337,6 +364,14 @@ const struct config	*supervisor_config(const struct supervisor *sv);
 struct supervisor_proc	*supervisor_find(const struct supervisor *sv,
 			    const char *id);
 
+/*
+ * The process after p, or the first when p is NULL: the pools' processes
+ * in config and instance order, then the ad-hoc ones in spawn order; NULL
+ * after the last. Read-only iteration: nothing may change in between.
+ */
+struct supervisor_proc	*supervisor_proc_next(const struct supervisor *sv,
+			    const struct supervisor_proc *p);
+
 /* Number of processes with a child alive. */
 unsigned	 supervisor_nalive(const struct supervisor *sv);
 
@@ -353,6 +388,14 @@ enum supervisor_state	 supervisor_proc_state(
 unsigned	 supervisor_proc_restarts(const struct supervisor_proc *proc);
 /* The wait status of the last child, or -1 when none finished yet. */
 int		 supervisor_proc_last_status(const struct supervisor_proc *proc);
+/* The command line, as written in the config or given to spawn. */
+const char	*supervisor_proc_command(const struct supervisor_proc *proc);
+/* How long its child has been running at now (ms); 0 without a child. */
+uint64_t	 supervisor_proc_uptime_ms(const struct supervisor_proc *proc,
+		    uint64_t now);
+
+/* Describes a wait status for people: "exit 3", "signal KILL". */
+void	 supervisor_status_text(int wstatus, char *buf, size_t len);
 
 /* From the broker: the process's worker sent REGISTER. */
 void	 supervisor_proc_registered(struct supervisor *sv,
@@ -363,20 +406,13 @@ void	 supervisor_proc_detached(struct supervisor *sv,
 	    struct supervisor_proc *proc);
 
 /*
- * Admin verbs. Each returns 0, or a negative errno with a malloc'ed
- * sentence in *cause: -ENOENT "unknown id 'x'", -EINVAL for a bad
- * argument, -EBUSY for a wrong state ("'x' is running, not paused"),
- * -EEXIST, -ESHUTDOWN after supervisor_shutdown(), -EPERM, or the errno
- * of a command that cannot be executed. An id is "pool/instance", an
- * ad-hoc id or a whole pool's name.
+ * Operator verbs (supervisor-verbs.c). Each returns 0, or a negative errno
+ * with a malloc'ed sentence in *cause: -ENOENT "unknown id 'x'", -EINVAL
+ * for a bad argument, -EBUSY for a wrong state ("'x' is running, not
+ * paused"), -EEXIST, -ESHUTDOWN after supervisor_shutdown(), -EPERM, or
+ * the errno of a command that cannot be executed. An id is
+ * "pool/instance", an ad-hoc id or a whole pool's name.
  */
-
-/*
- * Packs an array with one map per process: {id, pool, instance, pid,
- * state, restarts, uptime_ms, command, last_exit}; pool, instance, pid and
- * last_exit are nil when they do not apply.
- */
-int	 supervisor_ps(struct supervisor *sv, msgpack_packer *pk);
 
 /*
  * Starts an ad-hoc process id running argv (argv[0] searched in PATH).
@@ -463,20 +499,11 @@ struct peer {
 	uint64_t		 ping_n;
 	struct sb_client	*client;
 	struct sb_worker	*worker;
-	void			*proc;		/* supervised process, or NULL */
+	struct supervisor_proc	*proc;		/* its process, when spawned */
 	bool			 local;		/* spawned by this broker */
 	bool			 registered;	/* worker sent REGISTER */
 };
 TAILQ_HEAD(peer_list, peer);
-
-/* What the supervisor wants to hear about its processes' connections. */
-struct server_hooks {
-	/* A spawned process's worker sent its first REGISTER. */
-	void	(*registered)(void *proc, void *arg);
-	/* A spawned process's connection closed. */
-	void	(*detached)(void *proc, void *arg);
-	void	*arg;
-};
 
 /* The broker: listeners, peers, switchboard, timers. */
 struct server {
@@ -493,11 +520,15 @@ struct server {
 	uint64_t		 sb_timer_at;	/* UINT64_MAX: not armed */
 	struct event		*hb_timer;	/* heartbeat and HELLO sweep */
 	struct event		*stop_timer;	/* shutdown bound */
-	bool			 stopping;
+	struct event		*stop_ev;	/* begins server_stop() */
+	bool			 stop_requested;	/* server_stop() */
+	bool			 stopping;	/* peers being sent away */
+	bool			 peers_down;	/* every peer gone (or timed
+						   out) */
+	bool			 sv_down;	/* every process stopped */
 	void			(*stopped_cb)(struct server *, void *);
 	void			*stopped_arg;
-	struct supervisor	*sv;		/* local pools, or NULL */
-	struct server_hooks	 hooks;
+	struct supervisor	*sv;		/* from server_set_supervisor() */
 	uint64_t		 conns_total;
 };
 
@@ -515,24 +546,28 @@ int	 server_listen(struct server *srv, const struct endpoint *ep,
 	    char *err);
 
 /*
- * Adopts fd as a worker connection that needs no token (a process this
- * broker spawned). proc is the supervisor's handle, passed back through
- * supervisor_proc_registered() and supervisor_proc_detached(). Returns the
- * peer, or NULL (fd closed).
+ * Makes sv the supervisor of srv's local workers, both ways at once, and
+ * is the only link between them: sv's children's sockets become worker
+ * connections that need no token (named after the process, paused with
+ * it, closed when it is finished), and srv tells sv when such a worker
+ * registers or its connection closes (supervisor_proc_registered() and
+ * supervisor_proc_detached()). Once, before supervisor_start(); sv stays
+ * the caller's to free, after server_stop() or before server_free().
  */
-struct peer	*server_adopt_worker_fd(struct server *srv, int fd, void *proc,
-		    const char *name);
-
-/* Stops or restarts dispatching to a local worker's connection. */
-void	 server_peer_pause(struct server *srv, struct peer *p, bool paused);
+void	 server_set_supervisor(struct server *srv, struct supervisor *sv);
 
 /*
- * Graceful stop: close the listeners (removing socket files), answer queued
- * and running jobs SHUTTING_DOWN, send BYE to every peer, let output drain,
- * then call done (bounded by SERVER_SHUTDOWN_GRACE_MS).
+ * The one way patchbayd stops, for SIGINT, SIGTERM and `ctl shutdown`:
+ * logs the reason (a printf format) at info, then, from the event loop (so
+ * that an answer to whoever asked goes out first), stops the supervisor's
+ * processes and the server together: close the listeners (removing socket
+ * files), answer queued and running jobs SHUTTING_DOWN, send BYE to every
+ * peer and let output drain (bounded by SERVER_SHUTDOWN_GRACE_MS). When
+ * both the peers and the processes are gone it leaves the event loop.
+ * Returns 0, or -EALREADY (nothing logged) when a stop was already asked.
  */
-void	 server_shutdown(struct server *srv,
-	    void (*done)(struct server *, void *), void *arg);
+int	 server_stop(struct server *srv, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
 
 /* Writes the bound endpoints, one per line, to path (atomically). */
 int	 server_write_ready_file(const struct server *srv, const char *path);
@@ -542,6 +577,14 @@ int	 server_write_ready_file(const struct server *srv, const char *path);
 /* Answers one ADMIN packet from an admin peer with a REPLY. */
 void	 admin_handle(struct server *srv, struct peer *p,
 	    const struct packet *pkt);
+
+/*
+ * Packs `ps`: an array with one map per process of sv (NULL: none), {id,
+ * pool, instance, pid, state, restarts, uptime_ms, command, last_exit};
+ * pool, instance, pid and last_exit are nil when they do not apply.
+ * Returns 0, as a verb does.
+ */
+int	 admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk);
 
 /*
  * Looks up key in an ADMIN args map (NULL when absent or args is NULL).

@@ -1,10 +1,12 @@
 /*
  * main.c: patchbayd, the patchbay broker.
  *
- * Parses the flags, sets up one event loop with its listeners and signal
- * events, runs until SIGINT or SIGTERM, then shuts down gracefully: stop
- * accepting, answer what is queued, say BYE, drain, remove socket files,
- * exit 0.
+ * Parses the flags and the config, sets up one event loop with the server
+ * (its listeners), the supervisor (its pools) linked to it by
+ * server_set_supervisor(), and the signal events. It runs until SIGINT,
+ * SIGTERM or `ctl shutdown` asks server_stop() for a graceful stop: stop
+ * accepting, answer what is queued, say BYE, stop the processes, drain,
+ * remove socket files, exit 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,9 +29,6 @@ struct patchbayd {
 	struct server		*srv;
 	struct supervisor	*sv;
 	const char		*ready_file;
-	int			 signals;
-	bool			 srv_down;	/* server_shutdown() done */
-	bool			 sv_down;	/* every process stopped */
 };
 
 /* Prints usage to f: the settings' flags, then the program's own. */
@@ -114,83 +113,6 @@ check_default_dir(const struct endpoint *ep)
 		    dir, (unsigned)geteuid());
 }
 
-/* Leaves the loop once the server and the supervisor are both down. */
-static void
-maybe_exit(struct patchbayd *d)
-{
-	if (d->srv_down && d->sv_down)
-		event_base_loopexit(d->base, NULL);
-}
-
-/* The server finished its graceful stop. */
-static void
-stopped_cb(struct server *srv, void *arg)
-{
-	struct patchbayd	*d = arg;
-
-	(void)srv;
-	d->srv_down = true;
-	maybe_exit(d);
-}
-
-/* Supervisor: a new child's socket becomes a local worker connection. */
-static void *
-sv_attach(struct supervisor_proc *proc, int fd, void *arg)
-{
-	struct patchbayd	*d = arg;
-
-	return server_adopt_worker_fd(d->srv, fd, proc,
-	    supervisor_proc_id(proc));
-}
-
-/* Supervisor: stop or restart dispatching to a paused process's worker. */
-static void
-sv_set_paused(void *ctx, bool paused, void *arg)
-{
-	struct patchbayd	*d = arg;
-
-	server_peer_pause(d->srv, ctx, paused);
-}
-
-/* Supervisor: the process is finished; its connection goes with it. */
-static void
-sv_detach(void *ctx, void *arg)
-{
-	struct peer	*p = ctx;
-
-	(void)arg;
-	p->proc = NULL;
-	conn_close(p->conn, "its process is finished");
-}
-
-/* Supervisor: every process is down after supervisor_shutdown(). */
-static void
-sv_stopped_all(void *arg)
-{
-	struct patchbayd	*d = arg;
-
-	d->sv_down = true;
-	maybe_exit(d);
-}
-
-/* Server hook: a spawned process's worker sent REGISTER. */
-static void
-hook_registered(void *proc, void *arg)
-{
-	struct patchbayd	*d = arg;
-
-	supervisor_proc_registered(d->sv, proc);
-}
-
-/* Server hook: a spawned process's connection closed. */
-static void
-hook_detached(void *proc, void *arg)
-{
-	struct patchbayd	*d = arg;
-
-	supervisor_proc_detached(d->sv, proc);
-}
-
 /*
  * Turns the settings in force into the server's: their values, the token
  * read from its file, and the endpoints. Exits 2 on a bad value.
@@ -221,21 +143,21 @@ server_config_from(const struct settings *s, struct server_config *cfg,
 	}
 }
 
-/* SIGINT/SIGTERM: graceful stop; a second one stops at once. */
+/*
+ * SIGINT/SIGTERM: graceful stop; a signal after any stop was asked (a
+ * signal or `ctl shutdown`) stops at once.
+ */
 static void
 signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct patchbayd	*d = arg;
 
 	(void)what;
-	if (d->signals++ > 0) {
+	if (server_stop(d->srv, "received %s, shutting down",
+	    strsignal((int)sig)) == -EALREADY) {
 		log_info("second signal, exiting now");
 		event_base_loopexit(d->base, NULL);
-		return;
 	}
-	log_info("received %s, shutting down", strsignal((int)sig));
-	supervisor_shutdown(d->sv);
-	server_shutdown(d->srv, stopped_cb, d);
 }
 
 /* SIGHUP: reload the configuration file; a bad one changes nothing. */
@@ -265,12 +187,6 @@ main(int argc, char *argv[])
 	struct server_config	 cfg;
 	struct settings		 set;
 	struct endpoint		 eps[SERVER_MAX_LISTENERS];
-	static const struct supervisor_ops sv_ops = {
-		.attach = sv_attach,
-		.set_paused = sv_set_paused,
-		.detach = sv_detach,
-		.stopped_all = sv_stopped_all,
-	};
 	struct event		*ev_int, *ev_term, *ev_hup;
 	sigset_t		 stopsigs;
 	struct event_config	*evcfg;
@@ -392,12 +308,9 @@ main(int argc, char *argv[])
 		if (server_listen(d.srv, &eps[i], err) != 0)
 			fatalx("%s", err);
 	/* The supervisor owns SIGCHLD and the config from here on. */
-	if (supervisor_new(d.base, config, &sv_ops, &d, &d.sv) != 0)
+	if (supervisor_new(d.base, config, &d.sv) != 0)
 		fatalx("cannot create the supervisor: out of memory");
-	d.srv->sv = d.sv;
-	d.srv->hooks.registered = hook_registered;
-	d.srv->hooks.detached = hook_detached;
-	d.srv->hooks.arg = &d;
+	server_set_supervisor(d.srv, d.sv);
 	supervisor_start(d.sv);
 	if (d.ready_file != NULL &&
 	    server_write_ready_file(d.srv, d.ready_file) != 0)

@@ -12,9 +12,17 @@
  * One timer follows the switchboard's next deadline; another sweeps the
  * peers for heartbeats (PING after heartbeat_ms of silence, drop after three
  * times that) and for HELLO deadlines.
+ *
+ * server_set_supervisor() is where the supervisor and the server meet: the
+ * supervisor's children's sockets become worker peers through the
+ * supervisor_ops at the end of this file, and those peers report their
+ * REGISTER and their end to the supervisor. server_stop() is the one stop
+ * path: the supervisor's processes and the peers go together, then the
+ * event loop ends.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +37,7 @@
 static void	server_peer_packet(struct conn *, const struct packet *,
 		    void *);
 static void	server_peer_closed(struct conn *, const char *, void *);
+static void	server_stop_cb(evutil_socket_t, short, void *);
 
 static const struct conn_ops server_conn_ops = {
 	.packet = server_peer_packet,
@@ -223,21 +232,6 @@ server_accept_cb(struct listener *l, int fd, const struct endpoint *ep,
 	log_debug("%s: connected via %s", server_peer_desc(p), ep->text);
 }
 
-/* Adopts an inherited worker descriptor; see broker.h. */
-struct peer *
-server_adopt_worker_fd(struct server *srv, int fd, void *proc,
-    const char *name)
-{
-	struct peer	*p;
-
-	if ((p = server_peer_new(srv, fd)) == NULL)
-		return NULL;
-	p->local = true;
-	p->proc = proc;
-	snprintf(p->name, sizeof(p->name), "%s", name);
-	return p;
-}
-
 /*
  * Compares a HELLO token with ours in a time that does not depend on where
  * they first differ.
@@ -397,8 +391,8 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 		}
 		if (!p->registered) {
 			p->registered = true;
-			if (p->proc != NULL && srv->hooks.registered != NULL)
-				srv->hooks.registered(p->proc, srv->hooks.arg);
+			if (p->proc != NULL)
+				supervisor_proc_registered(srv->sv, p->proc);
 		}
 		log_debug("%s: registered %u function(s), capacity %u",
 		    server_peer_desc(p), pkt->nfns, pkt->capacity);
@@ -454,8 +448,8 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 		switchboard_client_remove(srv->sb, p->client, now);
 	if (p->worker != NULL)
 		switchboard_worker_remove(srv->sb, p->worker, now);
-	if (p->proc != NULL && srv->hooks.detached != NULL)
-		srv->hooks.detached(p->proc, srv->hooks.arg);
+	if (p->proc != NULL)
+		supervisor_proc_detached(srv->sv, p->proc);
 	TAILQ_REMOVE(&srv->peers, p, entry);
 	srv->npeers--;
 	free(p);
@@ -467,16 +461,6 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 		evtimer_del(srv->stop_timer);
 		cb(srv, srv->stopped_arg);
 	}
-}
-
-/* Stops or restarts dispatching to a local worker's connection. */
-void
-server_peer_pause(struct server *srv, struct peer *p, bool paused)
-{
-	if (p->worker != NULL)
-		switchboard_worker_pause(srv->sb, p->worker, paused,
-		    clock_now_ms());
-	server_rearm(srv);
 }
 
 /* Creates a server; see broker.h. */
@@ -505,8 +489,9 @@ server_new(struct event_base *base, const struct server_config *cfg)
 	srv->hb_timer = event_new(base, -1, EV_PERSIST, server_hb_timer_cb,
 	    srv);
 	srv->stop_timer = evtimer_new(base, NULL, NULL);
+	srv->stop_ev = event_new(base, -1, 0, server_stop_cb, srv);
 	if (srv->sb == NULL || srv->sb_timer == NULL || srv->hb_timer == NULL ||
-	    srv->stop_timer == NULL) {
+	    srv->stop_timer == NULL || srv->stop_ev == NULL) {
 		server_free(srv);
 		return NULL;
 	}
@@ -544,6 +529,8 @@ server_free(struct server *srv)
 		event_free(srv->hb_timer);
 	if (srv->stop_timer != NULL)
 		event_free(srv->stop_timer);
+	if (srv->stop_ev != NULL)
+		event_free(srv->stop_ev);
 	free(srv->cfg.token);
 	free(srv);
 }
@@ -604,8 +591,12 @@ server_stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Graceful stop; see broker.h. */
-void
+/*
+ * Graceful stop of the peers: close the listeners, answer what is queued,
+ * BYE to every peer, let output drain, then call done (bounded by
+ * SERVER_SHUTDOWN_GRACE_MS).
+ */
+static void
 server_shutdown(struct server *srv, void (*done)(struct server *, void *),
     void *arg)
 {
@@ -644,4 +635,111 @@ server_shutdown(struct server *srv, void (*done)(struct server *, void *),
 	event_assign(srv->stop_timer, srv->base, -1, 0, server_stop_timer_cb,
 	    srv);
 	evtimer_add(srv->stop_timer, &tv);
+}
+
+/* Leaves the event loop once both the peers and the processes are gone. */
+static void
+server_stopped_check(struct server *srv)
+{
+	if (srv->peers_down && srv->sv_down)
+		event_base_loopexit(srv->base, NULL);
+}
+
+/* server_shutdown() is done with the peers. */
+static void
+server_peers_down_cb(struct server *srv, void *arg)
+{
+	(void)arg;
+	srv->peers_down = true;
+	server_stopped_check(srv);
+}
+
+/* The stop asked by server_stop() begins, from the event loop. */
+static void
+server_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server	*srv = arg;
+
+	(void)fd; (void)what;
+	if (srv->sv != NULL)
+		supervisor_shutdown(srv->sv);
+	else
+		srv->sv_down = true;
+	server_shutdown(srv, server_peers_down_cb, NULL);
+}
+
+/* The one stop path; see broker.h. */
+int
+server_stop(struct server *srv, const char *fmt, ...)
+{
+	char	reason[512];
+	va_list	ap;
+
+	if (srv->stop_requested)
+		return -EALREADY;
+	srv->stop_requested = true;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	log_info("%s", reason);
+	event_active(srv->stop_ev, EV_TIMEOUT, 0);
+	return 0;
+}
+
+/* The supervisor's side of a spawned worker. */
+
+/* A new child's socket becomes a local worker connection (no token). */
+static struct peer *
+server_sv_attach(struct server *srv, struct supervisor_proc *proc, int fd)
+{
+	struct peer	*p;
+
+	if ((p = server_peer_new(srv, fd)) == NULL)
+		return NULL;
+	p->local = true;
+	p->proc = proc;
+	snprintf(p->name, sizeof(p->name), "%s", supervisor_proc_id(proc));
+	return p;
+}
+
+/* Stops or restarts dispatching to a paused process's worker. */
+static void
+server_sv_set_paused(struct server *srv, struct peer *p, bool paused)
+{
+	if (p->worker != NULL)
+		switchboard_worker_pause(srv->sb, p->worker, paused,
+		    clock_now_ms());
+	server_rearm(srv);
+}
+
+/* The process is finished: its connection goes with it. */
+static void
+server_sv_detach(struct server *srv, struct peer *p)
+{
+	(void)srv;
+	p->proc = NULL;
+	conn_close(p->conn, "its process is finished");
+}
+
+/* Every process is down after supervisor_shutdown(). */
+static void
+server_sv_stopped_all(struct server *srv)
+{
+	srv->sv_down = true;
+	server_stopped_check(srv);
+}
+
+static const struct supervisor_ops server_sv_ops = {
+	.attach = server_sv_attach,
+	.set_paused = server_sv_set_paused,
+	.detach = server_sv_detach,
+	.stopped_all = server_sv_stopped_all,
+};
+
+/* Links the supervisor and the server both ways; see broker.h. */
+void
+server_set_supervisor(struct server *srv, struct supervisor *sv)
+{
+	srv->sv = sv;
+	supervisor_set_ops(sv, &server_sv_ops, srv);
 }

@@ -894,20 +894,18 @@ START_TEST(worker_reconnects_after_broker_restart)
 END_TEST
 
 /*
- * A worker handed its connection in $PATCHBAY_FD (as patchbayd spawns
- * them) serves on it, and exits 11 when it closes instead of reconnecting.
+ * Starts `patchbay worker` (argv) handed a connection to the broker in
+ * $PATCHBAY_FD, as patchbayd starts the workers of its pools.
  */
-START_TEST(worker_uses_inherited_descriptor)
+static pid_t
+start_inherited_worker(const char *const *argv)
 {
 	struct endpoint	 ep;
-	const char	*argv[] = { harness_cli(), "worker", "rev", "--exec",
-			    "rev", NULL };
-	char		 err[PROTO_ERRLEN], env[32], *out;
+	char		 err[PROTO_ERRLEN], env[32];
 	const char	*envv[] = { env, NULL };
-	int		 fd, status;
+	int		 fd;
 	pid_t		 w;
 
-	start_broker(NULL);
 	ck_assert_int_eq(endpoint_parse(broker.unix_ep, &ep, err), 0);
 	ck_assert_int_eq(endpoint_connect(&ep, 5000, &fd), 0);
 	ck_assert(fcntl(fd, F_SETFD, 0) == 0);	/* inherited by the worker */
@@ -915,6 +913,23 @@ START_TEST(worker_uses_inherited_descriptor)
 	w = harness_spawn(argv, envv, NULL);
 	workers[nworkers++] = w;
 	close(fd);
+	return w;
+}
+
+/*
+ * A worker handed its connection in $PATCHBAY_FD (as patchbayd spawns
+ * them) serves on it, and exits 11 when it closes instead of reconnecting.
+ */
+START_TEST(worker_uses_inherited_descriptor)
+{
+	const char	*argv[] = { harness_cli(), "worker", "rev", "--exec",
+			    "rev", NULL };
+	char		*out;
+	int		 status;
+	pid_t		 w;
+
+	start_broker(NULL);
+	w = start_inherited_worker(argv);
 
 	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "xyz",
 	    "--broker", broker.unix_ep, NULL), 0);
@@ -927,6 +942,88 @@ START_TEST(worker_uses_inherited_descriptor)
 	nworkers--;
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 11,
 	    "the worker ended with status %d", status);
+}
+END_TEST
+
+/*
+ * A job's command has its three pipes and nothing else: not a descriptor
+ * the worker inherited without close-on-exec, not the worker's own.
+ */
+START_TEST(worker_job_sees_only_its_descriptors)
+{
+	char	*out, *err;
+	int	 stray;
+
+	start_broker(NULL);
+	stray = open("/dev/null", O_RDONLY);	/* the worker inherits it */
+	ck_assert_int_gt(stray, 2);
+	/* The shell's own table, listed by a child of the shell. */
+	start_worker("fds", "ls /proc/$$/fd; true", 1);
+	close(stray);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "fds", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strcmp(out, "0\n1\n2\n") == 0, "the command had "
+	    "descriptors %s(stderr %s)", out, err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/*
+ * The command's environment has the job's PATCHBAY_* variables, and not
+ * the PATCHBAY_FD the worker itself was started with.
+ */
+START_TEST(worker_job_environment_is_the_jobs)
+{
+	const char	*argv[] = { harness_cli(), "worker", "envfn", "--exec",
+			    "env | sed -n 's/^\\(PATCHBAY_[A-Z_]*\\)=.*/\\1/p' | "
+			    "grep -E '^PATCHBAY_(FD|JOB_ID|FUNCTION|ATTEMPT|"
+			    "TIMEOUT_MS)$' | sort; "
+			    "t=$PATCHBAY_TIMEOUT_MS; test $t -gt 0 -a $t -le 7000 && "
+			    "printf 'timeout ok'", NULL };
+	char		*out;
+
+	start_broker(NULL);
+	start_inherited_worker(argv);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "envfn", "x",
+	    "--timeout", "7000", "--broker", broker.unix_ep, NULL), 0);
+	/* The time left of the job's 7 s, in ms. */
+	ck_assert_str_eq(out, "PATCHBAY_ATTEMPT\nPATCHBAY_FUNCTION\n"
+	    "PATCHBAY_JOB_ID\nPATCHBAY_TIMEOUT_MS\ntimeout ok");
+	free(out);
+}
+END_TEST
+
+/* A command that cannot be executed: ERROR naming it and the reason. */
+START_TEST(worker_command_cannot_be_executed)
+{
+	char	*noexec = path_of("not-executable"), *out, *err;
+	int	 fd;
+
+	fd = open(noexec, O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ne(fd, -1);
+	close(fd);
+	start_broker(NULL);
+	start_worker("missing", "/nonexistent/cmd arg", 1);
+	start_worker("noexec", noexec, 1);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "missing", "x",
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_str_eq(out, "");
+	ck_assert_msg(strncmp(err, "patchbay: missing: ", 19) == 0 &&
+	    strstr(err, "/nonexistent/cmd") != NULL &&
+	    strstr(err, "not found") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "noexec", "x",
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, noexec) != NULL &&
+	    strstr(err, "Permission denied") != NULL, "%s", err);
+	free(out);
+	free(err);
+	free(noexec);
 }
 END_TEST
 
@@ -1246,6 +1343,9 @@ cli_suite(void)
 	tcase_add_test(tc, worker_sigterm_stops_running_jobs);
 	tcase_add_test(tc, worker_reconnects_after_broker_restart);
 	tcase_add_test(tc, worker_uses_inherited_descriptor);
+	tcase_add_test(tc, worker_job_sees_only_its_descriptors);
+	tcase_add_test(tc, worker_job_environment_is_the_jobs);
+	tcase_add_test(tc, worker_command_cannot_be_executed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ctl");

@@ -514,6 +514,38 @@ START_TEST(pools_shutdown_stops_all)
 }
 END_TEST
 
+/*
+ * `ctl shutdown` takes the path SIGTERM takes, says who asked (not
+ * "received Terminated": no signal is involved), and exits 0.
+ */
+START_TEST(pools_shutdown_by_admin_is_logged)
+{
+	char	path[300], needle[64], *out = NULL, *err = NULL, *log;
+	int	status;
+
+	write_conf(path, sizeof(path), "s.conf",
+	    "[pool:a]\ncommand = sleep 60\n");
+	start_broker(path);
+	wait_state("a/1", "starting", 10000);
+	ck_assert_int_eq(ctl(false, &out, &err, "shutdown", END), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(waitpid(broker.pid, &status, 0), broker.pid);
+	broker.pid = -1;
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "patchbayd ended with status %d", status);
+	log = harness_read_file(broker.log_path);
+	ck_assert_ptr_nonnull(log);
+	snprintf(needle, sizeof(needle), ", uid %u)\n", (unsigned)getuid());
+	ck_assert_msg(strstr(log, "info: shutdown requested by admin (conn ") !=
+	    NULL && strstr(strstr(log, "shutdown requested by admin"),
+	    needle) != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "received ") == NULL, "%s", log);
+	ck_assert_msg(strstr(log, "a/1: stopping pid") != NULL, "%s", log);
+	free(log);
+}
+END_TEST
+
 START_TEST(pools_spawn)
 {
 	char	path[300], *out = NULL, *err = NULL;
@@ -629,6 +661,7 @@ pools_suite(void)
 	tcase_add_test(tc, pools_reload_add_remove);
 	tcase_add_test(tc, pools_broker_kill9_no_orphans);
 	tcase_add_test(tc, pools_shutdown_stops_all);
+	tcase_add_test(tc, pools_shutdown_by_admin_is_logged);
 	tcase_add_test(tc, pools_spawn);
 	tcase_add_test(tc, pools_ctl_errors);
 	tcase_add_test(tc, pools_bad_config_refused);

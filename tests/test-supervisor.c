@@ -1,5 +1,6 @@
 /*
- * test-supervisor.c: the supervisor (broker/supervisor.c).
+ * test-supervisor.c: the supervisor (broker/policy.c, supervisor.c,
+ * supervisor-child.c, supervisor-verbs.c) and its `ps` listing (admin.c).
  *
  * The restart arithmetic is tested as pure functions with time and
  * randomness injected. The process side is tested with real children on a
@@ -34,8 +35,12 @@
 
 extern char **environ;
 
-/* The broker's side of a child's connection, as the tests keep it. */
+/*
+ * The broker's side of a child's connection, as the tests keep it: a peer
+ * that no server owns (the supervisor only passes it back).
+ */
 struct conn_stub {
+	struct peer	 peer;		/* first: the stub is its peer */
 	int	 fd;
 	bool	 paused;
 	int	 npaused;	/* set_paused calls */
@@ -65,38 +70,38 @@ struct fixture {
 static struct fixture	fx;
 
 /* ops->attach: keeps the fd. */
-static void *
-fx_attach(struct supervisor_proc *proc, int fd, void *arg)
+static struct peer *
+fx_attach(struct server *srv, struct supervisor_proc *proc, int fd)
 {
 	struct conn_stub	*c = calloc(1, sizeof(*c));
 
 	(void)proc;
-	(void)arg;
+	(void)srv;
 	ck_assert_ptr_nonnull(c);
 	c->fd = fd;
 	ck_assert_uint_lt(fx.nconns, 64);
 	fx.conns[fx.nconns++] = c;
-	return c;
+	return &c->peer;
 }
 
 /* ops->set_paused: counts. */
 static void
-fx_set_paused(void *ctx, bool paused, void *arg)
+fx_set_paused(struct server *srv, struct peer *peer, bool paused)
 {
-	struct conn_stub	*c = ctx;
+	struct conn_stub	*c = (struct conn_stub *)peer;
 
-	(void)arg;
+	(void)srv;
 	c->paused = paused;
 	c->npaused++;
 }
 
 /* ops->detach: counts (the fd stays readable until the teardown). */
 static void
-fx_detach(void *ctx, void *arg)
+fx_detach(struct server *srv, struct peer *peer)
 {
-	struct conn_stub	*c = ctx;
+	struct conn_stub	*c = (struct conn_stub *)peer;
 
-	(void)arg;
+	(void)srv;
 	ck_assert(!c->detached);
 	c->detached = true;
 	fx.ndetach++;
@@ -104,23 +109,23 @@ fx_detach(void *ctx, void *arg)
 
 /* ops->stopped_all. */
 static void
-fx_stopped_all(void *arg)
+fx_stopped_all(struct server *srv)
 {
-	(void)arg;
+	(void)srv;
 	fx.all_stopped = true;
 }
 
 /* ops->changed: records, and checks the transition is a legal one. */
 static void
-fx_changed(struct supervisor_proc *proc, enum supervisor_state old,
-    enum supervisor_state new, void *arg)
+fx_changed(struct server *srv, struct supervisor_proc *proc,
+    enum supervisor_state old, enum supervisor_state new)
 {
 	struct transition	*t;
 
-	(void)arg;
-	ck_assert_msg(supervisor_transition_valid(old, new),
+	(void)srv;
+	ck_assert_msg(policy_transition_valid(old, new),
 	    "%s: invalid transition %s -> %s", supervisor_proc_id(proc),
-	    supervisor_state_name(old), supervisor_state_name(new));
+	    policy_state_name(old), policy_state_name(new));
 	if (fx.nlog == sizeof(fx.log) / sizeof(fx.log[0]))
 		return;
 	t = &fx.log[fx.nlog++];
@@ -198,8 +203,8 @@ fx_teardown(void)
 static void
 fx_start(struct config *config)
 {
-	ck_assert_int_eq(supervisor_new(fx.base, config, &fx_ops, NULL,
-	    &fx.sv), 0);
+	ck_assert_int_eq(supervisor_new(fx.base, config, &fx.sv), 0);
+	supervisor_set_ops(fx.sv, &fx_ops, NULL);
 	supervisor_start(fx.sv);
 }
 
@@ -339,19 +344,19 @@ START_TEST(supervisor_backoff_growth_and_cap)
 
 	/* random 0: no jitter, the plain doubling. */
 	for (unsigned f = 1; f <= 20; f++) {
-		ck_assert_uint_eq(supervisor_backoff_delay(p, f, 0), expect);
+		ck_assert_uint_eq(policy_backoff_delay(p, f, 0), expect);
 		expect = expect * 2 > 30000 ? 30000 : expect * 2;
 	}
-	ck_assert_uint_eq(supervisor_backoff_delay(p, 9, 0), 25600);
-	ck_assert_uint_eq(supervisor_backoff_delay(p, 10, 0), 30000);
-	ck_assert_uint_eq(supervisor_backoff_delay(p, 1000000, 0), 30000);
-	ck_assert_uint_eq(supervisor_backoff_delay(p, UINT_MAX, 0), 30000);
+	ck_assert_uint_eq(policy_backoff_delay(p, 9, 0), 25600);
+	ck_assert_uint_eq(policy_backoff_delay(p, 10, 0), 30000);
+	ck_assert_uint_eq(policy_backoff_delay(p, 1000000, 0), 30000);
+	ck_assert_uint_eq(policy_backoff_delay(p, UINT_MAX, 0), 30000);
 	/* failures 0 is treated as the first. */
-	ck_assert_uint_eq(supervisor_backoff_delay(p, 0, 0), 100);
+	ck_assert_uint_eq(policy_backoff_delay(p, 0, 0), 100);
 
 	p->backoff_min_ms = 2000;
 	p->backoff_max_ms = 2000;
-	ck_assert_uint_eq(supervisor_backoff_delay(p, 7, 12345), 2000);
+	ck_assert_uint_eq(policy_backoff_delay(p, 7, 12345), 2000);
 	config_pool_free(p);
 }
 END_TEST
@@ -365,13 +370,13 @@ START_TEST(supervisor_backoff_jitter_bounds)
 	bool			 spread = false;
 
 	for (unsigned f = 1; f <= 12; f++) {
-		uint64_t	base = supervisor_backoff_delay(p, f, 0);
+		uint64_t	base = policy_backoff_delay(p, f, 0);
 
 		lo = UINT64_MAX;
 		hi = 0;
 		for (size_t i = 0; i < sizeof(randoms) / sizeof(randoms[0]);
 		    i++) {
-			d = supervisor_backoff_delay(p, f, randoms[i]);
+			d = policy_backoff_delay(p, f, randoms[i]);
 			ck_assert_uint_le(d, base);
 			ck_assert_uint_ge(d, base - base / 4);
 			ck_assert_uint_ge(d, p->backoff_min_ms);
@@ -394,23 +399,23 @@ END_TEST
 START_TEST(supervisor_backoff_reset_after_healthy)
 {
 	struct config_pool		*p = arith_pool();
-	struct supervisor_history	 h = { 0 };
+	struct policy_history	 h = { 0 };
 	uint64_t			 d = 0, now = 1000000;
 	int				 failed = 3 << 8;	/* exit 3 */
 
 	p->max_restarts = -1;
 	for (unsigned i = 1; i <= 4; i++) {
-		ck_assert_int_eq(supervisor_exit_decide(p, &h, failed, 500,
+		ck_assert_int_eq(policy_exit_decide(p, &h, failed, 500,
 		    now += 1000, 0, &d), SUPERVISOR_BACKOFF);
 		ck_assert_uint_eq(h.failures, i);
 	}
 	ck_assert_uint_eq(d, 800);
 	/* A run of healthy_after or more: back to the minimum. */
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, failed, 10000,
+	ck_assert_int_eq(policy_exit_decide(p, &h, failed, 10000,
 	    now += 1000, 0, &d), SUPERVISOR_BACKOFF);
 	ck_assert_uint_eq(h.failures, 1);
 	ck_assert_uint_eq(d, 100);
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, failed, 9999,
+	ck_assert_int_eq(policy_exit_decide(p, &h, failed, 9999,
 	    now += 1000, 0, &d), SUPERVISOR_BACKOFF);
 	ck_assert_uint_eq(d, 200);
 	config_pool_free(p);
@@ -420,7 +425,7 @@ END_TEST
 START_TEST(supervisor_intensity_limit)
 {
 	struct config_pool		*p = arith_pool();
-	struct supervisor_history	 h = { 0 };
+	struct policy_history	 h = { 0 };
 	uint64_t			 times[3], d = 0, t = 5000;
 	int				 failed = 3 << 8;
 
@@ -429,23 +434,23 @@ START_TEST(supervisor_intensity_limit)
 	h.times = times;
 	h.cap = 3;
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(supervisor_exit_decide(p, &h, failed, 10,
+		ck_assert_int_eq(policy_exit_decide(p, &h, failed, 10,
 		    t += 1000, 0, &d), SUPERVISOR_BACKOFF);
 	/* The fourth failure inside the window is one too many. */
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, failed, 10, t += 1000,
+	ck_assert_int_eq(policy_exit_decide(p, &h, failed, 10, t += 1000,
 	    0, &d), SUPERVISOR_FATAL);
 	/* Once the first restart is out of the window, one more fits. */
-	ck_assert(supervisor_intensity_allow(&h, 3, 60000, 6000 + 60000));
-	ck_assert(!supervisor_intensity_allow(&h, 3, 60000, 6000 + 60001));
+	ck_assert(policy_intensity_allow(&h, 3, 60000, 6000 + 60000));
+	ck_assert(!policy_intensity_allow(&h, 3, 60000, 6000 + 60001));
 	ck_assert_uint_eq(h.ntimes, 3);
-	ck_assert(supervisor_intensity_allow(&h, 3, 60000, 200000));
+	ck_assert(policy_intensity_allow(&h, 3, 60000, 200000));
 	ck_assert_uint_eq(h.ntimes, 1);
 
 	/* 0: never restarted; -1: always. */
 	h.ntimes = 0;
-	ck_assert(!supervisor_intensity_allow(&h, 0, 60000, 1));
+	ck_assert(!policy_intensity_allow(&h, 0, 60000, 1));
 	for (int i = 0; i < 1000; i++)
-		ck_assert(supervisor_intensity_allow(&h, -1, 60000, 1));
+		ck_assert(policy_intensity_allow(&h, -1, 60000, 1));
 	config_pool_free(p);
 }
 END_TEST
@@ -453,35 +458,35 @@ END_TEST
 START_TEST(supervisor_exit_policies)
 {
 	struct config_pool		*p = arith_pool();
-	struct supervisor_history	 h = { 0 };
+	struct policy_history	 h = { 0 };
 	uint64_t			 d = 0;
 	int				 ok = 0, code3 = 3 << 8;
 	int				 killed = SIGKILL;	/* signalled */
 
 	p->max_restarts = -1;
 	ck_assert(WIFSIGNALED(killed));
-	ck_assert(supervisor_exit_success(p, ok));
-	ck_assert(!supervisor_exit_success(p, code3));
-	ck_assert(!supervisor_exit_success(p, killed));
+	ck_assert(policy_exit_success(p, ok));
+	ck_assert(!policy_exit_success(p, code3));
+	ck_assert(!policy_exit_success(p, killed));
 
 	p->restart = RESTART_ON_FAILURE;
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, ok, 0, 1, 0, &d),
+	ck_assert_int_eq(policy_exit_decide(p, &h, ok, 0, 1, 0, &d),
 	    SUPERVISOR_EXITED);
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, code3, 0, 1, 0, &d),
+	ck_assert_int_eq(policy_exit_decide(p, &h, code3, 0, 1, 0, &d),
 	    SUPERVISOR_BACKOFF);
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, killed, 0, 1, 0, &d),
+	ck_assert_int_eq(policy_exit_decide(p, &h, killed, 0, 1, 0, &d),
 	    SUPERVISOR_BACKOFF);
 	p->success_codes[1] = 3;
 	p->nsuccess = 2;
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, code3, 0, 1, 0, &d),
+	ck_assert_int_eq(policy_exit_decide(p, &h, code3, 0, 1, 0, &d),
 	    SUPERVISOR_EXITED);
 
 	p->restart = RESTART_NEVER;
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, killed, 0, 1, 0, &d),
+	ck_assert_int_eq(policy_exit_decide(p, &h, killed, 0, 1, 0, &d),
 	    SUPERVISOR_EXITED);
 
 	p->restart = RESTART_ALWAYS;
-	ck_assert_int_eq(supervisor_exit_decide(p, &h, ok, 0, 1, 0, &d),
+	ck_assert_int_eq(policy_exit_decide(p, &h, ok, 0, 1, 0, &d),
 	    SUPERVISOR_BACKOFF);
 	config_pool_free(p);
 }
@@ -490,58 +495,58 @@ END_TEST
 START_TEST(supervisor_transitions)
 {
 	/* The life of a process, step by step. */
-	ck_assert(supervisor_transition_valid(SUPERVISOR_STOPPED,
+	ck_assert(policy_transition_valid(SUPERVISOR_STOPPED,
 	    SUPERVISOR_STARTING));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_STARTING,
+	ck_assert(policy_transition_valid(SUPERVISOR_STARTING,
 	    SUPERVISOR_RUNNING));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_RUNNING,
+	ck_assert(policy_transition_valid(SUPERVISOR_RUNNING,
 	    SUPERVISOR_PAUSED));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_PAUSED,
+	ck_assert(policy_transition_valid(SUPERVISOR_PAUSED,
 	    SUPERVISOR_RUNNING));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_RUNNING,
+	ck_assert(policy_transition_valid(SUPERVISOR_RUNNING,
 	    SUPERVISOR_BACKOFF));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_BACKOFF,
+	ck_assert(policy_transition_valid(SUPERVISOR_BACKOFF,
 	    SUPERVISOR_STARTING));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_STARTING,
+	ck_assert(policy_transition_valid(SUPERVISOR_STARTING,
 	    SUPERVISOR_FATAL));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_FATAL,
+	ck_assert(policy_transition_valid(SUPERVISOR_FATAL,
 	    SUPERVISOR_STARTING));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_RUNNING,
+	ck_assert(policy_transition_valid(SUPERVISOR_RUNNING,
 	    SUPERVISOR_STOPPING));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_STOPPING,
+	ck_assert(policy_transition_valid(SUPERVISOR_STOPPING,
 	    SUPERVISOR_STOPPED));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_BACKOFF,
+	ck_assert(policy_transition_valid(SUPERVISOR_BACKOFF,
 	    SUPERVISOR_STOPPED));
-	ck_assert(supervisor_transition_valid(SUPERVISOR_RUNNING,
+	ck_assert(policy_transition_valid(SUPERVISOR_RUNNING,
 	    SUPERVISOR_EXITED));
 
 	/* Only a live child can run, pause or be stopping. */
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_STOPPED,
+	ck_assert(!policy_transition_valid(SUPERVISOR_STOPPED,
 	    SUPERVISOR_RUNNING));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_BACKOFF,
+	ck_assert(!policy_transition_valid(SUPERVISOR_BACKOFF,
 	    SUPERVISOR_RUNNING));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_FATAL,
+	ck_assert(!policy_transition_valid(SUPERVISOR_FATAL,
 	    SUPERVISOR_RUNNING));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_EXITED,
+	ck_assert(!policy_transition_valid(SUPERVISOR_EXITED,
 	    SUPERVISOR_PAUSED));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_BACKOFF,
+	ck_assert(!policy_transition_valid(SUPERVISOR_BACKOFF,
 	    SUPERVISOR_PAUSED));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_STOPPED,
+	ck_assert(!policy_transition_valid(SUPERVISOR_STOPPED,
 	    SUPERVISOR_STOPPING));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_STOPPING,
+	ck_assert(!policy_transition_valid(SUPERVISOR_STOPPING,
 	    SUPERVISOR_RUNNING));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_STOPPING,
+	ck_assert(!policy_transition_valid(SUPERVISOR_STOPPING,
 	    SUPERVISOR_PAUSED));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_FATAL,
+	ck_assert(!policy_transition_valid(SUPERVISOR_FATAL,
 	    SUPERVISOR_STOPPED));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_RUNNING,
+	ck_assert(!policy_transition_valid(SUPERVISOR_RUNNING,
 	    SUPERVISOR_RUNNING));
-	ck_assert(!supervisor_transition_valid(SUPERVISOR_RUNNING,
+	ck_assert(!policy_transition_valid(SUPERVISOR_RUNNING,
 	    (enum supervisor_state)42));
 
-	ck_assert_str_eq(supervisor_state_name(SUPERVISOR_BACKOFF),
+	ck_assert_str_eq(policy_state_name(SUPERVISOR_BACKOFF),
 	    "backoff");
-	ck_assert_str_eq(supervisor_state_name(SUPERVISOR_FATAL), "fatal");
+	ck_assert_str_eq(policy_state_name(SUPERVISOR_FATAL), "fatal");
 }
 END_TEST
 
@@ -1405,7 +1410,7 @@ START_TEST(supervisor_ps_listing)
 
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-	ck_assert_int_eq(supervisor_ps(fx.sv, &pk), 0);
+	ck_assert_int_eq(admin_pack_ps(fx.sv, &pk), 0);
 	msgpack_unpacked_init(&up);
 	ck_assert_int_eq(msgpack_unpack_next(&up, sbuf.data, sbuf.size, &off),
 	    MSGPACK_UNPACK_SUCCESS);

@@ -6,8 +6,15 @@
  * Every parser is tried with good and bad input, and a refusal must say
  * what was expected and what was given, because that sentence is what a
  * user reads after a flag, a config key, an ADMIN argument or a CLI option.
+ *
+ * The spawner is tested with real children: what they report about
+ * themselves on a pipe is what execve gave them.
  */
+#include <sys/wait.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,6 +470,141 @@ START_TEST(endpoint_connect_missing_socket_fails_fast)
 }
 END_TEST
 
+/* ---- spawn ------------------------------------------------------------- */
+
+/*
+ * Runs /bin/sh -c script through the spawner with stdin from /dev/null and
+ * stdout to a pipe, whose contents go to out (len bytes, NUL-terminated).
+ * Returns the child's wait status.
+ */
+static int
+spawn_sh(struct spawn_plan *plan, const char *script, char *out, size_t len)
+{
+	char *const		 argv[] = { "sh", "-c", (char *)script, NULL };
+	struct spawn_error	 e;
+	int			 p[2], null, status;
+	size_t			 got = 0;
+	ssize_t			 n;
+	pid_t			 pid;
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ne(null, -1);
+	plan->path = strdup("/bin/sh");
+	plan->argv = argv;
+	plan->fds[0] = null;
+	plan->fds[1] = p[1];
+	plan->fds[2] = p[1];
+	plan->nfds = 3;
+	ck_assert_int_eq(spawn_start(plan, &e, &pid), 0);
+	close(p[1]);
+	close(null);
+	while (got < len - 1 && (n = read(p[0], out + got,
+	    len - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+START_TEST(spawn_child_gets_only_its_descriptors)
+{
+	struct spawn_plan	plan;
+	char			out[256];
+	int			stray;
+
+	/* Neither close-on-exec nor planned: the child must not see it. */
+	stray = open("/dev/null", O_RDONLY);
+	ck_assert_int_gt(stray, 2);
+	memset(&plan, 0, sizeof(plan));
+	plan.flags = SPAWN_PROCESS_GROUP | SPAWN_DIE_WITH_PARENT;
+	/* The shell's own table, listed by a child of it. */
+	ck_assert_int_eq(spawn_sh(&plan, "ls /proc/$$/fd; "
+	    "set -- $(cat /proc/$$/stat); test \"$5\" = $$ && echo own group",
+	    out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "0\n1\n2\nown group\n");
+	spawn_plan_clear(&plan);
+	close(stray);
+}
+END_TEST
+
+START_TEST(spawn_child_gets_only_its_environment)
+{
+	struct spawn_plan	plan;
+	char			out[512];
+
+	setenv("PB_TEST_SECRET", "leak", 1);
+	memset(&plan, 0, sizeof(plan));
+	ck_assert_int_eq(spawn_env_set(&plan, "A=1"), 0);
+	ck_assert_int_eq(spawn_env_setf(&plan, "B", "%d", 2), 0);
+	ck_assert_int_eq(spawn_env_set(&plan, "A=3"), 0);
+	ck_assert_int_eq(spawn_env_set(&plan, "C=gone"), 0);
+	spawn_env_unset(&plan, "C");
+	spawn_env_unset(&plan, "NOT_THERE");
+	ck_assert_int_eq(spawn_env_set(&plan, "no-equals-sign"), -EINVAL);
+	ck_assert_str_eq(spawn_env_get(&plan, "A"), "3");
+	ck_assert_ptr_null(spawn_env_get(&plan, "C"));
+	ck_assert_int_eq(spawn_sh(&plan, "env | sort", out, sizeof(out)), 0);
+	/* dash adds PWD to what it was given. */
+	ck_assert_msg(strcmp(out, "A=3\nB=2\n") == 0 ||
+	    strncmp(out, "A=3\nB=2\nPWD=", 12) == 0, "%s", out);
+	spawn_plan_clear(&plan);
+	unsetenv("PB_TEST_SECRET");
+}
+END_TEST
+
+START_TEST(spawn_exec_failure_is_reported_at_once)
+{
+	char *const		 argv[] = { "prog", NULL };
+	struct spawn_plan	 plan;
+	struct spawn_error	 e;
+	char			 text[UTIL_ERRLEN], *found = NULL;
+	pid_t			 pid = 0;
+
+	memset(&plan, 0, sizeof(plan));
+	plan.path = strdup("/nonexistent/prog");
+	plan.argv = argv;
+	ck_assert_int_eq(spawn_start(&plan, &e, &pid), -ENOENT);
+	ck_assert_int_eq(pid, 0);
+	ck_assert_int_eq(e.stage, SPAWN_STAGE_EXEC);
+	spawn_error_text(&plan, &e, "prog", text, sizeof(text));
+	ck_assert_str_eq(text, "cannot execute '/nonexistent/prog': No such "
+	    "file or directory");
+	/* Reaped already: no child is left. */
+	ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1);
+	ck_assert_int_eq(errno, ECHILD);
+
+	plan.dir = "/nonexistent/dir";
+	ck_assert_int_eq(spawn_start(&plan, &e, &pid), -ENOENT);
+	spawn_error_text(&plan, &e, "prog", text, sizeof(text));
+	ck_assert_str_eq(text, "cannot change directory to '/nonexistent/dir': "
+	    "No such file or directory");
+	spawn_plan_clear(&plan);
+
+	ck_assert_int_eq(spawn_find_program("sh", "/nonexistent:/bin", &found),
+	    0);
+	ck_assert_str_eq(found, "/bin/sh");
+	free(found);
+	ck_assert_int_eq(spawn_find_program("no-such-program-pb", "/bin",
+	    &found), -ENOENT);
+}
+END_TEST
+
+/* A buffer too small for the entry is retried bigger, not "no such user". */
+START_TEST(spawn_user_lookup_grows_its_buffer)
+{
+	struct spawn_user	u;
+
+	ck_assert_int_eq(spawn_user_lookup("root", 1, &u), 0);
+	ck_assert_str_eq(u.name, "root");
+	ck_assert_uint_eq(u.uid, 0);
+	ck_assert_int_ge(u.ngroups, 1);
+	spawn_user_clear(&u);
+	ck_assert_int_eq(spawn_user_lookup("no-such-user-pb", 1, &u), -ENOENT);
+}
+END_TEST
+
 /* The util suite. */
 static Suite *
 util_suite(void)
@@ -495,6 +637,13 @@ util_suite(void)
 	tcase_add_test(tc, endpoint_rejects_bad_strings_with_reason);
 	tcase_add_test(tc, endpoint_default_follows_environment);
 	tcase_add_test(tc, endpoint_connect_missing_socket_fails_fast);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("spawn");
+	tcase_add_test(tc, spawn_child_gets_only_its_descriptors);
+	tcase_add_test(tc, spawn_child_gets_only_its_environment);
+	tcase_add_test(tc, spawn_exec_failure_is_reported_at_once);
+	tcase_add_test(tc, spawn_user_lookup_grows_its_buffer);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -16,7 +16,10 @@
  * - strv.c: NULL-terminated string vectors and shell-like word splitting;
  * - endpoint.c: "unix:PATH" and "tcp:HOST:PORT" endpoints, the default
  *   socket path and connecting with a deadline;
- * - clock.c: the monotonic clock in milliseconds.
+ * - clock.c: the monotonic clock in milliseconds;
+ * - spawn.c: starting a child process (the broker's supervised processes,
+ *   the CLI's job commands): a plan made before fork, an async-signal-safe
+ *   child, and execve's failure reported at once.
  *
  * Nothing here logs, exits or keeps global state.
  */
@@ -26,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Size of an error sentence written by the parsers. */
 #define UTIL_ERRLEN			256
@@ -216,5 +220,119 @@ int	 endpoint_connect(const struct endpoint *ep, int timeout_ms,
 
 /* The monotonic clock in milliseconds. */
 uint64_t	 clock_now_ms(void);
+
+/* spawn.c */
+
+#define SPAWN_MAX_FDS		8	/* descriptors a child is given */
+
+/* How a child is set apart (flags of a struct spawn_plan). */
+#define SPAWN_SESSION		0x1	/* setsid(): its own session and
+					   process group */
+#define SPAWN_PROCESS_GROUP	0x2	/* setpgid(): its own process group */
+#define SPAWN_DIE_WITH_PARENT	0x4	/* SIGKILL when the parent dies */
+
+/* The step a child could not take, as reported by spawn_start(). */
+enum spawn_stage {
+	SPAWN_STAGE_SETUP,	/* pipes, session, descriptors */
+	SPAWN_STAGE_FORK,
+	SPAWN_STAGE_CHDIR,
+	SPAWN_STAGE_USER,
+	SPAWN_STAGE_EXEC,
+};
+
+/* Why spawn_start() failed: the step and its errno. */
+struct spawn_error {
+	enum spawn_stage	 stage;
+	int			 error;
+};
+
+/* A user to run a child as. Embedded; cleared by spawn_user_clear(). */
+struct spawn_user {
+	char		*name;
+	char		*home;
+	uid_t		 uid;
+	gid_t		 gid;
+	gid_t		*groups;		/* supplementary, with gid */
+	int		 ngroups;
+};
+
+/*
+ * Everything a child needs, prepared before fork so that nothing is
+ * allocated between fork and execve. Embedded (zero it first); cleared by
+ * spawn_plan_clear(), which frees path and envp only.
+ */
+struct spawn_plan {
+	char			 *path;		/* the program; owned */
+	char *const		 *argv;		/* borrowed */
+	char			**envp;		/* the whole environment;
+						   owned, from spawn_env_* */
+	size_t			  nenv;
+	const char		 *dir;		/* chdir there, or NULL */
+	const struct spawn_user	 *user;		/* switch to it, or NULL */
+	int			  fds[SPAWN_MAX_FDS];	/* fds[i] becomes the
+							   child's i */
+	int			  nfds;		/* every other one is closed */
+	int			  flags;	/* SPAWN_* */
+};
+
+/*
+ * Sets "NAME=VALUE" in the plan's environment, replacing NAME. Returns 0,
+ * -EINVAL (no '=') or -ENOMEM.
+ */
+int	 spawn_env_set(struct spawn_plan *plan, const char *entry);
+
+/* Sets NAME to a printf-formatted value. 0 or -ENOMEM. */
+int	 spawn_env_setf(struct spawn_plan *plan, const char *name,
+	    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Removes NAME from the plan's environment; absent is fine. */
+void	 spawn_env_unset(struct spawn_plan *plan, const char *name);
+
+/* The value of NAME in the plan's environment, or NULL. */
+const char	*spawn_env_get(const struct spawn_plan *plan, const char *name);
+
+/* Copies each "K=V" of env (NULL-terminated, e.g. environ). 0 or -ENOMEM. */
+int	 spawn_env_copy(struct spawn_plan *plan, char *const *env);
+
+/*
+ * Finds the program name in path (colon-separated directories), as execvp
+ * would; a name with a '/' is taken as it is. Returns 0 and a malloc'ed
+ * path in *ret, -ENOENT, -EACCES (found, not executable) or -ENOMEM.
+ */
+int	 spawn_find_program(const char *name, const char *path, char **ret);
+
+/*
+ * Looks up user name with getpwnam_r(), starting with a buffer of bufsize
+ * bytes and doubling it while the answer is ERANGE, and gets its groups.
+ * Returns 0 and fills *ret, -ENOENT when there is no such user, -ENOMEM or
+ * another negative errno from the lookup.
+ */
+int	 spawn_user_lookup(const char *name, size_t bufsize,
+	    struct spawn_user *ret);
+
+/* Frees what a looked-up user holds and zeroes it. */
+void	 spawn_user_clear(struct spawn_user *u);
+
+/* Frees what a plan owns (path, envp) and zeroes it. */
+void	 spawn_plan_clear(struct spawn_plan *plan);
+
+/*
+ * Forks and runs plan: a session or group of its own as flagged, the
+ * descriptors fds[0..nfds-1] as 0..nfds-1 and no other, signals reset,
+ * then chdir, the user, execve. Returns 0 with the child's pid once execve
+ * has happened, or a negative errno with the failed step in *err (a child
+ * that failed is reaped). The caller reaps the child.
+ */
+int	 spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
+	    pid_t *ret_pid);
+
+/*
+ * Writes one sentence about a failed spawn_start() into buf: "cannot
+ * execute 'PATH': No such file or directory", "cannot change directory to
+ * ...", "cannot switch to user ...", or "cannot start 'COMMAND': ...".
+ */
+void	 spawn_error_text(const struct spawn_plan *plan,
+	    const struct spawn_error *e, const char *command, char *buf,
+	    size_t len);
 
 #endif /* PATCHBAY_UTIL_H */

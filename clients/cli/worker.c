@@ -11,8 +11,12 @@
  * descriptor that could take the old number.
  *
  * Each job is one struct worker_job, owned by the worker's list: the
- * command runs as /bin/sh -c CMD in its own process group, with three
- * non-blocking pipes. The payload is written to its stdin as the pipe
+ * command runs as /bin/sh -c CMD, started by util/spawn.c with a plan made
+ * before fork: its own process group, killed if the worker dies, the
+ * worker's environment without PATCHBAY_FD and with the job's PATCHBAY_*
+ * variables, and three pipes as its only descriptors. A command that
+ * cannot be started at all is answered ERROR at once with the reason.
+ * The parent's ends of the pipes are non-blocking. The payload is written to its stdin as the pipe
  * accepts it while stdout is collected and the last WORKER_TAIL bytes of
  * stderr are kept, so a large payload cannot deadlock against a command
  * that writes before it has read everything. SIGCHLD arrives as a libevent
@@ -24,7 +28,6 @@
  * connection (the broker then retries or reports the jobs as lost), stops
  * every running job the same way and exits 0 once they are all gone.
  */
-#include <sys/prctl.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -468,53 +471,40 @@ worker_job_stderr_cb(evutil_socket_t fd, short what, void *arg)
 	worker_job_maybe_finish(j);
 }
 
-/* The worker's pid, for its children to check they still have it. */
-static pid_t	worker_parent;
+extern char **environ;
 
-/* Resets what the child inherits from the worker and execs the command. */
-static void __attribute__((noreturn))
-worker_child(struct worker_job *j, struct pb_job *job, int in, int out,
-    int err)
+/*
+ * Makes the plan of a job's command: /bin/sh -c CMD with the job's
+ * environment, built here before fork. 0 or -ENOMEM.
+ */
+static int
+worker_job_plan(struct worker_job *j, struct pb_job *job,
+    struct spawn_plan *plan, char **argv)
 {
-	static const int	 sigs[] = { SIGPIPE, SIGINT, SIGTERM, SIGCHLD,
-				    SIGHUP, SIGQUIT };
-	struct sigaction	 sa;
-	sigset_t		 all;
-	char			 num[32];
-	size_t			 i;
-
-	setpgid(0, 0);
-	/*
-	 * A worker killed with -9 cannot stop its jobs: have the kernel do it,
-	 * so no job outlives its worker (and a broker's pool stop is whole).
-	 */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != worker_parent)
-		_exit(127);
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		sigaction(sigs[i], &sa, NULL);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-
-	if (dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
-	    dup2(err, STDERR_FILENO) < 0)
-		_exit(127);
-
-	unsetenv("PATCHBAY_FD");
-	setenv("PATCHBAY_JOB_ID", j->idstr, 1);
-	setenv("PATCHBAY_FUNCTION", pb_job_function(job), 1);
-	snprintf(num, sizeof num, "%u", pb_job_attempt(job));
-	setenv("PATCHBAY_ATTEMPT", num, 1);
-	snprintf(num, sizeof num, "%u", pb_job_timeout_ms(job));
-	setenv("PATCHBAY_TIMEOUT_MS", num, 1);
-
-	execl("/bin/sh", "sh", "-c", j->wk->cmd, (char *)NULL);
-	dprintf(STDERR_FILENO, "patchbay worker: cannot run /bin/sh: %s\n",
-	    strerror(errno));
-	_exit(127);
+	memset(plan, 0, sizeof(*plan));
+	argv[0] = "sh";
+	argv[1] = "-c";
+	argv[2] = (char *)j->wk->cmd;
+	argv[3] = NULL;
+	plan->argv = argv;
+	/* A worker killed with -9 cannot stop its jobs: the kernel does. */
+	plan->flags = SPAWN_PROCESS_GROUP | SPAWN_DIE_WITH_PARENT;
+	if ((plan->path = strdup("/bin/sh")) == NULL ||
+	    spawn_env_copy(plan, environ) != 0)
+		goto nomem;
+	spawn_env_unset(plan, "PATCHBAY_FD");
+	if (spawn_env_setf(plan, "PATCHBAY_JOB_ID", "%s", j->idstr) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_FUNCTION", "%s",
+	    pb_job_function(job)) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_ATTEMPT", "%u",
+	    pb_job_attempt(job)) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_TIMEOUT_MS", "%u",
+	    pb_job_timeout_ms(job)) != 0)
+		goto nomem;
+	return 0;
+nomem:
+	spawn_plan_clear(plan);
+	return -ENOMEM;
 }
 
 /* Creates a non-blocking, close-on-exec pipe. 0 or a negative errno. */
@@ -537,37 +527,41 @@ worker_nonblock(int fd)
 }
 
 /*
- * Starts the command for a new job: pipes, fork, events. Returns 0, or a
- * negative errno with nothing left behind but j itself.
+ * Starts the command for a new job: pipes, the spawn, events. Returns 0,
+ * or a negative errno with a sentence in why (len bytes) and nothing left
+ * behind but j itself.
  */
 static int
-worker_job_start(struct worker_job *j, struct pb_job *job)
+worker_job_start(struct worker_job *j, struct pb_job *job, char *why,
+    size_t len)
 {
-	struct worker	*wk = j->wk;
-	int		 in[2] = { -1, -1 }, out[2] = { -1, -1 };
-	int		 err[2] = { -1, -1 };
-	int		 r;
-	pid_t		 pid;
+	struct worker		*wk = j->wk;
+	struct spawn_plan	 plan;
+	struct spawn_error	 se;
+	char			*argv[4];
+	int			 in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	int			 err[2] = { -1, -1 };
+	int			 r;
+	pid_t			 pid;
 
+	memset(&plan, 0, sizeof(plan));
 	if ((r = worker_pipe(in)) < 0 || (r = worker_pipe(out)) < 0 ||
-	    (r = worker_pipe(err)) < 0)
+	    (r = worker_pipe(err)) < 0 ||
+	    (r = worker_job_plan(j, job, &plan, argv)) < 0)
 		goto fail;
 	if ((j->out = evbuffer_new()) == NULL) {
 		r = -ENOMEM;
 		goto fail;
 	}
-
-	worker_parent = getpid();
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		goto fail;
+	plan.fds[STDIN_FILENO] = in[0];
+	plan.fds[STDOUT_FILENO] = out[1];
+	plan.fds[STDERR_FILENO] = err[1];
+	plan.nfds = 3;
+	if ((r = spawn_start(&plan, &se, &pid)) < 0) {
+		spawn_error_text(&plan, &se, wk->cmd, why, len);
+		goto fail_spawn;
 	}
-	if (pid == 0)
-		worker_child(j, job, in[0], out[1], err[1]);
-
-	/* Both sides set the group, so neither signal nor exec can race. */
-	setpgid(pid, pid);
+	spawn_plan_clear(&plan);
 	j->pid = pid;
 	close(in[0]);
 	close(out[1]);
@@ -605,6 +599,9 @@ worker_job_start(struct worker_job *j, struct pb_job *job)
 	return 0;
 
 fail:
+	snprintf(why, len, "cannot start the command: %s", strerror(-r));
+fail_spawn:
+	spawn_plan_clear(&plan);
 	if (j->out != NULL) {
 		evbuffer_free(j->out);
 		j->out = NULL;
@@ -626,8 +623,7 @@ worker_job_cb(struct pb_worker *w, struct pb_job *job, void *userdata)
 {
 	struct worker		*wk = userdata;
 	struct worker_job	*j;
-	char			 msg[256];
-	int			 r;
+	char			 msg[UTIL_ERRLEN];
 
 	(void)w;
 	/* The library may have reconnected: drop a stale socket event first. */
@@ -646,9 +642,7 @@ worker_job_cb(struct pb_worker *w, struct pb_job *job, void *userdata)
 	j->payload = pb_job_payload(job, &j->len);
 	j->epoch = wk->epoch;
 
-	if ((r = worker_job_start(j, job)) < 0) {
-		snprintf(msg, sizeof msg, "cannot start the command: %s",
-		    strerror(-r));
+	if (worker_job_start(j, job, msg, sizeof msg) < 0) {
 		worker_log("job %s: %s", j->idstr, msg);
 		pb_job_complete(job, PB_ERROR, NULL, 0, msg);
 		free(j);

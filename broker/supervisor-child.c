@@ -1,0 +1,302 @@
+/*
+ * supervisor-child.c: starting one child of a supervised slot, and its
+ * output.
+ *
+ * A child's plan is made from its pool's settings before anything is
+ * forked: the user (looked up, and only when patchbayd is root), a fixed
+ * environment (PATH, HOME, LANG, the PATCHBAY_* variables, then the pool's
+ * own), the program found in the PATH the child will have, and its
+ * descriptors: 0 from /dev/null, 1 and 2 a pipe to us, 3 (PATCHBAY_FD) its
+ * end of a socketpair. util/spawn.c forks it into a session of its own that
+ * dies with patchbayd, and says at once when it could not be executed.
+ *
+ * The broker's end of the socketpair goes to ops->attach, which makes it a
+ * worker connection. The output pipe is read from the event loop and
+ * logged line by line ("thumbs/2: a line"); its EOF is one of the two
+ * halves of a child's end (supervisor_check_done()).
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "broker/supervisor-int.h"
+
+#define SUPERVISOR_CHILD_FD		3	/* PATCHBAY_FD in children */
+#define SUPERVISOR_MAX_LOG_LINE		8192
+#define SUPERVISOR_DEFAULT_PATH		"/usr/local/bin:/usr/bin:/bin"
+#define SUPERVISOR_PWBUF		4096	/* first getpwnam_r buffer */
+
+/* Output. */
+
+/* Logs the complete lines of the child's output (all of it at EOF). */
+static void
+supervisor_child_log_output(struct supervisor_proc *p, bool eof)
+{
+	char	*line;
+	size_t	 len;
+
+	while ((line = evbuffer_readln(p->out_buf, &len,
+	    EVBUFFER_EOL_CRLF)) != NULL) {
+		log_info("%s: %s", p->id, line);
+		free(line);
+	}
+	while (evbuffer_get_length(p->out_buf) >= SUPERVISOR_MAX_LOG_LINE ||
+	    (eof && evbuffer_get_length(p->out_buf) > 0)) {
+		char	chunk[SUPERVISOR_MAX_LOG_LINE + 1];
+		int	n;
+
+		n = evbuffer_remove(p->out_buf, chunk, SUPERVISOR_MAX_LOG_LINE);
+		if (n <= 0)
+			break;
+		chunk[n] = '\0';
+		log_info("%s: %s", p->id, chunk);
+	}
+}
+
+/* Closes the output pipe (after logging what is left). */
+void
+supervisor_child_output_close(struct supervisor_proc *p)
+{
+	if (p->out_ev != NULL) {
+		event_free(p->out_ev);
+		p->out_ev = NULL;
+	}
+	if (p->out_buf != NULL) {
+		supervisor_child_log_output(p, true);
+		evbuffer_free(p->out_buf);
+		p->out_buf = NULL;
+	}
+	if (p->out_fd != -1) {
+		close(p->out_fd);
+		p->out_fd = -1;
+	}
+}
+
+/* The child's stdout or stderr has something (or EOF). */
+static void
+supervisor_child_output_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor_proc	*p = arg;
+	int			 n;
+
+	(void)what;
+	n = evbuffer_read(p->out_buf, fd, 16384);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0) {
+		supervisor_child_log_output(p, false);
+		return;
+	}
+	if (n == -1)
+		log_warn("%s: reading its output", p->id);
+	supervisor_child_output_close(p);
+	supervisor_check_done(p);
+}
+
+/* The plan. */
+
+/*
+ * Looks up the pool's user for plan. Returns 0, or a negative errno with a
+ * sentence in *cause.
+ */
+static int
+supervisor_child_user(const struct config_pool *cfg, struct spawn_user *user,
+    char **cause)
+{
+	int	error;
+
+	if (geteuid() != 0) {
+		supervisor_cause(cause, "user=%s needs patchbayd to run as root",
+		    cfg->user);
+		return -EPERM;
+	}
+	error = spawn_user_lookup(cfg->user, SUPERVISOR_PWBUF, user);
+	if (error == -ENOENT)
+		supervisor_cause(cause, "user '%s' does not exist", cfg->user);
+	else if (error == -ENOMEM)
+		supervisor_cause(cause, "out of memory");
+	else if (error != 0)
+		supervisor_cause(cause, "cannot look up user '%s': %s",
+		    cfg->user, strerror(-error));
+	return error;
+}
+
+/*
+ * Prepares a child of p: user, environment, program. Returns 0, or a
+ * negative errno with a sentence in *cause (plan and user cleared).
+ */
+static int
+supervisor_child_plan(struct supervisor_proc *p, struct spawn_plan *plan,
+    struct spawn_user *user, char **cause)
+{
+	const struct config_pool	*cfg = supervisor_proc_cfg(p);
+	const char			*path, *v;
+	int				 error;
+
+	memset(plan, 0, sizeof(*plan));
+	memset(user, 0, sizeof(*user));
+	plan->argv = cfg->argv;
+	plan->dir = cfg->directory;
+	plan->flags = SPAWN_SESSION | SPAWN_DIE_WITH_PARENT;
+	if (cfg->user != NULL) {
+		if ((error = supervisor_child_user(cfg, user, cause)) != 0)
+			return error;
+		plan->user = user;
+	}
+
+	if ((path = getenv("PATH")) == NULL || *path == '\0')
+		path = SUPERVISOR_DEFAULT_PATH;
+	if (spawn_env_setf(plan, "PATH", "%s", path) != 0)
+		goto nomem;
+	if ((v = getenv("HOME")) != NULL &&
+	    spawn_env_setf(plan, "HOME", "%s", v) != 0)
+		goto nomem;
+	if ((v = getenv("LANG")) != NULL &&
+	    spawn_env_setf(plan, "LANG", "%s", v) != 0)
+		goto nomem;
+	if (plan->user != NULL &&
+	    (spawn_env_setf(plan, "HOME", "%s", user->home) != 0 ||
+	    spawn_env_setf(plan, "USER", "%s", user->name) != 0 ||
+	    spawn_env_setf(plan, "LOGNAME", "%s", user->name) != 0))
+		goto nomem;
+	if (spawn_env_setf(plan, "PATCHBAY_FD", "%d",
+	    SUPERVISOR_CHILD_FD) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_POOL", "%s", cfg->name) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_INSTANCE", "%u",
+	    p->instance != 0 ? p->instance : 1) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_ID", "%s", p->id) != 0 ||
+	    spawn_env_copy(plan, cfg->environment) != 0)
+		goto nomem;
+
+	/* Search the PATH the child will have. */
+	error = spawn_find_program(cfg->argv[0], spawn_env_get(plan, "PATH"),
+	    &plan->path);
+	if (error == -ENOMEM)
+		goto nomem;
+	if (error != 0) {
+		supervisor_cause(cause, "cannot execute '%s': %s",
+		    cfg->argv[0], strerror(-error));
+		spawn_plan_clear(plan);
+		spawn_user_clear(user);
+		return error;
+	}
+	return 0;
+
+nomem:
+	supervisor_cause(cause, "out of memory");
+	spawn_plan_clear(plan);
+	spawn_user_clear(user);
+	return -ENOMEM;
+}
+
+/* Starting. */
+
+/* Watches the output pipe of p's new child (ownership of fd passes). */
+static void
+supervisor_child_watch(struct supervisor_proc *p, int fd)
+{
+	p->out_fd = fd;
+	evutil_make_socket_nonblocking(p->out_fd);
+	p->out_buf = evbuffer_new();
+	p->out_ev = event_new(p->sv->base, p->out_fd, EV_READ | EV_PERSIST,
+	    supervisor_child_output_cb, p);
+	if (p->out_buf == NULL || p->out_ev == NULL) {
+		/* Without its output the child cannot be watched: drop it. */
+		log_warnx("%s: out of memory, killing pid %d", p->id,
+		    (int)p->pid);
+		supervisor_signal(p, SIGKILL);
+		supervisor_child_output_close(p);
+	} else
+		event_add(p->out_ev, NULL);
+}
+
+/* Starts a child for p; see supervisor-int.h. */
+int
+supervisor_child_start(struct supervisor_proc *p, char **cause,
+    bool *permanent)
+{
+	struct supervisor		*sv = p->sv;
+	const struct config_pool	*cfg = supervisor_proc_cfg(p);
+	struct spawn_plan		 plan;
+	struct spawn_user		 user;
+	struct spawn_error		 se;
+	char				 text[UTIL_ERRLEN];
+	int				 sp[2] = { -1, -1 };
+	int				 out[2] = { -1, -1 };
+	int				 devnull = -1, error;
+	pid_t				 pid;
+
+	if ((error = supervisor_child_plan(p, &plan, &user, cause)) != 0) {
+		*permanent = error != -ENOMEM;
+		return error;
+	}
+	*permanent = false;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1 ||
+	    pipe2(out, O_CLOEXEC) == -1 ||
+	    (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1) {
+		error = -errno;
+		supervisor_cause(cause, "cannot start '%s': %s",
+		    cfg->command, strerror(errno));
+		goto fail;
+	}
+	plan.fds[0] = devnull;
+	plan.fds[1] = out[1];
+	plan.fds[2] = out[1];
+	plan.fds[SUPERVISOR_CHILD_FD] = sp[1];
+	plan.nfds = SUPERVISOR_CHILD_FD + 1;
+	if ((error = spawn_start(&plan, &se, &pid)) != 0) {
+		*permanent = se.stage == SPAWN_STAGE_CHDIR ||
+		    se.stage == SPAWN_STAGE_USER ||
+		    se.stage == SPAWN_STAGE_EXEC;
+		spawn_error_text(&plan, &se, cfg->command, text, sizeof(text));
+		supervisor_cause(cause, "%s", text);
+		goto fail;
+	}
+	close(sp[1]);
+	close(out[1]);
+	close(devnull);
+
+	p->pid = pid;
+	p->started_at = clock_now_ms();
+	p->exited = false;
+	p->wstatus = 0;
+	p->registered = false;
+	supervisor_child_watch(p, out[0]);
+	log_info("%s: started pid %d: %s", p->id, (int)pid, cfg->command);
+
+	if (sv->ops.attach != NULL) {
+		p->peer = sv->ops.attach(sv->srv, p, sp[0]);
+		if (p->peer == NULL) {
+			log_warnx("%s: the broker could not take its "
+			    "connection, killing pid %d", p->id, (int)pid);
+			supervisor_signal(p, SIGKILL);
+		}
+	} else
+		close(sp[0]);
+	spawn_plan_clear(&plan);
+	spawn_user_clear(&user);
+	return 0;
+
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (sp[i] != -1)
+			close(sp[i]);
+		if (out[i] != -1)
+			close(out[i]);
+	}
+	if (devnull != -1)
+		close(devnull);
+	spawn_plan_clear(&plan);
+	spawn_user_clear(&user);
+	return error;
+}

@@ -1,0 +1,187 @@
+/*
+ * supervisor-int.h: the supervisor's own structures, shared by its three
+ * files and by nobody else (the rest of the broker goes through the
+ * supervisor_* functions of broker.h).
+ *
+ * supervisor.c owns the slots, the pools, SIGCHLD, the timers, the
+ * deferred frees and the shutdown; supervisor-child.c starts one child of
+ * a slot through util/spawn.c and logs its output; supervisor-verbs.c
+ * holds the operator verbs (spawn, stop, restart, pause, resume, scale,
+ * reload).
+ */
+#ifndef PATCHBAY_SUPERVISOR_INT_H
+#define PATCHBAY_SUPERVISOR_INT_H
+
+#include <sys/queue.h>
+
+#include "broker/broker.h"
+
+struct event;
+struct evbuffer;
+
+#ifndef TAILQ_FOREACH_SAFE	/* BSD has it, glibc does not */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+/* What happens when a stopping child is finished. */
+enum supervisor_after {
+	AFTER_NONE,		/* stays stopped */
+	AFTER_RESTART,		/* started again at once */
+	AFTER_REMOVE,		/* the slot is freed */
+};
+
+/* What the one timer of a process is armed for. */
+enum supervisor_timer {
+	TIMER_NONE,
+	TIMER_BACKOFF,		/* start again */
+	TIMER_KILL,		/* stop_timeout ran out: SIGKILL */
+	TIMER_EOF,		/* exited, output still open: give up on it */
+};
+
+TAILQ_HEAD(supervisor_procs, supervisor_proc);
+
+/*
+ * A slot and its current child; owned by its pool or the ad-hoc list,
+ * then (once removed) by the supervisor's list of slots to free.
+ */
+struct supervisor_proc {
+	TAILQ_ENTRY(supervisor_proc) entry;
+	struct supervisor	*sv;
+	struct supervisor_pool	*pool;		/* NULL: ad-hoc */
+	struct config_pool	*own_cfg;	/* ad-hoc only */
+	char			 id[LIMIT_NAME_MAX + 16];
+	unsigned		 instance;	/* from 1; 0 for ad-hoc */
+	enum supervisor_state	 state;
+	enum supervisor_after	 after;
+	struct policy_history	 hist;
+	unsigned		 restarts;
+	int			 last_status;	/* -1: none yet */
+	bool			 removed;	/* unlinked, waiting to be freed */
+
+	/* The current child; pid is 0 when there is none. */
+	pid_t			 pid;
+	uint64_t		 started_at;
+	bool			 exited;	/* status reaped */
+	int			 wstatus;
+	uint64_t		 exited_at;
+	int			 out_fd;	/* -1 once at EOF */
+	struct event		*out_ev;
+	struct evbuffer		*out_buf;
+	struct peer		*peer;		/* from ops->attach */
+	bool			 registered;
+
+	struct event		*timer;
+	enum supervisor_timer	 timer_kind;
+};
+
+/* One pool of the config; owned by the supervisor. */
+struct supervisor_pool {
+	TAILQ_ENTRY(supervisor_pool) entry;
+	struct supervisor	*sv;
+	struct config_pool	*cfg;		/* owned copy */
+	struct config_pool	*next_cfg;	/* reload: used once all are
+						   gone */
+	bool			 removing;	/* reload removed it */
+	unsigned		 instances;	/* wanted now (scale) */
+	struct supervisor_procs	 procs;		/* by instance */
+};
+TAILQ_HEAD(supervisor_pools, supervisor_pool);
+
+/* The supervisor; owned by the broker. */
+struct supervisor {
+	struct event_base	*base;
+	struct config		*config;
+	struct supervisor_ops	 ops;
+	struct server		*srv;		/* passed to ops */
+	struct event		*sigchld;
+	struct event		*done_ev;	/* deferred ops->stopped_all */
+	struct event		*free_ev;	/* frees the removed slots */
+	struct supervisor_pools	 pools;		/* config order */
+	struct supervisor_procs	 adhoc;		/* spawn order */
+	struct supervisor_procs	 removed;	/* to free from free_ev */
+	bool			 shutting_down;
+	unsigned		 shutdown_alive;	/* alive when it began */
+	bool			 done_sent;
+	uint64_t		 rng;
+};
+
+#define SUPERVISOR_FOREACH(sv, p)					\
+	for ((p) = supervisor_proc_next((sv), NULL); (p) != NULL;	\
+	    (p) = supervisor_proc_next((sv), (p)))
+
+/* supervisor.c */
+
+/* Sets *cause from a printf format (when cause is not NULL). */
+void	 supervisor_cause(char **cause, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+/* The settings of a process: its pool's, or its own for ad-hoc ones. */
+const struct config_pool	*supervisor_proc_cfg(
+				    const struct supervisor_proc *p);
+
+/* The one place a process changes state; logs old -> new. */
+void	 supervisor_set_state(struct supervisor_proc *p,
+	    enum supervisor_state new);
+
+/* Sends sig to the child's process group (it leads its own session). */
+void	 supervisor_signal(struct supervisor_proc *p, int sig);
+
+/* The pool called name, or NULL. */
+struct supervisor_pool	*supervisor_pool_find(const struct supervisor *sv,
+			    const char *name);
+
+/* A new slot (not linked, stopped, no child); NULL on ENOMEM. */
+struct supervisor_proc	*supervisor_proc_new(struct supervisor *sv,
+			    struct supervisor_pool *pool, unsigned instance,
+			    const char *id, struct config_pool *own_cfg);
+
+/* Frees a slot that was never linked and has no child. */
+void	 supervisor_proc_free(struct supervisor_proc *p);
+
+/* Unlinks a slot that has no child; it is freed from the event loop. */
+void	 supervisor_proc_remove(struct supervisor_proc *p);
+
+/* Starts p's child; a failure is fatal or a failed run, as it deserves. */
+void	 supervisor_proc_start(struct supervisor_proc *p);
+
+/* Sends the stop signal to p (or settles it when it has no child). */
+void	 supervisor_proc_stop(struct supervisor_proc *p, uint64_t timeout_ms,
+	    bool force, enum supervisor_after after);
+
+/* Tells the broker to stop or resume dispatching to p's worker. */
+void	 supervisor_proc_set_paused(struct supervisor_proc *p, bool paused);
+
+/* Creates the missing slots up to pool->instances and trims the rest. */
+int	 supervisor_pool_sync(struct supervisor_pool *pool);
+
+/* A new pool for cfg (ownership passes), linked at the tail. */
+struct supervisor_pool	*supervisor_pool_new(struct supervisor *sv,
+			    struct config_pool *cfg);
+
+/* Once a retiring pool's slots are gone: free it, or start its new self. */
+void	 supervisor_pool_check(struct supervisor_pool *pool);
+
+/* Stops every slot of a pool for good (reload). */
+void	 supervisor_pool_retire(struct supervisor_pool *pool);
+
+/* Finishes p's child when both its status and its output's EOF are in. */
+void	 supervisor_check_done(struct supervisor_proc *p);
+
+/* supervisor-child.c */
+
+/*
+ * Starts a child for p, watches its output and hands its socket to the
+ * broker. Returns 0, or a negative errno with a sentence in *cause; on
+ * failure *permanent tells whether trying again cannot help (the command
+ * cannot be executed) rather than a lack of resources.
+ */
+int	 supervisor_child_start(struct supervisor_proc *p, char **cause,
+	    bool *permanent);
+
+/* Closes the child's output pipe, after logging what is left of it. */
+void	 supervisor_child_output_close(struct supervisor_proc *p);
+
+#endif /* PATCHBAY_SUPERVISOR_INT_H */
