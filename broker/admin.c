@@ -25,12 +25,6 @@
 typedef int (*admin_verb_fn)(struct server *srv, struct peer *p,
     const msgpack_object *args, msgpack_packer *pk, char *err);
 
-struct admin_verb {
-	const char	*name;
-	admin_verb_fn	 fn;
-	const char	*help;
-};
-
 /* Packs a key and an unsigned value. */
 static void
 admin_pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v)
@@ -546,43 +540,42 @@ admin_shutdown(struct server *srv, struct peer *p,
 	return 0;
 }
 
-static const struct admin_verb admin_verbs[] = {
-	{ "status", admin_status, "the broker's counters and gauges" },
-	{ "workers", admin_workers, "connected workers, local and remote" },
-	{ "functions", admin_functions, "functions with queues and capacity" },
-	{ "ps", admin_ps, "supervised processes" },
-	{ "spawn", admin_spawn, "start an ad-hoc supervised process" },
-	{ "stop", admin_stop, "stop a process or a pool" },
-	{ "restart", admin_restart, "restart a process or a pool" },
-	{ "pause", admin_pause, "SIGSTOP a process or a pool" },
-	{ "resume", admin_resume, "SIGCONT a process or a pool" },
-	{ "scale", admin_scale, "set a pool's number of instances" },
-	{ "reload", admin_reload, "re-read the config file" },
-	{ "shutdown", admin_shutdown, "stop everything and exit" },
+/* The handler of each verb (proto/names.c has their names). */
+static const admin_verb_fn admin_verbs[VERB__MAX] = {
+	[VERB_STATUS] = admin_status,
+	[VERB_WORKERS] = admin_workers,
+	[VERB_FUNCTIONS] = admin_functions,
+	[VERB_PS] = admin_ps,
+	[VERB_SPAWN] = admin_spawn,
+	[VERB_STOP] = admin_stop,
+	[VERB_RESTART] = admin_restart,
+	[VERB_PAUSE] = admin_pause,
+	[VERB_RESUME] = admin_resume,
+	[VERB_SCALE] = admin_scale,
+	[VERB_RELOAD] = admin_reload,
+	[VERB_SHUTDOWN] = admin_shutdown,
 };
 
 /* Answers one ADMIN packet with a REPLY. */
 void
 admin_handle(struct server *srv, struct peer *p, const struct packet *pkt)
 {
-	const struct admin_verb	*v = NULL;
+	admin_verb_fn		 v = NULL;
 	msgpack_sbuffer		 sb;
 	msgpack_packer		 pk;
 	struct packet		 reply;
 	char			 err[PROTO_ERRLEN] = "";
 	char			 verb[64], safe_verb[64], safe_err[PROTO_ERRLEN];
 	size_t			 n;
+	int			 i;
 
 	n = pkt->verb.len < sizeof(verb) - 1 ? pkt->verb.len :
 	    sizeof(verb) - 1;
 	memcpy(verb, pkt->verb.ptr, n);
 	verb[n] = '\0';
-	for (size_t i = 0; i < sizeof(admin_verbs) / sizeof(admin_verbs[0]);
-	    i++)
-		if (strlen(admin_verbs[i].name) == pkt->verb.len &&
-		    memcmp(admin_verbs[i].name, pkt->verb.ptr,
-		    pkt->verb.len) == 0)
-			v = &admin_verbs[i];
+	if ((i = admin_verb_from_name((const char *)pkt->verb.ptr,
+	    pkt->verb.len)) >= 0)
+		v = admin_verbs[i];
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -590,7 +583,7 @@ admin_handle(struct server *srv, struct peer *p, const struct packet *pkt)
 	reply.seq = pkt->seq;
 	if (v == NULL)
 		snprintf(err, sizeof(err), "unknown verb '%s'", verb);
-	else if (v->fn(srv, p, pkt->args, &pk, err) != 0 && err[0] == '\0')
+	else if (v(srv, p, pkt->args, &pk, err) != 0 && err[0] == '\0')
 		snprintf(err, sizeof(err), "%s failed", verb);
 	if (err[0] != '\0') {
 		reply.ok = false;

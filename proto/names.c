@@ -1,6 +1,6 @@
 /*
- * names.c: the wire names of packet types, job statuses, ERROR codes and
- * HELLO roles, and their inverses.
+ * names.c: the wire names of packet types, job statuses, ERROR codes,
+ * HELLO roles and ADMIN verbs, and their inverses.
  *
  * Each enum of proto.h has one table here indexed by its value, so the name
  * of a value is an array lookup and the value of a name is a short scan that
@@ -63,6 +63,27 @@ static const char *const proto_role_names[] = {
 };
 
 #define NROLES (sizeof(proto_role_names) / sizeof(proto_role_names[0]))
+
+/* The ADMIN verbs: the broker answers them, `patchbay ctl` sends them. */
+static const struct {
+	const char	*name;
+	const char	*help;
+} admin_verbs[VERB__MAX] = {
+	[VERB_STATUS] = { "status", "the broker's counters, gauges and limits" },
+	[VERB_WORKERS] = { "workers", "connected workers, local and remote" },
+	[VERB_FUNCTIONS] = { "functions",
+	    "known functions with their queues and capacity" },
+	[VERB_PS] = { "ps", "supervised processes: pools and spawned" },
+	[VERB_SPAWN] = { "spawn", "start a supervised worker process" },
+	[VERB_STOP] = { "stop", "stop a supervised process or pool" },
+	[VERB_RESTART] = { "restart", "restart a supervised process or pool" },
+	[VERB_PAUSE] = { "pause",
+	    "SIGSTOP a process or pool; no jobs are dispatched to it" },
+	[VERB_RESUME] = { "resume", "SIGCONT it and dispatch to it again" },
+	[VERB_SCALE] = { "scale", "run N instances of a pool" },
+	[VERB_RELOAD] = { "reload", "re-read the configuration file" },
+	[VERB_SHUTDOWN] = { "shutdown", "stop the broker gracefully" },
+};
 
 /* Returns the index of the name s[0..len) in table, or -1. */
 static int
@@ -135,4 +156,33 @@ int
 packet_type_from_name(const char *s, size_t len)
 {
 	return (names_find(packet_type_names, PKT__MAX, s, len));
+}
+
+/* Returns the name of an ADMIN verb, or NULL when out of range. */
+const char *
+admin_verb_name(enum admin_verb verb)
+{
+	if ((unsigned)verb >= VERB__MAX)
+		return (NULL);
+	return (admin_verbs[verb].name);
+}
+
+/* Returns what an ADMIN verb does, in one line, or NULL. */
+const char *
+admin_verb_help(enum admin_verb verb)
+{
+	if ((unsigned)verb >= VERB__MAX)
+		return (NULL);
+	return (admin_verbs[verb].help);
+}
+
+/* Returns the ADMIN verb called s[0..len), or -1. */
+int
+admin_verb_from_name(const char *s, size_t len)
+{
+	for (int i = 0; s != NULL && i < VERB__MAX; i++)
+		if (strlen(admin_verbs[i].name) == len &&
+		    memcmp(admin_verbs[i].name, s, len) == 0)
+			return (i);
+	return (-1);
 }

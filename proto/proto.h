@@ -109,6 +109,23 @@ enum proto_error {
 	PERR__MAX
 };
 
+/* ADMIN verbs, the `verb` key (docs/cli.md lists their arguments). */
+enum admin_verb {
+	VERB_STATUS = 0,
+	VERB_WORKERS,
+	VERB_FUNCTIONS,
+	VERB_PS,
+	VERB_SPAWN,
+	VERB_STOP,
+	VERB_RESTART,
+	VERB_PAUSE,
+	VERB_RESUME,
+	VERB_SCALE,
+	VERB_RELOAD,
+	VERB_SHUTDOWN,
+	VERB__MAX
+};
+
 /* A borrowed byte range: not NUL-terminated, not owned. */
 struct pbytes {
 	const uint8_t	*ptr;
@@ -283,5 +300,11 @@ const char	*proto_role_name(enum proto_role);
 int		 job_status_from_name(const char *s, size_t len);
 int		 proto_role_from_name(const char *s, size_t len);
 int		 packet_type_from_name(const char *s, size_t len);
+
+/* An ADMIN verb's name ("status") and one line saying what it does. */
+const char	*admin_verb_name(enum admin_verb);
+const char	*admin_verb_help(enum admin_verb);
+/* The verb called s[0..len), or -1. */
+int		 admin_verb_from_name(const char *s, size_t len);
 
 #endif /* PATCHBAY_PROTO_H */

@@ -41,52 +41,45 @@ enum ctl_args {
 	CTL_ARGS_SCALE,		/* {pool, instances} */
 };
 
-/* One verb: its name, arguments, options and help. */
+/* How `patchbay ctl` takes one verb's arguments (names: proto/names.c). */
 struct ctl_verb {
-	const char	*name;
+	enum admin_verb	 verb;
 	enum ctl_args	 args;
 	unsigned	 opts;		/* CTL_OPT_* it accepts */
 	const char	*synopsis;
-	const char	*help;
 	const char	*empty;		/* printed for an empty array */
 };
 
-static const struct ctl_verb ctl_verbs[] = {
-	{ "status", CTL_ARGS_NONE, 0, "status",
-	    "the broker's counters and gauges", NULL },
-	{ "workers", CTL_ARGS_NONE, 0, "workers",
-	    "connected workers, local and remote", "no workers connected" },
-	{ "functions", CTL_ARGS_NONE, 0, "functions",
-	    "known functions with their queues", "no functions" },
-	{ "ps", CTL_ARGS_NONE, 0, "ps",
-	    "supervised processes: pools and spawned",
+static const struct ctl_verb ctl_verbs[VERB__MAX] = {
+	[VERB_STATUS] = { VERB_STATUS, CTL_ARGS_NONE, 0, "status", NULL },
+	[VERB_WORKERS] = { VERB_WORKERS, CTL_ARGS_NONE, 0, "workers",
+	    "no workers connected" },
+	[VERB_FUNCTIONS] = { VERB_FUNCTIONS, CTL_ARGS_NONE, 0, "functions",
+	    "no functions" },
+	[VERB_PS] = { VERB_PS, CTL_ARGS_NONE, 0, "ps",
 	    "no supervised processes" },
-	{ "spawn", CTL_ARGS_SPAWN, CTL_OPT_RESTART | CTL_OPT_MAX_RESTARTS,
+	[VERB_SPAWN] = { VERB_SPAWN, CTL_ARGS_SPAWN,
+	    CTL_OPT_RESTART | CTL_OPT_MAX_RESTARTS,
 	    "spawn ID [--restart always|on-failure|never] [--max-restarts N] "
-	    "-- CMD [ARGS...]",
-	    "start a supervised worker process", NULL },
-	{ "stop", CTL_ARGS_STOP, CTL_OPT_TIMEOUT | CTL_OPT_FORCE,
-	    "stop ID [--timeout D] [--force]",
-	    "stop a supervised process", NULL },
-	{ "restart", CTL_ARGS_ID, 0, "restart ID",
-	    "restart a supervised process", NULL },
-	{ "pause", CTL_ARGS_ID, 0, "pause ID",
-	    "SIGSTOP a process or pool; no jobs are dispatched to it", NULL },
-	{ "resume", CTL_ARGS_ID, 0, "resume ID",
-	    "SIGCONT it and dispatch to it again", NULL },
-	{ "scale", CTL_ARGS_SCALE, 0, "scale POOL N",
-	    "run N instances of a pool", NULL },
-	{ "reload", CTL_ARGS_NONE, 0, "reload",
-	    "re-read the configuration file", NULL },
-	{ "shutdown", CTL_ARGS_NONE, 0, "shutdown",
-	    "stop the broker gracefully", NULL },
+	    "-- CMD [ARGS...]", NULL },
+	[VERB_STOP] = { VERB_STOP, CTL_ARGS_STOP,
+	    CTL_OPT_TIMEOUT | CTL_OPT_FORCE, "stop ID [--timeout D] [--force]",
+	    NULL },
+	[VERB_RESTART] = { VERB_RESTART, CTL_ARGS_ID, 0, "restart ID", NULL },
+	[VERB_PAUSE] = { VERB_PAUSE, CTL_ARGS_ID, 0, "pause ID", NULL },
+	[VERB_RESUME] = { VERB_RESUME, CTL_ARGS_ID, 0, "resume ID", NULL },
+	[VERB_SCALE] = { VERB_SCALE, CTL_ARGS_SCALE, 0, "scale POOL N", NULL },
+	[VERB_RELOAD] = { VERB_RELOAD, CTL_ARGS_NONE, 0, "reload", NULL },
+	[VERB_SHUTDOWN] = { VERB_SHUTDOWN, CTL_ARGS_NONE, 0, "shutdown",
+	    NULL },
 };
 
-#define CTL_NVERBS	(sizeof(ctl_verbs) / sizeof(ctl_verbs[0]))
+#define CTL_NVERBS	VERB__MAX
 
 /* A parsed `patchbay ctl` command line. */
 struct ctl_cmd {
 	const struct ctl_verb	*verb;
+	const char		*name;		/* the verb's */
 	const char		*broker;	/* NULL: the default endpoint */
 	bool			 json;
 	unsigned		 given;		/* CTL_OPT_* present */
@@ -114,7 +107,7 @@ ctl_usage(FILE *f)
 	    "\n"
 	    "Verbs:\n");
 	for (i = 0; i < CTL_NVERBS; i++)
-		fprintf(f, "  %-10s %s\n", ctl_verbs[i].name, ctl_verbs[i].help);
+		fprintf(f, "  %-10s %s\n", admin_verb_name(i), admin_verb_help(i));
 	fprintf(f, "\nSynopses:\n");
 	for (i = 0; i < CTL_NVERBS; i++)
 		fprintf(f, "  patchbay ctl %s\n", ctl_verbs[i].synopsis);
@@ -141,13 +134,9 @@ ctl_usage(FILE *f)
 static const struct ctl_verb *
 ctl_verb_find(const char *name)
 {
-	size_t	i;
+	int	v = admin_verb_from_name(name, strlen(name));
 
-	for (i = 0; i < CTL_NVERBS; i++) {
-		if (strcmp(ctl_verbs[i].name, name) == 0)
-			return &ctl_verbs[i];
-	}
-	return NULL;
+	return v >= 0 ? &ctl_verbs[v] : NULL;
 }
 
 /* The long name of a CTL_OPT_* bit, for messages. */
@@ -175,7 +164,7 @@ ctl_unknown_verb(const char *name)
 
 	fprintf(stderr, "patchbay ctl: unknown verb '%s' (verbs:", name);
 	for (i = 0; i < CTL_NVERBS; i++)
-		fprintf(stderr, " %s", ctl_verbs[i].name);
+		fprintf(stderr, " %s", admin_verb_name(i));
 	fprintf(stderr, ")\nTry 'patchbay ctl --help'.\n");
 	return CLI_EXIT_USAGE;
 }
@@ -314,11 +303,12 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		return cli_usage_error("ctl", "missing the VERB");
 	if ((cmd->verb = ctl_verb_find(pos[0])) == NULL)
 		return ctl_unknown_verb(pos[0]);
+	cmd->name = admin_verb_name(cmd->verb->verb);
 	for (bit = 1; bit <= CTL_OPT_FORCE; bit <<= 1) {
 		if ((cmd->given & bit) && !(cmd->verb->opts & bit))
 			return cli_usage_error("ctl", "option '%s' does not "
 			    "apply to '%s'", ctl_opt_name(bit),
-			    cmd->verb->name);
+			    cmd->name);
 	}
 	if (cmd->broker != NULL && (r = cli_check_endpoint("ctl",
 	    cmd->broker)) != 0)
@@ -356,29 +346,29 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 			npos = nrest;
 		} else if (nrest > 0)
 			return cli_usage_error("ctl", "%s: unexpected '%s' "
-			    "(usage: %s)", cmd->verb->name, rest[0],
+			    "(usage: %s)", cmd->name, rest[0],
 			    cmd->verb->synopsis);
 	}
 	switch (cmd->verb->args) {
 	case CTL_ARGS_NONE:
 		if (npos > 0)
 			return cli_usage_error("ctl", "%s takes no argument, "
-			    "got '%s'", cmd->verb->name, pos[0]);
+			    "got '%s'", cmd->name, pos[0]);
 		break;
 	case CTL_ARGS_ID:
 	case CTL_ARGS_STOP:
 		if (npos < 1)
 			return cli_usage_error("ctl", "%s: missing the ID "
-			    "(usage: %s)", cmd->verb->name,
+			    "(usage: %s)", cmd->name,
 			    cmd->verb->synopsis);
 		if (npos > 1)
 			return cli_usage_error("ctl", "%s: unexpected '%s' "
-			    "(usage: %s)", cmd->verb->name, pos[1],
+			    "(usage: %s)", cmd->name, pos[1],
 			    cmd->verb->synopsis);
 		cmd->id = pos[0];
 		if (*cmd->id == '\0')
 			return cli_usage_error("ctl", "%s: the ID is empty",
-			    cmd->verb->name);
+			    cmd->name);
 		break;
 	case CTL_ARGS_SCALE:
 		if (npos != 2)
@@ -473,7 +463,7 @@ ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
 			fprintf(stderr, "patchbay ctl: %s\n", r->error);
 		else
 			fprintf(stderr, "patchbay ctl: the broker refused "
-			    "'%s' without saying why\n", cmd->verb->name);
+			    "'%s' without saying why\n", cmd->name);
 		return CLI_EXIT_ERROR;
 	}
 	if (cmd->json)
@@ -509,7 +499,7 @@ ctl_exchange(const char *ep, const struct ctl_cmd *cmd)
 	msgpack_sbuffer_init(&args);
 	msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
 	ctl_pack_args(cmd, &pk);
-	r = admin_call(ep, &opts, cmd->verb->name, args.data, args.size,
+	r = admin_call(ep, &opts, cmd->name, args.data, args.size,
 	    CTL_REPLY_MS + cmd->timeout_ms, &reply, err);
 	msgpack_sbuffer_destroy(&args);
 	if (r != 0) {
