@@ -7,11 +7,12 @@
  *
  * Threading: an object is used from one thread at a time; distinct objects
  * are independent. The library never calls exit() or abort() and does not
- * log; it returns errors.
+ * log; it returns errors. Running out of memory is one of them: -ENOMEM,
+ * after which the object is still usable and nothing it held was lost.
  *
  * Errors: functions that can fail return 0 or a negative errno:
  *   -EINVAL       a bad argument (NULL, an empty or too long name...)
- *   -ENOMEM       out of memory
+ *   -ENOMEM       out of memory; the call may be made again (see each call)
  *   -ECONNREFUSED, -ENOENT, -EACCES...  connecting failed (from connect(2))
  *   -ENOTCONN     the connection to the broker is gone
  *   -EPROTO       the broker sent something this library cannot accept, or
@@ -122,7 +123,8 @@ void	 pb_client_free(struct pb_client *c);
  * wait is bounded by opts->timeout_ms plus a margin when set, else
  * unbounded. Other submitted jobs' callbacks may fire during the wait.
  * Returns 0 with *ret set (any status, including PB_DISCONNECTED), or a
- * negative errno for a local failure.
+ * negative errno for a local failure. After -ETIMEDOUT, or -ENOMEM while
+ * waiting, the job is cancelled and forgotten.
  */
 int	 pb_client_run(struct pb_client *c, const char *fn, const void *payload,
 	    size_t len, const struct pb_run_options *opts,
@@ -139,7 +141,8 @@ typedef void (*pb_progress_fn)(struct pb_client *c, const uint8_t *id,
  * Submits a job without waiting. Its result is handed to on_result (which
  * may be NULL for detached jobs) from pb_client_dispatch() or
  * pb_client_run(); on_progress may be NULL. The job id is written to
- * ret_id when that is not NULL. Returns 0 or a negative errno.
+ * ret_id when that is not NULL. Returns 0 or a negative errno; on -ENOMEM
+ * nothing was sent.
  */
 int	 pb_client_submit(struct pb_client *c, const char *fn,
 	    const void *payload, size_t len, const struct pb_run_options *opts,
@@ -153,7 +156,8 @@ int	 pb_client_cancel(struct pb_client *c, const uint8_t id[PB_ID_LEN]);
  * Processes what has arrived, waiting up to timeout_ms (0: do not wait,
  * -1: wait until something was handled). Returns the number of results
  * delivered, or a negative errno. When the connection is lost every pending
- * job is delivered as PB_DISCONNECTED and -ENOTCONN is returned.
+ * job is delivered as PB_DISCONNECTED and -ENOTCONN is returned. -ENOMEM
+ * loses nothing: what could not be handled is handled by a later call.
  */
 int	 pb_client_dispatch(struct pb_client *c, int timeout_ms);
 
@@ -202,11 +206,17 @@ int	 pb_worker_new(const char *endpoint, const struct pb_options *opts,
 /* Closes and frees w; jobs not answered are abandoned. NULL ok. */
 void	 pb_worker_free(struct pb_worker *w);
 
-/* Adds a function this worker runs (before or after connecting). */
+/*
+ * Adds a function this worker runs (before or after connecting). 0,
+ * -EINVAL, -ENOSPC, or -ENOMEM (the function was not added).
+ */
 int	 pb_worker_add_function(struct pb_worker *w, const char *fn,
 	    pb_job_fn handler, void *userdata);
 
-/* How many jobs may run at once (1..65535; default 1). */
+/*
+ * How many jobs may run at once (1..65535; default 1). 0, -EINVAL, or
+ * -ENOMEM (the capacity is unchanged).
+ */
 int	 pb_worker_set_capacity(struct pb_worker *w, uint32_t capacity);
 
 /* Sets the cancel callback (optional). */
@@ -222,13 +232,18 @@ int	 pb_worker_connect(struct pb_worker *w);
 
 /*
  * Handles what arrived, waiting up to timeout_ms (-1: forever, 0: not at
- * all); reconnects when due. Returns 0, or a negative errno when the worker
+ * all); reconnects when due. Returns 0; -ENOMEM, after which the worker
+ * goes on with a later call (a job that could not be taken stays buffered,
+ * a connect that failed is retried); or a negative errno when the worker
  * cannot go on (a refused handshake, or an inherited descriptor that closed:
  * a spawned worker exits then).
  */
 int	 pb_worker_dispatch(struct pb_worker *w, int timeout_ms);
 
-/* Loops in pb_worker_dispatch() until pb_worker_stop() or an error. */
+/*
+ * Loops in pb_worker_dispatch() until pb_worker_stop() or an error, which
+ * it returns (after -ENOMEM it may be called again).
+ */
 int	 pb_worker_run(struct pb_worker *w);
 
 /* Makes pb_worker_run() return (safe from a handler or signal handler). */
@@ -247,13 +262,15 @@ bool		 pb_job_cancelled(const struct pb_job *job);
 void		*pb_job_get_userdata(const struct pb_job *job);
 void		 pb_job_set_userdata(struct pb_job *job, void *userdata);
 
-/* Sends PROGRESS for a running job. 0, -ENOTCONN or errno. */
+/* Sends PROGRESS for a running job. 0, -ENOTCONN, -ENOMEM or errno. */
 int	 pb_job_progress(struct pb_job *job, const void *data, size_t len);
 
 /*
  * Answers a job (status PB_OK, PB_ERROR or PB_CANCELLED; error is the
  * text for PB_ERROR and may be NULL) and frees it. Returns 0, or -ENOTCONN
  * when the connection it came on is gone (the job is freed all the same).
+ * On -EINVAL or -ENOMEM nothing was sent and the job is left as it was:
+ * it still must be answered.
  */
 int	 pb_job_complete(struct pb_job *job, enum pb_status status,
 	    const void *payload, size_t len, const char *error);

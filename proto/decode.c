@@ -159,6 +159,18 @@ dec_skip(struct dec *d, unsigned depth)
 	return (0);
 }
 
+/* Bounds one value at p; see internal.h. */
+int
+dec_value_len(const uint8_t *p, size_t len, unsigned depth, size_t *ret_len)
+{
+	struct dec	d = { p, p + len };
+
+	if (dec_skip(&d, depth) != 0)
+		return (-EBADMSG);
+	*ret_len = (size_t)(d.p - p);
+	return (0);
+}
+
 /* Names a value's type for "(got ...)" sentences, as msgpack-c would. */
 static const char *
 dec_type(const struct dec_val *v)

@@ -23,6 +23,8 @@
 
 #include "proto/internal.h"
 
+static void	*enc_sbuffer_reserve(void *, size_t);
+
 /* What one encode needs beyond the packet: its keys and raw parts. */
 struct enc {
 	uint64_t		 keys;
@@ -224,26 +226,20 @@ enc_name(uint8_t *o, const char *s)
 
 /*
  * Checks that raw holds exactly one MessagePack value (a map when want_map)
- * of bounded nesting: it is spliced in verbatim, so a wrong length would
- * corrupt the stream. Only ADMIN args and REPLY data come this way, and
- * the check is frame_check() on a one-key map around raw, where raw sits
- * at the depth it will have in the frame.
+ * that nests no deeper than it may at its place in the frame: it is
+ * spliced in verbatim, so a wrong length would corrupt the stream. Only
+ * ADMIN args and REPLY data come this way.
  */
 static bool
 enc_raw_ok(struct pbytes raw, bool want_map)
 {
-	msgpack_sbuffer	sb;
-	bool		ok;
+	size_t	len;
 
 	if (raw.len == 0 || (want_map && (raw.ptr[0] & 0xf0) != 0x80 &&
 	    raw.ptr[0] != 0xde && raw.ptr[0] != 0xdf))
 		return (false);
-	msgpack_sbuffer_init(&sb);
-	ok = msgpack_sbuffer_write(&sb, "\x81\xa0", 2) == 0 &&
-	    msgpack_sbuffer_write(&sb, (const char *)raw.ptr, raw.len) == 0 &&
-	    frame_check((const uint8_t *)sb.data, sb.size, NULL) == 0;
-	msgpack_sbuffer_destroy(&sb);
-	return (ok);
+	return (dec_value_len(raw.ptr, raw.len, 1, &len) == 0 &&
+	    len == raw.len);
 }
 
 /* True when b is absent or really points at its bytes. */
@@ -263,7 +259,7 @@ enc_pack_object(struct enc *e, const msgpack_object *o, struct pbytes *ret)
 	msgpack_packer	pk;
 	size_t		start = e->scratch.size;
 
-	msgpack_packer_init(&pk, &e->scratch, msgpack_sbuffer_write);
+	msgpack_packer_init(&pk, &e->scratch, proto_sbuffer_write);
 	if (msgpack_pack_object(&pk, *o) != 0)
 		return (-ENOMEM);
 	ret->ptr = (const uint8_t *)e->scratch.data + start;
@@ -585,4 +581,17 @@ int
 packet_encode(const struct packet *p, enum proto_dir dir, msgpack_sbuffer *sb)
 {
 	return (packet_encode_fn(p, dir, enc_sbuffer_reserve, sb));
+}
+
+/* msgpack_sbuffer_write() without its assert; see proto.h. */
+int
+proto_sbuffer_write(void *data, const char *buf, size_t len)
+{
+	void	*at;
+
+	if ((at = enc_sbuffer_reserve(data, len)) == NULL)
+		return (-1);
+	if (len > 0)
+		memcpy(at, buf, len);
+	return (0);
 }

@@ -54,6 +54,16 @@ extern const unsigned			packet_nflags;
 /* The key called s[0..len), or -1 for a key this protocol lacks. */
 int	 packet_key_find(const uint8_t *s, size_t len);
 
+/* decode.c */
+
+/*
+ * Bounds the one MessagePack value at p (len bytes available) that sits in
+ * a container at depth (the top map is 1): sets *ret_len to its size and
+ * returns 0, or -EBADMSG when it is truncated or nests too deep.
+ */
+int	 dec_value_len(const uint8_t *p, size_t len, unsigned depth,
+	    size_t *ret_len);
+
 /* frame.c */
 
 /* What a MessagePack header byte starts. */

@@ -289,6 +289,12 @@ int	 packet_encode_fn(const struct packet *p, enum proto_dir dir,
 /* Packs a NUL-terminated string as a MessagePack str. */
 void	 proto_pack_str(msgpack_packer *pk, const char *s);
 
+/*
+ * A msgpack_packer writer for a msgpack_sbuffer, as msgpack_sbuffer_write()
+ * but without its assert (libpatchbay never aborts): 0, or -1 on ENOMEM.
+ */
+int	 proto_sbuffer_write(void *sbuf, const char *buf, size_t len);
+
 /* names.c */
 
 /* Wire names ("RUN", "OK", "NOT_FOUND", "worker"...) and their inverses. */

@@ -45,7 +45,7 @@ admin_copy(struct admin_reply *r, const struct packet *p)
 	if (p->data == NULL)
 		return 0;
 	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_packer_init(&pk, &sb, proto_sbuffer_write);
 	if (msgpack_pack_object(&pk, *p->data) != 0)
 		error = -ENOMEM;
 	else if (msgpack_unpack_next(&r->data, sb.data, sb.size, NULL) !=

@@ -10,6 +10,11 @@
  * that is waiting for it. When the connection dies, whatever is still
  * pending is delivered once as PB_DISCONNECTED; the client is then only
  * good for pb_client_free().
+ *
+ * Out of memory, a call returns -ENOMEM and the client stays usable: a
+ * submit records the job before it sends the RUN and takes it back if the
+ * RUN cannot be encoded, and a RESULT that cannot be turned into a
+ * pb_result stays buffered until a later call can.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -17,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <uthash.h>
 #include <uuid/uuid.h>
 
 #include "clients/lib/internal.h"
@@ -170,7 +174,25 @@ client_forget(struct pb_client *c, const uint8_t *id)
 	free(j);
 }
 
-/* Handles a RESULT: the job leaves the table and its result is handed on. */
+/*
+ * Gives up waiting for a job: forgets it and asks the broker, best effort,
+ * to cancel it, since its result would be dropped anyway.
+ */
+static void
+client_abandon(struct pb_client *c, const uint8_t *id)
+{
+	struct packet	p;
+
+	client_forget(c, id);
+	packet_init(&p, PKT_CANCEL);
+	memcpy(p.id, id, PB_ID_LEN);
+	(void)common_send(&c->conn, &p);
+}
+
+/*
+ * Handles a RESULT: the job leaves the table and its result is handed on.
+ * -ENOMEM leaves everything as it was, for common_process() to retry.
+ */
 static int
 client_result(struct pb_client *c, const struct packet *p)
 {
@@ -371,8 +393,10 @@ client_check_run(struct pb_client *c, const char *fn, const void *payload,
 }
 
 /*
- * Encodes and sends a RUN and, unless detached, records the job as
- * pending with its callbacks or slot. Writes the new id to id.
+ * Records the job as pending with its callbacks or slot (unless detached),
+ * then encodes and sends its RUN. Writes the new id to id. Recording first
+ * means a job the broker has is always one we know; a RUN that cannot be
+ * encoded takes the record back, so -ENOMEM leaves no trace.
  */
 static int
 client_submit(struct pb_client *c, const char *fn, const void *payload,
@@ -400,6 +424,19 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 		return -ENOMEM;
 
 	client_new_id(c, id);
+	if (j != NULL) {
+		memcpy(j->id, id, PB_ID_LEN);
+		j->on_result = on_result;
+		j->on_progress = on_progress;
+		j->userdata = userdata;
+		j->slot = slot;
+		COMMON_HASH_ADD(hh, c->jobs, id, PB_ID_LEN, j, r);
+		if (r != 0) {
+			free(j);
+			return r;
+		}
+		c->npending++;
+	}
 	packet_init(&p, PKT_RUN);
 	memcpy(p.id, id, PB_ID_LEN);
 	p.fn.ptr = (const uint8_t *)fn;
@@ -433,7 +470,11 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 	}
 	r = common_send(b, &p);
 	if (r != 0 && r != -ENOTCONN) {
-		free(j);
+		if (j != NULL) {
+			HASH_DEL(c->jobs, j);
+			c->npending--;
+			free(j);
+		}
 		if (r == -EMSGSIZE)
 			client_set_error(c, "a RUN of %zu payload bytes is "
 			    "larger than the broker's frame limit of %lu bytes",
@@ -445,15 +486,6 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 	 * reached the broker, so it stays pending and the next dispatch
 	 * delivers it as PB_DISCONNECTED.
 	 */
-	if (j != NULL) {
-		memcpy(j->id, id, PB_ID_LEN);
-		j->on_result = on_result;
-		j->on_progress = on_progress;
-		j->userdata = userdata;
-		j->slot = slot;
-		HASH_ADD(hh, c->jobs, id, PB_ID_LEN, j);
-		c->npending++;
-	}
 	return 0;
 }
 
@@ -483,7 +515,6 @@ pb_client_run(struct pb_client *c, const char *fn, const void *payload,
 	struct pb_result	*res = NULL;
 	uint8_t			 id[PB_ID_LEN];
 	uint64_t		 deadline = 0;
-	struct packet		 p;
 	int			 r;
 
 	if (c == NULL || ret == NULL)
@@ -502,10 +533,7 @@ pb_client_run(struct pb_client *c, const char *fn, const void *payload,
 		    CLIENT_RUN_MARGIN_MS;
 	while (res == NULL) {
 		if (deadline != 0 && common_ms_left(deadline) == 0) {
-			client_forget(c, id);
-			packet_init(&p, PKT_CANCEL);
-			memcpy(p.id, id, PB_ID_LEN);
-			(void)common_send(&c->conn, &p);
+			client_abandon(c, id);
 			client_set_error(c, "no result within %lu ms",
 			    (unsigned long)opts->timeout_ms + CLIENT_RUN_MARGIN_MS);
 			return -ETIMEDOUT;
@@ -513,7 +541,7 @@ pb_client_run(struct pb_client *c, const char *fn, const void *payload,
 		r = client_step(c, common_ms_left(deadline));
 		if (r < 0 && r != -EINTR && res == NULL) {
 			/* Not a lost connection (that fills res): ENOMEM. */
-			client_forget(c, id);
+			client_abandon(c, id);
 			return r;
 		}
 	}

@@ -20,6 +20,12 @@
  * nothing has been heard for heartbeat_ms we PING, and when that PING is
  * not answered within twice heartbeat_ms the connection is declared dead,
  * so a vanished TCP peer cannot hang a wait forever.
+ *
+ * Memory: a failed allocation is returned as -ENOMEM and loses nothing. A
+ * frame that cannot be decoded, or that the role's function could not
+ * handle, is put back at the front of the input; a PING whose PONG could
+ * not be encoded too. A retired buffer carries its own link, so dropping
+ * input never allocates.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +42,9 @@
 
 /* Why the last connect in this thread failed, for pb_client_last_error(). */
 static _Thread_local char common_connect_err[PROTO_ERRLEN];
+
+/* uthash's non-fatal OOM flag; see COMMON_HASH_ADD() in internal.h. */
+_Thread_local bool common_hash_oom;
 
 /* Records the sentence of a failed connect for this thread. */
 void
@@ -86,20 +95,11 @@ common_init(struct bconn *b)
 static void
 common_drop_input(struct bconn *b)
 {
-	struct bconn_retired	*old;
-
 	if (b->in != NULL && b->pinned > 0) {
-		if ((old = malloc(sizeof(*old))) == NULL) {
-			/* Leaking beats a dangling packet; ENOMEM is rare. */
-			b->in = NULL;
-		} else {
-			old->buf = b->in;
-			old->next = b->retired;
-			b->retired = old;
-			b->in = NULL;
-		}
-	}
-	free(b->in);
+		b->in->next = b->retired;
+		b->retired = b->in;
+	} else
+		free(b->in);
 	b->in = NULL;
 	b->in_cap = b->in_start = b->in_end = 0;
 }
@@ -108,11 +108,10 @@ common_drop_input(struct bconn *b)
 static void
 common_free_retired(struct bconn *b)
 {
-	struct bconn_retired	*old;
+	struct bconn_inbuf	*old;
 
 	while ((old = b->retired) != NULL) {
 		b->retired = old->next;
-		free(old->buf);
 		free(old);
 	}
 }
@@ -173,16 +172,15 @@ common_kill(struct bconn *b, int err, const char *fmt, ...)
 static int
 common_reserve(struct bconn *b)
 {
-	uint8_t			*nbuf;
+	struct bconn_inbuf	*nbuf;
 	size_t			 ncap;
-	struct bconn_retired	*old;
 
 	if (b->pinned == 0) {
 		if (b->in_start == b->in_end)
 			b->in_start = b->in_end = 0;
 		else if (b->in_start > 0 &&
 		    b->in_cap - b->in_end < COMMON_READ_CHUNK) {
-			memmove(b->in, b->in + b->in_start,
+			memmove(b->in->data, b->in->data + b->in_start,
 			    b->in_end - b->in_start);
 			b->in_end -= b->in_start;
 			b->in_start = 0;
@@ -194,22 +192,20 @@ common_reserve(struct bconn *b)
 	while (ncap - b->in_end < COMMON_READ_CHUNK)
 		ncap *= 2;
 	if (b->pinned == 0) {
-		if ((nbuf = realloc(b->in, ncap)) == NULL)
+		if ((nbuf = realloc(b->in, sizeof(*nbuf) + ncap)) == NULL)
 			return -ENOMEM;
 	} else {
 		/* Decoded packets point into the old buffer: keep it. */
-		if ((nbuf = malloc(ncap)) == NULL)
+		if ((nbuf = malloc(sizeof(*nbuf) + ncap)) == NULL)
 			return -ENOMEM;
-		if ((old = malloc(sizeof(*old))) == NULL) {
-			free(nbuf);
-			return -ENOMEM;
+		if (b->in != NULL) {
+			if (b->in_end > 0)
+				memcpy(nbuf->data, b->in->data, b->in_end);
+			b->in->next = b->retired;
+			b->retired = b->in;
 		}
-		if (b->in_end > 0)
-			memcpy(nbuf, b->in, b->in_end);
-		old->buf = b->in;
-		old->next = b->retired;
-		b->retired = old;
 	}
+	nbuf->next = NULL;
 	b->in = nbuf;
 	b->in_cap = ncap;
 	return 0;
@@ -217,7 +213,8 @@ common_reserve(struct bconn *b)
 
 /*
  * Reads once into the input buffer. Returns the byte count, -EAGAIN when
- * nothing was there, or the dead connection's error (EOF, read error).
+ * nothing was there, -ENOMEM when the buffer could not grow (nothing was
+ * read), or the dead connection's error (EOF, read error).
  */
 static int
 common_fill(struct bconn *b)
@@ -230,7 +227,8 @@ common_fill(struct bconn *b)
 	if ((r = common_reserve(b)) != 0)
 		return r;
 	for (;;) {
-		n = read(b->fd, b->in + b->in_end, b->in_cap - b->in_end);
+		n = read(b->fd, b->in->data + b->in_end,
+		    b->in_cap - b->in_end);
 		if (n > 0)
 			break;
 		if (n == 0) {
@@ -254,7 +252,8 @@ common_fill(struct bconn *b)
 
 /*
  * Writes all pending output, reading meanwhile, until done or until
- * deadline (monotonic ms; 0: none). 0, -ENOTCONN or -ETIMEDOUT.
+ * deadline (monotonic ms; 0: none). 0, -ENOTCONN, -ETIMEDOUT, or -ENOMEM
+ * when reading meanwhile found no memory (the rest stays queued).
  */
 static int
 common_flush(struct bconn *b, uint64_t deadline)
@@ -332,7 +331,14 @@ common_send(struct bconn *b, const struct packet *p)
 			b->cork_since = clock_now_ms();
 		return 0;
 	}
-	return common_flush(b, 0);
+	/*
+	 * The frame is queued now: saying ENOMEM would make the caller think
+	 * it was not sent. What a blocked write could not finish because a
+	 * read found no memory goes out with the next wait.
+	 */
+	if ((r = common_flush(b, 0)) == -ENOMEM)
+		return 0;
+	return r;
 }
 
 /* Sends a PING with a fresh n; see internal.h. */
@@ -360,7 +366,7 @@ common_peek(const struct bconn *b, uint32_t *ret_len)
 	if (avail < PROTO_HEADER_LEN)
 		return -EAGAIN;
 	/* The broker may add a few keys to what a peer sent at the limit. */
-	return frame_header(b->in + b->in_start, avail,
+	return frame_header(b->in->data + b->in_start, avail,
 	    b->max_frame + PROTO_FRAME_SLACK, ret_len);
 }
 
@@ -382,7 +388,8 @@ common_has_frame(const struct bconn *b)
 /*
  * Cuts the next complete frame off the input and decodes it into *p, which
  * then borrows from the (pinned) buffer. Returns 1, 0 when no whole frame
- * is there, or -EPROTO (b is then dead).
+ * is there, -ENOMEM (the frame stays in the input), or -EPROTO (b is then
+ * dead).
  */
 static int
 common_next(struct bconn *b, struct packet *p)
@@ -398,7 +405,7 @@ common_next(struct bconn *b, struct packet *p)
 	if (r == -EMSGSIZE) {
 		common_kill(b, -EPROTO, "the broker sent a frame of %lu bytes, "
 		    "more than the limit of %lu",
-		    (unsigned long)frame_header_len(b->in + b->in_start),
+		    (unsigned long)frame_header_len(b->in->data + b->in_start),
 		    (unsigned long)b->max_frame);
 		return -EPROTO;
 	}
@@ -408,10 +415,16 @@ common_next(struct bconn *b, struct packet *p)
 	}
 	if (b->in_end - b->in_start - PROTO_HEADER_LEN < len)
 		return 0;
-	body = b->in + b->in_start + PROTO_HEADER_LEN;
+	body = b->in->data + b->in_start + PROTO_HEADER_LEN;
 	/* Consume before handling, so a nested dispatch never sees it again. */
 	b->in_start += PROTO_HEADER_LEN + (size_t)len;
-	if (packet_decode(body, len, PROTO_FROM_BROKER, p, err) != 0) {
+	r = packet_decode(body, len, PROTO_FROM_BROKER, p, err);
+	if (r == -ENOMEM) {
+		/* Not the broker's fault: the next call decodes it again. */
+		b->in_start -= PROTO_HEADER_LEN + (size_t)len;
+		return -ENOMEM;
+	}
+	if (r != 0) {
 		common_kill(b, -EPROTO, "the broker sent a bad packet: %s",
 		    err);
 		return -EPROTO;
@@ -430,8 +443,11 @@ common_copy_text(char *dst, size_t size, const struct pbytes *src)
 	dst[n] = '\0';
 }
 
-/* Handles what every role handles the same way: PING, PONG, ERROR, BYE. */
-static void
+/*
+ * Handles what every role handles the same way: PING, PONG, ERROR, BYE.
+ * Returns 0, or -ENOMEM when a PING's PONG could not be encoded.
+ */
+static int
 common_generic(struct bconn *b, const struct packet *p)
 {
 	struct packet	pong;
@@ -441,7 +457,8 @@ common_generic(struct bconn *b, const struct packet *p)
 	case PKT_PING:
 		packet_init(&pong, PKT_PONG);
 		pong.n = p->n;
-		(void)common_send(b, &pong);
+		if (common_send(b, &pong) == -ENOMEM)
+			return -ENOMEM;
 		break;
 	case PKT_PONG:
 		if (p->n > b->pong_n)
@@ -464,6 +481,7 @@ common_generic(struct bconn *b, const struct packet *p)
 	default:
 		break;
 	}
+	return 0;
 }
 
 /* Handles every complete frame; see internal.h. */
@@ -471,6 +489,7 @@ int
 common_process(struct bconn *b, bconn_packet_fn fn, void *arg)
 {
 	struct packet	p;
+	size_t		at;
 	int		n = 0, r = 0;
 
 	b->pinned++;
@@ -482,11 +501,17 @@ common_process(struct bconn *b, bconn_packet_fn fn, void *arg)
 			(void)common_flush(b, 0);
 			b->cork_since = clock_now_ms();
 		}
+		at = b->in_start;
 		if ((r = common_next(b, &p)) <= 0)
 			break;
-		common_generic(b, &p);
-		r = fn(b, &p, arg);
+		if ((r = common_generic(b, &p)) == 0)
+			r = fn(b, &p, arg);
 		packet_clear(&p);
+		if (r == -ENOMEM && !b->dead && b->in != NULL) {
+			/* Nothing was done with it: the next call retries. */
+			b->in_start = at;
+			break;
+		}
 		n++;
 		if (r != 0)
 			break;
@@ -498,22 +523,27 @@ common_process(struct bconn *b, bconn_packet_fn fn, void *arg)
 	return r < 0 ? r : n;
 }
 
-/* Keeps the connection alive: PING when idle, give up when unanswered. */
-static void
+/*
+ * Keeps the connection alive: PING when idle, give up when unanswered.
+ * Returns 0, or -ENOMEM when the PING could not be encoded (the next call
+ * tries again).
+ */
+static int
 common_liveness(struct bconn *b)
 {
 	uint64_t	now, hb = b->heartbeat_ms;
 
 	if (hb == 0 || b->dead || b->fd < 0)
-		return;
+		return 0;
 	now = clock_now_ms();
 	if (b->ping_sent != 0) {
 		if (now - b->ping_sent >= 2 * hb)
 			common_kill(b, -ENOTCONN, "connection to the broker "
 			    "lost (no answer for %llu ms)",
 			    (unsigned long long)(now - b->last_rx));
-	} else if (now - b->last_rx >= hb)
-		(void)common_ping(b);
+	} else if (now - b->last_rx >= hb && common_ping(b) == -ENOMEM)
+		return -ENOMEM;
+	return 0;
 }
 
 /* Waits for input and reads once; see internal.h. */
@@ -545,11 +575,11 @@ common_wait(struct bconn *b, int timeout_ms)
 		r = poll(&pfd, 1, ms);
 		if (r < 0)
 			return -errno;	/* EINTR: let the caller look around */
-		if (r > 0)
-			(void)common_fill(b);
+		r = r > 0 ? common_fill(b) : 0;
 	} else
-		(void)common_fill(b);
-	common_liveness(b);
+		r = common_fill(b);
+	if (r == -ENOMEM || (r = common_liveness(b)) == -ENOMEM)
+		return -ENOMEM;
 	return b->dead ? b->dead_err : 0;
 }
 
@@ -660,7 +690,9 @@ common_handshake(struct bconn *b, enum proto_role role,
 			r = -ETIMEDOUT;
 			break;
 		}
-		(void)common_wait(b, common_ms_left(deadline));
+		if ((r = common_wait(b, common_ms_left(deadline))) == -ENOMEM)
+			break;
+		r = 0;
 	}
 	common_set_connect_error("%s", b->why[0] != '\0' ? b->why :
 	    strerror(-r));

@@ -10,10 +10,17 @@
  * PING/PONG, liveness, and recording ERROR and BYE. client.c and worker.c
  * own the role's packets. None of these names leave the library: the linker
  * version script exports pb_* only.
+ *
+ * Out of memory: nothing in the library may exit or abort, so every
+ * allocation is checked and its failure returned as -ENOMEM with the object
+ * still usable. uthash is included here only, in its non-fatal mode (see
+ * COMMON_HASH_ADD); a frame that cannot be decoded or handled for want of
+ * memory stays in the input buffer and is handled again by the next call.
  */
 #ifndef PATCHBAY_LIB_INTERNAL_H
 #define PATCHBAY_LIB_INTERNAL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,13 +30,44 @@
 #include "patchbay.h"
 #include "proto/proto.h"
 
+/*
+ * uthash's default answer to a failed allocation is exit(-1). In its
+ * non-fatal mode a failed HASH_ADD rolls the table back, leaves the element
+ * out of it (elt->hh.tbl == NULL) and calls uthash_nonfatal_oom(elt) once,
+ * which records the failure for COMMON_HASH_ADD(). Both modes must not be
+ * mixed in one file, hence the include here and the check.
+ */
+#ifdef UTHASH_H
+#error "include clients/lib/internal.h before uthash.h"
+#endif
+#define HASH_NONFATAL_OOM	1
+#define uthash_nonfatal_oom(elt)	((void)(elt), common_hash_oom = true)
+#include <uthash.h>
+
+/* Set by uthash_nonfatal_oom(); read by COMMON_HASH_ADD(). */
+extern _Thread_local bool	common_hash_oom;
+
+/*
+ * HASH_ADD(hh, head, field, keylen, add) that sets ret to 0, or to -ENOMEM
+ * when the table could not grow (add is then not in the table; the caller
+ * still owns it and must unwind).
+ */
+#define COMMON_HASH_ADD(hh, head, field, keylen, add, ret) do {	\
+	common_hash_oom = false;					\
+	HASH_ADD(hh, head, field, keylen, add);				\
+	(ret) = common_hash_oom ? -ENOMEM : 0;				\
+} while (0)
+
 #define COMMON_READ_CHUNK	(64 * 1024)	/* bytes asked of one read(2) */
 #define COMMON_CORK_MS		1	/* longest a batch holds its output */
 
-/* An input buffer retired while decoded packets still point into it. */
-struct bconn_retired {
-	struct bconn_retired	*next;
-	uint8_t			*buf;
+/*
+ * An input buffer. Its link is part of the allocation so that retiring it
+ * while decoded packets still point into it needs no memory.
+ */
+struct bconn_inbuf {
+	struct bconn_inbuf	*next;		/* on bconn.retired */
+	uint8_t			 data[];
 };
 
 /*
@@ -44,12 +82,12 @@ struct bconn {
 	int			 dead_err;	/* -ENOTCONN or -EPROTO */
 	bool			 got_bye;
 
-	uint8_t			*in;
+	struct bconn_inbuf	*in;		/* NULL until the first read */
 	size_t			 in_start;	/* first unconsumed byte */
 	size_t			 in_end;	/* one past the last byte read */
-	size_t			 in_cap;
+	size_t			 in_cap;	/* bytes of in->data */
 	unsigned		 pinned;
-	struct bconn_retired	*retired;
+	struct bconn_inbuf	*retired;
 
 	msgpack_sbuffer		 out;
 	size_t			 out_off;	/* bytes of out already written */
@@ -69,7 +107,12 @@ struct bconn {
 	char			 err[PROTO_ERRLEN];	/* last ERROR msg */
 };
 
-/* Handles one role-specific packet; returns 0 or a negative errno. */
+/*
+ * Handles one role-specific packet: returns 0 to go on, 1 to stop after
+ * it, or a negative errno to stop. -ENOMEM means it did nothing at all (no
+ * callback ran, nothing was sent or changed): the frame is then kept and
+ * handled again by the next common_process().
+ */
 typedef int (*bconn_packet_fn)(struct bconn *b, const struct packet *p,
     void *arg);
 
@@ -105,9 +148,10 @@ void		 common_kill(struct bconn *b, int err, const char *fmt, ...)
 		    __attribute__((format(printf, 3, 4)));
 
 /*
- * Encodes p onto the output and writes it unless corked. Returns 0,
- * -ENOTCONN, -EMSGSIZE (larger than the broker's max_frame; nothing is
- * queued) or -EINVAL.
+ * Encodes p onto the output and writes it unless corked. Returns 0 (the
+ * frame is queued, and written unless corked or out of memory to read
+ * meanwhile: the next wait writes the rest), -ENOTCONN, or with nothing
+ * queued -ENOMEM, -EMSGSIZE (larger than the broker's max_frame) or -EINVAL.
  */
 int		 common_send(struct bconn *b, const struct packet *p);
 
@@ -115,14 +159,16 @@ int		 common_send(struct bconn *b, const struct packet *p);
  * Decodes and handles every complete frame in the input buffer: PING,
  * PONG, ERROR and BYE here, each packet then to fn. Output is held (corked)
  * meanwhile and written at the end. Returns the number of frames handled,
- * or a negative errno from fn or for a protocol error (b is then dead).
+ * or a negative errno from fn or for a protocol error (b is then dead), or
+ * -ENOMEM with the frame that could not be decoded or handled kept.
  */
 int		 common_process(struct bconn *b, bconn_packet_fn fn, void *arg);
 
 /*
  * Waits up to timeout_ms (-1: no bound) for input, reads once, and keeps
  * the connection alive (PINGs an idle broker, gives up on a silent one).
- * Returns 0, -EINTR when a signal cut the wait short, or the dead
+ * Returns 0, -EINTR when a signal cut the wait short, -ENOMEM when the read
+ * or the PING found no memory (nothing is lost; call again), or the dead
  * connection's error.
  */
 int		 common_wait(struct bconn *b, int timeout_ms);

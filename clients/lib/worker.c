@@ -21,6 +21,12 @@
  * pb_worker_dispatch() reconnects with exponential backoff, 100 ms doubling
  * to 5 s, with jitter. A connection inherited through $PATCHBAY_FD (a
  * worker the broker spawned) is never reconnected: its loss is final.
+ *
+ * Out of memory, a call returns -ENOMEM and the worker stays usable: a RUN
+ * that cannot become a pb_job stays buffered for the next dispatch, an
+ * answer that cannot be encoded leaves its job untouched for another
+ * pb_job_complete(), and a function or capacity the broker could not be
+ * told about is taken back.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,8 +40,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <unistd.h>
-
-#include <uthash.h>
 
 #include "clients/lib/internal.h"
 #include "util/util.h"
@@ -363,6 +367,7 @@ pb_worker_add_function(struct pb_worker *w, const char *fn,
 {
 	struct worker_fn	*f;
 	size_t			 len, i;
+	int			 r;
 
 	if (w == NULL || fn == NULL || handler == NULL)
 		return -EINVAL;
@@ -386,8 +391,14 @@ pb_worker_add_function(struct pb_worker *w, const char *fn,
 	f->handler = handler;
 	f->userdata = userdata;
 	w->nfns++;
-	if (worker_connected(w))
-		(void)worker_register(w);	/* a failure shows in dispatch */
+	/* A lost connection shows in dispatch, which registers again. */
+	if (worker_connected(w) && (r = worker_register(w)) == -ENOMEM) {
+		/* The broker would never hear of it: take it back. */
+		w->nfns--;
+		free(f->name);
+		f->name = NULL;
+		return r;
+	}
 	return 0;
 }
 
@@ -395,11 +406,16 @@ pb_worker_add_function(struct pb_worker *w, const char *fn,
 int
 pb_worker_set_capacity(struct pb_worker *w, uint32_t capacity)
 {
+	uint32_t	old;
+
 	if (w == NULL || capacity < 1 || capacity > PROTO_MAX_CAPACITY)
 		return -EINVAL;
+	old = w->capacity;
 	w->capacity = capacity;
-	if (worker_connected(w))
-		(void)worker_register(w);
+	if (worker_connected(w) && worker_register(w) == -ENOMEM) {
+		w->capacity = old;
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -413,13 +429,13 @@ pb_worker_on_cancel(struct pb_worker *w, pb_cancel_fn fn, void *userdata)
 	w->cancel_userdata = userdata;
 }
 
-/* Answers a RUN the worker cannot serve with RESULT ERROR. */
-static void
+/* Answers a RUN the worker cannot serve with RESULT ERROR; 0 or -ENOMEM. */
+static int
 worker_refuse(struct pb_worker *w, const struct packet *p, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
 
-/* Answers a RUN the worker cannot serve with RESULT ERROR. */
-static void
+/* Answers a RUN the worker cannot serve with RESULT ERROR; 0 or -ENOMEM. */
+static int
 worker_refuse(struct pb_worker *w, const struct packet *p, const char *fmt,
     ...)
 {
@@ -437,10 +453,14 @@ worker_refuse(struct pb_worker *w, const struct packet *p, const char *fmt,
 	res.has |= PF_ERROR;
 	res.error.ptr = (const uint8_t *)msg;
 	res.error.len = (uint32_t)strlen(msg);
-	(void)common_send(&w->conn, &res);
+	return common_send(&w->conn, &res) == -ENOMEM ? -ENOMEM : 0;
 }
 
-/* Turns a RUN into a pb_job and hands it to its function's handler. */
+/*
+ * Turns a RUN into a pb_job and hands it to its function's handler.
+ * -ENOMEM: nothing was done, and common_process() keeps the RUN for the
+ * next dispatch.
+ */
 static int
 worker_run(struct pb_worker *w, const struct packet *p)
 {
@@ -449,6 +469,7 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	struct pb_job		*j;
 	size_t			 i;
 	char			*fn;
+	int			 r;
 
 	for (i = 0; i < w->nfns; i++) {
 		if (w->fns[i].len == p->fn.len &&
@@ -457,11 +478,9 @@ worker_run(struct pb_worker *w, const struct packet *p)
 			break;
 		}
 	}
-	if (f == NULL) {
-		worker_refuse(w, p, "function '%.*s' is not registered here",
-		    (int)p->fn.len, (const char *)p->fn.ptr);
-		return 0;
-	}
+	if (f == NULL)
+		return worker_refuse(w, p, "function '%.*s' is not registered "
+		    "here", (int)p->fn.len, (const char *)p->fn.ptr);
 	memset(&key, 0, sizeof(key));
 	memcpy(key.id, p->id, PROTO_ID_LEN);
 	key.attempt = p->attempt;
@@ -469,10 +488,8 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	if (j != NULL)
 		return 0;	/* the same dispatch twice: already running */
 	j = malloc(sizeof(*j) + p->payload.len + p->fn.len + 1);
-	if (j == NULL) {
-		worker_refuse(w, p, "worker out of memory");
-		return 0;
-	}
+	if (j == NULL)
+		return -ENOMEM;
 	memset(j, 0, sizeof(*j));
 	j->w = w;
 	j->gen = w->gen;
@@ -487,9 +504,13 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	memcpy(fn, p->fn.ptr, p->fn.len);
 	fn[p->fn.len] = '\0';
 	j->fn = fn;
+	COMMON_HASH_ADD(hh, w->live, key, sizeof(j->key), j, r);
+	if (r != 0) {
+		free(j);
+		return r;
+	}
 	j->live = true;
 	LIST_INSERT_HEAD(&w->jobs, j, entry);
-	HASH_ADD(hh, w->live, key, sizeof(j->key), j);
 	/* The handler may complete (and free) j: do not touch it after. */
 	f->handler(w, j, f->userdata);
 	return 0;
@@ -549,7 +570,7 @@ pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
 {
 	struct bconn	*b;
 	uint64_t	 deadline = 0;
-	int		 n, ms;
+	int		 n, ms, r;
 
 	if (w == NULL || timeout_ms < -1)
 		return -EINVAL;
@@ -567,19 +588,28 @@ pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
 			ms = common_ms_left(deadline);
 		if (b->fd < 0) {
 			if (clock_now_ms() >= w->retry_at) {
-				if (worker_try_connect(w) != 0 && w->fatal != 0)
+				r = worker_try_connect(w);
+				if (r != 0 && w->fatal != 0)
 					return w->fatal;
+				if (r == -ENOMEM)
+					return r;	/* retried when due */
 			} else if (ms != 0 && worker_sleep(w, deadline) != 0)
 				return 0;
 			if (ms == 0)
 				return 0;
 			continue;
 		}
-		if (!b->dead && !common_has_frame(b) &&
-		    common_wait(b, ms) == -EINTR)
-			return 0;
+		if (!b->dead && !common_has_frame(b)) {
+			r = common_wait(b, ms);
+			if (r == -EINTR)
+				return 0;
+			if (r == -ENOMEM)
+				return r;
+		}
 		/* On a dead connection, RUNs could not be answered anyway. */
 		n = b->dead ? 0 : common_process(b, worker_packet, w);
+		if (n == -ENOMEM && !b->dead)
+			return n;	/* what was not handled is kept */
 		if (b->dead) {
 			worker_disconnect(w);
 			if (w->fatal != 0)
@@ -722,7 +752,7 @@ pb_job_complete(struct pb_job *job, enum pb_status status,
 	struct pb_worker	*w;
 	struct packet		 p;
 	char			 msg[PROTO_ERRLEN];
-	int			 r = -ENOTCONN;
+	int			 r = -ENOTCONN, r2;
 
 	if (job == NULL || (payload == NULL && len > 0) ||
 	    (status != PB_OK && status != PB_ERROR && status != PB_CANCELLED))
@@ -755,8 +785,11 @@ pb_job_complete(struct pb_job *job, enum pb_status status,
 			p.has |= PF_ERROR;
 			p.error.ptr = (const uint8_t *)msg;
 			p.error.len = (uint32_t)strlen(msg);
-			(void)common_send(&w->conn, &p);
+			if ((r2 = common_send(&w->conn, &p)) == -ENOMEM)
+				r = r2;
 		}
+		if (r == -ENOMEM)
+			return r;	/* nothing was sent: still the user's */
 	}
 	if (job->live) {
 		HASH_DEL(w->live, job);
