@@ -111,32 +111,59 @@ parse_int(const char *s, int64_t min, int64_t max, int64_t *ret, char *err)
 	return 0;
 }
 
+/* A kind of value with units: its table, its name and how to write it. */
+struct parse_kind {
+	const struct parse_unit	*units;
+	const char		*name;		/* "duration" */
+	const char		*examples;	/* "such as ..., a bare ..." */
+	void			(*format)(uint64_t, char *, size_t);
+};
+
+static const struct parse_kind parse_duration_kind = {
+	parse_duration_units, "duration", "such as 250ms, 10s, 5m, 2h or 1d, "
+	"a bare number being milliseconds", format_duration,
+};
+
+static const struct parse_kind parse_size_kind = {
+	parse_size_units, "size", "such as 64KiB, 16MiB or 1GiB, a bare number "
+	"being bytes", format_size,
+};
+
 /*
- * Parses digits and a unit from the table (the first entry, "", is the
- * bare number). Returns 0 with the product in *ret, -EINVAL for a bad
- * spelling or -ERANGE for an overflow or a value outside [min, max].
+ * Parses digits and a unit of kind (the first unit, "", is the bare
+ * number) into *ret, in [min, max]. Returns 0, or -EINVAL for a bad
+ * spelling or -ERANGE for an overflow or a value outside the range, with
+ * the sentence in err.
  */
 static int
-parse_with_units(const char *s, const struct parse_unit *units, uint64_t min,
-    uint64_t max, uint64_t *ret)
+parse_with_units(const char *s, const struct parse_kind *kind, uint64_t min,
+    uint64_t max, uint64_t *ret, char *err)
 {
-	const char	*end = s;
-	uint64_t	 n;
-	int		 r;
+	const struct parse_unit	*u;
+	const char		*end = s;
+	char			 lo[32], hi[32];
+	uint64_t		 n;
+	int			 r;
 
 	if ((r = parse_digits(s, &n, &end)) == -EINVAL)
-		return -EINVAL;
-	for (; units->suffix != NULL; units++) {
-		if (strcmp(end, units->suffix) != 0)
+		goto bad;
+	for (u = kind->units; u->suffix != NULL; u++) {
+		if (strcmp(end, u->suffix) != 0)
 			continue;
-		if (r != 0 || n > UINT64_MAX / units->mult)
-			return -ERANGE;
-		n *= units->mult;
-		if (n < min || n > max)
-			return -ERANGE;
-		*ret = n;
-		return 0;
+		if (r == 0 && n <= UINT64_MAX / u->mult && n * u->mult >= min &&
+		    n * u->mult <= max) {
+			*ret = n * u->mult;
+			return 0;
+		}
+		kind->format(min, lo, sizeof(lo));
+		kind->format(max, hi, sizeof(hi));
+		snprintf(err, UTIL_ERRLEN, "expected a %s from %s to %s (got "
+		    "'%s')", kind->name, lo, hi, s);
+		return -ERANGE;
 	}
+bad:
+	snprintf(err, UTIL_ERRLEN, "expected a %s %s (got '%s')", kind->name,
+	    kind->examples, s);
 	return -EINVAL;
 }
 
@@ -145,22 +172,8 @@ int
 parse_duration(const char *s, uint64_t min_ms, uint64_t max_ms,
     uint64_t *ret_ms, char *err)
 {
-	char	lo[32], hi[32];
-	int	r;
-
-	if ((r = parse_with_units(s, parse_duration_units, min_ms, max_ms,
-	    ret_ms)) == 0)
-		return 0;
-	format_duration(min_ms, lo, sizeof(lo));
-	format_duration(max_ms, hi, sizeof(hi));
-	if (r == -EINVAL)
-		snprintf(err, UTIL_ERRLEN, "expected a duration such as 250ms, "
-		    "10s, 5m, 2h or 1d, a bare number being milliseconds "
-		    "(got '%s')", s);
-	else
-		snprintf(err, UTIL_ERRLEN, "expected a duration from %s to %s "
-		    "(got '%s')", lo, hi, s);
-	return r;
+	return parse_with_units(s, &parse_duration_kind, min_ms, max_ms,
+	    ret_ms, err);
 }
 
 /* Parses a size; see util.h. */
@@ -168,20 +181,7 @@ int
 parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
     char *err)
 {
-	char	lo[32], hi[32];
-	int	r;
-
-	if ((r = parse_with_units(s, parse_size_units, min, max, ret)) == 0)
-		return 0;
-	format_size(min, lo, sizeof(lo));
-	format_size(max, hi, sizeof(hi));
-	if (r == -EINVAL)
-		snprintf(err, UTIL_ERRLEN, "expected a size such as 64KiB, "
-		    "16MiB or 1GiB, a bare number being bytes (got '%s')", s);
-	else
-		snprintf(err, UTIL_ERRLEN, "expected a size from %s to %s (got "
-		    "'%s')", lo, hi, s);
-	return r;
+	return parse_with_units(s, &parse_size_kind, min, max, ret, err);
 }
 
 /* Parses a boolean; see util.h. */

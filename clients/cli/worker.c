@@ -826,7 +826,9 @@ worker_pump(struct worker *wk)
 	if (wk->w == NULL)
 		return;
 	r = pb_worker_dispatch(wk->w, 0);
-	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -ETIMEDOUT) {
+	/* Out of memory is not the broker's fault: the next turn retries. */
+	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -ETIMEDOUT &&
+	    r != -ENOMEM) {
 		if (r == -ENOTCONN)
 			why = "the inherited connection closed";
 		else if (*pb_client_last_error(NULL) != '\0')

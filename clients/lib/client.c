@@ -145,10 +145,15 @@ fail:
 	return NULL;
 }
 
-/* Hands a result to whoever waits for it; takes ownership of r and j. */
+/*
+ * Takes j out of the table and hands its result to whoever waits for it;
+ * takes ownership of r and j.
+ */
 static void
 client_deliver(struct pb_client *c, struct client_job *j, struct pb_result *r)
 {
+	HASH_DEL(c->jobs, j);
+	c->npending--;
 	c->nresults++;
 	c->nevents++;
 	if (j->slot != NULL)
@@ -209,8 +214,6 @@ client_result(struct pb_client *c, const struct packet *p)
 	    p->payload.ptr, p->payload.len, error, p->error.len);
 	if (r == NULL)
 		return -ENOMEM;
-	HASH_DEL(c->jobs, j);
-	c->npending--;
 	client_deliver(c, j, r);
 	return 0;
 }
@@ -273,8 +276,6 @@ client_lost(struct pb_client *c)
 		    strlen(why));
 		if (r == NULL)
 			return -ENOMEM;
-		HASH_DEL(c->jobs, j);
-		c->npending--;
 		client_deliver(c, j, r);
 	}
 	return 0;
@@ -582,12 +583,7 @@ pb_client_dispatch(struct pb_client *c, int timeout_ms)
 	if (timeout_ms > 0)
 		deadline = clock_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
-		if (timeout_ms < 0)
-			ms = -1;
-		else if (timeout_ms == 0)
-			ms = 0;
-		else
-			ms = common_ms_left(deadline);
+		ms = common_wait_ms(timeout_ms, deadline);
 		if ((r = client_step(c, ms)) == -EINTR)
 			break;
 		if (r < 0)

@@ -64,6 +64,18 @@ common_connect_error(void)
 	return common_connect_err;
 }
 
+/*
+ * How long one wait of a call given timeout_ms may last: -1 (no bound)
+ * for a negative timeout, 0 for 0, else what is left until deadline.
+ */
+int
+common_wait_ms(int timeout_ms, uint64_t deadline)
+{
+	if (timeout_ms <= 0)
+		return timeout_ms < 0 ? -1 : 0;
+	return common_ms_left(deadline);
+}
+
 /* Milliseconds until deadline: 0 when past, -1 for no deadline (0). */
 int
 common_ms_left(uint64_t deadline)

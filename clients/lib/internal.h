@@ -179,6 +179,9 @@ bool		 common_has_frame(const struct bconn *b);
 /* Milliseconds until deadline (0 when past; -1 when deadline is 0). */
 int		 common_ms_left(uint64_t deadline);
 
+/* A wait's bound for a call's timeout_ms (-1: none, 0: poll) and deadline. */
+int		 common_wait_ms(int timeout_ms, uint64_t deadline);
+
 /* Sends a PING with a fresh n and returns that n, or a negative errno. */
 int64_t		 common_ping(struct bconn *b);
 

@@ -580,12 +580,7 @@ pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
 	for (;;) {
 		if (w->fatal != 0)
 			return w->fatal;
-		if (timeout_ms < 0)
-			ms = -1;
-		else if (timeout_ms == 0)
-			ms = 0;
-		else
-			ms = common_ms_left(deadline);
+		ms = common_wait_ms(timeout_ms, deadline);
 		if (b->fd < 0) {
 			if (clock_now_ms() >= w->retry_at) {
 				r = worker_try_connect(w);
