@@ -390,6 +390,37 @@ END_TEST
 
 /* ---- roles ------------------------------------------------------------- */
 
+/*
+ * A token that cannot be copied stops patchbayd at start, naming the file:
+ * it used to leave the token NULL, which turned the check off.
+ */
+START_TEST(token_copy_failure_stops_the_broker)
+{
+	char		 dir[256], path[300], sock[320], preload[600], *err = NULL;
+	const char	*so = getenv("PATCHBAY_FAIL_STRDUP_SO");
+	const char	*env[] = { preload, "PATCHBAY_FAIL_STRDUP=s3cret",
+			    "ASAN_OPTIONS=verify_asan_link_order=0", NULL };
+	FILE		*f;
+	int		 status;
+
+	ck_assert_ptr_nonnull(so);
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/token", dir);
+	snprintf(sock, sizeof(sock), "unix:%s/pb.sock", dir);
+	snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", so);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs("s3cret\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	status = harness_run((const char *[]){ harness_patchbayd(), "-l", sock,
+	    "--token-file", path, NULL }, env, NULL, 0, NULL, &err, 5000);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2,
+	    "patchbayd status %d, stderr: %s", status, err);
+	ck_assert_msg(strstr(err, "token_file") != NULL &&
+	    strstr(err, "out of memory") != NULL, "%s", err);
+	free(err);
+}
+END_TEST
+
 START_TEST(role_not_allowed_keeps_connection)
 {
 	struct harness_broker	b;
@@ -1028,6 +1059,7 @@ broker_suite(void)
 	tcase_add_test(tc, hello_wrong_version_refused);
 	tcase_add_test(tc, hello_timeout_closes_silent_peer);
 	tcase_add_test(tc, hello_token_required_when_configured);
+	tcase_add_test(tc, token_copy_failure_stops_the_broker);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("roles");
