@@ -65,21 +65,41 @@ dec_quote(char *buf, size_t bufsz, const uint8_t *s, size_t len)
  * past the whole value, except for arrays and maps (past their header
  * only). Returns 0 or DEC_MALFORMED.
  */
-static int
+static inline int
 dec_next(struct dec *d, struct dec_val *v)
 {
 	struct frame_item	it;
 	size_t			rest;
+	uint8_t			b;
 
 	if (d->p >= d->end)
 		return (DEC_MALFORMED);
-	v->b = *d->p;
+	b = v->b = *d->p;
 	v->neg = false;
 	v->u = 0;
-	if (v->b <= 0x7f) {			/* positive fixint */
+	/* The forms every packet is made of first: fixint, fixstr, bin8. */
+	if (b <= 0x7f) {
 		v->kind = FK_SCALAR;
-		v->u = v->b;
+		v->u = b;
 		d->p++;
+		return (0);
+	}
+	if (b >= 0xa0 && b <= 0xbf) {
+		v->kind = FK_STR;
+		v->n = b & 0x1f;
+		if (v->n > (size_t)(d->end - d->p) - 1)
+			return (DEC_MALFORMED);
+		v->body = d->p + 1;
+		d->p += 1 + v->n;
+		return (0);
+	}
+	if (b == 0xc4 && d->end - d->p >= 2) {
+		v->kind = FK_BIN;
+		v->n = d->p[1];
+		if (v->n > (size_t)(d->end - d->p) - 2)
+			return (DEC_MALFORMED);
+		v->body = d->p + 2;
+		d->p += 2 + v->n;
 		return (0);
 	}
 	frame_classify(v->b, &it);
@@ -657,10 +677,8 @@ dec_packet(const uint8_t *body, size_t len, enum proto_dir dir,
 		return (-EPROTO);
 	}
 	/* `has` reports optional keys only, as the encoder reads it. */
-	seen &= spec->optional;
-	for (unsigned f = 0; seen != 0 && f < packet_nflags; f++)
-		if (seen & KB(packet_flags[f].key))
-			p->has |= packet_flags[f].flag;
+	for (seen &= spec->optional; seen != 0; seen &= seen - 1)
+		p->has |= packet_key_flags[__builtin_ctzll(seen)];
 	return (0);
 }
 

@@ -217,11 +217,21 @@ enc_container(uint8_t *o, size_t n, uint8_t fix, uint8_t big)
 	return (enc_be(o, n, 4));
 }
 
-/* Writes a string constant (a name) as a str. */
-static inline uint8_t *
-enc_name(uint8_t *o, const char *s)
+/* Bytes of a protocol name (names.c keeps them as fixstrs). */
+static inline size_t
+enc_wire_size(const char *name)
 {
-	return (enc_str(o, s, strlen(s)));
+	return (1 + ((uint8_t)proto_wire_name(name)[0] & 0x1f));
+}
+
+/* Writes a protocol name: its stored fixstr, copied whole. */
+static inline uint8_t *
+enc_name(uint8_t *o, const char *name)
+{
+	size_t	n = enc_wire_size(name);
+
+	memcpy(o, proto_wire_name(name), n);
+	return (o + n);
 }
 
 /*
@@ -286,9 +296,9 @@ enc_prepare(const struct packet *p, enum proto_dir dir, struct enc *e)
 	if (spec->required == 0)
 		return (-EINVAL);
 	keys = spec->required;
-	for (unsigned f = 0; f < packet_nflags; f++)
-		if (p->has & packet_flags[f].flag)
-			keys |= spec->optional & KB(packet_flags[f].key);
+	for (uint32_t has = p->has & 0xfff; has != 0; has &= has - 1)
+		keys |= spec->optional &
+		    KB(packet_flag_keys[__builtin_ctz(has)]);
 	e->keys = keys;
 
 	if ((keys & KB(K_ROLE)) &&
@@ -357,11 +367,11 @@ enc_value_size(const struct packet *p, const struct enc *e, enum packet_key k)
 
 	switch (k) {
 	case K_T:
-		return (enc_str_size(strlen(packet_type_name(p->type))));
+		return (enc_wire_size(packet_type_name(p->type)));
 	case K_V:
 		return (enc_uint_size(p->version));
 	case K_ROLE:
-		return (enc_str_size(strlen(proto_role_name(p->role))));
+		return (enc_wire_size(proto_role_name(p->role)));
 	case K_NAME:
 		return (enc_str_size(p->name.len));
 	case K_TOKEN:
@@ -401,7 +411,7 @@ enc_value_size(const struct packet *p, const struct enc *e, enum packet_key k)
 	case K_OK:
 		return (1);
 	case K_STATUS:
-		return (enc_str_size(strlen(job_status_name(p->status))));
+		return (enc_wire_size(job_status_name(p->status)));
 	case K_ERROR:
 		return (enc_str_size(p->error.len));
 	case K_N:
@@ -417,7 +427,7 @@ enc_value_size(const struct packet *p, const struct enc *e, enum packet_key k)
 	case K_DATA:
 		return (e->data.len);
 	case K_CODE:
-		return (enc_str_size(strlen(proto_error_name(p->code))));
+		return (enc_wire_size(proto_error_name(p->code)));
 	case K_MSG:
 		return (enc_str_size(p->msg.len));
 	case K__MAX:
@@ -517,7 +527,7 @@ packet_encode_fn(const struct packet *p, enum proto_dir dir,
 {
 	struct enc	 e;
 	uint64_t	 todo;
-	size_t		 body;
+	size_t		 body, nkeys;
 	uint8_t		*o, *start;
 	int		 k, r;
 
@@ -525,11 +535,12 @@ packet_encode_fn(const struct packet *p, enum proto_dir dir,
 	msgpack_sbuffer_init(&e.scratch);
 	if ((r = enc_prepare(p, dir, &e)) != 0)
 		goto out;
-	body = enc_container_size((size_t)__builtin_popcountll(e.keys));
-	for (todo = e.keys; todo != 0; todo &= todo - 1) {
+	for (todo = e.keys, body = 0, nkeys = 0; todo != 0; todo &= todo - 1) {
 		k = __builtin_ctzll(todo);
 		body += 1 + KEY_LEN(k) + enc_value_size(p, &e, k);
+		nkeys++;
 	}
+	body += enc_container_size(nkeys);
 	if (body > UINT32_MAX) {
 		r = -EMSGSIZE;
 		goto out;
@@ -539,8 +550,7 @@ packet_encode_fn(const struct packet *p, enum proto_dir dir,
 		goto out;
 	}
 	frame_put_header(start, (uint32_t)body);
-	o = enc_container(start + PROTO_HEADER_LEN,
-	    (size_t)__builtin_popcountll(e.keys), 0x80, 0xde);
+	o = enc_container(start + PROTO_HEADER_LEN, nkeys, 0x80, 0xde);
 	for (todo = e.keys; todo != 0; todo &= todo - 1) {
 		k = __builtin_ctzll(todo);
 		memcpy(o, packet_keys[k], 1 + KEY_LEN(k));

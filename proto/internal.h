@@ -34,25 +34,29 @@ struct packet_spec {
 	uint64_t	optional;
 };
 
-/* Which optional key a PF_* bit stands for. */
-struct packet_flag {
-	uint32_t		flag;
-	enum packet_key		key;
-};
-
 /* packet.c */
 
 /* Each key as on the wire: a fixstr header byte, then the name. */
 extern const char *const		packet_keys[K__MAX];
 extern const struct packet_spec		packet_specs[2][PKT__MAX];
-extern const struct packet_flag		packet_flags[];
-extern const unsigned			packet_nflags;
+/* The PF_* bit of each optional key (0 for the others), and its inverse. */
+extern const uint32_t			packet_key_flags[K__MAX];
+extern const uint8_t			packet_flag_keys[32];
 
 #define KEY_NAME(k)	(packet_keys[k] + 1)
 #define KEY_LEN(k)	((size_t)((uint8_t)packet_keys[k][0] & 0x1f))
 
 /* The key called s[0..len), or -1 for a key this protocol lacks. */
 int	 packet_key_find(const uint8_t *s, size_t len);
+
+/* names.c */
+
+/*
+ * The wire form of a name from packet_type_name(), job_status_name(),
+ * proto_error_name() or proto_role_name(): a MessagePack fixstr (header
+ * byte, then the name), as the names are stored.
+ */
+const char	*proto_wire_name(const char *name);
 
 /* decode.c */
 
@@ -85,10 +89,87 @@ struct frame_item {
 	uint64_t	 n;		/* str/bin/ext bytes, or items */
 };
 
-/* Classifies header byte b: what it starts and how long its header is. */
-void	 frame_classify(uint8_t b, struct frame_item *it);
-
 /* Reads an n-byte big-endian unsigned integer (n <= 8). */
 uint64_t frame_be(const uint8_t *p, unsigned n);
+
+/*
+ * Classifies header byte b: what it starts and how long its header is.
+ * Inline: the decoder calls it for every value.
+ */
+static inline void
+frame_classify(uint8_t b, struct frame_item *it)
+{
+	it->kind = FK_SCALAR;
+	it->fixed = 0;
+	it->lenbytes = 0;
+	it->n = 0;
+
+	if (b <= 0x7f || b >= 0xe0)
+		return;				/* fixint */
+	if (b <= 0x8f) {
+		it->kind = FK_MAP;
+		it->n = b & 0x0f;
+		return;
+	}
+	if (b <= 0x9f) {
+		it->kind = FK_ARRAY;
+		it->n = b & 0x0f;
+		return;
+	}
+	if (b <= 0xbf) {
+		it->kind = FK_STR;
+		it->n = b & 0x1f;
+		return;
+	}
+	switch (b) {
+	case 0xc0: case 0xc2: case 0xc3:
+		return;
+	case 0xc1:
+		it->kind = FK_RESERVED;
+		return;
+	case 0xc4: case 0xc5: case 0xc6:	/* bin 8/16/32 */
+		it->kind = FK_BIN;
+		it->lenbytes = 1u << (b - 0xc4);
+		it->fixed = it->lenbytes;
+		return;
+	case 0xc7: case 0xc8: case 0xc9:	/* ext 8/16/32, then a type */
+		it->kind = FK_EXT;
+		it->lenbytes = 1u << (b - 0xc7);
+		it->fixed = it->lenbytes + 1;
+		return;
+	case 0xca:
+		it->fixed = 4;
+		return;
+	case 0xcb:
+		it->fixed = 8;
+		return;
+	case 0xcc: case 0xcd: case 0xce: case 0xcf:
+		it->fixed = 1u << (b - 0xcc);
+		return;
+	case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+		it->fixed = 1u << (b - 0xd0);
+		return;
+	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+		it->kind = FK_EXT;		/* fixext: a type, then data */
+		it->fixed = 1;
+		it->n = 1u << (b - 0xd4);
+		return;
+	case 0xd9: case 0xda: case 0xdb:
+		it->kind = FK_STR;
+		it->lenbytes = 1u << (b - 0xd9);
+		it->fixed = it->lenbytes;
+		return;
+	case 0xdc: case 0xdd:
+		it->kind = FK_ARRAY;
+		it->lenbytes = 2u << (b - 0xdc);
+		it->fixed = it->lenbytes;
+		return;
+	default:				/* 0xde, 0xdf */
+		it->kind = FK_MAP;
+		it->lenbytes = 2u << (b - 0xde);
+		it->fixed = it->lenbytes;
+		return;
+	}
+}
 
 #endif /* PATCHBAY_PROTO_INTERNAL_H */

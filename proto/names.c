@@ -5,61 +5,64 @@
  * Each enum of proto.h has one table here indexed by its value, so the name
  * of a value is an array lookup and the value of a name is a short scan that
  * compares lengths before bytes. The inverses take a length because names
- * arrive from the wire unterminated.
+ * arrive from the wire unterminated. Each name is stored as it goes on the
+ * wire, a MessagePack fixstr (a header byte 0xa0 | length, then the
+ * name), so that the encoder copies it whole and never measures it.
  */
+#include <stdint.h>
 #include <string.h>
 
-#include "proto/proto.h"
+#include "proto/internal.h"
 
 static const char *const packet_type_names[PKT__MAX] = {
 	[PKT_NONE] = NULL,
-	[PKT_HELLO] = "HELLO",
-	[PKT_WELCOME] = "WELCOME",
-	[PKT_REGISTER] = "REGISTER",
-	[PKT_RUN] = "RUN",
-	[PKT_CANCEL] = "CANCEL",
-	[PKT_PROGRESS] = "PROGRESS",
-	[PKT_RESULT] = "RESULT",
-	[PKT_PING] = "PING",
-	[PKT_PONG] = "PONG",
-	[PKT_BYE] = "BYE",
-	[PKT_ADMIN] = "ADMIN",
-	[PKT_REPLY] = "REPLY",
-	[PKT_ERROR] = "ERROR",
+	[PKT_HELLO] = "\xa5" "HELLO",
+	[PKT_WELCOME] = "\xa7" "WELCOME",
+	[PKT_REGISTER] = "\xa8" "REGISTER",
+	[PKT_RUN] = "\xa3" "RUN",
+	[PKT_CANCEL] = "\xa6" "CANCEL",
+	[PKT_PROGRESS] = "\xa8" "PROGRESS",
+	[PKT_RESULT] = "\xa6" "RESULT",
+	[PKT_PING] = "\xa4" "PING",
+	[PKT_PONG] = "\xa4" "PONG",
+	[PKT_BYE] = "\xa3" "BYE",
+	[PKT_ADMIN] = "\xa5" "ADMIN",
+	[PKT_REPLY] = "\xa5" "REPLY",
+	[PKT_ERROR] = "\xa5" "ERROR",
 };
 
 static const char *const job_status_names[JOB__MAX] = {
-	[JOB_OK] = "OK",
-	[JOB_ERROR] = "ERROR",
-	[JOB_CANCELLED] = "CANCELLED",
-	[JOB_TIMEOUT] = "TIMEOUT",
-	[JOB_WORKER_LOST] = "WORKER_LOST",
-	[JOB_NO_WORKER] = "NO_WORKER",
-	[JOB_QUEUE_FULL] = "QUEUE_FULL",
-	[JOB_BAD_REQUEST] = "BAD_REQUEST",
-	[JOB_DUPLICATE_ID] = "DUPLICATE_ID",
-	[JOB_SHUTTING_DOWN] = "SHUTTING_DOWN",
+	[JOB_OK] = "\xa2" "OK",
+	[JOB_ERROR] = "\xa5" "ERROR",
+	[JOB_CANCELLED] = "\xa9" "CANCELLED",
+	[JOB_TIMEOUT] = "\xa7" "TIMEOUT",
+	[JOB_WORKER_LOST] = "\xab" "WORKER_LOST",
+	[JOB_NO_WORKER] = "\xa9" "NO_WORKER",
+	[JOB_QUEUE_FULL] = "\xaa" "QUEUE_FULL",
+	[JOB_BAD_REQUEST] = "\xab" "BAD_REQUEST",
+	[JOB_DUPLICATE_ID] = "\xac" "DUPLICATE_ID",
+	[JOB_SHUTTING_DOWN] = "\xad" "SHUTTING_DOWN",
 };
 
 static const char *const proto_error_names[PERR__MAX] = {
-	[PERR_BAD_FRAME] = "BAD_FRAME",
-	[PERR_FRAME_TOO_LARGE] = "FRAME_TOO_LARGE",
-	[PERR_BAD_PACKET] = "BAD_PACKET",
-	[PERR_UNSUPPORTED_VERSION] = "UNSUPPORTED_VERSION",
-	[PERR_AUTH_FAILED] = "AUTH_FAILED",
-	[PERR_NOT_ALLOWED] = "NOT_ALLOWED",
-	[PERR_NOT_FOUND] = "NOT_FOUND",
-	[PERR_TOO_MANY_CONNECTIONS] = "TOO_MANY_CONNECTIONS",
-	[PERR_HELLO_TIMEOUT] = "HELLO_TIMEOUT",
-	[PERR_SLOW_CONSUMER] = "SLOW_CONSUMER",
-	[PERR_SHUTTING_DOWN] = "SHUTTING_DOWN",
+	[PERR_BAD_FRAME] = "\xa9" "BAD_FRAME",
+	[PERR_FRAME_TOO_LARGE] = "\xaf" "FRAME_TOO_LARGE",
+	[PERR_BAD_PACKET] = "\xaa" "BAD_PACKET",
+	[PERR_UNSUPPORTED_VERSION] = "\xb3" "UNSUPPORTED_VERSION",
+	[PERR_AUTH_FAILED] = "\xab" "AUTH_FAILED",
+	[PERR_NOT_ALLOWED] = "\xab" "NOT_ALLOWED",
+	[PERR_NOT_FOUND] = "\xa9" "NOT_FOUND",
+	[PERR_TOO_MANY_CONNECTIONS] = "\xb4" "TOO_MANY_CONNECTIONS",
+	[PERR_HELLO_TIMEOUT] = "\xad" "HELLO_TIMEOUT",
+	[PERR_SLOW_CONSUMER] = "\xad" "SLOW_CONSUMER",
+	[PERR_SHUTTING_DOWN] = "\xad" "SHUTTING_DOWN",
 };
 
 static const char *const proto_role_names[] = {
 	[ROLE_NONE] = NULL,
-	[ROLE_CLIENT] = "client",
-	[ROLE_WORKER] = "worker",
-	[ROLE_ADMIN] = "admin",
+	[ROLE_CLIENT] = "\xa6" "client",
+	[ROLE_WORKER] = "\xa6" "worker",
+	[ROLE_ADMIN] = "\xa5" "admin",
 };
 
 #define NROLES (sizeof(proto_role_names) / sizeof(proto_role_names[0]))
@@ -85,7 +88,7 @@ static const struct {
 	[VERB_SHUTDOWN] = { "shutdown", "stop the broker gracefully" },
 };
 
-/* Returns the index of the name s[0..len) in table, or -1. */
+/* Returns the index of the name s[0..len) in a table of fixstrs, or -1. */
 static int
 names_find(const char *const *table, size_t n, const char *s, size_t len)
 {
@@ -94,11 +97,19 @@ names_find(const char *const *table, size_t n, const char *s, size_t len)
 	if (s == NULL || len == 0)
 		return (-1);
 	for (i = 0; i < n; i++) {
-		if (table[i] != NULL && table[i][0] == s[0] &&
-		    strlen(table[i]) == len && memcmp(table[i], s, len) == 0)
+		if (table[i] != NULL && table[i][1] == s[0] &&
+		    ((uint8_t)table[i][0] & 0x1f) == len &&
+		    memcmp(table[i] + 1, s, len) == 0)
 			return ((int)i);
 	}
 	return (-1);
+}
+
+/* The fixstr of a name, or NULL; see proto.h. */
+const char *
+proto_wire_name(const char *name)
+{
+	return (name != NULL ? name - 1 : NULL);
 }
 
 /* Returns the wire name of a packet type, or NULL for PKT_NONE or junk. */
@@ -107,7 +118,8 @@ packet_type_name(enum packet_type type)
 {
 	if ((unsigned)type >= PKT__MAX)
 		return (NULL);
-	return (packet_type_names[type]);
+	return (packet_type_names[type] != NULL ? packet_type_names[type] + 1 :
+	    NULL);
 }
 
 /* Returns the wire name of a job status, or NULL when out of range. */
@@ -116,7 +128,7 @@ job_status_name(enum job_status status)
 {
 	if ((unsigned)status >= JOB__MAX)
 		return (NULL);
-	return (job_status_names[status]);
+	return (job_status_names[status] + 1);
 }
 
 /* Returns the wire name of an ERROR code, or NULL when out of range. */
@@ -125,7 +137,7 @@ proto_error_name(enum proto_error code)
 {
 	if ((unsigned)code >= PERR__MAX)
 		return (NULL);
-	return (proto_error_names[code]);
+	return (proto_error_names[code] + 1);
 }
 
 /* Returns the wire name of a HELLO role, or NULL for ROLE_NONE or junk. */
@@ -134,7 +146,8 @@ proto_role_name(enum proto_role role)
 {
 	if ((unsigned)role >= NROLES)
 		return (NULL);
-	return (proto_role_names[role]);
+	return (proto_role_names[role] != NULL ? proto_role_names[role] + 1 :
+	    NULL);
 }
 
 /* Returns the job status called s[0..len), or -1. */

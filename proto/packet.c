@@ -57,23 +57,38 @@ const char *const packet_keys[K__MAX] = {
 	[K_MSG] = "\xa3" "msg",
 };
 
-/* Which optional key each PF_* bit stands for. */
-const struct packet_flag packet_flags[] = {
-	{ PF_NAME, K_NAME },
-	{ PF_TOKEN, K_TOKEN },
-	{ PF_PAYLOAD, K_PAYLOAD },
-	{ PF_TIMEOUT, K_TIMEOUT_MS },
-	{ PF_RETRIES, K_RETRIES },
-	{ PF_PRIORITY, K_PRIORITY },
-	{ PF_DETACH, K_DETACH },
-	{ PF_NOWAIT, K_NOWAIT },
-	{ PF_ERROR, K_ERROR },
-	{ PF_ARGS, K_ARGS },
-	{ PF_DATA, K_DATA },
-	{ PF_ID, K_ID },
+/* The PF_* bit of each optional key; 0 for keys that have none. */
+const uint32_t packet_key_flags[K__MAX] = {
+	[K_NAME] = PF_NAME,
+	[K_TOKEN] = PF_TOKEN,
+	[K_PAYLOAD] = PF_PAYLOAD,
+	[K_TIMEOUT_MS] = PF_TIMEOUT,
+	[K_RETRIES] = PF_RETRIES,
+	[K_PRIORITY] = PF_PRIORITY,
+	[K_DETACH] = PF_DETACH,
+	[K_NOWAIT] = PF_NOWAIT,
+	[K_ERROR] = PF_ERROR,
+	[K_ARGS] = PF_ARGS,
+	[K_DATA] = PF_DATA,
+	[K_ID] = PF_ID,
 };
 
-const unsigned packet_nflags = sizeof(packet_flags) / sizeof(packet_flags[0]);
+/* The key of each PF_* bit, by the bit's position (K_T: no such bit). */
+const uint8_t packet_flag_keys[32] = {
+	[0] = K_NAME,		/* PF_NAME */
+	[1] = K_TOKEN,		/* PF_TOKEN */
+	[2] = K_PAYLOAD,	/* PF_PAYLOAD */
+	[3] = K_TIMEOUT_MS,	/* PF_TIMEOUT */
+	[4] = K_RETRIES,	/* PF_RETRIES */
+	[5] = K_PRIORITY,	/* PF_PRIORITY */
+	[6] = K_DETACH,		/* PF_DETACH */
+	[7] = K_NOWAIT,		/* PF_NOWAIT */
+	[8] = K_ERROR,		/* PF_ERROR */
+	[9] = K_ARGS,		/* PF_ARGS */
+	[10] = K_DATA,		/* PF_DATA */
+	[11] = K_ID,		/* PF_ID */
+};
+_Static_assert(PF_ID == 1u << 11, "packet_flag_keys follows the PF_* bits");
 
 /* Required and optional keys of each packet type in each direction. */
 const struct packet_spec packet_specs[2][PKT__MAX] = {
@@ -124,20 +139,184 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 	},
 };
 
-/* Returns the key called s[0..len), or -1 for a key this protocol lacks. */
+/*
+ * Returns the key called s[0..len), or -1 for a key this protocol lacks:
+ * a switch on the length, then on the first byte, then one comparison.
+ */
 int
 packet_key_find(const uint8_t *s, size_t len)
 {
 	int	k;
 
-	if (len == 0 || len > 12)
+	switch (len) {
+	case 1:
+		switch (s[0]) {
+		case 'n':
+			k = K_N;
+			break;
+		case 't':
+			k = K_T;
+			break;
+		case 'v':
+			k = K_V;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 2:
+		switch (s[0]) {
+		case 'f':
+			k = K_FN;
+			break;
+		case 'i':
+			k = K_ID;
+			break;
+		case 'o':
+			k = K_OK;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 3:
+		switch (s[0]) {
+		case 'f':
+			k = K_FNS;
+			break;
+		case 'm':
+			k = K_MSG;
+			break;
+		case 's':
+			k = K_SEQ;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 4:
+		switch (s[0]) {
+		case 'a':
+			k = K_ARGS;
+			break;
+		case 'c':
+			k = K_CODE;
+			break;
+		case 'd':
+			k = K_DATA;
+			break;
+		case 'n':
+			k = K_NAME;
+			break;
+		case 'r':
+			k = K_ROLE;
+			break;
+		case 'v':
+			k = K_VERB;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 5:
+		switch (s[0]) {
+		case 'e':
+			k = K_ERROR;
+			break;
+		case 't':
+			k = K_TOKEN;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 6:
+		switch (s[0]) {
+		case 'd':
+			k = K_DETACH;
+			break;
+		case 'n':
+			k = K_NOWAIT;
+			break;
+		case 'r':
+			k = K_REASON;
+			break;
+		case 's':
+			if (s[1] == 'e')
+				k = K_SERVER;
+			else if (s[1] == 't')
+				k = K_STATUS;
+			else
+				return (-1);
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 7:
+		switch (s[0]) {
+		case 'a':
+			k = K_ATTEMPT;
+			break;
+		case 'p':
+			k = K_PAYLOAD;
+			break;
+		case 'r':
+			k = K_RETRIES;
+			break;
+		case 's':
+			k = K_SESSION;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 8:
+		switch (s[0]) {
+		case 'a':
+			k = K_ATTEMPTS;
+			break;
+		case 'c':
+			k = K_CAPACITY;
+			break;
+		case 'p':
+			k = K_PRIORITY;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 9:
+		switch (s[0]) {
+		case 'm':
+			k = K_MAX_FRAME;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 10:
+		switch (s[0]) {
+		case 't':
+			k = K_TIMEOUT_MS;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	case 12:
+		switch (s[0]) {
+		case 'h':
+			k = K_HEARTBEAT_MS;
+			break;
+		default:
+			return (-1);
+		}
+		break;
+	default:
 		return (-1);
-	for (k = 0; k < K__MAX; k++) {
-		if (KEY_LEN(k) == len && (uint8_t)KEY_NAME(k)[0] == s[0] &&
-		    memcmp(KEY_NAME(k), s, len) == 0)
-			return (k);
 	}
-	return (-1);
+	return (memcmp(KEY_NAME(k), s, len) == 0 ? k : -1);
 }
 
 /* Zeroes p and sets its type, and v to PROTO_VERSION for HELLO and WELCOME. */

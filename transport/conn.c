@@ -1,12 +1,26 @@
 /*
  * conn.c: one connection per peer.
  *
- * A conn wraps a descriptor in a bufferevent. Input is cut into frames as it
- * arrives (a frame may span many reads, a read may hold many frames); each
- * whole frame is checked, decoded and handed to conn_ops.packet. Anything
- * malformed gets an ERROR packet naming the problem and the conn closes
- * after its output drains. Output is bounded: a peer that stops reading
- * while we owe it more than out_cap bytes is dropped as SLOW_CONSUMER.
+ * A conn owns a non-blocking descriptor and two libevent events on it, and
+ * does its own buffering, so that the job path costs as few calls as it
+ * can.
+ *
+ * Input: the read event reads into one buffer shared by every conn (the
+ * broker is single-threaded and handles a read to the end before the next
+ * one), whole frames are decoded in place and handed to conn_ops.packet,
+ * and only the tail of a frame that has not fully arrived is kept in the
+ * conn's own buffer, allocated for that frame and freed once it is whole.
+ * An idle conn holds no input buffer at all. Anything malformed gets an
+ * ERROR packet naming the problem and the conn closes after its output
+ * drains.
+ *
+ * Output: packets are encoded straight into the conn's evbuffer, and the
+ * conn asks for a flush with a deferred event, which runs once per loop
+ * turn after whatever produced the output: one write(2) carries every
+ * packet of that turn. Only when the socket cannot take it all is a write
+ * event armed, until the output drains. Output is bounded: a peer that
+ * stops reading while we owe it more than out_cap bytes is dropped as
+ * SLOW_CONSUMER.
  *
  * A conn is never freed inside its own callbacks. Closing marks it, stops
  * reading and, once the output has drained (or the linger timer fired),
@@ -26,31 +40,42 @@
 #include <netinet/tcp.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "transport/transport.h"
 
 #define CONN_DEFAULT_OUT_CAP	(64u * 1024 * 1024)
 #define CONN_LINGER_MS		2000
-#define CONN_MAX_READ		(256 * 1024)
+#define CONN_READ_SIZE		(128 * 1024)	/* one read(2) at most */
 
 /* One peer's connection; owned by the broker, freed by itself on close. */
 struct conn {
 	uint64_t		 id;
-	struct bufferevent	*bev;
+	int			 fd;
+	struct event		*rev;		/* readable */
+	struct event		*wev;		/* writable; armed on EAGAIN */
+	struct event		*flush;		/* deferred: write the output */
 	struct event		*finish;	/* deferred close + free */
 	struct event		*linger;	/* bound on draining output */
+	struct evbuffer		*out;
+	uint8_t			*in;		/* an incomplete frame, or NULL */
+	size_t			 in_len;
+	size_t			 in_cap;
 	const struct conn_ops	*ops;
 	void			*arg;
 	void			*data;		/* the broker's peer state */
 	uint32_t		 max_frame;
 	size_t			 out_cap;
 	bool			 closing;
+	bool			 flushing;	/* flush is active */
+	bool			 writing;	/* wev is added */
 	char			 why[160];
 	uint64_t		 last_read;
 	struct conn_peer	 peer;
 };
+
+/* Where every conn reads; only an incomplete frame is copied out of it. */
+static uint8_t	conn_scratch[CONN_READ_SIZE];
 
 /* Records who is at the other end: credentials or address. */
 static void
@@ -113,33 +138,14 @@ conn_finish_cb(evutil_socket_t fd, short what, void *arg)
 	conn_free(c);
 }
 
-/* Schedules conn_finish_cb for the next loop turn. */
+/* Stops all I/O and schedules conn_finish_cb for the next loop turn. */
 static void
 conn_schedule_finish(struct conn *c)
 {
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	event_del(c->rev);
+	event_del(c->wev);
+	c->writing = false;
 	event_active(c->finish, EV_TIMEOUT, 0);
-}
-
-/* The output drained while closing: finish now. */
-static void
-conn_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn	*c = arg;
-
-	(void)bev;
-	if (c->closing)
-		conn_schedule_finish(c);
-}
-
-/* The linger bound ran out: finish with whatever is left unsent. */
-static void
-conn_linger_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct conn	*c = arg;
-
-	(void)fd; (void)what;
-	conn_schedule_finish(c);
 }
 
 /* Marks the conn closing with a reason; the first reason wins. */
@@ -152,44 +158,106 @@ conn_mark_closing(struct conn *c, const char *why)
 	snprintf(c->why, sizeof(c->why), "%s", why);
 }
 
-/* EOF or a socket error: nothing more can be sent, finish soon. */
+/* The socket failed or the peer went away: finish with the reason. */
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_lost(struct conn *c, const char *why)
 {
-	struct conn	*c = arg;
-	char		 why[160];
-
-	(void)bev;
-	if (what & BEV_EVENT_EOF)
-		snprintf(why, sizeof(why), "peer closed the connection");
-	else
-		snprintf(why, sizeof(why), "socket error: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	conn_mark_closing(c, why);
 	conn_schedule_finish(c);
 }
 
-/* Cuts whole frames out of the input and hands each up, decoded. */
+/*
+ * Writes as much output as the socket takes. Arms the write event while
+ * some is left; finishes a closing conn once it is all out.
+ */
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_write_out(struct conn *c)
+{
+	char	why[160];
+	int	n;
+
+	while (evbuffer_get_length(c->out) > 0) {
+		n = evbuffer_write(c->out, c->fd);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EINTR))
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!c->writing && event_add(c->wev, NULL) == 0)
+				c->writing = true;
+			return;
+		}
+		snprintf(why, sizeof(why), "socket error: %s",
+		    n < 0 ? strerror(errno) : "nothing written");
+		conn_lost(c, why);
+		return;
+	}
+	if (c->writing) {
+		event_del(c->wev);
+		c->writing = false;
+	}
+	if (c->closing)
+		conn_schedule_finish(c);
+}
+
+/* Deferred, once per loop turn with output: one write for all of it. */
+static void
+conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn	*c = arg;
-	struct evbuffer	*in = bufferevent_get_input(bev);
+
+	(void)fd; (void)what;
+	c->flushing = false;
+	conn_write_out(c);
+}
+
+/* The socket takes more output. */
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	conn_write_out(arg);
+}
+
+/* Asks for a flush at the end of this loop turn (once). */
+static void
+conn_want_flush(struct conn *c)
+{
+	if (c->flushing || c->writing)
+		return;
+	c->flushing = true;
+	event_active(c->flush, EV_WRITE, 0);
+}
+
+/* The linger bound ran out: finish with whatever is left unsent. */
+static void
+conn_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn	*c = arg;
+
+	(void)fd; (void)what;
+	conn_schedule_finish(c);
+}
+
+/*
+ * Decodes the whole frames at the start of buf (len bytes) and hands each
+ * up. Returns the bytes consumed; stops early once the conn is closing.
+ */
+static size_t
+conn_frames(struct conn *c, const uint8_t *buf, size_t len)
+{
 	struct packet	 p;
-	uint8_t		 hdr[PROTO_HEADER_LEN];
-	const uint8_t	*body;
-	uint32_t	 len;
 	char		 err[PROTO_ERRLEN];
+	size_t		 off = 0;
+	uint32_t	 flen;
 	int		 r;
 
-	while (!c->closing) {
-		if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
-			break;
-		r = frame_header(hdr, sizeof(hdr), c->max_frame, &len);
+	while (!c->closing && len - off >= PROTO_HEADER_LEN) {
+		r = frame_header(buf + off, len - off, c->max_frame, &flen);
 		if (r == -EMSGSIZE) {
 			conn_send_error(c, PERR_FRAME_TOO_LARGE, NULL,
 			    "frame of %u bytes exceeds the limit of %u bytes",
-			    frame_header_len(hdr), c->max_frame);
+			    frame_header_len(buf + off), c->max_frame);
 			conn_close(c, "frame too large");
 			break;
 		}
@@ -199,17 +267,10 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 			conn_close(c, "bad frame");
 			break;
 		}
-		if (evbuffer_get_length(in) < PROTO_HEADER_LEN + (size_t)len)
+		if (len - off - PROTO_HEADER_LEN < flen)
 			break;
-		body = evbuffer_pullup(in, PROTO_HEADER_LEN + (ssize_t)len);
-		if (body == NULL) {
-			conn_close(c, "out of memory");
-			break;
-		}
-		body += PROTO_HEADER_LEN;
-		c->last_read = clock_now_ms();
-		if ((r = packet_decode(body, len, PROTO_TO_BROKER, &p,
-		    err)) != 0) {
+		if ((r = packet_decode(buf + off + PROTO_HEADER_LEN, flen,
+		    PROTO_TO_BROKER, &p, err)) != 0) {
 			/* -EBADMSG: not MessagePack as a frame must be. */
 			conn_send_error(c, r == -EBADMSG ? PERR_BAD_FRAME :
 			    PERR_BAD_PACKET, NULL, "%s", err);
@@ -217,10 +278,114 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 			    "bad packet");
 			break;
 		}
+		off += PROTO_HEADER_LEN + flen;
 		c->ops->packet(c, &p, c->arg);
-		packet_clear(&p);
-		evbuffer_drain(in, PROTO_HEADER_LEN + (size_t)len);
+		if (p.zone != NULL)
+			packet_clear(&p);
 	}
+	return off;
+}
+
+/*
+ * Keeps the incomplete frame at data (n bytes) in the conn's own buffer,
+ * sized for the whole frame when its header is there. 0 or -ENOMEM.
+ */
+static int
+conn_keep(struct conn *c, const uint8_t *data, size_t n)
+{
+	size_t	want = c->in_len + n;
+	uint8_t	*nb;
+
+	if (c->in_len + n >= PROTO_HEADER_LEN) {
+		uint8_t hdr[PROTO_HEADER_LEN];
+		size_t	k = c->in_len < PROTO_HEADER_LEN ? c->in_len :
+			    PROTO_HEADER_LEN;
+
+		memcpy(hdr, c->in, k);
+		memcpy(hdr + k, data, PROTO_HEADER_LEN - k);
+		/* frame_header() already bounded it by max_frame. */
+		if (PROTO_HEADER_LEN + (size_t)frame_header_len(hdr) > want)
+			want = PROTO_HEADER_LEN + frame_header_len(hdr);
+	}
+	if (want > c->in_cap) {
+		if ((nb = realloc(c->in, want)) == NULL)
+			return -ENOMEM;
+		c->in = nb;
+		c->in_cap = want;
+	}
+	memcpy(c->in + c->in_len, data, n);
+	c->in_len += n;
+	return 0;
+}
+
+/* Reads what arrived and hands every whole frame up. */
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn	*c = arg;
+	size_t		 used, room;
+	ssize_t		 n;
+	char		 why[160];
+	uint8_t		*buf;
+
+	(void)fd; (void)what;
+	/* The rest of an incomplete frame goes straight after its start. */
+	if (c->in_len > 0 && c->in_cap > c->in_len) {
+		buf = c->in + c->in_len;
+		room = c->in_cap - c->in_len;
+	} else {
+		buf = conn_scratch;
+		room = sizeof(conn_scratch);
+	}
+	n = read(c->fd, buf, room);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n <= 0) {
+		if (n == 0)
+			snprintf(why, sizeof(why), "peer closed the "
+			    "connection");
+		else
+			snprintf(why, sizeof(why), "socket error: %s",
+			    strerror(errno));
+		conn_lost(c, why);
+		return;
+	}
+	c->last_read = clock_now_ms();
+	if (buf != conn_scratch) {
+		c->in_len += (size_t)n;
+		used = conn_frames(c, c->in, c->in_len);
+		if (used > 0) {
+			memmove(c->in, c->in + used, c->in_len - used);
+			c->in_len -= used;
+		}
+		if (c->in_len == 0 || c->closing) {
+			free(c->in);
+			c->in = NULL;
+			c->in_len = c->in_cap = 0;
+		}
+		return;
+	}
+	if (c->in_len > 0) {
+		/* A header that was cut short: join it to what came. */
+		if (conn_keep(c, conn_scratch, (size_t)n) != 0) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		used = conn_frames(c, c->in, c->in_len);
+		memmove(c->in, c->in + used, c->in_len - used);
+		c->in_len -= used;
+		if (c->in_len == 0 || c->closing) {
+			free(c->in);
+			c->in = NULL;
+			c->in_len = c->in_cap = 0;
+		}
+		return;
+	}
+	used = conn_frames(c, conn_scratch, (size_t)n);
+	if (used < (size_t)n && !c->closing &&
+	    conn_keep(c, conn_scratch + used, (size_t)n - used) != 0)
+		conn_close(c, "out of memory");
 }
 
 /* Wraps fd in a conn; see transport.h. */
@@ -235,6 +400,7 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 		return NULL;
 	}
 	c->id = id;
+	c->fd = fd;
 	c->ops = ops;
 	c->arg = arg;
 	c->max_frame = PROTO_MAX_FRAME_HELLO;
@@ -243,20 +409,18 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	conn_fill_peer(c, fd);
-	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+	c->flush = event_new(base, -1, 0, conn_flush_cb, c);
 	c->finish = event_new(base, -1, 0, conn_finish_cb, c);
 	c->linger = evtimer_new(base, conn_linger_cb, c);
-	if (c->bev == NULL || c->finish == NULL || c->linger == NULL) {
-		if (c->bev == NULL)
-			close(fd);
+	c->out = evbuffer_new();
+	if (c->rev == NULL || c->wev == NULL || c->flush == NULL ||
+	    c->finish == NULL || c->linger == NULL || c->out == NULL ||
+	    event_add(c->rev, NULL) != 0) {
 		conn_free(c);
 		return NULL;
 	}
-	bufferevent_set_max_single_read(c->bev, CONN_MAX_READ);
-	bufferevent_set_max_single_write(c->bev, CONN_MAX_READ);
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb,
-	    c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	return c;
 }
 
@@ -266,12 +430,20 @@ conn_free(struct conn *c)
 {
 	if (c == NULL)
 		return;
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	if (c->rev != NULL)
+		event_free(c->rev);
+	if (c->wev != NULL)
+		event_free(c->wev);
+	if (c->flush != NULL)
+		event_free(c->flush);
 	if (c->finish != NULL)
 		event_free(c->finish);
 	if (c->linger != NULL)
 		event_free(c->linger);
+	if (c->out != NULL)
+		evbuffer_free(c->out);
+	free(c->in);
+	close(c->fd);
 	free(c);
 }
 
@@ -295,12 +467,13 @@ conn_reserve(void *arg, size_t n)
 
 /*
  * Encodes p straight into the output buffer, whatever the output's size:
- * no intermediate copy, the payload copied once from where p points.
+ * no intermediate copy, the payload copied once from where p points. The
+ * write happens at the end of the loop turn.
  */
 static int
 conn_append(struct conn *c, const struct packet *p)
 {
-	struct conn_space	s = { .out = bufferevent_get_output(c->bev) };
+	struct conn_space	s = { .out = c->out };
 	int			r;
 
 	if ((r = packet_encode_fn(p, PROTO_FROM_BROKER, conn_reserve,
@@ -308,6 +481,7 @@ conn_append(struct conn *c, const struct packet *p)
 		return r;
 	if (evbuffer_commit_space(s.out, &s.vec, 1) != 0)
 		return -ENOMEM;
+	conn_want_flush(c);
 	return 0;
 }
 
@@ -317,7 +491,7 @@ conn_send(struct conn *c, const struct packet *p)
 {
 	if (c->closing)
 		return -EPIPE;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > c->out_cap) {
+	if (evbuffer_get_length(c->out) > c->out_cap) {
 		conn_send_error(c, PERR_SLOW_CONSUMER, NULL,
 		    "more than %zu bytes of output are waiting to be read",
 		    c->out_cap);
@@ -362,12 +536,17 @@ conn_close(struct conn *c, const char *why)
 	if (c->closing)
 		return;
 	conn_mark_closing(c, why);
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+	event_del(c->rev);
+	if (evbuffer_get_length(c->out) == 0) {
 		conn_schedule_finish(c);
 		return;
 	}
 	evtimer_add(c->linger, &tv);
+	/* The flush already asked for, or the write event, finishes it. */
+	if (!c->flushing && !c->writing) {
+		c->flushing = true;
+		event_active(c->flush, EV_WRITE, 0);
+	}
 }
 
 /* Raises the frame limit once HELLO is accepted. */
@@ -409,7 +588,7 @@ conn_last_read(const struct conn *c)
 size_t
 conn_output_len(const struct conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return evbuffer_get_length(c->out);
 }
 
 /* The broker's state attached to this conn. */
