@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,6 +135,11 @@ server_config_from(const struct settings *s, struct server_config *cfg,
 	cfg->max_frame = (uint32_t)s->max_frame;
 	cfg->sb.max_queue = (uint32_t)s->max_queue;
 	/* The switchboard reads 0 as its default, so "at once" is 1 ms. */
+	/* Job ids come from peers: hash them with a seed they cannot know. */
+	if (getrandom(&cfg->sb.hash_seed, sizeof(cfg->sb.hash_seed), 0) !=
+	    (ssize_t)sizeof(cfg->sb.hash_seed))
+		cfg->sb.hash_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^
+		    clock_now_ms();
 	cfg->sb.no_worker_wait_ms = s->no_worker_wait_ms > 0 ?
 	    s->no_worker_wait_ms : 1;
 	if (s->token_file != NULL &&

@@ -148,6 +148,8 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_FOREACH(p, &srv->peers, entry) {
 		if (conn_closing(p->conn))
 			continue;
+		/* A connection with nothing pending holds no buffer. */
+		conn_trim(p->conn);
 		if (p->role == ROLE_NONE) {
 			if (now - p->connected_at >= srv->cfg.hello_timeout_ms) {
 				log_info("%s: no HELLO within %llu ms, closing",

@@ -384,6 +384,109 @@ dec_object(struct packet *p, const uint8_t *start, const uint8_t *end,
 	return (0);
 }
 
+/* The bytes a fixstr or str8 at s holds, or -1 for another form. */
+static inline int
+dec_str_len(const uint8_t *s, size_t avail, size_t *ret_hdr)
+{
+	if (avail >= 1 && s[0] >= 0xa0 && s[0] <= 0xbf) {
+		*ret_hdr = 1;
+		return (s[0] & 0x1f);
+	}
+	if (avail >= 2 && s[0] == 0xd9) {
+		*ret_hdr = 2;
+		return (s[1]);
+	}
+	return (-1);
+}
+
+/*
+ * Reads the value of key k when it has the form an encoder writes for it
+ * (a 16-byte bin8 id, a fixstr or str8 string, a bin8 or bin16 payload, a
+ * fixint number, a bool) and fits in the body: the common case, without
+ * the general walk. Returns false, touching nothing, for anything else;
+ * the general path then reads it or reports what is wrong with it.
+ */
+static inline bool
+dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
+{
+	const uint8_t	*s = d->p;
+	size_t		 avail = (size_t)(d->end - s), hdr, n;
+	struct pbytes	*str = NULL;
+	uint64_t	*num = NULL;
+	int		 len;
+
+	switch (k) {
+	case K_ID:
+		if (avail < 2 + PROTO_ID_LEN || s[0] != 0xc4 ||
+		    s[1] != PROTO_ID_LEN)
+			return (false);
+		memcpy(p->id, s + 2, PROTO_ID_LEN);
+		d->p = s + 2 + PROTO_ID_LEN;
+		return (true);
+	case K_PAYLOAD:
+		if (avail >= 2 && s[0] == 0xc4) {
+			hdr = 2;
+			n = s[1];
+		} else if (avail >= 3 && s[0] == 0xc5) {
+			hdr = 3;
+			n = (size_t)s[1] << 8 | s[2];
+		} else
+			return (false);
+		if (n > avail - hdr)
+			return (false);
+		p->payload.ptr = s + hdr;
+		p->payload.len = (uint32_t)n;
+		d->p = s + hdr + n;
+		return (true);
+	case K_FN:
+		str = &p->fn;
+		break;
+	case K_ERROR:
+		str = &p->error;
+		break;
+	case K_NAME:
+		str = &p->name;
+		break;
+	case K_MSG:
+		str = &p->msg;
+		break;
+	case K_ATTEMPT:
+		num = &p->attempt;
+		break;
+	case K_ATTEMPTS:
+		num = &p->attempts;
+		break;
+	case K_TIMEOUT_MS:
+		num = &p->timeout_ms;
+		break;
+	case K_RETRIES:
+		num = &p->retries;
+		break;
+	case K_N:
+		num = &p->n;
+		break;
+	case K_SEQ:
+		num = &p->seq;
+		break;
+	default:
+		return (false);
+	}
+	if (str != NULL) {
+		if ((len = dec_str_len(s, avail, &hdr)) < 0 ||
+		    (size_t)len > avail - hdr)
+			return (false);
+		str->ptr = s + hdr;
+		str->len = (uint32_t)len;
+		d->p = s + hdr + len;
+		return (true);
+	}
+	if (avail < 1 || s[0] > 0x7f)
+		return (false);
+	*num = s[0];
+	d->p = s + 1;
+	return (true);
+}
+
 /*
  * Reads the value of key k at the cursor into p, checking its type and
  * range; the cursor ends past it. Returns 0, DEC_MALFORMED, -EPROTO with
@@ -399,6 +502,8 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 	uint64_t	 u = 0;
 	int		 r, i;
 
+	if (dec_value_fast(d, p, k))
+		return (0);
 	if ((r = dec_next(d, &v)) != 0)
 		return (r);
 	switch (k) {
@@ -524,6 +629,65 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 }
 
 /*
+ * The packet type called s[0..len), or -1: a switch on the length and
+ * the first two bytes, then one comparison (the `t` of every packet).
+ */
+static int
+dec_type_find(const uint8_t *s, size_t len)
+{
+	const char	*name;
+	int		 t;
+
+	if (len < 3 || len > 8)
+		return (-1);
+	switch (s[0] << 8 | s[1]) {
+	case 'R' << 8 | 'U':
+		t = PKT_RUN;
+		break;
+	case 'R' << 8 | 'E':
+		t = len == 6 ? PKT_RESULT : len == 8 ? PKT_REGISTER :
+		    PKT_REPLY;
+		break;
+	case 'P' << 8 | 'I':
+		t = PKT_PING;
+		break;
+	case 'P' << 8 | 'O':
+		t = PKT_PONG;
+		break;
+	case 'P' << 8 | 'R':
+		t = PKT_PROGRESS;
+		break;
+	case 'C' << 8 | 'A':
+		t = PKT_CANCEL;
+		break;
+	case 'H' << 8 | 'E':
+		t = PKT_HELLO;
+		break;
+	case 'W' << 8 | 'E':
+		t = PKT_WELCOME;
+		break;
+	case 'B' << 8 | 'Y':
+		t = PKT_BYE;
+		break;
+	case 'A' << 8 | 'D':
+		t = PKT_ADMIN;
+		break;
+	case 'E' << 8 | 'R':
+		t = PKT_ERROR;
+		break;
+	default:
+		return (-1);
+	}
+	name = packet_type_name(t);
+	if (strlen(name) != len)
+		return (-1);
+	for (size_t i = 2; i < len; i++)
+		if ((uint8_t)name[i] != s[i])
+			return (-1);
+	return (t);
+}
+
+/*
  * Reads the value of `t` at the cursor into p->type and checks that the
  * type travels in dir. Returns 0, DEC_MALFORMED or -EPROTO.
  */
@@ -540,7 +704,7 @@ dec_type_value(struct dec *d, struct packet *p, enum proto_dir dir, char *err)
 		proto_fail(err, "key 't' must be a str (got %s)", dec_type(&v));
 		return (-EPROTO);
 	}
-	if ((r = packet_type_from_name((const char *)v.body, v.n)) < 0) {
+	if ((r = dec_type_find(v.body, v.n)) < 0) {
 		proto_fail(err, "unknown packet type '%s'",
 		    dec_quote(q, sizeof q, v.body, v.n));
 		return (-EPROTO);
@@ -564,8 +728,18 @@ dec_key(struct dec *d, int *ret)
 {
 	const uint8_t	*start = d->p;
 	struct dec_val	 v;
+	size_t		 n;
 	int		 r;
 
+	/* Keys are fixstrs: read them without the general walk. */
+	if (d->p < d->end && (*d->p & 0xe0) == 0xa0) {
+		n = *d->p & 0x1f;
+		if (n > (size_t)(d->end - d->p) - 1)
+			return (DEC_MALFORMED);
+		*ret = packet_key_find(d->p + 1, n);
+		d->p += 1 + n;
+		return (0);
+	}
 	if ((r = dec_next(d, &v)) != 0)
 		return (r);
 	if (v.kind == FK_STR) {

@@ -29,12 +29,12 @@ sb_send_result(struct switchboard *sb, struct sb_client *c,
     const uint8_t *id, enum job_status status, uint64_t attempts,
     const char *error)
 {
-	struct packet	 p = {
-		.type = PKT_RESULT,
-		.status = status,
-		.attempts = attempts,
-	};
+	struct packet	 p;
 
+	/* packet_init() leaves REGISTER's big array alone; {...} would not. */
+	packet_init(&p, PKT_RESULT);
+	p.status = status;
+	p.attempts = attempts;
 	memcpy(p.id, id, PROTO_ID_LEN);
 	if (error != NULL) {
 		p.has |= PF_ERROR;
@@ -48,11 +48,10 @@ sb_send_result(struct switchboard *sb, struct sb_client *c,
 void
 sb_send_cancel(struct switchboard *sb, struct sb_job *job)
 {
-	struct packet	 p = {
-		.type = PKT_CANCEL,
-		.attempt = job->attempt,
-	};
+	struct packet	 p;
 
+	packet_init(&p, PKT_CANCEL);
+	p.attempt = job->attempt;
 	memcpy(p.id, job->key.id, PROTO_ID_LEN);
 	sb_send(sb, job->worker->ctx, &p);
 }
@@ -87,11 +86,10 @@ void
 job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
     uint64_t now)
 {
-	struct packet	 p = {
-		.type = PKT_RUN,
-		.has = PF_PAYLOAD,
-	};
+	struct packet	 p;
 
+	packet_init(&p, PKT_RUN);
+	p.has = PF_PAYLOAD;
 	job->state = SB_JOB_RUNNING;
 	job->worker = w;
 	job->attempt++;

@@ -24,6 +24,12 @@ sat_add(uint64_t a, uint64_t b)
 	return (b > UINT64_MAX - a) ? UINT64_MAX : a + b;
 }
 
+/* The seed of the tables' hash; see internal.h. */
+uint64_t		sb_hash_seed;
+
+/* Switchboards alive: the seed changes only when there is none. */
+static unsigned		sb_live;
+
 /* Creates a switchboard; see switchboard.h. */
 struct switchboard *
 switchboard_new(const struct switchboard_config *config, sb_send_cb send,
@@ -44,6 +50,10 @@ switchboard_new(const struct switchboard_config *config, sb_send_cb send,
 		sb->max_queue = config->max_queue;
 	if (config != NULL && config->no_worker_wait_ms != 0)
 		sb->no_worker_wait_ms = config->no_worker_wait_ms;
+	/* One seed per process: tables of a live switchboard depend on it. */
+	if (config != NULL && sb_live == 0)
+		sb_hash_seed = config->hash_seed;
+	sb_live++;
 	TAILQ_INIT(&sb->workers);
 	TAILQ_INIT(&sb->clients);
 	TAILQ_INIT(&sb->idle_fns);
@@ -88,6 +98,7 @@ switchboard_free(struct switchboard *sb)
 	}
 	free(sb->deadlines.v);
 	free(sb);
+	sb_live--;
 }
 
 /* Adds a client peer. */
@@ -432,9 +443,7 @@ int
 switchboard_result(struct switchboard *sb, struct sb_worker *w,
     const struct packet *res, uint64_t now)
 {
-	struct packet	 p = {
-		.type = PKT_RESULT,
-	};
+	struct packet	 p;
 	struct sb_job	*job;
 
 	if (res->status != JOB_OK && res->status != JOB_ERROR &&
@@ -456,6 +465,7 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	w->completed++;
 	sb->stats.results[res->status]++;
 	if (job->client != NULL) {
+		packet_init(&p, PKT_RESULT);
 		memcpy(p.id, job->key.id, PROTO_ID_LEN);
 		p.status = res->status;
 		p.attempts = job->attempt;
@@ -475,10 +485,7 @@ int
 switchboard_progress(struct switchboard *sb, struct sb_worker *w,
     const struct packet *prog, uint64_t now)
 {
-	struct packet	 p = {
-		.type = PKT_PROGRESS,
-		.has = PF_PAYLOAD,
-	};
+	struct packet	 p;
 	struct sb_job	*job;
 
 	(void)now;
@@ -491,6 +498,8 @@ switchboard_progress(struct switchboard *sb, struct sb_worker *w,
 	}
 	if (job->client == NULL)
 		return 0;
+	packet_init(&p, PKT_PROGRESS);
+	p.has = PF_PAYLOAD;
 	memcpy(p.id, job->key.id, PROTO_ID_LEN);
 	p.payload = prog->payload;
 	sb->stats.progress++;

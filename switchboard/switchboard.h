@@ -43,6 +43,8 @@ typedef void (*sb_send_cb)(void *ctx, const struct packet *p, void *arg);
 struct switchboard_config {
 	uint32_t	max_queue;		/* per function; default 100000 */
 	uint64_t	no_worker_wait_ms;	/* default 10000 */
+	uint64_t	hash_seed;		/* random, so that ids cannot
+						   be chosen to collide; 0 ok */
 };
 
 #define SB_DEFAULT_MAX_QUEUE		100000

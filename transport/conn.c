@@ -14,13 +14,15 @@
  * ERROR packet naming the problem and the conn closes after its output
  * drains.
  *
- * Output: packets are encoded straight into the conn's evbuffer, and the
- * conn asks for a flush with a deferred event, which runs once per loop
- * turn after whatever produced the output: one write(2) carries every
- * packet of that turn. Only when the socket cannot take it all is a write
- * event armed, until the output drains. Output is bounded: a peer that
- * stops reading while we owe it more than out_cap bytes is dropped as
- * SLOW_CONSUMER.
+ * Output: packets are encoded straight into the conn's output buffer (one
+ * contiguous array, grown on demand), and the conn asks for a flush with a
+ * deferred event, which runs once per loop turn after whatever produced
+ * the output: one write(2) carries every packet of that turn. Only when
+ * the socket cannot take it all is a write event armed, until the output
+ * drains. Output is bounded: a peer that stops reading while we owe it
+ * more than out_limit bytes is dropped as SLOW_CONSUMER. conn_trim(),
+ * called from the broker's periodic sweep, gives back the buffers of
+ * connections that have nothing pending.
  *
  * A conn is never freed inside its own callbacks. Closing marks it, stops
  * reading and, once the output has drained (or the linger timer fired),
@@ -39,7 +41,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "transport/transport.h"
@@ -47,6 +48,7 @@
 #define CONN_DEFAULT_OUT_CAP	(64u * 1024 * 1024)
 #define CONN_LINGER_MS		2000
 #define CONN_READ_SIZE		(128 * 1024)	/* one read(2) at most */
+#define CONN_OUT_MIN		4096		/* first output buffer */
 
 /* One peer's connection; owned by the broker, freed by itself on close. */
 struct conn {
@@ -57,7 +59,10 @@ struct conn {
 	struct event		*flush;		/* deferred: write the output */
 	struct event		*finish;	/* deferred close + free */
 	struct event		*linger;	/* bound on draining output */
-	struct evbuffer		*out;
+	uint8_t			*out;		/* pending output, or NULL */
+	size_t			 out_start;	/* first byte not yet written */
+	size_t			 out_end;
+	size_t			 out_cap;	/* allocated */
 	uint8_t			*in;		/* an incomplete frame, or NULL */
 	size_t			 in_len;
 	size_t			 in_cap;
@@ -65,7 +70,7 @@ struct conn {
 	void			*arg;
 	void			*data;		/* the broker's peer state */
 	uint32_t		 max_frame;
-	size_t			 out_cap;
+	size_t			 out_limit;	/* SLOW_CONSUMER beyond */
 	bool			 closing;
 	bool			 flushing;	/* flush is active */
 	bool			 writing;	/* wev is added */
@@ -174,13 +179,16 @@ static void
 conn_write_out(struct conn *c)
 {
 	char	why[160];
-	int	n;
+	ssize_t	n;
 
-	while (evbuffer_get_length(c->out) > 0) {
-		n = evbuffer_write(c->out, c->fd);
-		if (n > 0)
+	while (c->out_end > c->out_start) {
+		n = write(c->fd, c->out + c->out_start,
+		    c->out_end - c->out_start);
+		if (n > 0) {
+			c->out_start += (size_t)n;
 			continue;
-		if (n < 0 && (errno == EINTR))
+		}
+		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (!c->writing && event_add(c->wev, NULL) == 0)
@@ -192,6 +200,7 @@ conn_write_out(struct conn *c)
 		conn_lost(c, why);
 		return;
 	}
+	c->out_start = c->out_end = 0;
 	if (c->writing) {
 		event_del(c->wev);
 		c->writing = false;
@@ -404,7 +413,7 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 	c->ops = ops;
 	c->arg = arg;
 	c->max_frame = PROTO_MAX_FRAME_HELLO;
-	c->out_cap = out_cap != 0 ? out_cap : CONN_DEFAULT_OUT_CAP;
+	c->out_limit = out_cap != 0 ? out_cap : CONN_DEFAULT_OUT_CAP;
 	c->last_read = clock_now_ms();
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
@@ -414,9 +423,8 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 	c->flush = event_new(base, -1, 0, conn_flush_cb, c);
 	c->finish = event_new(base, -1, 0, conn_finish_cb, c);
 	c->linger = evtimer_new(base, conn_linger_cb, c);
-	c->out = evbuffer_new();
 	if (c->rev == NULL || c->wev == NULL || c->flush == NULL ||
-	    c->finish == NULL || c->linger == NULL || c->out == NULL ||
+	    c->finish == NULL || c->linger == NULL ||
 	    event_add(c->rev, NULL) != 0) {
 		conn_free(c);
 		return NULL;
@@ -440,29 +448,43 @@ conn_free(struct conn *c)
 		event_free(c->finish);
 	if (c->linger != NULL)
 		event_free(c->linger);
-	if (c->out != NULL)
-		evbuffer_free(c->out);
+	free(c->out);
 	free(c->in);
 	close(c->fd);
 	free(c);
 }
 
-/* Where packet_encode_fn() writes: space reserved in the output buffer. */
-struct conn_space {
-	struct evbuffer		*out;
-	struct evbuffer_iovec	 vec;
-};
-
-/* packet_encode_fn()'s reserve: n contiguous bytes at the output's end. */
+/*
+ * packet_encode_fn()'s reserve: n bytes at the end of the output, growing
+ * the buffer (or moving what is left of it to the front) when needed.
+ */
 static void *
 conn_reserve(void *arg, size_t n)
 {
-	struct conn_space	*s = arg;
+	struct conn	*c = arg;
+	size_t		 pending = c->out_end - c->out_start, cap;
+	uint8_t		*nb;
 
-	if (evbuffer_reserve_space(s->out, (ev_ssize_t)n, &s->vec, 1) != 1)
-		return NULL;
-	s->vec.iov_len = n;
-	return s->vec.iov_base;
+	if (c->out_cap - c->out_end < n) {
+		if (c->out_start > 0 && c->out_cap - pending >= n) {
+			memmove(c->out, c->out + c->out_start, pending);
+		} else {
+			cap = c->out_cap != 0 ? c->out_cap : CONN_OUT_MIN;
+			while (cap - pending < n)
+				cap *= 2;
+			if ((nb = malloc(cap)) == NULL)
+				return NULL;
+			if (pending > 0)
+				memcpy(nb, c->out + c->out_start, pending);
+			free(c->out);
+			c->out = nb;
+			c->out_cap = cap;
+		}
+		c->out_start = 0;
+		c->out_end = pending;
+	}
+	c->out_end += n;
+	return c->out + c->out_end - n;
 }
 
 /*
@@ -473,14 +495,10 @@ conn_reserve(void *arg, size_t n)
 static int
 conn_append(struct conn *c, const struct packet *p)
 {
-	struct conn_space	s = { .out = c->out };
-	int			r;
+	int	r;
 
-	if ((r = packet_encode_fn(p, PROTO_FROM_BROKER, conn_reserve,
-	    &s)) != 0)
+	if ((r = packet_encode_fn(p, PROTO_FROM_BROKER, conn_reserve, c)) != 0)
 		return r;
-	if (evbuffer_commit_space(s.out, &s.vec, 1) != 0)
-		return -ENOMEM;
 	conn_want_flush(c);
 	return 0;
 }
@@ -491,10 +509,10 @@ conn_send(struct conn *c, const struct packet *p)
 {
 	if (c->closing)
 		return -EPIPE;
-	if (evbuffer_get_length(c->out) > c->out_cap) {
+	if (c->out_end - c->out_start > c->out_limit) {
 		conn_send_error(c, PERR_SLOW_CONSUMER, NULL,
 		    "more than %zu bytes of output are waiting to be read",
-		    c->out_cap);
+		    c->out_limit);
 		conn_close(c, "slow consumer");
 		return -ENOBUFS;
 	}
@@ -537,7 +555,7 @@ conn_close(struct conn *c, const char *why)
 		return;
 	conn_mark_closing(c, why);
 	event_del(c->rev);
-	if (evbuffer_get_length(c->out) == 0) {
+	if (c->out_end == c->out_start) {
 		conn_schedule_finish(c);
 		return;
 	}
@@ -588,7 +606,7 @@ conn_last_read(const struct conn *c)
 size_t
 conn_output_len(const struct conn *c)
 {
-	return evbuffer_get_length(c->out);
+	return c->out_end - c->out_start;
 }
 
 /* The broker's state attached to this conn. */
@@ -603,4 +621,15 @@ void
 conn_set_data(struct conn *c, void *data)
 {
 	c->data = data;
+}
+
+/* Gives back the buffers of a conn that has nothing pending; see .h. */
+void
+conn_trim(struct conn *c)
+{
+	if (c->out_end == c->out_start && c->out != NULL && !c->writing) {
+		free(c->out);
+		c->out = NULL;
+		c->out_start = c->out_end = c->out_cap = 0;
+	}
 }

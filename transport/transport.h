@@ -100,6 +100,12 @@ int	 conn_send_error(struct conn *c, enum proto_error code,
  */
 void	 conn_close(struct conn *c, const char *why);
 
+/*
+ * Gives back the output buffer of a conn that has nothing waiting to be
+ * written (an idle connection then holds no buffer). For a periodic sweep.
+ */
+void	 conn_trim(struct conn *c);
+
 /* Raises the frame limit once HELLO is accepted. */
 void	 conn_set_max_frame(struct conn *c, uint32_t max_frame);
 
