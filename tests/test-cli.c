@@ -783,6 +783,494 @@ START_TEST(run_progress_goes_to_stderr)
 }
 END_TEST
 
+/* ---- run --lines -------------------------------------------------------- */
+
+#define SHUFFLE_HOLD	7	/* jobs the shuffling worker holds at most */
+
+/* The shuffling worker's held jobs (in its own process, after fork). */
+static struct pb_job	*shuffle_held[SHUFFLE_HOLD];
+static int		 shuffle_nheld;
+static unsigned long	 shuffle_seen;
+
+/* Answers the held jobs with their own payloads, the newest first. */
+static void
+shuffle_release(void)
+{
+	struct pb_job	*job;
+	const void	*p;
+	size_t		 len;
+
+	while (shuffle_nheld > 0) {
+		job = shuffle_held[--shuffle_nheld];
+		p = pb_job_payload(job, &len);
+		pb_job_complete(job, PB_OK, p, len, NULL);
+	}
+}
+
+/* Holds each job until SHUFFLE_HOLD are held, then answers them. */
+static void
+shuffle_handler(struct pb_worker *w, struct pb_job *job, void *arg)
+{
+	(void)w;
+	(void)arg;
+	shuffle_seen++;
+	shuffle_held[shuffle_nheld++] = job;
+	if (shuffle_nheld == SHUFFLE_HOLD)
+		shuffle_release();
+}
+
+/*
+ * Starts a libpatchbay echo worker for fn, capacity 16, whose jobs finish
+ * out of order without any sleep: it answers its held jobs newest first,
+ * whenever it holds SHUFFLE_HOLD of them or nothing new came for 5 ms.
+ */
+static void
+start_shuffle_worker(const char *fn)
+{
+	struct pb_worker	*w;
+	char			 needle[96];
+	unsigned long		 seen;
+	pid_t			 pid, parent = getpid();
+
+	ck_assert(nworkers < MAX_WORKERS);
+	pid = fork();
+	ck_assert(pid != -1);
+	if (pid == 0) {
+		/* Check's runner handlers would kill its whole group. */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		if (pb_worker_new(broker.unix_ep, NULL, &w) != 0 ||
+		    pb_worker_add_function(w, fn, shuffle_handler,
+		    NULL) != 0 || pb_worker_set_capacity(w, 16) != 0 ||
+		    pb_worker_connect(w) != 0)
+			_exit(1);
+		for (;;) {
+			seen = shuffle_seen;
+			if (pb_worker_dispatch(w, 5) < 0)
+				_exit(1);
+			if (shuffle_seen == seen)
+				shuffle_release();
+		}
+	}
+	workers[nworkers++] = pid;
+	snprintf(needle, sizeof needle, "pid %ld, uid %lu): registered",
+	    (long)pid, (unsigned long)getuid());
+	ck_assert_msg(harness_wait_log(&broker, needle, WAIT_MS),
+	    "the shuffling worker did not register");
+}
+
+/* n lines "item-1\n"... of varied lengths (caller frees). */
+static char *
+batch_input(int n)
+{
+	char	*s, *p;
+
+	ck_assert((s = malloc((size_t)n * 32 + 1)) != NULL);
+	p = s;
+	for (int i = 1; i <= n; i++)
+		p += sprintf(p, "item-%d-%.*s\n", i, i % 7, "xxxxxxx");
+	return s;
+}
+
+/*
+ * Runs `patchbay run ARGS... --broker unix` with in on stdin and stdout
+ * sent to a file by a shell (so NULs survive). Returns the exit status;
+ * the output (NUL-terminated too) and its length go to *ret_out and
+ * *ret_len, stderr to *ret_err.
+ */
+static int
+run_lines_binary(const void *in, size_t inlen, uint8_t **ret_out,
+    size_t *ret_len, char **ret_err, ...)
+{
+	char		*out = path_of("lines.out");
+	const char	*argv[40] = { "/bin/sh", "-c",
+			    "out=$1; shift; exec \"$@\" > \"$out\"", "sh", out,
+			    harness_cli(), "run" };
+	uint8_t		*buf;
+	va_list		 ap;
+	int		 n = 7, status;
+
+	va_start(ap, ret_err);
+	while (n < 36 && (argv[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n++] = "--broker";
+	argv[n++] = broker.unix_ep;
+	argv[n] = NULL;
+	status = harness_run(argv, NULL, in, inlen, NULL, ret_err, RUN_MS);
+	ck_assert_msg(WIFEXITED(status), "run --lines did not exit (%d)",
+	    status);
+	buf = read_bytes(out, ret_len);
+	buf[*ret_len] = '\0';
+	*ret_out = buf;
+	free(out);
+	return WEXITSTATUS(status);
+}
+
+/*
+ * 2,000 lines, 50 in flight, through a worker that answers out of order:
+ * the output is the input, line for line, and nothing is said on stderr.
+ */
+START_TEST(lines_ordered_output_matches_input)
+{
+	char	*in = batch_input(2000), *out, *err;
+
+	start_broker(NULL);
+	start_shuffle_worker("echo");
+	ck_assert_int_eq(cli(in, strlen(in), &out, &err, "run", "echo",
+	    "--lines", "--in-flight", "50", "--broker", broker.unix_ep, NULL),
+	    0);
+	ck_assert_str_eq(err, "");
+	ck_assert_uint_eq(strlen(out), strlen(in));
+	ck_assert_msg(strcmp(out, in) == 0, "the output differs from the "
+	    "input");
+	free(out);
+	free(err);
+	free(in);
+}
+END_TEST
+
+/* --unordered: "LINE\tRESULT" as they finish, every line exactly once. */
+START_TEST(lines_unordered_numbers_every_line_once)
+{
+	char		*in = batch_input(500), *out, *err, *line, *save = NULL;
+	char		 want[64], *tab;
+	bool		 seen[501] = { false };
+	int		 n = 0;
+	long		 prev = 0, num;
+	bool		 reordered = false;
+
+	start_broker(NULL);
+	start_shuffle_worker("echo");
+	ck_assert_int_eq(cli(in, strlen(in), &out, &err, "run", "echo",
+	    "--lines", "--unordered", "-j", "50", "--broker", broker.unix_ep,
+	    NULL), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert_msg(out[strlen(out) - 1] == '\n', "%s", out);
+	for (line = strtok_r(out, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		ck_assert_msg((tab = strchr(line, '\t')) != NULL, "no tab in "
+		    "'%s'", line);
+		num = strtol(line, NULL, 10);
+		ck_assert_msg(num >= 1 && num <= 500 && !seen[num], "bad or "
+		    "repeated line number in '%s'", line);
+		seen[num] = true;
+		snprintf(want, sizeof want, "item-%ld-%.*s", num,
+		    (int)(num % 7), "xxxxxxx");
+		ck_assert_str_eq(tab + 1, want);
+		if (num < prev)
+			reordered = true;
+		prev = num;
+		n++;
+	}
+	ck_assert_int_eq(n, 500);
+	/* The worker answers newest first: printing did not wait for order. */
+	ck_assert(reordered);
+	free(out);
+	free(err);
+	free(in);
+}
+END_TEST
+
+/*
+ * Line endings: "\r\n" counts as "\n", an empty line is a job with an empty
+ * payload, and a last line without a newline is a job too.
+ */
+START_TEST(lines_empty_lines_and_last_line)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	start_worker("wrap", "printf '[%s]' \"$(cat)\"", 4);
+	ck_assert_int_eq(cli("a\n\nb\r\n\r\nlast", 12, &out, &err, "run",
+	    "wrap", "--lines", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "[a]\n[]\n[b]\n[]\n[last]\n");
+	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* Empty input: no job, no output, exit 0; --verbose still counts. */
+START_TEST(lines_empty_input)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "nobody", "--lines",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "");
+	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "nobody", "--lines",
+	    "--verbose", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "");
+	ck_assert_str_eq(err, "patchbay: nobody: 0 jobs: 0 OK\n");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* --null: NUL ends payloads and results, so newlines pass through. */
+START_TEST(lines_null_round_trips_newlines)
+{
+	static const char	 in[] = "one\nline\0two\0\0three\r\n";
+	static const char	 want[] = "one\nline\0two\0\0three\r\n";
+	uint8_t			*out;
+	size_t			 len;
+	char			*err;
+
+	start_broker(NULL);
+	start_worker("cat", "cat", 4);
+	ck_assert_int_eq(run_lines_binary(in, sizeof in - 1, &out, &len, &err,
+	    "cat", "--lines", "--null", NULL), 0);
+	ck_assert_str_eq(err, "");
+	/* Four jobs; the last, unterminated, keeps its "\r\n". */
+	ck_assert_uint_eq(len, sizeof want);
+	ck_assert(memcmp(out, want, sizeof want) == 0);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/*
+ * A failed job keeps its line (empty) on stdout, says why on stderr, and
+ * the summary counts the outcomes; the exit status is the first failed
+ * line's, whatever finished first.
+ */
+START_TEST(lines_failures_keep_their_lines)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	start_worker("fail", "x=$(cat); case \"$x\" in bad*) "
+	    "echo \"no $x\" >&2; exit 1;; slow) exec sleep 5;; esac; "
+	    "printf %s \"$x\"", 4);
+
+	ck_assert_int_eq(cli("a\nbad1\nb\nbad2\nc\n", 16, &out, &err, "run",
+	    "fail", "--lines", "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_str_eq(out, "a\n\nb\n\nc\n");
+	ck_assert_str_eq(err, "patchbay: fail: line 2: no bad1\n"
+	    "patchbay: fail: line 4: no bad2\n"
+	    "patchbay: fail: 5 jobs: 3 OK, 2 ERROR\n");
+	free(out);
+	free(err);
+
+	/* Line 3 fails first, but line 2 (TIMEOUT) comes first: exit 4. */
+	ck_assert_int_eq(cli("a\nslow\nbad\n", 11, &out, &err, "run", "fail",
+	    "--lines", "--timeout", "500", "--broker", broker.unix_ep, NULL),
+	    4);
+	ck_assert_str_eq(out, "a\n\n\n");
+	ck_assert_str_eq(err, "patchbay: fail: line 2: timed out after "
+	    "500 ms (TIMEOUT)\n"
+	    "patchbay: fail: line 3: no bad\n"
+	    "patchbay: fail: 3 jobs: 1 OK, 1 ERROR, 1 TIMEOUT\n");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* --detach: one job id per line once the broker has them, exit 0. */
+START_TEST(lines_detach_prints_ids)
+{
+	char	*trace = path_of("trace"), *cmd, *in, *out, *err, *p;
+	int	 n = 0;
+
+	ck_assert(asprintf(&cmd, "cat >> %s; echo >> %s", trace, trace) > 0);
+	in = batch_input(30);
+	start_broker(NULL);
+	start_worker("bg", cmd, 1);
+	ck_assert_int_eq(cli(in, strlen(in), &out, &err, "run", "bg",
+	    "--lines", "--detach", "-j", "8", "--broker", broker.unix_ep,
+	    NULL), 0);
+	ck_assert_str_eq(err, "");
+	for (p = out; *p != '\0'; p += 37) {
+		ck_assert_msg(strlen(p) >= 37 && is_uuid(p) && p[36] == '\n',
+		    "not an id per line: %s", out);
+		/* Every id differs from the ones before it. */
+		for (char *q = out; q < p; q += 37)
+			ck_assert(strncmp(p, q, 36) != 0);
+		n++;
+	}
+	ck_assert_int_eq(n, 30);
+	/* The broker has them all: every job runs, without the client. */
+	wait_file(trace, "\n", 30);
+	p = harness_read_file(trace);
+	ck_assert_msg(strstr(p, "item-30-xx\n") != NULL && strstr(p,
+	    "item-1-x\n") != NULL, "%s", p);
+	free(p);
+	free(out);
+	free(err);
+	free(in);
+	free(cmd);
+	free(trace);
+}
+END_TEST
+
+/* Opens the FIFO path for writing once its reader is there; returns fd. */
+static int
+fifo_open_writer(const char *path)
+{
+	unsigned long long	deadline = harness_now_ms() + WAIT_MS;
+	int			fd;
+
+	for (;;) {
+		fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		ck_assert_msg(errno == ENXIO, "open %s: %s", path,
+		    strerror(errno));
+		ck_assert_msg(harness_now_ms() < deadline, "nobody read %s",
+		    path);
+		usleep(10000);
+	}
+}
+
+/*
+ * Starts `patchbay run FN --lines` with stdin from the FIFO in (written
+ * by the test) and stdout to the file out, stderr to log; returns its pid.
+ */
+static pid_t
+spawn_lines_from_fifo(const char *fn, const char *in, const char *out,
+    const char *log)
+{
+	const char	*argv[] = { "/bin/sh", "-c",
+			    "exec \"$0\" run \"$1\" --lines --broker \"$2\" "
+			    "< \"$3\" > \"$4\"", harness_cli(), fn,
+			    broker.unix_ep, in, out, NULL };
+
+	return harness_spawn(argv, NULL, log);
+}
+
+/* Input is streamed: each result is out before stdin has ended. */
+START_TEST(lines_streams_before_end_of_input)
+{
+	char	*in = path_of("in"), *out = path_of("out");
+	char	*log = path_of("log"), *s;
+	pid_t	 run;
+	int	 fd;
+
+	ck_assert(mkfifo(in, 0600) == 0);
+	start_broker(NULL);
+	start_worker("rev", "rev", 2);
+	run = spawn_lines_from_fifo("rev", in, out, log);
+	fd = fifo_open_writer(in);
+	ck_assert(write(fd, "abc\n", 4) == 4);
+	wait_file(out, "cba\n", 1);
+	ck_assert(write(fd, "12", 2) == 2);
+	ck_assert(write(fd, "3\n", 2) == 2);
+	wait_file(out, "321\n", 1);
+	close(fd);
+	ck_assert_int_eq(reap(run), 0);
+	s = harness_read_file(out);
+	ck_assert_str_eq(s, "cba\n321\n");
+	free(s);
+	s = harness_read_file(log);
+	ck_assert_str_eq(s, "");
+	free(s);
+	free(in);
+	free(out);
+	free(log);
+}
+END_TEST
+
+/* Ctrl-C: reading stops, running jobs are cancelled, counts, exit 3. */
+START_TEST(lines_sigint_cancels_running_jobs)
+{
+	char	*in = path_of("in"), *out = path_of("out");
+	char	*log = path_of("log"), *pids = path_of("pids"), *cmd, *s, *p;
+	pid_t	 run, job1, job2;
+	int	 fd, status;
+
+	ck_assert(mkfifo(in, 0600) == 0);
+	ck_assert(asprintf(&cmd, "echo $$ >> %s; exec sleep 30", pids) > 0);
+	start_broker(NULL);
+	start_worker("slow", cmd, 2);
+	run = spawn_lines_from_fifo("slow", in, out, log);
+	fd = fifo_open_writer(in);
+	ck_assert(write(fd, "a\nb\n", 4) == 4);
+	wait_file(pids, "\n", 2);
+	s = harness_read_file(pids);
+	job1 = (pid_t)strtol(s, &p, 10);
+	job2 = (pid_t)strtol(p, NULL, 10);
+	free(s);
+	ck_assert(job1 > 1 && job2 > 1);
+
+	status = harness_kill(run, SIGINT);
+	close(fd);
+	ck_assert_msg(WIFEXITED(status), "run did not exit (status %d)",
+	    status);
+	s = harness_read_file(log);
+	ck_assert_msg(WEXITSTATUS(status) == 3, "run exited %d: %s",
+	    WEXITSTATUS(status), s);
+	ck_assert_str_eq(s, "patchbay: slow: 2 jobs: 0 OK, 2 CANCELLED "
+	    "(interrupted)\n");
+	free(s);
+	s = harness_read_file(out);
+	ck_assert_str_eq(s, "\n\n");
+	free(s);
+	assert_gone(job1, "the first cancelled command");
+	assert_gone(job2, "the second cancelled command");
+	free(cmd);
+	free(pids);
+	free(in);
+	free(out);
+	free(log);
+}
+END_TEST
+
+/* The batch options: their values, and what they cannot go with. */
+START_TEST(usage_lines_options)
+{
+	static const char *const	 bad[] = { "0", "65536", "x", "-1",
+					    "" };
+	char				*err, want[96];
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "fn",
+		    "--lines", "--in-flight", bad[i], NULL), 2);
+		snprintf(want, sizeof want, "patchbay run: bad --in-flight "
+		    "'%s': expected an integer from 1 to 65535\n", bad[i]);
+		ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+		free(err);
+	}
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "fn", "--lines",
+	    "-j", NULL), 2);
+	ck_assert_msg(strstr(err, "option '-j' needs a value") != NULL, "%s",
+	    err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "fn", "data",
+	    "--lines", NULL), 2);
+	ck_assert_msg(strstr(err, "--lines reads the payloads from stdin: it "
+	    "takes no DATA argument (got 'data')") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "fn", "--unordered",
+	    NULL), 2);
+	ck_assert_msg(strstr(err, "--unordered only applies with --lines") !=
+	    NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "fn", "x",
+	    "--in-flight", "4", NULL), 2);
+	ck_assert_msg(strstr(err, "--in-flight only applies with --lines") !=
+	    NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "fn", "--lines",
+	    "--detach", "--unordered", NULL), 2);
+	ck_assert_msg(strstr(err, "--unordered cannot be used with --detach")
+	    != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "fn", "--lines",
+	    "--progress", NULL), 2);
+	ck_assert_msg(strstr(err, "--progress cannot be used with --lines") !=
+	    NULL, "%s", err);
+	free(err);
+}
+END_TEST
+
 /* ---- worker ------------------------------------------------------------- */
 
 /* The command sees the job's id, function and attempt. */
@@ -1336,6 +1824,19 @@ cli_suite(void)
 	tcase_add_test(tc, run_cannot_connect);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("lines");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, lines_ordered_output_matches_input);
+	tcase_add_test(tc, lines_unordered_numbers_every_line_once);
+	tcase_add_test(tc, lines_empty_lines_and_last_line);
+	tcase_add_test(tc, lines_empty_input);
+	tcase_add_test(tc, lines_null_round_trips_newlines);
+	tcase_add_test(tc, lines_failures_keep_their_lines);
+	tcase_add_test(tc, lines_detach_prints_ids);
+	tcase_add_test(tc, lines_streams_before_end_of_input);
+	tcase_add_test(tc, lines_sigint_cancels_running_jobs);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("worker");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, worker_sets_the_environment);
@@ -1361,6 +1862,7 @@ cli_suite(void)
 	tcase_add_test(tc, usage_bad_values_are_named);
 	tcase_add_test(tc, grammar_same_in_flags_config_ctl_and_run);
 	tcase_add_test(tc, usage_commands_and_help);
+	tcase_add_test(tc, usage_lines_options);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -3,9 +3,11 @@
  *
  * main.c picks the subcommand and holds the helpers every subcommand shares
  * (option errors, endpoint checks, the exit statuses); values are parsed
- * with util/'s grammar, the same as the broker's flags and config. Each subcommand lives in its own file: run.c submits one job,
- * worker.c serves functions by running a shell command per job, ctl.c talks
- * the admin protocol. Nothing here is part of libpatchbay's public API.
+ * with util/'s grammar, the same as the broker's flags and config. Each
+ * subcommand lives in its own file: run.c submits one job (and hands
+ * `run --lines` to batch.c, one job per input line), worker.c serves
+ * functions by running a shell command per job, ctl.c talks the admin
+ * protocol. Nothing here is part of libpatchbay's public API.
  */
 #ifndef PATCHBAY_CLI_H
 #define PATCHBAY_CLI_H
@@ -105,6 +107,47 @@ int	 print_text(FILE *f, const msgpack_object *o, const char *empty);
 
 int	 run_main(int argc, char **argv);
 void	 run_usage(FILE *f);
+
+/* Installs SIGINT/SIGTERM handlers that only count (no SA_RESTART). */
+void	 run_catch_signals(void);
+
+/* How many SIGINT/SIGTERM arrived since run_catch_signals(): 0, 1 or 2. */
+int	 run_signal_count(void);
+
+/*
+ * Connects to broker (NULL: the default) as `patchbay run`. Returns
+ * CLI_EXIT_OK with *ret set, or says why on stderr and returns
+ * CLI_EXIT_CONNECTION (CLI_EXIT_CANCELLED when a signal came meanwhile).
+ */
+int	 run_connect(const char *fn, const char *broker,
+	    struct pb_client **ret);
+
+/*
+ * Prints why a job did not succeed on stderr: "patchbay: FN: ... (STATUS)",
+ * or "patchbay: FN: line N: ..." when line is not 0. timeout_ms is the
+ * job's --timeout (0: none), for the TIMEOUT sentence.
+ */
+void	 run_explain(const char *fn, uint32_t timeout_ms, uint64_t line,
+	    const struct pb_result *r);
+
+/* batch.c */
+
+#define BATCH_IN_FLIGHT_DEFAULT	64
+#define BATCH_IN_FLIGHT_MAX	65535
+
+/* The command line of `patchbay run --lines`, parsed by run.c. */
+struct batch_opts {
+	const char		*fn;
+	const char		*broker;	/* NULL: the default endpoint */
+	struct pb_run_options	 ro;		/* every job's options */
+	uint32_t		 in_flight;	/* jobs running at once */
+	bool			 unordered;	/* print as they finish */
+	bool			 null;		/* NUL, not newline, ends lines */
+	bool			 verbose;	/* always print the summary */
+};
+
+/* Runs one job per line of stdin; returns the exit status. */
+int	 batch_main(const struct batch_opts *o);
 
 /* worker.c */
 

@@ -2,13 +2,16 @@
  * run.c: `patchbay run FN [DATA]`, one job from the command line.
  *
  * The payload is DATA, or all of standard input (read to EOF before
- * connecting, binary-safe). The job is submitted with pb_client_submit()
- * and the result awaited with pb_client_dispatch() in 100 ms slices, so a
- * SIGINT or SIGTERM (which only set a flag) is noticed promptly: the first
- * one sends CANCEL and waits up to 2 s for the broker's answer, a second one
- * gives up at once. The result payload goes to stdout byte for byte; every
- * other outcome is one line on stderr and an exit status (cli.h) that names
- * the job's terminal status.
+ * connecting, binary-safe); with --lines the parsed command line goes to
+ * batch.c instead, which runs one job per input line. The job is submitted
+ * with pb_client_submit() and the result awaited with pb_client_dispatch()
+ * in 100 ms slices, so a SIGINT or SIGTERM (which only set a flag) is
+ * noticed promptly: the first one sends CANCEL and waits up to 2 s for the
+ * broker's answer, a second one gives up at once. The result payload goes
+ * to stdout byte for byte; every other outcome is one line on stderr and an
+ * exit status (cli.h) that names the job's terminal status. The connection,
+ * the signal flag and the explanation of a failed job are shared with
+ * batch.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,6 +37,9 @@ struct run_opts {
 	const char		*broker;	/* NULL: the default endpoint */
 	struct pb_run_options	 ro;
 	bool			 progress;
+	bool			 lines;		/* --lines: batch.c runs it */
+	struct batch_opts	 batch;		/* --in-flight, --null... */
+	const char		*batch_only;	/* a batch option given */
 };
 
 /* What the result callback hands back to the wait loop. */
@@ -50,6 +56,7 @@ run_usage(FILE *f)
 {
 	fprintf(f,
 	    "Usage: patchbay run [OPTIONS] FN [DATA]\n"
+	    "       patchbay run [OPTIONS] FN --lines < INPUT\n"
 	    "\n"
 	    "Submits a job for function FN and prints its result payload on\n"
 	    "stdout exactly as the worker returned it. The payload is DATA, or\n"
@@ -68,8 +75,29 @@ run_usage(FILE *f)
 	    "  -b, --broker EP      broker endpoint (unix:PATH, tcp:HOST:PORT)\n"
 	    "  -h, --help           show this help\n"
 	    "\n"
-	    "Ctrl-C (or SIGTERM) while waiting cancels the job and waits up to\n"
-	    "2 s for the answer; a second Ctrl-C exits at once.\n"
+	    "Batch mode, one job per line of standard input:\n"
+	    "  -l, --lines          each line (without its \\n or \\r\\n) is a "
+	    "job's\n"
+	    "                       payload, an empty line too; each result is\n"
+	    "                       printed on its own line, in input order\n"
+	    "  -j, --in-flight N    keep up to N jobs in flight, 1..65535 "
+	    "(default %d)\n"
+	    "  -u, --unordered      print results as they finish, as "
+	    "\"LINE<tab>RESULT\"\n"
+	    "  -0, --null           lines and results end with NUL, not newline\n"
+	    "                       (for payloads that may hold newlines)\n"
+	    "  -v, --verbose        print the summary of outcomes even when all "
+	    "are OK\n"
+	    "\n"
+	    "A failed job still gets its (empty) output line; its reason goes to\n"
+	    "stderr as \"patchbay: FN: line N: ...\", with a summary of the\n"
+	    "outcomes at the end. With --detach each line's job id is printed.\n"
+	    "The exit status is 0 when every job was OK, else that of the first\n"
+	    "line that failed (3 after Ctrl-C, 11 when the broker is lost).\n"
+	    "\n"
+	    "Ctrl-C (or SIGTERM) while waiting cancels the job (with --lines:\n"
+	    "stops reading and cancels the running jobs) and waits up to 2 s for\n"
+	    "the answer; a second Ctrl-C exits at once.\n"
 	    "\n"
 	    "Exit status:\n"
 	    "   0 OK               1 ERROR (the worker's error on stderr)\n"
@@ -78,7 +106,14 @@ run_usage(FILE *f)
 	    "   6 NO_WORKER        7 QUEUE_FULL\n"
 	    "   8 BAD_REQUEST      9 DUPLICATE_ID\n"
 	    "  10 SHUTTING_DOWN   11 cannot connect, connection lost, or a\n"
-	    "                        protocol error\n");
+	    "                        protocol error\n", BATCH_IN_FLIGHT_DEFAULT);
+}
+
+/* How many SIGINT/SIGTERM arrived since run_catch_signals(), at most 2. */
+int
+run_signal_count(void)
+{
+	return (int)run_signalled;
 }
 
 /* Notes a SIGINT or SIGTERM for the wait loop. */
@@ -160,6 +195,11 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "progress", no_argument, NULL, 'P' },
 		{ "broker", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "lines", no_argument, NULL, 'l' },
+		{ "in-flight", required_argument, NULL, 'j' },
+		{ "unordered", no_argument, NULL, 'u' },
+		{ "null", no_argument, NULL, '0' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 }
 	};
 	uint64_t	u;
@@ -168,11 +208,35 @@ run_parse(int argc, char **argv, struct run_opts *o)
 	int		c, r;
 
 	memset(o, 0, sizeof *o);
+	o->batch.in_flight = BATCH_IN_FLIGHT_DEFAULT;
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:r:p:dnPb:h", longopts,
+	while ((c = getopt_long(argc, argv, ":t:r:p:dnPb:hlj:u0v", longopts,
 	    NULL)) != -1) {
 		switch (c) {
+		case 'l':
+			o->lines = true;
+			break;
+		case 'j':
+			if (parse_uint(optarg, 1, BATCH_IN_FLIGHT_MAX, &u,
+			    err) != 0)
+				return cli_bad_value("run", "--in-flight",
+				    optarg, err);
+			o->batch.in_flight = (uint32_t)u;
+			o->batch_only = "--in-flight";
+			break;
+		case 'u':
+			o->batch.unordered = true;
+			o->batch_only = "--unordered";
+			break;
+		case '0':
+			o->batch.null = true;
+			o->batch_only = "--null";
+			break;
+		case 'v':
+			o->batch.verbose = true;
+			o->batch_only = "--verbose";
+			break;
 		case 't':
 			if (parse_duration(optarg, 0, LIMIT_TIMEOUT_MAX_MS, &u,
 			    err) != 0)
@@ -233,29 +297,51 @@ run_parse(int argc, char **argv, struct run_opts *o)
 	if (o->ro.detach && o->progress)
 		return cli_usage_error("run", "--progress cannot be used with "
 		    "--detach (a detached job reports nothing)");
+	if (o->batch_only != NULL && !o->lines)
+		return cli_usage_error("run", "%s only applies with --lines",
+		    o->batch_only);
+	if (o->lines && o->data != NULL)
+		return cli_usage_error("run", "--lines reads the payloads from "
+		    "stdin: it takes no DATA argument (got '%s')", o->data);
+	if (o->lines && o->progress)
+		return cli_usage_error("run", "--progress cannot be used with "
+		    "--lines");
+	if (o->lines && o->ro.detach && o->batch.unordered)
+		return cli_usage_error("run", "--unordered cannot be used with "
+		    "--detach (job ids are printed in input order)");
 	if (o->broker != NULL && (r = cli_check_endpoint("run",
 	    o->broker)) != 0)
 		return r;
+	o->batch.fn = o->fn;
+	o->batch.broker = o->broker;
+	o->batch.ro = o->ro;
 	return -1;
 }
 
-/* Prints the one-line explanation of a result that is not OK. */
-static void
-run_explain(const struct run_opts *o, const struct pb_result *r)
+/*
+ * Prints the one-line explanation of a result that is not OK, "patchbay:
+ * FN: ..." or, when line is not 0, "patchbay: FN: line N: ...".
+ */
+void
+run_explain(const char *fn, uint32_t timeout_ms, uint64_t line,
+    const struct pb_result *r)
 {
-	char		 what[512], idstr[CLI_UUID_STRLEN];
+	char		 what[512], idstr[CLI_UUID_STRLEN], where[32] = "";
 	const char	*err = r->error != NULL && *r->error != '\0' ?
 			    r->error : NULL;
 	size_t		 elen;
 
+	if (line != 0)
+		snprintf(where, sizeof where, "line %llu: ",
+		    (unsigned long long)line);
 	if (r->status == PB_ERROR) {
 		if (err == NULL) {
-			fprintf(stderr, "patchbay: %s: the worker reported an "
-			    "error without a message (ERROR)\n", o->fn);
+			fprintf(stderr, "patchbay: %s: %sthe worker reported "
+			    "an error without a message (ERROR)\n", fn, where);
 			return;
 		}
 		elen = strlen(err);
-		fprintf(stderr, "patchbay: %s: %s%s", o->fn, err,
+		fprintf(stderr, "patchbay: %s: %s%s%s", fn, where, err,
 		    err[elen - 1] == '\n' ? "" : "\n");
 		return;
 	}
@@ -265,9 +351,9 @@ run_explain(const struct run_opts *o, const struct pb_result *r)
 		snprintf(what, sizeof what, "job cancelled");
 		break;
 	case PB_TIMEOUT:
-		if (o->ro.timeout_ms != 0)
+		if (timeout_ms != 0)
 			snprintf(what, sizeof what, "timed out after %u ms",
-			    o->ro.timeout_ms);
+			    timeout_ms);
 		else
 			snprintf(what, sizeof what, "timed out");
 		break;
@@ -276,11 +362,10 @@ run_explain(const struct run_opts *o, const struct pb_result *r)
 		    "(%u attempt%s)", r->attempts, r->attempts == 1 ? "" : "s");
 		break;
 	case PB_NO_WORKER:
-		snprintf(what, sizeof what, "no worker for '%s'", o->fn);
+		snprintf(what, sizeof what, "no worker for '%s'", fn);
 		break;
 	case PB_QUEUE_FULL:
-		snprintf(what, sizeof what, "the queue for '%s' is full",
-		    o->fn);
+		snprintf(what, sizeof what, "the queue for '%s' is full", fn);
 		break;
 	case PB_BAD_REQUEST:
 		snprintf(what, sizeof what, "the broker refused the request");
@@ -301,7 +386,7 @@ run_explain(const struct run_opts *o, const struct pb_result *r)
 		snprintf(what, sizeof what, "unexpected status");
 		break;
 	}
-	fprintf(stderr, "patchbay: %s: %s%s%s (%s)\n", o->fn, what,
+	fprintf(stderr, "patchbay: %s: %s%s%s%s (%s)\n", fn, where, what,
 	    err != NULL ? ": " : "", err != NULL ? err : "",
 	    pb_status_name(r->status));
 }
@@ -319,12 +404,12 @@ run_report(const struct run_opts *o, const struct pb_result *r)
 		return CLI_EXIT_ERROR;
 	}
 	if (r->status != PB_OK)
-		run_explain(o, r);
+		run_explain(o->fn, o->ro.timeout_ms, 0, r);
 	return cli_exit_for_status(r->status);
 }
 
 /* Installs the flag-setting SIGINT/SIGTERM handlers (no SA_RESTART). */
-static void
+void
 run_catch_signals(void)
 {
 	struct sigaction	sa;
@@ -384,22 +469,62 @@ run_wait(struct pb_client *c, const struct run_opts *o, struct run_state *st,
 	return run_report(o, st->result);
 }
 
+/*
+ * Connects to broker (NULL: the default endpoint) as `patchbay run`.
+ * Returns CLI_EXIT_OK with *ret set, or, having said why on stderr,
+ * CLI_EXIT_CONNECTION, or CLI_EXIT_CANCELLED when a signal came meanwhile.
+ */
+int
+run_connect(const char *fn, const char *broker, struct pb_client **ret)
+{
+	struct pb_options	 popts = { .name = "patchbay run" };
+	struct pb_client	*c;
+	char			 ep[512];
+	int			 r;
+
+	if (broker != NULL)
+		snprintf(ep, sizeof ep, "%s", broker);
+	else if (pb_default_endpoint(ep, sizeof ep) < 0)
+		snprintf(ep, sizeof ep, "(the default endpoint)");
+	if ((r = pb_client_connect(broker, &popts, &c)) < 0) {
+		if (run_signalled > 0) {
+			fprintf(stderr, "patchbay: %s: interrupted before the "
+			    "job was submitted\n", fn);
+			return CLI_EXIT_CANCELLED;
+		}
+		/* The library's sentence names the endpoint and the cause. */
+		if (*pb_client_last_error(NULL) != '\0')
+			fprintf(stderr, "patchbay: %s: %s\n", fn,
+			    pb_client_last_error(NULL));
+		else if (r == -EPROTO)
+			fprintf(stderr, "patchbay: %s: the broker at %s "
+			    "refused the handshake\n", fn, ep);
+		else
+			fprintf(stderr, "patchbay: %s: cannot connect to %s: "
+			    "%s\n", fn, ep, strerror(-r));
+		return CLI_EXIT_CONNECTION;
+	}
+	*ret = c;
+	return CLI_EXIT_OK;
+}
+
 /* Entry point of `patchbay run`. */
 int
 run_main(int argc, char **argv)
 {
 	struct run_opts		 o;
 	struct run_state	 st = { NULL };
-	struct pb_options	 popts = { .name = "patchbay run" };
 	struct pb_client	*c = NULL;
 	uint8_t			*buf = NULL, id[PB_ID_LEN];
 	const void		*payload;
 	size_t			 len = 0;
-	char			 ep[512], idstr[CLI_UUID_STRLEN];
+	char			 idstr[CLI_UUID_STRLEN];
 	int			 r, ret;
 
 	if ((ret = run_parse(argc, argv, &o)) >= 0)
 		return ret;
+	if (o.lines)
+		return batch_main(&o.batch);
 
 	if (o.data != NULL) {
 		payload = o.data;
@@ -420,30 +545,8 @@ run_main(int argc, char **argv)
 	 */
 	run_catch_signals();
 
-	if (o.broker != NULL)
-		snprintf(ep, sizeof ep, "%s", o.broker);
-	else if (pb_default_endpoint(ep, sizeof ep) < 0)
-		snprintf(ep, sizeof ep, "(the default endpoint)");
-	if ((r = pb_client_connect(o.broker, &popts, &c)) < 0) {
-		if (run_signalled > 0) {
-			fprintf(stderr, "patchbay: %s: interrupted before the "
-			    "job was submitted\n", o.fn);
-			ret = CLI_EXIT_CANCELLED;
-			goto out;
-		}
-		/* The library's sentence names the endpoint and the cause. */
-		if (*pb_client_last_error(NULL) != '\0')
-			fprintf(stderr, "patchbay: %s: %s\n", o.fn,
-			    pb_client_last_error(NULL));
-		else if (r == -EPROTO)
-			fprintf(stderr, "patchbay: %s: the broker at %s "
-			    "refused the handshake\n", o.fn, ep);
-		else
-			fprintf(stderr, "patchbay: %s: cannot connect to %s: "
-			    "%s\n", o.fn, ep, strerror(-r));
-		ret = CLI_EXIT_CONNECTION;
+	if ((ret = run_connect(o.fn, o.broker, &c)) != CLI_EXIT_OK)
 		goto out;
-	}
 
 	if (run_signalled > 0) {
 		fprintf(stderr, "patchbay: %s: interrupted before the job was "
