@@ -468,6 +468,19 @@ dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
 	case K_SEQ:
 		num = &p->seq;
 		break;
+	case K_DETACH:
+	case K_NOWAIT:
+		if (avail < 1 || (s[0] != 0xc2 && s[0] != 0xc3))
+			return (false);
+		*(k == K_DETACH ? &p->detach : &p->nowait) = s[0] == 0xc3;
+		d->p = s + 1;
+		return (true);
+	case K_PRIORITY:
+		if (avail < 1 || (s[0] > 0x7f && s[0] < 0xe0))
+			return (false);
+		p->priority = (int8_t)s[0];
+		d->p = s + 1;
+		return (true);
 	default:
 		return (false);
 	}
@@ -628,6 +641,31 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 	return (0);
 }
 
+/* True when the n (1 to 12) bytes at a and b are the same, inline. */
+static inline bool
+dec_same(const uint8_t *a, const char *b, size_t n)
+{
+	uint64_t	x, y, u, v;
+	uint32_t	x4, y4, u4, v4;
+
+	if (n >= 8) {
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		memcpy(&u, a + n - 8, 8);
+		memcpy(&v, b + n - 8, 8);
+		return (x == y && u == v);
+	}
+	if (n >= 4) {
+		memcpy(&x4, a, 4);
+		memcpy(&y4, b, 4);
+		memcpy(&u4, a + n - 4, 4);
+		memcpy(&v4, b + n - 4, 4);
+		return (x4 == y4 && u4 == v4);
+	}
+	return (a[0] == (uint8_t)b[0] && a[n - 1] == (uint8_t)b[n - 1] &&
+	    a[n / 2] == (uint8_t)b[n / 2]);
+}
+
 /*
  * The packet type called s[0..len), or -1: a switch on the length and
  * the first two bytes, then one comparison (the `t` of every packet).
@@ -678,12 +716,9 @@ dec_type_find(const uint8_t *s, size_t len)
 	default:
 		return (-1);
 	}
-	name = packet_type_name(t);
-	if (strlen(name) != len)
+	name = proto_wire_name(packet_type_name(t));
+	if (((uint8_t)name[0] & 0x1f) != len || !dec_same(s, name + 1, len))
 		return (-1);
-	for (size_t i = 2; i < len; i++)
-		if ((uint8_t)name[i] != s[i])
-			return (-1);
 	return (t);
 }
 
@@ -782,6 +817,76 @@ dec_find_type(struct dec d, uint64_t n, struct packet *p, enum proto_dir dir,
 		return (-EPROTO);
 	}
 	return (dec_type_value(&at, p, dir, err));
+}
+
+/*
+ * The fast path: reads a body written the way encoders write it (a fixmap,
+ * `t` first, then the type's keys in the order of packet_keys, each value
+ * in its usual form) straight into p, recognising each key by comparing
+ * its bytes with the next ones the type may have. Returns true when the
+ * body was exactly that and is a valid packet; false, with p in any
+ * state, for anything else, which the general walk then reads or refuses
+ * with the right sentence.
+ */
+static bool
+dec_canonical(const uint8_t *body, size_t len, enum proto_dir dir,
+    struct packet *p)
+{
+	const struct packet_spec	*spec;
+	struct dec			 d = { body, body + len };
+	const uint8_t			*s;
+	uint64_t			 seen, cand;
+	unsigned			 n;
+	int				 t, k;
+
+	if (len < 4 || (body[0] & 0xf0) != 0x80 || body[1] != 0xa1 ||
+	    body[2] != 't' || (body[3] & 0xe0) != 0xa0 ||
+	    (size_t)(body[3] & 0x1f) > len - 4)
+		return (false);
+	n = body[0] & 0x0f;
+	if (n == 0 || (t = dec_type_find(body + 4, body[3] & 0x1f)) < 0)
+		return (false);
+	spec = &packet_specs[dir][t];
+	if (spec->required == 0)
+		return (false);
+	p->type = t;
+	d.p = body + 4 + (body[3] & 0x1f);
+	seen = KB(K_T);
+	cand = (spec->required | spec->optional) & ~KB(K_T);
+	while (--n > 0) {
+		/* The next key is one of those after the last, in order. */
+		for (s = d.p; cand != 0; cand &= cand - 1) {
+			k = __builtin_ctzll(cand);
+			if (d.end - s > (ptrdiff_t)KEY_LEN(k) &&
+			    s[0] == (uint8_t)packet_keys[k][0] &&
+			    dec_same(s + 1, KEY_NAME(k), KEY_LEN(k)))
+				break;
+		}
+		if (cand == 0)
+			return (false);
+		d.p = s + 1 + KEY_LEN(k);
+		cand &= cand - 1;
+		seen |= KB(k);
+		if (k == K_STATUS) {
+			/* A status: a fixstr naming one the direction allows. */
+			int st;
+
+			if (d.p >= d.end || (d.p[0] & 0xe0) != 0xa0 ||
+			    (size_t)(d.p[0] & 0x1f) > (size_t)(d.end - d.p) - 1 ||
+			    (st = job_status_from_name((const char *)d.p + 1,
+			    d.p[0] & 0x1f)) < 0 || (dir == PROTO_TO_BROKER &&
+			    st != JOB_OK && st != JOB_ERROR && st != JOB_CANCELLED))
+				return (false);
+			p->status = st;
+			d.p += 1 + (d.p[0] & 0x1f);
+		} else if (!dec_value_fast(&d, p, k))
+			return (false);
+	}
+	if (d.p != d.end || (spec->required & ~seen) != 0)
+		return (false);
+	for (seen &= spec->optional; seen != 0; seen &= seen - 1)
+		p->has |= packet_key_flags[__builtin_ctzll(seen)];
+	return (true);
 }
 
 /*
@@ -885,6 +990,9 @@ packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
 	}
 	if (body == NULL || len == 0)
 		return (frame_check(body, len, err));
+	if (dec_canonical(body, len, dir, ret))
+		return (0);
+	memset(ret, 0, offsetof(struct packet, fns));
 	if ((r = dec_packet(body, len, dir, ret, err)) == 0)
 		return (0);
 	packet_clear(ret);

@@ -359,83 +359,6 @@ enc_prepare(const struct packet *p, enum proto_dir dir, struct enc *e)
 	return (0);
 }
 
-/* The encoded size of the value of key k of p. */
-static size_t
-enc_value_size(const struct packet *p, const struct enc *e, enum packet_key k)
-{
-	size_t	n;
-
-	switch (k) {
-	case K_T:
-		return (enc_wire_size(packet_type_name(p->type)));
-	case K_V:
-		return (enc_uint_size(p->version));
-	case K_ROLE:
-		return (enc_wire_size(proto_role_name(p->role)));
-	case K_NAME:
-		return (enc_str_size(p->name.len));
-	case K_TOKEN:
-		return (enc_str_size(p->token.len));
-	case K_SESSION:
-	case K_ID:
-		return (enc_bin_size(PROTO_ID_LEN));
-	case K_HEARTBEAT_MS:
-		return (enc_uint_size(p->heartbeat_ms));
-	case K_MAX_FRAME:
-		return (enc_uint_size(p->max_frame));
-	case K_SERVER:
-		return (enc_str_size(p->server.len));
-	case K_FNS:
-		n = enc_container_size(p->nfns);
-		for (uint32_t i = 0; i < p->nfns; i++)
-			n += enc_str_size(p->fns[i].len);
-		return (n);
-	case K_CAPACITY:
-		return (enc_uint_size(p->capacity));
-	case K_FN:
-		return (enc_str_size(p->fn.len));
-	case K_PAYLOAD:
-		return (enc_bin_size(p->payload.len));
-	case K_ATTEMPT:
-		return (enc_uint_size(p->attempt));
-	case K_ATTEMPTS:
-		return (enc_uint_size(p->attempts));
-	case K_TIMEOUT_MS:
-		return (enc_uint_size(p->timeout_ms));
-	case K_RETRIES:
-		return (enc_uint_size(p->retries));
-	case K_PRIORITY:
-		return (enc_int_size(p->priority));
-	case K_DETACH:
-	case K_NOWAIT:
-	case K_OK:
-		return (1);
-	case K_STATUS:
-		return (enc_wire_size(job_status_name(p->status)));
-	case K_ERROR:
-		return (enc_str_size(p->error.len));
-	case K_N:
-		return (enc_uint_size(p->n));
-	case K_REASON:
-		return (enc_str_size(p->reason.len));
-	case K_SEQ:
-		return (enc_uint_size(p->seq));
-	case K_VERB:
-		return (enc_str_size(p->verb.len));
-	case K_ARGS:
-		return (e->args.len);
-	case K_DATA:
-		return (e->data.len);
-	case K_CODE:
-		return (enc_wire_size(proto_error_name(p->code)));
-	case K_MSG:
-		return (enc_str_size(p->msg.len));
-	case K__MAX:
-		break;
-	}
-	return (0);
-}
-
 /* Writes the value of key k of p at o; returns o past it. */
 static uint8_t *
 enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
@@ -520,53 +443,124 @@ enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
 	return (o);
 }
 
+/* Bits set in v, without a libgcc call. */
+static inline unsigned
+enc_popcount(uint64_t v)
+{
+	v = v - ((v >> 1) & 0x5555555555555555ull);
+	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return ((unsigned)((v * 0x0101010101010101ull) >> 56));
+}
+
+/*
+ * An upper bound of the frame's size, without measuring each value: every
+ * key with its value's header or number fits in ENC_KEY_MAX bytes, plus
+ * the bytes of the strings, binaries and raw values that go out.
+ */
+#define ENC_KEY_MAX	48	/* 1 + 13 key bytes, a 32-byte name or a
+				   9-byte number or a 5-byte header, a
+				   16-byte id with its 2 */
+static size_t
+enc_bound(const struct packet *p, const struct enc *e, unsigned nkeys)
+{
+	uint64_t	k = e->keys;
+	size_t		n = PROTO_HEADER_LEN + 5 + (size_t)nkeys * ENC_KEY_MAX;
+
+	if (k & KB(K_NAME))
+		n += p->name.len;
+	if (k & KB(K_TOKEN))
+		n += p->token.len;
+	if (k & KB(K_SERVER))
+		n += p->server.len;
+	if (k & KB(K_FN))
+		n += p->fn.len;
+	if (k & KB(K_PAYLOAD))
+		n += p->payload.len;
+	if (k & KB(K_ERROR))
+		n += p->error.len;
+	if (k & KB(K_REASON))
+		n += p->reason.len;
+	if (k & KB(K_VERB))
+		n += p->verb.len;
+	if (k & KB(K_MSG))
+		n += p->msg.len;
+	if (k & KB(K_ARGS))
+		n += e->args.len;
+	if (k & KB(K_DATA))
+		n += e->data.len;
+	if (k & KB(K_FNS))
+		for (uint32_t i = 0; i < p->nfns; i++)
+			n += 5 + p->fns[i].len;
+	return (n);
+}
+
+/* Copies a key (2 to 13 bytes) with a few fixed-size moves. */
+static inline void
+enc_key(uint8_t *o, enum packet_key k)
+{
+	const char	*s = packet_keys[k];
+	size_t		 n = 1 + KEY_LEN(k);
+
+	if (n >= 8) {
+		memcpy(o, s, 8);
+		memcpy(o + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(o, s, 4);
+		memcpy(o + n - 4, s + n - 4, 4);
+	} else {
+		o[0] = (uint8_t)s[0];
+		o[1] = (uint8_t)s[1];
+		o[n - 1] = (uint8_t)s[n - 1];
+	}
+}
+
 /* Encodes p as one frame into space from reserve; see proto.h. */
 int
 packet_encode_fn(const struct packet *p, enum proto_dir dir,
-    void *(*reserve)(void *ctx, size_t n), void *ctx)
+    void *(*reserve)(void *ctx, size_t n), void *ctx, size_t *ret_len)
 {
 	struct enc	 e;
 	uint64_t	 todo;
-	size_t		 body, nkeys;
+	size_t		 bound, body;
+	unsigned	 nkeys;
 	uint8_t		*o, *start;
 	int		 k, r;
 
-	memset(&e, 0, sizeof(e));
-	msgpack_sbuffer_init(&e.scratch);
+	e.args.len = e.data.len = 0;
+	e.scratch.data = NULL;
+	e.scratch.size = e.scratch.alloc = 0;
 	if ((r = enc_prepare(p, dir, &e)) != 0)
 		goto out;
-	for (todo = e.keys, body = 0, nkeys = 0; todo != 0; todo &= todo - 1) {
-		k = __builtin_ctzll(todo);
-		body += 1 + KEY_LEN(k) + enc_value_size(p, &e, k);
-		nkeys++;
-	}
-	body += enc_container_size(nkeys);
-	if (body > UINT32_MAX) {
+	nkeys = enc_popcount(e.keys);
+	if ((bound = enc_bound(p, &e, nkeys)) > UINT32_MAX) {
 		r = -EMSGSIZE;
 		goto out;
 	}
-	if ((start = reserve(ctx, PROTO_HEADER_LEN + body)) == NULL) {
+	if ((start = reserve(ctx, bound)) == NULL) {
 		r = -ENOMEM;
 		goto out;
 	}
-	frame_put_header(start, (uint32_t)body);
 	o = enc_container(start + PROTO_HEADER_LEN, nkeys, 0x80, 0xde);
 	for (todo = e.keys; todo != 0; todo &= todo - 1) {
 		k = __builtin_ctzll(todo);
-		memcpy(o, packet_keys[k], 1 + KEY_LEN(k));
+		enc_key(o, k);
 		o = enc_value(o + 1 + KEY_LEN(k), p, &e, k);
 	}
+	body = (size_t)(o - start) - PROTO_HEADER_LEN;
+	frame_put_header(start, (uint32_t)body);
+	*ret_len = PROTO_HEADER_LEN + body;
 out:
-	msgpack_sbuffer_destroy(&e.scratch);
+	if (e.scratch.data != NULL)
+		msgpack_sbuffer_destroy(&e.scratch);
 	return (r);
 }
 
-/* packet_encode()'s reserve: grows the sbuffer and hands out its tail. */
+/* packet_encode()'s reserve: room for n more bytes after sb's end. */
 static void *
 enc_sbuffer_reserve(void *ctx, size_t n)
 {
 	msgpack_sbuffer	*sb = ctx;
-	void		*at;
 	size_t		 want = sb->size + n, alloc;
 	char		*d;
 
@@ -581,27 +575,33 @@ enc_sbuffer_reserve(void *ctx, size_t n)
 		sb->data = d;
 		sb->alloc = alloc;
 	}
-	at = sb->data + sb->size;
-	sb->size = want;
-	return (at);
+	return (sb->data + sb->size);
 }
 
 /* Appends p as one whole frame travelling in dir to sb; see proto.h. */
 int
 packet_encode(const struct packet *p, enum proto_dir dir, msgpack_sbuffer *sb)
 {
-	return (packet_encode_fn(p, dir, enc_sbuffer_reserve, sb));
+	size_t	len;
+	int	r;
+
+	if ((r = packet_encode_fn(p, dir, enc_sbuffer_reserve, sb,
+	    &len)) == 0)
+		sb->size += len;
+	return (r);
 }
 
 /* msgpack_sbuffer_write() without its assert; see proto.h. */
 int
 proto_sbuffer_write(void *data, const char *buf, size_t len)
 {
-	void	*at;
+	msgpack_sbuffer	*sb = data;
+	void		*at;
 
-	if ((at = enc_sbuffer_reserve(data, len)) == NULL)
+	if ((at = enc_sbuffer_reserve(sb, len)) == NULL)
 		return (-1);
 	if (len > 0)
 		memcpy(at, buf, len);
+	sb->size += len;
 	return (0);
 }

@@ -279,12 +279,14 @@ int	 packet_encode(const struct packet *p, enum proto_dir dir,
 
 /*
  * Encodes p travelling in dir as one whole frame into memory the caller
- * provides: reserve(ctx, n) is called once, with the frame's exact size,
- * and returns where to write it (or NULL: -ENOMEM). Nothing is reserved
- * when p cannot be encoded. Returns as packet_encode().
+ * provides: reserve(ctx, n) is called once with an upper bound of the
+ * frame's size and returns where at least n bytes may be written (or NULL:
+ * -ENOMEM); the frame's real size goes to *ret_len, and the caller keeps
+ * that many bytes. Nothing is reserved when p cannot be encoded. Returns
+ * as packet_encode().
  */
 int	 packet_encode_fn(const struct packet *p, enum proto_dir dir,
-	    void *(*reserve)(void *ctx, size_t n), void *ctx);
+	    void *(*reserve)(void *ctx, size_t n), void *ctx, size_t *ret_len);
 
 /* Packs a NUL-terminated string as a MessagePack str. */
 void	 proto_pack_str(msgpack_packer *pk, const char *s);

@@ -83,7 +83,7 @@ fn_release(struct switchboard *sb, struct sb_fn *fn)
 	if (fn->nworkers != 0 || fn->njobs != 0 || fn->idle || fn->draining)
 		return;
 	HASH_DELETE(hh, sb->fns, fn);
-	free(fn->queue.v);
+	queue_clear(&fn->queue);
 	free(fn);
 }
 
@@ -158,15 +158,15 @@ worker_fill(struct switchboard *sb, struct sb_worker *w, uint64_t now)
 		uint32_t	 i;
 
 		for (i = 0; i < w->nregs; i++) {
-			struct sb_job *head = heap_top(&w->regs[i].fn->queue);
+			struct sb_job *head = queue_first(&w->regs[i].fn->queue);
 
 			if (head != NULL && (best == NULL ||
-			    heap_before(SB_HEAP_QUEUE, head, best)))
+			    queue_before(head, best)))
 				best = head;
 		}
 		if (best == NULL)
 			break;
-		queue_remove(sb, best);
+		job_dequeue(sb, best);
 		job_dispatch(sb, best, w, now);
 	}
 }
@@ -178,9 +178,9 @@ fn_drain(struct switchboard *sb, struct sb_fn *fn, uint64_t now)
 	struct sb_job		*job;
 	struct sb_worker	*w;
 
-	while ((job = heap_top(&fn->queue)) != NULL &&
+	while ((job = queue_first(&fn->queue)) != NULL &&
 	    (w = fn_pick_worker(fn)) != NULL) {
-		queue_remove(sb, job);
+		job_dequeue(sb, job);
 		job_dispatch(sb, job, w, now);
 	}
 }
@@ -191,7 +191,7 @@ fn_expire(struct switchboard *sb, struct sb_fn *fn)
 {
 	struct sb_job	*job;
 
-	while ((job = heap_top(&fn->queue)) != NULL)
+	while ((job = queue_first(&fn->queue)) != NULL)
 		job_finish(sb, job, JOB_NO_WORKER, NULL);
 	fn_clear_idle(sb, fn);
 	fn_release(sb, fn);

@@ -75,9 +75,8 @@ enum sb_job_state {
 	SB_JOB_ORPHAN,
 };
 
-/* The two heaps a job can be in, and the index slot it keeps for each. */
+/* The heaps a job can be in, and the index slot it keeps for each. */
 enum sb_heap_kind {
-	SB_HEAP_QUEUE,		/* a function's queue: priority, then seq */
 	SB_HEAP_DEADLINE,	/* the switchboard's timeouts: earliest first */
 	SB_HEAP__MAX
 };
@@ -104,7 +103,15 @@ struct sb_job {
 	UT_hash_handle		 hh;
 	struct sb_job_key	 key;
 	TAILQ_ENTRY(sb_job)	 client_entry;	/* client->jobs, while live */
-	TAILQ_ENTRY(sb_job)	 worker_entry;	/* worker->jobs, running/orphan */
+	union {
+		/* worker->jobs, while running or orphaned */
+		TAILQ_ENTRY(sb_job) worker_entry;
+		/* its level of its function's queue, while queued */
+		struct {
+			struct sb_job	*next;
+			struct sb_job	*prev;
+		} q;
+	};
 	struct sb_fn		*fn;		/* holds a reference (njobs) */
 	struct sb_client	*client;	/* NULL: detached or orphaned */
 	struct sb_worker	*worker;	/* while running or orphaned */
@@ -125,6 +132,21 @@ struct sb_job {
 
 TAILQ_HEAD(sb_job_list, sb_job);
 
+/* One priority level of a queue: its jobs, oldest first. */
+struct sb_level {
+	struct sb_job		*first;
+	struct sb_job		*last;
+	int16_t			 priority;
+};
+
+/* A function's queue (queue.c): levels by priority, highest first. */
+struct sb_queue {
+	struct sb_level		*levels;
+	uint32_t		 nlevels;
+	uint32_t		 cap;
+	uint32_t		 n;		/* jobs */
+};
+
 /* A worker's registration for one function; lives in worker->regs. */
 struct sb_reg {
 	TAILQ_ENTRY(sb_reg)	 fn_entry;	/* fn->workers */
@@ -139,7 +161,7 @@ struct sb_reg {
  */
 struct sb_fn {
 	UT_hash_handle		 hh;		/* sb->fns, keyed by name */
-	struct sb_heap		 queue;
+	struct sb_queue		 queue;
 	TAILQ_HEAD(, sb_reg)	 workers;
 	struct sb_reg		*cursor;	/* round-robin start; NULL: first */
 	uint32_t		 nworkers;
@@ -221,22 +243,43 @@ static inline bool
 heap_before(enum sb_heap_kind kind, const struct sb_job *a,
     const struct sb_job *b)
 {
-	if (kind == SB_HEAP_DEADLINE) {
-		if (a->deadline != b->deadline)
-			return a->deadline < b->deadline;
-		return a->seq < b->seq;
-	}
+	(void)kind;
+	if (a->deadline != b->deadline)
+		return a->deadline < b->deadline;
+	return a->seq < b->seq;
+}
+
+/* True when a queued job goes before b: higher priority, then older. */
+static inline bool
+queue_before(const struct sb_job *a, const struct sb_job *b)
+{
 	if (a->priority != b->priority)
 		return a->priority > b->priority;
 	return a->seq < b->seq;
 }
 
-/* Returns the element that leaves first, or NULL when the heap is empty. */
 static inline struct sb_job *
 heap_top(const struct sb_heap *h)
 {
 	return h->n ? h->v[0] : NULL;
 }
+
+/* queue.c */
+
+/* Makes sure q has a level for priority; 0 or -ENOMEM. */
+int	 queue_reserve(struct sb_queue *q, int priority);
+
+/* Puts job (priority reserved) in q, in its place by seq. */
+void	 queue_insert(struct sb_queue *q, struct sb_job *job);
+
+/* Takes job out of q. */
+void	 queue_unlink(struct sb_queue *q, struct sb_job *job);
+
+/* The job q dispatches first, or NULL. */
+struct sb_job	*queue_first(const struct sb_queue *q);
+
+/* Frees q's levels (not its jobs) and empties it. */
+void	 queue_clear(struct sb_queue *q);
 
 /* fn.c */
 
@@ -310,22 +353,19 @@ void		 sb_send_cancel(struct switchboard *sb, struct sb_job *job);
 void		 job_answer(struct switchboard *sb, struct sb_job *job,
 		    enum job_status status, const char *error);
 
-/*
- * Takes a queued job out of its function's queue; it stays live. Queues
- * are not shrunk here: a function's memory goes when the function does.
- */
+/* Takes a queued job out of its function's queue; it stays live. */
 static inline void
-queue_remove(struct switchboard *sb, struct sb_job *job)
+job_dequeue(struct switchboard *sb, struct sb_job *job)
 {
-	heap_remove(&job->fn->queue, SB_HEAP_QUEUE, job);
+	queue_unlink(&job->fn->queue, job);
 	sb->nqueued--;
 }
 
 /*
- * Puts a job in its function's queue (room reserved by the caller) and
- * starts the function's no-worker clock when it has no worker.
+ * Puts a job in its function's queue (its level reserved by the caller)
+ * and starts the function's no-worker clock when it has no worker.
  */
-void		 queue_push(struct switchboard *sb, struct sb_job *job,
+void		 job_enqueue(struct switchboard *sb, struct sb_job *job,
 		    uint64_t now);
 
 /* Sends a job to worker w, taking one of its slots. */

@@ -68,14 +68,14 @@ job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
 }
 
 /*
- * Puts a job in its function's queue (room reserved by the caller) and
- * starts the function's no-worker clock when it has no worker.
+ * Puts a job in its function's queue (its level reserved by the caller)
+ * and starts the function's no-worker clock when it has no worker.
  */
 void
-queue_push(struct switchboard *sb, struct sb_job *job, uint64_t now)
+job_enqueue(struct switchboard *sb, struct sb_job *job, uint64_t now)
 {
 	job->state = SB_JOB_QUEUED;
-	heap_push(&job->fn->queue, SB_HEAP_QUEUE, job);
+	queue_insert(&job->fn->queue, job);
 	sb->nqueued++;
 	if (job->fn->nworkers == 0)
 		fn_set_idle(sb, job->fn, now);
@@ -128,7 +128,7 @@ job_unlink_live(struct switchboard *sb, struct sb_job *job)
 		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
 	heap_remove(&sb->deadlines, SB_HEAP_DEADLINE, job);
 	if (job->state == SB_JOB_QUEUED)
-		queue_remove(sb, job);
+		job_dequeue(sb, job);
 	else if (job->state == SB_JOB_RUNNING)
 		job_leave_worker(sb, job);
 }

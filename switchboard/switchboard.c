@@ -68,7 +68,6 @@ switchboard_free(struct switchboard *sb)
 	struct sb_client	*c;
 	struct sb_fn		*fn, *tmp;
 	struct sb_job		*job;
-	uint32_t		 i;
 
 	if (sb == NULL)
 		return;
@@ -91,9 +90,11 @@ switchboard_free(struct switchboard *sb)
 	}
 	HASH_ITER(hh, sb->fns, fn, tmp) {
 		HASH_DELETE(hh, sb->fns, fn);
-		for (i = 0; i < fn->queue.n; i++)
-			free(fn->queue.v[i]);
-		free(fn->queue.v);
+		while ((job = queue_first(&fn->queue)) != NULL) {
+			queue_unlink(&fn->queue, job);
+			free(job);
+		}
+		queue_clear(&fn->queue);
 		free(fn);
 	}
 	free(sb->deadlines.v);
@@ -192,9 +193,9 @@ switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
 		fn = job->fn;
 		if (!sb->shutting_down && !job->cancel_requested &&
 		    job->attempt < job->max_attempts &&
-		    heap_reserve(&fn->queue) == 0) {
+		    queue_reserve(&fn->queue, job->priority) == 0) {
 			job_leave_worker(sb, job);
-			queue_push(sb, job, now);
+			job_enqueue(sb, job, now);
 			if (!fn->draining) {
 				fn->draining = true;
 				SLIST_INSERT_HEAD(&drain, fn, drain_entry);
@@ -366,7 +367,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		goto enomem;
 	job->fn = fn;
 	fn->njobs++;
-	if ((w == NULL && heap_reserve(&fn->queue) != 0) ||
+	if ((w == NULL && queue_reserve(&fn->queue, priority) != 0) ||
 	    ((run->has & PF_TIMEOUT) && run->timeout_ms > 0 &&
 	    heap_reserve(&sb->deadlines) != 0)) {
 		job_free(sb, job);
@@ -380,7 +381,6 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	}
 
 	job->seq = sb->next_seq++;
-	job->heap_idx[SB_HEAP_QUEUE] = HEAP_NONE;
 	job->heap_idx[SB_HEAP_DEADLINE] = HEAP_NONE;
 	job->priority = (int16_t)priority;
 	job->detached = detached;
@@ -405,7 +405,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);
 	else
-		queue_push(sb, job, now);
+		job_enqueue(sb, job, now);
 	return 0;
 
 enomem:
@@ -560,7 +560,7 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 	HASH_ITER(hh, sb->fns, fn, tmp) {
 		/* Keep fn alive while its last queued job goes. */
 		fn->draining = true;
-		while ((job = heap_top(&fn->queue)) != NULL)
+		while ((job = queue_first(&fn->queue)) != NULL)
 			job_finish(sb, job, JOB_SHUTTING_DOWN, NULL);
 		fn->draining = false;
 		fn_release(sb, fn);

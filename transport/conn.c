@@ -15,9 +15,11 @@
  * drains.
  *
  * Output: packets are encoded straight into the conn's output buffer (one
- * contiguous array, grown on demand), and the conn asks for a flush with a
- * deferred event, which runs once per loop turn after whatever produced
- * the output: one write(2) carries every packet of that turn. Only when
+ * contiguous array, grown on demand) and written once the work that
+ * produced them is done: at the end of the read callback that caused
+ * them (every conn it gave output to, in one pass), or, for output made
+ * elsewhere (timers, the supervisor), by a deferred event that runs once
+ * per loop turn. One write(2) carries every packet of that turn. Only when
  * the socket cannot take it all is a write event armed, until the output
  * drains. Output is bounded: a peer that stops reading while we owe it
  * more than out_limit bytes is dropped as SLOW_CONSUMER. conn_trim(),
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -72,8 +75,10 @@ struct conn {
 	uint32_t		 max_frame;
 	size_t			 out_limit;	/* SLOW_CONSUMER beyond */
 	bool			 closing;
-	bool			 flushing;	/* flush is active */
+	bool			 flushing;	/* flush asked: active or dirty */
+	bool			 dirty;		/* on conn_dirty */
 	bool			 writing;	/* wev is added */
+	TAILQ_ENTRY(conn)	 dirty_entry;
 	char			 why[160];
 	uint64_t		 last_read;
 	struct conn_peer	 peer;
@@ -81,6 +86,13 @@ struct conn {
 
 /* Where every conn reads; only an incomplete frame is copied out of it. */
 static uint8_t	conn_scratch[CONN_READ_SIZE];
+
+/*
+ * Conns given output while a read callback runs: they are written when it
+ * returns, all at once, without a deferred event each.
+ */
+static TAILQ_HEAD(, conn)	conn_dirty = TAILQ_HEAD_INITIALIZER(conn_dirty);
+static unsigned			conn_reading;
 
 /* Records who is at the other end: credentials or address. */
 static void
@@ -228,14 +240,35 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	conn_write_out(arg);
 }
 
-/* Asks for a flush at the end of this loop turn (once). */
+/*
+ * Asks for a flush (once): at the end of the read callback that is
+ * running, else at the end of this loop turn.
+ */
 static void
 conn_want_flush(struct conn *c)
 {
 	if (c->flushing || c->writing)
 		return;
 	c->flushing = true;
-	event_active(c->flush, EV_WRITE, 0);
+	if (conn_reading > 0) {
+		c->dirty = true;
+		TAILQ_INSERT_TAIL(&conn_dirty, c, dirty_entry);
+	} else
+		event_active(c->flush, EV_WRITE, 0);
+}
+
+/* Writes every conn that was given output during a read callback. */
+static void
+conn_flush_dirty(void)
+{
+	struct conn	*c;
+
+	while ((c = TAILQ_FIRST(&conn_dirty)) != NULL) {
+		TAILQ_REMOVE(&conn_dirty, c, dirty_entry);
+		c->dirty = false;
+		c->flushing = false;
+		conn_write_out(c);
+	}
 }
 
 /* The linger bound ran out: finish with whatever is left unsent. */
@@ -329,15 +362,13 @@ conn_keep(struct conn *c, const uint8_t *data, size_t n)
 
 /* Reads what arrived and hands every whole frame up. */
 static void
-conn_read_cb(evutil_socket_t fd, short what, void *arg)
+conn_read(struct conn *c)
 {
-	struct conn	*c = arg;
 	size_t		 used, room;
 	ssize_t		 n;
 	char		 why[160];
 	uint8_t		*buf;
 
-	(void)fd; (void)what;
 	/* The rest of an incomplete frame goes straight after its start. */
 	if (c->in_len > 0 && c->in_cap > c->in_len) {
 		buf = c->in + c->in_len;
@@ -397,6 +428,20 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, "out of memory");
 }
 
+/*
+ * The read event: handles what arrived, then writes at once what that
+ * produced for every conn, before the loop goes back to waiting.
+ */
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	conn_reading++;
+	conn_read(arg);
+	if (--conn_reading == 0)
+		conn_flush_dirty();
+}
+
 /* Wraps fd in a conn; see transport.h. */
 struct conn *
 conn_new(struct event_base *base, int fd, uint64_t id,
@@ -420,7 +465,8 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 	conn_fill_peer(c, fd);
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
 	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
-	c->flush = event_new(base, -1, 0, conn_flush_cb, c);
+	/* Persistent: only ever activated, and so never deleted after. */
+	c->flush = event_new(base, -1, EV_PERSIST, conn_flush_cb, c);
 	c->finish = event_new(base, -1, 0, conn_finish_cb, c);
 	c->linger = evtimer_new(base, conn_linger_cb, c);
 	if (c->rev == NULL || c->wev == NULL || c->flush == NULL ||
@@ -438,6 +484,8 @@ conn_free(struct conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->dirty)
+		TAILQ_REMOVE(&conn_dirty, c, dirty_entry);
 	if (c->rev != NULL)
 		event_free(c->rev);
 	if (c->wev != NULL)
@@ -455,8 +503,9 @@ conn_free(struct conn *c)
 }
 
 /*
- * packet_encode_fn()'s reserve: n bytes at the end of the output, growing
- * the buffer (or moving what is left of it to the front) when needed.
+ * packet_encode_fn()'s reserve: room for n bytes at the end of the output,
+ * growing the buffer (or moving what is left of it to the front) when
+ * needed. conn_append() then keeps what was written.
  */
 static void *
 conn_reserve(void *arg, size_t n)
@@ -483,22 +532,24 @@ conn_reserve(void *arg, size_t n)
 		c->out_start = 0;
 		c->out_end = pending;
 	}
-	c->out_end += n;
-	return c->out + c->out_end - n;
+	return c->out + c->out_end;
 }
 
 /*
  * Encodes p straight into the output buffer, whatever the output's size:
  * no intermediate copy, the payload copied once from where p points. The
- * write happens at the end of the loop turn.
+ * write happens when the work of this turn is done.
  */
 static int
 conn_append(struct conn *c, const struct packet *p)
 {
+	size_t	len;
 	int	r;
 
-	if ((r = packet_encode_fn(p, PROTO_FROM_BROKER, conn_reserve, c)) != 0)
+	if ((r = packet_encode_fn(p, PROTO_FROM_BROKER, conn_reserve, c,
+	    &len)) != 0)
 		return r;
+	c->out_end += len;
 	conn_want_flush(c);
 	return 0;
 }
