@@ -468,6 +468,7 @@ int	 supervisor_reload_file(struct supervisor *sv, char **cause);
 #define SERVER_DEFAULT_HEARTBEAT_MS	10000
 #define SERVER_DEFAULT_HELLO_MS		5000
 #define SERVER_SHUTDOWN_GRACE_MS	3000
+#define SERVER_TRIM_JOBS		1000	/* a burst worth giving back */
 
 struct event_base;
 struct event;
@@ -530,6 +531,8 @@ struct server {
 	void			*stopped_arg;
 	struct supervisor	*sv;		/* from server_set_supervisor() */
 	uint64_t		 conns_total;
+	uint64_t		 live_peak;	/* jobs alive, since the last
+						   give-back */
 };
 
 /* server.c */

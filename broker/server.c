@@ -21,6 +21,7 @@
  * event loop ends.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -135,6 +136,29 @@ server_ping(struct peer *p, uint64_t now)
 	conn_send(p->conn, &pkt);
 }
 
+/*
+ * After a burst has drained, gives its memory back: the switchboard's job
+ * records, then whatever malloc holds free (malloc_trim), so that the
+ * broker's RSS returns near where it was. Runs from the sweep, and only
+ * when the jobs alive fell well below their peak since the last time.
+ */
+static void
+server_give_back(struct server *srv)
+{
+	struct sb_stats	st;
+	uint64_t	live;
+
+	switchboard_stats(srv->sb, &st);
+	live = (uint64_t)st.queued + st.running;
+	if (live > srv->live_peak)
+		srv->live_peak = live;
+	if (srv->live_peak < SERVER_TRIM_JOBS || live > srv->live_peak / 4)
+		return;
+	switchboard_trim(srv->sb);
+	malloc_trim(0);
+	srv->live_peak = live;
+}
+
 /* Sweeps peers: HELLO deadlines, PINGs to the silent, drops the dead. */
 static void
 server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -145,6 +169,7 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t	 silent;
 
 	(void)fd; (void)what;
+	server_give_back(srv);
 	TAILQ_FOREACH(p, &srv->peers, entry) {
 		if (conn_closing(p->conn))
 			continue;

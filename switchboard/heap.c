@@ -1,14 +1,13 @@
 /*
- * heap.c: the binary min-heap of jobs behind a function's queue and the
- * switchboard's deadlines.
+ * heap.c: the switchboard's deadlines, a binary min-heap.
  *
- * A heap holds pointers only and owns no job. The kind of a heap picks its
- * order (heap_before() in internal.h: priority then arrival for a queue,
- * deadline then arrival for the timeouts) and the slot of job->heap_idx
- * where each job keeps its current index, so that a job can be removed
- * from the middle in O(log n) and be in one heap of each kind at once.
+ * Each entry is a job with its deadline, ordered by deadline then arrival
+ * (seq); the deadline lives in the entry, not in the job, so that only
+ * jobs that have a timeout pay for it. A job keeps the index of its entry
+ * (job->heap_idx) so that it can be removed from the middle in O(log n).
  * Growing is separate from pushing: callers reserve room first, while
- * failing is still harmless, and push only once the job is committed.
+ * failing is still harmless, and push only once the job is committed. The
+ * heap owns no job.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,8 +18,8 @@
 int
 heap_reserve(struct sb_heap *h)
 {
-	struct sb_job	**v;
-	uint32_t	  cap;
+	struct sb_heap_entry	*v;
+	uint32_t		 cap;
 
 	if (h->n < h->cap)
 		return 0;
@@ -35,37 +34,45 @@ heap_reserve(struct sb_heap *h)
 	return 0;
 }
 
-/* Stores job at index i of the heap and records the index in the job. */
-static inline void
-heap_set(struct sb_heap *h, enum sb_heap_kind kind, uint32_t i,
-    struct sb_job *job)
+/* True when entry a is due before entry b. */
+static inline bool
+heap_before(const struct sb_heap_entry *a, const struct sb_heap_entry *b)
 {
-	h->v[i] = job;
-	job->heap_idx[kind] = i;
+	if (a->deadline != b->deadline)
+		return a->deadline < b->deadline;
+	return seq_before(a->job->seq, b->job->seq);
 }
 
-/* Moves the element at index i up while it goes before its parent. */
-static void
-heap_sift_up(struct sb_heap *h, enum sb_heap_kind kind, uint32_t i)
+/* Stores e at index i of the heap and records the index in its job. */
+static inline void
+heap_set(struct sb_heap *h, uint32_t i, struct sb_heap_entry e)
 {
-	struct sb_job	*job = h->v[i];
+	h->v[i] = e;
+	e.job->heap_idx = i;
+}
+
+/* Moves the entry at index i up while it goes before its parent. */
+static void
+heap_sift_up(struct sb_heap *h, uint32_t i)
+{
+	struct sb_heap_entry	e = h->v[i];
 
 	while (i > 0) {
 		uint32_t parent = (i - 1) / 2;
 
-		if (!heap_before(kind, job, h->v[parent]))
+		if (!heap_before(&e, &h->v[parent]))
 			break;
-		heap_set(h, kind, i, h->v[parent]);
+		heap_set(h, i, h->v[parent]);
 		i = parent;
 	}
-	heap_set(h, kind, i, job);
+	heap_set(h, i, e);
 }
 
-/* Moves the element at index i down while a child goes before it. */
+/* Moves the entry at index i down while a child goes before it. */
 static void
-heap_sift_down(struct sb_heap *h, enum sb_heap_kind kind, uint32_t i)
+heap_sift_down(struct sb_heap *h, uint32_t i)
 {
-	struct sb_job	*job = h->v[i];
+	struct sb_heap_entry	e = h->v[i];
 
 	for (;;) {
 		uint32_t l = 2 * i + 1, c;
@@ -73,40 +80,40 @@ heap_sift_down(struct sb_heap *h, enum sb_heap_kind kind, uint32_t i)
 		if (l >= h->n)
 			break;
 		c = l;
-		if (l + 1 < h->n && heap_before(kind, h->v[l + 1], h->v[l]))
+		if (l + 1 < h->n && heap_before(&h->v[l + 1], &h->v[l]))
 			c = l + 1;
-		if (!heap_before(kind, h->v[c], job))
+		if (!heap_before(&h->v[c], &e))
 			break;
-		heap_set(h, kind, i, h->v[c]);
+		heap_set(h, i, h->v[c]);
 		i = c;
 	}
-	heap_set(h, kind, i, job);
+	heap_set(h, i, e);
 }
 
-/* Inserts job; the caller has reserved room with heap_reserve(). */
+/* Inserts job due at deadline; the caller has reserved room. */
 void
-heap_push(struct sb_heap *h, enum sb_heap_kind kind, struct sb_job *job)
+heap_push(struct sb_heap *h, struct sb_job *job, uint64_t deadline)
 {
-	heap_set(h, kind, h->n++, job);
-	heap_sift_up(h, kind, h->n - 1);
+	heap_set(h, h->n++, (struct sb_heap_entry){ deadline, job });
+	heap_sift_up(h, h->n - 1);
 }
 
 /* Removes job from the heap, wherever it is; a job not in it is ignored. */
 void
-heap_remove(struct sb_heap *h, enum sb_heap_kind kind, struct sb_job *job)
+heap_remove(struct sb_heap *h, struct sb_job *job)
 {
-	uint32_t	 i = job->heap_idx[kind];
-	struct sb_job	*last;
+	uint32_t		i = job->heap_idx;
+	struct sb_heap_entry	last;
 
 	if (i == HEAP_NONE)
 		return;
-	job->heap_idx[kind] = HEAP_NONE;
+	job->heap_idx = HEAP_NONE;
 	last = h->v[--h->n];
 	if (i == h->n)
 		return;
-	heap_set(h, kind, i, last);
-	if (i > 0 && heap_before(kind, last, h->v[(i - 1) / 2]))
-		heap_sift_up(h, kind, i);
+	heap_set(h, i, last);
+	if (i > 0 && heap_before(&last, &h->v[(i - 1) / 2]))
+		heap_sift_up(h, i);
 	else
-		heap_sift_down(h, kind, i);
+		heap_sift_down(h, i);
 }

@@ -75,33 +75,43 @@ enum sb_job_state {
 	SB_JOB_ORPHAN,
 };
 
-/* The heaps a job can be in, and the index slot it keeps for each. */
-enum sb_heap_kind {
-	SB_HEAP_DEADLINE,	/* the switchboard's timeouts: earliest first */
-	SB_HEAP__MAX
+/* A job with a timeout and when it is due: an entry of sb->deadlines. */
+struct sb_heap_entry {
+	uint64_t		 deadline;
+	struct sb_job		*job;
 };
 
-/* A binary heap of jobs; each job stores its index for O(log n) removal. */
+/* A binary min-heap of deadlines (heap.c). */
 struct sb_heap {
-	struct sb_job	**v;
-	uint32_t	  n;
-	uint32_t	  cap;
+	struct sb_heap_entry	*v;
+	uint32_t		 n;
+	uint32_t		 cap;
 };
 
 /*
- * The key of a job: its id for the route table (the first PROTO_ID_LEN
- * bytes), id and attempt for a worker's orphan table (all of it).
+ * True when arrival number a came before b. Arrival numbers wrap after
+ * 2^32 jobs; two jobs alive at once are never that far apart.
  */
-struct sb_job_key {
-	uint8_t		 id[PROTO_ID_LEN];
-	uint64_t	 attempt;
+static inline bool
+seq_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+/* A job whose payload is this small lives in a slab record. */
+#define SB_SMALL_PAYLOAD	16
+#define SB_RECORD_SIZE		(sizeof(struct sb_job) + SB_SMALL_PAYLOAD)
+#define SB_SLAB_SIZE		(64 * 1024)
+
+/* A block of small-job records (job.c). */
+struct sb_slab {
+	struct sb_slab		*next;
 };
 
 /* One job, owned by the switchboard from RUN until it is freed. */
 struct sb_job {
-	/* In sb->routes while live, in worker->orphans once orphaned. */
-	UT_hash_handle		 hh;
-	struct sb_job_key	 key;
+	/* Keyed in sb->routes while live, in worker->orphans once an orphan. */
+	uint8_t			 id[PROTO_ID_LEN];
 	TAILQ_ENTRY(sb_job)	 client_entry;	/* client->jobs, while live */
 	union {
 		/* worker->jobs, while running or orphaned */
@@ -115,9 +125,8 @@ struct sb_job {
 	struct sb_fn		*fn;		/* holds a reference (njobs) */
 	struct sb_client	*client;	/* NULL: detached or orphaned */
 	struct sb_worker	*worker;	/* while running or orphaned */
-	uint64_t		 seq;		/* arrival order, kept on requeue */
-	uint64_t		 deadline;	/* when has_timeout */
-	uint32_t		 heap_idx[SB_HEAP__MAX];
+	uint32_t		 seq;		/* arrival order, kept on requeue */
+	uint32_t		 heap_idx;	/* in sb->deadlines, or HEAP_NONE */
 	uint32_t		 attempt;	/* dispatches so far */
 	uint32_t		 max_attempts;	/* 1 + retries */
 	uint32_t		 payload_len;
@@ -145,6 +154,18 @@ struct sb_queue {
 	uint32_t		 nlevels;
 	uint32_t		 cap;
 	uint32_t		 n;		/* jobs */
+};
+
+/*
+ * Jobs by id, or by id and attempt (table.c): open addressing over an
+ * array of job pointers.
+ */
+struct sb_table {
+	struct sb_job		**slots;
+	uint32_t		  cap;		/* slots */
+	uint32_t		  n;		/* entries */
+	uint32_t		  used;		/* entries and tombstones */
+	bool			  by_attempt;	/* key: id and attempt */
 };
 
 /* A worker's registration for one function; lives in worker->regs. */
@@ -197,7 +218,7 @@ struct sb_worker {
 	struct sb_reg		*regs;
 	const char		**fn_names;	/* point into the fns */
 	struct sb_job_list	 jobs;		/* running and orphans */
-	struct sb_job		*orphans;	/* uthash by (id, attempt) */
+	struct sb_table		 orphans;	/* by id and attempt */
 	uint64_t		 completed;
 };
 
@@ -209,44 +230,49 @@ struct switchboard {
 	uint64_t		 no_worker_wait_ms;
 	bool			 shutting_down;
 
-	struct sb_job		*routes;	/* live jobs by id */
+	struct sb_table		 routes;	/* live jobs by id */
 	struct sb_fn		*fns;		/* by name */
 	struct sb_heap		 deadlines;
 	TAILQ_HEAD(, sb_worker)	 workers;
 	TAILQ_HEAD(, sb_client)	 clients;
 	TAILQ_HEAD(, sb_fn)	 idle_fns;	/* no_worker_since set */
 
-	uint64_t		 next_seq;
+	uint32_t		 next_seq;
 	uint64_t		 reg_gen;
 	uint32_t		 nqueued;
 	uint32_t		 nrunning;
 	uint32_t		 nworkers;
 	uint32_t		 nclients;
 	struct sb_stats		 stats;		/* the counters only */
+	/* Small jobs' memory (job.c): slabs of equal records, a free list. */
+	struct sb_slab		*slabs;
+	void			*free_records;
+	uint32_t		 live_records;
 };
 
 /* heap.c */
 
-/* Makes room for one more element so that a later heap_push cannot fail. */
+/* Makes room for one more entry so that a later heap_push cannot fail. */
 int	 heap_reserve(struct sb_heap *h);
 
-/* Inserts job; the caller has reserved room with heap_reserve(). */
-void	 heap_push(struct sb_heap *h, enum sb_heap_kind kind,
-	    struct sb_job *job);
+/* Inserts job due at deadline; the caller has reserved room. */
+void	 heap_push(struct sb_heap *h, struct sb_job *job, uint64_t deadline);
 
-/* Removes job from the heap, wherever it is; a job not in it is ignored. */
-void	 heap_remove(struct sb_heap *h, enum sb_heap_kind kind,
-	    struct sb_job *job);
+/* Removes job from the heap, wherever it is; no-op when it is not in it. */
+void	 heap_remove(struct sb_heap *h, struct sb_job *job);
 
-/* Tells whether a must leave its heap of the given kind before b. */
-static inline bool
-heap_before(enum sb_heap_kind kind, const struct sb_job *a,
-    const struct sb_job *b)
+/* The job due first, or NULL. */
+static inline struct sb_job *
+heap_top(const struct sb_heap *h)
 {
-	(void)kind;
-	if (a->deadline != b->deadline)
-		return a->deadline < b->deadline;
-	return a->seq < b->seq;
+	return h->n ? h->v[0].job : NULL;
+}
+
+/* When the job due first is due (the heap must not be empty). */
+static inline uint64_t
+heap_top_deadline(const struct sb_heap *h)
+{
+	return h->v[0].deadline;
 }
 
 /* True when a queued job goes before b: higher priority, then older. */
@@ -255,14 +281,26 @@ queue_before(const struct sb_job *a, const struct sb_job *b)
 {
 	if (a->priority != b->priority)
 		return a->priority > b->priority;
-	return a->seq < b->seq;
+	return seq_before(a->seq, b->seq);
 }
 
-static inline struct sb_job *
-heap_top(const struct sb_heap *h)
-{
-	return h->n ? h->v[0] : NULL;
-}
+/* table.c */
+
+/* Makes room for one more entry; 0 or -ENOMEM. */
+int	 table_reserve(struct sb_table *t);
+
+/* Adds job (room reserved by table_reserve()). */
+void	 table_insert(struct sb_table *t, struct sb_job *job);
+
+/* The job with that id (and attempt, in an orphan table), or NULL. */
+struct sb_job	*table_find(const struct sb_table *t, const uint8_t *id,
+		    uint32_t attempt);
+
+/* Removes job from t (no-op when it is not there). */
+void	 table_remove(struct sb_table *t, struct sb_job *job);
+
+/* Frees t's slots (not its jobs). */
+void	 table_clear(struct sb_table *t);
 
 /* queue.c */
 
@@ -394,13 +432,25 @@ job_leave_worker(struct switchboard *sb, struct sb_job *job)
  */
 void		 job_unlink_live(struct switchboard *sb, struct sb_job *job);
 
+/*
+ * A new zeroed job with room for len payload bytes: small ones come from
+ * the switchboard's slabs, others from malloc. NULL on ENOMEM.
+ */
+struct sb_job	*job_alloc(struct switchboard *sb, size_t len);
+
+/* Gives a job's memory back (to the slabs' free list or to malloc). */
+void		 job_release(struct switchboard *sb, struct sb_job *job);
+
+/* Frees every slab, in use or not (switchboard_free()); bytes freed. */
+size_t		 job_slabs_free(struct switchboard *sb);
+
 /* Frees a job that is in no list or table any more. */
 static inline void
 job_free(struct switchboard *sb, struct sb_job *job)
 {
 	struct sb_fn	*fn = job->fn;
 
-	free(job);
+	job_release(sb, job);
 	fn->njobs--;
 	fn_release(sb, fn);
 }

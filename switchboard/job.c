@@ -21,6 +21,8 @@
  */
 #include <string.h>
 
+#include <errno.h>
+
 #include "switchboard/internal.h"
 
 /* Sends RESULT {id, status, attempts, error?} to a client. */
@@ -52,7 +54,7 @@ sb_send_cancel(struct switchboard *sb, struct sb_job *job)
 
 	packet_init(&p, PKT_CANCEL);
 	p.attempt = job->attempt;
-	memcpy(p.id, job->key.id, PROTO_ID_LEN);
+	memcpy(p.id, job->id, PROTO_ID_LEN);
 	sb_send(sb, job->worker->ctx, &p);
 }
 
@@ -63,7 +65,7 @@ job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
 {
 	sb->stats.results[status]++;
 	if (job->client != NULL)
-		sb_send_result(sb, job->client, job->key.id, status,
+		sb_send_result(sb, job->client, job->id, status,
 		    job->attempt, error);
 }
 
@@ -93,7 +95,6 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 	job->state = SB_JOB_RUNNING;
 	job->worker = w;
 	job->attempt++;
-	job->key.attempt = job->attempt;
 	job->cancel_requested = false;
 	TAILQ_INSERT_TAIL(&w->jobs, job, worker_entry);
 	w->in_flight++;
@@ -103,7 +104,7 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 	if (job->attempt > 1)
 		sb->stats.retried++;
 
-	memcpy(p.id, job->key.id, PROTO_ID_LEN);
+	memcpy(p.id, job->id, PROTO_ID_LEN);
 	p.fn.ptr = (const uint8_t *)job->fn->name;
 	p.fn.len = job->fn->name_len;
 	p.payload.ptr = job->payload;
@@ -111,7 +112,9 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 	p.attempt = job->attempt;
 	if (job->has_timeout) {
 		p.has |= PF_TIMEOUT;
-		p.timeout_ms = job->deadline > now ? job->deadline - now : 1;
+		uint64_t due = sb->deadlines.v[job->heap_idx].deadline;
+
+		p.timeout_ms = due > now ? due - now : 1;
 	}
 	sb_send(sb, w->ctx, &p);
 }
@@ -123,10 +126,10 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 void
 job_unlink_live(struct switchboard *sb, struct sb_job *job)
 {
-	HASH_DELETE(hh, sb->routes, job);
+	table_remove(&sb->routes, job);
 	if (job->client != NULL)
 		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
-	heap_remove(&sb->deadlines, SB_HEAP_DEADLINE, job);
+	heap_remove(&sb->deadlines, job);
 	if (job->state == SB_JOB_QUEUED)
 		job_dequeue(sb, job);
 	else if (job->state == SB_JOB_RUNNING)
@@ -159,17 +162,18 @@ job_orphan(struct switchboard *sb, struct sb_job *job)
 		job->cancel_requested = true;
 		sb_send_cancel(sb, job);
 	}
-	HASH_DELETE(hh, sb->routes, job);
+	table_remove(&sb->routes, job);
 	if (job->client != NULL) {
 		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
 		job->client = NULL;
 	}
-	heap_remove(&sb->deadlines, SB_HEAP_DEADLINE, job);
+	heap_remove(&sb->deadlines, job);
 	job->state = SB_JOB_ORPHAN;
 	job->fn->running--;
 	sb->nrunning--;
-	HASH_ADD(hh, w->orphans, key, sizeof job->key, job);
-	job->hashed = job->hh.tbl != NULL;
+	job->hashed = table_reserve(&w->orphans) == 0;
+	if (job->hashed)
+		table_insert(&w->orphans, job);
 }
 
 /* Removes an orphan from its worker, freeing its slot, and frees it. */
@@ -179,7 +183,7 @@ orphan_free(struct switchboard *sb, struct sb_job *job)
 	struct sb_worker	*w = job->worker;
 
 	if (job->hashed)
-		HASH_DELETE(hh, w->orphans, job);
+		table_remove(&w->orphans, job);
 	TAILQ_REMOVE(&w->jobs, job, worker_entry);
 	w->in_flight--;
 	job_free(sb, job);
@@ -204,7 +208,7 @@ worker_find_running(struct switchboard *sb, struct sb_worker *w,
 {
 	struct sb_job	*job;
 
-	HASH_FIND(hh, sb->routes, id, PROTO_ID_LEN, job);
+	job = table_find(&sb->routes, id, 0);
 	if (job == NULL || job->state != SB_JOB_RUNNING ||
 	    job->worker != w || job->attempt != attempt)
 		return NULL;
@@ -215,12 +219,89 @@ worker_find_running(struct switchboard *sb, struct sb_worker *w,
 struct sb_job *
 worker_find_orphan(struct sb_worker *w, const uint8_t *id, uint64_t attempt)
 {
-	struct sb_job_key	 key;
-	struct sb_job		*job;
+	if (attempt > UINT32_MAX)
+		return NULL;
+	return table_find(&w->orphans, id, (uint32_t)attempt);
+}
 
-	memset(&key, 0, sizeof key);
-	memcpy(key.id, id, PROTO_ID_LEN);
-	key.attempt = attempt;
-	HASH_FIND(hh, w->orphans, &key, sizeof key, job);
+/*
+ * Carves a new slab into records on the free list. 0 or -ENOMEM. The
+ * first record's room is the slab's header.
+ */
+static int
+job_slab_new(struct switchboard *sb)
+{
+	struct sb_slab	*slab;
+	uint8_t		*r;
+	size_t		 off;
+
+	if ((slab = malloc(SB_SLAB_SIZE)) == NULL)
+		return -ENOMEM;
+	slab->next = sb->slabs;
+	sb->slabs = slab;
+	for (off = SB_RECORD_SIZE; off + SB_RECORD_SIZE <= SB_SLAB_SIZE;
+	    off += SB_RECORD_SIZE) {
+		r = (uint8_t *)slab + off;
+		*(void **)r = sb->free_records;
+		sb->free_records = r;
+	}
+	return 0;
+}
+
+/* A new zeroed job; see internal.h. */
+struct sb_job *
+job_alloc(struct switchboard *sb, size_t len)
+{
+	struct sb_job	*job;
+
+	if (len > SB_SMALL_PAYLOAD) {
+		if ((job = calloc(1, sizeof(*job) + len)) != NULL)
+			job->payload_len = (uint32_t)len;
+		return job;
+	}
+	if (sb->free_records == NULL && job_slab_new(sb) != 0)
+		return NULL;
+	job = sb->free_records;
+	sb->free_records = *(void **)job;
+	sb->live_records++;
+	memset(job, 0, sizeof(*job));
+	job->payload_len = (uint32_t)len;
 	return job;
+}
+
+/* Gives a job's memory back; see internal.h. */
+void
+job_release(struct switchboard *sb, struct sb_job *job)
+{
+	if (job->payload_len > SB_SMALL_PAYLOAD) {
+		free(job);
+		return;
+	}
+	*(void **)job = sb->free_records;
+	sb->free_records = job;
+	sb->live_records--;
+}
+
+/* Frees every slab, whether or not records are in use. */
+size_t
+job_slabs_free(struct switchboard *sb)
+{
+	struct sb_slab	*slab;
+	size_t		 freed = 0;
+
+	while ((slab = sb->slabs) != NULL) {
+		sb->slabs = slab->next;
+		free(slab);
+		freed += SB_SLAB_SIZE;
+	}
+	sb->free_records = NULL;
+	sb->live_records = 0;
+	return freed;
+}
+
+/* Frees every slab when no small job lives in one; see switchboard.h. */
+size_t
+switchboard_trim(struct switchboard *sb)
+{
+	return sb->live_records == 0 ? job_slabs_free(sb) : 0;
 }

@@ -66,7 +66,7 @@ queue_insert(struct sb_queue *q, struct sb_job *job)
 	struct sb_job	*after = l->last;
 
 	/* New jobs go last; a requeued one goes back by its seq. */
-	while (after != NULL && after->seq > job->seq)
+	while (after != NULL && seq_before(job->seq, after->seq))
 		after = after->q.prev;
 	job->q.prev = after;
 	job->q.next = after != NULL ? after->q.next : l->first;

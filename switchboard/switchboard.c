@@ -72,13 +72,13 @@ switchboard_free(struct switchboard *sb)
 	if (sb == NULL)
 		return;
 	/* The tables only index jobs; each job is freed once, from its home. */
-	HASH_CLEAR(hh, sb->routes);
+	table_clear(&sb->routes);
 	while ((w = TAILQ_FIRST(&sb->workers)) != NULL) {
 		TAILQ_REMOVE(&sb->workers, w, entry);
-		HASH_CLEAR(hh, w->orphans);
+		table_clear(&w->orphans);
 		while ((job = TAILQ_FIRST(&w->jobs)) != NULL) {
 			TAILQ_REMOVE(&w->jobs, job, worker_entry);
-			free(job);
+			job_release(sb, job);
 		}
 		free(w->regs);
 		free(w->fn_names);
@@ -92,12 +92,13 @@ switchboard_free(struct switchboard *sb)
 		HASH_DELETE(hh, sb->fns, fn);
 		while ((job = queue_first(&fn->queue)) != NULL) {
 			queue_unlink(&fn->queue, job);
-			free(job);
+			job_release(sb, job);
 		}
 		queue_clear(&fn->queue);
 		free(fn);
 	}
 	free(sb->deadlines.v);
+	job_slabs_free(sb);
 	free(sb);
 	sb_live--;
 }
@@ -155,6 +156,7 @@ switchboard_worker_add(struct switchboard *sb, void *ctx)
 	if (w == NULL)
 		return NULL;
 	w->ctx = ctx;
+	w->orphans.by_attempt = true;
 	TAILQ_INIT(&w->jobs);
 	TAILQ_INSERT_TAIL(&sb->workers, w, entry);
 	sb->nworkers++;
@@ -181,7 +183,7 @@ switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
 	sb->nworkers--;
 	for (i = 0; i < w->nregs; i++)
 		reg_unlink(sb, &w->regs[i], now);
-	HASH_CLEAR(hh, w->orphans);
+	table_clear(&w->orphans);
 
 	while ((job = TAILQ_FIRST(&w->jobs)) != NULL) {
 		if (job->state == SB_JOB_ORPHAN) {
@@ -338,8 +340,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 			return 0;
 		}
 	}
-	HASH_FIND(hh, sb->routes, run->id, PROTO_ID_LEN, job);
-	if (job != NULL) {
+	if (table_find(&sb->routes, run->id, 0) != NULL) {
 		run_refuse(sb, c, detached, run->id, JOB_DUPLICATE_ID, NULL);
 		return 0;
 	}
@@ -362,7 +363,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	/* Every allocation happens before the job touches any structure. */
 	if (fn == NULL && (fn = fn_get(sb, run->fn.ptr, run->fn.len)) == NULL)
 		goto enomem;
-	job = calloc(1, sizeof *job + run->payload.len);
+	job = job_alloc(sb, run->payload.len);
 	if (job == NULL)
 		goto enomem;
 	job->fn = fn;
@@ -373,22 +374,21 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		job_free(sb, job);
 		goto enomem_fn_gone;
 	}
-	memcpy(job->key.id, run->id, PROTO_ID_LEN);
-	HASH_ADD(hh, sb->routes, key.id, PROTO_ID_LEN, job);
-	if (job->hh.tbl == NULL) {
+	if (table_reserve(&sb->routes) != 0) {
 		job_free(sb, job);
 		goto enomem_fn_gone;
 	}
+	memcpy(job->id, run->id, PROTO_ID_LEN);
+	table_insert(&sb->routes, job);
 
 	job->seq = sb->next_seq++;
-	job->heap_idx[SB_HEAP_DEADLINE] = HEAP_NONE;
+	job->heap_idx = HEAP_NONE;
 	job->priority = (int16_t)priority;
 	job->detached = detached;
 	job->max_attempts = 1;
 	if (run->has & PF_RETRIES)
 		job->max_attempts = run->retries >= UINT32_MAX - 1 ?
 		    UINT32_MAX : (uint32_t)run->retries + 1;
-	job->payload_len = run->payload.len;
 	if (run->payload.len > 0)
 		memcpy(job->payload, run->payload.ptr, run->payload.len);
 	if (!detached) {
@@ -397,8 +397,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	}
 	if ((run->has & PF_TIMEOUT) && run->timeout_ms > 0) {
 		job->has_timeout = true;
-		job->deadline = sat_add(now, run->timeout_ms);
-		heap_push(&sb->deadlines, SB_HEAP_DEADLINE, job);
+		heap_push(&sb->deadlines, job, sat_add(now, run->timeout_ms));
 	}
 	sb->stats.submitted++;
 
@@ -424,7 +423,7 @@ switchboard_cancel(struct switchboard *sb, struct sb_client *c,
 	struct sb_job	*job;
 
 	(void)now;
-	HASH_FIND(hh, sb->routes, id, PROTO_ID_LEN, job);
+	job = table_find(&sb->routes, id, 0);
 	if (job == NULL || c == NULL || job->client != c)
 		return -ENOENT;
 	if (job->state == SB_JOB_QUEUED) {
@@ -466,7 +465,7 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	sb->stats.results[res->status]++;
 	if (job->client != NULL) {
 		packet_init(&p, PKT_RESULT);
-		memcpy(p.id, job->key.id, PROTO_ID_LEN);
+		memcpy(p.id, job->id, PROTO_ID_LEN);
 		p.status = res->status;
 		p.attempts = job->attempt;
 		p.has = res->has & (PF_PAYLOAD | PF_ERROR);
@@ -500,7 +499,7 @@ switchboard_progress(struct switchboard *sb, struct sb_worker *w,
 		return 0;
 	packet_init(&p, PKT_PROGRESS);
 	p.has = PF_PAYLOAD;
-	memcpy(p.id, job->key.id, PROTO_ID_LEN);
+	memcpy(p.id, job->id, PROTO_ID_LEN);
 	p.payload = prog->payload;
 	sb->stats.progress++;
 	sb_send(sb, job->client->ctx, &p);
@@ -515,7 +514,7 @@ switchboard_tick(struct switchboard *sb, uint64_t now)
 	struct sb_fn	*fn, *next;
 
 	while ((job = heap_top(&sb->deadlines)) != NULL &&
-	    job->deadline <= now)
+	    heap_top_deadline(&sb->deadlines) <= now)
 		job_expire(sb, job);
 	for (fn = TAILQ_FIRST(&sb->idle_fns); fn != NULL; fn = next) {
 		next = TAILQ_NEXT(fn, idle_entry);
@@ -528,12 +527,11 @@ switchboard_tick(struct switchboard *sb, uint64_t now)
 uint64_t
 switchboard_next_deadline(const struct switchboard *sb)
 {
-	const struct sb_job	*job = heap_top(&sb->deadlines);
 	const struct sb_fn	*fn;
 	uint64_t		 t = UINT64_MAX, d;
 
-	if (job != NULL)
-		t = job->deadline;
+	if (heap_top(&sb->deadlines) != NULL)
+		t = heap_top_deadline(&sb->deadlines);
 	TAILQ_FOREACH(fn, &sb->idle_fns, idle_entry) {
 		d = sat_add(fn->no_worker_since, sb->no_worker_wait_ms);
 		if (d < t)

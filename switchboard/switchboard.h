@@ -188,6 +188,13 @@ uint64_t	 switchboard_next_deadline(const struct switchboard *sb);
  */
 void	 switchboard_shutdown(struct switchboard *sb, uint64_t now);
 
+/*
+ * Gives back the memory of small-job records when no job uses any (after
+ * a burst has drained). Returns the bytes freed. Cheap; for a periodic
+ * sweep.
+ */
+size_t	 switchboard_trim(struct switchboard *sb);
+
 /* Fills *ret with the counters and gauges. */
 void	 switchboard_stats(const struct switchboard *sb, struct sb_stats *ret);
 
