@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "util/util.h"
+
 /*
  * The hash of every table (routes by id, orphans by id and attempt,
  * functions by name): a few multiplications per 8 bytes instead of
@@ -29,32 +31,11 @@
  */
 extern uint64_t	sb_hash_seed;
 
-/*
- * Hashes len bytes at key with sb_hash_seed: each 8-byte word is folded in
- * with a multiply and a rotation, then murmur3's finalizer spreads every
- * bit into the low ones that pick a bucket (ids made by one client often
- * differ only in their last bytes).
- */
+/* Hashes len bytes at key with sb_hash_seed (util/'s hash_bytes()). */
 static inline uint32_t
 sb_hash(const void *key, size_t len)
 {
-	const uint8_t	*p = key;
-	uint64_t	 h = sb_hash_seed ^ (len * 0x9e3779b97f4a7c15ull), v;
-
-	for (; len >= 8; p += 8, len -= 8) {
-		memcpy(&v, p, 8);
-		h = (h ^ v) * 0x9e3779b97f4a7c15ull;
-		h = h << 31 | h >> 33;
-	}
-	for (v = 0; len > 0; len--)
-		v = v << 8 | p[len - 1];
-	h ^= v;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return (uint32_t)h;
+	return hash_bytes(key, len, sb_hash_seed);
 }
 
 #define HASH_FUNCTION(keyptr, keylen, hashv)				\

@@ -51,7 +51,7 @@
 #define CONN_DEFAULT_OUT_CAP	(64u * 1024 * 1024)
 #define CONN_LINGER_MS		2000
 #define CONN_READ_SIZE		(128 * 1024)	/* one read(2) at most */
-#define CONN_OUT_MIN		4096		/* first output buffer */
+#define CONN_OUT_MIN		1024		/* first output buffer */
 
 /* One peer's connection; owned by the broker, freed by itself on close. */
 struct conn {

@@ -216,6 +216,37 @@ int	 endpoint_default(char *buf, size_t len, bool use_broker_env);
 int	 endpoint_connect(const struct endpoint *ep, int timeout_ms,
 	    int *ret_fd);
 
+/* hash (inline: every hash table's hot path) */
+
+/*
+ * Hashes len bytes at key with a seed: each 8-byte word is folded in with
+ * a multiply and a rotation, then murmur3's finalizer spreads every bit
+ * into the low ones a table uses (ids made by one client often differ
+ * only in their last bytes). Not cryptographic: with a secret seed a peer
+ * cannot aim keys at one bucket without trying many.
+ */
+static inline uint32_t
+hash_bytes(const void *key, size_t len, uint64_t seed)
+{
+	const uint8_t	*p = key;
+	uint64_t	 h = seed ^ (len * 0x9e3779b97f4a7c15ull), v;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		__builtin_memcpy(&v, p, 8);
+		h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+		h = h << 31 | h >> 33;
+	}
+	for (v = 0; len > 0; len--)
+		v = v << 8 | p[len - 1];
+	h ^= v;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return (uint32_t)h;
+}
+
 /* clock.c */
 
 /* The monotonic clock in milliseconds. */

@@ -29,6 +29,7 @@
 
 #include "patchbay.h"
 #include "proto/proto.h"
+#include "util/util.h"
 
 /*
  * uthash's default answer to a failed allocation is exit(-1). In its
@@ -42,6 +43,9 @@
 #endif
 #define HASH_NONFATAL_OOM	1
 #define uthash_nonfatal_oom(elt)	((void)(elt), common_hash_oom = true)
+/* util/'s hash: cheaper than uthash's Jenkins hash for 16-byte ids. */
+#define HASH_FUNCTION(keyptr, keylen, hashv)				\
+	((hashv) = hash_bytes((keyptr), (size_t)(keylen), 0))
 #include <uthash.h>
 
 /* Set by uthash_nonfatal_oom(); read by COMMON_HASH_ADD(). */
