@@ -366,10 +366,10 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 	struct peer	*p = arg;
 	struct server	*srv = p->srv;
 	struct packet	 pong;
-	uint64_t	 now = clock_now_ms();
+	/* The read that brought this frame just set it: no clock call. */
+	uint64_t	 now = conn_last_read(c);
 	int		 r;
 
-	(void)c;
 	p->ping_sent = 0;
 	switch (pkt->type) {
 	case PKT_HELLO:

@@ -40,7 +40,12 @@ static inline bool
 table_match(const struct sb_table *t, const struct sb_job *job,
     const uint8_t *id, uint32_t attempt)
 {
-	return memcmp(job->id, id, PROTO_ID_LEN) == 0 &&
+	uint64_t	a[2], b[2];
+
+	/* Two word compares: memcmp() is a call for 16 bytes. */
+	memcpy(a, job->id, PROTO_ID_LEN);
+	memcpy(b, id, PROTO_ID_LEN);
+	return a[0] == b[0] && a[1] == b[1] &&
 	    (!t->by_attempt || job->attempt == attempt);
 }
 
