@@ -3,11 +3,12 @@
  *
  * The encoder first works out which keys go out (the type's required keys
  * and the optional ones `has` names), checks that the packet has what they
- * need, and adds up the exact size of the frame. It then asks the caller
- * for that many bytes (packet_encode_fn's reserve callback: the broker
- * hands out space in a connection's output buffer, the library grows its
- * own buffer) and writes the header, the map and every value straight
- * there. Payloads are copied once, from where the packet points to where
+ * need, and bounds the frame's size from the lengths of its strings and
+ * binaries (no pass over the values). It then asks the caller for that
+ * much room (packet_encode_fn's reserve callback: the broker hands out
+ * space in a connection's output buffer, the library grows its own
+ * buffer), writes the header, the map and every value straight there in
+ * one pass, and says how many bytes it used. Payloads are copied once, from where the packet points to where
  * the frame goes; nothing passes through msgpack-c's packer except ADMIN
  * args and REPLY data given as msgpack_objects instead of raw bytes, which
  * are packed into a scratch buffer first (never on the job path).
