@@ -1,6 +1,7 @@
 /*
- * pbbench.c: patchbay's load generator, shaped like the peers' programs in
- * ../shared/bench/peers so that the same scenarios run side by side.
+ * pbbench.c: patchbay's load generator, the libpatchbay counterpart of
+ * gearbench (Gearman) and textbench (beanstalkd, NATS), so that the same
+ * scenarios run side by side (bench/run.sh, docs/benchmarks.md).
  *
  *   pbbench worker ENDPOINT FN [MAXJOBS [CAPACITY]]  echo worker; with
  *                                                 MAXJOBS, exits after that
@@ -8,29 +9,29 @@
  *   pbbench seq  ENDPOINT FN N PAYLOAD            1 job in flight
  *   pbbench pipe ENDPOINT FN N PAYLOAD WIN        WIN jobs in flight
  *   pbbench bg   ENDPOINT FN N PAYLOAD            detached submits
+ *   pbbench idle ENDPOINT N                       holds N idle clients
  *
- * Client modes print "MODE: n=N ok=OK payload=P time=Ts rate=R jobs/s".
+ * Client modes print "MODE: n=N ok=OK payload=P time=Ts rate=R jobs/s";
+ * pipe adds each job's latency, submit to result, as p50/p99/p99.9 in
+ * microseconds (report.c). idle connects N clients (as many as its file
+ * limit allows), prints "idle: connected=K" and waits for a signal.
  */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "patchbay.h"
+#include "report.h"
 
 static long	 jobs_done, max_jobs, completed, failed;
 static double	 t_first, t_last;
-static struct pb_worker	*worker;
-
-/* Seconds on the monotonic clock. */
-static double
-now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double	*t_submit;		/* per pipelined job, by index */
+static struct report_lat	 lat;
 
 /* The echo function: answers every job with its own payload. */
 static void
@@ -38,7 +39,7 @@ echo(struct pb_worker *w, struct pb_job *job, void *arg)
 {
 	const void	*p;
 	size_t		 len;
-	double		 t = now();
+	double		 t = report_now();
 
 	(void)arg;
 	p = pb_job_payload(job, &len);
@@ -50,14 +51,15 @@ echo(struct pb_worker *w, struct pb_job *job, void *arg)
 		pb_worker_stop(w);
 }
 
-/* Counts a pipelined job's result. */
+/* Counts a pipelined job's result and records its latency. */
 static void
 on_result(struct pb_client *c, struct pb_result *r, void *arg)
 {
-	(void)c; (void)arg;
-	if (r->status == PB_OK)
+	(void)c;
+	if (r->status == PB_OK) {
 		completed++;
-	else
+		report_lat_add(&lat, report_now() - t_submit[(intptr_t)arg]);
+	} else
 		failed++;
 	pb_result_free(r);
 }
@@ -66,26 +68,97 @@ on_result(struct pb_client *c, struct pb_result *r, void *arg)
 static int
 run_worker(const char *ep, const char *fn, int argc, char **argv)
 {
-	uint32_t	capacity = 1;
-	int		r;
+	struct pb_worker	*w;
+	uint32_t		 capacity = 1;
+	int			 r;
 
 	if (argc > 4)
 		max_jobs = atol(argv[4]);
 	if (argc > 5)
 		capacity = (uint32_t)atol(argv[5]);
-	if ((r = pb_worker_new(ep, NULL, &worker)) != 0 ||
-	    (r = pb_worker_add_function(worker, fn, echo, NULL)) != 0 ||
-	    (r = pb_worker_set_capacity(worker, capacity)) != 0 ||
-	    (r = pb_worker_connect(worker)) != 0) {
+	if ((r = pb_worker_new(ep, NULL, &w)) != 0) {
 		fprintf(stderr, "pbbench worker: %s\n", strerror(-r));
 		return 1;
 	}
-	r = pb_worker_run(worker);
-	if (jobs_done > 1)
-		printf("worker: %ld jobs, first->last %.3fs, rate=%.0f jobs/s\n",
-		    jobs_done, t_last - t_first,
-		    (double)(jobs_done - 1) / (t_last - t_first));
-	pb_worker_free(worker);
+	if ((r = pb_worker_add_function(w, fn, echo, NULL)) != 0 ||
+	    (r = pb_worker_set_capacity(w, capacity)) != 0 ||
+	    (r = pb_worker_connect(w)) != 0) {
+		fprintf(stderr, "pbbench worker: %s\n", strerror(-r));
+		pb_worker_free(w);
+		return 1;
+	}
+	pb_worker_run(w);
+	report_worker(jobs_done, t_first, t_last);
+	pb_worker_free(w);
+	return 0;
+}
+
+/* Keeps the sliding window of win jobs full until n have answered. */
+static long
+run_pipe(struct pb_client *c, const char *fn, const char *payload, size_t psz,
+    long n, long win)
+{
+	long	submitted = 0;
+
+	if ((t_submit = calloc((size_t)n + 1, sizeof(*t_submit))) == NULL ||
+	    report_lat_init(&lat, (size_t)n) != 0) {
+		fprintf(stderr, "pbbench pipe: out of memory\n");
+		return 0;
+	}
+	while (completed + failed < n) {
+		while (submitted < n && submitted - completed - failed < win) {
+			t_submit[submitted] = report_now();
+			if (pb_client_submit(c, fn, payload, psz, NULL,
+			    on_result, NULL, (void *)(intptr_t)submitted,
+			    NULL) != 0)
+				return completed;
+			submitted++;
+		}
+		if (pb_client_dispatch(c, -1) < 0)
+			break;
+	}
+	return completed;
+}
+
+/* Does nothing: idle waits for SIGTERM or SIGINT to interrupt pause(). */
+static void
+on_signal(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * Connects up to n clients that then stay idle until a signal, raising the
+ * file limit as far as allowed first; prints how many it holds.
+ */
+static int
+run_idle(const char *ep, long n)
+{
+	struct pb_client	**cs;
+	struct rlimit		  rl;
+	long			  k;
+	int			  r = 0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if ((cs = calloc((size_t)n, sizeof(*cs))) == NULL)
+		return 1;
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	for (k = 0; k < n; k++)
+		if ((r = pb_client_connect(ep, NULL, &cs[k])) != 0)
+			break;
+	printf("idle: connected=%ld", k);
+	if (k < n)
+		printf(" (stopped: %s)", strerror(-r));
+	printf("\n");
+	fflush(stdout);
+	pause();
+	while (k > 0)
+		pb_client_free(cs[--k]);
+	free(cs);
 	return 0;
 }
 
@@ -112,6 +185,8 @@ main(int argc, char **argv)
 	fn = argv[3];
 	if (strcmp(mode, "worker") == 0)
 		return run_worker(ep, fn, argc, argv);
+	if (strcmp(mode, "idle") == 0)
+		return run_idle(ep, atol(argv[3]));
 	if (argc < 6) {
 		fprintf(stderr, "pbbench %s: needs N and PAYLOAD\n", mode);
 		return 2;
@@ -120,14 +195,21 @@ main(int argc, char **argv)
 	psz = (size_t)atol(argv[5]);
 	if (argc > 6)
 		win = atol(argv[6]);
-	payload = malloc(psz + 1);
+	if (n < 1 || win < 1) {
+		fprintf(stderr, "pbbench %s: N and WIN must be positive\n",
+		    mode);
+		return 2;
+	}
+	if ((payload = malloc(psz + 1)) == NULL)
+		return 1;
 	memset(payload, 'x', psz);
 	if ((r = pb_client_connect(ep, NULL, &c)) != 0) {
 		fprintf(stderr, "pbbench: connect %s: %s\n", ep, strerror(-r));
+		free(payload);
 		return 1;
 	}
 	memset(&opts, 0, sizeof(opts));
-	t0 = now();
+	t0 = report_now();
 	if (strcmp(mode, "seq") == 0) {
 		for (long i = 0; i < n; i++) {
 			struct pb_result *res;
@@ -139,20 +221,7 @@ main(int argc, char **argv)
 			pb_result_free(res);
 		}
 	} else if (strcmp(mode, "pipe") == 0) {
-		long submitted = 0;
-
-		while (completed + failed < n) {
-			while (submitted < n &&
-			    submitted - completed - failed < win) {
-				if (pb_client_submit(c, fn, payload, psz, NULL,
-				    on_result, NULL, NULL, NULL) != 0)
-					goto out;
-				submitted++;
-			}
-			if (pb_client_dispatch(c, -1) < 0)
-				break;
-		}
-		ok = completed;
+		ok = run_pipe(c, fn, payload, psz, n, win);
 	} else if (strcmp(mode, "bg") == 0) {
 		opts.detach = true;
 		for (long i = 0; i < n; i++)
@@ -164,12 +233,14 @@ main(int argc, char **argv)
 			ok = 0;
 	} else {
 		fprintf(stderr, "pbbench: unknown mode '%s'\n", mode);
+		pb_client_free(c);
+		free(payload);
 		return 2;
 	}
-out:
-	dt = now() - t0;
-	printf("%s: n=%ld ok=%ld payload=%zu time=%.3fs rate=%.0f jobs/s\n",
-	    mode, n, ok, psz, dt, (double)ok / dt);
+	dt = report_now() - t0;
+	report_client(mode, n, ok, psz, dt, &lat);
+	report_lat_clear(&lat);
+	free(t_submit);
 	pb_client_free(c);
 	free(payload);
 	return ok == n ? 0 : 1;
