@@ -469,6 +469,7 @@ int	 supervisor_reload_file(struct supervisor *sv, char **cause);
 #define SERVER_DEFAULT_HELLO_MS		5000
 #define SERVER_SHUTDOWN_GRACE_MS	3000
 #define SERVER_TRIM_JOBS		1000	/* a burst worth giving back */
+#define SERVER_TRIM_PEERS		1000	/* likewise, in connections */
 
 struct event_base;
 struct event;
@@ -533,6 +534,7 @@ struct server {
 	uint64_t		 conns_total;
 	uint64_t		 live_peak;	/* jobs alive, since the last
 						   give-back */
+	uint32_t		 peers_peak;	/* connections, likewise */
 };
 
 /* server.c */

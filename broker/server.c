@@ -140,7 +140,8 @@ server_ping(struct peer *p, uint64_t now)
  * After a burst has drained, gives its memory back: the switchboard's job
  * records, then whatever malloc holds free (malloc_trim), so that the
  * broker's RSS returns near where it was. Runs from the sweep, and only
- * when the jobs alive fell well below their peak since the last time.
+ * when the jobs alive, or the connections, fell well below their peak
+ * since the last time.
  */
 static void
 server_give_back(struct server *srv)
@@ -152,11 +153,17 @@ server_give_back(struct server *srv)
 	live = (uint64_t)st.queued + st.running;
 	if (live > srv->live_peak)
 		srv->live_peak = live;
-	if (srv->live_peak < SERVER_TRIM_JOBS || live > srv->live_peak / 4)
+	if (srv->npeers > srv->peers_peak)
+		srv->peers_peak = srv->npeers;
+	/* Jobs or connections by the thousand came and mostly went. */
+	if ((srv->live_peak < SERVER_TRIM_JOBS || live > srv->live_peak / 4) &&
+	    (srv->peers_peak < SERVER_TRIM_PEERS ||
+	    srv->npeers > srv->peers_peak / 4))
 		return;
 	switchboard_trim(srv->sb);
 	malloc_trim(0);
 	srv->live_peak = live;
+	srv->peers_peak = srv->npeers;
 }
 
 /* Sweeps peers: HELLO deadlines, PINGs to the silent, drops the dead. */

@@ -9,8 +9,8 @@
  * half and three quarters full: it grows by half when full), so a job
  * costs its table 11 to 16 bytes instead of a 56-byte handle inside the
  * job. It grows before an insert (table_reserve(), which may fail while
- * failing is harmless) and shrinks as it empties, so that a burst of jobs
- * leaves no large table behind. The table owns no job.
+ * failing is harmless) and, once large, shrinks as it empties, so that a
+ * burst of jobs leaves no large table behind. The table owns no job.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,6 +19,7 @@
 #include "switchboard/internal.h"
 
 #define TABLE_MIN	16			/* slots of a table in use */
+#define TABLE_KEEP	4096			/* never shrunk below (32 KiB) */
 #define TABLE_DEAD	((struct sb_job *)&table_dead)
 
 static const char	table_dead;		/* its address marks a tombstone */
@@ -143,17 +144,18 @@ table_remove(struct sb_table *t, struct sb_job *job)
 		return;
 	t->slots[j] = TABLE_DEAD;
 	t->n--;
-	if (t->n == 0) {
-		/* Empty: no tombstone needs to stay; keep a small array. */
-		if (cap > TABLE_MIN)
-			table_clear(t);
-		else {
-			memset(t->slots, 0, cap * sizeof(*t->slots));
-			t->used = 0;
-		}
-	} else if (cap > TABLE_MIN && (uint64_t)t->n * 8 < cap)
-		(void)table_resize(t, cap / 4 > TABLE_MIN ? cap / 4 :
-		    TABLE_MIN);			/* ENOMEM: stays as is */
+	/*
+	 * Only a big table that has mostly emptied shrinks (to a quarter):
+	 * a small one keeps its slots, so that the jobs of a steady stream
+	 * coming and going never make it grow and shrink in turn.
+	 */
+	if (cap > TABLE_KEEP && (uint64_t)t->n * 8 < cap)
+		(void)table_resize(t, cap / 4);	/* ENOMEM: stays as is */
+	else if (t->n == 0 && t->used > cap / 2) {
+		/* Empty: no tombstone needs to stay. */
+		memset(t->slots, 0, cap * sizeof(*t->slots));
+		t->used = 0;
+	}
 }
 
 /* Frees the slots (not the jobs) and empties t. */
