@@ -29,6 +29,7 @@
 struct dec {
 	const uint8_t	*p;		/* the next byte */
 	const uint8_t	*end;
+	uint64_t	 budget;	/* container items it may still walk */
 };
 
 /* One value as the walk sees it. */
@@ -41,8 +42,9 @@ struct dec_val {
 	uint64_t	 u;		/* an integer's value (two's complement) */
 };
 
-/* Internal result of the walk: the body itself is malformed. */
+/* Internal results of the walk: the body is malformed; it is too big. */
 #define DEC_MALFORMED	(-EBADMSG)
+#define DEC_TOO_BIG	(-E2BIG)
 
 /* Copies peer text into buf, made printable and cut short, for an error. */
 static const char *
@@ -173,6 +175,10 @@ dec_skip(struct dec *d, unsigned depth)
 	if (depth == PROTO_MAX_DEPTH)
 		return (DEC_MALFORMED);
 	n = v.kind == FK_MAP ? 2 * v.n : v.n;
+	/* Refused before it is walked: see PROTO_MAX_ITEMS. */
+	if (n > d->budget)
+		return (DEC_TOO_BIG);
+	d->budget -= n;
 	while (n-- > 0)
 		if ((r = dec_skip(d, depth + 1)) != 0)
 			return (r);
@@ -183,7 +189,7 @@ dec_skip(struct dec *d, unsigned depth)
 int
 dec_value_len(const uint8_t *p, size_t len, unsigned depth, size_t *ret_len)
 {
-	struct dec	d = { p, p + len };
+	struct dec	d = { p, p + len, UINT64_MAX };
 
 	if (dec_skip(&d, depth) != 0)
 		return (-EBADMSG);
@@ -796,7 +802,7 @@ static int
 dec_find_type(struct dec d, uint64_t n, struct packet *p, enum proto_dir dir,
     char *err)
 {
-	struct dec	at = { NULL, NULL };
+	struct dec	at = { NULL, NULL, 0 };
 	int		k, r;
 
 	while (n-- > 0) {
@@ -833,7 +839,8 @@ dec_canonical(const uint8_t *body, size_t len, enum proto_dir dir,
     struct packet *p)
 {
 	const struct packet_spec	*spec;
-	struct dec			 d = { body, body + len };
+	struct dec			 d = { body, body + len,
+					    UINT64_MAX };
 	const uint8_t			*s;
 	uint64_t			 seen, cand;
 	unsigned			 n;
@@ -890,15 +897,28 @@ dec_canonical(const uint8_t *body, size_t len, enum proto_dir dir,
 }
 
 /*
+ * How many container items a frame travelling in dir may make the walk
+ * visit: bounded towards the broker (a peer's frame costs the broker
+ * work in proportion to what a valid packet can hold, not to its bytes),
+ * not from it.
+ */
+static inline uint64_t
+dec_budget(enum proto_dir dir)
+{
+	return (dir == PROTO_TO_BROKER ? PROTO_MAX_ITEMS : UINT64_MAX);
+}
+
+/*
  * The walk: reads the body into p. Returns 0, DEC_MALFORMED (no sentence
- * yet), -EPROTO with a sentence, or -ENOMEM.
+ * yet), DEC_TOO_BIG, -EPROTO with a sentence, or -ENOMEM.
  */
 static int
 dec_packet(const uint8_t *body, size_t len, enum proto_dir dir,
     struct packet *p, char *err)
 {
 	const struct packet_spec	*spec;
-	struct dec			 d = { body, body + len }, first;
+	struct dec			 d = { body, body + len,
+					    dec_budget(dir) }, first;
 	struct dec_val			 map;
 	uint64_t			 n, seen, missing;
 	bool				 t_first = false;
@@ -907,6 +927,8 @@ dec_packet(const uint8_t *body, size_t len, enum proto_dir dir,
 	if ((r = dec_next(&d, &map)) != 0 || map.kind != FK_MAP)
 		return (DEC_MALFORMED);
 	n = map.n;
+	if (dir == PROTO_TO_BROKER && n > PROTO_MAX_KEYS)
+		return (DEC_TOO_BIG);
 	/* `t` first, as encoders write it: the walk starts after it. */
 	first = d;
 	if (n > 0 && (r = dec_key(&d, &k)) != 0)
@@ -965,7 +987,7 @@ dec_packet(const uint8_t *body, size_t len, enum proto_dir dir,
 static bool
 dec_type_twice(const uint8_t *body, size_t len, enum proto_dir dir)
 {
-	struct dec	d = { body, body + len };
+	struct dec	d = { body, body + len, UINT64_MAX };
 	struct dec_val	map;
 	struct packet	scratch;
 	char		err[PROTO_ERRLEN];
@@ -1000,6 +1022,13 @@ packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
 		if (err != NULL)
 			snprintf(err, PROTO_ERRLEN, "out of memory");
 		return (-ENOMEM);
+	}
+	if (r == DEC_TOO_BIG) {
+		/* Said at once: walking the rest is the work it must not cost. */
+		proto_fail(err, "a packet holds at most %d keys and %d items in "
+		    "all its arrays and maps; this frame holds more",
+		    PROTO_MAX_KEYS, PROTO_MAX_ITEMS);
+		return (-EPROTO);
 	}
 	/* A malformed body wins over what the walk met before the flaw. */
 	if (frame_check(body, len, err) != 0)

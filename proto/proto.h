@@ -29,6 +29,13 @@
 #define PROTO_MAX_DEPTH		8		/* nesting limit */
 #define PROTO_ID_LEN		16		/* route id: a binary UUID */
 #define PROTO_MAX_FNS		256		/* REGISTER fns per packet */
+/*
+ * Bounds on what the broker walks in one frame from a peer, whatever its
+ * size: keys of the top map, and items of all its arrays and maps (a
+ * REGISTER's 256 names or an ADMIN spawn's argv fit many times over).
+ */
+#define PROTO_MAX_KEYS		64
+#define PROTO_MAX_ITEMS		8192
 #define PROTO_MAX_FN_LEN	255		/* bytes in a function name */
 #define PROTO_MAX_CAPACITY	65535
 #define PROTO_PRIORITY_MIN	(-100)

@@ -180,6 +180,18 @@ refusal_code(const uint8_t *body, size_t len)
 	return (frame_check(body, len, NULL) != 0 ? -EBADMSG : -EPROTO);
 }
 
+/*
+ * As refusal_code(), for a decode that said err: a frame refused for
+ * holding too much is refused before it is walked, so -EPROTO whatever
+ * follows.
+ */
+static int
+refusal_code_for(const uint8_t *body, size_t len, const char *err)
+{
+	return (strstr(err, "holds at most") != NULL ? -EPROTO :
+	    refusal_code(body, len));
+}
+
 /* Decodes a hex body and expects a refusal with err containing want. */
 static void
 decode_fails(const char *hex, enum proto_dir dir, const char *want)
@@ -1337,6 +1349,57 @@ START_TEST(packet_decode_rejects_malformed_frame)
 }
 END_TEST
 
+/*
+ * What a valid packet can hold bounds what a frame from a peer costs: too
+ * many keys, or too many items in its arrays and maps, are refused before
+ * they are walked, however the rest of the frame looks.
+ */
+START_TEST(packet_decode_bounds_the_work_of_a_frame)
+{
+	static uint8_t	body[1100000];
+	struct packet	p;
+	char		err[PROTO_ERRLEN];
+	size_t		len, i;
+
+	/* 65 keys: "t":"PING", "n":1, then 63 unknown ones. */
+	len = unhex("de 00 41 a1 74 a4 50 49 4e 47 a1 6e 01", body,
+	    sizeof body);
+	for (i = 0; i < 63; i++) {
+		body[len++] = 0xa2;
+		body[len++] = 'k';
+		body[len++] = (uint8_t)('0' + i);
+		body[len++] = 0xc0;
+	}
+	ck_assert_int_eq(packet_decode(body, len, PROTO_TO_BROKER, &p, err),
+	    -EPROTO);
+	ck_assert_str_eq(err, "a packet holds at most 64 keys and 8192 items "
+	    "in all its arrays and maps; this frame holds more");
+	/* The same from the broker is only a big PING. */
+	ck_assert_int_eq(packet_decode(body, len, PROTO_FROM_BROKER, &p, err),
+	    0);
+	ck_assert_int_eq(p.type, PKT_PING);
+	packet_clear(&p);
+
+	/* A million nils under an unknown key: refused at the header. */
+	len = unhex("83 a1 74 a4 50 49 4e 47 a1 6e 01 a1 78 dd 00 0f 42 40",
+	    body, sizeof body);
+	memset(body + len, 0xc0, 1000000);
+	len += 1000000;
+	ck_assert_int_eq(packet_decode(body, len, PROTO_TO_BROKER, &p, err),
+	    -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err, "8192 items"));
+
+	/* 8192 items in all is still a packet. */
+	len = unhex("83 a1 74 a4 50 49 4e 47 a1 6e 01 a1 78 dc 20 00", body,
+	    sizeof body);
+	memset(body + len, 0xc0, 8192);
+	len += 8192;
+	ck_assert_int_eq(packet_decode(body, len, PROTO_TO_BROKER, &p, err),
+	    0);
+	packet_clear(&p);
+}
+END_TEST
+
 START_TEST(packet_decode_accepts_null_err)
 {
 	struct packet	p;
@@ -1552,7 +1615,7 @@ decode_anything(const uint8_t *body, size_t len)
 	for (dir = PROTO_TO_BROKER; dir <= PROTO_FROM_BROKER; dir++) {
 		err[0] = '\0';
 		r = packet_decode(body, len, dir, &p, err);
-		ck_assert_msg(r == 0 || r == refusal_code(body, len),
+		ck_assert_msg(r == 0 || r == refusal_code_for(body, len, err),
 		    "decode returned %d", r);
 		if (r != 0) {
 			ck_assert_msg(err[0] != '\0', "no error sentence");
@@ -1704,6 +1767,7 @@ proto_suite(void)
 	tcase_add_test(tc, packet_decode_rejects_duplicate_key);
 	tcase_add_test(tc, packet_decode_rejects_malformed_frame);
 	tcase_add_test(tc, packet_decode_accepts_null_err);
+	tcase_add_test(tc, packet_decode_bounds_the_work_of_a_frame);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("encode_errors");
