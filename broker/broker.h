@@ -84,6 +84,7 @@ enum settings_id {
 	SETTINGS_HEARTBEAT,
 	SETTINGS_HELLO_TIMEOUT,
 	SETTINGS_MAX_FRAME,
+	SETTINGS_MAX_OUTPUT,
 	SETTINGS_MAX_QUEUE,
 	SETTINGS_NO_WORKER_WAIT,
 	SETTINGS_TOKEN_FILE,
@@ -100,6 +101,7 @@ struct settings {
 	uint64_t	  heartbeat_ms;
 	uint64_t	  hello_timeout_ms;
 	uint64_t	  max_frame;
+	uint64_t	  max_output;
 	uint64_t	  max_queue;
 	uint64_t	  no_worker_wait_ms;
 	char		 *token_file;

@@ -133,6 +133,7 @@ server_config_from(const struct settings *s, struct server_config *cfg,
 	cfg->heartbeat_ms = s->heartbeat_ms;
 	cfg->hello_timeout_ms = s->hello_timeout_ms;
 	cfg->max_frame = (uint32_t)s->max_frame;
+	cfg->out_cap = (size_t)s->max_output;
 	cfg->sb.max_queue = (uint32_t)s->max_queue;
 	/* The switchboard reads 0 as its default, so "at once" is 1 ms. */
 	/* Job ids come from peers: hash them with a seed they cannot know. */

@@ -82,11 +82,9 @@ server_sb_send(void *ctx, const struct packet *pkt, void *arg)
 	int		 r;
 
 	(void)arg;
+	/* -ENOBUFS: dropped as a slow consumer, logged when it closes. */
 	r = conn_send(p->conn, pkt);
-	if (r == -ENOBUFS)
-		log_warnx("%s: output over %zu bytes, dropping as slow "
-		    "consumer", server_peer_desc(p), p->srv->cfg.out_cap);
-	else if (r != 0 && r != -EPIPE)
+	if (r != 0 && r != -EPIPE && r != -ENOBUFS)
 		log_warnx("%s: cannot send %s: %s", server_peer_desc(p),
 		    packet_type_name(pkt->type), strerror(-r));
 }
@@ -473,8 +471,13 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 	(void)c;
 	/* A decode error's reason may quote what the peer sent. */
 	format_escape(why, strlen(why), safe, sizeof(safe));
-	/* Workers coming and going matter to operators; clients are many. */
-	if (p->role == ROLE_WORKER)
+	/*
+	 * Workers coming and going matter to operators, and so does any peer
+	 * dropped for not reading; clients are many.
+	 */
+	if (strncmp(why, "slow consumer", 13) == 0)
+		log_warnx("%s: dropped: %s", server_peer_desc(p), safe);
+	else if (p->role == ROLE_WORKER)
 		log_info("%s: closed: %s", server_peer_desc(p), safe);
 	else
 		log_debug("%s: closed: %s", server_peer_desc(p), safe);

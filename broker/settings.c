@@ -64,6 +64,11 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(max_frame), LIMIT_FRAME_MIN, LIMIT_FRAME_MAX,
 	    1024 * 1024, "SIZE",
 	    "largest frame a peer may send after HELLO" },
+	{ SETTINGS_MAX_OUTPUT, "max_output", 0, KIND_SIZE,
+	    SETTINGS_AT(max_output), 64 * 1024, LIMIT_OUTPUT_MAX,
+	    16 * 1024 * 1024, "SIZE",
+	    "output waiting for one peer to read it, beyond which the peer "
+	    "is dropped as a slow consumer" },
 	{ SETTINGS_MAX_QUEUE, "max_queue", 0, KIND_NUMBER,
 	    SETTINGS_AT(max_queue), 1, LIMIT_QUEUE_MAX, 100000, "N",
 	    "queued jobs per function" },

@@ -474,6 +474,56 @@ START_TEST(cancel_unknown_id_not_found)
 }
 END_TEST
 
+/*
+ * A client that never reads and keeps asking for error replies is dropped
+ * as a slow consumer once max_output is reached: the errors count against
+ * the cap like any packet, and the broker goes on serving others.
+ */
+START_TEST(error_replies_count_against_max_output)
+{
+	struct harness_broker	 b;
+	struct raw		*r, *w, *c;
+	struct packet		 p;
+	msgpack_sbuffer		 sb;
+	size_t			 off = 0;
+	ssize_t			 n;
+	int			 i;
+
+	harness_broker_start(&b, (const char *[]){ "--max-output", "64KiB",
+	    NULL }, false);
+	r = raw_connect(b.unix_ep);
+	raw_hello(r, ROLE_CLIENT);
+	msgpack_sbuffer_init(&sb);
+	packet_init(&p, PKT_CANCEL);
+	for (i = 0; i < 30000; i++) {
+		memcpy(p.id, &i, sizeof(i));
+		ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), 0);
+	}
+	/* Never read; stop writing when the broker hangs up. */
+	while (off < sb.size && (n = send(r->fd, sb.data + off, sb.size - off,
+	    MSG_NOSIGNAL)) > 0)
+		off += (size_t)n;
+	msgpack_sbuffer_destroy(&sb);
+	ck_assert_msg(harness_wait_log(&b, "dropped: slow consumer: more than "
+	    "65536 bytes of output waiting to be read (max_output)", 10000),
+	    "no slow-consumer drop; log:\n%s", harness_read_file(b.log_path));
+
+	/* Others are served as before. */
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "upper", 1);
+	c = raw_connect(b.tcp_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run(c, 9, "upper", "hi", 0, 0);
+	raw_serve_one(w);
+	raw_expect_result(c, 9, JOB_OK, "HI");
+	raw_free(r);
+	raw_free(w);
+	raw_free(c);
+	harness_broker_stop(&b);
+}
+END_TEST
+
 START_TEST(job_round_trip_over_both_transports)
 {
 	struct harness_broker	b;
@@ -1004,11 +1054,12 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
 	ck_assert_str_eq(from_help, "--config,--heartbeat,--hello-timeout,"
-	    "--help,--listen,--log-level,--max-frame,--max-queue,"
-	    "--no-worker-wait,--ready-file,--token-file,--version,");
+	    "--help,--listen,--log-level,--max-frame,--max-output,"
+	    "--max-queue,--no-worker-wait,--ready-file,--token-file,"
+	    "--version,");
 	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--listen,"
-	    "--log-level,--max-frame,--max-queue,--no-worker-wait,"
-	    "--ready-file,--token-file,");
+	    "--log-level,--max-frame,--max-output,--max-queue,"
+	    "--no-worker-wait,--ready-file,--token-file,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
 		char key[64], row[80];
@@ -1065,6 +1116,7 @@ broker_suite(void)
 	tc = tcase_create("roles");
 	tcase_add_test(tc, role_not_allowed_keeps_connection);
 	tcase_add_test(tc, cancel_unknown_id_not_found);
+	tcase_add_test(tc, error_replies_count_against_max_output);
 	tcase_add_test(tc, job_round_trip_over_both_transports);
 	tcase_add_test(tc, no_worker_wait_zero_answers_at_once);
 	suite_add_tcase(s, tc);

@@ -388,7 +388,39 @@ START_TEST(conn_output_cap_drops_slow_consumer)
 	ck_assert_int_eq(conn_send(c, &p), -EPIPE);
 	run_loop(base, 5000);
 	ck_assert(lg.closed);
-	ck_assert_str_eq(lg.why, "slow consumer");
+	/* The reason gives the limit in force, not an unset value. */
+	ck_assert_str_eq(lg.why, "slow consumer: more than 262144 bytes of "
+	    "output waiting to be read (max_output)");
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+/*
+ * Error replies count against the cap too: a peer that never reads and
+ * keeps asking for errors is dropped instead of growing the output.
+ */
+START_TEST(conn_output_cap_counts_error_replies)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { 0 };
+	struct conn		*c;
+	uint8_t			 id[PROTO_ID_LEN] = { 7 };
+	int			 sv[2], r = 0, sent = 0;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 1, &log_ops, &lg, 64 * 1024);
+	/* About 100 bytes each: far more than socket buffer and cap hold. */
+	while (sent < 100000 && (r = conn_send_error(c, PERR_NOT_FOUND, id,
+	    "CANCEL: no live job of this connection has that id")) == 0)
+		sent++;
+	ck_assert_int_eq(r, -ENOBUFS);
+	ck_assert_int_lt(sent, 100000);
+	ck_assert(conn_closing(c));
+	ck_assert_uint_le(conn_output_len(c), 64 * 1024 + 512);
+	run_loop(base, 5000);
+	ck_assert(lg.closed);
+	ck_assert_ptr_nonnull(strstr(lg.why, "slow consumer"));
 	close(sv[1]);
 	event_base_free(base);
 }
@@ -414,6 +446,7 @@ transport_suite(void)
 	tcase_add_test(tc, conn_bad_body_gets_bad_frame);
 	tcase_add_test(tc, conn_records_peer_credentials);
 	tcase_add_test(tc, conn_output_cap_drops_slow_consumer);
+	tcase_add_test(tc, conn_output_cap_counts_error_replies);
 	suite_add_tcase(s, tc);
 	return s;
 }

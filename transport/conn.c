@@ -48,7 +48,7 @@
 
 #include "transport/transport.h"
 
-#define CONN_DEFAULT_OUT_CAP	(64u * 1024 * 1024)
+#define CONN_DEFAULT_OUT_CAP	(16u * 1024 * 1024)
 #define CONN_LINGER_MS		2000
 #define CONN_READ_SIZE		(128 * 1024)	/* one read(2) at most */
 #define CONN_OUT_MIN		1024		/* first output buffer */
@@ -541,14 +541,27 @@ conn_reserve(void *arg, size_t n)
  * write happens when the work of this turn is done.
  */
 static int
-conn_append(struct conn *c, const struct packet *p)
+conn_append(struct conn *c, const struct packet *p, bool capped)
 {
+	char	why[160];
 	size_t	len;
 	int	r;
 
 	if ((r = packet_encode_fn(p, PROTO_FROM_BROKER, conn_reserve, c,
 	    &len)) != 0)
 		return r;
+	/*
+	 * Every byte counts against the cap, whatever the packet: a peer that
+	 * does not read is dropped (not committed, the frame is forgotten).
+	 */
+	if (capped && c->out_end + len - c->out_start > c->out_limit) {
+		snprintf(why, sizeof(why), "slow consumer: more than %zu bytes "
+		    "of output waiting to be read (max_output)", c->out_limit);
+		conn_send_error(c, PERR_SLOW_CONSUMER, NULL, "more than %zu "
+		    "bytes of output are waiting to be read", c->out_limit);
+		conn_close(c, why);
+		return -ENOBUFS;
+	}
 	c->out_end += len;
 	conn_want_flush(c);
 	return 0;
@@ -560,17 +573,14 @@ conn_send(struct conn *c, const struct packet *p)
 {
 	if (c->closing)
 		return -EPIPE;
-	if (c->out_end - c->out_start > c->out_limit) {
-		conn_send_error(c, PERR_SLOW_CONSUMER, NULL,
-		    "more than %zu bytes of output are waiting to be read",
-		    c->out_limit);
-		conn_close(c, "slow consumer");
-		return -ENOBUFS;
-	}
-	return conn_append(c, p);
+	return conn_append(c, p, true);
 }
 
-/* Sends ERROR{code, msg[, id]} even when the output is over its cap. */
+/*
+ * Sends ERROR{code, msg[, id]}. It counts against the output cap like any
+ * packet, except SLOW_CONSUMER itself, which is queued (behind whatever
+ * the peer has not read) as the conn closes.
+ */
 int
 conn_send_error(struct conn *c, enum proto_error code, const uint8_t *id,
     const char *fmt, ...)
@@ -592,7 +602,7 @@ conn_send_error(struct conn *c, enum proto_error code, const uint8_t *id,
 		memcpy(p.id, id, PROTO_ID_LEN);
 		p.has |= PF_ID;
 	}
-	return conn_append(c, &p);
+	return conn_append(c, &p, code != PERR_SLOW_CONSUMER);
 }
 
 /* Stops reading; closes once the output drains (bounded by linger). */

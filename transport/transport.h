@@ -73,7 +73,8 @@ struct conn_peer {
 /*
  * Wraps an accepted or inherited descriptor (takes ownership of fd).
  * max_frame starts at PROTO_MAX_FRAME_HELLO; out_cap bounds the pending
- * output (0: 64 MiB), past which the peer is dropped as SLOW_CONSUMER.
+ * output (0: 16 MiB): a packet that would take it past that drops the
+ * peer as SLOW_CONSUMER (closed with the reason "slow consumer: ...").
  * Returns NULL on ENOMEM (fd closed).
  */
 struct conn	*conn_new(struct event_base *base, int fd, uint64_t id,
@@ -84,12 +85,16 @@ void	 conn_free(struct conn *c);
 
 /*
  * Encodes p (travelling from the broker) onto the output. Returns 0,
- * -EPIPE when the conn is closing, or -ENOBUFS when the output cap is
- * exceeded (the conn is then closed with ERROR SLOW_CONSUMER).
+ * -EPIPE when the conn is closing, or -ENOBUFS when it would take the
+ * output past its cap (the packet is dropped and the conn is closed with
+ * ERROR SLOW_CONSUMER, queued behind what the peer has not read).
  */
 int	 conn_send(struct conn *c, const struct packet *p);
 
-/* Sends ERROR{code, msg[, id]}; id may be NULL. */
+/*
+ * Sends ERROR{code, msg[, id]}; id may be NULL. Counted against the output
+ * cap as conn_send() (returns as it does), except SLOW_CONSUMER itself.
+ */
 int	 conn_send_error(struct conn *c, enum proto_error code,
 	    const uint8_t *id, const char *fmt, ...)
 	    __attribute__((format(printf, 4, 5)));
