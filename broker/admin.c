@@ -95,10 +95,14 @@ admin_status(struct server *srv, struct peer *p,
 	admin_pack_kv_uint(pk, "total", total);
 	/* The limits in force, as the flags and the config file set them. */
 	proto_pack_str(pk, "settings");
-	msgpack_pack_map(pk, 4);
+	msgpack_pack_map(pk, 7);
 	admin_pack_kv_uint(pk, "heartbeat_ms", srv->cfg.heartbeat_ms);
 	admin_pack_kv_uint(pk, "hello_timeout_ms", srv->cfg.hello_timeout_ms);
 	admin_pack_kv_uint(pk, "max_frame", srv->cfg.max_frame);
+	admin_pack_kv_uint(pk, "max_output", srv->cfg.out_cap);
+	admin_pack_kv_uint(pk, "max_connections", srv->cfg.max_connections);
+	admin_pack_kv_uint(pk, "max_connections_per_uid",
+	    srv->cfg.max_connections_per_uid);
 	admin_pack_kv_uint(pk, "max_queue", srv->cfg.sb.max_queue);
 	return 0;
 }

@@ -43,6 +43,8 @@
 #include <sys/types.h>
 
 #include <msgpack.h>
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
 
 #include "proto/proto.h"
 #include "switchboard/switchboard.h"
@@ -84,6 +86,8 @@ enum settings_id {
 	SETTINGS_HEARTBEAT,
 	SETTINGS_HELLO_TIMEOUT,
 	SETTINGS_MAX_FRAME,
+	SETTINGS_MAX_CONNECTIONS,
+	SETTINGS_MAX_CONNECTIONS_PER_UID,
 	SETTINGS_MAX_OUTPUT,
 	SETTINGS_MAX_QUEUE,
 	SETTINGS_NO_WORKER_WAIT,
@@ -101,6 +105,8 @@ struct settings {
 	uint64_t	  heartbeat_ms;
 	uint64_t	  hello_timeout_ms;
 	uint64_t	  max_frame;
+	uint64_t	  max_connections;
+	uint64_t	  max_connections_per_uid;
 	uint64_t	  max_output;
 	uint64_t	  max_queue;
 	uint64_t	  no_worker_wait_ms;
@@ -472,6 +478,8 @@ int	 supervisor_reload_file(struct supervisor *sv, char **cause);
 #define SERVER_SHUTDOWN_GRACE_MS	3000
 #define SERVER_TRIM_JOBS		1000	/* a burst worth giving back */
 #define SERVER_TRIM_PEERS		1000	/* likewise, in connections */
+#define SERVER_FD_RESERVE		64	/* descriptors kept back from
+						   connections */
 
 struct event_base;
 struct event;
@@ -484,6 +492,7 @@ struct server_config {
 	uint64_t	 hello_timeout_ms;	/* HELLO must come this soon */
 	uint32_t	 max_frame;		/* after HELLO */
 	uint32_t	 max_connections;	/* 0: unlimited */
+	uint32_t	 max_connections_per_uid; /* 0: unlimited */
 	size_t		 out_cap;		/* per-peer pending output */
 	char		*token;			/* HELLO token required, or NULL */
 	struct switchboard_config sb;
@@ -506,6 +515,14 @@ struct peer {
 	struct supervisor_proc	*proc;		/* its process, when spawned */
 	bool			 local;		/* spawned by this broker */
 	bool			 registered;	/* worker sent REGISTER */
+	bool			 uid_counted;	/* in its uid's count */
+};
+
+/* Connections of one uid, for max_connections_per_uid. */
+struct uid_count {
+	UT_hash_handle		 hh;
+	uid_t			 uid;
+	uint32_t		 n;
 };
 TAILQ_HEAD(peer_list, peer);
 
@@ -537,6 +554,7 @@ struct server {
 	uint64_t		 live_peak;	/* jobs alive, since the last
 						   give-back */
 	uint32_t		 peers_peak;	/* connections, likewise */
+	struct uid_count	*uids;		/* Unix peers by uid */
 };
 
 /* server.c */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,12 +116,45 @@ check_default_dir(const struct endpoint *ep)
 }
 
 /*
+ * The connections the broker takes at once: max_connections, or by
+ * default the descriptor limit less a reserve (listeners, logs, the
+ * config, and three descriptors per process of the pools), so that at the
+ * limit the broker can still refuse a peer politely and spawn its pools.
+ * A max_connections above that is kept, with a warning.
+ */
+static uint32_t
+server_max_connections(const struct settings *s, const struct config *config)
+{
+	const struct config_pool	*p;
+	struct rlimit			 rl;
+	uint64_t			 reserve = SERVER_FD_RESERVE, room;
+
+	if (config != NULL)
+		TAILQ_FOREACH(p, &config->pools, entry)
+			reserve += 3 * (uint64_t)p->instances;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		rl.rlim_cur = LIMIT_CONNECTIONS_MAX;
+	room = rl.rlim_cur > reserve + 1 ? rl.rlim_cur - reserve : 1;
+	if (s->max_connections == 0)
+		return (uint32_t)(room < LIMIT_CONNECTIONS_MAX ? room :
+		    LIMIT_CONNECTIONS_MAX);
+	if (s->max_connections > room)
+		log_warnx("max_connections %llu is more than the descriptor "
+		    "limit (%llu) leaves after its reserve (%llu): at the "
+		    "limit, new peers may wait unanswered",
+		    (unsigned long long)s->max_connections,
+		    (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)reserve);
+	return (uint32_t)s->max_connections;
+}
+
+/*
  * Turns the settings in force into the server's: their values, the token
  * read from its file, and the endpoints. Exits 2 on a bad value.
  */
 static void
-server_config_from(const struct settings *s, struct server_config *cfg,
-    struct endpoint *eps, size_t *neps)
+server_config_from(const struct settings *s, const struct config *config,
+    struct server_config *cfg, struct endpoint *eps, size_t *neps)
 {
 	char	err[UTIL_ERRLEN];
 
@@ -135,14 +169,16 @@ server_config_from(const struct settings *s, struct server_config *cfg,
 	cfg->max_frame = (uint32_t)s->max_frame;
 	cfg->out_cap = (size_t)s->max_output;
 	cfg->sb.max_queue = (uint32_t)s->max_queue;
-	/* The switchboard reads 0 as its default, so "at once" is 1 ms. */
 	/* Job ids come from peers: hash them with a seed they cannot know. */
 	if (getrandom(&cfg->sb.hash_seed, sizeof(cfg->sb.hash_seed), 0) !=
 	    (ssize_t)sizeof(cfg->sb.hash_seed))
 		cfg->sb.hash_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^
 		    clock_now_ms();
+	/* The switchboard reads 0 as its default, so "at once" is 1 ms. */
 	cfg->sb.no_worker_wait_ms = s->no_worker_wait_ms > 0 ?
 	    s->no_worker_wait_ms : 1;
+	cfg->max_connections = server_max_connections(s, config);
+	cfg->max_connections_per_uid = (uint32_t)s->max_connections_per_uid;
 	if (s->token_file != NULL &&
 	    read_token(s->token_file, &cfg->token, err) != 0) {
 		fprintf(stderr, "patchbayd: %s\n", err);
@@ -286,7 +322,7 @@ main(int argc, char *argv[])
 	}
 	settings_apply_defaults(&set);
 	log_set_level((enum log_level)set.log_level);
-	server_config_from(&set, &cfg, eps, &neps);
+	server_config_from(&set, config, &cfg, eps, &neps);
 	d.ready_file = set.ready_file;
 	if (neps == 0) {
 		if (endpoint_default(def, sizeof(def), false) != 0 ||

@@ -230,6 +230,63 @@ server_peer_new(struct server *srv, int fd)
 	return p;
 }
 
+/* The count of connections of uid, created at 0 when missing; NULL: ENOMEM. */
+static struct uid_count *
+server_uid_count(struct server *srv, uid_t uid)
+{
+	struct uid_count	*u;
+
+	HASH_FIND(hh, srv->uids, &uid, sizeof(uid), u);
+	if (u != NULL)
+		return u;
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return NULL;
+	u->uid = uid;
+	HASH_ADD(hh, srv->uids, uid, sizeof(u->uid), u);
+	if (u->hh.tbl == NULL) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+/*
+ * Refuses a new peer beyond max_connections, or beyond
+ * max_connections_per_uid for its uid (Unix peers): it gets ERROR
+ * TOO_MANY_CONNECTIONS naming the limit and is closed. Returns true when
+ * refused. A counted Unix peer's uid is remembered for its close.
+ */
+static bool
+server_over_limit(struct server *srv, struct peer *p)
+{
+	const struct conn_peer	*cp = conn_peer(p->conn);
+	struct uid_count	*u = NULL;
+
+	if (srv->cfg.max_connections != 0 &&
+	    srv->npeers > srv->cfg.max_connections) {
+		conn_send_error(p->conn, PERR_TOO_MANY_CONNECTIONS, NULL,
+		    "the broker already has %u connections "
+		    "(max_connections)", srv->cfg.max_connections);
+		conn_close(p->conn, "too many connections");
+		return true;
+	}
+	if (!cp->is_unix || !cp->has_cred ||
+	    srv->cfg.max_connections_per_uid == 0)
+		return false;
+	if ((u = server_uid_count(srv, cp->uid)) == NULL ||
+	    u->n >= srv->cfg.max_connections_per_uid) {
+		conn_send_error(p->conn, PERR_TOO_MANY_CONNECTIONS, NULL,
+		    "uid %u already has %u connections "
+		    "(max_connections_per_uid)", (unsigned)cp->uid,
+		    srv->cfg.max_connections_per_uid);
+		conn_close(p->conn, "too many connections for its uid");
+		return true;
+	}
+	u->n++;
+	p->uid_counted = true;
+	return false;
+}
+
 /* A new connection on a listener (or fd < 0: accept is out of fds). */
 static void
 server_accept_cb(struct listener *l, int fd, const struct endpoint *ep,
@@ -253,14 +310,8 @@ server_accept_cb(struct listener *l, int fd, const struct endpoint *ep,
 		    ep->text);
 		return;
 	}
-	if (srv->cfg.max_connections != 0 &&
-	    srv->npeers > srv->cfg.max_connections) {
-		conn_send_error(p->conn, PERR_TOO_MANY_CONNECTIONS, NULL,
-		    "the broker already has %u connections",
-		    srv->cfg.max_connections);
-		conn_close(p->conn, "too many connections");
+	if (server_over_limit(srv, p))
 		return;
-	}
 	log_debug("%s: connected via %s", server_peer_desc(p), ep->text);
 }
 
@@ -487,6 +538,16 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 		switchboard_worker_remove(srv->sb, p->worker, now);
 	if (p->proc != NULL)
 		supervisor_proc_detached(srv->sv, p->proc);
+	if (p->uid_counted) {
+		struct uid_count	*u;
+		uid_t			 uid = conn_peer(p->conn)->uid;
+
+		HASH_FIND(hh, srv->uids, &uid, sizeof(uid), u);
+		if (u != NULL && --u->n == 0) {
+			HASH_DEL(srv->uids, u);
+			free(u);
+		}
+	}
 	TAILQ_REMOVE(&srv->peers, p, entry);
 	srv->npeers--;
 	free(p);
@@ -569,6 +630,14 @@ server_free(struct server *srv)
 	if (srv->stop_ev != NULL)
 		event_free(srv->stop_ev);
 	free(srv->cfg.token);
+	{
+		struct uid_count *u, *tmp;
+
+		HASH_ITER(hh, srv->uids, u, tmp) {
+			HASH_DEL(srv->uids, u);
+			free(u);
+		}
+	}
 	free(srv);
 }
 

@@ -64,6 +64,16 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(max_frame), LIMIT_FRAME_MIN, LIMIT_FRAME_MAX,
 	    1024 * 1024, "SIZE",
 	    "largest frame a peer may send after HELLO" },
+	{ SETTINGS_MAX_CONNECTIONS, "max_connections", 0, KIND_NUMBER,
+	    SETTINGS_AT(max_connections), 0, LIMIT_CONNECTIONS_MAX, 0, "N",
+	    "connections at once, beyond which a new one is refused with "
+	    "TOO_MANY_CONNECTIONS; 0 is the descriptor limit less a reserve "
+	    "for pools and listeners" },
+	{ SETTINGS_MAX_CONNECTIONS_PER_UID, "max_connections_per_uid", 0,
+	    KIND_NUMBER, SETTINGS_AT(max_connections_per_uid), 0,
+	    LIMIT_CONNECTIONS_MAX, 0, "N",
+	    "connections at once from one uid over a Unix socket; 0: no "
+	    "limit" },
 	{ SETTINGS_MAX_OUTPUT, "max_output", 0, KIND_SIZE,
 	    SETTINGS_AT(max_output), 64 * 1024, LIMIT_OUTPUT_MAX,
 	    16 * 1024 * 1024, "SIZE",

@@ -524,6 +524,61 @@ START_TEST(error_replies_count_against_max_output)
 }
 END_TEST
 
+/* Reads the first packet a raw peer gets: an ERROR with that code. */
+static void
+raw_expect_refused(struct raw *r, const char *needle)
+{
+	raw_expect_error(r, PERR_TOO_MANY_CONNECTIONS, needle);
+	ck_assert(raw_eof(r));
+}
+
+/*
+ * max_connections and max_connections_per_uid: the next peer is told
+ * TOO_MANY_CONNECTIONS, naming the limit, and closed; the others carry on,
+ * and a place that frees up is taken again.
+ */
+START_TEST(connection_limits_refuse_the_next_peer)
+{
+	struct harness_broker	 b;
+	struct raw		*r[4];
+
+	harness_broker_start(&b, (const char *[]){ "--max-connections", "3",
+	    NULL }, false);
+	for (int i = 0; i < 3; i++) {
+		r[i] = raw_connect(i % 2 ? b.tcp_ep : b.unix_ep);
+		raw_hello(r[i], ROLE_CLIENT);
+	}
+	r[3] = raw_connect(b.tcp_ep);
+	raw_expect_refused(r[3], "the broker already has 3 connections "
+	    "(max_connections)");
+	raw_free(r[3]);
+	raw_free(r[0]);
+	/* The freed place is taken again (once the broker saw it go). */
+	ck_assert(harness_wait_log(&b, "closed: peer closed", 5000));
+	r[0] = raw_connect(b.unix_ep);
+	raw_hello(r[0], ROLE_CLIENT);
+	for (int i = 0; i < 3; i++)
+		raw_free(r[i]);
+	harness_broker_stop(&b);
+
+	harness_broker_start(&b, (const char *[]){ "--max-connections-per-uid",
+	    "2", NULL }, false);
+	r[0] = raw_connect(b.unix_ep);
+	raw_hello(r[0], ROLE_CLIENT);
+	r[1] = raw_connect(b.unix_ep);
+	raw_hello(r[1], ROLE_WORKER);
+	r[2] = raw_connect(b.unix_ep);
+	raw_expect_refused(r[2], "already has 2 connections "
+	    "(max_connections_per_uid)");
+	/* TCP peers have no uid to count. */
+	r[3] = raw_connect(b.tcp_ep);
+	raw_hello(r[3], ROLE_CLIENT);
+	for (int i = 0; i < 4; i++)
+		raw_free(r[i]);
+	harness_broker_stop(&b);
+}
+END_TEST
+
 START_TEST(job_round_trip_over_both_transports)
 {
 	struct harness_broker	b;
@@ -1054,12 +1109,14 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
 	ck_assert_str_eq(from_help, "--config,--heartbeat,--hello-timeout,"
-	    "--help,--listen,--log-level,--max-frame,--max-output,"
+	    "--help,--listen,--log-level,--max-connections,"
+	    "--max-connections-per-uid,--max-frame,--max-output,"
 	    "--max-queue,--no-worker-wait,--ready-file,--token-file,"
 	    "--version,");
 	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--listen,"
-	    "--log-level,--max-frame,--max-output,--max-queue,"
-	    "--no-worker-wait,--ready-file,--token-file,");
+	    "--log-level,--max-connections,--max-connections-per-uid,"
+	    "--max-frame,--max-output,--max-queue,--no-worker-wait,"
+	    "--ready-file,--token-file,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
 		char key[64], row[80];
@@ -1117,6 +1174,7 @@ broker_suite(void)
 	tcase_add_test(tc, role_not_allowed_keeps_connection);
 	tcase_add_test(tc, cancel_unknown_id_not_found);
 	tcase_add_test(tc, error_replies_count_against_max_output);
+	tcase_add_test(tc, connection_limits_refuse_the_next_peer);
 	tcase_add_test(tc, job_round_trip_over_both_transports);
 	tcase_add_test(tc, no_worker_wait_zero_answers_at_once);
 	suite_add_tcase(s, tc);
