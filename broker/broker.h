@@ -516,6 +516,7 @@ struct peer {
 	bool			 local;		/* spawned by this broker */
 	bool			 registered;	/* worker sent REGISTER */
 	bool			 uid_counted;	/* in its uid's count */
+	bool			 paused;	/* its process is SIGSTOPped */
 };
 
 /* Connections of one uid, for max_connections_per_uid. */

@@ -180,6 +180,8 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		/* A connection with nothing pending holds no buffer. */
 		conn_trim(p->conn);
+		if (p->paused)
+			continue;	/* stopped: cannot answer PINGs */
 		if (p->role == ROLE_NONE) {
 			if (now - p->connected_at >= srv->cfg.hello_timeout_ms) {
 				log_info("%s: no HELLO within %llu ms, closing",
@@ -808,10 +810,19 @@ server_sv_attach(struct server *srv, struct supervisor_proc *proc, int fd)
 	return p;
 }
 
-/* Stops or restarts dispatching to a paused process's worker. */
+/*
+ * Stops or restarts dispatching to a paused process's worker. A paused
+ * (SIGSTOPped) process cannot answer PINGs: it is left out of the liveness
+ * sweep until resumed, and its silence is counted from the resume.
+ */
 static void
 server_sv_set_paused(struct server *srv, struct peer *p, bool paused)
 {
+	p->paused = paused;
+	if (!paused) {
+		conn_touch(p->conn);
+		p->ping_sent = 0;
+	}
 	if (p->worker != NULL)
 		switchboard_worker_pause(srv->sb, p->worker, paused,
 		    clock_now_ms());

@@ -413,6 +413,53 @@ START_TEST(pools_pause_resume)
 }
 END_TEST
 
+/*
+ * A paused process keeps its job however long the pause: it is not dropped
+ * as silent after three heartbeats, and on resume the job finishes OK on
+ * it, with no restart.
+ */
+START_TEST(pools_pause_longer_than_heartbeats_keeps_the_job)
+{
+	char		 path[300], runlog[300], *text;
+	const char	*extra[] = { "-c", path, "--heartbeat", "100", NULL };
+	const char	*argv[] = { harness_cli(), "run", "--broker", NULL,
+			    "slowrev", "kept", NULL };
+	char		 state[32];
+	unsigned	 restarts = 99;
+	long		 pid;
+	pid_t		 run;
+	int		 status;
+
+	write_conf(path, sizeof(path), "slow.conf",
+	    "[pool:slowrev]\n"
+	    "command = %s worker slowrev --exec 'sleep 0.5; rev' --verbose\n",
+	    harness_cli());
+	harness_broker_start(&broker, extra, false);
+	pid = wait_state("slowrev/1", "running", 10000);
+	snprintf(runlog, sizeof(runlog), "%s/slow.out", tmp);
+	argv[3] = broker.unix_ep;
+	run = harness_spawn(argv, NULL, runlog);
+	/* --verbose: the worker logs each job it starts. */
+	ck_assert(harness_wait_log(&broker, "slowrev/1: patchbay worker: job",
+	    10000));
+	ck_assert_int_eq(ctl(false, NULL, NULL, "pause", "slowrev/1", END), 0);
+	wait_state("slowrev/1", "paused", 2000);
+	/* Ten heartbeats of silence: the time, not a condition, is the test. */
+	usleep(1000 * 1000);
+	ck_assert_int_eq(ctl(false, NULL, NULL, "resume", "slowrev/1", END), 0);
+	ck_assert_int_eq(waitpid(run, &status, 0), run);
+	text = harness_read_file(runlog);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "run exited %d: %s", status, text);
+	ck_assert_str_eq(text, "tpek");
+	free(text);
+	ck_assert_int_eq(ps_lookup("slowrev/1", state, sizeof(state),
+	    &restarts), pid);
+	ck_assert_uint_eq(restarts, 0);
+	ck_assert(!harness_log_contains(&broker, "silent for"));
+}
+END_TEST
+
 START_TEST(pools_reload_add_remove)
 {
 	char	 path[300], tmppath[300], *out = NULL, *err = NULL;
@@ -658,6 +705,7 @@ pools_suite(void)
 	tcase_add_test(tc, pools_crash_loop_fatal);
 	tcase_add_test(tc, pools_stop_timeout_kills);
 	tcase_add_test(tc, pools_pause_resume);
+	tcase_add_test(tc, pools_pause_longer_than_heartbeats_keeps_the_job);
 	tcase_add_test(tc, pools_reload_add_remove);
 	tcase_add_test(tc, pools_broker_kill9_no_orphans);
 	tcase_add_test(tc, pools_shutdown_stops_all);

@@ -684,6 +684,13 @@ conn_set_data(struct conn *c, void *data)
 	c->data = data;
 }
 
+/* Counts the conn's silence from now; see transport.h. */
+void
+conn_touch(struct conn *c)
+{
+	c->last_read = clock_now_ms();
+}
+
 /* Gives back the buffers of a conn that has nothing pending; see .h. */
 void
 conn_trim(struct conn *c)

@@ -111,6 +111,9 @@ void	 conn_close(struct conn *c, const char *why);
  */
 void	 conn_trim(struct conn *c);
 
+/* Sets the time of the last read to now (a peer that could not speak). */
+void	 conn_touch(struct conn *c);
+
 /* Raises the frame limit once HELLO is accepted. */
 void	 conn_set_max_frame(struct conn *c, uint32_t max_frame);
 
