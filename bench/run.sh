@@ -162,6 +162,9 @@ stopw
 for _ in $(seq "$R"); do
 	one S6a pb timeout 300 "$PB" bg "$PB_TCP" bgecho 50000 16
 	one S6b pb timeout 300 "$PB" worker "$PB_TCP" bgecho 50000 1
+	# The same drained by a worker of capacity 64.
+	one S6a pb64 timeout 300 "$PB" bg "$PB_TCP" bgecho64 50000 16
+	one S6b pb64 timeout 300 "$PB" worker "$PB_TCP" bgecho64 50000 64
 	if has gm; then
 		one S6a gm timeout 300 "$GB" bg "$GM" bgecho 50000 16
 		one S6b gm timeout 300 "$GB" worker "$GM" bgecho 50000
@@ -260,7 +263,7 @@ print('patchbay by transport and worker capacity (jobs/s; ratio: this / TCP capa
 print()
 print('| scenario | TCP, capacity 1 | unix, capacity 1 | TCP, capacity 64 | unix, capacity 64 |')
 print('|---|---|---|---|---|')
-for scen in ('S2', 'S3', 'S4', 'S5'):
+for scen in ('S2', 'S3', 'S4', 'S5', 'S6b'):
     base = med(scen, 'pb')
     if base is None:
         continue
