@@ -90,6 +90,9 @@ enum settings_id {
 	SETTINGS_MAX_CONNECTIONS_PER_UID,
 	SETTINGS_MAX_OUTPUT,
 	SETTINGS_MAX_QUEUE,
+	SETTINGS_MAX_QUEUE_BYTES,
+	SETTINGS_MAX_MEMORY,
+	SETTINGS_MAX_JOBS_PER_CLIENT,
 	SETTINGS_NO_WORKER_WAIT,
 	SETTINGS_TOKEN_FILE,
 	SETTINGS_READY_FILE,
@@ -109,6 +112,9 @@ struct settings {
 	uint64_t	  max_connections_per_uid;
 	uint64_t	  max_output;
 	uint64_t	  max_queue;
+	uint64_t	  max_queue_bytes;
+	uint64_t	  max_memory;
+	uint64_t	  max_jobs_per_client;
 	uint64_t	  no_worker_wait_ms;
 	char		 *token_file;
 	char		 *ready_file;

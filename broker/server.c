@@ -451,6 +451,8 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 	case PKT_RUN:
 		if (p->role != ROLE_CLIENT)
 			break;
+		/* max_memory counts the output waiting too. */
+		switchboard_set_external_bytes(srv->sb, conn_output_total());
 		switchboard_run(srv->sb, p->client, pkt, now);
 		server_rearm(srv);
 		return;

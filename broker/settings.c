@@ -82,6 +82,18 @@ static const struct settings_row settings_rows[] = {
 	{ SETTINGS_MAX_QUEUE, "max_queue", 0, KIND_NUMBER,
 	    SETTINGS_AT(max_queue), 1, LIMIT_QUEUE_MAX, 100000, "N",
 	    "queued jobs per function" },
+	{ SETTINGS_MAX_QUEUE_BYTES, "max_queue_bytes", 0, KIND_SIZE,
+	    SETTINGS_AT(max_queue_bytes), 0, LIMIT_MEMORY_MAX, 0, "SIZE",
+	    "payload bytes queued per function, beyond which a RUN is "
+	    "refused QUEUE_FULL; 0: no limit" },
+	{ SETTINGS_MAX_MEMORY, "max_memory", 0, KIND_SIZE,
+	    SETTINGS_AT(max_memory), 0, LIMIT_MEMORY_MAX, 0, "SIZE",
+	    "payload bytes of all jobs plus output waiting to be written, "
+	    "beyond which a RUN is refused QUEUE_FULL; 0: no limit" },
+	{ SETTINGS_MAX_JOBS_PER_CLIENT, "max_jobs_per_client", 0, KIND_NUMBER,
+	    SETTINGS_AT(max_jobs_per_client), 0, LIMIT_QUEUE_MAX, 0, "N",
+	    "live attached jobs of one connection, beyond which a RUN is "
+	    "refused QUEUE_FULL; 0: no limit" },
 	{ SETTINGS_NO_WORKER_WAIT, "no_worker_wait", 0, KIND_DURATION,
 	    SETTINGS_AT(no_worker_wait_ms), 0, LIMIT_NO_WORKER_WAIT_MAX_MS,
 	    10000, "DURATION",

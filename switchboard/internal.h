@@ -135,6 +135,7 @@ struct sb_queue {
 	uint32_t		 nlevels;
 	uint32_t		 cap;
 	uint32_t		 n;		/* jobs */
+	uint64_t		 bytes;		/* their payloads */
 };
 
 /*
@@ -186,6 +187,7 @@ struct sb_client {
 	TAILQ_ENTRY(sb_client)	 entry;		/* sb->clients */
 	void			*ctx;
 	struct sb_job_list	 jobs;		/* live, non-detached */
+	uint32_t		 njobs;		/* of them */
 };
 
 /* A connected worker; owned by the switchboard, freed on remove. */
@@ -208,6 +210,11 @@ struct switchboard {
 	sb_send_cb		 send;
 	void			*arg;
 	uint32_t		 max_queue;
+	uint64_t		 max_queue_bytes;	/* 0: none */
+	uint64_t		 max_memory;		/* 0: none */
+	uint32_t		 max_jobs_per_client;	/* 0: none */
+	uint64_t		 payload_bytes;	/* of every job not yet freed */
+	uint64_t		 external_bytes; /* the owner's, for max_memory */
 	uint64_t		 no_worker_wait_ms;
 	bool			 shutting_down;
 

@@ -127,8 +127,10 @@ void
 job_unlink_live(struct switchboard *sb, struct sb_job *job)
 {
 	table_remove(&sb->routes, job);
-	if (job->client != NULL)
+	if (job->client != NULL) {
 		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
+		job->client->njobs--;
+	}
 	heap_remove(&sb->deadlines, job);
 	if (job->state == SB_JOB_QUEUED)
 		job_dequeue(sb, job);
@@ -165,6 +167,7 @@ job_orphan(struct switchboard *sb, struct sb_job *job)
 	table_remove(&sb->routes, job);
 	if (job->client != NULL) {
 		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
+		job->client->njobs--;
 		job->client = NULL;
 	}
 	heap_remove(&sb->deadlines, job);
@@ -255,8 +258,10 @@ job_alloc(struct switchboard *sb, size_t len)
 	struct sb_job	*job;
 
 	if (len > SB_SMALL_PAYLOAD) {
-		if ((job = calloc(1, sizeof(*job) + len)) != NULL)
+		if ((job = calloc(1, sizeof(*job) + len)) != NULL) {
 			job->payload_len = (uint32_t)len;
+			sb->payload_bytes += len;
+		}
 		return job;
 	}
 	if (sb->free_records == NULL && job_slab_new(sb) != 0)
@@ -266,6 +271,7 @@ job_alloc(struct switchboard *sb, size_t len)
 	sb->live_records++;
 	memset(job, 0, sizeof(*job));
 	job->payload_len = (uint32_t)len;
+	sb->payload_bytes += len;
 	return job;
 }
 
@@ -273,6 +279,7 @@ job_alloc(struct switchboard *sb, size_t len)
 void
 job_release(struct switchboard *sb, struct sb_job *job)
 {
+	sb->payload_bytes -= job->payload_len;
 	if (job->payload_len > SB_SMALL_PAYLOAD) {
 		free(job);
 		return;

@@ -79,6 +79,7 @@ queue_insert(struct sb_queue *q, struct sb_job *job)
 	else
 		l->first = job;
 	q->n++;
+	q->bytes += job->payload_len;
 }
 
 /* Takes job out of its level; a level left empty goes. */
@@ -97,6 +98,7 @@ queue_unlink(struct sb_queue *q, struct sb_job *job)
 	else
 		l->last = job->q.prev;
 	q->n--;
+	q->bytes -= job->payload_len;
 	if (l->first == NULL) {
 		memmove(l, l + 1, (q->nlevels - (uint32_t)i - 1) * sizeof(*l));
 		q->nlevels--;

@@ -50,6 +50,11 @@ switchboard_new(const struct switchboard_config *config, sb_send_cb send,
 		sb->max_queue = config->max_queue;
 	if (config != NULL && config->no_worker_wait_ms != 0)
 		sb->no_worker_wait_ms = config->no_worker_wait_ms;
+	if (config != NULL) {
+		sb->max_queue_bytes = config->max_queue_bytes;
+		sb->max_memory = config->max_memory;
+		sb->max_jobs_per_client = config->max_jobs_per_client;
+	}
 	/* One seed per process: tables of a live switchboard depend on it. */
 	if (config != NULL && sb_live == 0)
 		sb_hash_seed = config->hash_seed;
@@ -298,6 +303,51 @@ run_refuse(struct switchboard *sb, struct sb_client *c, bool detached,
 		sb_send_result(sb, c, id, status, 0, error);
 }
 
+/*
+ * Checks a RUN against the limits that do not depend on its function:
+ * max_jobs_per_client (live attached jobs of this client) and max_memory
+ * (payloads held, plus what the owner counts, plus this one). 0, or -1
+ * with the sentence for its QUEUE_FULL in err.
+ */
+static int
+run_over_limit(const struct switchboard *sb, const struct sb_client *c,
+    const struct packet *run, char *err)
+{
+	char	size[32];
+
+	if (!run->detach && c != NULL && sb->max_jobs_per_client != 0 &&
+	    c->njobs >= sb->max_jobs_per_client) {
+		snprintf(err, PROTO_ERRLEN, "this connection already has %u "
+		    "live jobs (max_jobs_per_client)", c->njobs);
+		return -1;
+	}
+	if (sb->max_memory != 0 && sb->payload_bytes + sb->external_bytes +
+	    run->payload.len > sb->max_memory) {
+		format_size(sb->max_memory, size, sizeof(size));
+		snprintf(err, PROTO_ERRLEN, "the broker holds its max_memory "
+		    "(%s) in payloads and output already", size);
+		return -1;
+	}
+	return 0;
+}
+
+/* Writes why fn's queue takes no more: max_queue or max_queue_bytes. */
+static void
+run_queue_full(const struct switchboard *sb, const struct sb_fn *fn,
+    char *err)
+{
+	char	size[32];
+
+	if (fn->queue.n >= sb->max_queue) {
+		snprintf(err, PROTO_ERRLEN, "the queue of '%s' holds %u jobs "
+		    "(max_queue)", fn->name, fn->queue.n);
+		return;
+	}
+	format_size(sb->max_queue_bytes, size, sizeof(size));
+	snprintf(err, PROTO_ERRLEN, "the queue of '%s' holds its "
+	    "max_queue_bytes (%s) of payloads", fn->name, size);
+}
+
 /* Takes a RUN from a client; see switchboard.h. */
 int
 switchboard_run(struct switchboard *sb, struct sb_client *c,
@@ -345,6 +395,11 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		return 0;
 	}
 
+	if (run_over_limit(sb, c, run, err) != 0) {
+		run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL, err);
+		return 0;
+	}
+
 	fn = fn_find(sb, run->fn.ptr, run->fn.len);
 	w = fn != NULL ? fn_pick_worker(fn) : NULL;
 	if (w == NULL) {
@@ -353,9 +408,12 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 			    NULL);
 			return 0;
 		}
-		if (fn != NULL && fn->queue.n >= sb->max_queue) {
+		if (fn != NULL && (fn->queue.n >= sb->max_queue ||
+		    (sb->max_queue_bytes != 0 && fn->queue.bytes +
+		    run->payload.len > sb->max_queue_bytes))) {
+			run_queue_full(sb, fn, err);
 			run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL,
-			    NULL);
+			    err);
 			return 0;
 		}
 	}
@@ -394,6 +452,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	if (!detached) {
 		job->client = c;
 		TAILQ_INSERT_TAIL(&c->jobs, job, client_entry);
+		c->njobs++;
 	}
 	if ((run->has & PF_TIMEOUT) && run->timeout_ms > 0) {
 		job->has_timeout = true;
@@ -572,6 +631,13 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 			job_orphan(sb, job);
 		}
 	}
+}
+
+/* What the owner holds for max_memory; see switchboard.h. */
+void
+switchboard_set_external_bytes(struct switchboard *sb, uint64_t bytes)
+{
+	sb->external_bytes = bytes;
 }
 
 /* Fills *ret with the counters and gauges. */

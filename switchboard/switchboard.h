@@ -45,6 +45,14 @@ struct switchboard_config {
 	uint64_t	no_worker_wait_ms;	/* default 10000 */
 	uint64_t	hash_seed;		/* random, so that ids cannot
 						   be chosen to collide; 0 ok */
+	uint64_t	max_queue_bytes;	/* payload bytes queued per
+						   function; 0: no limit */
+	uint64_t	max_memory;		/* payload bytes of all jobs
+						   plus the owner's (see
+						   switchboard_set_external_
+						   bytes); 0: no limit */
+	uint32_t	max_jobs_per_client;	/* live attached jobs of one
+						   client; 0: no limit */
 };
 
 #define SB_DEFAULT_MAX_QUEUE		100000
@@ -194,6 +202,14 @@ void	 switchboard_shutdown(struct switchboard *sb, uint64_t now);
  * sweep.
  */
 size_t	 switchboard_trim(struct switchboard *sb);
+
+/*
+ * Tells the switchboard how many bytes its owner holds for the jobs
+ * (output waiting to be written): counted against max_memory with the
+ * payloads the switchboard holds itself.
+ */
+void	 switchboard_set_external_bytes(struct switchboard *sb,
+	    uint64_t bytes);
 
 /* Fills *ret with the counters and gauges. */
 void	 switchboard_stats(const struct switchboard *sb, struct sb_stats *ret);

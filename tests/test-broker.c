@@ -579,6 +579,64 @@ START_TEST(connection_limits_refuse_the_next_peer)
 }
 END_TEST
 
+/* The broker's resident memory in KiB, from /proc. */
+static long
+broker_rss_kib(pid_t pid)
+{
+	char	 path[64], *s, *m;
+	long	 kib = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((s = harness_read_file(path)) != NULL &&
+	    (m = strstr(s, "VmRSS:")) != NULL)
+		kib = strtol(m + 6, NULL, 10);
+	free(s);
+	return kib;
+}
+
+/*
+ * max_memory bounds what queued payloads cost: RUNs of 1 MiB with no
+ * worker are queued until the limit, then refused QUEUE_FULL naming it,
+ * and the broker's memory stays near the limit however many come.
+ */
+START_TEST(max_memory_refuses_runs_past_it)
+{
+	static char		 payload[1024 * 1024];
+	struct harness_broker	 b;
+	struct raw		*c;
+	struct packet		 p;
+	int			 i, full = 0;
+	long			 rss;
+
+	harness_broker_start(&b, (const char *[]){ "--max-memory", "8MiB",
+	    "--max-frame", "2MiB", "--no-worker-wait", "1h", NULL }, false);
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	memset(payload, 'p', sizeof(payload) - 1);
+	for (i = 0; i < 40; i++)
+		raw_run(c, (uint8_t)(i + 1), "nobody", payload, 0, 0);
+	/*
+	 * Only refusals come back: eight payloads of 1 MiB less a byte fit in
+	 * 8 MiB and wait for a worker.
+	 */
+	for (i = 0; i < 40 - 8; i++) {
+		raw_recv(c, &p);
+		ck_assert_int_eq(p.type, PKT_RESULT);
+		ck_assert_int_eq(p.status, JOB_QUEUE_FULL);
+		ck_assert_msg(memmem(p.error.ptr, p.error.len, "max_memory "
+		    "(8MiB)", 16) != NULL, "%.*s", (int)p.error.len,
+		    p.error.ptr);
+		full++;
+		packet_clear(&p);
+	}
+	ck_assert_int_eq(full, 32);
+	rss = broker_rss_kib(b.pid);
+	ck_assert_msg(rss > 0 && rss < 32 * 1024, "broker RSS %ld KiB", rss);
+	raw_free(c);
+	harness_broker_stop(&b);
+}
+END_TEST
+
 START_TEST(job_round_trip_over_both_transports)
 {
 	struct harness_broker	b;
@@ -1110,13 +1168,14 @@ START_TEST(help_and_docs_list_the_same_settings)
 	/* -c, --version and --help are flags only, as the docs say. */
 	ck_assert_str_eq(from_help, "--config,--heartbeat,--hello-timeout,"
 	    "--help,--listen,--log-level,--max-connections,"
-	    "--max-connections-per-uid,--max-frame,--max-output,"
-	    "--max-queue,--no-worker-wait,--ready-file,--token-file,"
-	    "--version,");
+	    "--max-connections-per-uid,--max-frame,--max-jobs-per-client,"
+	    "--max-memory,--max-output,--max-queue,--max-queue-bytes,"
+	    "--no-worker-wait,--ready-file,--token-file,--version,");
 	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--listen,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
-	    "--max-frame,--max-output,--max-queue,--no-worker-wait,"
-	    "--ready-file,--token-file,");
+	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
+	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"
+	    "--token-file,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
 		char key[64], row[80];
@@ -1175,6 +1234,7 @@ broker_suite(void)
 	tcase_add_test(tc, cancel_unknown_id_not_found);
 	tcase_add_test(tc, error_replies_count_against_max_output);
 	tcase_add_test(tc, connection_limits_refuse_the_next_peer);
+	tcase_add_test(tc, max_memory_refuses_runs_past_it);
 	tcase_add_test(tc, job_round_trip_over_both_transports);
 	tcase_add_test(tc, no_worker_wait_zero_answers_at_once);
 	suite_add_tcase(s, tc);

@@ -729,6 +729,68 @@ START_TEST(queue_full)
 }
 END_TEST
 
+/* A RUN of id for fn with len payload bytes (of 'x'). */
+static int
+run_sized(struct sb_client *c, unsigned id, const char *fn, size_t len)
+{
+	static uint8_t	big[4096];
+
+	memset(big, 'x', sizeof big);
+	ck_assert_uint_le(len, sizeof big);
+	run_packet(id, fn);
+	pkt.payload.ptr = big;
+	pkt.payload.len = (uint32_t)len;
+	pkt.has |= PF_PAYLOAD;
+	return submit(c);
+}
+
+/*
+ * max_queue_bytes, max_memory and max_jobs_per_client refuse a RUN with
+ * QUEUE_FULL naming the limit; what was accepted is kept and runs.
+ */
+START_TEST(memory_limits_refuse_new_runs_only)
+{
+	struct switchboard_config cfg = { .max_queue_bytes = 2500,
+	    .max_memory = 6000, .max_jobs_per_client = 5 };
+	struct sb_client	*c, *d;
+	struct sb_worker	*w;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	d = client(&c2);
+	/* Per function: two 1000-byte jobs fit 2500, the third does not. */
+	ck_assert_int_eq(run_sized(c, 1, "f", 1000), 0);
+	ck_assert_int_eq(run_sized(c, 2, "f", 1000), 0);
+	ck_assert_int_eq(run_sized(c, 3, "f", 1000), 0);
+	ck_assert_int_eq(result_of(3)->status, JOB_QUEUE_FULL);
+	ck_assert_str_eq(result_of(3)->error, "the queue of 'f' holds its "
+	    "max_queue_bytes (2500) of payloads");
+	/* Another function's queue is its own. */
+	ck_assert_int_eq(run_sized(c, 4, "g", 2000), 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 4), 0);
+	/* The broker's total: 4000 held, 1000 + the owner's 1500 is over. */
+	switchboard_set_external_bytes(sb, 1500);
+	ck_assert_int_eq(run_sized(d, 5, "h", 1000), 0);
+	ck_assert_int_eq(result_of(5)->status, JOB_QUEUE_FULL);
+	ck_assert_str_eq(result_of(5)->error, "the broker holds its "
+	    "max_memory (6000) in payloads and output already");
+	switchboard_set_external_bytes(sb, 0);
+	/* Per client: c has 3 live jobs; 2 more, then refused. */
+	ck_assert_int_eq(run_sized(c, 6, "h", 0), 0);
+	ck_assert_int_eq(run_sized(c, 7, "h", 0), 0);
+	ck_assert_int_eq(run_sized(c, 8, "h", 0), 0);
+	ck_assert_int_eq(result_of(8)->status, JOB_QUEUE_FULL);
+	ck_assert_str_eq(result_of(8)->error, "this connection already has 5 "
+	    "live jobs (max_jobs_per_client)");
+	/* Nothing accepted was lost: a worker runs all five. */
+	w = worker(&w1p, 8, "f,g,h");
+	ck_assert_uint_eq(in_flight(w), 5);
+	for (unsigned id = 1; id <= 7; id++)
+		if (id != 3 && id != 5)
+			assert_run_at(&w1p, id, 1);
+}
+END_TEST
+
 START_TEST(nowait_no_capacity)
 {
 	struct sb_client	*c = client(&c1);
@@ -1958,6 +2020,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, dispatch_free_slot_takes_best_head_across_functions);
 	tcase_add_test(tc, queue_orders_by_priority_then_arrival);
 	tcase_add_test(tc, queue_full);
+	tcase_add_test(tc, memory_limits_refuse_new_runs_only);
 	tcase_add_test(tc, nowait_no_capacity);
 	suite_add_tcase(s, tc);
 

@@ -94,6 +94,9 @@ static uint8_t	conn_scratch[CONN_READ_SIZE];
 static TAILQ_HEAD(, conn)	conn_dirty = TAILQ_HEAD_INITIALIZER(conn_dirty);
 static unsigned			conn_reading;
 
+/* Output waiting to be written, over every conn (for max_memory). */
+static size_t			conn_out_total;
+
 /* Records who is at the other end: credentials or address. */
 static void
 conn_fill_peer(struct conn *c, int fd)
@@ -198,6 +201,7 @@ conn_write_out(struct conn *c)
 		    c->out_end - c->out_start);
 		if (n > 0) {
 			c->out_start += (size_t)n;
+			conn_out_total -= (size_t)n;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -496,6 +500,7 @@ conn_free(struct conn *c)
 		event_free(c->finish);
 	if (c->linger != NULL)
 		event_free(c->linger);
+	conn_out_total -= c->out_end - c->out_start;
 	free(c->out);
 	free(c->in);
 	close(c->fd);
@@ -563,6 +568,7 @@ conn_append(struct conn *c, const struct packet *p, bool capped)
 		return -ENOBUFS;
 	}
 	c->out_end += len;
+	conn_out_total += len;
 	conn_want_flush(c);
 	return 0;
 }
@@ -682,6 +688,13 @@ void
 conn_set_data(struct conn *c, void *data)
 {
 	c->data = data;
+}
+
+/* Output waiting over every conn; see transport.h. */
+size_t
+conn_output_total(void)
+{
+	return conn_out_total;
 }
 
 /* Counts the conn's silence from now; see transport.h. */

@@ -111,6 +111,9 @@ void	 conn_close(struct conn *c, const char *why);
  */
 void	 conn_trim(struct conn *c);
 
+/* Bytes of output waiting to be written, over every conn. */
+size_t	 conn_output_total(void);
+
 /* Sets the time of the last read to now (a peer that could not speak). */
 void	 conn_touch(struct conn *c);
 

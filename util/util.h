@@ -51,6 +51,7 @@
 #define LIMIT_QUEUE_MAX		100000000ULL	/* jobs per function */
 #define LIMIT_OUTPUT_MAX	(1ULL << 30)	/* max_output */
 #define LIMIT_CONNECTIONS_MAX	1000000		/* max_connections */
+#define LIMIT_MEMORY_MAX	(1ULL << 40)	/* max_memory, max_queue_bytes */
 #define LIMIT_INSTANCES_MAX	1024		/* per pool */
 #define LIMIT_RESTARTS_MAX	10000		/* max_restarts */
 #define LIMIT_NAME_MAX		64		/* pool names, spawn ids */
