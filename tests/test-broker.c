@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -637,6 +638,67 @@ START_TEST(max_memory_refuses_runs_past_it)
 }
 END_TEST
 
+/* Counts the occurrences of needle in the broker's log. */
+static int
+log_count(const struct harness_broker *b, const char *needle)
+{
+	char		*s = harness_read_file(b->log_path);
+	const char	*m = s;
+	int		 n = 0;
+
+	while (m != NULL && (m = strstr(m, needle)) != NULL) {
+		n++;
+		m += strlen(needle);
+	}
+	free(s);
+	return n;
+}
+
+/*
+ * Out of descriptors, the broker stops accepting, says so at most once a
+ * second, and resumes by itself once descriptors are free again; no busy
+ * loop, and the peers it has keep being served.
+ */
+START_TEST(accept_pauses_on_emfile_and_resumes)
+{
+	struct harness_broker	 b;
+	struct raw		*r[80];
+	struct rlimit		 rl, low;
+	unsigned long long	 t0;
+	int			 i, n = 0, pauses;
+
+	/* The broker inherits a low descriptor limit; the test keeps its own. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	low = rl;
+	low.rlim_cur = 48;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	harness_broker_start(&b, (const char *[]){ "--max-connections", "500",
+	    NULL }, false);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+	t0 = harness_now_ms();
+	for (i = 0; i < 80; i++)
+		r[n++] = raw_connect(b.tcp_ep);	/* the kernel queues them */
+	ck_assert_msg(harness_wait_log(&b, "accept: Too many open files; "
+	    "pausing for 1 s", 5000), "no EMFILE pause; log:\n%s",
+	    harness_read_file(b.log_path));
+	/* The first peers are served all along. */
+	raw_hello(r[0], ROLE_CLIENT);
+	usleep(1500 * 1000);	/* a stretch at the limit: count the lines */
+	pauses = log_count(&b, "pausing for 1 s");
+	ck_assert_msg(pauses <= 1 + (int)((harness_now_ms() - t0) / 1000),
+	    "%d pause lines in %llu ms", pauses, harness_now_ms() - t0);
+	for (i = 1; i < n; i++)
+		raw_free(r[i]);
+	/* Descriptors are back: the broker accepts again by itself. */
+	r[1] = raw_connect(b.tcp_ep);
+	raw_hello(r[1], ROLE_CLIENT);
+	raw_free(r[0]);
+	raw_free(r[1]);
+	harness_broker_stop(&b);
+}
+END_TEST
+
 START_TEST(job_round_trip_over_both_transports)
 {
 	struct harness_broker	b;
@@ -1235,6 +1297,7 @@ broker_suite(void)
 	tcase_add_test(tc, error_replies_count_against_max_output);
 	tcase_add_test(tc, connection_limits_refuse_the_next_peer);
 	tcase_add_test(tc, max_memory_refuses_runs_past_it);
+	tcase_add_test(tc, accept_pauses_on_emfile_and_resumes);
 	tcase_add_test(tc, job_round_trip_over_both_transports);
 	tcase_add_test(tc, no_worker_wait_zero_answers_at_once);
 	suite_add_tcase(s, tc);
