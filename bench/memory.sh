@@ -66,7 +66,7 @@ done
 "$PB" bg "$PB_TCP" mem "$JOBS" 16
 rss2=$(rss_kib "$PB_PID")
 "$PB" worker "$PB_TCP" mem "$JOBS" 64
-sleep 0.5
+sleep 1.5
 rss3=$(rss_kib "$PB_PID")
 
 # A fresh broker for the connections, so that they cannot hide in heap
@@ -90,8 +90,11 @@ held=${held:-0}
 rss4=$(rss_kib "$PB_PID")
 echo "$idle"
 stop_pid "$ip"
-sleep 1
-rss5=$(rss_kib "$PB_PID")
+closed=()
+for _ in $(seq 6); do
+	sleep 0.5
+	closed+=("$(rss_kib "$PB_PID")")
+done
 
 echo
 echo "| measure | value |"
@@ -101,13 +104,13 @@ echo "| RSS with $(num "$JOBS") queued 16-byte jobs | $(num "$rss1") KiB |"
 echo "| bytes per queued job | $(ratio $(((rss1 - rss0) * 1024)) "$JOBS") |"
 echo "| RSS after draining, every 0.5 s for 5 s (KiB) | ${samples[*]} |"
 echo "| RSS with a second burst of $(num "$JOBS") queued | $(num "$rss2") KiB |"
-echo "| RSS after that drained | $(num "$rss3") KiB |"
+echo "| RSS 1.5 s after that drained | $(num "$rss3") KiB |"
 if [ "$held" -gt 0 ]; then
 	echo "| idle connections held | $(num "$held") of $(num "$CONNS") asked (fd limit $FDS) |"
 	echo "| RSS of a fresh broker | $(num "$rss6") KiB |"
 	echo "| RSS with them | $(num "$rss4") KiB |"
 	echo "| bytes per idle connection | $(ratio $(((rss4 - rss6) * 1024)) "$held") |"
-	echo "| RSS after they closed | $(num "$rss5") KiB |"
+	echo "| RSS after they closed, every 0.5 s for 3 s (KiB) | ${closed[*]} |"
 else
 	echo "| idle connections held | none: $idle |"
 fi

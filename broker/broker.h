@@ -558,9 +558,8 @@ struct server {
 	void			*stopped_arg;
 	struct supervisor	*sv;		/* from server_set_supervisor() */
 	uint64_t		 conns_total;
-	uint64_t		 live_peak;	/* jobs alive, since the last
-						   give-back */
-	uint32_t		 peers_peak;	/* connections, likewise */
+	uint32_t		 peers_peak;	/* most connections since the
+						   last give-back */
 	struct uid_count	*uids;		/* Unix peers by uid */
 };
 

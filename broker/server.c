@@ -139,7 +139,8 @@ server_ping(struct peer *p, uint64_t now)
  * records, then whatever malloc holds free (malloc_trim), so that the
  * broker's RSS returns near where it was. Runs from the sweep, and only
  * when the jobs alive, or the connections, fell well below their peak
- * since the last time.
+ * since the last time. The peaks are high-water marks kept as jobs and
+ * peers come, so a burst that comes and goes between two sweeps counts.
  */
 static void
 server_give_back(struct server *srv)
@@ -149,18 +150,13 @@ server_give_back(struct server *srv)
 
 	switchboard_stats(srv->sb, &st);
 	live = (uint64_t)st.queued + st.running;
-	if (live > srv->live_peak)
-		srv->live_peak = live;
-	if (srv->npeers > srv->peers_peak)
-		srv->peers_peak = srv->npeers;
 	/* Jobs or connections by the thousand came and mostly went. */
-	if ((srv->live_peak < SERVER_TRIM_JOBS || live > srv->live_peak / 4) &&
+	if ((st.jobs_peak < SERVER_TRIM_JOBS || live > st.jobs_peak / 4) &&
 	    (srv->peers_peak < SERVER_TRIM_PEERS ||
 	    srv->npeers > srv->peers_peak / 4))
 		return;
 	switchboard_trim(srv->sb);
 	malloc_trim(0);
-	srv->live_peak = live;
 	srv->peers_peak = srv->npeers;
 }
 
@@ -227,7 +223,8 @@ server_peer_new(struct server *srv, int fd)
 	}
 	conn_set_data(p->conn, p);
 	TAILQ_INSERT_TAIL(&srv->peers, p, entry);
-	srv->npeers++;
+	if (++srv->npeers > srv->peers_peak)
+		srv->peers_peak = srv->npeers;
 	srv->conns_total++;
 	return p;
 }

@@ -236,6 +236,9 @@ struct switchboard {
 	struct sb_slab		*slabs;
 	void			*free_records;
 	uint32_t		 live_records;
+	uint32_t		 live_jobs;	/* records and malloc'd */
+	uint32_t		 jobs_peak;	/* most live_jobs since the
+						   last switchboard_trim() */
 };
 
 /* heap.c */

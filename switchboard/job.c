@@ -258,20 +258,20 @@ job_alloc(struct switchboard *sb, size_t len)
 	struct sb_job	*job;
 
 	if (len > SB_SMALL_PAYLOAD) {
-		if ((job = calloc(1, sizeof(*job) + len)) != NULL) {
-			job->payload_len = (uint32_t)len;
-			sb->payload_bytes += len;
-		}
-		return job;
+		if ((job = calloc(1, sizeof(*job) + len)) == NULL)
+			return NULL;
+	} else {
+		if (sb->free_records == NULL && job_slab_new(sb) != 0)
+			return NULL;
+		job = sb->free_records;
+		sb->free_records = *(void **)job;
+		sb->live_records++;
+		memset(job, 0, sizeof(*job));
 	}
-	if (sb->free_records == NULL && job_slab_new(sb) != 0)
-		return NULL;
-	job = sb->free_records;
-	sb->free_records = *(void **)job;
-	sb->live_records++;
-	memset(job, 0, sizeof(*job));
 	job->payload_len = (uint32_t)len;
 	sb->payload_bytes += len;
+	if (++sb->live_jobs > sb->jobs_peak)
+		sb->jobs_peak = sb->live_jobs;
 	return job;
 }
 
@@ -280,6 +280,7 @@ void
 job_release(struct switchboard *sb, struct sb_job *job)
 {
 	sb->payload_bytes -= job->payload_len;
+	sb->live_jobs--;
 	if (job->payload_len > SB_SMALL_PAYLOAD) {
 		free(job);
 		return;
@@ -310,5 +311,6 @@ job_slabs_free(struct switchboard *sb)
 size_t
 switchboard_trim(struct switchboard *sb)
 {
+	sb->jobs_peak = sb->live_jobs;
 	return sb->live_records == 0 ? job_slabs_free(sb) : 0;
 }

@@ -650,6 +650,7 @@ switchboard_stats(const struct switchboard *sb, struct sb_stats *ret)
 	ret->workers = sb->nworkers;
 	ret->clients = sb->nclients;
 	ret->functions = HASH_COUNT(sb->fns);
+	ret->jobs_peak = sb->jobs_peak;
 }
 
 /* Fills *ret for one worker. */

@@ -71,6 +71,8 @@ struct sb_stats {
 	uint32_t	workers;
 	uint32_t	clients;
 	uint32_t	functions;		/* known function names */
+	uint32_t	jobs_peak;		/* most jobs alive at once since
+						   the last switchboard_trim() */
 };
 
 /* One connected worker as the admin verbs show it. */
@@ -198,8 +200,8 @@ void	 switchboard_shutdown(struct switchboard *sb, uint64_t now);
 
 /*
  * Gives back the memory of small-job records when no job uses any (after
- * a burst has drained). Returns the bytes freed. Cheap; for a periodic
- * sweep.
+ * a burst has drained), and starts sb_stats.jobs_peak again from the jobs
+ * alive now. Returns the bytes freed. Cheap; for a periodic sweep.
  */
 size_t	 switchboard_trim(struct switchboard *sb);
 

@@ -1599,6 +1599,37 @@ START_TEST(stats_count_outcomes)
 }
 END_TEST
 
+/*
+ * A burst that came and went between two sweeps still shows in jobs_peak,
+ * so the broker knows to give its memory back; trimming frees the records
+ * and starts the mark again.
+ */
+START_TEST(jobs_peak_remembers_a_drained_burst)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	struct sb_stats		 st;
+
+	for (uint8_t id = 1; id <= 3; id++)
+		run(c, id, "f");
+	for (uint8_t id = 1; id <= 3; id++)
+		ck_assert_int_eq(answer(w, id, 1), 0);
+	switchboard_stats(sb, &st);
+	ck_assert_uint_eq(st.queued + st.running, 0);
+	ck_assert_uint_eq(st.jobs_peak, 3);
+	ck_assert_uint_gt(switchboard_trim(sb), 0);
+	switchboard_stats(sb, &st);
+	ck_assert_uint_eq(st.jobs_peak, 0);
+	ck_assert_uint_eq(switchboard_trim(sb), 0);
+
+	/* Records come back from fresh slabs after a trim. */
+	run(c, 4, "f");
+	switchboard_stats(sb, &st);
+	ck_assert_uint_eq(st.jobs_peak, 1);
+	ck_assert_int_eq(answer(w, 4, 1), 0);
+}
+END_TEST
+
 /* ---- randomized ---- */
 
 #define R_CLIENTS	4
@@ -2098,6 +2129,7 @@ switchboard_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, info_lists_functions_and_workers);
 	tcase_add_test(tc, stats_count_outcomes);
+	tcase_add_test(tc, jobs_peak_remembers_a_drained_burst);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
