@@ -27,6 +27,7 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
