@@ -2,7 +2,10 @@
 # run. The caller has cd'd to the top of the repository and set W (a
 # scratch directory) and pids (an array of processes to stop on exit).
 
-B=$PWD/build-bench
+# The build measured: build-bench/, a release build of this tree made by
+# bench_build; or, to measure another tree (an older commit, say), a build
+# of it given as PB_BENCH_BUILD, used as it is.
+B=${PB_BENCH_BUILD:-$PWD/build-bench}
 
 # Installs the Debian packages given that are missing, when root.
 bench_install() {
@@ -24,6 +27,7 @@ bench_install() {
 # libgearman was installed after the first configuration, so that
 # gearbench appears.
 bench_build() {
+	[ -n "${PB_BENCH_BUILD:-}" ] && return 0
 	if [ ! -f "$B/build.ninja" ]; then
 		meson setup "$B" --buildtype=release -Db_ndebug=true -Dtests=disabled >/dev/null
 	elif [ ! -x "$B/bench/gearbench" ] && pkg-config --exists gearmand 2>/dev/null; then

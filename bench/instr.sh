@@ -19,6 +19,8 @@
 # code ~50 times slower). perf stat -e instructions would be quicker, but
 # needs a PMU, which this kind of VM does not expose; callgrind works
 # everywhere. Needs valgrind (installed here when missing, as root).
+# PB_BENCH_BUILD=DIR measures the build in DIR instead (another commit's
+# release build, for a before-and-after), as it is, without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${1:-20000}
@@ -60,7 +62,7 @@ per_job() {
 measure() {
 	local cap=$1 n=$2 wp out
 	out=$W/$cap.$n
-	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 10m
+	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 600000
 	"${CG[@]}" --callgrind-out-file="$out.worker" "$PB" worker "$PB_TCP" echo "$n" "$cap" >"$out.wlog" 2>"$out.werr" &
 	wp=$!
 	pids+=("$wp")
