@@ -631,8 +631,20 @@ START_TEST(max_memory_refuses_runs_past_it)
 		packet_clear(&p);
 	}
 	ck_assert_int_eq(full, 32);
-	rss = broker_rss_kib(b.pid);
-	ck_assert_msg(rss > 0 && rss < 32 * 1024, "broker RSS %ld KiB", rss);
+	/*
+	 * RSS says something only of a plain build: AddressSanitizer keeps
+	 * freed memory in quarantine, and a wrapper (valgrind) is the process
+	 * measured.
+	 */
+#ifndef __SANITIZE_ADDRESS__
+	if (getenv("PATCHBAY_BROKER_WRAPPER") == NULL) {
+		rss = broker_rss_kib(b.pid);
+		ck_assert_msg(rss > 0 && rss < 32 * 1024, "broker RSS %ld KiB",
+		    rss);
+	}
+#else
+	(void)rss;
+#endif
 	raw_free(c);
 	harness_broker_stop(&b);
 }
