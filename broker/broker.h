@@ -560,6 +560,7 @@ struct server {
 	uint64_t		 conns_total;
 	uint32_t		 peers_peak;	/* most connections since the
 						   last give-back */
+	bool			 trim_tail;	/* jobs were alive at it */
 	struct uid_count	*uids;		/* Unix peers by uid */
 };
 

@@ -141,6 +141,8 @@ server_ping(struct peer *p, uint64_t now)
  * when the jobs alive, or the connections, fell well below their peak
  * since the last time. The peaks are high-water marks kept as jobs and
  * peers come, so a burst that comes and goes between two sweeps counts.
+ * When jobs were still alive at a give-back (the tail of a burst), it
+ * runs once more when none is left, for the records they held.
  */
 static void
 server_give_back(struct server *srv)
@@ -153,11 +155,13 @@ server_give_back(struct server *srv)
 	/* Jobs or connections by the thousand came and mostly went. */
 	if ((st.jobs_peak < SERVER_TRIM_JOBS || live > st.jobs_peak / 4) &&
 	    (srv->peers_peak < SERVER_TRIM_PEERS ||
-	    srv->npeers > srv->peers_peak / 4))
+	    srv->npeers > srv->peers_peak / 4) &&
+	    !(srv->trim_tail && live == 0))
 		return;
 	switchboard_trim(srv->sb);
 	malloc_trim(0);
 	srv->peers_peak = srv->npeers;
+	srv->trim_tail = live > 0;
 }
 
 /* Sweeps peers: HELLO deadlines, PINGs to the silent, drops the dead. */

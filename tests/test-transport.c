@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +318,101 @@ START_TEST(conn_oversized_frame_gets_error_and_close)
 }
 END_TEST
 
+/* Bytes malloc has handed out now, from the heap and from mmap. */
+static size_t
+heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
+}
+
+/*
+ * A frame that arrives slowly holds broker memory in proportion to what
+ * has arrived, not to the length its header declares; a header split
+ * across reads is checked against the limit like any other; the frame,
+ * once whole, is read intact.
+ */
+START_TEST(conn_partial_frame_holds_what_arrived)
+{
+	enum { BIG = 600 * 1000 };
+	static uint8_t		 frame[BIG + 64];
+	static const uint8_t	 head[] = { 0x83, 0xa1, 't', 0xa4, 'P', 'I',
+	    'N', 'G', 0xa1, 'n', 0x07, 0xa1, 'x', 0xc6 };
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base }, lg2 = { .base = base };
+	struct conn		*c, *c2;
+	struct packet		 p;
+	uint8_t			 buf[1024];
+	size_t			 len = 4, before, off;
+	int			 sv[2], sv2[2];
+
+	/* {t:"PING", n:7, x:<bin of BIG bytes>}: x is skipped. */
+	memcpy(frame + len, head, sizeof(head));
+	len += sizeof(head);
+	frame[len++] = (uint8_t)(BIG >> 24);
+	frame[len++] = (uint8_t)(BIG >> 16);
+	frame[len++] = (uint8_t)(BIG >> 8);
+	frame[len++] = (uint8_t)BIG;
+	memset(frame + len, 'b', BIG);
+	len += BIG;
+	frame[0] = (uint8_t)((len - 4) >> 24);
+	frame[1] = (uint8_t)((len - 4) >> 16);
+	frame[2] = (uint8_t)((len - 4) >> 8);
+	frame[3] = (uint8_t)(len - 4);
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 1, &log_ops, &lg, 0);
+	ck_assert_ptr_nonnull(c);
+	conn_set_max_frame(c, 1024 * 1024);
+	lg.want = 1;
+	before = heap_in_use();
+	/* The header in two halves, then a little of the body. */
+	ck_assert_int_eq(write(sv[1], frame, 2), 2);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(write(sv[1], frame + 2, 98), 98);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+#ifndef __SANITIZE_ADDRESS__	/* ASan's malloc does not fill mallinfo */
+	ck_assert_msg(heap_in_use() < before + 64 * 1024,
+	    "%zu bytes held for 100 bytes of a frame",
+	    heap_in_use() - before);
+#endif
+	(void)before;
+	/* The rest in pieces. */
+	for (off = 100; off < len; off += 50000) {
+		size_t	n = len - off < 50000 ? len - off : 50000;
+
+		ck_assert_int_eq(write(sv[1], frame + off, n), (ssize_t)n);
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+	run_loop(base, 3000);
+	ck_assert_int_eq(lg.npackets, 1);
+	ck_assert_uint_eq(lg.pings[0], 7);
+	ck_assert(!lg.closed);
+	conn_free(c);
+	close(sv[1]);
+
+	/* A split header declaring about 4 GiB: refused, and nothing else. */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv2), 0);
+	c2 = conn_new(base, sv2[0], 1, &log_ops, &lg2, 0);
+	ck_assert_ptr_nonnull(c2);
+	ck_assert_int_eq(write(sv2[1], "\xff\xff", 2), 2);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(write(sv2[1], "\xff\xf0", 2), 2);
+	run_loop(base, 3000);
+	ck_assert(lg2.closed);
+	ck_assert_str_eq(lg2.why, "frame too large");
+	ck_assert_int_eq(read_packet(sv2[1], &p, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(p.code, PERR_FRAME_TOO_LARGE);
+	ck_assert_ptr_nonnull(memmem(p.msg.ptr, p.msg.len, "4294967280",
+	    10));
+	packet_clear(&p);
+	close(sv2[1]);
+	event_base_free(base);
+}
+END_TEST
+
 START_TEST(conn_bad_body_gets_bad_frame)
 {
 	struct event_base	*base = event_base_new();
@@ -443,6 +539,7 @@ transport_suite(void)
 	tc = tcase_create("conn");
 	tcase_add_test(tc, conn_reassembles_split_and_batched_frames);
 	tcase_add_test(tc, conn_oversized_frame_gets_error_and_close);
+	tcase_add_test(tc, conn_partial_frame_holds_what_arrived);
 	tcase_add_test(tc, conn_bad_body_gets_bad_frame);
 	tcase_add_test(tc, conn_records_peer_credentials);
 	tcase_add_test(tc, conn_output_cap_drops_slow_consumer);

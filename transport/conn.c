@@ -51,6 +51,7 @@
 #define CONN_DEFAULT_OUT_CAP	(16u * 1024 * 1024)
 #define CONN_LINGER_MS		2000
 #define CONN_READ_SIZE		(128 * 1024)	/* one read(2) at most */
+#define CONN_KEEP_MIN		4096		/* first buffer of a partial frame */
 #define CONN_OUT_MIN		1024		/* first output buffer */
 
 /* One peer's connection; owned by the broker, freed by itself on close. */
@@ -333,27 +334,36 @@ conn_frames(struct conn *c, const uint8_t *buf, size_t len)
 }
 
 /*
- * Keeps the incomplete frame at data (n bytes) in the conn's own buffer,
- * sized for the whole frame when its header is there. 0 or -ENOMEM.
+ * Keeps the incomplete frame at data (n bytes) in the conn's own buffer.
+ * The buffer grows with what arrives, to twice that (4 KiB at least) and
+ * never past the frame's length once its header is there and within
+ * max_frame: what a peer makes the broker hold is bounded by what it has
+ * sent, not by the length it declares. 0 or -ENOMEM.
  */
 static int
 conn_keep(struct conn *c, const uint8_t *data, size_t n)
 {
-	size_t	want = c->in_len + n;
+	size_t	need = c->in_len + n, full = need, want;
 	uint8_t	*nb;
+	uint32_t flen;
 
-	if (c->in_len + n >= PROTO_HEADER_LEN) {
+	if (need >= PROTO_HEADER_LEN) {
 		uint8_t hdr[PROTO_HEADER_LEN];
 		size_t	k = c->in_len < PROTO_HEADER_LEN ? c->in_len :
 			    PROTO_HEADER_LEN;
 
-		memcpy(hdr, c->in, k);
+		if (k > 0)
+			memcpy(hdr, c->in, k);
 		memcpy(hdr + k, data, PROTO_HEADER_LEN - k);
-		/* frame_header() already bounded it by max_frame. */
-		if (PROTO_HEADER_LEN + (size_t)frame_header_len(hdr) > want)
-			want = PROTO_HEADER_LEN + frame_header_len(hdr);
+		/* A length past the limit is refused by conn_frames(). */
+		if (frame_header(hdr, PROTO_HEADER_LEN, c->max_frame,
+		    &flen) == 0 && PROTO_HEADER_LEN + (size_t)flen > need)
+			full = PROTO_HEADER_LEN + (size_t)flen;
 	}
-	if (want > c->in_cap) {
+	want = need < CONN_KEEP_MIN / 2 ? CONN_KEEP_MIN : need * 2;
+	if (want > full)
+		want = full;
+	if (need > c->in_cap) {
 		if ((nb = realloc(c->in, want)) == NULL)
 			return -ENOMEM;
 		c->in = nb;
