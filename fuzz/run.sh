@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the libFuzzer targets of a -Dfuzz=true build (see fuzz/meson.build):
+#   bash fuzz/run.sh BUILD_DIR SECONDS [TARGET...]      (default: all)
+#   bash fuzz/run.sh BUILD_DIR runs=N [TARGET...]       (N executions each)
+# Each target starts from its checked-in corpus (fuzz/corpus-NAME); what it
+# finds goes to BUILD_DIR/fuzz-corpus/NAME, crashes to
+# BUILD_DIR/fuzz-artifacts/ (copy a crash into fuzz/corpus-NAME as
+# regress-WHAT once it is understood, and fix it). UBSan reports stop the
+# run, except the known ones in fuzz/ubsan.supp. Targets run one after the
+# other; give each its own invocation to run them in parallel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS|runs=N [TARGET...]}
+limit=${2:?usage: fuzz/run.sh BUILD_DIR SECONDS|runs=N [TARGET...]}
+shift 2
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(proto broker)
+case $limit in
+runs=*) flag="-runs=${limit#runs=}" ;;
+*) flag="-max_total_time=$limit" ;;
+esac
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$PWD/fuzz/ubsan.supp"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+mkdir -p "$build/fuzz-artifacts"
+for t in "${targets[@]}"; do
+	mkdir -p "$build/fuzz-corpus/$t"
+	echo "fuzz/run.sh: fuzz-$t, $limit"
+	"$build/fuzz/fuzz-$t" "$flag" -print_final_stats=1 \
+	    -artifact_prefix="$build/fuzz-artifacts/$t-" \
+	    "$build/fuzz-corpus/$t" "fuzz/corpus-$t"
+done
