@@ -233,18 +233,29 @@ chaos_shim_env(char *preload, size_t plen, char *logv, size_t llen)
 	snprintf(logv, llen, "FAULTSHIM_LOG=%s", run->shim_log);
 }
 
-/* Runs `patchbay ctl --json VERB` on the broker; the output (caller frees). */
+/*
+ * Runs `patchbay ctl --json VERB` on the broker; the output (caller frees).
+ * Under the fault shim the broker may reset the ctl's connection too: a
+ * failed ctl is tried again, up to five times.
+ */
 static char *
 chaos_ctl(const char *verb)
 {
 	const char	*argv[] = { harness_cli(), "ctl", "--broker",
 			    run->broker.unix_ep, "--json", verb, NULL };
-	char		*out = NULL;
-	int		 status;
+	char		*out = NULL, *err = NULL;
+	int		 status, tries = 0;
 
-	status = harness_run(argv, NULL, NULL, 0, &out, NULL, 30000);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	    "patchbay ctl %s failed (status %d)", verb, status);
+	for (;;) {
+		status = harness_run(argv, NULL, NULL, 0, &out, &err, 30000);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			break;
+		ck_assert_msg(run->faults && ++tries < 5, "patchbay ctl %s "
+		    "failed (status %d): %s", verb, status, err);
+		free(out);
+		free(err);
+	}
+	free(err);
 	return out;
 }
 
