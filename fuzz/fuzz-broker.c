@@ -75,6 +75,7 @@ struct fb_peer {
 	int		 fd;		/* -1: not connected */
 	enum proto_role	 role;		/* the role its HELLO asked for */
 	bool		 tainted;	/* wrote raw bytes: not checked */
+	bool		 hello_sent;	/* its role is the first HELLO's */
 	bool		 stalled;	/* not reading */
 	unsigned	 runs[FB_IDS];	/* RUNs sent per id */
 	unsigned	 results[FB_IDS];	/* RESULTs received per id */
@@ -350,6 +351,7 @@ fb_connect(struct fb_peer *pe, int i)
 	memset(pe->results, 0, sizeof(pe->results));
 	pe->tainted = false;
 	pe->stalled = false;
+	pe->hello_sent = false;
 	pe->role = i < 2 ? ROLE_CLIENT : i < 4 ? ROLE_WORKER : ROLE_ADMIN;
 	if ((pe->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) < 0)
@@ -371,9 +373,12 @@ fb_hello(struct fb_peer *pe, int i)
 
 	packet_init(&p, PKT_HELLO);
 	p.version = (b & 0x80) ? b & 3 : PROTO_VERSION;
-	if (i == FB_PEERS - 1)
-		pe->role = (enum proto_role)(1 + (b >> 2) % 3);
-	p.role = pe->role;
+	p.role = i == FB_PEERS - 1 ? (enum proto_role)(1 + (b >> 2) % 3) :
+	    pe->role;
+	/* A second HELLO is refused and changes nothing: the first counts. */
+	if (!pe->hello_sent)
+		pe->role = p.role;
+	pe->hello_sent = true;
 	if (b & 0x40) {
 		p.name.ptr = fb_bytes(fb_byte() % 32, &p.name.len);
 		p.has |= PF_NAME;
