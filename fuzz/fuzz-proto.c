@@ -6,16 +6,51 @@
  * rest) goes to packet_decode() in both directions. A packet that decodes is
  * encoded again, and that frame must decode and encode to the very same
  * bytes: the decoder and encoder agree on every packet either accepts.
- * Seeds live in fuzz/corpus-proto/.
+ * Seeds live in fuzz/corpus-proto/. The input may be as long as the
+ * largest frame (LLVMFuzzerInitialize below).
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto/proto.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int	LLVMFuzzerInitialize(int *, char ***);
+
+/* The input cap: the largest frame the broker accepts, plus its header. */
+#define FUZZ_PROTO_MAX_LEN	(PROTO_MAX_FRAME_DEFAULT + PROTO_HEADER_LEN)
+
+/*
+ * libFuzzer's own cap on an input's length (-max_len, by default 4096 or
+ * the corpus's largest) is far below a frame's, so the frame limit itself
+ * was never reached: unless -max_len is given, it is set to
+ * FUZZ_PROTO_MAX_LEN. libFuzzer reads its flags after this call.
+ */
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	static char	 flag[32];
+	static char	*args[256];
+	int		 n = *argc;
+
+	for (int i = 1; i < n; i++)
+		if (strncmp((*argv)[i], "-max_len=", 9) == 0)
+			return 0;
+	if (n >= 254)
+		return 0;
+	snprintf(flag, sizeof(flag), "-max_len=%d", FUZZ_PROTO_MAX_LEN);
+	args[0] = (*argv)[0];
+	args[1] = flag;
+	for (int i = 1; i < n; i++)
+		args[i + 1] = (*argv)[i];
+	args[n + 1] = NULL;
+	*argc = n + 1;
+	*argv = args;
+	return 0;
+}
 
 /* Stops the run: a broken invariant is a bug the fuzzer must report. */
 static void

@@ -150,7 +150,7 @@ harness_child_exec(const char *const *argv, const char *const *env,
 	}
 	for (; env != NULL && *env != NULL; env++)
 		putenv((char *)*env);
-	execv(argv[0], (char *const *)argv);
+	execvp(argv[0], (char *const *)argv);
 	fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
 }
@@ -181,14 +181,25 @@ harness_spawn(const char *const *argv, const char *const *env,
 int
 harness_kill(pid_t pid, int sig)
 {
+	return harness_kill_within(pid, sig, 10000);
+}
+
+/* Whether the last harness_kill_within() had to send SIGKILL itself. */
+static bool	harness_last_kill_forced;
+
+/* Sends sig to pid and reaps it, SIGKILL after ms. */
+int
+harness_kill_within(pid_t pid, int sig, int ms)
+{
 	unsigned long long	deadline;
 	int			status;
 	pid_t			r;
 
+	harness_last_kill_forced = false;
 	if (pid <= 0)
 		return -1;
 	kill(pid, sig);
-	deadline = harness_now_ms() + 10000;
+	deadline = harness_now_ms() + (unsigned long long)ms;
 	for (;;) {
 		r = waitpid(pid, &status, WNOHANG);
 		if (r == pid)
@@ -196,6 +207,7 @@ harness_kill(pid_t pid, int sig)
 		if (r == -1)
 			return -1;
 		if (harness_now_ms() > deadline) {
+			harness_last_kill_forced = true;
 			kill(pid, SIGKILL);
 			if (waitpid(pid, &status, 0) == pid)
 				return status;
@@ -282,6 +294,38 @@ harness_wait_log(const struct harness_broker *b, const char *needle,
 	return harness_wait_until(harness_log_cond, &w, timeout_ms);
 }
 
+/*
+ * The words of $PATCHBAY_BROKER_WRAPPER (split at blanks, no quoting), put
+ * before patchbayd's own argv so that the broker runs under valgrind or
+ * another tool; NULL-terminated, empty when the variable is unset.
+ */
+static const char *const *
+harness_broker_wrapper(void)
+{
+	static char		*copy;
+	static const char	*words[32];
+	const char		*env = getenv("PATCHBAY_BROKER_WRAPPER");
+	char			*w, *save = NULL;
+	size_t			 n = 0;
+
+	if (copy != NULL || env == NULL)
+		return words;
+	copy = strdup(env);
+	ck_assert(copy != NULL);
+	for (w = strtok_r(copy, " \t", &save); w != NULL && n < 31;
+	    w = strtok_r(NULL, " \t", &save))
+		words[n++] = w;
+	words[n] = NULL;
+	return words;
+}
+
+/* True when patchbayd runs under $PATCHBAY_BROKER_WRAPPER. */
+bool
+harness_broker_wrapped(void)
+{
+	return harness_broker_wrapper()[0] != NULL;
+}
+
 /* harness_wait_until condition: the ready file exists (or pid died). */
 static bool
 harness_ready_cond(void *arg)
@@ -301,9 +345,18 @@ void
 harness_broker_start(struct harness_broker *b, const char *const *extra,
     bool reuse_dir)
 {
-	const char	*argv[64];
+	harness_broker_start_env(b, extra, NULL, reuse_dir);
+}
+
+/* harness_broker_start() with extra environment entries for patchbayd. */
+void
+harness_broker_start_env(struct harness_broker *b, const char *const *extra,
+    const char *const *env, bool reuse_dir)
+{
+	const char	*argv[96];
 	char		*ready, *line, *save = NULL;
 	size_t		 n = 0;
+	int		 wait_ms = harness_broker_wrapped() ? 60000 : 10000;
 
 	if (!reuse_dir)
 		harness_tmpdir(b->dir, sizeof(b->dir));
@@ -314,6 +367,9 @@ harness_broker_start(struct harness_broker *b, const char *const *extra,
 	unlink(b->ready_path);
 	b->tcp_ep[0] = '\0';
 
+	for (const char *const *w = harness_broker_wrapper(); *w != NULL;
+	    w++)
+		argv[n++] = *w;
 	argv[n++] = harness_patchbayd();
 	argv[n++] = "-l";
 	argv[n++] = b->unix_ep;
@@ -323,13 +379,13 @@ harness_broker_start(struct harness_broker *b, const char *const *extra,
 	argv[n++] = "debug";
 	argv[n++] = "--ready-file";
 	argv[n++] = b->ready_path;
-	for (; extra != NULL && *extra != NULL && n < 62; extra++)
+	for (; extra != NULL && *extra != NULL && n < 94; extra++)
 		argv[n++] = *extra;
 	argv[n] = NULL;
-	b->pid = harness_spawn(argv, NULL, b->log_path);
+	b->pid = harness_spawn(argv, env, b->log_path);
 
-	ck_assert_msg(harness_wait_until(harness_ready_cond, b, 10000),
-	    "patchbayd did not become ready in 10 s");
+	ck_assert_msg(harness_wait_until(harness_ready_cond, b, wait_ms),
+	    "patchbayd did not become ready in %d s", wait_ms / 1000);
 	if (b->pid == -1) {
 		char *log = harness_read_file(b->log_path);
 
@@ -345,16 +401,65 @@ harness_broker_start(struct harness_broker *b, const char *const *extra,
 	free(ready);
 }
 
-/* Stops the broker with SIGTERM; returns its wait status or -1. */
+/*
+ * Copies into buf the lines of the broker's log that the wrapper wrote
+ * (valgrind's start with "==PID=="), or the log's tail when there are none.
+ */
+static void
+harness_wrapper_report(const struct harness_broker *b, char *buf, size_t len)
+{
+	char	*log = harness_read_file(b->log_path), *line, *save = NULL;
+	size_t	 off = 0, n;
+
+	buf[0] = '\0';
+	if (log == NULL)
+		return;
+	for (line = strtok_r(log, "\n", &save); line != NULL && off < len - 1;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "==", 2) != 0)
+			continue;
+		n = (size_t)snprintf(buf + off, len - off, "%s\n", line);
+		off += n < len - off ? n : len - off - 1;
+	}
+	free(log);
+	if (off == 0 && (log = harness_read_file(b->log_path)) != NULL) {
+		n = strlen(log);
+		snprintf(buf, len, "%s", log + (n > len - 1 ? n - (len - 1) : 0));
+		free(log);
+	}
+}
+
+/*
+ * Stops the broker with SIGTERM; returns its wait status or -1. Under a
+ * wrapper (valgrind) the broker must then exit 0: any other end fails the
+ * test with what the wrapper reported.
+ */
 int
 harness_broker_stop(struct harness_broker *b)
 {
-	int	status;
+	static char	report[16384];
+	int		status;
 
 	if (b->pid <= 0)
 		return -1;
-	status = harness_kill(b->pid, SIGTERM);
+	status = harness_kill_within(b->pid, SIGTERM,
+	    harness_broker_wrapped() ? 120000 : 10000);
 	b->pid = -1;
+	/*
+	 * A broker the test itself killed with SIGKILL has nothing to say;
+	 * one that ignored SIGTERM for 120 s was killed by harness_kill_within
+	 * and fails with the rest.
+	 */
+	if (harness_broker_wrapped() && WIFSIGNALED(status) &&
+	    WTERMSIG(status) == SIGKILL && !harness_last_kill_forced)
+		return status;
+	if (harness_broker_wrapped() && !(WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0)) {
+		harness_wrapper_report(b, report, sizeof(report));
+		ck_abort_msg("patchbayd under $PATCHBAY_BROKER_WRAPPER ended "
+		    "with wait status %d (exit %d):\n%s", status,
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1, report);
+	}
 	return status;
 }
 
@@ -416,6 +521,7 @@ harness_run(const char *const *argv, const char *const *env,
 		long long left = (long long)(deadline - harness_now_ms());
 
 		if (harness_now_ms() > deadline) {
+			harness_last_kill_forced = true;
 			kill(pid, SIGKILL);
 			break;
 		}

@@ -44,6 +44,19 @@ struct harness_broker {
 void	 harness_broker_start(struct harness_broker *b,
 	    const char *const *extra, bool reuse_dir);
 
+/* harness_broker_start() with extra "K=V" environment entries (or NULL). */
+void	 harness_broker_start_env(struct harness_broker *b,
+	    const char *const *extra, const char *const *env, bool reuse_dir);
+
+/*
+ * $PATCHBAY_BROKER_WRAPPER, when set, is a command (words split at blanks)
+ * that the harness puts before patchbayd: "valgrind --error-exitcode=99
+ * --leak-check=full ...". The broker then gets 60 s to become ready and
+ * 120 s to stop, and harness_broker_stop() fails the test unless it exits
+ * 0, quoting the wrapper's lines of the broker's log.
+ */
+bool	 harness_broker_wrapped(void);
+
 /*
  * Stops the broker with SIGTERM and waits (SIGKILL after 10 s). Returns its
  * wait status, or -1 when it was not running.
@@ -52,6 +65,9 @@ int	 harness_broker_stop(struct harness_broker *b);
 
 /* Sends sig to pid and reaps it (SIGKILL after 10 s). Returns wait status. */
 int	 harness_kill(pid_t pid, int sig);
+
+/* harness_kill() with the SIGKILL after ms instead of 10 s. */
+int	 harness_kill_within(pid_t pid, int sig, int ms);
 
 /*
  * Starts argv (argv[0] is a path) with extra environment entries

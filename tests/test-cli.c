@@ -1515,6 +1515,90 @@ START_TEST(worker_command_cannot_be_executed)
 }
 END_TEST
 
+/* Counts the statuses of the results of worker_survives_cancel_storm. */
+struct storm {
+	unsigned	 n[PB_DISCONNECTED + 1];
+	unsigned	 total;
+};
+
+/* pb_result_fn of worker_survives_cancel_storm: counts one result. */
+static void
+storm_result(struct pb_client *c, struct pb_result *r, void *arg)
+{
+	struct storm	*st = arg;
+
+	(void)c;
+	if ((unsigned)r->status <= PB_DISCONNECTED)
+		st->n[r->status]++;
+	st->total++;
+	pb_result_free(r);
+}
+
+/*
+ * A RUN followed at once by its CANCEL, or by a broker TIMEOUT landing just
+ * after dispatch, over and over: the SIGTERM meant for the job's process
+ * group must never be taken by the worker for its own stop. Each job is
+ * answered CANCELLED (or TIMEOUT) and the worker is still serving after.
+ */
+START_TEST(worker_survives_cancel_storm)
+{
+	struct pb_run_options	 opts;
+	struct pb_client	*c;
+	struct pb_result	*r;
+	struct storm		 st;
+	unsigned long long	 deadline;
+	uint8_t			 id[PB_ID_LEN];
+	char			*log, *s;
+	const int		 ncancel = 300, ntimeout = 100;
+	int			 i, status;
+	pid_t			 w;
+
+	start_broker(NULL);
+	w = start_worker("storm", "read -r x; if [ \"$x\" = hold ]; then "
+	    "exec sleep 30; fi; printf done", 4);
+	ck_assert_int_eq(pb_client_connect(broker.unix_ep, NULL, &c), 0);
+	memset(&st, 0, sizeof(st));
+	for (i = 0; i < ncancel + ntimeout; i++) {
+		memset(&opts, 0, sizeof(opts));
+		if (i >= ncancel)
+			opts.timeout_ms = 1 + (uint32_t)(i % 3);
+		ck_assert_int_eq(pb_client_submit(c, "storm", "hold", 4, &opts,
+		    storm_result, NULL, &st, id), 0);
+		if (i < ncancel)
+			ck_assert_int_eq(pb_client_cancel(c, id), 0);
+		/* Keep the worker busy but let the answers flow. */
+		while (pb_client_pending(c) >= 8)
+			ck_assert_int_ge(pb_client_dispatch(c, 1000), 0);
+	}
+	deadline = harness_now_ms() + WAIT_MS;
+	while (pb_client_pending(c) > 0 && harness_now_ms() < deadline)
+		ck_assert_int_ge(pb_client_dispatch(c, 100), 0);
+
+	ck_assert(asprintf(&log, "%s/worker-0.log", dir) > 0);
+	s = harness_read_file(log);
+	ck_assert_msg(waitpid(w, &status, WNOHANG) == 0, "the worker exited "
+	    "(status %d) during the cancel storm; its log: %s", status, s);
+	ck_assert_msg(strstr(s, "stopping") == NULL, "the worker took a job's "
+	    "SIGTERM for its own: %s", s);
+	ck_assert_uint_eq(st.total, (unsigned)(ncancel + ntimeout));
+	ck_assert_msg(st.n[PB_CANCELLED] == (unsigned)ncancel &&
+	    st.n[PB_TIMEOUT] == (unsigned)ntimeout, "CANCELLED %u of %d, "
+	    "TIMEOUT %u of %d, WORKER_LOST %u, DISCONNECTED %u",
+	    st.n[PB_CANCELLED], ncancel, st.n[PB_TIMEOUT], ntimeout,
+	    st.n[PB_WORKER_LOST], st.n[PB_DISCONNECTED]);
+
+	/* And it still serves. */
+	ck_assert_int_eq(pb_client_run(c, "storm", "quick", 5, NULL, &r), 0);
+	ck_assert_int_eq(r->status, PB_OK);
+	ck_assert_uint_eq(r->len, 4);
+	ck_assert(memcmp(r->payload, "done", 4) == 0);
+	pb_result_free(r);
+	pb_client_free(c);
+	free(s);
+	free(log);
+}
+END_TEST
+
 /* ---- ctl ---------------------------------------------------------------- */
 
 /* `ctl status --json` is JSON that python parses. */
@@ -1847,6 +1931,7 @@ cli_suite(void)
 	tcase_add_test(tc, worker_job_sees_only_its_descriptors);
 	tcase_add_test(tc, worker_job_environment_is_the_jobs);
 	tcase_add_test(tc, worker_command_cannot_be_executed);
+	tcase_add_test(tc, worker_survives_cancel_storm);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ctl");

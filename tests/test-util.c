@@ -605,6 +605,102 @@ START_TEST(spawn_user_lookup_grows_its_buffer)
 }
 END_TEST
 
+/* Where spawn_storm_handler() reports, and who installed it. */
+static int	spawn_storm_fd = -1;
+static pid_t	spawn_storm_owner;
+
+/* SIGUSR1 handler: a write on the pipe when it runs in any other process. */
+static void
+spawn_storm_handler(int sig)
+{
+	int	saved = errno;
+	char	c = 'X';
+
+	(void)sig;
+	if (getpid() != spawn_storm_owner && write(spawn_storm_fd, &c, 1) < 0)
+		_exit(99);
+	errno = saved;
+}
+
+/*
+ * In a forked child: spawns /bin/true n times under a stream of signals,
+ * after saying on ready that its handler is in place.
+ */
+static void __attribute__((noreturn))
+spawn_storm_child(int fd, int ready, int n)
+{
+	char *const		 argv[] = { "true", NULL };
+	struct spawn_plan	 plan;
+	struct spawn_error	 e;
+	struct sigaction	 sa;
+	int			 status;
+	pid_t			 pid;
+
+	setpgid(0, 0);
+	spawn_storm_owner = getpid();
+	spawn_storm_fd = fd;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = spawn_storm_handler;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
+	close(ready);
+	memset(&plan, 0, sizeof(plan));
+	plan.argv = argv;
+	plan.flags = SPAWN_PROCESS_GROUP;
+	if ((plan.path = strdup("/bin/true")) == NULL)
+		_exit(98);
+	for (int i = 0; i < n; i++) {
+		if (spawn_start(&plan, &e, &pid) != 0)
+			continue;
+		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+			;
+	}
+	spawn_plan_clear(&plan);
+	_exit(0);
+}
+
+/*
+ * A child is in its parent's process group from fork until setpgid, and
+ * has its parent's signal handlers until it resets them: a signal to that
+ * group in between must never run the parent's handler in the child (in
+ * `patchbay worker`, libevent's handler would pass a job's SIGTERM on to
+ * the worker as its own). A process spawns children while its group is
+ * sent SIGUSR1 without pause; its handler reports any run in a child.
+ */
+START_TEST(spawn_child_never_runs_the_parents_handlers)
+{
+	int	p[2], ready[2], status;
+	size_t	bad = 0;
+	char	c;
+	pid_t	t;
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	t = fork();
+	ck_assert_int_ne(t, -1);
+	if (t == 0) {
+		close(p[0]);
+		close(ready[0]);
+		spawn_storm_child(p[1], ready[1], 400);
+	}
+	close(p[1]);
+	close(ready[1]);
+	/* EOF: the handler is installed and the child leads its group. */
+	while (read(ready[0], &c, 1) == -1 && errno == EINTR)
+		;
+	close(ready[0]);
+	while (waitpid(t, &status, WNOHANG) == 0)
+		kill(-t, SIGUSR1);
+	while (read(p[0], &c, 1) == 1)
+		bad++;
+	close(p[0]);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the spawning process ended with status %d", status);
+	ck_assert_msg(bad == 0, "the parent's SIGUSR1 handler ran %zu time(s) "
+	    "in a spawned child before its execve", bad);
+}
+END_TEST
+
 /* The util suite. */
 static Suite *
 util_suite(void)
@@ -644,6 +740,7 @@ util_suite(void)
 	tcase_add_test(tc, spawn_child_gets_only_its_environment);
 	tcase_add_test(tc, spawn_exec_failure_is_reported_at_once);
 	tcase_add_test(tc, spawn_user_lookup_grows_its_buffer);
+	tcase_add_test(tc, spawn_child_never_runs_the_parents_handlers);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -6,11 +6,13 @@
  * whole environment (built here with spawn_env_*, never with setenv in the
  * child), the directory, the user, which of its own descriptors become the
  * child's 0, 1, 2, ..., and whether the child gets a session or a process
- * group of its own. spawn_start() forks; between fork and execve the child
- * makes only async-signal-safe calls and allocates nothing: it resets the
- * signals, asks the kernel for SIGKILL when its parent dies (checking that
- * the parent did not die first), moves the planned descriptors into place,
- * closes every other one, changes directory and user and executes. A
+ * group of its own. spawn_start() forks with every signal blocked; between
+ * fork and execve the child makes only async-signal-safe calls and
+ * allocates nothing: it resets the signal handlers and only then unblocks
+ * signals (so no handler of the parent ever runs in it), asks the kernel
+ * for SIGKILL when its parent dies (checking that the parent did not die
+ * first), moves the planned descriptors into place, closes every other
+ * one, changes directory and user and executes. A
  * close-on-exec pipe carries {stage, errno} back when any step fails, so
  * the parent knows at once, before spawn_start() returns, whether execve
  * happened, and can say "cannot execute 'x': No such file or directory".
@@ -336,6 +338,7 @@ spawn_child(const struct spawn_plan *plan, pid_t parent, int errw)
 	int			moved[SPAWN_MAX_FDS], top = plan->nfds + 1;
 	int			e;
 
+	/* Every signal is blocked (spawn_start): no handler of ours can run. */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
 	for (int sig = 1; sig < NSIG; sig++)
@@ -388,6 +391,7 @@ spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
     pid_t *ret_pid)
 {
 	struct spawn_report	r;
+	sigset_t		all, saved;
 	int			ep[2], status, error;
 	pid_t			pid, parent = getpid();
 	ssize_t			n;
@@ -404,8 +408,19 @@ spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
 		err->error = errno;
 		return -errno;
 	}
+	/*
+	 * Until it has reset them, the child has our signal handlers, and
+	 * until setpgid it is in our process group: a signal meant for us
+	 * (or for the group) would run our handler in the child, and
+	 * libevent's handler would pass it on to our event loop as ours. So
+	 * the child starts with every signal blocked and unblocks them only
+	 * once the handlers are SIG_DFL.
+	 */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &saved);
 	if ((pid = fork()) == -1) {
 		error = errno;
+		sigprocmask(SIG_SETMASK, &saved, NULL);
 		close(ep[0]);
 		close(ep[1]);
 		err->stage = SPAWN_STAGE_FORK;
@@ -414,6 +429,7 @@ spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
 	}
 	if (pid == 0)
 		spawn_child(plan, parent, ep[1]);
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	close(ep[1]);
 	/* Both sides set the group, so no signal to it can come too early. */
 	if (plan->flags & SPAWN_PROCESS_GROUP)

@@ -24,7 +24,11 @@
  * finished only when its exit status and both output pipes' EOF have
  * arrived, and is then answered OK (stdout), ERROR (the stderr tail) or
  * CANCELLED. A CANCEL sends SIGTERM to the job's process group and SIGKILL
- * --kill-after later. SIGTERM or SIGINT to the worker closes the broker
+ * --kill-after later. That SIGTERM can only reach the command itself:
+ * spawn_start() returns once execve has happened, and the child runs with
+ * every signal blocked until it has dropped the worker's handlers, so no
+ * signal can run libevent's handler in a child and pass for the worker's
+ * own (which once made a RUN+CANCEL storm stop the worker). SIGTERM or SIGINT to the worker closes the broker
  * connection (the broker then retries or reports the jobs as lost), stops
  * every running job the same way and exits 0 once they are all gone.
  */
