@@ -1,11 +1,26 @@
-# bench/common.sh: what run.sh, instr.sh and memory.sh share. Sourced, not
-# run. The caller has cd'd to the top of the repository and set W (a
-# scratch directory) and pids (an array of processes to stop on exit).
+# bench/common.sh: what the bench scripts share. Sourced, not run, from
+# the top of the repository; the script then calls bench_scratch.
 
 # The build measured: build-bench/, a release build of this tree made by
 # bench_build; or, to measure another tree (an older commit, say), a build
 # of it given as PB_BENCH_BUILD, used as it is.
 B=${PB_BENCH_BUILD:-$PWD/build-bench}
+
+# bench_scratch NAME: makes the scratch directory W (/tmp/pb-NAME.*) and
+# the list pids of processes to stop; when the script ends, however it
+# ends, stops them and removes W.
+bench_scratch() {
+	W=$(mktemp -d "/tmp/pb-$1.XXXXXX")
+	pids=()
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$W"
+}
 
 # Installs the Debian packages given that are missing, when root.
 bench_install() {

@@ -25,17 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${1:-20000}
 N2=${2:-40000}
-W=$(mktemp -d /tmp/pb-instr.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/common.sh
 . bench/common.sh
+bench_scratch instr
 
 if [ "$N2" -le "$N1" ]; then
 	echo "instr.sh: N2 ($N2) must be larger than N1 ($N1)" >&2

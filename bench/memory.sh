@@ -24,17 +24,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-200000}
 CONNS=${2:-10000}
-W=$(mktemp -d /tmp/pb-memory.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/common.sh
 . bench/common.sh
+bench_scratch memory
 
 bench_build
 PB=$B/bench/pbbench

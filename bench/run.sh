@@ -30,17 +30,9 @@ if ! [[ $R =~ ^[1-9][0-9]*$ ]]; then
 	echo "bench/run.sh: RUNS must be a positive number, not '$R' (see --help)" >&2
 	exit 2
 fi
-W=$(mktemp -d /tmp/pb-bench.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/common.sh
 . bench/common.sh
+bench_scratch bench
 
 bench_install gearman-job-server libgearman-dev beanstalkd nats-server
 bench_build
