@@ -95,22 +95,35 @@ enc_int(uint8_t *o, int64_t v)
 	return (enc_be(o, (uint64_t)v, 8));
 }
 
-/* Writes a str. */
+/*
+ * Writes a str (tag8 0xd9) or a bin (tag8 0xc4) with a length of 8, 16 or
+ * 32 bits: the three tags follow each other.
+ */
+static uint8_t *
+enc_sized(uint8_t *o, const void *s, size_t len, uint8_t tag8)
+{
+	if (len < 256) {
+		*o++ = tag8;
+		o = enc_be(o, len, 1);
+	} else if (len < 65536) {
+		*o++ = (uint8_t)(tag8 + 1);
+		o = enc_be(o, len, 2);
+	} else {
+		*o++ = (uint8_t)(tag8 + 2);
+		o = enc_be(o, len, 4);
+	}
+	if (len > 0)
+		memcpy(o, s, len);
+	return (o + len);
+}
+
+/* Writes a str: a fixstr below 32 bytes. */
 static uint8_t *
 enc_str(uint8_t *o, const void *s, size_t len)
 {
-	if (len < 32)
-		*o++ = (uint8_t)(0xa0 | len);
-	else if (len < 256) {
-		*o++ = 0xd9;
-		o = enc_be(o, len, 1);
-	} else if (len < 65536) {
-		*o++ = 0xda;
-		o = enc_be(o, len, 2);
-	} else {
-		*o++ = 0xdb;
-		o = enc_be(o, len, 4);
-	}
+	if (len >= 32)
+		return (enc_sized(o, s, len, 0xd9));
+	*o++ = (uint8_t)(0xa0 | len);
 	if (len > 0)
 		memcpy(o, s, len);
 	return (o + len);
@@ -120,19 +133,7 @@ enc_str(uint8_t *o, const void *s, size_t len)
 static uint8_t *
 enc_bin(uint8_t *o, const void *s, size_t len)
 {
-	if (len < 256) {
-		*o++ = 0xc4;
-		o = enc_be(o, len, 1);
-	} else if (len < 65536) {
-		*o++ = 0xc5;
-		o = enc_be(o, len, 2);
-	} else {
-		*o++ = 0xc6;
-		o = enc_be(o, len, 4);
-	}
-	if (len > 0)
-		memcpy(o, s, len);
-	return (o + len);
+	return (enc_sized(o, s, len, 0xc4));
 }
 
 /* Writes an array (base 0x90, 0xdc) or map (0x80, 0xde) header. */
