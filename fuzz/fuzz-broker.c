@@ -270,9 +270,9 @@ fb_read(struct fb_peer *pe)
 
 /*
  * Runs the event loop without blocking, and the peers' reads, until
- * nothing moves (bounded); the server's timers are kept off libevent.
- * Two turns at least: a turn may leave work (a deferred close) for the
- * next.
+ * nothing moves (bounded); the server's timers are kept off libevent. A
+ * turn may leave work (a deferred close) for the next: the next op's pump
+ * runs it, and the teardown pumps too.
  */
 static void
 fb_pump(void)
@@ -280,7 +280,7 @@ fb_pump(void)
 	struct pollfd	pfd[FB_PEERS];
 	bool		moved = true;
 
-	for (int round = 0; round < 32 && (moved || round < 2); round++) {
+	for (int round = 0; round < 32 && moved; round++) {
 		event_base_loop(fb.base, EVLOOP_NONBLOCK);
 		moved = false;
 		for (int i = 0; i < FB_PEERS; i++) {
