@@ -60,53 +60,6 @@ admin_arg(const msgpack_object *args, const char *key)
 	return NULL;
 }
 
-/* status: the broker's counters and gauges. */
-static int
-admin_status(struct server *srv, struct peer *p,
-    const msgpack_object *args, msgpack_packer *pk, char *err)
-{
-	struct sb_stats	st;
-	uint64_t	total = 0;
-
-	(void)args; (void)err;
-	switchboard_stats(srv->sb, &st);
-	for (int i = 0; i < JOB__MAX; i++)
-		total += st.results[i];
-	msgpack_pack_map(pk, 16);
-	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
-	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
-	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
-	admin_pack_kv_uint(pk, "connections", srv->npeers);
-	admin_pack_kv_uint(pk, "connections_total", srv->conns_total);
-	admin_pack_kv_uint(pk, "clients", st.clients);
-	admin_pack_kv_uint(pk, "workers", st.workers);
-	admin_pack_kv_uint(pk, "functions", st.functions);
-	admin_pack_kv_uint(pk, "queued", st.queued);
-	admin_pack_kv_uint(pk, "running", st.running);
-	admin_pack_kv_uint(pk, "submitted", st.submitted);
-	admin_pack_kv_uint(pk, "dispatched", st.dispatched);
-	admin_pack_kv_uint(pk, "retried", st.retried);
-	admin_pack_kv_uint(pk, "stale_dropped", st.stale);
-	proto_pack_str(pk, "results");
-	msgpack_pack_map(pk, JOB__MAX + 1);
-	for (int i = 0; i < JOB__MAX; i++)
-		admin_pack_kv_uint(pk, job_status_name((enum job_status)i),
-		    st.results[i]);
-	admin_pack_kv_uint(pk, "total", total);
-	/* The limits in force, as the flags and the config file set them. */
-	proto_pack_str(pk, "settings");
-	msgpack_pack_map(pk, 7);
-	admin_pack_kv_uint(pk, "heartbeat_ms", srv->cfg.heartbeat_ms);
-	admin_pack_kv_uint(pk, "hello_timeout_ms", srv->cfg.hello_timeout_ms);
-	admin_pack_kv_uint(pk, "max_frame", srv->cfg.max_frame);
-	admin_pack_kv_uint(pk, "max_output", srv->cfg.out_cap);
-	admin_pack_kv_uint(pk, "max_connections", srv->cfg.max_connections);
-	admin_pack_kv_uint(pk, "max_connections_per_uid",
-	    srv->cfg.max_connections_per_uid);
-	admin_pack_kv_uint(pk, "max_queue", srv->cfg.sb.max_queue);
-	return 0;
-}
-
 /* Counts workers for the array header. */
 static void
 admin_count_worker(const struct sb_worker_info *wi, void *arg)
@@ -148,17 +101,24 @@ admin_pack_worker(const struct sb_worker_info *wi, void *arg)
 	admin_pack_kv_uint(pk, "completed", wi->completed);
 }
 
+/* Packs every connected worker as an array of maps. */
+static void
+admin_pack_workers(struct server *srv, msgpack_packer *pk)
+{
+	uint32_t	n = 0;
+
+	switchboard_foreach_worker(srv->sb, admin_count_worker, &n);
+	msgpack_pack_array(pk, n);
+	switchboard_foreach_worker(srv->sb, admin_pack_worker, pk);
+}
+
 /* workers: every connected worker, local and remote side by side. */
 static int
 admin_workers(struct server *srv, struct peer *p,
     const msgpack_object *args, msgpack_packer *pk, char *err)
 {
-	uint32_t	n = 0;
-
-	(void)args; (void)err;
-	switchboard_foreach_worker(srv->sb, admin_count_worker, &n);
-	msgpack_pack_array(pk, n);
-	switchboard_foreach_worker(srv->sb, admin_pack_worker, pk);
+	(void)p; (void)args; (void)err;
+	admin_pack_workers(srv, pk);
 	return 0;
 }
 
@@ -184,17 +144,24 @@ admin_pack_fn(const struct sb_fn_info *fi, void *arg)
 	admin_pack_kv_uint(pk, "queued", fi->queued);
 }
 
+/* Packs every known function as an array of maps. */
+static void
+admin_pack_functions(struct server *srv, msgpack_packer *pk)
+{
+	uint32_t	n = 0;
+
+	switchboard_foreach_fn(srv->sb, admin_count_fn, &n);
+	msgpack_pack_array(pk, n);
+	switchboard_foreach_fn(srv->sb, admin_pack_fn, pk);
+}
+
 /* functions: every known function with its queue and capacity. */
 static int
 admin_functions(struct server *srv, struct peer *p,
     const msgpack_object *args, msgpack_packer *pk, char *err)
 {
-	uint32_t	n = 0;
-
-	(void)args; (void)err;
-	switchboard_foreach_fn(srv->sb, admin_count_fn, &n);
-	msgpack_pack_array(pk, n);
-	switchboard_foreach_fn(srv->sb, admin_pack_fn, pk);
+	(void)p; (void)args; (void)err;
+	admin_pack_functions(srv, pk);
 	return 0;
 }
 
@@ -326,6 +293,71 @@ admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk)
 	    proc != NULL; proc = supervisor_proc_next(sv, proc))
 		admin_pack_proc(pk, proc, now);
 	return 0;
+}
+
+/*
+ * Packs the status snapshot: counters, gauges, the limits in force, and
+ * the lists the status page shows (workers, processes, functions), built
+ * by the packers of the `workers`, `ps` and `functions` verbs.
+ */
+int
+admin_pack_status(struct server *srv, msgpack_packer *pk)
+{
+	struct sb_stats	st;
+	uint64_t	total = 0;
+
+	switchboard_stats(srv->sb, &st);
+	for (int i = 0; i < JOB__MAX; i++)
+		total += st.results[i];
+	msgpack_pack_map(pk, 19);
+	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
+	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
+	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
+	admin_pack_kv_uint(pk, "connections", srv->npeers);
+	admin_pack_kv_uint(pk, "connections_total", srv->conns_total);
+	admin_pack_kv_uint(pk, "clients", st.clients);
+	admin_pack_kv_uint(pk, "workers", st.workers);
+	admin_pack_kv_uint(pk, "functions", st.functions);
+	admin_pack_kv_uint(pk, "queued", st.queued);
+	admin_pack_kv_uint(pk, "running", st.running);
+	admin_pack_kv_uint(pk, "submitted", st.submitted);
+	admin_pack_kv_uint(pk, "dispatched", st.dispatched);
+	admin_pack_kv_uint(pk, "retried", st.retried);
+	admin_pack_kv_uint(pk, "stale_dropped", st.stale);
+	proto_pack_str(pk, "results");
+	msgpack_pack_map(pk, JOB__MAX + 1);
+	for (int i = 0; i < JOB__MAX; i++)
+		admin_pack_kv_uint(pk, job_status_name((enum job_status)i),
+		    st.results[i]);
+	admin_pack_kv_uint(pk, "total", total);
+	/* The limits in force, as the flags and the config file set them. */
+	proto_pack_str(pk, "settings");
+	msgpack_pack_map(pk, 7);
+	admin_pack_kv_uint(pk, "heartbeat_ms", srv->cfg.heartbeat_ms);
+	admin_pack_kv_uint(pk, "hello_timeout_ms", srv->cfg.hello_timeout_ms);
+	admin_pack_kv_uint(pk, "max_frame", srv->cfg.max_frame);
+	admin_pack_kv_uint(pk, "max_output", srv->cfg.out_cap);
+	admin_pack_kv_uint(pk, "max_connections", srv->cfg.max_connections);
+	admin_pack_kv_uint(pk, "max_connections_per_uid",
+	    srv->cfg.max_connections_per_uid);
+	admin_pack_kv_uint(pk, "max_queue", srv->cfg.sb.max_queue);
+	/* "workers" and "functions" above are counts: the lists are apart. */
+	proto_pack_str(pk, "worker_list");
+	admin_pack_workers(srv, pk);
+	proto_pack_str(pk, "process_list");
+	admin_pack_ps(srv->sv, pk);
+	proto_pack_str(pk, "function_list");
+	admin_pack_functions(srv, pk);
+	return 0;
+}
+
+/* status: the status snapshot (admin_pack_status()). */
+static int
+admin_status(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
+{
+	(void)p; (void)args; (void)err;
+	return admin_pack_status(srv, pk);
 }
 
 /* ps: every supervised process. */

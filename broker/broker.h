@@ -96,6 +96,8 @@ enum settings_id {
 	SETTINGS_NO_WORKER_WAIT,
 	SETTINGS_TOKEN_FILE,
 	SETTINGS_READY_FILE,
+	SETTINGS_HTTP,
+	SETTINGS_HTTP_TIMEOUT,
 	SETTINGS_COUNT
 };
 
@@ -118,6 +120,9 @@ struct settings {
 	uint64_t	  no_worker_wait_ms;
 	char		 *token_file;
 	char		 *ready_file;
+	char		 *http;			/* canonical endpoint, or NULL:
+						   no HTTP endpoint */
+	uint64_t	  http_timeout_ms;
 	uint32_t	  given;		/* 1u << SETTINGS_* when set */
 };
 
@@ -562,6 +567,8 @@ struct server {
 						   last give-back */
 	bool			 trim_tail;	/* jobs were alive at it */
 	struct uid_count	*uids;		/* Unix peers by uid */
+	struct http		*http;		/* main()'s, or NULL: for the
+						   ready file */
 };
 
 /* server.c */
@@ -601,7 +608,10 @@ void	 server_set_supervisor(struct server *srv, struct supervisor *sv);
 int	 server_stop(struct server *srv, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 
-/* Writes the bound endpoints, one per line, to path (atomically). */
+/*
+ * Writes the bound endpoints, one per line, to path (atomically), and the
+ * HTTP endpoint's as "http:HOST:PORT" when srv->http is set.
+ */
 int	 server_write_ready_file(const struct server *srv, const char *path);
 
 /* admin.c */
@@ -609,6 +619,15 @@ int	 server_write_ready_file(const struct server *srv, const char *path);
 /* Answers one ADMIN packet from an admin peer with a REPLY. */
 void	 admin_handle(struct server *srv, struct peer *p,
 	    const struct packet *pkt);
+
+/*
+ * Packs the status snapshot, for the `status` verb and the HTTP endpoint's
+ * /status.json: a map of counters and gauges (version, pid, uptime_ms,
+ * connections, ..., results by status, settings) and the lists
+ * worker_list, process_list and function_list as the `workers`, `ps` and
+ * `functions` verbs pack them. Returns 0.
+ */
+int	 admin_pack_status(struct server *srv, msgpack_packer *pk);
 
 /*
  * Packs `ps`: an array with one map per process of sv (NULL: none), {id,
@@ -624,5 +643,52 @@ int	 admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk);
  */
 const msgpack_object	*admin_arg(const msgpack_object *args,
 			    const char *key);
+
+/* http.c, metrics.c, status_html.c (generated from status.html) */
+
+#define HTTP_MAX_CONNECTIONS	32		/* at once; more wait */
+#define HTTP_MAX_HEADERS	8192		/* bytes; more: 413 */
+#define HTTP_MAX_BODY		4096		/* bytes; more: 413 */
+#define HTTP_HISTORY		600		/* seconds of /history.json */
+
+struct http;
+
+/*
+ * Parses the `http` setting: tcp:HOST:PORT, tcp:[V6]:PORT, or a port
+ * alone for 127.0.0.1:PORT. Returns 0, or -EINVAL with a sentence in err
+ * (UTIL_ERRLEN bytes).
+ */
+int	 http_endpoint_parse(const char *s, struct endpoint *ret, char *err);
+
+/*
+ * Serves the HTTP endpoint for srv on endpoint (as http_endpoint_parse()
+ * reads it; port 0 for any), closing connections that are idle, or do not
+ * send a whole request, for timeout_ms. Returns 0 and sets *ret, or a
+ * negative errno with a sentence in err (UTIL_ERRLEN bytes).
+ */
+int	 http_new(struct server *srv, const char *endpoint,
+	    uint64_t timeout_ms, struct http **ret, char *err);
+
+/* Closes every HTTP connection and frees everything. NULL is a no-op. */
+void	 http_free(struct http *http);
+
+/* The endpoint as bound: "tcp:127.0.0.1:9464" (the real port for 0). */
+const char	*http_endpoint(const struct http *http);
+
+/*
+ * The broker has started (listeners bound, pools started): /readyz says
+ * ready once no pool's process is starting any more.
+ */
+void	 http_set_started(struct http *http);
+
+/*
+ * Writes srv's metrics to f in the Prometheus text format 0.0.4. Returns
+ * 0, -ENOMEM or -EIO.
+ */
+int	 metrics_write(struct server *srv, FILE *f);
+
+/* The status page (broker/status.html), embedded at build time. */
+extern const char	 http_status_html[];
+extern const size_t	 http_status_html_len;
 
 #endif /* PATCHBAY_BROKER_H */

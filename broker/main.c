@@ -30,6 +30,7 @@ struct patchbayd {
 	struct event_base	*base;
 	struct server		*srv;
 	struct supervisor	*sv;
+	struct http		*http;		/* NULL: no `http =` */
 	const char		*ready_file;
 };
 
@@ -353,11 +354,20 @@ main(int argc, char *argv[])
 	for (size_t i = 0; i < neps; i++)
 		if (server_listen(d.srv, &eps[i], err) != 0)
 			fatalx("%s", err);
+	/* Before the pools, so that /readyz can say "starting". */
+	if (set.http != NULL) {
+		if (http_new(d.srv, set.http, set.http_timeout_ms, &d.http,
+		    err) != 0)
+			fatalx("%s", err);
+		d.srv->http = d.http;
+	}
 	/* The supervisor owns SIGCHLD and the config from here on. */
 	if (supervisor_new(d.base, config, &d.sv) != 0)
 		fatalx("cannot create the supervisor: out of memory");
 	server_set_supervisor(d.srv, d.sv);
 	supervisor_start(d.sv);
+	if (d.http != NULL)
+		http_set_started(d.http);
 	if (d.ready_file != NULL &&
 	    server_write_ready_file(d.srv, d.ready_file) != 0)
 		fatal("cannot write %s", d.ready_file);
@@ -391,6 +401,8 @@ main(int argc, char *argv[])
 	signal(SIGHUP, SIG_IGN);
 
 	/* Whatever is still running (a second signal) is killed now. */
+	http_free(d.http);
+	d.srv->http = NULL;
 	supervisor_free(d.sv);
 	server_free(d.srv);
 	if (d.ready_file != NULL)

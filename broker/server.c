@@ -678,6 +678,9 @@ server_write_ready_file(const struct server *srv, const char *path)
 		return -errno;
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		fprintf(f, "%s\n", listener_endpoint(srv->listeners[i])->text);
+	/* "tcp:HOST:PORT" becomes "http:HOST:PORT": http://HOST:PORT/. */
+	if (srv->http != NULL)
+		fprintf(f, "http:%s\n", http_endpoint(srv->http) + 4);
 	if (fclose(f) != 0 || rename(tmp, path) != 0) {
 		int r = -errno;
 

@@ -26,6 +26,7 @@ enum settings_kind {
 	KIND_SIZE,
 	KIND_NUMBER,
 	KIND_PATH,
+	KIND_HTTP,	/* http_endpoint_parse(), kept as its canonical text */
 };
 
 /* One row: a config key and its flag. */
@@ -106,6 +107,16 @@ static const struct settings_row settings_rows[] = {
 	{ SETTINGS_READY_FILE, "ready_file", 0, KIND_PATH,
 	    SETTINGS_AT(ready_file), 0, 0, 0, "FILE",
 	    "once listening, write the endpoints to FILE, one per line" },
+	{ SETTINGS_HTTP, "http", 0, KIND_HTTP, SETTINGS_AT(http), 0, 0, 0,
+	    "ENDPOINT",
+	    "serve /metrics, /healthz, /readyz, /status.json and the status "
+	    "page over HTTP on tcp:HOST:PORT, or PORT alone for "
+	    "127.0.0.1:PORT (default: off)" },
+	{ SETTINGS_HTTP_TIMEOUT, "http_timeout", 0, KIND_DURATION,
+	    SETTINGS_AT(http_timeout_ms), LIMIT_HTTP_TIMEOUT_MIN_MS,
+	    LIMIT_HTTP_TIMEOUT_MAX_MS, 10000, "DURATION",
+	    "an HTTP connection that does not send a whole request, or read "
+	    "its answer, this soon is closed" },
 };
 
 #define SETTINGS_NROWS	(sizeof(settings_rows) / sizeof(settings_rows[0]))
@@ -170,6 +181,13 @@ settings_set(struct settings *s, const char *name, const char *value,
 	case KIND_NUMBER:
 		r = parse_uint(value, row->min, row->max, u, err);
 		break;
+	case KIND_HTTP:
+		if (http_endpoint_parse(value, &ep, err) != 0)
+			return -EINVAL;
+		free(*str);
+		if ((*str = strdup(ep.text)) == NULL)
+			return -ENOMEM;
+		break;
 	case KIND_PATH:
 		if (*value == '\0') {
 			snprintf(err, UTIL_ERRLEN, "expected a file name (got "
@@ -223,6 +241,7 @@ settings_merge(struct settings *dst, const struct settings *from)
 			dst->log_level = from->log_level;
 			break;
 		case KIND_PATH:
+		case KIND_HTTP:
 			if ((*(char **)d = strdup(*(char *const *)f)) == NULL)
 				return -ENOMEM;
 			break;
@@ -260,6 +279,7 @@ settings_clear(struct settings *s)
 	strv_free(s->listen);
 	free(s->token_file);
 	free(s->ready_file);
+	free(s->http);
 	memset(s, 0, sizeof(*s));
 }
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <msgpack.h>
 
@@ -321,5 +322,27 @@ const char	*admin_verb_name(enum admin_verb);
 const char	*admin_verb_help(enum admin_verb);
 /* The verb called s[0..len), or -1. */
 int		 admin_verb_from_name(const char *s, size_t len);
+
+/* json.c */
+
+/* proto_json_write() flags. */
+#define PROTO_JSON_PRETTY	0x1	/* two-space indents, one item a line */
+
+/*
+ * Writes o as JSON to f: strings escaped (invalid UTF-8 as U+FFFD),
+ * numbers as numbers (non-finite floats as null), a 16-byte binary as a
+ * UUID string and other binaries as base64 strings, a map key that is not
+ * a string as the text of its JSON. No newline at the end. NULL o is null.
+ */
+void	 proto_json_write(FILE *f, const msgpack_object *o, int flags);
+
+/* Writes s (n bytes) as a JSON string, quotes included. */
+void	 proto_json_str(FILE *f, const char *s, size_t n);
+
+/* Writes binary data as text: a lowercase UUID for 16 bytes, else base64. */
+void	 proto_bin_text(FILE *f, const void *data, size_t n);
+
+/* The length of the valid UTF-8 sequence at s (n bytes left, n > 0), or 0. */
+size_t	 proto_utf8_len(const uint8_t *s, size_t n);
 
 #endif /* PATCHBAY_PROTO_H */

@@ -1243,11 +1243,12 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
 	ck_assert_str_eq(from_help, "--config,--heartbeat,--hello-timeout,"
-	    "--help,--listen,--log-level,--max-connections,"
+	    "--help,--http,--http-timeout,--listen,--log-level,--max-connections,"
 	    "--max-connections-per-uid,--max-frame,--max-jobs-per-client,"
 	    "--max-memory,--max-output,--max-queue,--max-queue-bytes,"
 	    "--no-worker-wait,--ready-file,--token-file,--version,");
-	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--listen,"
+	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--http,"
+	    "--http-timeout,--listen,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
 	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"

@@ -3,6 +3,7 @@
  *
  * Every subcommand that prints a broker's answer (a msgpack object) comes
  * through here, so they all look the same: --json prints pretty JSON
+ * with proto/json.c, the writer patchbayd's /status.json uses too
  * (strings escaped, invalid UTF-8 as U+FFFD, numbers as numbers); for
  * people, a map becomes "key: value" lines, an array of maps a table whose
  * columns are the first map's keys in the order the broker sent them, with
@@ -20,118 +21,12 @@
 #include <msgpack.h>
 
 #include "clients/cli/cli.h"
+#include "proto/proto.h"
 
 
-/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-print_utf8_len(const uint8_t *s, size_t n)
-{
-	size_t	len, i;
-	uint8_t	lo = 0x80, hi = 0xbf;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		if (s[0] == 0xe0)
-			lo = 0xa0;
-		else if (s[0] == 0xed)
-			hi = 0x9f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		if (s[0] == 0xf0)
-			lo = 0x90;
-		else if (s[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	}
-	return len;
-}
-
-/* Writes s as a JSON string: escaped, invalid UTF-8 as U+FFFD. */
-static void
-print_json_str(FILE *f, const char *s, size_t n)
-{
-	const uint8_t	*p = (const uint8_t *)s;
-	size_t		 i = 0, l;
-
-	fputc('"', f);
-	while (i < n) {
-		if (p[i] == '"' || p[i] == '\\') {
-			fputc('\\', f);
-			fputc(p[i++], f);
-		} else if (p[i] == '\n') {
-			fputs("\\n", f);
-			i++;
-		} else if (p[i] == '\t') {
-			fputs("\\t", f);
-			i++;
-		} else if (p[i] == '\r') {
-			fputs("\\r", f);
-			i++;
-		} else if (p[i] < 0x20) {
-			fprintf(f, "\\u%04x", p[i++]);
-		} else if ((l = print_utf8_len(p + i, n - i)) == 0) {
-			fputs("\\ufffd", f);
-			i++;
-		} else {
-			fwrite(p + i, 1, l, f);
-			i += l;
-		}
-	}
-	fputc('"', f);
-}
-
-/* Writes bin data as text: a UUID for 16 bytes, else base64. */
-static void
-print_bin_text(FILE *f, const char *data, size_t n)
-{
-	static const char	 b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				    "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	const uint8_t		*p = (const uint8_t *)data;
-	char			 uuid[CLI_UUID_STRLEN];
-	uint32_t		 v;
-	size_t			 i;
-
-	if (n == PB_ID_LEN) {
-		cli_uuid_string(p, uuid);
-		fputs(uuid, f);
-		return;
-	}
-	for (i = 0; i + 2 < n; i += 3) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		fputc(b64[v >> 18], f);
-		fputc(b64[(v >> 12) & 63], f);
-		fputc(b64[(v >> 6) & 63], f);
-		fputc(b64[v & 63], f);
-	}
-	if (n - i == 1) {
-		v = (uint32_t)p[i] << 16;
-		fputc(b64[v >> 18], f);
-		fputc(b64[(v >> 12) & 63], f);
-		fputs("==", f);
-	} else if (n - i == 2) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		fputc(b64[v >> 18], f);
-		fputc(b64[(v >> 12) & 63], f);
-		fputc(b64[(v >> 6) & 63], f);
-		fputc('=', f);
-	}
-}
-
-static void	print_cell(FILE *, const msgpack_object *);
-
-/* Writes a number the way both printers show it. */
+/* Writes a number for people. */
 static bool
-print_number(FILE *f, const msgpack_object *o, bool json)
+print_number(FILE *f, const msgpack_object *o)
 {
 	switch (o->type) {
 	case MSGPACK_OBJECT_POSITIVE_INTEGER:
@@ -143,102 +38,12 @@ print_number(FILE *f, const msgpack_object *o, bool json)
 	case MSGPACK_OBJECT_FLOAT32:
 	case MSGPACK_OBJECT_FLOAT64:
 		if (isfinite(o->via.f64))
-			fprintf(f, "%.*g", json ? 17 : 6, o->via.f64);
+			fprintf(f, "%.6g", o->via.f64);
 		else
-			fputs(json ? "null" : "-", f);
+			fputc('-', f);
 		return true;
 	default:
 		return false;
-	}
-}
-
-/* Writes a newline and indentation for pretty JSON. */
-static void
-print_json_indent(FILE *f, int depth)
-{
-	fputc('\n', f);
-	for (int i = 0; i < depth; i++)
-		fputs("  ", f);
-}
-
-/* Writes o as pretty-printed JSON. */
-static void
-print_json_at(FILE *f, const msgpack_object *o, int depth)
-{
-	char		*key;
-	size_t		 keylen;
-	FILE		*kf;
-	uint32_t	 i;
-
-	if (print_number(f, o, true))
-		return;
-	switch (o->type) {
-	case MSGPACK_OBJECT_NIL:
-		fputs("null", f);
-		break;
-	case MSGPACK_OBJECT_BOOLEAN:
-		fputs(o->via.boolean ? "true" : "false", f);
-		break;
-	case MSGPACK_OBJECT_STR:
-		print_json_str(f, o->via.str.ptr, o->via.str.size);
-		break;
-	case MSGPACK_OBJECT_BIN:
-		fputc('"', f);
-		print_bin_text(f, o->via.bin.ptr, o->via.bin.size);
-		fputc('"', f);
-		break;
-	case MSGPACK_OBJECT_ARRAY:
-		if (o->via.array.size == 0) {
-			fputs("[]", f);
-			break;
-		}
-		fputc('[', f);
-		for (i = 0; i < o->via.array.size; i++) {
-			print_json_indent(f, depth + 1);
-			print_json_at(f, &o->via.array.ptr[i], depth + 1);
-			if (i + 1 < o->via.array.size)
-				fputc(',', f);
-		}
-		print_json_indent(f, depth);
-		fputc(']', f);
-		break;
-	case MSGPACK_OBJECT_MAP:
-		if (o->via.map.size == 0) {
-			fputs("{}", f);
-			break;
-		}
-		fputc('{', f);
-		for (i = 0; i < o->via.map.size; i++) {
-			const msgpack_object_kv *kv = &o->via.map.ptr[i];
-
-			print_json_indent(f, depth + 1);
-			if (kv->key.type == MSGPACK_OBJECT_STR)
-				print_json_str(f, kv->key.via.str.ptr,
-				    kv->key.via.str.size);
-			else {
-				/* JSON keys are strings: use the cell text. */
-				key = NULL;
-				keylen = 0;
-				if ((kf = open_memstream(&key, &keylen)) !=
-				    NULL) {
-					print_cell(kf, &kv->key);
-					fclose(kf);
-				}
-				print_json_str(f, key != NULL ? key : "",
-				    key != NULL ? keylen : 0);
-				free(key);
-			}
-			fputs(": ", f);
-			print_json_at(f, &kv->val, depth + 1);
-			if (i + 1 < o->via.map.size)
-				fputc(',', f);
-		}
-		print_json_indent(f, depth);
-		fputc('}', f);
-		break;
-	default:
-		fputs("null", f);
-		break;
 	}
 }
 
@@ -260,7 +65,7 @@ print_cell(FILE *f, const msgpack_object *o)
 {
 	uint32_t	i;
 
-	if (print_number(f, o, false))
+	if (print_number(f, o))
 		return;
 	switch (o->type) {
 	case MSGPACK_OBJECT_NIL:
@@ -273,7 +78,7 @@ print_cell(FILE *f, const msgpack_object *o)
 		print_text_str(f, o->via.str.ptr, o->via.str.size);
 		break;
 	case MSGPACK_OBJECT_BIN:
-		print_bin_text(f, o->via.bin.ptr, o->via.bin.size);
+		proto_bin_text(f, o->via.bin.ptr, o->via.bin.size);
 		break;
 	case MSGPACK_OBJECT_ARRAY:
 		if (o->via.array.size == 0)
@@ -400,10 +205,11 @@ print_key_cb(FILE *f, const msgpack_object *key, const msgpack_object *unused)
 
 /*
  * Prints an array of maps as a table: columns from the first map's keys,
- * upper-cased headers, two spaces between columns. 0 or -ENOMEM.
+ * upper-cased headers, two spaces between columns, each line indented by
+ * indent spaces. 0 or -ENOMEM.
  */
 static int
-print_table(FILE *f, const msgpack_object *arr)
+print_table(FILE *f, const msgpack_object *arr, int indent)
 {
 	const msgpack_object	*first = &arr->via.array.ptr[0], *v;
 	uint32_t		 ncols = first->via.map.size;
@@ -456,6 +262,7 @@ print_table(FILE *f, const msgpack_object *arr)
 		}
 	}
 	for (r = 0; r <= nrows; r++) {
+		fprintf(f, "%*s", indent, "");
 		for (c = 0; c < ncols; c++) {
 			const char *s = cells[(size_t)r * ncols + c];
 
@@ -511,6 +318,10 @@ print_map(FILE *f, const msgpack_object *m, int depth)
 			print_map(f, &kv->val, depth + 1);
 			continue;
 		}
+		/* A list of records (status's workers): an indented table. */
+		if (kv->val.via.array.ptr[0].type == MSGPACK_OBJECT_MAP &&
+		    print_table(f, &kv->val, 2 * (depth + 1)) == 0)
+			continue;
 		for (j = 0; j < kv->val.via.array.size; j++) {
 			for (int d = 0; d <= depth; d++)
 				fputs("  ", f);
@@ -525,9 +336,7 @@ print_map(FILE *f, const msgpack_object *m, int depth)
 void
 print_json(FILE *f, const msgpack_object *o)
 {
-	static const msgpack_object	nil = { .type = MSGPACK_OBJECT_NIL };
-
-	print_json_at(f, o != NULL ? o : &nil, 0);
+	proto_json_write(f, o, PROTO_JSON_PRETTY);
 	fputc('\n', f);
 }
 
@@ -550,7 +359,7 @@ print_text(FILE *f, const msgpack_object *o, const char *empty)
 			return 0;
 		}
 		if (o->via.array.ptr[0].type == MSGPACK_OBJECT_MAP)
-			return print_table(f, o);
+			return print_table(f, o, 0);
 		for (i = 0; i < o->via.array.size; i++) {
 			print_cell(f, &o->via.array.ptr[i]);
 			fputc('\n', f);

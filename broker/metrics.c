@@ -1,0 +1,487 @@
+/*
+ * metrics.c: the broker's state in the Prometheus text exposition format.
+ *
+ * GET /metrics (http.c) calls metrics_write(), which walks one table of
+ * metric families: each row has the family's name, type and help, and a
+ * function that writes its samples from what the server, the switchboard
+ * and the supervisor let be read. Adding a metric is adding a row (and a
+ * line to the list frozen by tests/test-http.c, and to docs/operations.md).
+ * Nothing here is kept between scrapes and nothing runs per job: a scrape
+ * reads the counters the job path keeps anyway.
+ *
+ * Format 0.0.4: "# HELP" and "# TYPE" before every family, label values
+ * escaped (backslash, double quote, newline) and made valid UTF-8, so that
+ * a function name a worker chose cannot break the exposition.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "config.h"
+
+/* A scrape being written. */
+struct metrics {
+	FILE			*f;
+	struct server		*srv;
+	const char		*name;		/* of the family being written */
+	uint64_t		 now;		/* monotonic ms */
+	struct metrics_fn	*fns;		/* the functions, by name */
+	size_t			 nfns;
+};
+
+/* One function's figures, gathered once per scrape. */
+struct metrics_fn {
+	const char	*name;		/* the switchboard's, valid during the
+					   scrape */
+	uint32_t	 workers, queued, running, free_slots;
+	uint64_t	 capacity;
+};
+
+/* One family: its name, type, help and what writes its samples. */
+struct metrics_family {
+	const char	*name;
+	const char	*type;		/* counter, gauge or histogram */
+	const char	*help;
+	void		(*collect)(struct metrics *);
+};
+
+/* Writes a label value: escaped, invalid UTF-8 as U+FFFD. */
+static void
+metrics_label_value(FILE *f, const char *s)
+{
+	const uint8_t	*p = (const uint8_t *)s;
+	size_t		 n = strlen(s), i = 0, l;
+
+	while (i < n) {
+		if (p[i] == '\\' || p[i] == '"') {
+			fputc('\\', f);
+			fputc(p[i++], f);
+		} else if (p[i] == '\n') {
+			fputs("\\n", f);
+			i++;
+		} else if ((l = proto_utf8_len(p + i, n - i)) == 0) {
+			fputs("\xef\xbf\xbd", f);
+			i++;
+		} else {
+			fwrite(p + i, 1, l, f);
+			i += l;
+		}
+	}
+}
+
+/*
+ * Writes one sample of the current family: name, suffix, labels (nlabels
+ * key/value pairs in kv) and value.
+ */
+static void
+metrics_sample(struct metrics *m, const char *suffix, double value,
+    int nlabels, const char *const *kv)
+{
+	fprintf(m->f, "%s%s", m->name, suffix);
+	if (nlabels > 0) {
+		fputc('{', m->f);
+		for (int i = 0; i < nlabels; i++) {
+			fprintf(m->f, "%s%s=\"", i > 0 ? "," : "", kv[2 * i]);
+			metrics_label_value(m->f, kv[2 * i + 1]);
+			fputc('"', m->f);
+		}
+		fputc('}', m->f);
+	}
+	fprintf(m->f, " %.15g\n", value);
+}
+
+/* A sample without labels. */
+static void
+metrics_value(struct metrics *m, double value)
+{
+	metrics_sample(m, "", value, 0, NULL);
+}
+
+/* A sample with one label. */
+static void
+metrics_value1(struct metrics *m, const char *key, const char *val,
+    double value)
+{
+	const char	*kv[2] = { key, val };
+
+	metrics_sample(m, "", value, 1, kv);
+}
+
+/* patchbay_build_info. */
+static void
+metrics_build_info(struct metrics *m)
+{
+	metrics_value1(m, "version", PATCHBAY_VERSION, 1);
+}
+
+/* patchbay_uptime_seconds. */
+static void
+metrics_uptime(struct metrics *m)
+{
+	metrics_value(m, (double)(m->now - m->srv->started_at) / 1000.0);
+}
+
+/* patchbay_connections{role}: peers by role, "handshake" before HELLO. */
+static void
+metrics_connections(struct metrics *m)
+{
+	static const enum proto_role roles[] = { ROLE_NONE, ROLE_CLIENT,
+	    ROLE_WORKER, ROLE_ADMIN };
+	uint64_t	 n[4] = { 0 };
+	struct peer	*p;
+
+	TAILQ_FOREACH(p, &m->srv->peers, entry)
+		for (size_t i = 0; i < 4; i++)
+			if (p->role == roles[i])
+				n[i]++;
+	for (size_t i = 0; i < 4; i++)
+		metrics_value1(m, "role", roles[i] == ROLE_NONE ? "handshake" :
+		    proto_role_name(roles[i]), (double)n[i]);
+}
+
+/* Orders struct metrics_fn by name. */
+static int
+metrics_fn_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct metrics_fn *)a)->name,
+	    ((const struct metrics_fn *)b)->name);
+}
+
+/* Counts the switchboard's functions. */
+static void
+metrics_count_fn(const struct sb_fn_info *fi, void *arg)
+{
+	(void)fi;
+	(*(size_t *)arg)++;
+}
+
+/* Copies one function's figures into the next slot. */
+static void
+metrics_add_fn(const struct sb_fn_info *fi, void *arg)
+{
+	struct metrics		*m = arg;
+	struct metrics_fn	*mf = &m->fns[m->nfns++];
+
+	memset(mf, 0, sizeof(*mf));
+	mf->name = fi->name;
+	mf->workers = fi->workers;
+	mf->queued = fi->queued;
+	mf->running = fi->running;
+	mf->free_slots = fi->free_slots;
+}
+
+/* Adds a worker's capacity to each of its functions. */
+static void
+metrics_add_capacity(const struct sb_worker_info *wi, void *arg)
+{
+	struct metrics		*m = arg;
+	struct metrics_fn	 key, *mf;
+
+	for (uint32_t i = 0; i < wi->nfns; i++) {
+		key.name = wi->fns[i];
+		mf = bsearch(&key, m->fns, m->nfns, sizeof(*m->fns),
+		    metrics_fn_cmp);
+		if (mf != NULL)
+			mf->capacity += wi->capacity;
+	}
+}
+
+/* Gathers the functions' figures once for every per-function family. */
+static int
+metrics_gather_fns(struct metrics *m)
+{
+	size_t	n = 0;
+
+	switchboard_foreach_fn(m->srv->sb, metrics_count_fn, &n);
+	if (n == 0)
+		return 0;
+	if ((m->fns = calloc(n, sizeof(*m->fns))) == NULL)
+		return -ENOMEM;
+	switchboard_foreach_fn(m->srv->sb, metrics_add_fn, m);
+	qsort(m->fns, m->nfns, sizeof(*m->fns), metrics_fn_cmp);
+	switchboard_foreach_worker(m->srv->sb, metrics_add_capacity, m);
+	return 0;
+}
+
+/* patchbay_workers{fn}. */
+static void
+metrics_workers(struct metrics *m)
+{
+	for (size_t i = 0; i < m->nfns; i++)
+		metrics_value1(m, "fn", m->fns[i].name, m->fns[i].workers);
+}
+
+/* patchbay_capacity{fn}. */
+static void
+metrics_capacity(struct metrics *m)
+{
+	for (size_t i = 0; i < m->nfns; i++)
+		metrics_value1(m, "fn", m->fns[i].name,
+		    (double)m->fns[i].capacity);
+}
+
+/* patchbay_in_flight{fn}. */
+static void
+metrics_in_flight(struct metrics *m)
+{
+	for (size_t i = 0; i < m->nfns; i++)
+		metrics_value1(m, "fn", m->fns[i].name, m->fns[i].running);
+}
+
+/* patchbay_queue_depth{fn}. */
+static void
+metrics_queue_depth(struct metrics *m)
+{
+	for (size_t i = 0; i < m->nfns; i++)
+		metrics_value1(m, "fn", m->fns[i].name, m->fns[i].queued);
+}
+
+/*
+ * The pool label of a process: its pool's name, or for an ad-hoc process
+ * (`ctl spawn`), which is a pool of its own, its id.
+ */
+static const char *
+metrics_pool_of(const struct supervisor_proc *proc)
+{
+	const char	*pool = supervisor_proc_pool(proc);
+
+	return pool != NULL ? pool : supervisor_proc_id(proc);
+}
+
+/* patchbay_process_restarts_total{pool}: summed over a pool's processes. */
+static void
+metrics_restarts(struct metrics *m)
+{
+	const struct supervisor		*sv = m->srv->sv;
+	const struct supervisor_proc	*p, *q;
+	uint64_t			 n;
+
+	if (sv == NULL)
+		return;
+	for (p = supervisor_proc_next(sv, NULL); p != NULL;
+	    p = supervisor_proc_next(sv, p)) {
+		/* Once per pool: at its first process. */
+		for (q = supervisor_proc_next(sv, NULL); q != p;
+		    q = supervisor_proc_next(sv, q))
+			if (strcmp(metrics_pool_of(q), metrics_pool_of(p)) == 0)
+				break;
+		if (q != p)
+			continue;
+		n = 0;
+		for (q = p; q != NULL; q = supervisor_proc_next(sv, q))
+			if (strcmp(metrics_pool_of(q), metrics_pool_of(p)) == 0)
+				n += supervisor_proc_restarts(q);
+		metrics_value1(m, "pool", metrics_pool_of(p), (double)n);
+	}
+}
+
+/* patchbay_process_state{id,state}: 1 for each process's state, else 0. */
+static void
+metrics_process_state(struct metrics *m)
+{
+	const struct supervisor		*sv = m->srv->sv;
+	const struct supervisor_proc	*p;
+	enum supervisor_state		 st;
+	const char			*kv[4];
+
+	if (sv == NULL)
+		return;
+	for (p = supervisor_proc_next(sv, NULL); p != NULL;
+	    p = supervisor_proc_next(sv, p)) {
+		kv[0] = "id";
+		kv[1] = supervisor_proc_id(p);
+		kv[2] = "state";
+		for (st = SUPERVISOR_STARTING; st <= SUPERVISOR_FATAL; st++) {
+			kv[3] = policy_state_name(st);
+			metrics_sample(m, "", supervisor_proc_state(p) == st,
+			    2, kv);
+		}
+	}
+}
+
+/* What /proc/self/stat says, for the process_* families. */
+struct metrics_stat {
+	double		cpu_seconds;
+	double		start_time;	/* seconds since the epoch */
+	uint64_t	vsize;
+	uint64_t	rss;		/* bytes */
+};
+
+/* Reads /proc/self/stat (and the boot time); 0 or -errno. */
+static int
+metrics_read_stat(struct metrics_stat *ret)
+{
+	char			 buf[2048], *p, line[256];
+	unsigned long long	 utime, stime, start, vsize;
+	long long		 rss;
+	double			 btime = 0;
+	long			 tck = sysconf(_SC_CLK_TCK);
+	long			 page = sysconf(_SC_PAGESIZE);
+	size_t			 n;
+	FILE			*f;
+
+	if ((f = fopen("/proc/self/stat", "re")) == NULL)
+		return -errno;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command may hold blanks and parentheses: skip past the last. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return -EINVAL;
+	/* Fields 3 on: state ... utime(14) stime(15) ... starttime(22)
+	   vsize(23) rss(24). */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+	    "%llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld", &utime,
+	    &stime, &start, &vsize, &rss) != 5 || tck <= 0)
+		return -EINVAL;
+	if ((f = fopen("/proc/stat", "re")) != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "btime %lf", &btime) == 1)
+				break;
+		fclose(f);
+	}
+	ret->cpu_seconds = (double)(utime + stime) / (double)tck;
+	ret->start_time = btime + (double)start / (double)tck;
+	ret->vsize = vsize;
+	ret->rss = rss > 0 ? (uint64_t)rss * (uint64_t)page : 0;
+	return 0;
+}
+
+/* process_cpu_seconds_total. */
+static void
+metrics_process_cpu(struct metrics *m)
+{
+	struct metrics_stat	st;
+
+	if (metrics_read_stat(&st) == 0)
+		metrics_value(m, st.cpu_seconds);
+}
+
+/* process_resident_memory_bytes. */
+static void
+metrics_process_rss(struct metrics *m)
+{
+	struct metrics_stat	st;
+
+	if (metrics_read_stat(&st) == 0)
+		metrics_value(m, (double)st.rss);
+}
+
+/* process_virtual_memory_bytes. */
+static void
+metrics_process_vsize(struct metrics *m)
+{
+	struct metrics_stat	st;
+
+	if (metrics_read_stat(&st) == 0)
+		metrics_value(m, (double)st.vsize);
+}
+
+/* process_start_time_seconds. */
+static void
+metrics_process_start(struct metrics *m)
+{
+	struct metrics_stat	st;
+
+	if (metrics_read_stat(&st) == 0)
+		metrics_value(m, st.start_time);
+}
+
+/* process_open_fds: the entries of /proc/self/fd (its own one left out). */
+static void
+metrics_process_fds(struct metrics *m)
+{
+	DIR		*d;
+	struct dirent	*e;
+	uint64_t	 n = 0;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	metrics_value(m, (double)(n > 0 ? n - 1 : 0));
+}
+
+/* process_max_fds: the soft descriptor limit. */
+static void
+metrics_process_max_fds(struct metrics *m)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		metrics_value(m, (double)rl.rlim_cur);
+}
+
+/*
+ * Every family, in exposition order. The names are frozen by
+ * tests/test-http.c and explained in docs/operations.md.
+ */
+static const struct metrics_family metrics_families[] = {
+	{ "patchbay_build_info", "gauge",
+	    "Always 1; the version label is the broker's version.",
+	    metrics_build_info },
+	{ "patchbay_uptime_seconds", "gauge",
+	    "Seconds since the broker started.", metrics_uptime },
+	{ "patchbay_connections", "gauge",
+	    "Connections by role (handshake: no HELLO yet).",
+	    metrics_connections },
+	{ "patchbay_workers", "gauge",
+	    "Workers registered for a function, paused ones included.",
+	    metrics_workers },
+	{ "patchbay_capacity", "gauge",
+	    "Job slots of the workers of a function (a worker's slots count "
+	    "for each of its functions).", metrics_capacity },
+	{ "patchbay_in_flight", "gauge",
+	    "Jobs of a function running at workers.", metrics_in_flight },
+	{ "patchbay_queue_depth", "gauge",
+	    "Jobs of a function waiting for a worker.", metrics_queue_depth },
+	{ "patchbay_process_restarts_total", "counter",
+	    "Restarts of the processes of a pool (an ad-hoc process is a pool "
+	    "of its own, named by its id).", metrics_restarts },
+	{ "patchbay_process_state", "gauge",
+	    "1 for the state a supervised process is in, 0 for the others.",
+	    metrics_process_state },
+	{ "process_cpu_seconds_total", "counter",
+	    "User and system CPU time spent in seconds.", metrics_process_cpu },
+	{ "process_resident_memory_bytes", "gauge",
+	    "Resident memory size in bytes.", metrics_process_rss },
+	{ "process_virtual_memory_bytes", "gauge",
+	    "Virtual memory size in bytes.", metrics_process_vsize },
+	{ "process_start_time_seconds", "gauge",
+	    "Start time of the process since unix epoch in seconds.",
+	    metrics_process_start },
+	{ "process_open_fds", "gauge",
+	    "Number of open file descriptors.", metrics_process_fds },
+	{ "process_max_fds", "gauge",
+	    "Maximum number of open file descriptors.",
+	    metrics_process_max_fds },
+};
+
+/* Writes the exposition of srv to f; see broker.h. */
+int
+metrics_write(struct server *srv, FILE *f)
+{
+	struct metrics	m = { .f = f, .srv = srv, .now = clock_now_ms() };
+	size_t		i;
+
+	if (metrics_gather_fns(&m) != 0)
+		return -ENOMEM;
+	for (i = 0; i < sizeof(metrics_families) /
+	    sizeof(metrics_families[0]); i++) {
+		const struct metrics_family *fam = &metrics_families[i];
+
+		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam->name,
+		    fam->help, fam->name, fam->type);
+		m.name = fam->name;
+		fam->collect(&m);
+	}
+	free(m.fns);
+	return ferror(f) ? -EIO : 0;
+}
