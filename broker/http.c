@@ -269,7 +269,13 @@ http_reply(struct evhttp_request *req, int code, const char *reason,
 	evhttp_add_header(h, "Content-Type", type);
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	if (len > 0)
+	/* HEAD: the length the body would have, and no body. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char	n[32];
+
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_add_header(h, "Content-Length", n);
+	} else if (len > 0)
 		evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
 	evhttp_send_reply(req, code, reason, NULL);
 }
