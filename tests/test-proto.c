@@ -1709,6 +1709,78 @@ START_TEST(packet_decode_survives_mutations)
 }
 END_TEST
 
+/* Runs proto_json_write() on what pack packed; the text (caller frees). */
+static char *
+json_of(void (*pack)(msgpack_packer *), int flags)
+{
+	msgpack_sbuffer		 sb;
+	msgpack_packer		 pk;
+	msgpack_unpacked	 u;
+	size_t			 off = 0, len = 0;
+	char			*text = NULL;
+	FILE			*f;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	pack(&pk);
+	msgpack_unpacked_init(&u);
+	ck_assert_int_eq(msgpack_unpack_next(&u, sb.data, sb.size, &off),
+	    MSGPACK_UNPACK_SUCCESS);
+	ck_assert_ptr_nonnull(f = open_memstream(&text, &len));
+	proto_json_write(f, &u.data, flags);
+	ck_assert_int_eq(fclose(f), 0);
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+	return text;
+}
+
+/* A map with every kind of value the JSON writer has a rule for. */
+static void
+json_pack_everything(msgpack_packer *pk)
+{
+	static const uint8_t	id[16] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc,
+				    0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89,
+				    0xab, 0xcd, 0xef };
+
+	msgpack_pack_map(pk, 8);
+	proto_pack_str(pk, "s");
+	msgpack_pack_str_with_body(pk, "q\"b\\n\n\x01\xff", 8);
+	proto_pack_str(pk, "id");
+	msgpack_pack_bin_with_body(pk, id, sizeof(id));
+	proto_pack_str(pk, "b64");
+	msgpack_pack_bin_with_body(pk, "abcd", 4);
+	proto_pack_str(pk, "nan");
+	msgpack_pack_double(pk, 0.0 / 0.0);
+	proto_pack_str(pk, "neg");
+	msgpack_pack_int64(pk, -5);
+	proto_pack_str(pk, "list");
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_nil(pk);
+	msgpack_pack_true(pk);
+	msgpack_pack_array(pk, 0);
+	msgpack_pack_uint64(pk, 7);		/* a key that is not a string */
+	msgpack_pack_map(pk, 0);
+	msgpack_pack_nil(pk);			/* and another */
+	msgpack_pack_false(pk);
+}
+
+/* proto_json_write(): escapes, UUIDs, base64, null for NaN, keys as text. */
+START_TEST(json_writes_every_kind)
+{
+	char	*text = json_of(json_pack_everything, 0);
+
+	ck_assert_str_eq(text, "{\"s\":\"q\\\"b\\\\n\\n\\u0001\\ufffd\","
+	    "\"id\":\"12345678-9abc-def0-0123-456789abcdef\","
+	    "\"b64\":\"YWJjZA==\",\"nan\":null,\"neg\":-5,"
+	    "\"list\":[null,true,[]],\"7\":{},\"null\":false}");
+	free(text);
+	text = json_of(json_pack_everything, PROTO_JSON_PRETTY);
+	ck_assert_ptr_nonnull(strstr(text, "{\n  \"s\": \"q"));
+	ck_assert_ptr_nonnull(strstr(text, "\"list\": [\n    null,\n"));
+	free(text);
+}
+END_TEST
+
 /* Builds the suite: one TCase per feature. */
 static Suite *
 proto_suite(void)
@@ -1779,6 +1851,10 @@ proto_suite(void)
 	tc = tcase_create("names");
 	tcase_add_test(tc, names_map_both_ways);
 	tcase_add_test(tc, names_reject_unknown);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("json");
+	tcase_add_test(tc, json_writes_every_kind);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("robustness");
