@@ -637,11 +637,29 @@ void	 admin_handle(struct server *srv, struct peer *p,
  */
 int	 admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk);
 
+/* Pack a key and its value, for the verbs' maps. */
+void	 admin_pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v);
+void	 admin_pack_kv_str(msgpack_packer *pk, const char *key,
+	    const char *v);
+
 /*
  * Looks up key in an ADMIN args map (NULL when absent or args is NULL).
  * Helpers for verbs to read typed arguments.
  */
 const msgpack_object	*admin_arg(const msgpack_object *args,
 			    const char *key);
+
+/*
+ * admin-stats.c: the statistics verbs; each packs its answer into pk and
+ * returns 0, or returns -1 with a sentence in err (PROTO_ERRLEN bytes).
+ */
+int	 admin_stats_stats(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
+int	 admin_stats_count(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
+int	 admin_stats_jobs(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
+int	 admin_stats_queues(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
 
 #endif /* PATCHBAY_BROKER_H */
