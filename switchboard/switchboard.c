@@ -477,6 +477,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		heap_push(&sb->deadlines, job, sat_add(now, run->timeout_ms));
 	}
 	sb->stats.submitted++;
+	job->stamp = (uint32_t)now;
 
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);
