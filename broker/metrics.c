@@ -173,22 +173,7 @@ metrics_add_fn(const struct sb_fn_info *fi, void *arg)
 	mf->queued = fi->queued;
 	mf->running = fi->running;
 	mf->free_slots = fi->free_slots;
-}
-
-/* Adds a worker's capacity to each of its functions. */
-static void
-metrics_add_capacity(const struct sb_worker_info *wi, void *arg)
-{
-	struct metrics		*m = arg;
-	struct metrics_fn	 key, *mf;
-
-	for (uint32_t i = 0; i < wi->nfns; i++) {
-		key.name = wi->fns[i];
-		mf = bsearch(&key, m->fns, m->nfns, sizeof(*m->fns),
-		    metrics_fn_cmp);
-		if (mf != NULL)
-			mf->capacity += wi->capacity;
-	}
+	mf->capacity = fi->capacity;
 }
 
 /* Gathers the functions' figures once for every per-function family. */
@@ -204,7 +189,6 @@ metrics_gather_fns(struct metrics *m)
 		return -ENOMEM;
 	switchboard_foreach_fn(m->srv->sb, metrics_add_fn, m);
 	qsort(m->fns, m->nfns, sizeof(*m->fns), metrics_fn_cmp);
-	switchboard_foreach_worker(m->srv->sb, metrics_add_capacity, m);
 	return 0;
 }
 

@@ -111,6 +111,8 @@ struct sb_job {
 	uint32_t		 attempt;	/* dispatches so far */
 	uint32_t		 max_attempts;	/* 1 + retries */
 	uint32_t		 payload_len;
+	uint32_t		 stamp;		/* the clock's low 32 bits when
+						   queued, then dispatched */
 	int16_t			 priority;
 	uint8_t			 state;		/* enum sb_job_state */
 	bool			 has_timeout;
@@ -158,6 +160,20 @@ struct sb_reg {
 };
 
 /*
+ * The outcomes and times of one function name (stats.c): made with its
+ * first function, kept after it, SB_MAX_FN_STATS at most.
+ */
+struct sb_fn_stats {
+	UT_hash_handle		 hh;		/* sb->fn_stats, keyed by name */
+	uint64_t		 results[JOB__MAX];
+	uint64_t		 rejected;
+	struct sb_hist		 wait;
+	struct sb_hist		 run;
+	uint32_t		 name_len;
+	char			 name[];
+};
+
+/*
  * A function name with its queue and its workers. Owned by the
  * switchboard; freed once nothing refers to it (no worker, no job) and its
  * no-worker clock is not running.
@@ -176,6 +192,7 @@ struct sb_fn {
 	TAILQ_ENTRY(sb_fn)	 idle_entry;	/* sb->idle_fns, when idle */
 	SLIST_ENTRY(sb_fn)	 drain_entry;
 	uint64_t		 reg_gen;	/* de-duplicates a REGISTER */
+	struct sb_fn_stats	*st;		/* its outcomes; never NULL */
 	uint32_t		 name_len;
 	char			 name[];	/* NUL-terminated */
 };
@@ -239,6 +256,12 @@ struct switchboard {
 	uint32_t		 live_jobs;	/* records and malloc'd */
 	uint32_t		 jobs_peak;	/* most live_jobs since the
 						   last switchboard_trim() */
+	/* Outcomes (stats.c): per function name, and the recent ones. */
+	struct sb_fn_stats	*fn_stats;	/* by name */
+	struct sb_fn_stats	*fn_other;	/* past SB_MAX_FN_STATS */
+	struct sb_outcome	 outcomes[SB_OUTCOMES];	/* a ring */
+	uint32_t		 noutcomes;	/* ever recorded */
+	uint64_t		 now;		/* the last clock reading given */
 };
 
 /* heap.c */
@@ -359,7 +382,31 @@ void		 fn_expire(struct switchboard *sb, struct sb_fn *fn);
 int		 fn_cmp_name(const void *a, const void *b);
 
 /* Describes one function for the admin verbs. */
-void		 fn_info(const struct sb_fn *fn, struct sb_fn_info *ret);
+void		 fn_info(const struct switchboard *sb, const struct sb_fn *fn,
+		    struct sb_fn_info *ret);
+
+/* stats.c */
+
+/*
+ * The outcome record of a function name: found or made (SB_FN_OTHER's
+ * past SB_MAX_FN_STATS names or when out of memory). Never NULL once
+ * stats_init() succeeded.
+ */
+struct sb_fn_stats	*stats_fn(struct switchboard *sb, const uint8_t *name,
+			    uint32_t len);
+/* Makes the SB_FN_OTHER record; 0 or -ENOMEM. */
+int		 stats_init(struct switchboard *sb);
+/* Frees every record. */
+void		 stats_clear(struct switchboard *sb);
+/* Adds one duration to a histogram. */
+void		 stats_hist_add(struct sb_hist *h, uint64_t ms);
+/*
+ * Counts a terminal status of a job of function st (NULL: of no known
+ * function) and records it among the recent outcomes.
+ */
+void		 stats_outcome(struct switchboard *sb, struct sb_fn_stats *st,
+		    const uint8_t *id, enum job_status status, uint32_t attempts,
+		    bool refused, const void *error, size_t error_len);
 
 /* job.c */
 

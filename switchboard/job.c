@@ -63,7 +63,8 @@ void
 job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
     const char *error)
 {
-	sb->stats.results[status]++;
+	stats_outcome(sb, job->fn->st, job->id, status, job->attempt, false,
+	    error, error != NULL ? strlen(error) : 0);
 	if (job->client != NULL)
 		sb_send_result(sb, job->client, job->id, status,
 		    job->attempt, error);
@@ -77,6 +78,7 @@ void
 job_enqueue(struct switchboard *sb, struct sb_job *job, uint64_t now)
 {
 	job->state = SB_JOB_QUEUED;
+	job->stamp = (uint32_t)now;
 	queue_insert(&job->fn->queue, job);
 	sb->nqueued++;
 	if (job->fn->nworkers == 0)
@@ -92,6 +94,9 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 
 	packet_init(&p, PKT_RUN);
 	p.has = PF_PAYLOAD;
+	/* A job dispatched as it arrives was stamped then: it waited 0. */
+	stats_hist_add(&job->fn->st->wait, (uint32_t)now - job->stamp);
+	job->stamp = (uint32_t)now;
 	job->state = SB_JOB_RUNNING;
 	job->worker = w;
 	job->attempt++;

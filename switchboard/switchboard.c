@@ -62,6 +62,10 @@ switchboard_new(const struct switchboard_config *config, sb_send_cb send,
 	TAILQ_INIT(&sb->workers);
 	TAILQ_INIT(&sb->clients);
 	TAILQ_INIT(&sb->idle_fns);
+	if (stats_init(sb) != 0) {
+		switchboard_free(sb);
+		return NULL;
+	}
 	return sb;
 }
 
@@ -104,6 +108,7 @@ switchboard_free(struct switchboard *sb)
 	}
 	free(sb->deadlines.v);
 	job_slabs_free(sb);
+	stats_clear(sb);
 	free(sb);
 	sb_live--;
 }
@@ -134,11 +139,12 @@ switchboard_client_remove(struct switchboard *sb, struct sb_client *c,
 {
 	struct sb_job	*job;
 
-	(void)now;
 	if (c == NULL)
 		return;
+	sb->now = now;
 	while ((job = TAILQ_FIRST(&c->jobs)) != NULL) {
-		sb->stats.results[JOB_CANCELLED]++;
+		stats_outcome(sb, job->fn->st, job->id, JOB_CANCELLED,
+		    job->attempt, false, "its client went away", 20);
 		if (job->state == SB_JOB_RUNNING) {
 			job_orphan(sb, job);
 		} else {
@@ -182,6 +188,7 @@ switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
 	struct sb_fn		*fn;
 	uint32_t		 i;
 
+	sb->now = now;
 	if (w == NULL)
 		return;
 	TAILQ_REMOVE(&sb->workers, w, entry);
@@ -232,6 +239,7 @@ switchboard_register(struct switchboard *sb, struct sb_worker *w,
 	uint32_t	  i, n = 0;
 	uint64_t	  gen;
 
+	sb->now = now;
 	if (reg->nfns == 0 || reg->nfns > PROTO_MAX_FNS ||
 	    reg->capacity == 0 || reg->capacity > PROTO_MAX_CAPACITY)
 		return -EINVAL;
@@ -286,6 +294,7 @@ void
 switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
     bool paused, uint64_t now)
 {
+	sb->now = now;
 	if (w->paused == paused)
 		return;
 	w->paused = paused;
@@ -293,14 +302,22 @@ switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
 		worker_fill(sb, w, now);
 }
 
-/* Refuses a RUN: counts the status and answers unless it was detached. */
+/*
+ * Refuses a RUN: counts the status (under its function when the name is
+ * one) and answers unless it was detached.
+ */
 static void
-run_refuse(struct switchboard *sb, struct sb_client *c, bool detached,
-    const uint8_t *id, enum job_status status, const char *error)
+run_refuse(struct switchboard *sb, struct sb_client *c, const struct packet *run,
+    enum job_status status, const char *error)
 {
-	sb->stats.results[status]++;
-	if (!detached && c != NULL)
-		sb_send_result(sb, c, id, status, 0, error);
+	struct sb_fn_stats	*st = NULL;
+
+	if (run->fn.len > 0 && run->fn.len <= PROTO_MAX_FN_LEN)
+		st = stats_fn(sb, run->fn.ptr, run->fn.len);
+	stats_outcome(sb, st, run->id, status, 0, true, error,
+	    error != NULL ? strlen(error) : 0);
+	if (!run->detach && c != NULL)
+		sb_send_result(sb, c, run->id, status, 0, error);
 }
 
 /*
@@ -360,21 +377,22 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	struct sb_worker	*w;
 	int64_t			 priority = 0;
 
+	sb->now = now;
 	if (!detached && c == NULL)
 		return -EINVAL;
 	if (sb->shutting_down) {
-		run_refuse(sb, c, detached, run->id, JOB_SHUTTING_DOWN, NULL);
+		run_refuse(sb, c, run, JOB_SHUTTING_DOWN, NULL);
 		return 0;
 	}
 	if (run->fn.len == 0) {
-		run_refuse(sb, c, detached, run->id, JOB_BAD_REQUEST,
+		run_refuse(sb, c, run, JOB_BAD_REQUEST,
 		    "fn is empty");
 		return 0;
 	}
 	if (run->fn.len > PROTO_MAX_FN_LEN) {
 		snprintf(err, sizeof err, "fn is %u bytes long, more than %d",
 		    run->fn.len, PROTO_MAX_FN_LEN);
-		run_refuse(sb, c, detached, run->id, JOB_BAD_REQUEST, err);
+		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
 	if (run->has & PF_PRIORITY) {
@@ -385,18 +403,18 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 			    "priority %lld is outside %d..%d",
 			    (long long)priority, PROTO_PRIORITY_MIN,
 			    PROTO_PRIORITY_MAX);
-			run_refuse(sb, c, detached, run->id, JOB_BAD_REQUEST,
+			run_refuse(sb, c, run, JOB_BAD_REQUEST,
 			    err);
 			return 0;
 		}
 	}
 	if (table_find(&sb->routes, run->id, 0) != NULL) {
-		run_refuse(sb, c, detached, run->id, JOB_DUPLICATE_ID, NULL);
+		run_refuse(sb, c, run, JOB_DUPLICATE_ID, NULL);
 		return 0;
 	}
 
 	if (run_over_limit(sb, c, run, err) != 0) {
-		run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL, err);
+		run_refuse(sb, c, run, JOB_QUEUE_FULL, err);
 		return 0;
 	}
 
@@ -404,7 +422,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	w = fn != NULL ? fn_pick_worker(fn) : NULL;
 	if (w == NULL) {
 		if (run->nowait) {
-			run_refuse(sb, c, detached, run->id, JOB_NO_WORKER,
+			run_refuse(sb, c, run, JOB_NO_WORKER,
 			    NULL);
 			return 0;
 		}
@@ -412,7 +430,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		    (sb->max_queue_bytes != 0 && fn->queue.bytes +
 		    run->payload.len > sb->max_queue_bytes))) {
 			run_queue_full(sb, fn, err);
-			run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL,
+			run_refuse(sb, c, run, JOB_QUEUE_FULL,
 			    err);
 			return 0;
 		}
@@ -459,6 +477,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		heap_push(&sb->deadlines, job, sat_add(now, run->timeout_ms));
 	}
 	sb->stats.submitted++;
+	job->stamp = (uint32_t)now;
 
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);
@@ -470,7 +489,7 @@ enomem:
 	if (fn != NULL)
 		fn_release(sb, fn);
 enomem_fn_gone:
-	run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL, "out of memory");
+	run_refuse(sb, c, run, JOB_QUEUE_FULL, "out of memory");
 	return -ENOMEM;
 }
 
@@ -481,7 +500,7 @@ switchboard_cancel(struct switchboard *sb, struct sb_client *c,
 {
 	struct sb_job	*job;
 
-	(void)now;
+	sb->now = now;
 	job = table_find(&sb->routes, id, 0);
 	if (job == NULL || c == NULL || job->client != c)
 		return -ENOENT;
@@ -504,6 +523,7 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	struct packet	 p;
 	struct sb_job	*job;
 
+	sb->now = now;
 	if (res->status != JOB_OK && res->status != JOB_ERROR &&
 	    res->status != JOB_CANCELLED)
 		return -EINVAL;
@@ -521,7 +541,9 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	}
 
 	w->completed++;
-	sb->stats.results[res->status]++;
+	stats_hist_add(&job->fn->st->run, (uint32_t)now - job->stamp);
+	stats_outcome(sb, job->fn->st, job->id, res->status, job->attempt,
+	    false, res->error.ptr, (res->has & PF_ERROR) ? res->error.len : 0);
 	if (job->client != NULL) {
 		packet_init(&p, PKT_RESULT);
 		memcpy(p.id, job->id, PROTO_ID_LEN);
@@ -546,7 +568,7 @@ switchboard_progress(struct switchboard *sb, struct sb_worker *w,
 	struct packet	 p;
 	struct sb_job	*job;
 
-	(void)now;
+	sb->now = now;
 	job = worker_find_running(sb, w, prog->id, prog->attempt);
 	if (job == NULL) {
 		if (worker_find_orphan(w, prog->id, prog->attempt) != NULL)
@@ -572,6 +594,7 @@ switchboard_tick(struct switchboard *sb, uint64_t now)
 	struct sb_job	*job;
 	struct sb_fn	*fn, *next;
 
+	sb->now = now;
 	while ((job = heap_top(&sb->deadlines)) != NULL &&
 	    heap_top_deadline(&sb->deadlines) <= now)
 		job_expire(sb, job);
@@ -612,7 +635,7 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 	struct sb_job		*job, *next;
 	struct sb_fn		*fn, *tmp;
 
-	(void)now;
+	sb->now = now;
 	sb->shutting_down = true;
 	HASH_ITER(hh, sb->fns, fn, tmp) {
 		/* Keep fn alive while its last queued job goes. */
@@ -698,7 +721,7 @@ switchboard_foreach_fn(const struct switchboard *sb,
 	v = calloc(n, sizeof *v);
 	if (v == NULL) {
 		for (fn = sb->fns; fn != NULL; fn = fn->hh.next) {
-			fn_info(fn, &info);
+			fn_info(sb, fn, &info);
 			cb(&info, arg);
 		}
 		return;
@@ -708,7 +731,7 @@ switchboard_foreach_fn(const struct switchboard *sb,
 		v[i++] = fn;
 	qsort(v, n, sizeof *v, fn_cmp_name);
 	for (i = 0; i < n; i++) {
-		fn_info(v[i], &info);
+		fn_info(sb, v[i], &info);
 		cb(&info, arg);
 	}
 	free(v);
