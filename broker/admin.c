@@ -136,12 +136,16 @@ admin_pack_fn(const struct sb_fn_info *fi, void *arg)
 {
 	msgpack_packer	*pk = arg;
 
-	msgpack_pack_map(pk, 5);
+	uint64_t	 now = clock_now_ms();
+
+	msgpack_pack_map(pk, 6);
 	admin_pack_kv_str(pk, "function", fi->name);
 	admin_pack_kv_uint(pk, "workers", fi->workers);
 	admin_pack_kv_uint(pk, "free_slots", fi->free_slots);
 	admin_pack_kv_uint(pk, "running", fi->running);
 	admin_pack_kv_uint(pk, "queued", fi->queued);
+	admin_pack_kv_uint(pk, "oldest_wait_ms", fi->oldest_queued_at == 0 ||
+	    fi->oldest_queued_at > now ? 0 : now - fi->oldest_queued_at);
 }
 
 /* Packs every known function as an array of maps. */
@@ -295,10 +299,59 @@ admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk)
 	return 0;
 }
 
+/* The recent outcomes being packed: how many, then the packer. */
+struct admin_recent {
+	msgpack_packer	*pk;		/* NULL: counting */
+	uint32_t	 n;
+	uint64_t	 now;
+};
+
+/* Counts or packs one recent outcome, up to ADMIN_STATUS_RECENT. */
+static void
+admin_pack_outcome(const struct sb_outcome *o, void *arg)
+{
+	struct admin_recent	*ar = arg;
+	msgpack_packer		*pk = ar->pk;
+
+	if (ar->n == ADMIN_STATUS_RECENT)
+		return;
+	ar->n++;
+	if (pk == NULL)
+		return;
+	msgpack_pack_map(pk, 6);
+	proto_pack_str(pk, "id");
+	msgpack_pack_bin_with_body(pk, o->id, PROTO_ID_LEN);
+	admin_pack_kv_str(pk, "function", o->fn);
+	admin_pack_kv_str(pk, "status",
+	    job_status_name((enum job_status)o->status));
+	admin_pack_kv_uint(pk, "attempts", o->attempts);
+	admin_pack_kv_uint(pk, "age_ms", o->at <= ar->now ? ar->now - o->at :
+	    0);
+	proto_pack_str(pk, "error");
+	if (o->error[0] != '\0')
+		proto_pack_str(pk, o->error);
+	else
+		msgpack_pack_nil(pk);
+}
+
+/* Packs the last ADMIN_STATUS_RECENT outcomes, newest first. */
+static void
+admin_pack_recent(struct server *srv, msgpack_packer *pk)
+{
+	struct admin_recent	ar = { .now = clock_now_ms() };
+
+	switchboard_foreach_outcome(srv->sb, admin_pack_outcome, &ar);
+	msgpack_pack_array(pk, ar.n);
+	ar.pk = pk;
+	ar.n = 0;
+	switchboard_foreach_outcome(srv->sb, admin_pack_outcome, &ar);
+}
+
 /*
- * Packs the status snapshot: counters, gauges, the limits in force, and
- * the lists the status page shows (workers, processes, functions), built
- * by the packers of the `workers`, `ps` and `functions` verbs.
+ * Packs the status snapshot: counters, gauges, the limits in force, the
+ * lists the status page shows (workers, processes, functions), built by
+ * the packers of the `workers`, `ps` and `functions` verbs, and the most
+ * recent job outcomes.
  */
 int
 admin_pack_status(struct server *srv, msgpack_packer *pk)
@@ -309,7 +362,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	switchboard_stats(srv->sb, &st);
 	for (int i = 0; i < JOB__MAX; i++)
 		total += st.results[i];
-	msgpack_pack_map(pk, 19);
+	msgpack_pack_map(pk, 20);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
 	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
@@ -348,6 +401,8 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	admin_pack_ps(srv->sv, pk);
 	proto_pack_str(pk, "function_list");
 	admin_pack_functions(srv, pk);
+	proto_pack_str(pk, "recent");
+	admin_pack_recent(srv, pk);
 	return 0;
 }
 

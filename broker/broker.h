@@ -644,8 +644,11 @@ void	 admin_handle(struct server *srv, struct peer *p,
  * /status.json: a map of counters and gauges (version, pid, uptime_ms,
  * connections, ..., results by status, settings) and the lists
  * worker_list, process_list and function_list as the `workers`, `ps` and
- * `functions` verbs pack them. Returns 0.
+ * `functions` verbs pack them, and recent: the last ADMIN_STATUS_RECENT
+ * job outcomes, newest first, {id, function, status, attempts, age_ms,
+ * error}. Returns 0.
  */
+#define ADMIN_STATUS_RECENT	20
 int	 admin_pack_status(struct server *srv, msgpack_packer *pk);
 
 /*

@@ -30,16 +30,12 @@ struct metrics {
 	struct server		*srv;
 	const char		*name;		/* of the family being written */
 	uint64_t		 now;		/* monotonic ms */
-	struct metrics_fn	*fns;		/* the functions, by name */
+	struct sb_fn_info	*fns;		/* live functions, by name */
 	size_t			 nfns;
-};
-
-/* One function's figures, gathered once per scrape. */
-struct metrics_fn {
-	const char	*name;		/* the switchboard's, valid during the
-					   scrape */
-	uint32_t	 workers, queued, running, free_slots;
-	uint64_t	 capacity;
+	struct sb_fn_info	*kept;		/* every name with outcomes
+						   kept, gone ones too */
+	size_t			 nkept;
+	size_t			 cap;		/* of the array being filled */
 };
 
 /* One family: its name, type, help and what writes its samples. */
@@ -144,14 +140,6 @@ metrics_connections(struct metrics *m)
 		    proto_role_name(roles[i]), (double)n[i]);
 }
 
-/* Orders struct metrics_fn by name. */
-static int
-metrics_fn_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct metrics_fn *)a)->name,
-	    ((const struct metrics_fn *)b)->name);
-}
-
 /* Counts the switchboard's functions. */
 static void
 metrics_count_fn(const struct sb_fn_info *fi, void *arg)
@@ -160,35 +148,48 @@ metrics_count_fn(const struct sb_fn_info *fi, void *arg)
 	(*(size_t *)arg)++;
 }
 
-/* Copies one function's figures into the next slot. */
+/* Copies one function's figures into the next slot of m->fns. */
 static void
 metrics_add_fn(const struct sb_fn_info *fi, void *arg)
 {
-	struct metrics		*m = arg;
-	struct metrics_fn	*mf = &m->fns[m->nfns++];
+	struct metrics	*m = arg;
 
-	memset(mf, 0, sizeof(*mf));
-	mf->name = fi->name;
-	mf->workers = fi->workers;
-	mf->queued = fi->queued;
-	mf->running = fi->running;
-	mf->free_slots = fi->free_slots;
-	mf->capacity = fi->capacity;
+	if (m->nfns < m->cap)
+		m->fns[m->nfns++] = *fi;
 }
 
-/* Gathers the functions' figures once for every per-function family. */
+/* Copies one function's kept figures into the next slot of m->kept. */
+static void
+metrics_add_kept(const struct sb_fn_info *fi, void *arg)
+{
+	struct metrics	*m = arg;
+
+	if (m->nkept < m->cap)
+		m->kept[m->nkept++] = *fi;
+}
+
+/*
+ * Gathers the functions' figures once for every per-function family: the
+ * live ones (gauges) and every name whose outcomes are kept (counters and
+ * histograms, which must not vanish when a function's last worker goes).
+ * Their names point into the switchboard, unchanged during the scrape.
+ */
 static int
 metrics_gather_fns(struct metrics *m)
 {
 	size_t	n = 0;
 
 	switchboard_foreach_fn(m->srv->sb, metrics_count_fn, &n);
-	if (n == 0)
-		return 0;
-	if ((m->fns = calloc(n, sizeof(*m->fns))) == NULL)
+	if (n > 0 && (m->fns = calloc(n, sizeof(*m->fns))) == NULL)
 		return -ENOMEM;
+	m->cap = n;
 	switchboard_foreach_fn(m->srv->sb, metrics_add_fn, m);
-	qsort(m->fns, m->nfns, sizeof(*m->fns), metrics_fn_cmp);
+	n = 0;
+	switchboard_foreach_fn_stats(m->srv->sb, metrics_count_fn, &n);
+	if (n > 0 && (m->kept = calloc(n, sizeof(*m->kept))) == NULL)
+		return -ENOMEM;
+	m->cap = n;
+	switchboard_foreach_fn_stats(m->srv->sb, metrics_add_kept, m);
 	return 0;
 }
 
@@ -223,6 +224,116 @@ metrics_queue_depth(struct metrics *m)
 {
 	for (size_t i = 0; i < m->nfns; i++)
 		metrics_value1(m, "fn", m->fns[i].name, m->fns[i].queued);
+}
+
+/* patchbay_queue_oldest_seconds{fn}: 0 when the queue is empty. */
+static void
+metrics_queue_oldest(struct metrics *m)
+{
+	for (size_t i = 0; i < m->nfns; i++) {
+		uint64_t at = m->fns[i].oldest_queued_at;
+
+		metrics_value1(m, "fn", m->fns[i].name, at == 0 || at > m->now ?
+		    0 : (double)(m->now - at) / 1000.0);
+	}
+}
+
+/* patchbay_jobs_total{fn,status}: outcomes by function and status. */
+static void
+metrics_jobs(struct metrics *m)
+{
+	const char	*kv[4] = { "fn", NULL, "status", NULL };
+
+	for (size_t i = 0; i < m->nkept; i++) {
+		kv[1] = m->kept[i].name;
+		for (int st = 0; st < JOB__MAX; st++) {
+			kv[3] = job_status_name((enum job_status)st);
+			metrics_sample(m, "", (double)m->kept[i].results[st], 2,
+			    kv);
+		}
+	}
+}
+
+/* A histogram of one function: cumulative buckets in seconds, sum, count. */
+static void
+metrics_histogram(struct metrics *m, const char *fn, const struct sb_hist *h)
+{
+	const char	*kv[4] = { "fn", fn, "le", NULL };
+	char		 le[32];
+	uint64_t	 cum = 0;
+
+	for (int i = 0; i < SB_HIST_BUCKETS; i++) {
+		cum += h->buckets[i];
+		if (i < SB_HIST_BUCKETS - 1)
+			snprintf(le, sizeof(le), "%.15g",
+			    (double)sb_hist_bounds_ms[i] / 1000.0);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		kv[3] = le;
+		metrics_sample(m, "_bucket", (double)cum, 2, kv);
+	}
+	metrics_sample(m, "_sum", (double)h->sum_ms / 1000.0, 1, kv);
+	metrics_sample(m, "_count", (double)h->count, 1, kv);
+}
+
+/* patchbay_job_wait_seconds{fn}: queued until dispatched, per attempt. */
+static void
+metrics_job_wait(struct metrics *m)
+{
+	for (size_t i = 0; i < m->nkept; i++)
+		metrics_histogram(m, m->kept[i].name, &m->kept[i].wait);
+}
+
+/* patchbay_job_run_seconds{fn}: dispatched until the worker's RESULT. */
+static void
+metrics_job_run(struct metrics *m)
+{
+	for (size_t i = 0; i < m->nkept; i++)
+		metrics_histogram(m, m->kept[i].name, &m->kept[i].run);
+}
+
+/* patchbay_messages_received_total{type}. */
+static void
+metrics_msgs_received(struct metrics *m)
+{
+	struct msg_stats	ms;
+
+	server_msg_totals(m->srv, &ms);
+	for (int k = 0; k < MSG__MAX; k++)
+		metrics_value1(m, "type", msg_kind_name((enum msg_kind)k),
+		    (double)ms.received[k]);
+}
+
+/* patchbay_messages_sent_total{type}. */
+static void
+metrics_msgs_sent(struct metrics *m)
+{
+	struct msg_stats	ms;
+
+	server_msg_totals(m->srv, &ms);
+	for (int k = 0; k < MSG__MAX; k++)
+		metrics_value1(m, "type", msg_kind_name((enum msg_kind)k),
+		    (double)ms.sent[k]);
+}
+
+/* patchbay_bytes_received_total. */
+static void
+metrics_bytes_received(struct metrics *m)
+{
+	struct msg_stats	ms;
+
+	server_msg_totals(m->srv, &ms);
+	metrics_value(m, (double)ms.bytes_received);
+}
+
+/* patchbay_bytes_sent_total. */
+static void
+metrics_bytes_sent(struct metrics *m)
+{
+	struct msg_stats	ms;
+
+	server_msg_totals(m->srv, &ms);
+	metrics_value(m, (double)ms.bytes_sent);
 }
 
 /*
@@ -426,6 +537,28 @@ static const struct metrics_family metrics_families[] = {
 	    "Jobs of a function running at workers.", metrics_in_flight },
 	{ "patchbay_queue_depth", "gauge",
 	    "Jobs of a function waiting for a worker.", metrics_queue_depth },
+	{ "patchbay_queue_oldest_seconds", "gauge",
+	    "How long the job of a function waiting longest has waited (0: "
+	    "none waits).", metrics_queue_oldest },
+	{ "patchbay_jobs_total", "counter",
+	    "Jobs of a function that ended, by terminal status (refusals on "
+	    "arrival included).", metrics_jobs },
+	{ "patchbay_job_wait_seconds", "histogram",
+	    "Time jobs of a function waited in the queue before each "
+	    "dispatch.", metrics_job_wait },
+	{ "patchbay_job_run_seconds", "histogram",
+	    "Time from dispatch to the worker's result, for jobs of a "
+	    "function.", metrics_job_run },
+	{ "patchbay_messages_received_total", "counter",
+	    "Messages received from peers, by type.", metrics_msgs_received },
+	{ "patchbay_messages_sent_total", "counter",
+	    "Messages sent to peers, by type.", metrics_msgs_sent },
+	{ "patchbay_bytes_received_total", "counter",
+	    "Bytes of frames received from peers, headers included.",
+	    metrics_bytes_received },
+	{ "patchbay_bytes_sent_total", "counter",
+	    "Bytes of frames sent to peers, headers included.",
+	    metrics_bytes_sent },
 	{ "patchbay_process_restarts_total", "counter",
 	    "Restarts of the processes of a pool (an ad-hoc process is a pool "
 	    "of its own, named by its id).", metrics_restarts },
@@ -455,8 +588,10 @@ metrics_write(struct server *srv, FILE *f)
 	struct metrics	m = { .f = f, .srv = srv, .now = clock_now_ms() };
 	size_t		i;
 
-	if (metrics_gather_fns(&m) != 0)
+	if (metrics_gather_fns(&m) != 0) {
+		free(m.fns);
 		return -ENOMEM;
+	}
 	for (i = 0; i < sizeof(metrics_families) /
 	    sizeof(metrics_families[0]); i++) {
 		const struct metrics_family *fam = &metrics_families[i];
@@ -467,5 +602,6 @@ metrics_write(struct server *srv, FILE *f)
 		fam->collect(&m);
 	}
 	free(m.fns);
+	free(m.kept);
 	return ferror(f) ? -EIO : 0;
 }

@@ -50,6 +50,14 @@ static const char *const frozen_families[] = {
 	"patchbay_capacity",
 	"patchbay_in_flight",
 	"patchbay_queue_depth",
+	"patchbay_queue_oldest_seconds",
+	"patchbay_jobs_total",
+	"patchbay_job_wait_seconds",
+	"patchbay_job_run_seconds",
+	"patchbay_messages_received_total",
+	"patchbay_messages_sent_total",
+	"patchbay_bytes_received_total",
+	"patchbay_bytes_sent_total",
 	"patchbay_process_restarts_total",
 	"patchbay_process_state",
 	"process_cpu_seconds_total",
@@ -509,6 +517,8 @@ START_TEST(http_status_json_matches_ctl_status)
 	    "assert a['results']['OK'] == 3 and a['results']['ERROR'] == 1, a\n"
 	    "w = [x['name'] for x in a['worker_list']]\n"
 	    "assert 'echoer' in w and 'failer' in w, w\n"
+	    "r = [(x['function'], x['status']) for x in a['recent']]\n"
+	    "assert r == [('fail', 'ERROR')] + [('echo', 'OK')] * 3, r\n"
 	    "print('same')\n";
 	struct http_resp	 r;
 	char			 path_http[300], path_ctl[300], *out = NULL;
@@ -528,6 +538,20 @@ START_TEST(http_status_json_matches_ctl_status)
 	    "--broker", broker.unix_ep, NULL }, NULL, "x", 1, NULL, NULL,
 	    20000);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+
+	/* /metrics counts the same outcomes. */
+	http_get("/metrics", &r);
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_jobs_total{fn=\"echo\",status=\"OK\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_jobs_total{fn=\"fail\",status=\"ERROR\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_job_run_seconds_count{fn=\"echo\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_job_run_seconds_bucket{fn=\"echo\",le=\"+Inf\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_messages_received_total{type=\"requests\"} 4\n"));
+	resp_clear(&r);
 
 	http_get("/status.json", &r);
 	ck_assert_int_eq(r.status, 200);
