@@ -9,7 +9,10 @@
  * the switchboard's packets out); it is also the one stop path
  * (server_stop(), for signals and `ctl shutdown`). admin.c answers ADMIN
  * packets and does all their packing. settings.c and config.c read flags
- * and the config file. log.c logs.
+ * and the config file. log.c logs. http.c serves the optional HTTP
+ * endpoint (health, readiness, the status snapshot as JSON, the status
+ * page) and metrics.c its Prometheus metrics, both reading what the
+ * server, the switchboard and the supervisor keep, never on the job path.
  *
  * config.c turns an INI file into a struct config: the [broker] settings
  * and one struct config_pool per [pool:NAME] section, in file order. Every

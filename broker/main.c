@@ -2,8 +2,9 @@
  * main.c: patchbayd, the patchbay broker.
  *
  * Parses the flags and the config, sets up one event loop with the server
- * (its listeners), the supervisor (its pools) linked to it by
- * server_set_supervisor(), and the signal events. It runs until SIGINT,
+ * (its listeners), the HTTP endpoint when `http` is set, the supervisor
+ * (its pools) linked to the server by server_set_supervisor(), and the
+ * signal events. It runs until SIGINT,
  * SIGTERM or `ctl shutdown` asks server_stop() for a graceful stop: stop
  * accepting, answer what is queued, say BYE, stop the processes, drain,
  * remove socket files, exit 0.

@@ -490,7 +490,7 @@ START_TEST(http_readyz_stopping_while_draining)
 	    "/readyz never said ready");
 	ck_assert_int_eq(kill(broker.pid, SIGTERM), 0);
 	want = 503;
-	ck_assert_msg(harness_wait_until(readyz_is, &want, 2000),
+	ck_assert_msg(harness_wait_until(readyz_is, &want, (int)slack(2000)),
 	    "/readyz did not say 503 while stopping");
 	http_get("/readyz", &r);
 	ck_assert_str_eq(r.body, "stopping\n");
