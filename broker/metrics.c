@@ -24,6 +24,14 @@
 #include "broker/broker.h"
 #include "config.h"
 
+/* What /proc/self/stat says, for the process_* families. */
+struct metrics_stat {
+	double		cpu_seconds;
+	double		start_time;	/* seconds since the epoch */
+	uint64_t	vsize;
+	uint64_t	rss;		/* bytes */
+};
+
 /* A scrape being written. */
 struct metrics {
 	FILE			*f;
@@ -36,6 +44,9 @@ struct metrics {
 						   kept, gone ones too */
 	size_t			 nkept;
 	size_t			 cap;		/* of the array being filled */
+	struct metrics_stat	 stat;		/* read once per scrape */
+	int			 stat_read;	/* 0: not yet, 1: read, -1:
+						   cannot */
 };
 
 /* One family: its name, type, help and what writes its samples. */
@@ -399,14 +410,6 @@ metrics_process_state(struct metrics *m)
 	}
 }
 
-/* What /proc/self/stat says, for the process_* families. */
-struct metrics_stat {
-	double		cpu_seconds;
-	double		start_time;	/* seconds since the epoch */
-	uint64_t	vsize;
-	uint64_t	rss;		/* bytes */
-};
-
 /* Reads /proc/self/stat (and the boot time); 0 or -errno. */
 static int
 metrics_read_stat(struct metrics_stat *ret)
@@ -447,44 +450,53 @@ metrics_read_stat(struct metrics_stat *ret)
 	return 0;
 }
 
+/* The process's figures of this scrape (read at the first ask), or NULL. */
+static const struct metrics_stat *
+metrics_stat(struct metrics *m)
+{
+	if (m->stat_read == 0)
+		m->stat_read = metrics_read_stat(&m->stat) == 0 ? 1 : -1;
+	return m->stat_read == 1 ? &m->stat : NULL;
+}
+
 /* process_cpu_seconds_total. */
 static void
 metrics_process_cpu(struct metrics *m)
 {
-	struct metrics_stat	st;
+	const struct metrics_stat	*st = metrics_stat(m);
 
-	if (metrics_read_stat(&st) == 0)
-		metrics_value(m, st.cpu_seconds);
+	if (st != NULL)
+		metrics_value(m, st->cpu_seconds);
 }
 
 /* process_resident_memory_bytes. */
 static void
 metrics_process_rss(struct metrics *m)
 {
-	struct metrics_stat	st;
+	const struct metrics_stat	*st = metrics_stat(m);
 
-	if (metrics_read_stat(&st) == 0)
-		metrics_value(m, (double)st.rss);
+	if (st != NULL)
+		metrics_value(m, (double)st->rss);
 }
 
 /* process_virtual_memory_bytes. */
 static void
 metrics_process_vsize(struct metrics *m)
 {
-	struct metrics_stat	st;
+	const struct metrics_stat	*st = metrics_stat(m);
 
-	if (metrics_read_stat(&st) == 0)
-		metrics_value(m, (double)st.vsize);
+	if (st != NULL)
+		metrics_value(m, (double)st->vsize);
 }
 
 /* process_start_time_seconds. */
 static void
 metrics_process_start(struct metrics *m)
 {
-	struct metrics_stat	st;
+	const struct metrics_stat	*st = metrics_stat(m);
 
-	if (metrics_read_stat(&st) == 0)
-		metrics_value(m, st.start_time);
+	if (st != NULL)
+		metrics_value(m, st->start_time);
 }
 
 /* process_open_fds: the entries of /proc/self/fd (its own one left out). */
