@@ -21,6 +21,11 @@
 # everywhere. Needs valgrind (installed here when missing, as root).
 # PB_BENCH_BUILD=DIR measures the build in DIR instead (another commit's
 # release build, for a before-and-after), as it is, without building.
+# PB_BENCH_HTTP=1 runs the broker with its HTTP endpoint on and a scraper
+# that GETs /metrics and /status.json once a second (wall clock) for as
+# long as the broker runs: the cost of being monitored. Under callgrind
+# the broker is some 50 times slower than natively, so the same scrapes
+# fall on some 50 times fewer jobs: the figure is an upper bound.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${1:-20000}
@@ -39,6 +44,25 @@ bench_build
 PB=$B/bench/pbbench
 CG=(valgrind --tool=callgrind)
 
+# scrape OUT: GETs /metrics and /status.json of the broker $PB_PID once a
+# second while it runs, in the background; counts the scrapes in OUT.scrapes.
+scrape() {
+	local ep
+	ep=$(grep '^http:' "$W/ready" | sed 's/^http://')
+	(
+		n=0
+		while kill -0 "$PB_PID" 2>/dev/null; do
+			python3 - "$ep" <<'PY' && n=$((n + 1))
+import sys, urllib.request
+for path in ("/metrics", "/status.json"):
+    urllib.request.urlopen("http://" + sys.argv[1] + path, timeout=5).read()
+PY
+			echo "$n" >"$1.scrapes"
+			sleep 1
+		done
+	) >/dev/null 2>&1 &
+}
+
 # Total instructions of a callgrind profile.
 total() {
 	awk '/^(summary|totals):/ { print $2; exit }' "$1"
@@ -54,7 +78,14 @@ per_job() {
 measure() {
 	local cap=$1 n=$2 wp out
 	out=$W/$cap.$n
-	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 600000
+	local http=()
+	if [ "${PB_BENCH_HTTP:-0}" = 1 ]; then
+		http=(--http tcp:127.0.0.1:0)
+	fi
+	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 600000 "${http[@]}"
+	if [ "${PB_BENCH_HTTP:-0}" = 1 ]; then
+		scrape "$out"
+	fi
 	"${CG[@]}" --callgrind-out-file="$out.worker" "$PB" worker "$PB_TCP" echo "$n" "$cap" >"$out.wlog" 2>"$out.werr" &
 	wp=$!
 	pids+=("$wp")
@@ -71,6 +102,9 @@ measure() {
 	printf 'capacity %-2s N=%-6s %s | broker %s client %s worker %s\n' "$cap" "$n" \
 		"$(cat "$out.clog")" "$(total "$out.broker")" "$(total "$out.client")" \
 		"$(total "$out.worker")"
+	if [ -f "$out.scrapes" ]; then
+		echo "  ($(cat "$out.scrapes") scrapes of /metrics and /status.json)"
+	fi
 }
 
 echo "runs (instruction totals, under callgrind; rates are callgrind's, not real):"

@@ -80,13 +80,22 @@ struct http {
 	struct http_conns		 pending;	/* not adopted yet */
 	struct http_conns		 conns;
 	uint32_t			 nconns;	/* both lists */
-	bool				 full;		/* listener paused */
+	bool				 listener_off;	/* disabled */
+	uint64_t			 accept_paused;	/* EMFILE: resume
+							   then (monotonic
+							   ms); 0: not */
 	bool				 untracked_warned;
 	struct event			*adopt_ev;
 	struct event			*tick_ev;
 	struct http_sample		 ring[HTTP_HISTORY];
 	size_t				 ring_start, ring_n;
 };
+
+/*
+ * The endpoint whose listener http_accept_error_cb() pauses: a listener's
+ * error callback gets evhttp's argument, and patchbayd has one endpoint.
+ */
+static struct http	*http_current;
 
 /* Parses an http endpoint; see broker.h. */
 int
@@ -134,24 +143,50 @@ http_is_loopback(const char *host)
 	return false;
 }
 
-/* Stops or restarts accepting as the connections reach or leave the cap. */
+/*
+ * Stops accepting while the connections are at the cap or accept() is out
+ * of descriptors, and starts again when neither holds.
+ */
 static void
 http_update_listener(struct http *http)
 {
 	struct evconnlistener	*l;
 	bool			 full = http->nconns >= HTTP_MAX_CONNECTIONS;
+	bool			 off = full || http->accept_paused != 0;
 
-	/* NULL while http_free() closes everything. */
-	if (full == http->full || http->bound == NULL)
+	/* bound is NULL while http_free() closes everything. */
+	if (off == http->listener_off || http->bound == NULL)
 		return;
+	http->listener_off = off;
 	l = evhttp_bound_socket_get_listener(http->bound);
-	http->full = full;
-	if (full) {
-		log_info("http %s: %u connections, not accepting more until "
-		    "one closes", http->endpoint, http->nconns);
+	if (off) {
+		if (full)
+			log_info("http %s: %u connections, not accepting more "
+			    "until one closes", http->endpoint, http->nconns);
 		evconnlistener_disable(l);
 	} else
 		evconnlistener_enable(l);
+}
+
+/*
+ * accept() failed with something other than EAGAIN or EINTR: out of
+ * descriptors, most likely. Pause accepting for a second (the tick
+ * resumes it) rather than spin on a listener that stays readable.
+ */
+static void
+http_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct http	*http = http_current;
+	int		 error = EVUTIL_SOCKET_ERROR();
+
+	/* arg is evhttp's (its listener's callback argument), not ours. */
+	(void)l; (void)arg;
+	if (http == NULL || error == ECONNABORTED)
+		return;
+	log_warnx("http %s: accept: %s; pausing for 1 s", http->endpoint,
+	    strerror(error));
+	http->accept_paused = clock_now_ms() + 1000;
+	http_update_listener(http);
 }
 
 /* Forgets a connection (its close, or evhttp dropped it unadopted). */
@@ -483,6 +518,10 @@ http_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd; (void)what;
 	http_sample(http);
+	if (http->accept_paused != 0 && now >= http->accept_paused) {
+		http->accept_paused = 0;
+		http_update_listener(http);
+	}
 	for (c = TAILQ_FIRST(&http->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		if (now - c->since < http->timeout_ms)
@@ -550,6 +589,8 @@ http_new(struct server *srv, const char *endpoint, uint64_t timeout_ms,
 		http_free(http);
 		return -EADDRINUSE;
 	}
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(
+	    http->bound), http_accept_error_cb);
 	fd = evhttp_bound_socket_get_fd(http->bound);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
 		r = -errno;
@@ -576,6 +617,7 @@ http_new(struct server *srv, const char *endpoint, uint64_t timeout_ms,
 	if (!http_is_loopback(ep.host))
 		log_warnx("http %s: reachable from other hosts; it has no "
 		    "authentication", http->endpoint);
+	http_current = http;
 	http_sample(http);
 	tv.tv_sec = 1;
 	tv.tv_usec = 0;
@@ -593,6 +635,8 @@ http_free(struct http *http)
 
 	if (http == NULL)
 		return;
+	if (http_current == http)
+		http_current = NULL;
 	/* Closes every connection: the close callbacks forget them. */
 	http->bound = NULL;
 	if (http->evh != NULL)

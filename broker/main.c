@@ -120,8 +120,9 @@ check_default_dir(const struct endpoint *ep)
 /*
  * The connections the broker takes at once: max_connections, or by
  * default the descriptor limit less a reserve (listeners, logs, the
- * config, and three descriptors per process of the pools), so that at the
- * limit the broker can still refuse a peer politely and spawn its pools.
+ * config, three descriptors per process of the pools, and the HTTP
+ * endpoint's when it is on), so that at the limit the broker can still
+ * refuse a peer politely and spawn its pools.
  * A max_connections above that is kept, with a warning.
  */
 static uint32_t
@@ -134,6 +135,9 @@ server_max_connections(const struct settings *s, const struct config *config)
 	if (config != NULL)
 		TAILQ_FOREACH(p, &config->pools, entry)
 			reserve += 3 * (uint64_t)p->instances;
+	/* The HTTP endpoint's listener and connections. */
+	if (s->http != NULL)
+		reserve += 1 + HTTP_MAX_CONNECTIONS;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		rl.rlim_cur = LIMIT_CONNECTIONS_MAX;
 	room = rl.rlim_cur > reserve + 1 ? rl.rlim_cur - reserve : 1;

@@ -10,6 +10,7 @@
  * as headless Chromium renders it (skipped likewise without
  * /usr/bin/chromium). Whatever a test starts dies with it (harness.h).
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -786,6 +787,54 @@ START_TEST(http_connection_limit)
 }
 END_TEST
 
+/* Counts the lines of the broker's log that contain needle. */
+static int
+log_count(const char *needle)
+{
+	char	*log = harness_read_file(broker.log_path), *s;
+	int	 n = 0;
+
+	for (s = log; s != NULL && (s = strstr(s, needle)) != NULL; s++)
+		n++;
+	free(log);
+	return n;
+}
+
+/*
+ * Out of descriptors, the endpoint pauses accepting for a second at a
+ * time (one log line each, no busy loop), serves what it has, and accepts
+ * again by itself once descriptors are back.
+ */
+START_TEST(http_accept_pauses_on_emfile)
+{
+	struct rlimit		 rl, low;
+	int			 fds[40], n = 0, pauses;
+	unsigned long long	 t0;
+
+	/* The broker inherits a low descriptor limit; the test keeps its own. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	low = rl;
+	low.rlim_cur = 24;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	start_broker(NULL);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+	t0 = harness_now_ms();
+	while (n < 40)
+		fds[n++] = http_connect();	/* the kernel queues them */
+	ck_assert_msg(harness_wait_log(&broker, "accept: Too many open files; "
+	    "pausing for 1 s", 5000), "no EMFILE pause");
+	ck_assert_int_eq(kill(broker.pid, 0), 0);
+	pauses = log_count("pausing for 1 s");
+	ck_assert_msg(pauses <= 2 + (int)((harness_now_ms() - t0) / 1000),
+	    "%d pause lines in %llu ms", pauses, harness_now_ms() - t0);
+	while (n > 0)
+		close(fds[--n]);
+	/* Descriptors are back: it accepts again by itself. */
+	ck_assert_int_eq(http_status("/healthz"), 200);
+}
+END_TEST
+
 /* Counts the polyline points of the chart's rate line in a dumped DOM. */
 static int
 chart_points(const char *dom)
@@ -875,6 +924,7 @@ http_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, http_bad_clients_do_not_disturb_jobs);
 	tcase_add_test(tc, http_connection_limit);
+	tcase_add_test(tc, http_accept_pauses_on_emfile);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("page");
