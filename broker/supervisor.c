@@ -601,9 +601,28 @@ supervisor_pool_free(struct supervisor_pool *pool)
 		supervisor_proc_free(p);
 	}
 	TAILQ_REMOVE(&pool->sv->pools, pool, entry);
+	log_file_free(pool->out_log);
 	config_pool_free(pool->cfg);
 	config_pool_free(pool->next_cfg);
 	free(pool);
+}
+
+/* Opens every pool's stdout_log again; see broker.h. */
+void
+supervisor_reopen_logs(struct supervisor *sv)
+{
+	struct supervisor_pool	*pool;
+	int			 r;
+
+	TAILQ_FOREACH(pool, &sv->pools, entry) {
+		if (pool->out_log == NULL)
+			continue;
+		if ((r = log_file_reopen(pool->out_log)) != 0)
+			log_warnx("pool %s: cannot open stdout_log %s again, "
+			    "still writing to the old file: %s",
+			    pool->cfg->name, log_file_path(pool->out_log),
+			    strerror(-r));
+	}
 }
 
 /* Once a retiring pool's slots are gone: free it, or start its new self. */

@@ -139,6 +139,7 @@ switchboard_client_remove(struct switchboard *sb, struct sb_client *c,
 		return;
 	while ((job = TAILQ_FIRST(&c->jobs)) != NULL) {
 		sb->stats.results[JOB_CANCELLED]++;
+		sb_report(sb, job, NULL, JOB_CANCELLED, false, NULL, 0);
 		if (job->state == SB_JOB_RUNNING) {
 			job_orphan(sb, job);
 		} else {
@@ -293,14 +294,21 @@ switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
 		worker_fill(sb, w, now);
 }
 
-/* Refuses a RUN: counts the status and answers unless it was detached. */
+/*
+ * Refuses a RUN: counts the status, answers unless it was detached, and
+ * reports it.
+ */
 static void
-run_refuse(struct switchboard *sb, struct sb_client *c, bool detached,
-    const uint8_t *id, enum job_status status, const char *error)
+run_refuse(struct switchboard *sb, struct sb_client *c,
+    const struct packet *run, enum job_status status, const char *error)
 {
+	bool	answer = !run->detach && c != NULL;
+
 	sb->stats.results[status]++;
-	if (!detached && c != NULL)
-		sb_send_result(sb, c, id, status, 0, error);
+	if (answer)
+		sb_send_result(sb, c, run->id, status, 0, error);
+	sb_report(sb, NULL, run, status, answer, (const uint8_t *)error,
+	    error != NULL ? (uint32_t)strlen(error) : 0);
 }
 
 /*
@@ -363,18 +371,18 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	if (!detached && c == NULL)
 		return -EINVAL;
 	if (sb->shutting_down) {
-		run_refuse(sb, c, detached, run->id, JOB_SHUTTING_DOWN, NULL);
+		run_refuse(sb, c, run, JOB_SHUTTING_DOWN, NULL);
 		return 0;
 	}
 	if (run->fn.len == 0) {
-		run_refuse(sb, c, detached, run->id, JOB_BAD_REQUEST,
+		run_refuse(sb, c, run, JOB_BAD_REQUEST,
 		    "fn is empty");
 		return 0;
 	}
 	if (run->fn.len > PROTO_MAX_FN_LEN) {
 		snprintf(err, sizeof err, "fn is %u bytes long, more than %d",
 		    run->fn.len, PROTO_MAX_FN_LEN);
-		run_refuse(sb, c, detached, run->id, JOB_BAD_REQUEST, err);
+		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
 	if (run->has & PF_PRIORITY) {
@@ -385,18 +393,18 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 			    "priority %lld is outside %d..%d",
 			    (long long)priority, PROTO_PRIORITY_MIN,
 			    PROTO_PRIORITY_MAX);
-			run_refuse(sb, c, detached, run->id, JOB_BAD_REQUEST,
+			run_refuse(sb, c, run, JOB_BAD_REQUEST,
 			    err);
 			return 0;
 		}
 	}
 	if (table_find(&sb->routes, run->id, 0) != NULL) {
-		run_refuse(sb, c, detached, run->id, JOB_DUPLICATE_ID, NULL);
+		run_refuse(sb, c, run, JOB_DUPLICATE_ID, NULL);
 		return 0;
 	}
 
 	if (run_over_limit(sb, c, run, err) != 0) {
-		run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL, err);
+		run_refuse(sb, c, run, JOB_QUEUE_FULL, err);
 		return 0;
 	}
 
@@ -404,7 +412,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	w = fn != NULL ? fn_pick_worker(fn) : NULL;
 	if (w == NULL) {
 		if (run->nowait) {
-			run_refuse(sb, c, detached, run->id, JOB_NO_WORKER,
+			run_refuse(sb, c, run, JOB_NO_WORKER,
 			    NULL);
 			return 0;
 		}
@@ -412,7 +420,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		    (sb->max_queue_bytes != 0 && fn->queue.bytes +
 		    run->payload.len > sb->max_queue_bytes))) {
 			run_queue_full(sb, fn, err);
-			run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL,
+			run_refuse(sb, c, run, JOB_QUEUE_FULL,
 			    err);
 			return 0;
 		}
@@ -470,7 +478,7 @@ enomem:
 	if (fn != NULL)
 		fn_release(sb, fn);
 enomem_fn_gone:
-	run_refuse(sb, c, detached, run->id, JOB_QUEUE_FULL, "out of memory");
+	run_refuse(sb, c, run, JOB_QUEUE_FULL, "out of memory");
 	return -ENOMEM;
 }
 
@@ -522,6 +530,8 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 
 	w->completed++;
 	sb->stats.results[res->status]++;
+	sb_report(sb, job, NULL, res->status, job->client != NULL,
+	    (res->has & PF_ERROR) ? res->error.ptr : NULL, res->error.len);
 	if (job->client != NULL) {
 		packet_init(&p, PKT_RESULT);
 		memcpy(p.id, job->id, PROTO_ID_LEN);
@@ -631,6 +641,15 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 			job_orphan(sb, job);
 		}
 	}
+}
+
+/* Sets the outcome callback; see switchboard.h. */
+void
+switchboard_set_outcome_cb(struct switchboard *sb, sb_outcome_cb cb,
+    void *arg)
+{
+	sb->outcome = cb;
+	sb->outcome_arg = arg;
 }
 
 /* What the owner holds for max_memory; see switchboard.h. */
