@@ -559,7 +559,7 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 
 	p->ping_sent = 0;
 	if (log_get_level() >= LOG_LEVEL_DEBUG)
-		server_log_frame(p, "received", pkt);
+		server_log_frame(p, "got", pkt);
 	switch (pkt->type) {
 	case PKT_HELLO:
 		if (p->role != ROLE_NONE) {

@@ -125,7 +125,7 @@ void	 supervisor_cause(char **cause, const char *fmt, ...)
 const struct config_pool	*supervisor_proc_cfg(
 				    const struct supervisor_proc *p);
 
-/* The one place a process changes state; logs old -> new. */
+/* The one place a process changes state; logs old -> new at info. */
 void	 supervisor_set_state(struct supervisor_proc *p,
 	    enum supervisor_state new);
 

@@ -97,7 +97,7 @@ supervisor_proc_cfg(const struct supervisor_proc *p)
 	return p->pool != NULL ? p->pool->cfg : p->own_cfg;
 }
 
-/* The one place a process changes state; logs old -> new. */
+/* The one place a process changes state; logs old -> new at info. */
 void
 supervisor_set_state(struct supervisor_proc *p, enum supervisor_state new)
 {
@@ -108,8 +108,13 @@ supervisor_set_state(struct supervisor_proc *p, enum supervisor_state new)
 	if (!policy_transition_valid(old, new))
 		log_error("%s: %s: invalid transition %s -> %s", __func__,
 		    p->id, policy_state_name(old), policy_state_name(new));
-	log_debug("proc %s: %s -> %s", p->id, policy_state_name(old),
-	    policy_state_name(new));
+	/* Operators follow these: at info, with the process as fields. */
+	if (p->pid != 0)
+		log_info("proc=%s pid=%d: %s -> %s", p->id, (int)p->pid,
+		    policy_state_name(old), policy_state_name(new));
+	else
+		log_info("proc=%s: %s -> %s", p->id, policy_state_name(old),
+		    policy_state_name(new));
 	p->state = new;
 	if (p->sv->ops.changed != NULL)
 		p->sv->ops.changed(p->sv->srv, p, old, new);

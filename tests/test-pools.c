@@ -584,8 +584,8 @@ START_TEST(pools_shutdown_by_admin_is_logged)
 	log = harness_read_file(broker.log_path);
 	ck_assert_ptr_nonnull(log);
 	snprintf(needle, sizeof(needle), ", uid %u)\n", (unsigned)getuid());
-	ck_assert_msg(strstr(log, "info: shutdown requested by admin (conn ") !=
-	    NULL && strstr(strstr(log, "shutdown requested by admin"),
+	ck_assert_msg(strstr(log, "info patchbayd: shutdown requested by "
+	    "admin (conn ") != NULL && strstr(strstr(log, "shutdown requested by admin"),
 	    needle) != NULL, "%s", log);
 	ck_assert_msg(strstr(log, "received ") == NULL, "%s", log);
 	ck_assert_msg(strstr(log, "a/1: stopping pid") != NULL, "%s", log);
