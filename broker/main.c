@@ -349,6 +349,8 @@ main(int argc, char *argv[])
 	if (set.log_file != NULL && (r = log_open(set.log_file)) != 0) {
 		fprintf(stderr, "patchbayd: cannot open log_file %s: %s\n",
 		    set.log_file, strerror(-r));
+		settings_clear(&set);
+		config_free(config);
 		return 2;
 	}
 	server_config_from(&set, config, &cfg, eps, &neps);
