@@ -26,7 +26,7 @@ typedef int (*admin_verb_fn)(struct server *srv, struct peer *p,
     const msgpack_object *args, msgpack_packer *pk, char *err);
 
 /* Packs a key and an unsigned value. */
-static void
+void
 admin_pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v)
 {
 	proto_pack_str(pk, key);
@@ -34,7 +34,7 @@ admin_pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v)
 }
 
 /* Packs a key and a string value. */
-static void
+void
 admin_pack_kv_str(msgpack_packer *pk, const char *key, const char *v)
 {
 	proto_pack_str(pk, key);
@@ -558,6 +558,10 @@ static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_SCALE] = admin_scale,
 	[VERB_RELOAD] = admin_reload,
 	[VERB_SHUTDOWN] = admin_shutdown,
+	[VERB_STATS] = admin_stats_stats,
+	[VERB_COUNT] = admin_stats_count,
+	[VERB_JOBS] = admin_stats_jobs,
+	[VERB_QUEUES] = admin_stats_queues,
 };
 
 /* Answers one ADMIN packet with a REPLY. */

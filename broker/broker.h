@@ -471,6 +471,15 @@ enum supervisor_state	 supervisor_proc_state(
 			    const struct supervisor_proc *proc);
 /* Restarts since the slot was created (operator restarts included). */
 unsigned	 supervisor_proc_restarts(const struct supervisor_proc *proc);
+/*
+ * The messages of the connections of the process's children that are
+ * finished (kept, across restarts, as long as the process); the server
+ * adds each one as it closes with supervisor_proc_count().
+ */
+const struct msg_stats	*supervisor_proc_msgs(
+			    const struct supervisor_proc *proc);
+void		 supervisor_proc_count(struct supervisor_proc *proc,
+		    const struct msg_stats *s);
 /* The wait status of the last child, or -1 when none finished yet. */
 int		 supervisor_proc_last_status(const struct supervisor_proc *proc);
 /* The command line, as written in the config or given to spawn. */
@@ -641,6 +650,7 @@ struct server {
 	uint32_t		 peers_peak;	/* most connections since the
 						   last give-back */
 	bool			 trim_tail;	/* jobs were alive at it */
+	struct msg_stats	 msgs_closed;	/* connections gone */
 	struct uid_count	*uids;		/* Unix peers by uid */
 };
 
@@ -682,6 +692,15 @@ void	 server_set_supervisor(struct server *srv, struct supervisor *sv);
 int	 server_stop(struct server *srv, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 
+/* The messages of every connection since the start, closed or not. */
+void	 server_msg_totals(const struct server *srv, struct msg_stats *ret);
+
+/*
+ * The messages of one process: its finished connections and the live one.
+ */
+void	 server_proc_msgs(const struct server *srv,
+	    const struct supervisor_proc *proc, struct msg_stats *ret);
+
 /* Writes the bound endpoints, one per line, to path (atomically). */
 int	 server_write_ready_file(const struct server *srv, const char *path);
 
@@ -699,11 +718,29 @@ void	 admin_handle(struct server *srv, struct peer *p,
  */
 int	 admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk);
 
+/* Pack a key and its value, for the verbs' maps. */
+void	 admin_pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v);
+void	 admin_pack_kv_str(msgpack_packer *pk, const char *key,
+	    const char *v);
+
 /*
  * Looks up key in an ADMIN args map (NULL when absent or args is NULL).
  * Helpers for verbs to read typed arguments.
  */
 const msgpack_object	*admin_arg(const msgpack_object *args,
 			    const char *key);
+
+/*
+ * admin-stats.c: the statistics verbs; each packs its answer into pk and
+ * returns 0, or returns -1 with a sentence in err (PROTO_ERRLEN bytes).
+ */
+int	 admin_stats_stats(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
+int	 admin_stats_count(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
+int	 admin_stats_jobs(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
+int	 admin_stats_queues(struct server *srv, struct peer *p,
+	    const msgpack_object *args, msgpack_packer *pk, char *err);
 
 #endif /* PATCHBAY_BROKER_H */

@@ -93,7 +93,7 @@ server_peer_desc(const struct peer *p)
  * OK is not logged.
  */
 static void
-server_sb_outcome(const struct sb_outcome *o, void *arg)
+server_sb_job_end(const struct sb_job_end *o, void *arg)
 {
 	const struct peer	*client = o->client, *worker = o->worker;
 	enum log_level		 level;
@@ -653,7 +653,6 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 	uint64_t	 now = clock_now_ms();
 	char		 safe[256];
 
-	(void)c;
 	/* A decode error's reason may quote what the peer sent. */
 	format_escape(why, strlen(why), safe, sizeof(safe));
 	/* A peer dropped for not reading is a warning; any other end is news. */
@@ -665,6 +664,14 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 		switchboard_client_remove(srv->sb, p->client, now);
 	if (p->worker != NULL)
 		switchboard_worker_remove(srv->sb, p->worker, now);
+	{
+		struct msg_stats	ms;
+
+		conn_stats(c, &ms);
+		msg_stats_add(&srv->msgs_closed, &ms);
+		if (p->proc != NULL)
+			supervisor_proc_count(p->proc, &ms);
+	}
 	if (p->proc != NULL)
 		supervisor_proc_detached(srv->sv, p->proc);
 	if (p->uid_counted) {
@@ -713,7 +720,7 @@ server_new(struct event_base *base, const struct server_config *cfg)
 	srv->sb_timer_at = UINT64_MAX;
 	srv->sb = switchboard_new(&srv->cfg.sb, server_sb_send, srv);
 	if (srv->sb != NULL)
-		switchboard_set_outcome_cb(srv->sb, server_sb_outcome, srv);
+		switchboard_set_job_end_cb(srv->sb, server_sb_job_end, srv);
 	srv->sb_timer = evtimer_new(base, server_sb_timer_cb, srv);
 	srv->hb_timer = event_new(base, -1, EV_PERSIST, server_hb_timer_cb,
 	    srv);
@@ -790,6 +797,37 @@ server_listen(struct server *srv, const struct endpoint *ep, char *err)
 	srv->listeners[srv->nlisteners++] = l;
 	log_info("listening on %s", listener_endpoint(l)->text);
 	return 0;
+}
+
+/* Every connection's messages; see broker.h. */
+void
+server_msg_totals(const struct server *srv, struct msg_stats *ret)
+{
+	struct peer		*p;
+	struct msg_stats	 ms;
+
+	*ret = srv->msgs_closed;
+	TAILQ_FOREACH(p, &srv->peers, entry) {
+		conn_stats(p->conn, &ms);
+		msg_stats_add(ret, &ms);
+	}
+}
+
+/* One process's messages; see broker.h. */
+void
+server_proc_msgs(const struct server *srv, const struct supervisor_proc *proc,
+    struct msg_stats *ret)
+{
+	struct peer		*p;
+	struct msg_stats	 ms;
+
+	*ret = *supervisor_proc_msgs(proc);
+	TAILQ_FOREACH(p, &srv->peers, entry) {
+		if (p->proc == proc) {
+			conn_stats(p->conn, &ms);
+			msg_stats_add(ret, &ms);
+		}
+	}
 }
 
 /* Writes the bound endpoints to path, via a temporary file and rename. */

@@ -60,6 +60,7 @@ struct supervisor_proc {
 	unsigned		 restarts;
 	int			 last_status;	/* -1: none yet */
 	bool			 removed;	/* unlinked, waiting to be freed */
+	struct msg_stats	 msgs;		/* its finished connections */
 
 	/* The current child; pid is 0 when there is none. */
 	pid_t			 pid;

@@ -897,6 +897,20 @@ supervisor_proc_restarts(const struct supervisor_proc *p)
 	return p->restarts;
 }
 
+/* Adds a finished connection's messages to the process's. */
+void
+supervisor_proc_count(struct supervisor_proc *p, const struct msg_stats *s)
+{
+	msg_stats_add(&p->msgs, s);
+}
+
+/* The messages of the process's finished connections. */
+const struct msg_stats *
+supervisor_proc_msgs(const struct supervisor_proc *p)
+{
+	return &p->msgs;
+}
+
 /* The last child's wait status, or -1. */
 int
 supervisor_proc_last_status(const struct supervisor_proc *p)

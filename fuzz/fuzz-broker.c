@@ -111,6 +111,13 @@ clock_now_ms(void)
 	return fb_now;
 }
 
+/* The wall clock, for the statistics' times: as fake as the other. */
+uint64_t
+clock_wall_ms(void)
+{
+	return 1700000000000ull + fb_now;
+}
+
 /* ADMIN spawn and pools: nothing is ever started. */
 int
 __wrap_spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
@@ -518,12 +525,14 @@ fb_admin(struct fb_peer *pe)
 	static const char *const	 verbs[] = { "status", "workers",
 					    "functions", "ps", "spawn", "stop",
 					    "restart", "pause", "resume", "scale",
-					    "reload", "shutdown", "nope" };
+					    "reload", "shutdown", "stats",
+					    "count", "jobs", "queues", "nope" };
 	struct packet			 p;
 	msgpack_sbuffer			 sb;
 	msgpack_packer			 pk;
+	const char			*verb = verbs[fb_byte() %
+					    (sizeof(verbs) / sizeof(verbs[0]))];
 	uint8_t				 b = fb_byte();
-	const char			*verb = verbs[(b & 15) % 13];
 
 	packet_init(&p, PKT_ADMIN);
 	p.seq = ++pe->seq;
@@ -532,7 +541,7 @@ fb_admin(struct fb_peer *pe)
 	msgpack_sbuffer_init(&sb);
 	if (b & 0x10) {
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		msgpack_pack_map(&pk, 4);
+		msgpack_pack_map(&pk, 8);
 		proto_pack_str(&pk, "id");
 		proto_pack_str(&pk, (b & 0x20) ? "p/1" : "p");
 		proto_pack_str(&pk, "pool");
@@ -542,6 +551,16 @@ fb_admin(struct fb_peer *pe)
 		proto_pack_str(&pk, "argv");
 		msgpack_pack_array(&pk, 1);
 		proto_pack_str(&pk, "/nonexistent/fuzz");
+		/* jobs' filters: a function, a client, a state, a limit. */
+		proto_pack_str(&pk, "fn");
+		proto_pack_str(&pk, (b & 0x40) ? "a" : "");
+		proto_pack_str(&pk, "client");
+		proto_pack_str(&pk, (b & 0x80) ? "1" : "c");
+		proto_pack_str(&pk, "state");
+		proto_pack_str(&pk, (b & 1) ? "queued" : (b & 2) ? "running" :
+		    "x");
+		proto_pack_str(&pk, "limit");
+		msgpack_pack_uint8(&pk, b & 3);
 		p.args_raw.ptr = (const uint8_t *)sb.data;
 		p.args_raw.len = (uint32_t)sb.size;
 		p.has |= PF_ARGS;

@@ -86,6 +86,12 @@ static const struct {
 	[VERB_SCALE] = { "scale", "run N instances of a pool" },
 	[VERB_RELOAD] = { "reload", "re-read the configuration file" },
 	[VERB_SHUTDOWN] = { "shutdown", "stop the broker gracefully" },
+	[VERB_STATS] = { "stats",
+	    "messages and bytes: the broker, each connection, each process" },
+	[VERB_COUNT] = { "count", "messages processed (sent + received)" },
+	[VERB_JOBS] = { "jobs", "live jobs: queued and running" },
+	[VERB_QUEUES] = { "queues",
+	    "per function: queue depth, oldest wait, rejected, workers" },
 };
 
 /* Returns the index of the name s[0..len) in a table of fixstrs, or -1. */

@@ -130,7 +130,38 @@ enum admin_verb {
 	VERB_SCALE,
 	VERB_RELOAD,
 	VERB_SHUTDOWN,
+	VERB_STATS,
+	VERB_COUNT,
+	VERB_JOBS,
+	VERB_QUEUES,
 	VERB__MAX
+};
+
+/*
+ * Kinds of message, for the broker's statistics: requests (RUN, CANCEL),
+ * results (RESULT), progress (PROGRESS), errors (ERROR), heartbeats (PING,
+ * PONG), admin (ADMIN, REPLY) and control (HELLO, WELCOME, REGISTER, BYE).
+ */
+enum msg_kind {
+	MSG_REQUESTS = 0,
+	MSG_RESULTS,
+	MSG_PROGRESS,
+	MSG_ERRORS,
+	MSG_HEARTBEATS,
+	MSG_ADMIN,
+	MSG_CONTROL,
+	MSG__MAX
+};
+
+/* Messages and bytes one way or the other, over one or more connections. */
+struct msg_stats {
+	uint64_t	 sent[MSG__MAX];	/* by kind, from the broker */
+	uint64_t	 received[MSG__MAX];	/* by kind, to the broker */
+	uint64_t	 bytes_sent;		/* frames, headers included */
+	uint64_t	 bytes_received;
+	uint64_t	 first_ms;		/* wall clock, ms since the
+						   epoch; 0: none yet */
+	uint64_t	 last_ms;
 };
 
 /* A borrowed byte range: not NUL-terminated, not owned. */
@@ -315,6 +346,18 @@ const char	*proto_role_name(enum proto_role);
 int		 job_status_from_name(const char *s, size_t len);
 int		 proto_role_from_name(const char *s, size_t len);
 int		 packet_type_from_name(const char *s, size_t len);
+
+/* stats.c */
+
+/* The kind of a packet type ("requests" for RUN). */
+enum msg_kind	 msg_kind_of(enum packet_type type);
+/* "requests", "results", ... */
+const char	*msg_kind_name(enum msg_kind kind);
+/* Adds src to dst: counts add up, times widen. */
+void		 msg_stats_add(struct msg_stats *dst,
+		    const struct msg_stats *src);
+/* Messages sent plus received. */
+uint64_t	 msg_stats_total(const struct msg_stats *s);
 
 /* An ADMIN verb's name ("status") and one line saying what it does. */
 const char	*admin_verb_name(enum admin_verb);

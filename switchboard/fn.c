@@ -68,6 +68,7 @@ fn_get(struct switchboard *sb, const uint8_t *name, uint32_t len)
 	TAILQ_INIT(&fn->workers);
 	memcpy(fn->name, name, len);
 	fn->name_len = len;
+	fn->st = stats_fn(sb, name, len);
 	HASH_ADD_KEYPTR(hh, sb->fns, fn->name, fn->name_len, fn);
 	if (fn->hh.tbl == NULL) {
 		free(fn);
@@ -214,18 +215,35 @@ fn_cmp_name(const void *a, const void *b)
 
 /* Describes one function for the admin verbs. */
 void
-fn_info(const struct sb_fn *fn, struct sb_fn_info *ret)
+fn_info(const struct switchboard *sb, const struct sb_fn *fn,
+    struct sb_fn_info *ret)
 {
 	const struct sb_reg	*r;
+	uint32_t		 waited = 0;
 
 	memset(ret, 0, sizeof *ret);
 	ret->name = fn->name;
 	ret->queued = fn->queue.n;
 	ret->running = fn->running;
 	ret->workers = fn->nworkers;
-	TAILQ_FOREACH(r, &fn->workers, fn_entry)
+	TAILQ_FOREACH(r, &fn->workers, fn_entry) {
+		ret->capacity += r->worker->capacity;
 		if (!r->worker->paused &&
 		    r->worker->in_flight < r->worker->capacity)
 			ret->free_slots +=
 			    r->worker->capacity - r->worker->in_flight;
+	}
+	/* Each level is oldest first; a job queued again keeps its place. */
+	for (uint32_t l = 0; l < fn->queue.nlevels; l++) {
+		const struct sb_job *job = fn->queue.levels[l].first;
+
+		if (job != NULL && (uint32_t)sb->now - job->stamp >= waited) {
+			waited = (uint32_t)sb->now - job->stamp;
+			ret->oldest_queued_at = sb->now - waited;
+		}
+	}
+	memcpy(ret->results, fn->st->results, sizeof ret->results);
+	ret->rejected = fn->st->rejected;
+	ret->wait = fn->st->wait;
+	ret->run = fn->st->run;
 }

@@ -111,6 +111,8 @@ struct sb_job {
 	uint32_t		 attempt;	/* dispatches so far */
 	uint32_t		 max_attempts;	/* 1 + retries */
 	uint32_t		 payload_len;
+	uint32_t		 stamp;		/* the clock's low 32 bits when
+						   queued, then dispatched */
 	int16_t			 priority;
 	uint8_t			 state;		/* enum sb_job_state */
 	bool			 has_timeout;
@@ -158,6 +160,20 @@ struct sb_reg {
 };
 
 /*
+ * The outcomes and times of one function name (stats.c): made with its
+ * first function, kept after it, SB_MAX_FN_STATS at most.
+ */
+struct sb_fn_stats {
+	UT_hash_handle		 hh;		/* sb->fn_stats, keyed by name */
+	uint64_t		 results[JOB__MAX];
+	uint64_t		 rejected;
+	struct sb_hist		 wait;
+	struct sb_hist		 run;
+	uint32_t		 name_len;
+	char			 name[];
+};
+
+/*
  * A function name with its queue and its workers. Owned by the
  * switchboard; freed once nothing refers to it (no worker, no job) and its
  * no-worker clock is not running.
@@ -176,6 +192,7 @@ struct sb_fn {
 	TAILQ_ENTRY(sb_fn)	 idle_entry;	/* sb->idle_fns, when idle */
 	SLIST_ENTRY(sb_fn)	 drain_entry;
 	uint64_t		 reg_gen;	/* de-duplicates a REGISTER */
+	struct sb_fn_stats	*st;		/* its outcomes; never NULL */
 	uint32_t		 name_len;
 	char			 name[];	/* NUL-terminated */
 };
@@ -209,8 +226,8 @@ struct sb_worker {
 struct switchboard {
 	sb_send_cb		 send;
 	void			*arg;
-	sb_outcome_cb		 outcome;	/* or NULL */
-	void			*outcome_arg;
+	sb_job_end_cb		 job_end;	/* or NULL */
+	void			*job_end_arg;
 	uint32_t		 max_queue;
 	uint64_t		 max_queue_bytes;	/* 0: none */
 	uint64_t		 max_memory;		/* 0: none */
@@ -241,6 +258,12 @@ struct switchboard {
 	uint32_t		 live_jobs;	/* records and malloc'd */
 	uint32_t		 jobs_peak;	/* most live_jobs since the
 						   last switchboard_trim() */
+	/* Outcomes (stats.c): per function name, and the recent ones. */
+	struct sb_fn_stats	*fn_stats;	/* by name */
+	struct sb_fn_stats	*fn_other;	/* past SB_MAX_FN_STATS */
+	struct sb_outcome	 outcomes[SB_OUTCOMES];	/* a ring */
+	uint32_t		 noutcomes;	/* ever recorded */
+	uint64_t		 now;		/* the last clock reading given */
 };
 
 /* heap.c */
@@ -361,7 +384,31 @@ void		 fn_expire(struct switchboard *sb, struct sb_fn *fn);
 int		 fn_cmp_name(const void *a, const void *b);
 
 /* Describes one function for the admin verbs. */
-void		 fn_info(const struct sb_fn *fn, struct sb_fn_info *ret);
+void		 fn_info(const struct switchboard *sb, const struct sb_fn *fn,
+		    struct sb_fn_info *ret);
+
+/* stats.c */
+
+/*
+ * The outcome record of a function name: found or made (SB_FN_OTHER's
+ * past SB_MAX_FN_STATS names or when out of memory). Never NULL once
+ * stats_init() succeeded.
+ */
+struct sb_fn_stats	*stats_fn(struct switchboard *sb, const uint8_t *name,
+			    uint32_t len);
+/* Makes the SB_FN_OTHER record; 0 or -ENOMEM. */
+int		 stats_init(struct switchboard *sb);
+/* Frees every record. */
+void		 stats_clear(struct switchboard *sb);
+/* Adds one duration to a histogram. */
+void		 stats_hist_add(struct sb_hist *h, uint64_t ms);
+/*
+ * Counts a terminal status of a job of function st (NULL: of no known
+ * function) and records it among the recent outcomes.
+ */
+void		 stats_outcome(struct switchboard *sb, struct sb_fn_stats *st,
+		    const uint8_t *id, enum job_status status, uint32_t attempts,
+		    bool refused, const void *error, size_t error_len);
 
 /* job.c */
 
@@ -373,7 +420,7 @@ sb_send(struct switchboard *sb, void *ctx, const struct packet *p)
 }
 
 /*
- * Tells the owner's outcome callback (if any) how a job ended: job, or for
+ * Tells the owner's job end callback (if any) how a job ended: job, or for
  * a RUN refused before it became a job, the RUN itself (job NULL).
  */
 void		 sb_report(struct switchboard *sb, const struct sb_job *job,

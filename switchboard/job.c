@@ -31,9 +31,9 @@ sb_report(struct switchboard *sb, const struct sb_job *job,
     const struct packet *run, enum job_status status, bool answered,
     const uint8_t *error, uint32_t error_len)
 {
-	struct sb_outcome	o;
+	struct sb_job_end	o;
 
-	if (sb->outcome == NULL)
+	if (sb->job_end == NULL)
 		return;
 	memset(&o, 0, sizeof(o));
 	o.status = status;
@@ -56,7 +56,7 @@ sb_report(struct switchboard *sb, const struct sb_job *job,
 		o.fn_len = run->fn.len;
 		o.detached = run->detach;
 	}
-	sb->outcome(&o, sb->outcome_arg);
+	sb->job_end(&o, sb->job_end_arg);
 }
 
 /* Sends RESULT {id, status, attempts, error?} to a client. */
@@ -97,7 +97,8 @@ void
 job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
     const char *error)
 {
-	sb->stats.results[status]++;
+	stats_outcome(sb, job->fn->st, job->id, status, job->attempt, false,
+	    error, error != NULL ? strlen(error) : 0);
 	if (job->client != NULL)
 		sb_send_result(sb, job->client, job->id, status,
 		    job->attempt, error);
@@ -114,6 +115,7 @@ void
 job_enqueue(struct switchboard *sb, struct sb_job *job, uint64_t now)
 {
 	job->state = SB_JOB_QUEUED;
+	job->stamp = (uint32_t)now;
 	queue_insert(&job->fn->queue, job);
 	sb->nqueued++;
 	if (job->fn->nworkers == 0)
@@ -129,6 +131,9 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 
 	packet_init(&p, PKT_RUN);
 	p.has = PF_PAYLOAD;
+	/* A job dispatched as it arrives was stamped then: it waited 0. */
+	stats_hist_add(&job->fn->st->wait, (uint32_t)now - job->stamp);
+	job->stamp = (uint32_t)now;
 	job->state = SB_JOB_RUNNING;
 	job->worker = w;
 	job->attempt++;

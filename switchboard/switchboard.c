@@ -62,6 +62,10 @@ switchboard_new(const struct switchboard_config *config, sb_send_cb send,
 	TAILQ_INIT(&sb->workers);
 	TAILQ_INIT(&sb->clients);
 	TAILQ_INIT(&sb->idle_fns);
+	if (stats_init(sb) != 0) {
+		switchboard_free(sb);
+		return NULL;
+	}
 	return sb;
 }
 
@@ -104,6 +108,7 @@ switchboard_free(struct switchboard *sb)
 	}
 	free(sb->deadlines.v);
 	job_slabs_free(sb);
+	stats_clear(sb);
 	free(sb);
 	sb_live--;
 }
@@ -134,11 +139,12 @@ switchboard_client_remove(struct switchboard *sb, struct sb_client *c,
 {
 	struct sb_job	*job;
 
-	(void)now;
 	if (c == NULL)
 		return;
+	sb->now = now;
 	while ((job = TAILQ_FIRST(&c->jobs)) != NULL) {
-		sb->stats.results[JOB_CANCELLED]++;
+		stats_outcome(sb, job->fn->st, job->id, JOB_CANCELLED,
+		    job->attempt, false, "its client went away", 20);
 		sb_report(sb, job, NULL, JOB_CANCELLED, false, NULL, 0);
 		if (job->state == SB_JOB_RUNNING) {
 			job_orphan(sb, job);
@@ -183,6 +189,7 @@ switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
 	struct sb_fn		*fn;
 	uint32_t		 i;
 
+	sb->now = now;
 	if (w == NULL)
 		return;
 	TAILQ_REMOVE(&sb->workers, w, entry);
@@ -233,6 +240,7 @@ switchboard_register(struct switchboard *sb, struct sb_worker *w,
 	uint32_t	  i, n = 0;
 	uint64_t	  gen;
 
+	sb->now = now;
 	if (reg->nfns == 0 || reg->nfns > PROTO_MAX_FNS ||
 	    reg->capacity == 0 || reg->capacity > PROTO_MAX_CAPACITY)
 		return -EINVAL;
@@ -287,6 +295,7 @@ void
 switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
     bool paused, uint64_t now)
 {
+	sb->now = now;
 	if (w->paused == paused)
 		return;
 	w->paused = paused;
@@ -295,20 +304,24 @@ switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
 }
 
 /*
- * Refuses a RUN: counts the status, answers unless it was detached, and
- * reports it.
+ * Refuses a RUN: counts the status (under its function when the name is
+ * one), answers unless it was detached, and reports it to the owner.
  */
 static void
-run_refuse(struct switchboard *sb, struct sb_client *c,
-    const struct packet *run, enum job_status status, const char *error)
+run_refuse(struct switchboard *sb, struct sb_client *c, const struct packet *run,
+    enum job_status status, const char *error)
 {
-	bool	answer = !run->detach && c != NULL;
+	struct sb_fn_stats	*st = NULL;
 
-	sb->stats.results[status]++;
-	if (answer)
+	if (run->fn.len > 0 && run->fn.len <= PROTO_MAX_FN_LEN)
+		st = stats_fn(sb, run->fn.ptr, run->fn.len);
+	stats_outcome(sb, st, run->id, status, 0, true, error,
+	    error != NULL ? strlen(error) : 0);
+	if (!run->detach && c != NULL)
 		sb_send_result(sb, c, run->id, status, 0, error);
-	sb_report(sb, NULL, run, status, answer, (const uint8_t *)error,
-	    error != NULL ? (uint32_t)strlen(error) : 0);
+	sb_report(sb, NULL, run, status, !run->detach && c != NULL,
+	    (const uint8_t *)error, error != NULL ? (uint32_t)strlen(error) :
+	    0);
 }
 
 /*
@@ -368,6 +381,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	struct sb_worker	*w;
 	int64_t			 priority = 0;
 
+	sb->now = now;
 	if (!detached && c == NULL)
 		return -EINVAL;
 	if (sb->shutting_down) {
@@ -467,6 +481,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		heap_push(&sb->deadlines, job, sat_add(now, run->timeout_ms));
 	}
 	sb->stats.submitted++;
+	job->stamp = (uint32_t)now;
 
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);
@@ -489,7 +504,7 @@ switchboard_cancel(struct switchboard *sb, struct sb_client *c,
 {
 	struct sb_job	*job;
 
-	(void)now;
+	sb->now = now;
 	job = table_find(&sb->routes, id, 0);
 	if (job == NULL || c == NULL || job->client != c)
 		return -ENOENT;
@@ -512,6 +527,7 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	struct packet	 p;
 	struct sb_job	*job;
 
+	sb->now = now;
 	if (res->status != JOB_OK && res->status != JOB_ERROR &&
 	    res->status != JOB_CANCELLED)
 		return -EINVAL;
@@ -529,7 +545,9 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	}
 
 	w->completed++;
-	sb->stats.results[res->status]++;
+	stats_hist_add(&job->fn->st->run, (uint32_t)now - job->stamp);
+	stats_outcome(sb, job->fn->st, job->id, res->status, job->attempt,
+	    false, res->error.ptr, (res->has & PF_ERROR) ? res->error.len : 0);
 	sb_report(sb, job, NULL, res->status, job->client != NULL,
 	    (res->has & PF_ERROR) ? res->error.ptr : NULL, res->error.len);
 	if (job->client != NULL) {
@@ -556,7 +574,7 @@ switchboard_progress(struct switchboard *sb, struct sb_worker *w,
 	struct packet	 p;
 	struct sb_job	*job;
 
-	(void)now;
+	sb->now = now;
 	job = worker_find_running(sb, w, prog->id, prog->attempt);
 	if (job == NULL) {
 		if (worker_find_orphan(w, prog->id, prog->attempt) != NULL)
@@ -582,6 +600,7 @@ switchboard_tick(struct switchboard *sb, uint64_t now)
 	struct sb_job	*job;
 	struct sb_fn	*fn, *next;
 
+	sb->now = now;
 	while ((job = heap_top(&sb->deadlines)) != NULL &&
 	    heap_top_deadline(&sb->deadlines) <= now)
 		job_expire(sb, job);
@@ -622,7 +641,7 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 	struct sb_job		*job, *next;
 	struct sb_fn		*fn, *tmp;
 
-	(void)now;
+	sb->now = now;
 	sb->shutting_down = true;
 	HASH_ITER(hh, sb->fns, fn, tmp) {
 		/* Keep fn alive while its last queued job goes. */
@@ -643,13 +662,13 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 	}
 }
 
-/* Sets the outcome callback; see switchboard.h. */
+/* Sets the job end callback; see switchboard.h. */
 void
-switchboard_set_outcome_cb(struct switchboard *sb, sb_outcome_cb cb,
+switchboard_set_job_end_cb(struct switchboard *sb, sb_job_end_cb cb,
     void *arg)
 {
-	sb->outcome = cb;
-	sb->outcome_arg = arg;
+	sb->job_end = cb;
+	sb->job_end_arg = arg;
 }
 
 /* What the owner holds for max_memory; see switchboard.h. */
@@ -717,7 +736,7 @@ switchboard_foreach_fn(const struct switchboard *sb,
 	v = calloc(n, sizeof *v);
 	if (v == NULL) {
 		for (fn = sb->fns; fn != NULL; fn = fn->hh.next) {
-			fn_info(fn, &info);
+			fn_info(sb, fn, &info);
 			cb(&info, arg);
 		}
 		return;
@@ -727,7 +746,7 @@ switchboard_foreach_fn(const struct switchboard *sb,
 		v[i++] = fn;
 	qsort(v, n, sizeof *v, fn_cmp_name);
 	for (i = 0; i < n; i++) {
-		fn_info(v[i], &info);
+		fn_info(sb, v[i], &info);
 		cb(&info, arg);
 	}
 	free(v);

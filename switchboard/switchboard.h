@@ -40,13 +40,13 @@ struct sb_worker;
 typedef void (*sb_send_cb)(void *ctx, const struct packet *p, void *arg);
 
 /*
- * The end of one job, as switchboard_set_outcome_cb() reports it: every
+ * The end of one job, as switchboard_set_job_end_cb() reports it: every
  * terminal status the stats count (results[]), attached or detached,
  * answered to a client or not, refused RUNs included. Everything points
  * into the switchboard or the packet being handled and is valid only
  * during the call.
  */
-struct sb_outcome {
+struct sb_job_end {
 	const uint8_t	*id;		/* PROTO_ID_LEN bytes */
 	const char	*fn;		/* not NUL-terminated: fn_len bytes */
 	uint32_t	 fn_len;
@@ -61,10 +61,10 @@ struct sb_outcome {
 };
 
 /*
- * Called for each job outcome; like sb_send_cb it must not call any
- * switchboard_*() function.
+ * Called for each job's end (for the owner's log); like sb_send_cb it must
+ * not call any switchboard_*() function.
  */
-typedef void (*sb_outcome_cb)(const struct sb_outcome *o, void *arg);
+typedef void (*sb_job_end_cb)(const struct sb_job_end *e, void *arg);
 
 /* Limits and defaults; zero fields take the documented defaults. */
 struct switchboard_config {
@@ -114,6 +114,29 @@ struct sb_worker_info {
 	uint64_t	  completed;		/* results received */
 };
 
+/*
+ * A histogram of durations: counts per bucket (not cumulative), bucket i
+ * holding the durations up to sb_hist_bounds_ms[i] (and above the bound
+ * before it), the last one everything longer. Times are the switchboard's
+ * milliseconds, so sum_ms and the first bucket are coarse for sub-
+ * millisecond jobs.
+ */
+#define SB_HIST_BUCKETS		14
+extern const uint64_t	sb_hist_bounds_ms[SB_HIST_BUCKETS - 1];
+struct sb_hist {
+	uint64_t	count;
+	uint64_t	sum_ms;
+	uint64_t	buckets[SB_HIST_BUCKETS];
+};
+
+/*
+ * Function names whose outcomes are kept after the function is gone (no
+ * worker, no job); the outcomes of any name beyond that many are counted
+ * under SB_FN_OTHER, so that a client inventing names cannot grow them.
+ */
+#define SB_MAX_FN_STATS		1024
+#define SB_FN_OTHER		"(other)"
+
 /* One function as the admin verbs show it. */
 struct sb_fn_info {
 	const char	*name;
@@ -121,6 +144,46 @@ struct sb_fn_info {
 	uint32_t	 running;
 	uint32_t	 workers;		/* registered, paused or not */
 	uint32_t	 free_slots;		/* among unpaused workers */
+	uint32_t	 capacity;		/* of its workers, paused too */
+	uint64_t	 oldest_queued_at;	/* the job waiting longest was
+						   queued then; 0: none */
+	/* Kept as long as the switchboard (see SB_MAX_FN_STATS): */
+	uint64_t	 results[JOB__MAX];	/* terminal statuses */
+	uint64_t	 rejected;		/* RUNs refused on arrival */
+	struct sb_hist	 wait;			/* queued until dispatched,
+						   each attempt */
+	struct sb_hist	 run;			/* dispatched until the
+						   worker's RESULT */
+};
+
+/* One live job as `ctl jobs` shows it. */
+struct sb_job_info {
+	const uint8_t	*id;			/* PROTO_ID_LEN bytes */
+	const char	*fn;
+	void		*client;		/* its client's ctx; NULL when
+						   detached */
+	void		*worker;		/* its worker's ctx while
+						   running, else NULL */
+	uint32_t	 attempt;		/* dispatches so far */
+	uint32_t	 max_attempts;
+	bool		 running;		/* else queued */
+	bool		 detached;
+	int		 priority;
+	uint64_t	 since;			/* queued or dispatched then */
+	uint64_t	 deadline;		/* its timeout; 0: none */
+	uint32_t	 payload_len;
+};
+
+/* A job's terminal outcome, for the recent outcomes. */
+#define SB_OUTCOMES		64
+struct sb_outcome {
+	uint8_t		 id[PROTO_ID_LEN];
+	char		 fn[PROTO_MAX_FN_LEN + 1];
+	uint8_t		 status;		/* enum job_status */
+	bool		 refused;		/* refused on arrival */
+	uint32_t	 attempts;
+	uint64_t	 at;			/* the switchboard's clock */
+	char		 error[120];		/* "" when none */
 };
 
 /*
@@ -244,7 +307,7 @@ void	 switchboard_set_external_bytes(struct switchboard *sb,
  * Sets the callback told of every job's end (NULL: none), with arg as its
  * last argument. Once, before any job.
  */
-void	 switchboard_set_outcome_cb(struct switchboard *sb, sb_outcome_cb cb,
+void	 switchboard_set_job_end_cb(struct switchboard *sb, sb_job_end_cb cb,
 	    void *arg);
 
 /* Fills *ret with the counters and gauges. */
@@ -257,6 +320,22 @@ void	 switchboard_foreach_worker(const struct switchboard *sb,
 /* Calls cb for each function, sorted by name. */
 void	 switchboard_foreach_fn(const struct switchboard *sb,
 	    void (*cb)(const struct sb_fn_info *, void *), void *arg);
+
+/*
+ * Calls cb for every function name with outcomes kept (those alive and
+ * those gone; see SB_MAX_FN_STATS), sorted by name; the gauges of one that
+ * is gone are 0.
+ */
+void	 switchboard_foreach_fn_stats(const struct switchboard *sb,
+	    void (*cb)(const struct sb_fn_info *, void *), void *arg);
+
+/* Calls cb for each live job: the queued ones, then the running ones. */
+void	 switchboard_foreach_job(const struct switchboard *sb,
+	    void (*cb)(const struct sb_job_info *, void *), void *arg);
+
+/* Calls cb for the last SB_OUTCOMES terminal outcomes, newest first. */
+void	 switchboard_foreach_outcome(const struct switchboard *sb,
+	    void (*cb)(const struct sb_outcome *, void *), void *arg);
 
 /* Fills *ret for one worker (fns point into w, valid until it changes). */
 void	 switchboard_worker_info(const struct sb_worker *w,

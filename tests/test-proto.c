@@ -1710,6 +1710,45 @@ START_TEST(packet_decode_survives_mutations)
 END_TEST
 
 /* Builds the suite: one TCase per feature. */
+/* Every packet type has a statistics kind; adding stats adds up. */
+START_TEST(msg_kinds_and_stats_add)
+{
+	struct msg_stats	a = { 0 }, b = { 0 };
+
+	ck_assert_int_eq(msg_kind_of(PKT_RUN), MSG_REQUESTS);
+	ck_assert_int_eq(msg_kind_of(PKT_CANCEL), MSG_REQUESTS);
+	ck_assert_int_eq(msg_kind_of(PKT_RESULT), MSG_RESULTS);
+	ck_assert_int_eq(msg_kind_of(PKT_PROGRESS), MSG_PROGRESS);
+	ck_assert_int_eq(msg_kind_of(PKT_ERROR), MSG_ERRORS);
+	ck_assert_int_eq(msg_kind_of(PKT_PING), MSG_HEARTBEATS);
+	ck_assert_int_eq(msg_kind_of(PKT_PONG), MSG_HEARTBEATS);
+	ck_assert_int_eq(msg_kind_of(PKT_ADMIN), MSG_ADMIN);
+	ck_assert_int_eq(msg_kind_of(PKT_REPLY), MSG_ADMIN);
+	ck_assert_int_eq(msg_kind_of(PKT_HELLO), MSG_CONTROL);
+	ck_assert_int_eq(msg_kind_of(PKT__MAX), MSG_CONTROL);
+	ck_assert_str_eq(msg_kind_name(MSG_HEARTBEATS), "heartbeats");
+	ck_assert_ptr_null(msg_kind_name(MSG__MAX));
+
+	a.sent[MSG_REQUESTS] = 2;
+	a.bytes_received = 10;
+	a.first_ms = 500;
+	a.last_ms = 900;
+	b.received[MSG_RESULTS] = 3;
+	b.bytes_received = 5;
+	b.first_ms = 400;
+	b.last_ms = 800;
+	msg_stats_add(&a, &b);
+	ck_assert_uint_eq(msg_stats_total(&a), 5);
+	ck_assert_uint_eq(a.bytes_received, 15);
+	ck_assert_uint_eq(a.first_ms, 400);
+	ck_assert_uint_eq(a.last_ms, 900);
+	/* Nothing yet (0) does not move the first time. */
+	memset(&b, 0, sizeof(b));
+	msg_stats_add(&a, &b);
+	ck_assert_uint_eq(a.first_ms, 400);
+}
+END_TEST
+
 static Suite *
 proto_suite(void)
 {
@@ -1785,6 +1824,7 @@ proto_suite(void)
 	tcase_add_test(tc, packet_decode_survives_every_truncation);
 	tcase_add_test(tc, packet_decode_survives_garbage);
 	tcase_add_test(tc, packet_decode_survives_mutations);
+	tcase_add_test(tc, msg_kinds_and_stats_add);
 	suite_add_tcase(s, tc);
 
 	return (s);

@@ -1599,6 +1599,226 @@ START_TEST(stats_count_outcomes)
 }
 END_TEST
 
+/* Collects functions' info by name for the stats tests. */
+struct fn_seen {
+	struct sb_fn_info	 v[8];
+	char			 names[8][PROTO_MAX_FN_LEN + 1];
+	int			 n;
+};
+
+static void
+collect_fn_stats(const struct sb_fn_info *fi, void *arg)
+{
+	struct fn_seen	*fs = arg;
+
+	ck_assert_int_lt(fs->n, 8);
+	fs->v[fs->n] = *fi;
+	snprintf(fs->names[fs->n], sizeof(fs->names[0]), "%s", fi->name);
+	fs->n++;
+}
+
+/*
+ * Outcomes are counted per function name, by status, with refusals as
+ * rejected; wait and run times land in their histogram buckets; and the
+ * counts outlive the function (no worker, no job left).
+ */
+START_TEST(stats_per_function_outcomes_and_times)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	struct fn_seen		 fs = { .n = 0 };
+
+	now = 1000;
+	run(c, 1, "f");			/* dispatched at once: waited 0 */
+	run(c, 2, "f");			/* queued */
+	now = 1007;
+	ck_assert_int_eq(answer(w, 1, 1), 0);	/* ran 7 ms; 2 waited 7 */
+	run_packet(3, "f")->nowait = true;
+	ck_assert_int_eq(submit(c), 0);		/* no free slot: refused */
+	now = 1307;
+	ck_assert_int_eq(answer_with(w, 2, 1, JOB_ERROR, NULL, "bad"), 0);
+	run(c, 4, "g");				/* nobody serves g */
+
+	switchboard_foreach_fn_stats(sb, collect_fn_stats, &fs);
+	ck_assert_int_eq(fs.n, 2);
+	ck_assert_str_eq(fs.names[0], "f");
+	ck_assert_str_eq(fs.names[1], "g");
+	ck_assert_uint_eq(fs.v[0].results[JOB_OK], 1);
+	ck_assert_uint_eq(fs.v[0].results[JOB_ERROR], 1);
+	ck_assert_uint_eq(fs.v[0].results[JOB_NO_WORKER], 1);
+	ck_assert_uint_eq(fs.v[0].rejected, 1);
+	ck_assert_uint_eq(fs.v[0].wait.count, 2);
+	ck_assert_uint_eq(fs.v[0].wait.sum_ms, 7);
+	ck_assert_uint_eq(fs.v[0].wait.buckets[0], 1);	/* <= 1 ms */
+	ck_assert_uint_eq(fs.v[0].wait.buckets[2], 1);	/* 5 < 7 <= 10 */
+	ck_assert_uint_eq(fs.v[0].run.count, 2);
+	ck_assert_uint_eq(fs.v[0].run.sum_ms, 307);
+	ck_assert_uint_eq(fs.v[0].run.buckets[2], 1);	/* 7 ms */
+	ck_assert_uint_eq(fs.v[0].run.buckets[7], 1);	/* 250 < 300 <= 500 */
+	ck_assert_uint_eq(fs.v[0].workers, 1);
+	ck_assert_uint_eq(fs.v[0].capacity, 1);
+	ck_assert_uint_eq(fs.v[1].queued, 1);
+	ck_assert_uint_eq(fs.v[1].oldest_queued_at, 1307);
+	ck_assert_uint_eq(fs.v[1].workers, 0);
+
+	/* Unregistering f frees the function; its counts stay and grow. */
+	ck_assert_int_eq(reg(w, 1, "h"), 0);
+	run_packet(5, "f")->nowait = true;
+	ck_assert_int_eq(submit(c), 0);
+	fs.n = 0;
+	switchboard_foreach_fn_stats(sb, collect_fn_stats, &fs);
+	ck_assert_int_eq(fs.n, 3);
+	ck_assert_str_eq(fs.names[0], "f");
+	ck_assert_uint_eq(fs.v[0].workers, 0);
+	ck_assert_uint_eq(fs.v[0].results[JOB_OK], 1);
+	ck_assert_uint_eq(fs.v[0].results[JOB_NO_WORKER], 2);
+	ck_assert_uint_eq(fs.v[0].rejected, 2);
+	ck_assert_uint_eq(fs.v[0].run.count, 2);
+}
+END_TEST
+
+/* Recording one outcome per job id, newest first, the ring bounded. */
+struct outcome_seen {
+	unsigned	 ids[SB_OUTCOMES + 8];
+	uint8_t		 status[SB_OUTCOMES + 8];
+	char		 last_error[120];
+	char		 first_fn[16];
+	int		 n;
+};
+
+static void
+collect_outcome(const struct sb_outcome *o, void *arg)
+{
+	struct outcome_seen	*os = arg;
+
+	if (os->n == 0) {
+		snprintf(os->last_error, sizeof(os->last_error), "%s",
+		    o->error);
+		snprintf(os->first_fn, sizeof(os->first_fn), "%s", o->fn);
+	}
+	os->ids[os->n] = id_num(o->id);
+	os->status[os->n] = o->status;
+	os->n++;
+}
+
+START_TEST(stats_recent_outcomes_newest_first)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	struct outcome_seen	 os = { .n = 0 };
+
+	for (unsigned id = 1; id <= SB_OUTCOMES + 5; id++) {
+		run(c, id, "f");
+		ck_assert_int_eq(answer(w, id, 1), 0);
+	}
+	run(c, 1000, "f");
+	ck_assert_int_eq(answer_with(w, 1000, 1, JOB_ERROR, NULL,
+	    "disk full"), 0);
+	switchboard_foreach_outcome(sb, collect_outcome, &os);
+	ck_assert_int_eq(os.n, SB_OUTCOMES);
+	ck_assert_uint_eq(os.ids[0], 1000);
+	ck_assert_uint_eq(os.status[0], JOB_ERROR);
+	ck_assert_str_eq(os.last_error, "disk full");
+	ck_assert_str_eq(os.first_fn, "f");
+	ck_assert_uint_eq(os.ids[1], SB_OUTCOMES + 5);
+	ck_assert_uint_eq(os.status[1], JOB_OK);
+	ck_assert_uint_eq(os.ids[SB_OUTCOMES - 1], 7);
+}
+END_TEST
+
+/* Names past SB_MAX_FN_STATS are counted together, not one by one. */
+static void
+count_fn(const struct sb_fn_info *fi, void *arg)
+{
+	(void)fi;
+	(*(int *)arg)++;
+}
+
+/* Keeps only the last function seen, in fs->v[0]. */
+static void
+last_fn(const struct sb_fn_info *fi, void *arg)
+{
+	struct fn_seen	*fs = arg;
+
+	fs->v[0] = *fi;
+	snprintf(fs->names[0], sizeof(fs->names[0]), "%s", fi->name);
+}
+
+START_TEST(stats_function_names_are_bounded)
+{
+	struct sb_client	*c = client(&c1);
+	struct fn_seen		 fs = { .n = 0 };
+	char			 name[32];
+	unsigned		 id;
+
+	/* A name refused on arrival makes a record too: the bound holds. */
+	for (id = 1; id <= SB_MAX_FN_STATS + 10; id++) {
+		snprintf(name, sizeof(name), "fn%05u", id);
+		run_packet(id, name)->nowait = true;
+		ck_assert_int_eq(submit(c), 0);
+	}
+	switchboard_foreach_fn_stats(sb, count_fn, &fs.n);
+	ck_assert_int_eq(fs.n, SB_MAX_FN_STATS + 1);
+	fs.n = 0;
+	switchboard_foreach_fn_stats(sb, last_fn, &fs);
+	ck_assert_str_eq(fs.names[0], SB_FN_OTHER);
+	ck_assert_uint_eq(fs.v[0].results[JOB_NO_WORKER], 10);
+	ck_assert_uint_eq(fs.v[0].rejected, 10);
+}
+END_TEST
+
+/* Live jobs are listed with their state, worker, attempt and deadline. */
+struct job_seen {
+	int	 queued, running, with_deadline;
+	void	*worker;
+	void	*client;
+};
+
+static void
+collect_job(const struct sb_job_info *ji, void *arg)
+{
+	struct job_seen	*js = arg;
+
+	if (ji->running) {
+		js->running++;
+		js->worker = ji->worker;
+		ck_assert_uint_eq(ji->attempt, 1);
+	} else {
+		js->queued++;
+		ck_assert_ptr_null(ji->worker);
+		ck_assert_uint_eq(ji->since, 50);
+	}
+	if (ji->deadline != 0) {
+		js->with_deadline++;
+		ck_assert_uint_eq(ji->deadline, 50 + 1000);
+	}
+	js->client = ji->client;
+	ck_assert_str_eq(ji->fn, "f");
+}
+
+START_TEST(stats_live_jobs_listed)
+{
+	struct sb_client	*c = client(&c1);
+	struct job_seen		 js = { 0 };
+	struct packet		*p;
+
+	worker(&w1p, 1, "f");
+	now = 50;
+	p = run_packet(1, "f");
+	p->timeout_ms = 1000;
+	p->has |= PF_TIMEOUT;
+	ck_assert_int_eq(submit(c), 0);
+	run(c, 2, "f");
+	run(c, 3, "f");
+	switchboard_foreach_job(sb, collect_job, &js);
+	ck_assert_int_eq(js.running, 1);
+	ck_assert_int_eq(js.queued, 2);
+	ck_assert_int_eq(js.with_deadline, 1);
+	ck_assert_ptr_eq(js.worker, &w1p);
+	ck_assert_ptr_eq(js.client, &c1);
+}
+END_TEST
+
 /*
  * A burst that came and went between two sweeps still shows in jobs_peak,
  * so the broker knows to give its memory back; trimming frees the records
@@ -2026,8 +2246,8 @@ START_TEST(exactly_one_terminal_result)
 END_TEST
 
 
-/* One job end as the outcome callback reported it. */
-struct outcome_rec {
+/* One job end as the job end callback reported it. */
+struct job_end_rec {
 	unsigned	 id;
 	char		 fn[32];
 	enum job_status	 status;
@@ -2037,17 +2257,17 @@ struct outcome_rec {
 	char		 error[64];
 };
 
-static struct outcome_rec	outcomes[16];
-static int			noutcomes;
+static struct job_end_rec	ends[16];
+static int			nends;
 
-/* The outcome callback of the tests: writes each end down. */
+/* The job end callback of the tests: writes each end down. */
 static void
-outcome_record(const struct sb_outcome *o, void *arg)
+job_end_record(const struct sb_job_end *o, void *arg)
 {
-	struct outcome_rec	*r = &outcomes[noutcomes++];
+	struct job_end_rec	*r = &ends[nends++];
 
-	ck_assert_ptr_eq(arg, &outcomes);
-	ck_assert_int_lt(noutcomes, 16);
+	ck_assert_ptr_eq(arg, &ends);
+	ck_assert_int_lt(nends, 16);
 	memset(r, 0, sizeof(*r));
 	r->id = id_num(o->id);
 	snprintf(r->fn, sizeof(r->fn), "%.*s", (int)o->fn_len, o->fn);
@@ -2063,27 +2283,27 @@ outcome_record(const struct sb_outcome *o, void *arg)
 }
 
 /*
- * Every end of a job reaches the outcome callback, answered or not: an
+ * Every end of a job reaches the job end callback, answered or not: an
  * ERROR with its text and worker, a detached job that timed out at its
  * worker, a detached RUN refused, a TIMEOUT in the queue; OK too.
  */
-START_TEST(outcome_reports_every_end)
+START_TEST(job_end_reports_every_end)
 {
 	struct sb_client	*c = client(&c1);
 	struct sb_worker	*w = worker(&w1p, 2, "f");
 
-	noutcomes = 0;
-	switchboard_set_outcome_cb(sb, outcome_record, &outcomes);
+	nends = 0;
+	switchboard_set_job_end_cb(sb, job_end_record, &ends);
 	run(c, 1, "f");
 	ck_assert_int_eq(answer_with(w, 1, 1, JOB_ERROR, NULL, "boom"), 0);
-	ck_assert_int_eq(noutcomes, 1);
-	ck_assert_uint_eq(outcomes[0].id, 1);
-	ck_assert_str_eq(outcomes[0].fn, "f");
-	ck_assert_int_eq(outcomes[0].status, JOB_ERROR);
-	ck_assert_str_eq(outcomes[0].error, "boom");
-	ck_assert_ptr_eq(outcomes[0].client, &c1);
-	ck_assert_ptr_eq(outcomes[0].worker, &w1p);
-	ck_assert(outcomes[0].answered && !outcomes[0].detached);
+	ck_assert_int_eq(nends, 1);
+	ck_assert_uint_eq(ends[0].id, 1);
+	ck_assert_str_eq(ends[0].fn, "f");
+	ck_assert_int_eq(ends[0].status, JOB_ERROR);
+	ck_assert_str_eq(ends[0].error, "boom");
+	ck_assert_ptr_eq(ends[0].client, &c1);
+	ck_assert_ptr_eq(ends[0].worker, &w1p);
+	ck_assert(ends[0].answered && !ends[0].detached);
 
 	run_packet(2, "f");
 	pkt.detach = true;
@@ -2092,26 +2312,26 @@ START_TEST(outcome_reports_every_end)
 	ck_assert_int_eq(switchboard_run(sb, NULL, &pkt, now), 0);
 	now = 10;
 	switchboard_tick(sb, now);
-	ck_assert_int_eq(noutcomes, 2);
-	ck_assert_uint_eq(outcomes[1].id, 2);
-	ck_assert_int_eq(outcomes[1].status, JOB_TIMEOUT);
-	ck_assert(outcomes[1].detached && !outcomes[1].answered);
-	ck_assert_ptr_null(outcomes[1].client);
-	ck_assert_ptr_eq(outcomes[1].worker, &w1p);
-	ck_assert_uint_eq(outcomes[1].attempts, 1);
+	ck_assert_int_eq(nends, 2);
+	ck_assert_uint_eq(ends[1].id, 2);
+	ck_assert_int_eq(ends[1].status, JOB_TIMEOUT);
+	ck_assert(ends[1].detached && !ends[1].answered);
+	ck_assert_ptr_null(ends[1].client);
+	ck_assert_ptr_eq(ends[1].worker, &w1p);
+	ck_assert_uint_eq(ends[1].attempts, 1);
 
 	run_packet(3, "");
 	pkt.detach = true;
 	ck_assert_int_eq(switchboard_run(sb, NULL, &pkt, now), 0);
-	ck_assert_int_eq(noutcomes, 3);
-	ck_assert_int_eq(outcomes[2].status, JOB_BAD_REQUEST);
-	ck_assert(outcomes[2].detached && !outcomes[2].answered);
-	ck_assert_str_eq(outcomes[2].error, "fn is empty");
+	ck_assert_int_eq(nends, 3);
+	ck_assert_int_eq(ends[2].status, JOB_BAD_REQUEST);
+	ck_assert(ends[2].detached && !ends[2].answered);
+	ck_assert_str_eq(ends[2].error, "fn is empty");
 
 	run(c, 4, "f");
 	ck_assert_int_eq(answer_with(w, 4, 1, JOB_OK, "x", NULL), 0);
-	ck_assert_int_eq(noutcomes, 4);
-	ck_assert_int_eq(outcomes[3].status, JOB_OK);
+	ck_assert_int_eq(nends, 4);
+	ck_assert_int_eq(ends[3].status, JOB_OK);
 	ck_assert_int_eq(stats().results[JOB_OK], 1);
 }
 END_TEST
@@ -2209,7 +2429,7 @@ switchboard_suite(void)
 	tc = tcase_create("detached");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, detached_gets_no_result);
-	tcase_add_test(tc, outcome_reports_every_end);
+	tcase_add_test(tc, job_end_reports_every_end);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("shutdown");
@@ -2221,6 +2441,10 @@ switchboard_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, info_lists_functions_and_workers);
 	tcase_add_test(tc, stats_count_outcomes);
+	tcase_add_test(tc, stats_per_function_outcomes_and_times);
+	tcase_add_test(tc, stats_recent_outcomes_newest_first);
+	tcase_add_test(tc, stats_function_names_are_bounded);
+	tcase_add_test(tc, stats_live_jobs_listed);
 	tcase_add_test(tc, jobs_peak_remembers_a_drained_burst);
 	suite_add_tcase(s, tc);
 

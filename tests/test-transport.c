@@ -527,6 +527,60 @@ START_TEST(conn_output_cap_counts_error_replies)
 END_TEST
 
 /* The transport suite. */
+/*
+ * A conn counts what it received and sent by kind, with the frames'
+ * bytes, and the times of its first and last message on the wall clock.
+ */
+START_TEST(conn_counts_messages_and_bytes)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct conn		*c;
+	struct msg_stats	 ms;
+	struct packet		 p;
+	uint8_t			 buf[4096];
+	size_t			 len = 0;
+	uint64_t		 before = clock_wall_ms();
+	int			 sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 1, &log_ops, &lg, 0);
+	ck_assert_ptr_nonnull(c);
+	conn_stats(c, &ms);
+	ck_assert_uint_eq(msg_stats_total(&ms), 0);
+	ck_assert_uint_eq(ms.first_ms, 0);
+	for (uint64_t i = 1; i <= 3; i++)
+		len += ping_frame(buf + len, i);
+	lg.want = 3;
+	ck_assert_int_eq(write(sv[1], buf, len), (ssize_t)len);
+	run_loop(base, 3000);
+	packet_init(&p, PKT_PONG);
+	ck_assert_int_eq(conn_send(c, &p), 0);
+	ck_assert_int_eq(conn_send_error(c, PERR_NOT_FOUND, NULL, "no"), 0);
+	conn_stats(c, &ms);
+	ck_assert_uint_eq(ms.received[MSG_HEARTBEATS], 3);
+	ck_assert_uint_eq(ms.bytes_received, len);
+	ck_assert_uint_eq(ms.sent[MSG_HEARTBEATS], 1);
+	ck_assert_uint_eq(ms.sent[MSG_ERRORS], 1);
+	ck_assert_uint_eq(msg_stats_total(&ms), 5);
+	run_loop(base, 200);
+	/* What was sent is what the peer reads. */
+	ck_assert_int_eq(read_packet(sv[1], &p, buf, sizeof(buf)), 0);
+	len = 4 + frame_header_len(buf);
+	packet_clear(&p);
+	ck_assert_int_eq(read_packet(sv[1], &p, buf, sizeof(buf)), 0);
+	len += 4 + frame_header_len(buf);
+	packet_clear(&p);
+	ck_assert_uint_eq(ms.bytes_sent, len);
+	ck_assert_uint_ge(ms.first_ms, before - 1);
+	ck_assert_uint_le(ms.first_ms, ms.last_ms);
+	ck_assert_uint_le(ms.last_ms, clock_wall_ms() + 1);
+	conn_free(c);
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *
 transport_suite(void)
 {
@@ -542,6 +596,7 @@ transport_suite(void)
 
 	tc = tcase_create("conn");
 	tcase_add_test(tc, conn_reassembles_split_and_batched_frames);
+	tcase_add_test(tc, conn_counts_messages_and_bytes);
 	tcase_add_test(tc, conn_oversized_frame_gets_error_and_close);
 	tcase_add_test(tc, conn_partial_frame_holds_what_arrived);
 	tcase_add_test(tc, conn_bad_body_gets_bad_frame);

@@ -702,6 +702,35 @@ START_TEST(spawn_child_never_runs_the_parents_handlers)
 END_TEST
 
 /* The util suite. */
+/* Times for people: RFC 3339, UTC, milliseconds. */
+START_TEST(format_time_is_rfc3339_utc_ms)
+{
+	char	buf[FORMAT_TIME_LEN];
+
+	format_time(0, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1970-01-01T00:00:00.000Z");
+	format_time(1796148184123ull, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2026-12-01T18:03:04.123Z");
+	/* A time kept on the monotonic clock, shown on the wall clock. */
+	ck_assert_uint_eq(clock_to_wall(900, 1000, 50000), 49900);
+	ck_assert_uint_eq(clock_to_wall(1200, 1000, 50000), 50000);
+	ck_assert_uint_eq(clock_to_wall(0, 1000, 500), 0);
+}
+END_TEST
+
+/* Job ids as operators see them. */
+START_TEST(format_uuid_is_canonical)
+{
+	uint8_t	id[16];
+	char	buf[FORMAT_UUID_LEN];
+
+	for (int i = 0; i < 16; i++)
+		id[i] = (uint8_t)(i * 17);
+	format_uuid(id, buf);
+	ck_assert_str_eq(buf, "00112233-4455-6677-8899-aabbccddeeff");
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -741,6 +770,8 @@ util_suite(void)
 	tcase_add_test(tc, spawn_exec_failure_is_reported_at_once);
 	tcase_add_test(tc, spawn_user_lookup_grows_its_buffer);
 	tcase_add_test(tc, spawn_child_never_runs_the_parents_handlers);
+	tcase_add_test(tc, format_time_is_rfc3339_utc_ms);
+	tcase_add_test(tc, format_uuid_is_canonical);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -83,6 +83,7 @@ struct conn {
 	char			 why[160];
 	uint64_t		 last_read;
 	struct conn_peer	 peer;
+	struct msg_stats	 stats;		/* times monotonic here */
 };
 
 /* Where every conn reads; only an incomplete frame is copied out of it. */
@@ -94,6 +95,8 @@ static uint8_t	conn_scratch[CONN_READ_SIZE];
  */
 static TAILQ_HEAD(, conn)	conn_dirty = TAILQ_HEAD_INITIALIZER(conn_dirty);
 static unsigned			conn_reading;
+/* The clock when the read callback running (conn_reading) began. */
+static uint64_t			conn_read_now;
 
 /* Output waiting to be written, over every conn (for max_memory). */
 static size_t			conn_out_total;
@@ -286,6 +289,18 @@ conn_linger_cb(evutil_socket_t fd, short what, void *arg)
 	conn_schedule_finish(c);
 }
 
+/* Counts one message of len bytes at now (monotonic) in c's stats. */
+static inline void
+conn_count(struct conn *c, uint64_t *kind, uint64_t *bytes, size_t len,
+    uint64_t now)
+{
+	(*kind)++;
+	*bytes += len;
+	if (c->stats.first_ms == 0)
+		c->stats.first_ms = now;
+	c->stats.last_ms = now;
+}
+
 /*
  * Decodes the whole frames at the start of buf (len bytes) and hands each
  * up. Returns the bytes consumed; stops early once the conn is closing.
@@ -326,6 +341,9 @@ conn_frames(struct conn *c, const uint8_t *buf, size_t len)
 			break;
 		}
 		off += PROTO_HEADER_LEN + flen;
+		conn_count(c, &c->stats.received[msg_kind_of(p.type)],
+		    &c->stats.bytes_received, PROTO_HEADER_LEN + flen,
+		    c->last_read);
 		c->ops->packet(c, &p, c->arg);
 		if (p.zone != NULL)
 			packet_clear(&p);
@@ -405,7 +423,7 @@ conn_read(struct conn *c)
 		conn_lost(c, why);
 		return;
 	}
-	c->last_read = clock_now_ms();
+	conn_read_now = c->last_read = clock_now_ms();
 	if (buf != conn_scratch) {
 		c->in_len += (size_t)n;
 		used = conn_frames(c, c->in, c->in_len);
@@ -579,6 +597,9 @@ conn_append(struct conn *c, const struct packet *p, bool capped)
 	}
 	c->out_end += len;
 	conn_out_total += len;
+	conn_count(c, &c->stats.sent[msg_kind_of(p->type)],
+	    &c->stats.bytes_sent, len,
+	    conn_reading > 0 ? conn_read_now : clock_now_ms());
 	conn_want_flush(c);
 	return 0;
 }
@@ -673,6 +694,18 @@ conn_closing(const struct conn *c)
 }
 
 /* Monotonic milliseconds of the last whole frame received. */
+void
+conn_stats(const struct conn *c, struct msg_stats *ret)
+{
+	uint64_t	mono = clock_now_ms(), wall = clock_wall_ms();
+
+	*ret = c->stats;
+	if (ret->first_ms != 0)
+		ret->first_ms = clock_to_wall(ret->first_ms, mono, wall);
+	if (ret->last_ms != 0)
+		ret->last_ms = clock_to_wall(ret->last_ms, mono, wall);
+}
+
 uint64_t
 conn_last_read(const struct conn *c)
 {

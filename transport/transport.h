@@ -123,6 +123,12 @@ void	 conn_set_max_frame(struct conn *c, uint32_t max_frame);
 uint64_t		 conn_id(const struct conn *c);
 const struct conn_peer	*conn_peer(const struct conn *c);
 bool			 conn_closing(const struct conn *c);
+/*
+ * The messages and bytes of c since it was made (a packet sent is counted
+ * when it is queued), with wall-clock times.
+ */
+void			 conn_stats(const struct conn *c,
+			    struct msg_stats *ret);
 /* Milliseconds (monotonic) when the last frame arrived. */
 uint64_t		 conn_last_read(const struct conn *c);
 size_t			 conn_output_len(const struct conn *c);

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/util.h"
 
@@ -72,6 +73,38 @@ format_size(uint64_t bytes, char *buf, size_t len)
 		}
 	}
 	snprintf(buf, len, "%" PRIu64, bytes);
+}
+
+/* RFC 3339 in UTC with milliseconds; see util.h. */
+void
+format_time(uint64_t wall_ms, char *buf, size_t len)
+{
+	time_t		t = (time_t)(wall_ms / 1000);
+	struct tm	tm;
+
+	if (gmtime_r(&t, &tm) == NULL) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (unsigned)(wall_ms % 1000));
+}
+
+/* 16 bytes as 8-4-4-4-12 lowercase hex digits. */
+void
+format_uuid(const uint8_t *id, char *buf)
+{
+	static const char	hex[] = "0123456789abcdef";
+	char			*o = buf;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[id[i] >> 4];
+		*o++ = hex[id[i] & 0xf];
+	}
+	*o = '\0';
 }
 
 /* The name of a restart policy. */

@@ -136,6 +136,17 @@ void	 format_duration_human(uint64_t ms, char *buf, size_t len);
 /* Writes a size as the shortest exact form ("64KiB", "1GiB", "1000"). */
 void	 format_size(uint64_t bytes, char *buf, size_t len);
 
+/*
+ * Writes a wall-clock time (ms since the epoch) as RFC 3339 in UTC with
+ * milliseconds: "2026-12-01T18:03:04.123Z". len >= FORMAT_TIME_LEN.
+ */
+#define FORMAT_TIME_LEN	32
+void	 format_time(uint64_t wall_ms, char *buf, size_t len);
+
+/* Writes 16 bytes as a lowercase UUID, 36 characters and a NUL. */
+#define FORMAT_UUID_LEN	37
+void	 format_uuid(const uint8_t *id, char *buf);
+
 /* The name of a policy: "always", "on-failure" or "never". */
 const char	*format_restart(enum restart_policy r);
 
@@ -254,6 +265,20 @@ hash_bytes(const void *key, size_t len, uint64_t seed)
 
 /* The monotonic clock in milliseconds. */
 uint64_t	 clock_now_ms(void);
+/* The wall clock in milliseconds since the epoch. */
+uint64_t	 clock_wall_ms(void);
+
+/*
+ * The wall-clock time of mono (a clock_now_ms() reading) given both clocks
+ * read now: for timestamps kept on the cheap clock and shown to people.
+ */
+static inline uint64_t
+clock_to_wall(uint64_t mono, uint64_t mono_now, uint64_t wall_now)
+{
+	uint64_t	ago = mono_now > mono ? mono_now - mono : 0;
+
+	return wall_now > ago ? wall_now - ago : 0;
+}
 
 /* spawn.c */
 

@@ -103,6 +103,16 @@ void	 print_json(FILE *f, const msgpack_object *o);
  */
 int	 print_text(FILE *f, const msgpack_object *o, const char *empty);
 
+/* ctl-stats.c */
+
+/*
+ * Prints the answer of `ctl stats` (verb is VERB_STATS), `ctl queues`
+ * (VERB_QUEUES) or `ctl jobs` (VERB_JOBS) for people, as one table; returns
+ * as print_text().
+ */
+int	 ctl_stats_print(FILE *f, int verb,
+	    const msgpack_object *data, const char *empty);
+
 /* run.c */
 
 int	 run_main(int argc, char **argv);

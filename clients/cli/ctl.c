@@ -31,6 +31,11 @@
 #define CTL_OPT_MAX_RESTARTS	(1u << 1)
 #define CTL_OPT_TIMEOUT		(1u << 2)
 #define CTL_OPT_FORCE		(1u << 3)
+#define CTL_OPT_FN		(1u << 4)
+#define CTL_OPT_CLIENT		(1u << 5)
+#define CTL_OPT_STATE		(1u << 6)
+#define CTL_OPT_LIMIT		(1u << 7)
+#define CTL_OPT_LAST		CTL_OPT_LIMIT
 
 /* How a verb's arguments become the ADMIN args map. */
 enum ctl_args {
@@ -39,6 +44,7 @@ enum ctl_args {
 	CTL_ARGS_SPAWN,		/* {id, argv, restart?, max_restarts?} */
 	CTL_ARGS_STOP,		/* {id, timeout_ms?, force?} */
 	CTL_ARGS_SCALE,		/* {pool, instances} */
+	CTL_ARGS_JOBS,		/* {fn?, client?, state?, limit?} */
 };
 
 /* How `patchbay ctl` takes one verb's arguments (names: proto/names.c). */
@@ -72,6 +78,14 @@ static const struct ctl_verb ctl_verbs[VERB__MAX] = {
 	[VERB_RELOAD] = { VERB_RELOAD, CTL_ARGS_NONE, 0, "reload", NULL },
 	[VERB_SHUTDOWN] = { VERB_SHUTDOWN, CTL_ARGS_NONE, 0, "shutdown",
 	    NULL },
+	[VERB_STATS] = { VERB_STATS, CTL_ARGS_NONE, 0, "stats", NULL },
+	[VERB_COUNT] = { VERB_COUNT, CTL_ARGS_NONE, 0, "count", NULL },
+	[VERB_JOBS] = { VERB_JOBS, CTL_ARGS_JOBS,
+	    CTL_OPT_FN | CTL_OPT_CLIENT | CTL_OPT_STATE | CTL_OPT_LIMIT,
+	    "jobs [--fn F] [--client CONN|NAME] [--state queued|running] "
+	    "[--limit N]", NULL },
+	[VERB_QUEUES] = { VERB_QUEUES, CTL_ARGS_NONE, 0, "queues",
+	    "no functions" },
 };
 
 #define CTL_NVERBS	VERB__MAX
@@ -84,6 +98,10 @@ struct ctl_cmd {
 	bool			 json;
 	unsigned		 given;		/* CTL_OPT_* present */
 	const char		*restart;
+	const char		*fn;		/* jobs' filters */
+	const char		*client;
+	const char		*state;
+	uint64_t		 limit;
 	int64_t			 max_restarts;
 	uint64_t		 timeout_ms;
 	const char		*id;		/* ID or POOL */
@@ -121,6 +139,11 @@ ctl_usage(FILE *f)
 	    "      --timeout D         stop: SIGKILL after D (500ms, 10s, 1m;\n"
 	    "                          bare numbers are ms)\n"
 	    "      --force             stop: SIGKILL at once\n"
+	    "      --fn F              jobs: only those of function F\n"
+	    "      --client C          jobs: only those of client C (its\n"
+	    "                          connection number or HELLO name)\n"
+	    "      --state S           jobs: queued or running\n"
+	    "      --limit N           jobs: list at most N (default 1000)\n"
 	    "  -h, --help              show this help\n"
 	    "\n"
 	    "Exit status:\n"
@@ -152,6 +175,14 @@ ctl_opt_name(unsigned bit)
 		return "--timeout";
 	case CTL_OPT_FORCE:
 		return "--force";
+	case CTL_OPT_FN:
+		return "--fn";
+	case CTL_OPT_CLIENT:
+		return "--client";
+	case CTL_OPT_STATE:
+		return "--state";
+	case CTL_OPT_LIMIT:
+		return "--limit";
 	}
 	return "?";
 }
@@ -178,7 +209,8 @@ static int
 ctl_negative_arg(int argc, char **argv)
 {
 	static const char *const takes_value[] = { "-b", "--broker",
-	    "--restart", "--max-restarts", "--timeout" };
+	    "--restart", "--max-restarts", "--timeout", "--fn", "--client",
+	    "--state", "--limit" };
 	const char	*verb = NULL;
 	char		 err[UTIL_ERRLEN];
 	uint64_t	 n;
@@ -218,7 +250,8 @@ ctl_negative_arg(int argc, char **argv)
 static int
 ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 {
-	enum { O_RESTART = 256, O_MAX_RESTARTS, O_TIMEOUT, O_FORCE };
+	enum { O_RESTART = 256, O_MAX_RESTARTS, O_TIMEOUT, O_FORCE, O_FN,
+	    O_CLIENT, O_STATE, O_LIMIT };
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "broker", required_argument, NULL, 'b' },
@@ -226,6 +259,10 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		{ "max-restarts", required_argument, NULL, O_MAX_RESTARTS },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "force", no_argument, NULL, O_FORCE },
+		{ "fn", required_argument, NULL, O_FN },
+		{ "client", required_argument, NULL, O_CLIENT },
+		{ "state", required_argument, NULL, O_STATE },
+		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -284,6 +321,35 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		case O_FORCE:
 			cmd->given |= CTL_OPT_FORCE;
 			break;
+		case O_FN:
+			if (*optarg == '\0')
+				return cli_usage_error("ctl", "--fn: the "
+				    "function name is empty");
+			cmd->fn = optarg;
+			cmd->given |= CTL_OPT_FN;
+			break;
+		case O_CLIENT:
+			if (*optarg == '\0')
+				return cli_usage_error("ctl", "--client: "
+				    "the client is empty");
+			cmd->client = optarg;
+			cmd->given |= CTL_OPT_CLIENT;
+			break;
+		case O_STATE:
+			if (strcmp(optarg, "queued") != 0 &&
+			    strcmp(optarg, "running") != 0)
+				return cli_bad_value("ctl", "--state", optarg,
+				    "expected queued or running");
+			cmd->state = optarg;
+			cmd->given |= CTL_OPT_STATE;
+			break;
+		case O_LIMIT:
+			if (parse_uint(optarg, 1, 100000, &cmd->limit,
+			    err) != 0)
+				return cli_bad_value("ctl", "--limit", optarg,
+				    err);
+			cmd->given |= CTL_OPT_LIMIT;
+			break;
 		default:
 			/* spawn's command given without "--" lands here. */
 			for (r = 1; r < dd; r++) {
@@ -304,7 +370,7 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 	if ((cmd->verb = ctl_verb_find(pos[0])) == NULL)
 		return ctl_unknown_verb(pos[0]);
 	cmd->name = admin_verb_name(cmd->verb->verb);
-	for (bit = 1; bit <= CTL_OPT_FORCE; bit <<= 1) {
+	for (bit = 1; bit <= CTL_OPT_LAST; bit <<= 1) {
 		if ((cmd->given & bit) && !(cmd->verb->opts & bit))
 			return cli_usage_error("ctl", "option '%s' does not "
 			    "apply to '%s'", ctl_opt_name(bit),
@@ -351,6 +417,7 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 	}
 	switch (cmd->verb->args) {
 	case CTL_ARGS_NONE:
+	case CTL_ARGS_JOBS:
 		if (npos > 0)
 			return cli_usage_error("ctl", "%s takes no argument, "
 			    "got '%s'", cmd->name, pos[0]);
@@ -447,6 +514,27 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		proto_pack_str(pk, "instances");
 		msgpack_pack_uint64(pk, cmd->instances);
 		break;
+	case CTL_ARGS_JOBS:
+		n = (cmd->fn != NULL) + (cmd->client != NULL) +
+		    (cmd->state != NULL) + ((cmd->given & CTL_OPT_LIMIT) != 0);
+		msgpack_pack_map(pk, n);
+		if (cmd->fn != NULL) {
+			proto_pack_str(pk, "fn");
+			proto_pack_str(pk, cmd->fn);
+		}
+		if (cmd->client != NULL) {
+			proto_pack_str(pk, "client");
+			proto_pack_str(pk, cmd->client);
+		}
+		if (cmd->state != NULL) {
+			proto_pack_str(pk, "state");
+			proto_pack_str(pk, cmd->state);
+		}
+		if (cmd->given & CTL_OPT_LIMIT) {
+			proto_pack_str(pk, "limit");
+			msgpack_pack_uint64(pk, cmd->limit);
+		}
+		break;
 	}
 }
 
@@ -468,7 +556,11 @@ ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
 	}
 	if (cmd->json)
 		print_json(stdout, data);
-	else if (print_text(stdout, data, cmd->verb->empty) < 0) {
+	else if ((cmd->verb->verb == VERB_STATS ||
+	    cmd->verb->verb == VERB_QUEUES || cmd->verb->verb == VERB_JOBS ?
+	    ctl_stats_print(stdout,
+	    cmd->verb->verb, data, cmd->verb->empty) : print_text(stdout,
+	    data, cmd->verb->empty)) < 0) {
 		fprintf(stderr, "patchbay ctl: out of memory printing the "
 		    "reply\n");
 		return CLI_EXIT_ERROR;
