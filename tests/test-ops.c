@@ -118,6 +118,33 @@ wait_file(const char *path, const char *needle)
 	return harness_wait_until(file_has_cond, &w, WAIT_MS);
 }
 
+/*
+ * Reads the broker's stderr log without the lines of a wrapper
+ * ($PATCHBAY_BROKER_WRAPPER: valgrind's "==PID== ..."), which are not
+ * patchbayd's.
+ */
+static char *
+read_broker_log(const char *path)
+{
+	char	*text = harness_read_file(path), *in, *out, *eol;
+	size_t	 n;
+
+	if (text == NULL || !harness_broker_wrapped())
+		return text;
+	for (in = out = text; *in != '\0'; in = eol) {
+		eol = strchr(in, '\n');
+		eol = eol != NULL ? eol + 1 : in + strlen(in);
+		n = (size_t)(eol - in);
+		if (strncmp(in, "==", 2) == 0 &&
+		    strspn(in + 2, "0123456789") > 0)
+			continue;
+		memmove(out, in, n);
+		out += n;
+	}
+	*out = '\0';
+	return text;
+}
+
 /* Runs the patchbay CLI with args (NULL-terminated); its wait status. */
 static int
 cli(char **ret_out, char **ret_err, ...)
@@ -197,7 +224,7 @@ START_TEST(ops_log_lines_timestamped)
 	free(out);
 	ck_assert_int_eq(harness_broker_stop(&broker), 0);
 
-	log = harness_read_file(broker.log_path);
+	log = read_broker_log(broker.log_path);
 	ck_assert_ptr_nonnull(log);
 	/* Connections, registration, frames, pool output and the stop. */
 	ck_assert_msg(strstr(log, " info patchbayd: listening on unix:") !=
@@ -253,7 +280,7 @@ START_TEST(ops_log_file_reopened_on_sigusr1)
 	ck_assert(strstr(text, " info patchbayd: stopped\n") != NULL);
 	free(text);
 	/* Nothing went to stderr once the file was open. */
-	text = harness_read_file(broker.log_path);
+	text = read_broker_log(broker.log_path);
 	ck_assert_msg(text == NULL || strstr(text, "patchbayd:") == NULL,
 	    "%s", text);
 	free(text);
@@ -300,7 +327,7 @@ START_TEST(ops_journal_stream_no_timestamp)
 	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
 	harness_broker_start_env(&broker, NULL, env, true);
 	ck_assert_int_eq(harness_broker_stop(&broker), 0);
-	log = harness_read_file(broker.log_path);
+	log = read_broker_log(broker.log_path);
 	ck_assert_ptr_nonnull(log);
 	ck_assert_msg(strncmp(log, JOURNAL_FIRST, strlen(JOURNAL_FIRST)) == 0,
 	    "%s", log);
@@ -316,7 +343,7 @@ START_TEST(ops_journal_stream_no_timestamp)
 	    (unsigned long long)st.st_dev + 1, (unsigned long long)st.st_ino);
 	harness_broker_start_env(&broker, NULL, env, false);
 	ck_assert_int_eq(harness_broker_stop(&broker), 0);
-	log = harness_read_file(broker.log_path);
+	log = read_broker_log(broker.log_path);
 	ck_assert_ptr_nonnull(log);
 	ck_assert(regexec(&re, log, 0, NULL, 0) == 0);
 	ck_assert(strstr(log, "<6>") == NULL);
