@@ -210,7 +210,7 @@ log_close(void)
 static void
 log_vwrite(enum log_level level, int saved, const char *fmt, va_list ap)
 {
-	char	msg[LOG_LINE_MAX - 256], head[64], time[40];
+	char	msg[LOG_LINE_MAX - 256], head[64], stamp[40];
 	char	buf[LOG_LINE_MAX];
 	int	n;
 
@@ -220,8 +220,8 @@ log_vwrite(enum log_level level, int saved, const char *fmt, va_list ap)
 		snprintf(head, sizeof(head), "%s%s", log_prio[level],
 		    log_names[level]);
 	else {
-		log_timestamp(time, sizeof(time));
-		snprintf(head, sizeof(head), "%s %s", time, log_names[level]);
+		log_timestamp(stamp, sizeof(stamp));
+		snprintf(head, sizeof(head), "%s %s", stamp, log_names[level]);
 	}
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	n = snprintf(buf, sizeof(buf), "%s patchbayd: %s%s%s\n", head, msg,
@@ -332,11 +332,11 @@ log_file_path(const struct log_file *lf)
 void
 log_file_line(struct log_file *lf, const char *tag, const char *text)
 {
-	char	time[64], buf[LOG_LINE_MAX];
+	char	stamp[64], buf[LOG_LINE_MAX];
 	int	n;
 
-	log_timestamp(time, sizeof(time));
-	n = snprintf(buf, sizeof(buf), "%s %s: %s\n", time, tag, text);
+	log_timestamp(stamp, sizeof(stamp));
+	n = snprintf(buf, sizeof(buf), "%s %s: %s\n", stamp, tag, text);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(buf)) {
