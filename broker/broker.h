@@ -9,10 +9,12 @@
  * the switchboard's packets out); it is also the one stop path
  * (server_stop(), for signals and `ctl shutdown`). admin.c answers ADMIN
  * packets and does all their packing. settings.c and config.c read flags
- * and the config file. log.c logs. http.c serves the optional HTTP
- * endpoint (health, readiness, the status snapshot as JSON, the status
- * page) and metrics.c its Prometheus metrics, both reading what the
- * server, the switchboard and the supervisor keep, never on the job path.
+ * and the config file. log.c logs (stderr, a file or the journal) and
+ * writes pools' stdout_log files; notify.c speaks sd_notify to systemd.
+ * http.c serves the optional HTTP endpoint (health, readiness, the status
+ * snapshot as JSON, the status page) and metrics.c its Prometheus
+ * metrics, both reading what the server, the switchboard and the
+ * supervisor keep, never on the job path.
  *
  * config.c turns an INI file into a struct config: the [broker] settings
  * and one struct config_pool per [pool:NAME] section, in file order. Every
@@ -70,6 +72,31 @@ enum log_level	 log_get_level(void);
 int	 log_level_from_name(const char *name);
 const char	*log_level_name(enum log_level level);
 
+/*
+ * Sends the lines to path, opened for appending (NULL: back to stderr).
+ * Returns 0, or a negative errno (nothing changed).
+ */
+int	 log_open(const char *path);
+/*
+ * Opens the log file again at its path, for logrotate (SIGUSR1): lines
+ * written after it land in a new file when the old one was renamed.
+ * Returns 0 (also when logging to stderr), or a negative errno with the
+ * old file kept.
+ */
+int	 log_reopen(void);
+/* The log file's path, or NULL when logging to stderr. */
+const char	*log_get_path(void);
+/* Closes the log file; later lines go to stderr. */
+void	 log_close(void);
+/*
+ * True when the lines go to the journal: no log file, and stderr is the
+ * stream $JOURNAL_STREAM names (its "DEVICE:INODE"). Lines then have no
+ * timestamp and start with the sd-daemon priority ("<6>").
+ */
+bool	 log_to_journal(void);
+/* Writes the time now as "2026-12-01T18:03:04.123Z" (at least 25 bytes). */
+void	 log_timestamp(char *buf, size_t len);
+
 void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -79,6 +106,48 @@ void	 fatal(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 void	 fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * A file of timestamped lines, for a pool's stdout_log; owned by whoever
+ * opened it.
+ */
+struct log_file;
+
+/* Opens path for appending. 0, -ENOMEM or the negative errno of open(2). */
+int	 log_file_open(const char *path, struct log_file **ret);
+/* Opens lf's path again (SIGUSR1). 0, or a negative errno (old file kept). */
+int	 log_file_reopen(struct log_file *lf);
+/* The path lf was opened with. */
+const char	*log_file_path(const struct log_file *lf);
+/* Appends "TIME tag: text" as one line (one write). */
+void	 log_file_line(struct log_file *lf, const char *tag, const char *text);
+/* Closes and frees lf. NULL is a no-op. */
+void	 log_file_free(struct log_file *lf);
+
+/* notify.c */
+
+/*
+ * The sd_notify protocol (sd_notify(3)) without libsystemd: datagrams to
+ * $NOTIFY_SOCKET (a path, or an abstract name when it starts with '@').
+ * READY=1 once patchbayd listens and its pools are started, STOPPING=1
+ * when it begins to shut down, and WATCHDOG=1 every half of
+ * $WATCHDOG_USEC when that is set (and $WATCHDOG_PID is unset or ours).
+ * Everything is a no-op without $NOTIFY_SOCKET.
+ */
+struct notify;
+struct event_base;
+
+/*
+ * Reads the environment and, with a watchdog, arms its timer on base.
+ * Returns 0 and *ret (NULL when there is nothing to notify), or -ENOMEM.
+ */
+int	 notify_new(struct event_base *base, struct notify **ret);
+/* Sends one state string ("READY=1"); 0 or a negative errno. NULL ok. */
+int	 notify_send(struct notify *n, const char *state);
+/* The watchdog interval in microseconds, 0 when none. NULL ok. */
+uint64_t	 notify_watchdog_usec(const struct notify *n);
+/* Stops the watchdog and frees n. NULL is a no-op. */
+void	 notify_free(struct notify *n);
 
 /* settings.c */
 
@@ -99,6 +168,7 @@ enum settings_id {
 	SETTINGS_NO_WORKER_WAIT,
 	SETTINGS_TOKEN_FILE,
 	SETTINGS_READY_FILE,
+	SETTINGS_LOG_FILE,
 	SETTINGS_HTTP,
 	SETTINGS_HTTP_TIMEOUT,
 	SETTINGS_COUNT
@@ -123,6 +193,7 @@ struct settings {
 	uint64_t	  no_worker_wait_ms;
 	char		 *token_file;
 	char		 *ready_file;
+	char		 *log_file;
 	char		 *http;			/* canonical endpoint, or NULL:
 						   no HTTP endpoint */
 	uint64_t	  http_timeout_ms;
@@ -191,6 +262,7 @@ struct config_pool {
 	char		**environment;		/* "K=V", NULL-terminated,
 						   never NULL */
 	char		 *user;			/* or NULL */
+	char		 *stdout_log;		/* or NULL: the broker's log */
 	int		  line;			/* of the section header */
 };
 TAILQ_HEAD(config_pools, config_pool);
@@ -487,6 +559,13 @@ int	 supervisor_reload(struct supervisor *sv, struct config *config,
 	    char **cause);
 
 /*
+ * Opens every pool's stdout_log file again at its path (SIGUSR1, for
+ * logrotate). A file that cannot be opened is reported and the old one
+ * kept.
+ */
+void	 supervisor_reopen_logs(struct supervisor *sv);
+
+/*
  * Reads the config file in force again (its path) and applies it with
  * supervisor_reload(); on any error the running config stays. When the
  * file's log_level changed, it is applied. For SIGHUP and `ctl reload`.
@@ -574,6 +653,8 @@ struct server {
 	void			(*stopped_cb)(struct server *, void *);
 	void			*stopped_arg;
 	struct supervisor	*sv;		/* from server_set_supervisor() */
+	struct notify		*notify;	/* main()'s, or NULL: told
+						   STOPPING=1 by server_stop() */
 	uint64_t		 conns_total;
 	uint32_t		 peers_peak;	/* most connections since the
 						   last give-back */
@@ -610,7 +691,8 @@ void	 server_set_supervisor(struct server *srv, struct supervisor *sv);
 
 /*
  * The one way patchbayd stops, for SIGINT, SIGTERM and `ctl shutdown`:
- * logs the reason (a printf format) at info, then, from the event loop (so
+ * logs the reason (a printf format) at info, tells systemd STOPPING=1
+ * (srv->notify), then, from the event loop (so
  * that an answer to whoever asked goes out first), stops the supervisor's
  * processes and the server together: close the listeners (removing socket
  * files), answer queued and running jobs SHUTTING_DOWN, send BYE to every

@@ -142,6 +142,7 @@ config_pool_free(struct config_pool *p)
 	free(p->directory);
 	strv_free(p->environment);
 	free(p->user);
+	free(p->stdout_log);
 	free(p);
 }
 
@@ -164,12 +165,13 @@ config_pool_dup(const struct config_pool *p)
 	if ((c = malloc(sizeof(*c))) == NULL)
 		return NULL;
 	*c = *p;
-	c->name = c->command = c->directory = c->user = NULL;
+	c->name = c->command = c->directory = c->user = c->stdout_log = NULL;
 	c->argv = c->environment = NULL;
 	if (!config_strdup_opt(&c->name, p->name) ||
 	    !config_strdup_opt(&c->command, p->command) ||
 	    !config_strdup_opt(&c->directory, p->directory) ||
 	    !config_strdup_opt(&c->user, p->user) ||
+	    !config_strdup_opt(&c->stdout_log, p->stdout_log) ||
 	    (p->argv != NULL && (c->argv = strv_dup(p->argv)) == NULL) ||
 	    (c->environment = strv_dup(p->environment)) == NULL) {
 		config_pool_free(c);
@@ -236,7 +238,8 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    a->stop_timeout_ms != b->stop_timeout_ms ||
 	    !config_str_equal(a->directory, b->directory) ||
 	    !strv_equal(a->environment, b->environment) ||
-	    !config_str_equal(a->user, b->user))
+	    !config_str_equal(a->user, b->user) ||
+	    !config_str_equal(a->stdout_log, b->stdout_log))
 		return false;
 	return true;
 }
@@ -537,6 +540,15 @@ config_key_user(struct config_parser *cp, const char *key,
 	    &cp->pool->user);
 }
 
+/* stdout_log = PATH. */
+static int
+config_key_stdout_log(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	return config_string_value(cp, key, value, "a file name",
+	    &cp->pool->stdout_log);
+}
+
 /* True when the name part of "NAME=VALUE" is a valid variable name. */
 static bool
 config_env_name_valid(const char *s)
@@ -601,6 +613,7 @@ static const struct config_key config_pool_keys[] = {
 	{ "directory", config_key_directory, false },
 	{ "environment", config_key_environment, true },
 	{ "user", config_key_user, false },
+	{ "stdout_log", config_key_stdout_log, false },
 	{ NULL, NULL, false },
 };
 

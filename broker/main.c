@@ -7,7 +7,9 @@
  * signal events. It runs until SIGINT,
  * SIGTERM or `ctl shutdown` asks server_stop() for a graceful stop: stop
  * accepting, answer what is queued, say BYE, stop the processes, drain,
- * remove socket files, exit 0.
+ * remove socket files, exit 0. SIGHUP reloads the config, SIGUSR1 opens
+ * the log files again (logrotate). Under systemd it says READY=1 once it
+ * listens and its pools are started (notify.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +33,7 @@ struct patchbayd {
 	struct event_base	*base;
 	struct server		*srv;
 	struct supervisor	*sv;
+	struct notify		*notify;
 	struct http		*http;		/* NULL: no `http =` */
 	const char		*ready_file;
 };
@@ -227,6 +230,24 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 	free(cause);
 }
 
+/*
+ * SIGUSR1: open the log file and the pools' stdout_log files again at
+ * their paths, for logrotate: lines after this land in the new files.
+ */
+static void
+signal_usr1_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct patchbayd	*d = arg;
+	int			 r;
+
+	(void)sig; (void)what;
+	if ((r = log_reopen()) != 0)
+		log_warnx("cannot open the log file %s again, still writing "
+		    "to the old one: %s", log_get_path(), strerror(-r));
+	supervisor_reopen_logs(d->sv);
+	log_info("received SIGUSR1, log files opened again");
+}
+
 /* Entry point. */
 int
 main(int argc, char *argv[])
@@ -239,7 +260,7 @@ main(int argc, char *argv[])
 	struct server_config	 cfg;
 	struct settings		 set;
 	struct endpoint		 eps[SERVER_MAX_LISTENERS];
-	struct event		*ev_int, *ev_term, *ev_hup;
+	struct event		*ev_int, *ev_term, *ev_hup, *ev_usr1;
 	sigset_t		 stopsigs;
 	struct event_config	*evcfg;
 	struct config		*config = NULL;
@@ -331,6 +352,13 @@ main(int argc, char *argv[])
 	}
 	settings_apply_defaults(&set);
 	log_set_level((enum log_level)set.log_level);
+	if (set.log_file != NULL && (r = log_open(set.log_file)) != 0) {
+		fprintf(stderr, "patchbayd: cannot open log_file %s: %s\n",
+		    set.log_file, strerror(-r));
+		settings_clear(&set);
+		config_free(config);
+		return 2;
+	}
 	server_config_from(&set, config, &cfg, eps, &neps);
 	d.ready_file = set.ready_file;
 	if (neps == 0) {
@@ -354,6 +382,8 @@ main(int argc, char *argv[])
 	    (d.base = event_base_new_with_config(evcfg)) == NULL)
 		fatalx("cannot create the event loop");
 	event_config_free(evcfg);
+	if (notify_new(d.base, &d.notify) != 0)
+		fatalx("cannot set up NOTIFY_SOCKET: out of memory");
 	if ((d.srv = server_new(d.base, &cfg)) == NULL)
 		fatalx("cannot create the server: out of memory");
 	for (size_t i = 0; i < neps; i++)
@@ -370,6 +400,7 @@ main(int argc, char *argv[])
 	if (supervisor_new(d.base, config, &d.sv) != 0)
 		fatalx("cannot create the supervisor: out of memory");
 	server_set_supervisor(d.srv, d.sv);
+	d.srv->notify = d.notify;
 	supervisor_start(d.sv);
 	if (d.http != NULL)
 		http_set_started(d.http);
@@ -380,12 +411,19 @@ main(int argc, char *argv[])
 	ev_int = evsignal_new(d.base, SIGINT, signal_stop_cb, &d);
 	ev_term = evsignal_new(d.base, SIGTERM, signal_stop_cb, &d);
 	ev_hup = evsignal_new(d.base, SIGHUP, signal_hup_cb, &d);
+	ev_usr1 = evsignal_new(d.base, SIGUSR1, signal_usr1_cb, &d);
 	if (ev_int == NULL || ev_term == NULL || ev_hup == NULL ||
-	    evsignal_add(ev_int, NULL) != 0 || evsignal_add(ev_term, NULL) != 0 ||
-	    evsignal_add(ev_hup, NULL) != 0)
+	    ev_usr1 == NULL || evsignal_add(ev_int, NULL) != 0 ||
+	    evsignal_add(ev_term, NULL) != 0 ||
+	    evsignal_add(ev_hup, NULL) != 0 || evsignal_add(ev_usr1, NULL) != 0)
 		fatalx("cannot install signal handlers");
 
 	log_info("patchbayd %s ready (pid %d)", PATCHBAY_VERSION, (int)getpid());
+	if (d.notify != NULL) {
+		notify_send(d.notify, "READY=1");
+		log_info("told systemd READY=1%s", notify_watchdog_usec(d.notify)
+		    != 0 ? ", watchdog on" : "");
+	}
 	event_base_dispatch(d.base);
 
 	/*
@@ -397,13 +435,16 @@ main(int argc, char *argv[])
 	sigaddset(&stopsigs, SIGINT);
 	sigaddset(&stopsigs, SIGTERM);
 	sigaddset(&stopsigs, SIGHUP);
+	sigaddset(&stopsigs, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &stopsigs, NULL);
 	event_free(ev_int);
 	event_free(ev_term);
 	event_free(ev_hup);
+	event_free(ev_usr1);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 
 	/* Whatever is still running (a second signal) is killed now. */
 	http_free(d.http);
@@ -412,8 +453,10 @@ main(int argc, char *argv[])
 	server_free(d.srv);
 	if (d.ready_file != NULL)
 		unlink(d.ready_file);
+	notify_free(d.notify);
 	event_base_free(d.base);
 	settings_clear(&set);
 	log_info("stopped");
+	log_close();
 	return 0;
 }

@@ -45,33 +45,136 @@ static const struct conn_ops server_conn_ops = {
 	.closed = server_peer_closed,
 };
 
-/* The peer's role for log lines; "peer" before HELLO. */
+/* The peer's role for log lines; "none" before HELLO. */
 static const char *
 server_role(const struct peer *p)
 {
-	return p->role == ROLE_NONE ? "peer" : proto_role_name(p->role);
+	return p->role == ROLE_NONE ? "none" : proto_role_name(p->role);
 }
 
-/* A short description of a peer for log lines: "conn 12 (unix, uid 1000)". */
+/*
+ * A peer as the key=value fields that open its log lines: "conn=12
+ * role=client name=\"x\" transport=unix pid=4242 uid=1000", "conn=13
+ * role=worker addr=10.0.0.7:53122", "conn=14 role=worker proc=rev/1" for
+ * a spawned process. The name is escaped (format_escape) and quoted.
+ */
 static const char *
 server_peer_desc(const struct peer *p)
 {
-	static char		 buf[200];
+	static char		 buf[256];
 	const struct conn_peer	*cp = conn_peer(p->conn);
+	int			 n;
 
-	if (p->local)
-		snprintf(buf, sizeof(buf), "conn %llu (worker %s, spawned)",
-		    (unsigned long long)p->id, p->name);
-	else if (cp->is_unix && cp->has_cred)
-		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, unix, pid %d, "
-		    "uid %u)", (unsigned long long)p->id, server_role(p),
-		    p->name[0] ? " " : "", p->name, (int)cp->pid,
-		    (unsigned)cp->uid);
+	if (p->local) {
+		snprintf(buf, sizeof(buf), "conn=%llu role=%s proc=%s",
+		    (unsigned long long)p->id, server_role(p), p->name);
+		return buf;
+	}
+	n = snprintf(buf, sizeof(buf), "conn=%llu role=%s",
+	    (unsigned long long)p->id, server_role(p));
+	if (p->name[0] != '\0')
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, " name=\"%s\"",
+		    p->name);
+	if (cp->is_unix && cp->has_cred)
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " transport=unix "
+		    "pid=%d uid=%u", (int)cp->pid, (unsigned)cp->uid);
+	else if (cp->is_unix)
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " transport=unix");
 	else
-		snprintf(buf, sizeof(buf), "conn %llu (%s%s%s, %s)",
-		    (unsigned long long)p->id, server_role(p),
-		    p->name[0] ? " " : "", p->name, cp->addr);
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " transport=tcp "
+		    "addr=%s", cp->addr);
 	return buf;
+}
+
+/*
+ * A job's end, from the switchboard: failures are logged at info (ERROR,
+ * TIMEOUT, WORKER_LOST, NO_WORKER, and any end of a detached job other
+ * than OK, since nobody else hears of it), refusals and cancels at debug;
+ * OK is not logged.
+ */
+static void
+server_sb_job_end(const struct sb_job_end *o, void *arg)
+{
+	const struct peer	*client = o->client, *worker = o->worker;
+	enum log_level		 level;
+	char			 id[37], fn[4 * PROTO_MAX_FN_LEN + 1];
+	char			 err[512], who[96];
+	int			 n = 0;
+
+	(void)arg;
+	switch (o->status) {
+	case JOB_OK:
+		return;
+	case JOB_ERROR:
+	case JOB_TIMEOUT:
+	case JOB_WORKER_LOST:
+	case JOB_NO_WORKER:
+		level = LOG_LEVEL_INFO;
+		break;
+	default:
+		level = o->detached ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
+		break;
+	}
+	if (level > log_get_level())
+		return;
+	uuid_unparse_lower(o->id, id);
+	format_escape(o->fn, o->fn_len, fn, sizeof(fn));
+	who[0] = '\0';
+	if (client != NULL)
+		n = snprintf(who, sizeof(who), " conn=%llu",
+		    (unsigned long long)client->id);
+	if (worker != NULL)
+		snprintf(who + n, sizeof(who) - (size_t)n, " worker=%llu%s%s",
+		    (unsigned long long)worker->id, worker->local ?
+		    " proc=" : "", worker->local ? worker->name : "");
+	err[0] = '\0';
+	if (o->error != NULL) {
+		err[0] = ':';
+		err[1] = ' ';
+		format_escape((const char *)o->error, o->error_len, err + 2,
+		    sizeof(err) - 2);
+	}
+	if (level == LOG_LEVEL_INFO)
+		log_info("job id=%s fn=\"%s\"%s%s attempts=%u: %s%s%s", id, fn,
+		    o->detached ? " detached=yes" : "", who, o->attempts,
+		    o->detached ? "detached job dropped: " : "",
+		    job_status_name(o->status), err);
+	else
+		log_debug("job id=%s fn=\"%s\"%s attempts=%u: %s%s", id, fn,
+		    who, o->attempts, job_status_name(o->status), err);
+}
+
+/*
+ * Logs one frame at debug: its direction, type and, for job packets, the
+ * job's id, function, attempt and status.
+ */
+static void
+server_log_frame(const struct peer *p, const char *dir,
+    const struct packet *pkt)
+{
+	char	id[37], fn[4 * PROTO_MAX_FN_LEN + 1], more[64];
+
+	switch (pkt->type) {
+	case PKT_RUN:
+	case PKT_RESULT:
+	case PKT_CANCEL:
+	case PKT_PROGRESS:
+		uuid_unparse_lower(pkt->id, id);
+		fn[0] = more[0] = '\0';
+		if (pkt->type == PKT_RUN)
+			format_escape(pkt->fn.ptr, pkt->fn.len, fn, sizeof(fn));
+		if (pkt->type == PKT_RESULT)
+			snprintf(more, sizeof(more), " status=%s",
+			    job_status_name(pkt->status));
+		log_debug("%s: %s %s id=%s%s%s%s%s", server_peer_desc(p), dir,
+		    packet_type_name(pkt->type), id, fn[0] != '\0' ?
+		    " fn=\"" : "", fn, fn[0] != '\0' ? "\"" : "", more);
+		break;
+	default:
+		log_debug("%s: %s %s", server_peer_desc(p), dir,
+		    packet_type_name(pkt->type));
+		break;
+	}
 }
 
 /* The switchboard's output: encode p onto the peer it names. */
@@ -82,6 +185,8 @@ server_sb_send(void *ctx, const struct packet *pkt, void *arg)
 	int		 r;
 
 	(void)arg;
+	if (log_get_level() >= LOG_LEVEL_DEBUG)
+		server_log_frame(p, "sent", pkt);
 	/* -ENOBUFS: dropped as a slow consumer, logged when it closes. */
 	r = conn_send(p->conn, pkt);
 	if (r != 0 && r != -EPIPE && r != -ENOBUFS)
@@ -315,7 +420,7 @@ server_accept_cb(struct listener *l, int fd, const struct endpoint *ep,
 	}
 	if (server_over_limit(srv, p))
 		return;
-	log_debug("%s: connected via %s", server_peer_desc(p), ep->text);
+	log_info("%s: connected via %s", server_peer_desc(p), ep->text);
 }
 
 /*
@@ -399,7 +504,30 @@ server_hello(struct peer *p, const struct packet *pkt)
 	w.server.ptr = (const uint8_t *)server_name;
 	w.server.len = (uint32_t)strlen(server_name);
 	conn_send(p->conn, &w);
-	log_debug("%s: hello", server_peer_desc(p));
+	log_info("%s: hello", server_peer_desc(p));
+}
+
+/*
+ * Logs a worker's REGISTER at info: its functions (escaped, comma
+ * separated) and capacity.
+ */
+static void
+server_log_register(const struct peer *p, const struct packet *pkt)
+{
+	char	fns[1024], one[4 * PROTO_MAX_FN_LEN + 1];
+	size_t	len = 0;
+
+	fns[0] = '\0';
+	for (uint32_t i = 0; i < pkt->nfns && len < sizeof(fns) - 1; i++) {
+		format_escape((const char *)pkt->fns[i].ptr, pkt->fns[i].len,
+		    one, sizeof(one));
+		len += (size_t)snprintf(fns + len, sizeof(fns) - len, "%s%s",
+		    i > 0 ? "," : "", one);
+	}
+	if (len >= sizeof(fns))
+		memcpy(fns + sizeof(fns) - 4, "...", 4);
+	log_info("%s: registered fn=\"%s\" capacity=%u", server_peer_desc(p),
+	    fns, pkt->capacity);
 }
 
 /* Refuses a packet the peer's role may not send; the conn stays open. */
@@ -430,6 +558,8 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 	int		 r;
 
 	p->ping_sent = 0;
+	if (log_get_level() >= LOG_LEVEL_DEBUG)
+		server_log_frame(p, "got", pkt);
 	switch (pkt->type) {
 	case PKT_HELLO:
 		if (p->role != ROLE_NONE) {
@@ -482,8 +612,7 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 			if (p->proc != NULL)
 				supervisor_proc_registered(srv->sv, p->proc);
 		}
-		log_debug("%s: registered %u function(s), capacity %u",
-		    server_peer_desc(p), pkt->nfns, pkt->capacity);
+		server_log_register(p, pkt);
 		server_rearm(srv);
 		return;
 	case PKT_RESULT:
@@ -526,16 +655,11 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 
 	/* A decode error's reason may quote what the peer sent. */
 	format_escape(why, strlen(why), safe, sizeof(safe));
-	/*
-	 * Workers coming and going matter to operators, and so does any peer
-	 * dropped for not reading; clients are many.
-	 */
+	/* A peer dropped for not reading is a warning; any other end is news. */
 	if (strncmp(why, "slow consumer", 13) == 0)
 		log_warnx("%s: dropped: %s", server_peer_desc(p), safe);
-	else if (p->role == ROLE_WORKER)
-		log_info("%s: closed: %s", server_peer_desc(p), safe);
 	else
-		log_debug("%s: closed: %s", server_peer_desc(p), safe);
+		log_info("%s: closed: %s", server_peer_desc(p), safe);
 	if (p->client != NULL)
 		switchboard_client_remove(srv->sb, p->client, now);
 	if (p->worker != NULL)
@@ -595,6 +719,8 @@ server_new(struct event_base *base, const struct server_config *cfg)
 	srv->started_at = clock_now_ms();
 	srv->sb_timer_at = UINT64_MAX;
 	srv->sb = switchboard_new(&srv->cfg.sb, server_sb_send, srv);
+	if (srv->sb != NULL)
+		switchboard_set_job_end_cb(srv->sb, server_sb_job_end, srv);
 	srv->sb_timer = evtimer_new(base, server_sb_timer_cb, srv);
 	srv->hb_timer = event_new(base, -1, EV_PERSIST, server_hb_timer_cb,
 	    srv);
@@ -834,6 +960,7 @@ server_stop(struct server *srv, const char *fmt, ...)
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 	log_info("%s", reason);
+	notify_send(srv->notify, "STOPPING=1");
 	event_active(srv->stop_ev, EV_TIMEOUT, 0);
 	return 0;
 }

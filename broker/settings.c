@@ -107,6 +107,10 @@ static const struct settings_row settings_rows[] = {
 	{ SETTINGS_READY_FILE, "ready_file", 0, KIND_PATH,
 	    SETTINGS_AT(ready_file), 0, 0, 0, "FILE",
 	    "once listening, write the endpoints to FILE, one per line" },
+	{ SETTINGS_LOG_FILE, "log_file", 0, KIND_PATH,
+	    SETTINGS_AT(log_file), 0, 0, 0, "FILE",
+	    "log to FILE (appended to, opened again on SIGUSR1 for "
+	    "logrotate) instead of stderr" },
 	{ SETTINGS_HTTP, "http", 0, KIND_HTTP, SETTINGS_AT(http), 0, 0, 0,
 	    "ENDPOINT",
 	    "serve /metrics, /healthz, /readyz, /status.json and the status "
@@ -279,6 +283,7 @@ settings_clear(struct settings *s)
 	strv_free(s->listen);
 	free(s->token_file);
 	free(s->ready_file);
+	free(s->log_file);
 	free(s->http);
 	memset(s, 0, sizeof(*s));
 }

@@ -11,9 +11,10 @@
  * dies with patchbayd, and says at once when it could not be executed.
  *
  * The broker's end of the socketpair goes to ops->attach, which makes it a
- * worker connection. The output pipe is read from the event loop and
- * logged line by line ("thumbs/2: a line"); its EOF is one of the two
- * halves of a child's end (supervisor_check_done()).
+ * worker connection. The output pipe (stdout and stderr both) is read from
+ * the event loop and logged line by line ("thumbs/2: a line") at info, or
+ * written to the pool's stdout_log file instead when it has one; its EOF
+ * is one of the two halves of a child's end (supervisor_check_done()).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -38,6 +39,19 @@
 
 /* Output. */
 
+/*
+ * Logs one line of a child's output: to its pool's stdout_log when it has
+ * one, else to the broker's log at info.
+ */
+static void
+supervisor_child_log_line(struct supervisor_proc *p, const char *line)
+{
+	if (p->pool != NULL && !p->removed && p->pool->out_log != NULL)
+		log_file_line(p->pool->out_log, p->id, line);
+	else
+		log_info("%s: %s", p->id, line);
+}
+
 /* Logs the complete lines of the child's output (all of it at EOF). */
 static void
 supervisor_child_log_output(struct supervisor_proc *p, bool eof)
@@ -47,7 +61,7 @@ supervisor_child_log_output(struct supervisor_proc *p, bool eof)
 
 	while ((line = evbuffer_readln(p->out_buf, &len,
 	    EVBUFFER_EOL_CRLF)) != NULL) {
-		log_info("%s: %s", p->id, line);
+		supervisor_child_log_line(p, line);
 		free(line);
 	}
 	while (evbuffer_get_length(p->out_buf) >= SUPERVISOR_MAX_LOG_LINE ||
@@ -59,8 +73,28 @@ supervisor_child_log_output(struct supervisor_proc *p, bool eof)
 		if (n <= 0)
 			break;
 		chunk[n] = '\0';
-		log_info("%s: %s", p->id, chunk);
+		supervisor_child_log_line(p, chunk);
 	}
+}
+
+/* Makes pool->out_log match the pool's stdout_log; see supervisor-int.h. */
+void
+supervisor_child_sync_out_log(struct supervisor_pool *pool)
+{
+	const char	*path = pool->cfg->stdout_log;
+	int		 r;
+
+	if (pool->out_log != NULL && (path == NULL ||
+	    strcmp(log_file_path(pool->out_log), path) != 0)) {
+		log_file_free(pool->out_log);
+		pool->out_log = NULL;
+	}
+	if (path == NULL || pool->out_log != NULL)
+		return;
+	if ((r = log_file_open(path, &pool->out_log)) != 0)
+		log_warnx("pool %s: cannot open stdout_log %s, its output "
+		    "goes to this log: %s", pool->cfg->name, path,
+		    strerror(-r));
 }
 
 /* Closes the output pipe (after logging what is left). */
@@ -240,6 +274,8 @@ supervisor_child_start(struct supervisor_proc *p, char **cause,
 		*permanent = error != -ENOMEM;
 		return error;
 	}
+	if (p->pool != NULL)
+		supervisor_child_sync_out_log(p->pool);
 	*permanent = false;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1 ||
 	    pipe2(out, O_CLOEXEC) == -1 ||

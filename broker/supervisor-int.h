@@ -88,6 +88,9 @@ struct supervisor_pool {
 	bool			 removing;	/* reload removed it */
 	unsigned		 instances;	/* wanted now (scale) */
 	struct supervisor_procs	 procs;		/* by instance */
+	struct log_file		*out_log;	/* cfg->stdout_log, opened
+						   when a child starts; NULL:
+						   the broker's log */
 };
 TAILQ_HEAD(supervisor_pools, supervisor_pool);
 
@@ -123,7 +126,7 @@ void	 supervisor_cause(char **cause, const char *fmt, ...)
 const struct config_pool	*supervisor_proc_cfg(
 				    const struct supervisor_proc *p);
 
-/* The one place a process changes state; logs old -> new. */
+/* The one place a process changes state; logs old -> new at info. */
 void	 supervisor_set_state(struct supervisor_proc *p,
 	    enum supervisor_state new);
 
@@ -181,6 +184,13 @@ void	 supervisor_check_done(struct supervisor_proc *p);
  */
 int	 supervisor_child_start(struct supervisor_proc *p, char **cause,
 	    bool *permanent);
+
+/*
+ * Opens, changes or closes pool->out_log to match its config's
+ * stdout_log (a failure is logged: the output then goes to the broker's
+ * log).
+ */
+void	 supervisor_child_sync_out_log(struct supervisor_pool *pool);
 
 /* Closes the child's output pipe, after logging what is left of it. */
 void	 supervisor_child_output_close(struct supervisor_proc *p);

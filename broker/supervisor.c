@@ -97,7 +97,7 @@ supervisor_proc_cfg(const struct supervisor_proc *p)
 	return p->pool != NULL ? p->pool->cfg : p->own_cfg;
 }
 
-/* The one place a process changes state; logs old -> new. */
+/* The one place a process changes state; logs old -> new at info. */
 void
 supervisor_set_state(struct supervisor_proc *p, enum supervisor_state new)
 {
@@ -108,8 +108,13 @@ supervisor_set_state(struct supervisor_proc *p, enum supervisor_state new)
 	if (!policy_transition_valid(old, new))
 		log_error("%s: %s: invalid transition %s -> %s", __func__,
 		    p->id, policy_state_name(old), policy_state_name(new));
-	log_debug("proc %s: %s -> %s", p->id, policy_state_name(old),
-	    policy_state_name(new));
+	/* Operators follow these: at info, with the process as fields. */
+	if (p->pid != 0)
+		log_info("proc=%s pid=%d: %s -> %s", p->id, (int)p->pid,
+		    policy_state_name(old), policy_state_name(new));
+	else
+		log_info("proc=%s: %s -> %s", p->id, policy_state_name(old),
+		    policy_state_name(new));
 	p->state = new;
 	if (p->sv->ops.changed != NULL)
 		p->sv->ops.changed(p->sv->srv, p, old, new);
@@ -601,9 +606,28 @@ supervisor_pool_free(struct supervisor_pool *pool)
 		supervisor_proc_free(p);
 	}
 	TAILQ_REMOVE(&pool->sv->pools, pool, entry);
+	log_file_free(pool->out_log);
 	config_pool_free(pool->cfg);
 	config_pool_free(pool->next_cfg);
 	free(pool);
+}
+
+/* Opens every pool's stdout_log again; see broker.h. */
+void
+supervisor_reopen_logs(struct supervisor *sv)
+{
+	struct supervisor_pool	*pool;
+	int			 r;
+
+	TAILQ_FOREACH(pool, &sv->pools, entry) {
+		if (pool->out_log == NULL)
+			continue;
+		if ((r = log_file_reopen(pool->out_log)) != 0)
+			log_warnx("pool %s: cannot open stdout_log %s again, "
+			    "still writing to the old file: %s",
+			    pool->cfg->name, log_file_path(pool->out_log),
+			    strerror(-r));
+	}
 }
 
 /* Once a retiring pool's slots are gone: free it, or start its new self. */

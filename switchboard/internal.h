@@ -226,6 +226,8 @@ struct sb_worker {
 struct switchboard {
 	sb_send_cb		 send;
 	void			*arg;
+	sb_job_end_cb		 job_end;	/* or NULL */
+	void			*job_end_arg;
 	uint32_t		 max_queue;
 	uint64_t		 max_queue_bytes;	/* 0: none */
 	uint64_t		 max_memory;		/* 0: none */
@@ -416,6 +418,14 @@ sb_send(struct switchboard *sb, void *ctx, const struct packet *p)
 {
 	sb->send(ctx, p, sb->arg);
 }
+
+/*
+ * Tells the owner's job end callback (if any) how a job ended: job, or for
+ * a RUN refused before it became a job, the RUN itself (job NULL).
+ */
+void		 sb_report(struct switchboard *sb, const struct sb_job *job,
+		    const struct packet *run, enum job_status status,
+		    bool answered, const uint8_t *error, uint32_t error_len);
 
 /* Sends RESULT {id, status, attempts, error?} to a client. */
 void		 sb_send_result(struct switchboard *sb, struct sb_client *c,

@@ -145,6 +145,7 @@ switchboard_client_remove(struct switchboard *sb, struct sb_client *c,
 	while ((job = TAILQ_FIRST(&c->jobs)) != NULL) {
 		stats_outcome(sb, job->fn->st, job->id, JOB_CANCELLED,
 		    job->attempt, false, "its client went away", 20);
+		sb_report(sb, job, NULL, JOB_CANCELLED, false, NULL, 0);
 		if (job->state == SB_JOB_RUNNING) {
 			job_orphan(sb, job);
 		} else {
@@ -304,7 +305,7 @@ switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
 
 /*
  * Refuses a RUN: counts the status (under its function when the name is
- * one) and answers unless it was detached.
+ * one), answers unless it was detached, and reports it to the owner.
  */
 static void
 run_refuse(struct switchboard *sb, struct sb_client *c, const struct packet *run,
@@ -318,6 +319,9 @@ run_refuse(struct switchboard *sb, struct sb_client *c, const struct packet *run
 	    error != NULL ? strlen(error) : 0);
 	if (!run->detach && c != NULL)
 		sb_send_result(sb, c, run->id, status, 0, error);
+	sb_report(sb, NULL, run, status, !run->detach && c != NULL,
+	    (const uint8_t *)error, error != NULL ? (uint32_t)strlen(error) :
+	    0);
 }
 
 /*
@@ -544,6 +548,8 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 	stats_hist_add(&job->fn->st->run, (uint32_t)now - job->stamp);
 	stats_outcome(sb, job->fn->st, job->id, res->status, job->attempt,
 	    false, res->error.ptr, (res->has & PF_ERROR) ? res->error.len : 0);
+	sb_report(sb, job, NULL, res->status, job->client != NULL,
+	    (res->has & PF_ERROR) ? res->error.ptr : NULL, res->error.len);
 	if (job->client != NULL) {
 		packet_init(&p, PKT_RESULT);
 		memcpy(p.id, job->id, PROTO_ID_LEN);
@@ -654,6 +660,15 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 			job_orphan(sb, job);
 		}
 	}
+}
+
+/* Sets the job end callback; see switchboard.h. */
+void
+switchboard_set_job_end_cb(struct switchboard *sb, sb_job_end_cb cb,
+    void *arg)
+{
+	sb->job_end = cb;
+	sb->job_end_arg = arg;
 }
 
 /* What the owner holds for max_memory; see switchboard.h. */

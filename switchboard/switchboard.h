@@ -39,6 +39,33 @@ struct sb_worker;
  */
 typedef void (*sb_send_cb)(void *ctx, const struct packet *p, void *arg);
 
+/*
+ * The end of one job, as switchboard_set_job_end_cb() reports it: every
+ * terminal status the stats count (results[]), attached or detached,
+ * answered to a client or not, refused RUNs included. Everything points
+ * into the switchboard or the packet being handled and is valid only
+ * during the call.
+ */
+struct sb_job_end {
+	const uint8_t	*id;		/* PROTO_ID_LEN bytes */
+	const char	*fn;		/* not NUL-terminated: fn_len bytes */
+	uint32_t	 fn_len;
+	enum job_status	 status;
+	uint32_t	 attempts;	/* dispatches so far */
+	bool		 detached;
+	bool		 answered;	/* a RESULT went to its client */
+	void		*client;	/* its client's ctx, or NULL */
+	void		*worker;	/* ctx of the worker running it, or NULL */
+	const uint8_t	*error;		/* error_len bytes, or NULL */
+	uint32_t	 error_len;
+};
+
+/*
+ * Called for each job's end (for the owner's log); like sb_send_cb it must
+ * not call any switchboard_*() function.
+ */
+typedef void (*sb_job_end_cb)(const struct sb_job_end *e, void *arg);
+
 /* Limits and defaults; zero fields take the documented defaults. */
 struct switchboard_config {
 	uint32_t	max_queue;		/* per function; default 100000 */
@@ -275,6 +302,13 @@ size_t	 switchboard_trim(struct switchboard *sb);
  */
 void	 switchboard_set_external_bytes(struct switchboard *sb,
 	    uint64_t bytes);
+
+/*
+ * Sets the callback told of every job's end (NULL: none), with arg as its
+ * last argument. Once, before any job.
+ */
+void	 switchboard_set_job_end_cb(struct switchboard *sb, sb_job_end_cb cb,
+	    void *arg);
 
 /* Fills *ret with the counters and gauges. */
 void	 switchboard_stats(const struct switchboard *sb, struct sb_stats *ret);

@@ -1051,7 +1051,8 @@ START_TEST(shutdown_answers_queued_and_removes_socket)
 	packet_clear(&p);
 	/* A peer still before its HELLO when the broker stops. */
 	early = raw_connect(b.unix_ep);
-	ck_assert(harness_wait_log(&b, "conn 3 (peer, unix", RECV_MS));
+	ck_assert(harness_wait_log(&b, "conn=3 role=none transport=unix",
+	    RECV_MS));
 
 	kill(b.pid, SIGTERM);
 	raw_expect_error(early, PERR_SHUTTING_DOWN, "shutting down");
@@ -1243,12 +1244,13 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
 	ck_assert_str_eq(from_help, "--config,--heartbeat,--hello-timeout,"
-	    "--help,--http,--http-timeout,--listen,--log-level,--max-connections,"
-	    "--max-connections-per-uid,--max-frame,--max-jobs-per-client,"
-	    "--max-memory,--max-output,--max-queue,--max-queue-bytes,"
-	    "--no-worker-wait,--ready-file,--token-file,--version,");
+	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
+	    "--max-connections,--max-connections-per-uid,--max-frame,"
+	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
+	    "--max-queue-bytes,--no-worker-wait,--ready-file,--token-file,"
+	    "--version,");
 	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--http,"
-	    "--http-timeout,--listen,"
+	    "--http-timeout,--listen,--log-file,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
 	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"

@@ -191,7 +191,7 @@ start_worker(const char *fns, const char *cmd, int capacity)
 	free(copy);
 	free(log);
 
-	snprintf(needle, sizeof needle, "pid %ld, uid %lu): registered",
+	snprintf(needle, sizeof needle, "pid=%ld uid=%lu: registered",
 	    (long)pid, (unsigned long)getuid());
 	ck_assert_msg(harness_wait_log(&broker, needle, WAIT_MS),
 	    "worker %ld did not register with the broker", (long)pid);
@@ -763,7 +763,7 @@ START_TEST(run_progress_goes_to_stderr)
 		_exit(0);
 	}
 	workers[nworkers++] = pid;
-	snprintf(needle, sizeof needle, "pid %ld, uid %lu): registered",
+	snprintf(needle, sizeof needle, "pid=%ld uid=%lu: registered",
 	    (long)pid, (unsigned long)getuid());
 	ck_assert(harness_wait_log(&broker, needle, WAIT_MS));
 
@@ -856,7 +856,7 @@ start_shuffle_worker(const char *fn)
 		}
 	}
 	workers[nworkers++] = pid;
-	snprintf(needle, sizeof needle, "pid %ld, uid %lu): registered",
+	snprintf(needle, sizeof needle, "pid=%ld uid=%lu: registered",
 	    (long)pid, (unsigned long)getuid());
 	ck_assert_msg(harness_wait_log(&broker, needle, WAIT_MS),
 	    "the shuffling worker did not register");

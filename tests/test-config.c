@@ -530,6 +530,51 @@ START_TEST(config_examples_parse)
 }
 END_TEST
 
+/*
+ * log_file in [broker] and stdout_log in a pool: read, copied, compared
+ * (a changed stdout_log is a changed pool), and refused empty. The
+ * example config that `meson install` ships uses both.
+ */
+START_TEST(config_log_keys)
+{
+	struct config		*c;
+	struct config_pool	*p, *dup;
+	char			 path[512];
+	char			*cause = NULL;
+
+	c = load_ok("[broker]\nlog_file = /var/log/pb.log\n"
+	    "[pool:a]\ncommand = true\nstdout_log = /var/log/a.log\n");
+	ck_assert(settings_given(&c->broker, SETTINGS_LOG_FILE));
+	ck_assert_str_eq(c->broker.log_file, "/var/log/pb.log");
+	p = config_pool_find(c, "a");
+	ck_assert_str_eq(p->stdout_log, "/var/log/a.log");
+	dup = config_pool_dup(p);
+	ck_assert_str_eq(dup->stdout_log, "/var/log/a.log");
+	ck_assert_ptr_ne(dup->stdout_log, p->stdout_log);
+	ck_assert(config_pool_equal(p, dup));
+	free(dup->stdout_log);
+	dup->stdout_log = NULL;
+	ck_assert(!config_pool_equal_but_instances(p, dup));
+	config_pool_free(dup);
+	config_free(c);
+
+	load_fails("[pool:a]\ncommand = true\nstdout_log =\n", 3,
+	    "key 'stdout_log': expected a file name (got '')", NULL);
+	load_fails("[broker]\nlog_file =\n", 2, "log_file",
+	    "expected a file name (got '')", NULL);
+
+	snprintf(path, sizeof(path), "%s/dist/patchbay.conf",
+	    getenv("PATCHBAY_SRCDIR"));
+	ck_assert_msg(config_load(path, &c, &cause) == 0, "%s", cause);
+	ck_assert_str_eq(c->broker.listen[0],
+	    "unix:/run/patchbay/patchbay.sock");
+	p = config_pool_find(c, "rev");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_str_eq(p->stdout_log, "/var/log/patchbay/rev.log");
+	config_free(c);
+}
+END_TEST
+
 START_TEST(config_equal)
 {
 	struct config		*a = load_ok(issue_example);
@@ -581,6 +626,7 @@ config_suite(void)
 	tcase_add_test(tc, config_pool_values);
 	tcase_add_test(tc, config_long_line);
 	tcase_add_test(tc, config_examples_parse);
+	tcase_add_test(tc, config_log_keys);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

@@ -183,6 +183,13 @@ proc_state(long pid)
 	return paren[2];
 }
 
+/* True when pid is stopped (SIGSTOP has been delivered). */
+static bool
+proc_stopped_cond(void *arg)
+{
+	return proc_state(*(long *)arg) == 'T';
+}
+
 /* True when pid is gone (or a zombie left for init). */
 static bool
 proc_gone_cond(void *arg)
@@ -380,7 +387,9 @@ START_TEST(pools_pause_resume)
 	pid = wait_state("rev/1", "running", 10000);
 	ck_assert_int_eq(ctl(false, NULL, NULL, "pause", "rev", END), 0);
 	wait_state("rev/1", "paused", 2000);
-	ck_assert_int_eq(proc_state(pid), 'T');
+	/* The kernel delivers the SIGSTOP when it schedules the process. */
+	ck_assert_msg(harness_wait_until(proc_stopped_cond, &pid, 2000),
+	    "pid %ld is not stopped: state %c", pid, proc_state(pid));
 
 	/* A job now waits in the queue... */
 	snprintf(runlog, sizeof(runlog), "%s/run.out", tmp);
@@ -584,8 +593,8 @@ START_TEST(pools_shutdown_by_admin_is_logged)
 	log = harness_read_file(broker.log_path);
 	ck_assert_ptr_nonnull(log);
 	snprintf(needle, sizeof(needle), ", uid %u)\n", (unsigned)getuid());
-	ck_assert_msg(strstr(log, "info: shutdown requested by admin (conn ") !=
-	    NULL && strstr(strstr(log, "shutdown requested by admin"),
+	ck_assert_msg(strstr(log, "info patchbayd: shutdown requested by "
+	    "admin (conn ") != NULL && strstr(strstr(log, "shutdown requested by admin"),
 	    needle) != NULL, "%s", log);
 	ck_assert_msg(strstr(log, "received ") == NULL, "%s", log);
 	ck_assert_msg(strstr(log, "a/1: stopping pid") != NULL, "%s", log);

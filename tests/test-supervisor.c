@@ -1042,10 +1042,10 @@ START_TEST(supervisor_output_logged)
 	WAIT_FOR(state_of("talk/1") == SUPERVISOR_EXITED, 5000);
 	text = harness_read_file(logpath);
 	ck_assert_ptr_nonnull(text);
-	ck_assert_msg(strstr(text, "info: talk/1: out line\n") != NULL, "%s",
+	ck_assert_msg(strstr(text, "info patchbayd: talk/1: out line\n") != NULL, "%s",
 	    text);
-	ck_assert(strstr(text, "info: talk/1: err line\n") != NULL);
-	ck_assert(strstr(text, "info: talk/1: no newline\n") != NULL);
+	ck_assert(strstr(text, "info patchbayd: talk/1: err line\n") != NULL);
+	ck_assert(strstr(text, "info patchbayd: talk/1: no newline\n") != NULL);
 	ck_assert(strstr(text, "talk/1: pid ") != NULL);
 	free(text);
 }

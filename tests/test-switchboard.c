@@ -2245,6 +2245,97 @@ START_TEST(exactly_one_terminal_result)
 }
 END_TEST
 
+
+/* One job end as the job end callback reported it. */
+struct job_end_rec {
+	unsigned	 id;
+	char		 fn[32];
+	enum job_status	 status;
+	uint32_t	 attempts;
+	bool		 detached, answered;
+	void		*client, *worker;
+	char		 error[64];
+};
+
+static struct job_end_rec	ends[16];
+static int			nends;
+
+/* The job end callback of the tests: writes each end down. */
+static void
+job_end_record(const struct sb_job_end *o, void *arg)
+{
+	struct job_end_rec	*r = &ends[nends++];
+
+	ck_assert_ptr_eq(arg, &ends);
+	ck_assert_int_lt(nends, 16);
+	memset(r, 0, sizeof(*r));
+	r->id = id_num(o->id);
+	snprintf(r->fn, sizeof(r->fn), "%.*s", (int)o->fn_len, o->fn);
+	r->status = o->status;
+	r->attempts = o->attempts;
+	r->detached = o->detached;
+	r->answered = o->answered;
+	r->client = o->client;
+	r->worker = o->worker;
+	if (o->error != NULL)
+		snprintf(r->error, sizeof(r->error), "%.*s",
+		    (int)o->error_len, (const char *)o->error);
+}
+
+/*
+ * Every end of a job reaches the job end callback, answered or not: an
+ * ERROR with its text and worker, a detached job that timed out at its
+ * worker, a detached RUN refused, a TIMEOUT in the queue; OK too.
+ */
+START_TEST(job_end_reports_every_end)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 2, "f");
+
+	nends = 0;
+	switchboard_set_job_end_cb(sb, job_end_record, &ends);
+	run(c, 1, "f");
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_ERROR, NULL, "boom"), 0);
+	ck_assert_int_eq(nends, 1);
+	ck_assert_uint_eq(ends[0].id, 1);
+	ck_assert_str_eq(ends[0].fn, "f");
+	ck_assert_int_eq(ends[0].status, JOB_ERROR);
+	ck_assert_str_eq(ends[0].error, "boom");
+	ck_assert_ptr_eq(ends[0].client, &c1);
+	ck_assert_ptr_eq(ends[0].worker, &w1p);
+	ck_assert(ends[0].answered && !ends[0].detached);
+
+	run_packet(2, "f");
+	pkt.detach = true;
+	pkt.has |= PF_TIMEOUT;
+	pkt.timeout_ms = 10;
+	ck_assert_int_eq(switchboard_run(sb, NULL, &pkt, now), 0);
+	now = 10;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(nends, 2);
+	ck_assert_uint_eq(ends[1].id, 2);
+	ck_assert_int_eq(ends[1].status, JOB_TIMEOUT);
+	ck_assert(ends[1].detached && !ends[1].answered);
+	ck_assert_ptr_null(ends[1].client);
+	ck_assert_ptr_eq(ends[1].worker, &w1p);
+	ck_assert_uint_eq(ends[1].attempts, 1);
+
+	run_packet(3, "");
+	pkt.detach = true;
+	ck_assert_int_eq(switchboard_run(sb, NULL, &pkt, now), 0);
+	ck_assert_int_eq(nends, 3);
+	ck_assert_int_eq(ends[2].status, JOB_BAD_REQUEST);
+	ck_assert(ends[2].detached && !ends[2].answered);
+	ck_assert_str_eq(ends[2].error, "fn is empty");
+
+	run(c, 4, "f");
+	ck_assert_int_eq(answer_with(w, 4, 1, JOB_OK, "x", NULL), 0);
+	ck_assert_int_eq(nends, 4);
+	ck_assert_int_eq(ends[3].status, JOB_OK);
+	ck_assert_int_eq(stats().results[JOB_OK], 1);
+}
+END_TEST
+
 /* Builds the switchboard suite, one TCase per feature. */
 static Suite *
 switchboard_suite(void)
@@ -2338,6 +2429,7 @@ switchboard_suite(void)
 	tc = tcase_create("detached");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, detached_gets_no_result);
+	tcase_add_test(tc, job_end_reports_every_end);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("shutdown");
