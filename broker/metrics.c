@@ -62,9 +62,19 @@ static void
 metrics_label_value(FILE *f, const char *s)
 {
 	const uint8_t	*p = (const uint8_t *)s;
-	size_t		 n = strlen(s), i = 0, l;
+	size_t		 n = strlen(s), i = 0, l, run;
 
 	while (i < n) {
+		/* A run of plain ASCII goes out in one write. */
+		for (run = 0; i + run < n && p[i + run] < 0x80 &&
+		    p[i + run] != '\\' && p[i + run] != '"' &&
+		    p[i + run] != '\n'; run++)
+			;
+		if (run > 0) {
+			fwrite(p + i, 1, run, f);
+			i += run;
+			continue;
+		}
 		if (p[i] == '\\' || p[i] == '"') {
 			fputc('\\', f);
 			fputc(p[i++], f);
@@ -99,7 +109,12 @@ metrics_sample(struct metrics *m, const char *suffix, double value,
 		}
 		fputc('}', m->f);
 	}
-	fprintf(m->f, " %.15g\n", value);
+	/* Counts and gauges are mostly whole: no float formatting for them. */
+	if (value >= 0 && value < 9007199254740992.0 &&
+	    value == (double)(uint64_t)value)
+		fprintf(m->f, " %llu\n", (unsigned long long)value);
+	else
+		fprintf(m->f, " %.15g\n", value);
 }
 
 /* A sample without labels. */
@@ -269,18 +284,20 @@ metrics_jobs(struct metrics *m)
 static void
 metrics_histogram(struct metrics *m, const char *fn, const struct sb_hist *h)
 {
+	static char	 le[SB_HIST_BUCKETS][32];
 	const char	*kv[4] = { "fn", fn, "le", NULL };
-	char		 le[32];
 	uint64_t	 cum = 0;
 
+	/* The bounds in seconds, written once. */
+	if (le[0][0] == '\0') {
+		for (int i = 0; i < SB_HIST_BUCKETS - 1; i++)
+			snprintf(le[i], sizeof(le[i]), "%.15g",
+			    (double)sb_hist_bounds_ms[i] / 1000.0);
+		snprintf(le[SB_HIST_BUCKETS - 1], sizeof(le[0]), "+Inf");
+	}
 	for (int i = 0; i < SB_HIST_BUCKETS; i++) {
 		cum += h->buckets[i];
-		if (i < SB_HIST_BUCKETS - 1)
-			snprintf(le, sizeof(le), "%.15g",
-			    (double)sb_hist_bounds_ms[i] / 1000.0);
-		else
-			snprintf(le, sizeof(le), "+Inf");
-		kv[3] = le;
+		kv[3] = le[i];
 		metrics_sample(m, "_bucket", (double)cum, 2, kv);
 	}
 	metrics_sample(m, "_sum", (double)h->sum_ms / 1000.0, 1, kv);

@@ -54,10 +54,20 @@ void
 proto_json_str(FILE *f, const char *s, size_t n)
 {
 	const uint8_t	*p = (const uint8_t *)s;
-	size_t		 i = 0, l;
+	size_t		 i = 0, l, run;
 
 	fputc('"', f);
 	while (i < n) {
+		/* A run of printable ASCII goes out in one write. */
+		for (run = 0; i + run < n && p[i + run] >= 0x20 &&
+		    p[i + run] < 0x80 && p[i + run] != '"' &&
+		    p[i + run] != '\\'; run++)
+			;
+		if (run > 0) {
+			fwrite(p + i, 1, run, f);
+			i += run;
+			continue;
+		}
 		if (p[i] == '"' || p[i] == '\\') {
 			fputc('\\', f);
 			fputc(p[i++], f);
