@@ -36,7 +36,7 @@ struct metrics_stat {
 struct metrics {
 	FILE			*f;
 	struct server		*srv;
-	const char		*name;		/* of the family being written */
+	const char		*name;		/* of the family written */
 	uint64_t		 now;		/* monotonic ms */
 	struct sb_fn_info	*fns;		/* live functions, by name */
 	size_t			 nfns;

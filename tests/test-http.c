@@ -723,8 +723,8 @@ START_TEST(http_bad_clients_do_not_disturb_jobs)
 	fd = http_connect();
 	t0 = harness_now_ms();
 	raw = read_all(fd, slack(6000), &len);
-	ck_assert_msg(harness_now_ms() - t0 < slack(3500), "a silent client was "
-	    "kept %llu ms", harness_now_ms() - t0);
+	ck_assert_msg(harness_now_ms() - t0 < slack(3500), "a silent client "
+	    "was kept %llu ms", harness_now_ms() - t0);
 	ck_assert_uint_eq(len, 0);
 	close(fd);
 	free(raw);
@@ -811,7 +811,8 @@ START_TEST(http_accept_pauses_on_emfile)
 	int			 fds[40], n = 0, pauses;
 	unsigned long long	 t0;
 
-	/* The broker inherits a low descriptor limit; the test keeps its own. */
+	/* The broker inherits a low descriptor limit; the test keeps its
+	   own. */
 	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
 	low = rl;
 	low.rlim_cur = 24;
