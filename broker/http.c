@@ -435,15 +435,19 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	const char		*path = uri != NULL ?
 				    evhttp_uri_get_path(uri) : NULL;
 	enum evhttp_cmd_type	 cmd = evhttp_request_get_command(req);
+	char			 safe[256];
 
 	if ((c = http_conn_find(http, evhttp_request_get_connection(req))) !=
 	    NULL)
 		c->since = clock_now_ms();
 	if (path == NULL || *path == '\0')
 		path = "/";
-	log_debug("http %s: %s %.200s", http->endpoint,
-	    cmd == EVHTTP_REQ_GET ? "GET" : cmd == EVHTTP_REQ_HEAD ? "HEAD" :
-	    "other", path);
+	/* The path is the peer's: escaped before it reaches the log. */
+	if (log_get_level() >= LOG_LEVEL_DEBUG)
+		log_debug("http %s: %s %s", http->endpoint,
+		    cmd == EVHTTP_REQ_GET ? "GET" : cmd == EVHTTP_REQ_HEAD ?
+		    "HEAD" : "other", format_escape(path, strlen(path), safe,
+		    sizeof(safe)));
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Allow", "GET, HEAD");
