@@ -403,12 +403,14 @@ void		 stats_clear(struct switchboard *sb);
 /* Adds one duration to a histogram. */
 void		 stats_hist_add(struct sb_hist *h, uint64_t ms);
 /*
- * Counts a terminal status of a job of function st (NULL: of no known
- * function) and records it among the recent outcomes.
+ * How a job ended, once per job: counted by status (under its function),
+ * kept among the recent outcomes and told to the owner's job end callback.
+ * job is the job, or NULL for a RUN refused before it became one (run);
+ * answered says whether its client was sent the RESULT.
  */
-void		 stats_outcome(struct switchboard *sb, struct sb_fn_stats *st,
-		    const uint8_t *id, enum job_status status, uint32_t attempts,
-		    bool refused, const void *error, size_t error_len);
+void		 stats_job_end(struct switchboard *sb, const struct sb_job *job,
+		    const struct packet *run, enum job_status status,
+		    bool answered, const void *error, size_t error_len);
 
 /* job.c */
 
@@ -418,14 +420,6 @@ sb_send(struct switchboard *sb, void *ctx, const struct packet *p)
 {
 	sb->send(ctx, p, sb->arg);
 }
-
-/*
- * Tells the owner's job end callback (if any) how a job ended: job, or for
- * a RUN refused before it became a job, the RUN itself (job NULL).
- */
-void		 sb_report(struct switchboard *sb, const struct sb_job *job,
-		    const struct packet *run, enum job_status status,
-		    bool answered, const uint8_t *error, uint32_t error_len);
 
 /* Sends RESULT {id, status, attempts, error?} to a client. */
 void		 sb_send_result(struct switchboard *sb, struct sb_client *c,

@@ -25,40 +25,6 @@
 
 #include "switchboard/internal.h"
 
-/* Reports a job's end to the owner; see internal.h. */
-void
-sb_report(struct switchboard *sb, const struct sb_job *job,
-    const struct packet *run, enum job_status status, bool answered,
-    const uint8_t *error, uint32_t error_len)
-{
-	struct sb_job_end	o;
-
-	if (sb->job_end == NULL)
-		return;
-	memset(&o, 0, sizeof(o));
-	o.status = status;
-	o.answered = answered;
-	o.error = error;
-	o.error_len = error != NULL ? error_len : 0;
-	if (job != NULL) {
-		o.id = job->id;
-		o.fn = job->fn->name;
-		o.fn_len = job->fn->name_len;
-		o.attempts = job->attempt;
-		o.detached = job->detached;
-		o.client = job->client != NULL ? job->client->ctx : NULL;
-		/* A requeued job may still point at a worker that is gone. */
-		if (job->state == SB_JOB_RUNNING && job->worker != NULL)
-			o.worker = job->worker->ctx;
-	} else {
-		o.id = run->id;
-		o.fn = (const char *)run->fn.ptr;
-		o.fn_len = run->fn.len;
-		o.detached = run->detach;
-	}
-	sb->job_end(&o, sb->job_end_arg);
-}
-
 /* Sends RESULT {id, status, attempts, error?} to a client. */
 void
 sb_send_result(struct switchboard *sb, struct sb_client *c,
@@ -97,14 +63,11 @@ void
 job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
     const char *error)
 {
-	stats_outcome(sb, job->fn->st, job->id, status, job->attempt, false,
-	    error, error != NULL ? strlen(error) : 0);
+	stats_job_end(sb, job, NULL, status, job->client != NULL, error,
+	    error != NULL ? strlen(error) : 0);
 	if (job->client != NULL)
 		sb_send_result(sb, job->client, job->id, status,
 		    job->attempt, error);
-	sb_report(sb, job, NULL, status, job->client != NULL,
-	    (const uint8_t *)error, error != NULL ? (uint32_t)strlen(error) :
-	    0);
 }
 
 /*

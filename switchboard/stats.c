@@ -89,34 +89,73 @@ stats_hist_add(struct sb_hist *h, uint64_t ms)
 	h->sum_ms += ms;
 }
 
-/* Counts a terminal status and keeps it among the recent outcomes. */
-void
-stats_outcome(struct switchboard *sb, struct sb_fn_stats *st,
-    const uint8_t *id, enum job_status status, uint32_t attempts,
-    bool refused, const void *error, size_t error_len)
+/* Tells the owner's job end callback how a job ended. */
+static void
+stats_report(struct switchboard *sb, const struct sb_job *job,
+    const struct packet *run, enum job_status status, bool answered,
+    const void *error, size_t error_len)
 {
+	struct sb_job_end	o;
+
+	memset(&o, 0, sizeof(o));
+	o.status = status;
+	o.answered = answered;
+	o.error = error;
+	o.error_len = error != NULL ? (uint32_t)error_len : 0;
+	if (job != NULL) {
+		o.id = job->id;
+		o.fn = job->fn->name;
+		o.fn_len = job->fn->name_len;
+		o.attempts = job->attempt;
+		o.detached = job->detached;
+		o.client = job->client != NULL ? job->client->ctx : NULL;
+		/* A requeued job may still point at a worker that is gone. */
+		if (job->state == SB_JOB_RUNNING && job->worker != NULL)
+			o.worker = job->worker->ctx;
+	} else {
+		o.id = run->id;
+		o.fn = (const char *)run->fn.ptr;
+		o.fn_len = run->fn.len;
+		o.detached = run->detach;
+	}
+	sb->job_end(&o, sb->job_end_arg);
+}
+
+/* Counts, records and reports how a job ended; see internal.h. */
+void
+stats_job_end(struct switchboard *sb, const struct sb_job *job,
+    const struct packet *run, enum job_status status, bool answered,
+    const void *error, size_t error_len)
+{
+	struct sb_fn_stats	*st = NULL;
 	struct sb_outcome	*o;
 	size_t			 n;
 
+	if (job != NULL)
+		st = job->fn->st;
+	else if (run->fn.len > 0 && run->fn.len <= PROTO_MAX_FN_LEN)
+		st = stats_fn(sb, run->fn.ptr, run->fn.len);
 	sb->stats.results[status]++;
 	if (st != NULL) {
 		st->results[status]++;
-		if (refused)
+		if (job == NULL)
 			st->rejected++;
 	}
 	o = &sb->outcomes[sb->noutcomes++ % SB_OUTCOMES];
-	memcpy(o->id, id, PROTO_ID_LEN);
+	memcpy(o->id, job != NULL ? job->id : run->id, PROTO_ID_LEN);
 	n = st != NULL ? st->name_len : 0;
 	memcpy(o->fn, st != NULL ? st->name : "", n);
 	o->fn[n] = '\0';
 	o->status = (uint8_t)status;
-	o->refused = refused;
-	o->attempts = attempts;
+	o->refused = job == NULL;
+	o->attempts = job != NULL ? job->attempt : 0;
 	o->at = sb->now;
 	n = error_len < sizeof(o->error) - 1 ? error_len : sizeof(o->error) - 1;
 	if (n > 0)
 		memcpy(o->error, error, n);
 	o->error[n] = '\0';
+	if (sb->job_end != NULL)
+		stats_report(sb, job, run, status, answered, error, error_len);
 }
 
 /* Orders records (struct sb_fn_stats *const *) by name, for qsort. */

@@ -143,9 +143,8 @@ switchboard_client_remove(struct switchboard *sb, struct sb_client *c,
 		return;
 	sb->now = now;
 	while ((job = TAILQ_FIRST(&c->jobs)) != NULL) {
-		stats_outcome(sb, job->fn->st, job->id, JOB_CANCELLED,
-		    job->attempt, false, "its client went away", 20);
-		sb_report(sb, job, NULL, JOB_CANCELLED, false, NULL, 0);
+		stats_job_end(sb, job, NULL, JOB_CANCELLED, false,
+		    "its client went away", 20);
 		if (job->state == SB_JOB_RUNNING) {
 			job_orphan(sb, job);
 		} else {
@@ -311,17 +310,12 @@ static void
 run_refuse(struct switchboard *sb, struct sb_client *c, const struct packet *run,
     enum job_status status, const char *error)
 {
-	struct sb_fn_stats	*st = NULL;
+	bool	answered = !run->detach && c != NULL;
 
-	if (run->fn.len > 0 && run->fn.len <= PROTO_MAX_FN_LEN)
-		st = stats_fn(sb, run->fn.ptr, run->fn.len);
-	stats_outcome(sb, st, run->id, status, 0, true, error,
+	stats_job_end(sb, NULL, run, status, answered, error,
 	    error != NULL ? strlen(error) : 0);
-	if (!run->detach && c != NULL)
+	if (answered)
 		sb_send_result(sb, c, run->id, status, 0, error);
-	sb_report(sb, NULL, run, status, !run->detach && c != NULL,
-	    (const uint8_t *)error, error != NULL ? (uint32_t)strlen(error) :
-	    0);
 }
 
 /*
@@ -546,10 +540,9 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 
 	w->completed++;
 	stats_hist_add(&job->fn->st->run, (uint32_t)now - job->stamp);
-	stats_outcome(sb, job->fn->st, job->id, res->status, job->attempt,
-	    false, res->error.ptr, (res->has & PF_ERROR) ? res->error.len : 0);
-	sb_report(sb, job, NULL, res->status, job->client != NULL,
-	    (res->has & PF_ERROR) ? res->error.ptr : NULL, res->error.len);
+	stats_job_end(sb, job, NULL, res->status, job->client != NULL,
+	    (res->has & PF_ERROR) ? res->error.ptr : NULL,
+	    (res->has & PF_ERROR) ? res->error.len : 0);
 	if (job->client != NULL) {
 		packet_init(&p, PKT_RESULT);
 		memcpy(p.id, job->id, PROTO_ID_LEN);
