@@ -67,7 +67,13 @@ enum log_level {
 
 /* Sets the level; messages above it are dropped. */
 void	 log_set_level(enum log_level level);
-enum log_level	 log_get_level(void);
+/* The level in force: checked before building a debug line per frame. */
+extern enum log_level	log_threshold;
+static inline enum log_level
+log_get_level(void)
+{
+	return log_threshold;
+}
 /* Parses "error", "warn", "info", "debug"; -1 when unknown. */
 int	 log_level_from_name(const char *name);
 const char	*log_level_name(enum log_level level);

@@ -32,7 +32,8 @@
 
 #define LOG_LINE_MAX	8192	/* bytes of one line, prefix included */
 
-static enum log_level	log_level = LOG_LEVEL_INFO;
+/* The level in force; read by log_get_level() inline. */
+enum log_level		log_threshold = LOG_LEVEL_INFO;
 static int		log_fd = STDERR_FILENO;
 static char		*log_path;	/* NULL: stderr */
 static int		log_journal = -1; /* -1: not checked yet */
@@ -51,14 +52,7 @@ struct log_file {
 void
 log_set_level(enum log_level level)
 {
-	log_level = level;
-}
-
-/* Returns the current level. */
-enum log_level
-log_get_level(void)
-{
-	return log_level;
+	log_threshold = level;
 }
 
 /* Parses a level name; -1 when unknown. */
@@ -214,7 +208,7 @@ log_vwrite(enum log_level level, int saved, const char *fmt, va_list ap)
 	char	buf[LOG_LINE_MAX];
 	int	n;
 
-	if (level > log_level)
+	if (level > log_threshold)
 		return;
 	if (log_to_journal())
 		snprintf(head, sizeof(head), "%s%s", log_prio[level],

@@ -350,8 +350,16 @@ int		 packet_type_from_name(const char *s, size_t len);
 
 /* stats.c */
 
-/* The kind of a packet type ("requests" for RUN). */
-enum msg_kind	 msg_kind_of(enum packet_type type);
+/* The kind of each packet type; msg_kind_of() reads it. */
+extern const uint8_t	msg_kinds[PKT__MAX];
+
+/* The kind of a packet type (MSG_REQUESTS for RUN): once per message. */
+static inline enum msg_kind
+msg_kind_of(enum packet_type type)
+{
+	return (unsigned)type < PKT__MAX ? (enum msg_kind)msg_kinds[type] :
+	    MSG_CONTROL;
+}
 /* "requests", "results", ... */
 const char	*msg_kind_name(enum msg_kind kind);
 /* Adds src to dst: counts add up, times widen. */

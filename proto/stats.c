@@ -3,7 +3,7 @@
  */
 #include "proto/internal.h"
 
-static const enum msg_kind msg_kinds[PKT__MAX] = {
+const uint8_t msg_kinds[PKT__MAX] = {
 	[PKT_NONE] = MSG_CONTROL,
 	[PKT_HELLO] = MSG_CONTROL,
 	[PKT_WELCOME] = MSG_CONTROL,
@@ -29,15 +29,6 @@ static const char *const msg_kind_names[MSG__MAX] = {
 	[MSG_ADMIN] = "admin",
 	[MSG_CONTROL] = "control",
 };
-
-/* The kind of a packet type. */
-enum msg_kind
-msg_kind_of(enum packet_type type)
-{
-	if ((unsigned)type >= PKT__MAX)
-		return (MSG_CONTROL);
-	return (msg_kinds[type]);
-}
 
 /* The name of a kind, or NULL. */
 const char *

@@ -400,17 +400,61 @@ struct sb_fn_stats	*stats_fn(struct switchboard *sb, const uint8_t *name,
 int		 stats_init(struct switchboard *sb);
 /* Frees every record. */
 void		 stats_clear(struct switchboard *sb);
-/* Adds one duration to a histogram. */
-void		 stats_hist_add(struct sb_hist *h, uint64_t ms);
+/* Adds one duration to a histogram: twice per job, so inline. */
+static inline void
+stats_hist_add(struct sb_hist *h, uint64_t ms)
+{
+	unsigned	i = 0;
+
+	while (i < SB_HIST_BUCKETS - 1 && ms > sb_hist_bounds_ms[i])
+		i++;
+	h->buckets[i]++;
+	h->count++;
+	h->sum_ms += ms;
+}
+/* The record a refused RUN counts under, or NULL for a bad name. */
+struct sb_fn_stats	*stats_fn_of_run(struct switchboard *sb,
+			    const struct packet *run);
+/* stats_job_end()'s error text and report, out of line. */
+void		 stats_job_end_more(struct switchboard *sb,
+		    const struct sb_job *job, const struct packet *run,
+		    struct sb_outcome *o, enum job_status status, bool answered,
+		    const void *error, size_t error_len);
+
 /*
  * How a job ended, once per job: counted by status (under its function),
- * kept among the recent outcomes and told to the owner's job end callback.
- * job is the job, or NULL for a RUN refused before it became one (run);
- * answered says whether its client was sent the RESULT.
+ * kept among the recent outcomes and told to the owner's job end callback
+ * (but an OK). job is the job, or NULL for a RUN refused before it became
+ * one (run); answered says whether its client was sent the RESULT. Inline:
+ * an OK with no error text is a few stores.
  */
-void		 stats_job_end(struct switchboard *sb, const struct sb_job *job,
-		    const struct packet *run, enum job_status status,
-		    bool answered, const void *error, size_t error_len);
+static inline void
+stats_job_end(struct switchboard *sb, const struct sb_job *job,
+    const struct packet *run, enum job_status status, bool answered,
+    const void *error, size_t error_len)
+{
+	struct sb_fn_stats	*st;
+	struct sb_outcome	*o;
+
+	st = job != NULL ? job->fn->st : stats_fn_of_run(sb, run);
+	sb->stats.results[status]++;
+	if (st != NULL) {
+		st->results[status]++;
+		st->rejected += job == NULL;
+	}
+	/* Records live as long as the switchboard: the name is not copied. */
+	o = &sb->outcomes[sb->noutcomes++ % SB_OUTCOMES];
+	memcpy(o->id, job != NULL ? job->id : run->id, PROTO_ID_LEN);
+	o->fn = st != NULL ? st->name : "";
+	o->status = (uint8_t)status;
+	o->refused = job == NULL;
+	o->attempts = job != NULL ? job->attempt : 0;
+	o->at = sb->now;
+	o->error[0] = '\0';
+	if (error_len > 0 || (status != JOB_OK && sb->job_end != NULL))
+		stats_job_end_more(sb, job, run, o, status, answered, error,
+		    error_len);
+}
 
 /* job.c */
 

@@ -76,19 +76,6 @@ stats_fn(struct switchboard *sb, const uint8_t *name, uint32_t len)
 	return st;
 }
 
-/* Adds one duration to a histogram. */
-void
-stats_hist_add(struct sb_hist *h, uint64_t ms)
-{
-	unsigned	i = 0;
-
-	while (i < SB_HIST_BUCKETS - 1 && ms > sb_hist_bounds_ms[i])
-		i++;
-	h->buckets[i]++;
-	h->count++;
-	h->sum_ms += ms;
-}
-
 /* Tells the owner's job end callback how a job ended. */
 static void
 stats_report(struct switchboard *sb, const struct sb_job *job,
@@ -121,40 +108,28 @@ stats_report(struct switchboard *sb, const struct sb_job *job,
 	sb->job_end(&o, sb->job_end_arg);
 }
 
-/* Counts, records and reports how a job ended; see internal.h. */
-void
-stats_job_end(struct switchboard *sb, const struct sb_job *job,
-    const struct packet *run, enum job_status status, bool answered,
-    const void *error, size_t error_len)
+/* The record a refused RUN counts under, or NULL for a bad name. */
+struct sb_fn_stats *
+stats_fn_of_run(struct switchboard *sb, const struct packet *run)
 {
-	struct sb_fn_stats	*st = NULL;
-	struct sb_outcome	*o;
-	size_t			 n;
+	if (run->fn.len == 0 || run->fn.len > PROTO_MAX_FN_LEN)
+		return NULL;
+	return stats_fn(sb, run->fn.ptr, run->fn.len);
+}
 
-	if (job != NULL)
-		st = job->fn->st;
-	else if (run->fn.len > 0 && run->fn.len <= PROTO_MAX_FN_LEN)
-		st = stats_fn(sb, run->fn.ptr, run->fn.len);
-	sb->stats.results[status]++;
-	if (st != NULL) {
-		st->results[status]++;
-		if (job == NULL)
-			st->rejected++;
-	}
-	o = &sb->outcomes[sb->noutcomes++ % SB_OUTCOMES];
-	memcpy(o->id, job != NULL ? job->id : run->id, PROTO_ID_LEN);
-	n = st != NULL ? st->name_len : 0;
-	memcpy(o->fn, st != NULL ? st->name : "", n);
-	o->fn[n] = '\0';
-	o->status = (uint8_t)status;
-	o->refused = job == NULL;
-	o->attempts = job != NULL ? job->attempt : 0;
-	o->at = sb->now;
+/* The rarer half of stats_job_end(): the error text and the report. */
+void
+stats_job_end_more(struct switchboard *sb, const struct sb_job *job,
+    const struct packet *run, struct sb_outcome *o, enum job_status status,
+    bool answered, const void *error, size_t error_len)
+{
+	size_t	n;
+
 	n = error_len < sizeof(o->error) - 1 ? error_len : sizeof(o->error) - 1;
 	if (n > 0)
 		memcpy(o->error, error, n);
 	o->error[n] = '\0';
-	if (sb->job_end != NULL)
+	if (sb->job_end != NULL && status != JOB_OK)
 		stats_report(sb, job, run, status, answered, error, error_len);
 }
 

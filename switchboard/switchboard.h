@@ -41,8 +41,10 @@ typedef void (*sb_send_cb)(void *ctx, const struct packet *p, void *arg);
 
 /*
  * The end of one job, as switchboard_set_job_end_cb() reports it: every
- * terminal status the stats count (results[]), attached or detached,
- * answered to a client or not, refused RUNs included. Everything points
+ * terminal status the stats count (results[]) but OK, attached or
+ * detached, answered to a client or not, refused RUNs included (an OK is
+ * not reported: it is the common case, and the broker's log only cares
+ * about failures; the counters have it). Everything points
  * into the switchboard or the packet being handled and is valid only
  * during the call.
  */
@@ -178,7 +180,8 @@ struct sb_job_info {
 #define SB_OUTCOMES		64
 struct sb_outcome {
 	uint8_t		 id[PROTO_ID_LEN];
-	char		 fn[PROTO_MAX_FN_LEN + 1];
+	const char	*fn;			/* NUL-terminated; "" for a name
+						   that is not one */
 	uint8_t		 status;		/* enum job_status */
 	bool		 refused;		/* refused on arrival */
 	uint32_t	 attempts;
@@ -304,8 +307,8 @@ void	 switchboard_set_external_bytes(struct switchboard *sb,
 	    uint64_t bytes);
 
 /*
- * Sets the callback told of every job's end (NULL: none), with arg as its
- * last argument. Once, before any job.
+ * Sets the callback told of every job's end but an OK one (NULL: none),
+ * with arg as its last argument. Once, before any job.
  */
 void	 switchboard_set_job_end_cb(struct switchboard *sb, sb_job_end_cb cb,
 	    void *arg);
