@@ -95,8 +95,13 @@ static uint8_t	conn_scratch[CONN_READ_SIZE];
  */
 static TAILQ_HEAD(, conn)	conn_dirty = TAILQ_HEAD_INITIALIZER(conn_dirty);
 static unsigned			conn_reading;
-/* The clock when the read callback running (conn_reading) began. */
+/*
+ * The clock when the read callback running began, and whether it still
+ * holds: while the read callbacks run and while what they produced is
+ * written, so that the statistics' times cost no clock read of their own.
+ */
 static uint64_t			conn_read_now;
+static bool			conn_read_turn;
 
 /* Output waiting to be written, over every conn (for max_memory). */
 static size_t			conn_out_total;
@@ -206,6 +211,11 @@ conn_write_out(struct conn *c)
 		if (n > 0) {
 			c->out_start += (size_t)n;
 			conn_out_total -= (size_t)n;
+			c->stats.bytes_sent += (size_t)n;
+			c->stats.last_ms = conn_read_turn ? conn_read_now :
+			    clock_now_ms();
+			if (c->stats.first_ms == 0)
+				c->stats.first_ms = c->stats.last_ms;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -289,13 +299,12 @@ conn_linger_cb(evutil_socket_t fd, short what, void *arg)
 	conn_schedule_finish(c);
 }
 
-/* Counts one message of len bytes at now (monotonic) in c's stats. */
+/* Counts one message received, of len bytes, at now (monotonic). */
 static inline void
-conn_count(struct conn *c, uint64_t *kind, uint64_t *bytes, size_t len,
-    uint64_t now)
+conn_count(struct conn *c, enum msg_kind kind, size_t len, uint64_t now)
 {
-	(*kind)++;
-	*bytes += len;
+	c->stats.received[kind]++;
+	c->stats.bytes_received += len;
 	if (c->stats.first_ms == 0)
 		c->stats.first_ms = now;
 	c->stats.last_ms = now;
@@ -341,8 +350,7 @@ conn_frames(struct conn *c, const uint8_t *buf, size_t len)
 			break;
 		}
 		off += PROTO_HEADER_LEN + flen;
-		conn_count(c, &c->stats.received[msg_kind_of(p.type)],
-		    &c->stats.bytes_received, PROTO_HEADER_LEN + flen,
+		conn_count(c, msg_kind_of(p.type), PROTO_HEADER_LEN + flen,
 		    c->last_read);
 		c->ops->packet(c, &p, c->arg);
 		if (p.zone != NULL)
@@ -469,9 +477,12 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd; (void)what;
 	conn_reading++;
+	conn_read_turn = true;
 	conn_read(arg);
-	if (--conn_reading == 0)
+	if (--conn_reading == 0) {
 		conn_flush_dirty();
+		conn_read_turn = false;
+	}
 }
 
 /* Wraps fd in a conn; see transport.h. */
@@ -597,9 +608,8 @@ conn_append(struct conn *c, const struct packet *p, bool capped)
 	}
 	c->out_end += len;
 	conn_out_total += len;
-	conn_count(c, &c->stats.sent[msg_kind_of(p->type)],
-	    &c->stats.bytes_sent, len,
-	    conn_reading > 0 ? conn_read_now : clock_now_ms());
+	/* Its bytes and time are counted as they are written. */
+	c->stats.sent[msg_kind_of(p->type)]++;
 	conn_want_flush(c);
 	return 0;
 }

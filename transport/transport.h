@@ -124,8 +124,9 @@ uint64_t		 conn_id(const struct conn *c);
 const struct conn_peer	*conn_peer(const struct conn *c);
 bool			 conn_closing(const struct conn *c);
 /*
- * The messages and bytes of c since it was made (a packet sent is counted
- * when it is queued), with wall-clock times.
+ * The messages and bytes of c since it was made, with wall-clock times: a
+ * packet sent is counted when it is queued, its bytes (and the time) when
+ * they are written to the socket.
  */
 void			 conn_stats(const struct conn *c,
 			    struct msg_stats *ret);
