@@ -49,7 +49,8 @@ static void
 start_mix(void)
 {
 	char		 conf[300], script[300];
-	const char	*extra[] = { "-c", conf, NULL };
+	const char	*extra[] = { "-c", conf, "--http", "tcp:127.0.0.1:0",
+			    NULL };
 	FILE		*f;
 
 	snprintf(script, sizeof(script), "%s/mix.sh", tmp);
@@ -102,28 +103,75 @@ ctl(bool json, char **ret_out, char **ret_err, const char *verb, ...)
 	return WEXITSTATUS(status);
 }
 
+/* The Python that reads a /metrics text into d: {"name{labels}": value}. */
+#define METRICS_LOAD							\
+	"d = {l.rsplit(' ', 1)[0]: float(l.rsplit(' ', 1)[1]) "		\
+	"for l in sys.stdin.read().splitlines() "				\
+	"if l and not l.startswith('#')}"
+
 /*
- * Evaluates a Python expression over the JSON document json (bound to d)
- * and returns what it prints, stripped (caller frees).
+ * Evaluates a Python expression over a document read from in by load (a
+ * statement that binds d) and returns what it prints (caller frees).
  */
 static char *
-json_eval(const char *json, const char *expr)
+py_eval(const char *in, const char *load, const char *expr)
 {
 	char		 prog[1024], *out = NULL, *err = NULL;
 	const char	*argv[] = { "python3", "-c", prog, NULL };
 	int		 status;
 
 	snprintf(prog, sizeof(prog), "import json, sys\n"
-	    "d = json.load(sys.stdin)\n"
-	    "print(%s)\n", expr);
+	    "%s\n"
+	    "print(%s)\n", load, expr);
 	argv[0] = "/usr/bin/python3";
-	status = harness_run(argv, NULL, json, strlen(json), &out, &err,
-	    10000);
+	status = harness_run(argv, NULL, in, strlen(in), &out, &err, 10000);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "python3 on '%s': %s", expr, err);
 	free(err);
+	return out;
+}
+
+/* py_eval() of a JSON document (bound to d). */
+static char *
+json_eval(const char *json, const char *expr)
+{
+	char	*out = py_eval(json, "d = json.load(sys.stdin)", expr);
+
 	out[strcspn(out, "\n")] = '\0';
 	return out;
+}
+
+/* GETs path from the broker's HTTP endpoint (caller frees the body). */
+static char *
+http_get(const char *path)
+{
+	char	*ready, *line, *save = NULL, url[128] = "", expr[256];
+
+	ck_assert_ptr_nonnull(ready = harness_read_file(broker.ready_path));
+	for (line = strtok_r(ready, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		if (strncmp(line, "http:", 5) == 0)
+			snprintf(url, sizeof(url), "http://%s%s", line + 5,
+			    path);
+	free(ready);
+	ck_assert_msg(url[0] != '\0', "no http: line in the ready file");
+	snprintf(expr, sizeof(expr), "urllib.request.urlopen('%s', "
+	    "timeout=10).read().decode(), end=''", url);
+	return py_eval("", "import urllib.request", expr);
+}
+
+/* The value of one sample of a /metrics text. */
+static long long
+metric(const char *text, const char *sample)
+{
+	char		 expr[256], *s;
+	long long	 v;
+
+	snprintf(expr, sizeof(expr), "int(d.get('%s', -1))", sample);
+	s = py_eval(text, METRICS_LOAD, expr);
+	v = strtoll(s, NULL, 10);
+	free(s);
+	return v;
 }
 
 /* json_eval() of an integer. */
@@ -287,6 +335,34 @@ START_TEST(stats_count_a_known_sequence)
 	count = json_int(out, "d['count']");
 	free(out);
 	ck_assert_int_eq(count, total + 4);
+
+	/* /status.json and /metrics say the same. */
+	st = http_get("/status.json");
+	ck_assert_int_eq(json_int(st, "d['results']['OK']"), 5);
+	ck_assert_int_eq(json_int(st, "d['results']['ERROR']"), 3);
+	ck_assert_int_eq(json_int(st, "d['results']['TIMEOUT']"), 2);
+	ck_assert_int_eq(json_int(st, "d['results']['WORKER_LOST']"), 1);
+	ck_assert_int_eq(json_int(st, "len([o for o in d['recent'] "
+	    "if o['status'] == 'WORKER_LOST'])"), 1);
+	free(st);
+	out = http_get("/metrics");
+	ck_assert_int_eq(metric(out, "patchbay_jobs_total{fn=\"mix\","
+	    "status=\"OK\"}"), 5);
+	ck_assert_int_eq(metric(out, "patchbay_jobs_total{fn=\"mix\","
+	    "status=\"ERROR\"}"), 3);
+	ck_assert_int_eq(metric(out, "patchbay_jobs_total{fn=\"mix\","
+	    "status=\"TIMEOUT\"}"), 2);
+	ck_assert_int_eq(metric(out, "patchbay_jobs_total{fn=\"mix\","
+	    "status=\"WORKER_LOST\"}"), 1);
+	ck_assert_int_eq(metric(out, "patchbay_job_run_seconds_count"
+	    "{fn=\"mix\"}"), 8);
+	ck_assert_int_eq(metric(out, "patchbay_messages_received_total"
+	    "{type=\"results\"}"), 10);
+	ck_assert_int_eq(metric(out, "patchbay_messages_sent_total"
+	    "{type=\"results\"}"), 11);
+	ck_assert_int_eq(metric(out, "patchbay_process_restarts_total"
+	    "{pool=\"mix\"}"), 1);
+	free(out);
 }
 END_TEST
 
