@@ -12,6 +12,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,51 @@ harness_kill_within(pid_t pid, int sig, int ms)
 		}
 		usleep(5000);
 	}
+}
+
+/* Writes a file made from a printf format to dir/name; see harness.h. */
+void
+harness_write_file(char *buf, size_t len, const char *dir, const char *name,
+    const char *fmt, ...)
+{
+	FILE	*f;
+	va_list	 ap;
+
+	snprintf(buf, len, "%s/%s", dir, name);
+	f = fopen(buf, "w");
+	ck_assert_ptr_nonnull(f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Runs `patchbay ctl` against b; see harness.h. */
+int
+harness_ctl(const struct harness_broker *b, bool json, char **ret_out,
+    char **ret_err, const char *verb, ...)
+{
+	const char	*argv[32];
+	size_t		 n = 0;
+	const char	*a;
+	va_list		 ap;
+	int		 status;
+
+	argv[n++] = harness_cli();
+	argv[n++] = "ctl";
+	argv[n++] = "--broker";
+	argv[n++] = b->unix_ep;
+	if (json)
+		argv[n++] = "--json";
+	argv[n++] = verb;
+	va_start(ap, verb);
+	while ((a = va_arg(ap, const char *)) != NULL && n < 31)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	status = harness_run(argv, NULL, NULL, 0, ret_out, ret_err, 40000);
+	ck_assert_msg(WIFEXITED(status), "patchbay ctl %s did not exit", verb);
+	return WEXITSTATUS(status);
 }
 
 /* Reads a whole file, NUL-terminated; NULL when it cannot be read. */

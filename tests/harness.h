@@ -89,6 +89,20 @@ int	 harness_run(const char *const *argv, const char *const *env,
 /* Polls cond every 10 ms until it is true or timeout_ms passed. */
 bool	 harness_wait_until(bool (*cond)(void *), void *arg, int timeout_ms);
 
+/* Writes a file made from a printf format to dir/name; its path in buf. */
+void	 harness_write_file(char *buf, size_t len, const char *dir,
+	    const char *name, const char *fmt, ...)
+	    __attribute__((format(printf, 5, 6)));
+
+/*
+ * Runs `patchbay ctl --broker UNIX_EP [--json] VERB ARGS...` (ARGS
+ * NULL-terminated) against b; returns its exit status, with its output and
+ * errors (caller frees; ret_* may be NULL). Fails the test when it does
+ * not exit.
+ */
+int	 harness_ctl(const struct harness_broker *b, bool json,
+	    char **ret_out, char **ret_err, const char *verb, ...);
+
 /* Reads a whole file (NUL-terminated, caller frees), or NULL. */
 char	*harness_read_file(const char *path);
 

@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,21 +102,9 @@ resp_clear(struct http_resp *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Writes a config made from a printf format to DIR/name; path in buf. */
-static void __attribute__((format(printf, 4, 5)))
-write_conf(char *buf, size_t len, const char *name, const char *fmt, ...)
-{
-	FILE	*f;
-	va_list	 ap;
-
-	snprintf(buf, len, "%s/%s", tmp, name);
-	f = fopen(buf, "w");
-	ck_assert_ptr_nonnull(f);
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	ck_assert_int_eq(fclose(f), 0);
-}
+/* A file in the test's directory (harness_write_file()). */
+#define write_conf(buf, len, name, ...)					\
+	harness_write_file((buf), (len), tmp, (name), __VA_ARGS__)
 
 /*
  * Starts patchbayd with --http tcp:127.0.0.1:0, extra flags

@@ -53,21 +53,9 @@ ops_teardown(void)
 	harness_broker_stop(&broker);
 }
 
-/* Writes a file made from a printf format to DIR/name; path in buf. */
-static void __attribute__((format(printf, 4, 5)))
-write_file(char *buf, size_t len, const char *name, const char *fmt, ...)
-{
-	FILE	*f;
-	va_list	 ap;
-
-	snprintf(buf, len, "%s/%s", tmp, name);
-	f = fopen(buf, "w");
-	ck_assert_ptr_nonnull(f);
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	ck_assert_int_eq(fclose(f), 0);
-}
+/* A file in the test's directory (harness_write_file()). */
+#define write_file(buf, len, name, ...)					\
+	harness_write_file((buf), (len), tmp, (name), __VA_ARGS__)
 
 /* True when a line of text contains both a and b. */
 static bool

@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,21 +44,9 @@ pools_teardown(void)
 	harness_broker_stop(&broker);
 }
 
-/* Writes a config made from a printf format to DIR/name; path in buf. */
-static void __attribute__((format(printf, 4, 5)))
-write_conf(char *buf, size_t len, const char *name, const char *fmt, ...)
-{
-	FILE	*f;
-	va_list	 ap;
-
-	snprintf(buf, len, "%s/%s", tmp, name);
-	f = fopen(buf, "w");
-	ck_assert_ptr_nonnull(f);
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	ck_assert_int_eq(fclose(f), 0);
-}
+/* A file in the test's directory (harness_write_file()). */
+#define write_conf(buf, len, name, ...)					\
+	harness_write_file((buf), (len), tmp, (name), __VA_ARGS__)
 
 /* Starts patchbayd on config path. */
 static void
@@ -70,35 +57,9 @@ start_broker(const char *path)
 	harness_broker_start(&broker, extra, false);
 }
 
-/*
- * Runs `patchbay ctl [--json] VERB ARGS...` (NULL-terminated) against the
- * broker; returns the exit code, output and errors (caller frees).
- */
-static int
-ctl(bool json, char **ret_out, char **ret_err, const char *verb, ...)
-{
-	const char	*argv[32];
-	size_t		 n = 0;
-	va_list		 ap;
-	const char	*a;
-	int		 status;
-
-	argv[n++] = harness_cli();
-	argv[n++] = "ctl";
-	argv[n++] = "--broker";
-	argv[n++] = broker.unix_ep;
-	if (json)
-		argv[n++] = "--json";
-	argv[n++] = verb;
-	va_start(ap, verb);
-	while ((a = va_arg(ap, const char *)) != NULL && n < 31)
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	status = harness_run(argv, NULL, NULL, 0, ret_out, ret_err, 40000);
-	ck_assert_msg(WIFEXITED(status), "patchbay ctl %s did not exit", verb);
-	return WEXITSTATUS(status);
-}
+/* `patchbay ctl` against the test's broker (harness_ctl()). */
+#define ctl(json, out, err, ...)					\
+	harness_ctl(&broker, (json), (out), (err), __VA_ARGS__)
 
 /*
  * Looks up id in `ctl ps --json` and copies its state into state (may be

@@ -10,7 +10,6 @@
  */
 #include <sys/wait.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,32 +75,9 @@ start_mix(void)
 	harness_broker_start(&broker, extra, false);
 }
 
-/* Runs `patchbay ctl [--json] VERB ARGS...`; returns its exit status. */
-static int
-ctl(bool json, char **ret_out, char **ret_err, const char *verb, ...)
-{
-	const char	*argv[32];
-	size_t		 n = 0;
-	const char	*a;
-	va_list		 ap;
-	int		 status;
-
-	argv[n++] = harness_cli();
-	argv[n++] = "ctl";
-	argv[n++] = "--broker";
-	argv[n++] = broker.unix_ep;
-	if (json)
-		argv[n++] = "--json";
-	argv[n++] = verb;
-	va_start(ap, verb);
-	while ((a = va_arg(ap, const char *)) != NULL && n < 31)
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	status = harness_run(argv, NULL, NULL, 0, ret_out, ret_err, 30000);
-	ck_assert_msg(WIFEXITED(status), "patchbay ctl %s did not exit", verb);
-	return WEXITSTATUS(status);
-}
+/* `patchbay ctl` against the test's broker (harness_ctl()). */
+#define ctl(json, out, err, ...)					\
+	harness_ctl(&broker, (json), (out), (err), __VA_ARGS__)
 
 /* The Python that reads a /metrics text into d: {"name{labels}": value}. */
 #define METRICS_LOAD							\
