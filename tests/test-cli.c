@@ -1382,6 +1382,40 @@ START_TEST(worker_reconnects_after_broker_restart)
 END_TEST
 
 /*
+ * However many jobs the worker answered, it is back as soon as a restarted
+ * broker listens again: it used to push its reconnect tick 100 ms later per
+ * answer, 300 s after 3,000 answers.
+ */
+START_TEST(worker_reconnects_after_many_answers)
+{
+	char			*in, *out;
+	size_t			 len = 0;
+	unsigned long long	 t0;
+
+	start_broker(NULL);
+	start_worker("cat", "cat", 8);
+	ck_assert_ptr_nonnull(in = malloc(3000 * 8));
+	for (int i = 0; i < 3000; i++)
+		len += (size_t)sprintf(in + len, "%d\n", i);
+	ck_assert_int_eq(cli(in, len, &out, NULL, "run", "cat", "--lines",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(out, "2999") != NULL, "%.200s", out);
+	free(out);
+	free(in);
+
+	harness_broker_stop(&broker);
+	harness_broker_start(&broker, NULL, true);
+	t0 = harness_now_ms();
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "cat", "back",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "back");
+	free(out);
+	ck_assert_msg(harness_now_ms() - t0 < 5000, "the worker took %llu ms "
+	    "to come back", harness_now_ms() - t0);
+}
+END_TEST
+
+/*
  * Starts `patchbay worker` (argv) handed a connection to the broker in
  * $PATCHBAY_FD, as patchbayd starts the workers of its pools.
  */
@@ -1927,6 +1961,7 @@ cli_suite(void)
 	tcase_add_test(tc, worker_runs_up_to_capacity_at_once);
 	tcase_add_test(tc, worker_sigterm_stops_running_jobs);
 	tcase_add_test(tc, worker_reconnects_after_broker_restart);
+	tcase_add_test(tc, worker_reconnects_after_many_answers);
 	tcase_add_test(tc, worker_uses_inherited_descriptor);
 	tcase_add_test(tc, worker_job_sees_only_its_descriptors);
 	tcase_add_test(tc, worker_job_environment_is_the_jobs);

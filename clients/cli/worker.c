@@ -110,6 +110,7 @@ struct worker {
 	bool			 was_connected;
 	struct event		*ev_sock;
 	struct event		*ev_tick;
+	struct event		*ev_kick;	/* dispatch on the next turn */
 	struct event		*ev_chld;
 	struct event		*ev_int;
 	struct event		*ev_term;
@@ -226,10 +227,13 @@ worker_job_answer(struct worker_job *j, enum pb_status status,
 		/*
 		 * Writing a big answer reads meanwhile: frames may wait in
 		 * the library's buffer with nothing left on the socket to
-		 * wake us, so dispatch on the next loop turn.
+		 * wake us, so dispatch on the next loop turn. Not through
+		 * the persistent tick: activating it as a timeout moves its
+		 * next firing 100 ms later each time, and after thousands
+		 * of answers the tick (which reconnects) was minutes away.
 		 */
-		if (wk->ev_tick != NULL)
-			event_active(wk->ev_tick, EV_TIMEOUT, 0);
+		if (wk->ev_kick != NULL)
+			event_active(wk->ev_kick, 0, 0);
 	}
 }
 
@@ -721,6 +725,7 @@ worker_shutdown(struct worker *wk, int status)
 	wk->exit_status = status;
 	worker_event_free(&wk->ev_sock);
 	worker_event_free(&wk->ev_tick);
+	worker_event_free(&wk->ev_kick);
 	/* The pb_jobs outlive the worker; completing them frees them. */
 	TAILQ_FOREACH(j, &wk->jobs, entry)
 		worker_job_stop(j, false);
@@ -752,7 +757,10 @@ worker_sock_cb(evutil_socket_t fd, short what, void *arg)
 	worker_pump(arg);
 }
 
-/* Every 100 ms: dispatch (liveness, reconnects) and re-arm the socket. */
+/*
+ * Every 100 ms, and on the turn after an answer (ev_kick): dispatch
+ * (liveness, reconnects) and re-arm the socket.
+ */
 static void
 worker_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -860,8 +868,9 @@ worker_events(struct worker *wk)
 	wk->ev_int = evsignal_new(wk->base, SIGINT, worker_signal_cb, wk);
 	wk->ev_term = evsignal_new(wk->base, SIGTERM, worker_signal_cb, wk);
 	wk->ev_tick = event_new(wk->base, -1, EV_PERSIST, worker_tick_cb, wk);
+	wk->ev_kick = event_new(wk->base, -1, 0, worker_tick_cb, wk);
 	if (wk->ev_chld == NULL || wk->ev_int == NULL || wk->ev_term == NULL ||
-	    wk->ev_tick == NULL)
+	    wk->ev_tick == NULL || wk->ev_kick == NULL)
 		return -ENOMEM;
 	if (event_add(wk->ev_chld, NULL) < 0 ||
 	    event_add(wk->ev_int, NULL) < 0 ||
@@ -885,6 +894,7 @@ worker_clear(struct worker *wk)
 	}
 	worker_event_free(&wk->ev_sock);
 	worker_event_free(&wk->ev_tick);
+	worker_event_free(&wk->ev_kick);
 	worker_event_free(&wk->ev_chld);
 	worker_event_free(&wk->ev_int);
 	worker_event_free(&wk->ev_term);
