@@ -1415,6 +1415,75 @@ START_TEST(worker_reconnects_after_many_answers)
 }
 END_TEST
 
+/* Condition: the file *arg names says the worker is waiting. */
+static bool
+file_has_waiting(void *arg)
+{
+	char	*s = harness_read_file(arg);
+	bool	 ok = s != NULL && strstr(s, "waiting for the broker") != NULL;
+
+	free(s);
+	return ok;
+}
+
+/*
+ * A worker started before its broker waits for it (boot order, a
+ * container) and serves once it is up; with --connect-timeout it gives up
+ * and exits 11 naming the wait; SIGTERM while waiting exits 0.
+ */
+START_TEST(worker_waits_for_a_broker_not_up_yet)
+{
+	const char	*argv[] = { harness_cli(), "worker", "rev", "--exec",
+			    "rev", "--broker", NULL, NULL, NULL, NULL };
+	char		*log = path_of("waiting.log"), *out, *err, *s;
+	pid_t		 w;
+	int		 status;
+
+	harness_tmpdir(broker.dir, sizeof(broker.dir));
+	snprintf(broker.unix_ep, sizeof(broker.unix_ep), "unix:%s/pb.sock",
+	    broker.dir);
+	argv[6] = broker.unix_ep;
+	w = harness_spawn(argv, NULL, log);
+	workers[nworkers++] = w;
+	ck_assert(harness_wait_until(file_has_waiting, log, 5000));
+	usleep(300000);
+	ck_assert_int_eq(kill(w, 0), 0);	/* still there */
+	harness_broker_start(&broker, NULL, true);
+	broker_up = true;
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "ab",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "ba");
+	free(out);
+	s = harness_read_file(log);
+	ck_assert_msg(strstr(s, "serving rev (capacity 1)") != NULL, "%s", s);
+	free(s);
+
+	/* --connect-timeout: a bounded wait, then 11. */
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "worker", "rev", "--exec",
+	    "rev", "--broker", "unix:/nonexistent/pb.sock",
+	    "--connect-timeout", "300ms", NULL), 11);
+	ck_assert_msg(strstr(err, "no broker after 300ms (--connect-timeout)")
+	    != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "worker", "rev", "--exec",
+	    "rev", "--broker", "unix:/nonexistent/pb.sock",
+	    "--connect-timeout", "0", NULL), 11);
+	ck_assert_msg(strstr(err, "waiting") == NULL, "%s", err);
+	free(err);
+
+	/* SIGTERM while waiting: a clean stop. */
+	free(log);
+	log = path_of("waiting2.log");
+	argv[6] = "unix:/nonexistent/pb.sock";
+	w = harness_spawn(argv, NULL, log);
+	ck_assert(harness_wait_until(file_has_waiting, log, 5000));
+	status = harness_kill(w, SIGTERM);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "status %d", status);
+	free(log);
+}
+END_TEST
+
 /*
  * Starts `patchbay worker` (argv) handed a connection to the broker in
  * $PATCHBAY_FD, as patchbayd starts the workers of its pools.
@@ -1962,6 +2031,7 @@ cli_suite(void)
 	tcase_add_test(tc, worker_sigterm_stops_running_jobs);
 	tcase_add_test(tc, worker_reconnects_after_broker_restart);
 	tcase_add_test(tc, worker_reconnects_after_many_answers);
+	tcase_add_test(tc, worker_waits_for_a_broker_not_up_yet);
 	tcase_add_test(tc, worker_uses_inherited_descriptor);
 	tcase_add_test(tc, worker_job_sees_only_its_descriptors);
 	tcase_add_test(tc, worker_job_environment_is_the_jobs);

@@ -111,6 +111,10 @@ struct worker {
 	struct event		*ev_sock;
 	struct event		*ev_tick;
 	struct event		*ev_kick;	/* dispatch on the next turn */
+	struct event		*ev_giveup;	/* --connect-timeout */
+	bool			 waiting;	/* not connected yet at start */
+	uint64_t		 connect_timeout_ms;	/* UINT64_MAX: wait */
+	char			 serving[1600];	/* logged once connected */
 	struct event		*ev_chld;
 	struct event		*ev_int;
 	struct event		*ev_term;
@@ -151,20 +155,24 @@ worker_usage(FILE *f)
 	    "  -b, --broker EP       broker endpoint (unix:PATH, tcp:HOST:PORT)"
 	    "\n"
 	    "  -N, --name NAME       the name this worker gives the broker\n"
+	    "  -t, --connect-timeout D  how long to wait for a broker that is\n"
+	    "                        not up at start (0: fail at once; default:\n"
+	    "                        wait, retrying with backoff)\n"
 	    "  -v, --verbose         log every job on stderr\n"
 	    "  -h, --help            show this help\n"
 	    "\n"
 	    "Without --broker, a worker started by patchbayd ($PATCHBAY_FD set)\n"
 	    "uses the connection it inherited; otherwise the default endpoint.\n"
-	    "The worker reconnects by itself when the broker restarts.\n"
+	    "The worker waits for a broker that is not up yet, and reconnects by\n"
+	    "itself when the broker restarts.\n"
 	    "SIGTERM or SIGINT stops it: running jobs get SIGTERM (SIGKILL\n"
 	    "after --kill-after) and the worker exits 0 once they are gone.\n"
 	    "\n"
 	    "Exit status:\n"
 	    "   0 stopped by SIGTERM or SIGINT\n"
 	    "   2 usage error\n"
-	    "  11 cannot connect, the broker refused the worker, or the\n"
-	    "     inherited connection closed\n");
+	    "  11 cannot connect within --connect-timeout, the broker refused\n"
+	    "     the worker, or the inherited connection closed\n");
 }
 
 /* Prints a "patchbay worker: " line on stderr. */
@@ -726,6 +734,7 @@ worker_shutdown(struct worker *wk, int status)
 	worker_event_free(&wk->ev_sock);
 	worker_event_free(&wk->ev_tick);
 	worker_event_free(&wk->ev_kick);
+	worker_event_free(&wk->ev_giveup);
 	/* The pb_jobs outlive the worker; completing them frees them. */
 	TAILQ_FOREACH(j, &wk->jobs, entry)
 		worker_job_stop(j, false);
@@ -818,6 +827,11 @@ worker_rearm(struct worker *wk, bool force)
 	wk->fd = fd;
 	if (fd < 0)
 		return;
+	if (wk->waiting && fd >= 0) {
+		wk->waiting = false;
+		worker_event_free(&wk->ev_giveup);
+		worker_log("%s", wk->serving);
+	}
 	wk->was_connected = true;
 	/* Commands must not inherit the broker connection. */
 	if ((fl = fcntl(fd, F_GETFD)) >= 0 && !(fl & FD_CLOEXEC))
@@ -854,6 +868,51 @@ worker_pump(struct worker *wk)
 		return;
 	}
 	worker_rearm(wk, false);
+}
+
+/* --connect-timeout passed with no broker: give up. */
+static void
+worker_giveup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*wk = arg;
+	char		 d[32];
+
+	(void)fd;
+	(void)what;
+	if (!wk->waiting)
+		return;
+	format_duration(wk->connect_timeout_ms, d, sizeof(d));
+	worker_log("no broker after %s (--connect-timeout): giving up", d);
+	worker_shutdown(wk, CLI_EXIT_CONNECTION);
+}
+
+/*
+ * The first connection failed with an error that waiting can mend: keep
+ * going, the tick's dispatch retries with the library's backoff (100 ms
+ * doubling to 5 s), and give up after --connect-timeout if one was given.
+ * 0, or -errno when the wait cannot be set up.
+ */
+static int
+worker_wait_for_broker(struct worker *wk, const char *ep)
+{
+	struct timeval	tv;
+	char		d[32];
+
+	wk->waiting = true;
+	if (wk->connect_timeout_ms == UINT64_MAX) {
+		worker_log("waiting for the broker at %s (retrying with "
+		    "backoff)", ep);
+		return 0;
+	}
+	tv.tv_sec = (time_t)(wk->connect_timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)(wk->connect_timeout_ms % 1000) * 1000;
+	wk->ev_giveup = evtimer_new(wk->base, worker_giveup_cb, wk);
+	if (wk->ev_giveup == NULL || evtimer_add(wk->ev_giveup, &tv) < 0)
+		return -ENOMEM;
+	format_duration(wk->connect_timeout_ms, d, sizeof(d));
+	worker_log("waiting up to %s for the broker at %s (retrying with "
+	    "backoff)", d, ep);
+	return 0;
 }
 
 /* Sets up the libevent base and the worker's own events. 0 or -errno. */
@@ -895,6 +954,7 @@ worker_clear(struct worker *wk)
 	worker_event_free(&wk->ev_sock);
 	worker_event_free(&wk->ev_tick);
 	worker_event_free(&wk->ev_kick);
+	worker_event_free(&wk->ev_giveup);
 	worker_event_free(&wk->ev_chld);
 	worker_event_free(&wk->ev_int);
 	worker_event_free(&wk->ev_term);
@@ -914,6 +974,7 @@ worker_main(int argc, char **argv)
 		{ "kill-after", required_argument, NULL, 'k' },
 		{ "broker", required_argument, NULL, 'b' },
 		{ "name", required_argument, NULL, 'N' },
+		{ "connect-timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -930,10 +991,11 @@ worker_main(int argc, char **argv)
 	TAILQ_INIT(&wk.jobs);
 	wk.fd = -1;
 	wk.kill_after_ms = WORKER_KILL_AFTER_MS;
+	wk.connect_timeout_ms = UINT64_MAX;
 
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":e:c:k:b:N:vh", longopts,
+	while ((c = getopt_long(argc, argv, ":e:c:k:b:N:t:vh", longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'e':
@@ -957,6 +1019,12 @@ worker_main(int argc, char **argv)
 			break;
 		case 'N':
 			popts.name = optarg;
+			break;
+		case 't':
+			if (parse_duration(optarg, 0, LIMIT_STOP_TIMEOUT_MAX_MS,
+			    &wk.connect_timeout_ms, err) != 0)
+				return cli_bad_value("worker",
+				    "--connect-timeout", optarg, err);
 			break;
 		case 'v':
 			wk.verbose = true;
@@ -1033,6 +1101,8 @@ worker_main(int argc, char **argv)
 	}
 	pb_worker_on_cancel(wk.w, worker_cancel_cb, &wk);
 
+	snprintf(wk.serving, sizeof wk.serving, "serving %s (capacity %llu) "
+	    "at %s", fns, (unsigned long long)capacity, ep);
 	if ((r = pb_worker_connect(wk.w)) < 0) {
 		/* The library's sentence names the endpoint and the cause. */
 		if (*pb_client_last_error(NULL) != '\0')
@@ -1042,11 +1112,19 @@ worker_main(int argc, char **argv)
 		else
 			worker_log("cannot connect to %s: %s", ep,
 			    strerror(-r));
-		goto out;
+		/*
+		 * A broker that is not up yet is waited for; a refusal, a
+		 * bad endpoint or a closed inherited descriptor is final
+		 * (the library says so by failing its dispatch).
+		 */
+		if (wk.connect_timeout_ms == 0 || r == -ENOMEM ||
+		    pb_worker_dispatch(wk.w, 0) < 0 ||
+		    worker_wait_for_broker(&wk, ep) < 0)
+			goto out;
+	} else {
+		worker_rearm(&wk, true);
+		worker_log("%s", wk.serving);
 	}
-	worker_rearm(&wk, true);
-	worker_log("serving %s (capacity %llu) at %s", fns,
-	    (unsigned long long)capacity, ep);
 
 	if (event_base_dispatch(wk.base) < 0) {
 		worker_log("the event loop failed");
