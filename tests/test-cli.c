@@ -1415,6 +1415,34 @@ START_TEST(worker_reconnects_after_many_answers)
 }
 END_TEST
 
+/*
+ * A job command writes progress lines to $PATCHBAY_PROGRESS_FD: each
+ * reaches `patchbay run --progress` on stderr, in order, the last one
+ * (written just before exiting, without a newline) before the result.
+ */
+START_TEST(worker_exec_progress_lines)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	start_worker("prog", "for i in 1 2 3; do echo \"step $i\" "
+	    ">&$PATCHBAY_PROGRESS_FD; sleep 0.1; done; "
+	    "printf last >&$PATCHBAY_PROGRESS_FD; echo done", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "prog", "x",
+	    "--progress", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "done\n");
+	ck_assert_str_eq(err, "step 1\nstep 2\nstep 3\nlast");
+	free(out);
+	free(err);
+	/* Without --progress nothing of it shows. */
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "prog", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+}
+END_TEST
+
 /* Condition: the file *arg names says the worker is waiting. */
 static bool
 file_has_waiting(void *arg)
@@ -1537,8 +1565,9 @@ START_TEST(worker_uses_inherited_descriptor)
 END_TEST
 
 /*
- * A job's command has its three pipes and nothing else: not a descriptor
- * the worker inherited without close-on-exec, not the worker's own.
+ * A job's command has its three pipes and its progress pipe (3, named by
+ * PATCHBAY_PROGRESS_FD) and nothing else: not a descriptor the worker
+ * inherited without close-on-exec, not the worker's own.
  */
 START_TEST(worker_job_sees_only_its_descriptors)
 {
@@ -1553,7 +1582,7 @@ START_TEST(worker_job_sees_only_its_descriptors)
 	close(stray);
 	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "fds", "x",
 	    "--broker", broker.unix_ep, NULL), 0);
-	ck_assert_msg(strcmp(out, "0\n1\n2\n") == 0, "the command had "
+	ck_assert_msg(strcmp(out, "0\n1\n2\n3\n") == 0, "the command had "
 	    "descriptors %s(stderr %s)", out, err);
 	free(out);
 	free(err);
@@ -2032,6 +2061,7 @@ cli_suite(void)
 	tcase_add_test(tc, worker_reconnects_after_broker_restart);
 	tcase_add_test(tc, worker_reconnects_after_many_answers);
 	tcase_add_test(tc, worker_waits_for_a_broker_not_up_yet);
+	tcase_add_test(tc, worker_exec_progress_lines);
 	tcase_add_test(tc, worker_uses_inherited_descriptor);
 	tcase_add_test(tc, worker_job_sees_only_its_descriptors);
 	tcase_add_test(tc, worker_job_environment_is_the_jobs);

@@ -57,6 +57,8 @@
 #define WORKER_WRITE_CHUNK	65536	/* bytes per write(2) to stdin */
 #define WORKER_KILL_AFTER_MS	5000	/* default --kill-after */
 #define WORKER_MAX_FN		255
+#define WORKER_PROGRESS_FD	3	/* PATCHBAY_PROGRESS_FD in the job */
+#define WORKER_PROGRESS_MAX	65536	/* bytes of one PROGRESS at most */
 
 struct worker;
 
@@ -73,9 +75,12 @@ struct worker_job {
 	int			 fd_in;		/* -1 once closed */
 	int			 fd_out;
 	int			 fd_err;
+	int			 fd_prog;	/* PATCHBAY_PROGRESS_FD's pipe */
 	struct event		*ev_in;
 	struct event		*ev_out;
 	struct event		*ev_err;
+	struct event		*ev_prog;
+	struct evbuffer		*prog;		/* a progress line so far */
 
 	const uint8_t		*payload;	/* the pb_job's, while job set */
 	size_t			 len;
@@ -256,9 +261,12 @@ worker_job_free(struct worker_job *j)
 	worker_job_close(&j->fd_in, &j->ev_in);
 	worker_job_close(&j->fd_out, &j->ev_out);
 	worker_job_close(&j->fd_err, &j->ev_err);
+	worker_job_close(&j->fd_prog, &j->ev_prog);
 	worker_event_free(&j->ev_kill);
 	if (j->out != NULL)
 		evbuffer_free(j->out);
+	if (j->prog != NULL)
+		evbuffer_free(j->prog);
 	free(j);
 	if (wk->stopping && TAILQ_EMPTY(&wk->jobs))
 		event_base_loopbreak(wk->base);
@@ -370,6 +378,78 @@ worker_job_error_text(const struct worker_job *j, char *buf, size_t size)
 		    j->wstatus);
 }
 
+/*
+ * Sends the whole lines of j->prog as PROGRESS, each with its newline, and
+ * at EOF (all) what is left; a line longer than WORKER_PROGRESS_MAX goes in
+ * pieces of that size.
+ */
+static void
+worker_job_progress_send(struct worker_job *j, bool all)
+{
+	struct evbuffer_ptr	 nl;
+	size_t			 n, have;
+	const void		*data;
+
+	while ((have = evbuffer_get_length(j->prog)) > 0) {
+		nl = evbuffer_search(j->prog, "\n", 1, NULL);
+		if (nl.pos >= 0)
+			n = (size_t)nl.pos + 1;
+		else if (have >= WORKER_PROGRESS_MAX || all)
+			n = have;
+		else
+			break;
+		if (n > WORKER_PROGRESS_MAX)
+			n = WORKER_PROGRESS_MAX;
+		data = evbuffer_pullup(j->prog, (ssize_t)n);
+		/* After a cancel or a lost connection it goes nowhere. */
+		if (data != NULL && j->job != NULL && !j->cancelled &&
+		    !j->orphaned && !j->wk->stopping)
+			(void)pb_job_progress(j->job, data, n);
+		evbuffer_drain(j->prog, n);
+	}
+}
+
+/*
+ * Reads what the command wrote to its progress descriptor; at EOF (or when
+ * drain says the job is ending) sends the rest and closes it. Returns true
+ * once closed.
+ */
+static bool
+worker_job_progress_read(struct worker_job *j, bool drain)
+{
+	int	n;
+
+	if (j->fd_prog < 0)
+		return true;
+	for (;;) {
+		n = evbuffer_read(j->prog, j->fd_prog, 65536);
+		if (n > 0) {
+			worker_job_progress_send(j, false);
+			if (drain)
+				continue;
+			return false;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    !drain)
+			return false;
+		break;
+	}
+	worker_job_progress_send(j, true);
+	worker_job_close(&j->fd_prog, &j->ev_prog);
+	return true;
+}
+
+/* The progress descriptor is readable. */
+static void
+worker_job_progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)worker_job_progress_read(arg, false);
+}
+
 /* Answers and frees a job once its status and both pipes' EOF are in. */
 static void
 worker_job_maybe_finish(struct worker_job *j)
@@ -380,6 +460,12 @@ worker_job_maybe_finish(struct worker_job *j)
 
 	if (!j->exited || j->fd_out != -1 || j->fd_err != -1)
 		return;
+	/*
+	 * Progress written before the command ended goes out before its
+	 * answer; a descriptor something in the background keeps open is
+	 * not waited for.
+	 */
+	(void)worker_job_progress_read(j, true);
 
 	if (j->wk->stopping || j->orphaned) {
 		/*
@@ -515,7 +601,9 @@ worker_job_plan(struct worker_job *j, struct pb_job *job,
 	    spawn_env_setf(plan, "PATCHBAY_ATTEMPT", "%u",
 	    pb_job_attempt(job)) != 0 ||
 	    spawn_env_setf(plan, "PATCHBAY_TIMEOUT_MS", "%u",
-	    pb_job_timeout_ms(job)) != 0)
+	    pb_job_timeout_ms(job)) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_PROGRESS_FD", "%d",
+	    WORKER_PROGRESS_FD) != 0)
 		goto nomem;
 	return 0;
 nomem:
@@ -556,23 +644,25 @@ worker_job_start(struct worker_job *j, struct pb_job *job, char *why,
 	struct spawn_error	 se;
 	char			*argv[4];
 	int			 in[2] = { -1, -1 }, out[2] = { -1, -1 };
-	int			 err[2] = { -1, -1 };
+	int			 err[2] = { -1, -1 }, prog[2] = { -1, -1 };
 	int			 r;
 	pid_t			 pid;
 
 	memset(&plan, 0, sizeof(plan));
 	if ((r = worker_pipe(in)) < 0 || (r = worker_pipe(out)) < 0 ||
-	    (r = worker_pipe(err)) < 0 ||
+	    (r = worker_pipe(err)) < 0 || (r = worker_pipe(prog)) < 0 ||
 	    (r = worker_job_plan(j, job, &plan, argv)) < 0)
 		goto fail;
-	if ((j->out = evbuffer_new()) == NULL) {
+	if ((j->out = evbuffer_new()) == NULL ||
+	    (j->prog = evbuffer_new()) == NULL) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	plan.fds[STDIN_FILENO] = in[0];
 	plan.fds[STDOUT_FILENO] = out[1];
 	plan.fds[STDERR_FILENO] = err[1];
-	plan.nfds = 3;
+	plan.fds[WORKER_PROGRESS_FD] = prog[1];
+	plan.nfds = WORKER_PROGRESS_FD + 1;
 	if ((r = spawn_start(&plan, &se, &pid)) < 0) {
 		spawn_error_text(&plan, &se, wk->cmd, why, len);
 		goto fail_spawn;
@@ -582,12 +672,19 @@ worker_job_start(struct worker_job *j, struct pb_job *job, char *why,
 	close(in[0]);
 	close(out[1]);
 	close(err[1]);
+	close(prog[1]);
 	j->fd_in = in[1];
 	j->fd_out = out[0];
 	j->fd_err = err[0];
+	j->fd_prog = prog[0];
 	worker_nonblock(j->fd_in);
 	worker_nonblock(j->fd_out);
 	worker_nonblock(j->fd_err);
+	worker_nonblock(j->fd_prog);
+	j->ev_prog = event_new(wk->base, j->fd_prog, EV_READ | EV_PERSIST,
+	    worker_job_progress_cb, j);
+	if (j->ev_prog == NULL || event_add(j->ev_prog, NULL) < 0)
+		worker_job_close(&j->fd_prog, &j->ev_prog);	/* no progress */
 
 	j->ev_out = event_new(wk->base, j->fd_out, EV_READ | EV_PERSIST,
 	    worker_job_stdout_cb, j);
@@ -622,6 +719,10 @@ fail_spawn:
 		evbuffer_free(j->out);
 		j->out = NULL;
 	}
+	if (j->prog != NULL) {
+		evbuffer_free(j->prog);
+		j->prog = NULL;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (in[i] != -1)
 			close(in[i]);
@@ -629,6 +730,8 @@ fail_spawn:
 			close(out[i]);
 		if (err[i] != -1)
 			close(err[i]);
+		if (prog[i] != -1)
+			close(prog[i]);
 	}
 	return r;
 }
@@ -652,7 +755,7 @@ worker_job_cb(struct pb_worker *w, struct pb_job *job, void *userdata)
 	}
 	j->wk = wk;
 	j->job = job;
-	j->fd_in = j->fd_out = j->fd_err = -1;
+	j->fd_in = j->fd_out = j->fd_err = j->fd_prog = -1;
 	j->attempt = pb_job_attempt(job);
 	cli_uuid_string(pb_job_id(job), j->idstr);
 	j->payload = pb_job_payload(job, &j->len);
