@@ -249,7 +249,7 @@ admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
 	int	last = supervisor_proc_last_status(proc);
 	char	buf[64];
 
-	msgpack_pack_map(pk, 9);
+	msgpack_pack_map(pk, 10);
 	admin_pack_kv_str(pk, "id", supervisor_proc_id(proc));
 	proto_pack_str(pk, "pool");
 	if (supervisor_proc_pool(proc) != NULL)
@@ -278,6 +278,11 @@ admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
 		supervisor_status_text(last, buf, sizeof(buf));
 		proto_pack_str(pk, buf);
 	} else
+		msgpack_pack_nil(pk);
+	proto_pack_str(pk, "reason");
+	if (supervisor_proc_reason(proc) != NULL)
+		proto_pack_str(pk, supervisor_proc_reason(proc));
+	else
 		msgpack_pack_nil(pk);
 }
 

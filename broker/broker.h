@@ -495,6 +495,11 @@ const struct msg_stats	*supervisor_proc_msgs(
 			    const struct supervisor_proc *proc);
 void		 supervisor_proc_count(struct supervisor_proc *proc,
 		    const struct msg_stats *s);
+/*
+ * Why the process is fatal ("restarted 5 times within 1m", "cannot execute
+ * 'x': ..."), or NULL when it is not fatal.
+ */
+const char	*supervisor_proc_reason(const struct supervisor_proc *proc);
 /* The wait status of the last child, or -1 when none finished yet. */
 int		 supervisor_proc_last_status(const struct supervisor_proc *proc);
 /* The command line, as written in the config or given to spawn. */
@@ -744,8 +749,9 @@ int	 admin_pack_status(struct server *srv, msgpack_packer *pk);
 
 /*
  * Packs `ps`: an array with one map per process of sv (NULL: none), {id,
- * pool, instance, pid, state, restarts, uptime_ms, command, last_exit};
- * pool, instance, pid and last_exit are nil when they do not apply.
+ * pool, instance, pid, state, restarts, uptime_ms, command, last_exit,
+ * reason}; pool, instance, pid, last_exit and reason (why it is fatal)
+ * are nil when they do not apply.
  * Returns 0, as a verb does.
  */
 int	 admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk);

@@ -61,6 +61,7 @@ struct supervisor_proc {
 	int			 last_status;	/* -1: none yet */
 	bool			 removed;	/* unlinked, waiting to be freed */
 	struct msg_stats	 msgs;		/* its finished connections */
+	char			 reason[200];	/* why it is fatal; "" else */
 
 	/* The current child; pid is 0 when there is none. */
 	pid_t			 pid;

@@ -105,6 +105,8 @@ supervisor_set_state(struct supervisor_proc *p, enum supervisor_state new)
 
 	if (old == new)
 		return;
+	if (new != SUPERVISOR_FATAL)
+		p->reason[0] = '\0';
 	if (!policy_transition_valid(old, new))
 		log_error("%s: %s: invalid transition %s -> %s", __func__,
 		    p->id, policy_state_name(old), policy_state_name(new));
@@ -247,11 +249,14 @@ supervisor_proc_start(struct supervisor_proc *p)
 		return;
 	}
 	log_warnx("%s: %s", p->id, cause != NULL ? cause : "cannot start");
-	free(cause);
 	if (permanent) {
 		supervisor_set_state(p, SUPERVISOR_FATAL);
+		snprintf(p->reason, sizeof(p->reason), "%s", cause != NULL ?
+		    cause : "cannot start");
+		free(cause);
 		return;
 	}
+	free(cause);
 	next = policy_exit_decide(cfg, &p->hist, 127 << 8, 0,
 	    clock_now_ms(), supervisor_random(p->sv), &delay);
 	if (next == SUPERVISOR_BACKOFF) {
@@ -259,8 +264,12 @@ supervisor_proc_start(struct supervisor_proc *p)
 		log_info("%s: trying again in %s", p->id, buf);
 		supervisor_set_state(p, SUPERVISOR_BACKOFF);
 		supervisor_timer_arm(p, TIMER_BACKOFF, delay);
-	} else
+	} else {
 		supervisor_set_state(p, SUPERVISOR_FATAL);
+		format_duration(cfg->restart_window_ms, buf, sizeof(buf));
+		snprintf(p->reason, sizeof(p->reason), "could not be started "
+		    "%d times within %s", cfg->max_restarts, buf);
+	}
 }
 
 /* Frees a slot that is in no list and has no child. */
@@ -476,6 +485,9 @@ supervisor_child_done(struct supervisor_proc *p)
 		supervisor_set_state(p, next);
 		if (next == SUPERVISOR_BACKOFF)
 			supervisor_timer_arm(p, TIMER_BACKOFF, delay);
+		else if (next == SUPERVISOR_FATAL)
+			snprintf(p->reason, sizeof(p->reason), "restarted %d "
+			    "times within %s", cfg->max_restarts, buf);
 	}
 	if (sv->shutting_down)
 		supervisor_shutdown_step(sv);
@@ -909,6 +921,14 @@ const struct msg_stats *
 supervisor_proc_msgs(const struct supervisor_proc *p)
 {
 	return &p->msgs;
+}
+
+/* Why the process is fatal, or NULL when it is not. */
+const char *
+supervisor_proc_reason(const struct supervisor_proc *p)
+{
+	return p->state == SUPERVISOR_FATAL && p->reason[0] != '\0' ?
+	    p->reason : NULL;
 }
 
 /* The last child's wait status, or -1. */

@@ -290,6 +290,9 @@ START_TEST(pools_crash_loop_fatal)
 	ck_assert_int_eq(ctl(false, &out, &err, "ps", END), 0);
 	ck_assert_msg(strstr(out, "fatal") != NULL && strstr(out, "exit 3"),
 	    "%s", out);
+	/* ps says why. */
+	ck_assert_msg(strstr(out, "REASON") != NULL &&
+	    strstr(out, "restarted 3 times within 1m") != NULL, "%s", out);
 	free(out);
 	free(err);
 
