@@ -319,6 +319,8 @@ START_TEST(pools_stop_timeout_kills)
 	t0 = harness_now_ms();
 	ck_assert_int_eq(ctl(false, &out, &err, "stop", "stubborn/1", NULL),
 	    0);
+	/* A success says what it did. */
+	ck_assert_str_eq(out, "stubborn/1: stopping\n");
 	free(out);
 	free(err);
 	wait_state("stubborn/1", "stopped", 10000);
@@ -632,6 +634,7 @@ START_TEST(pools_ctl_errors)
 
 	/* Scale up and down. */
 	ck_assert_int_eq(ctl(false, &out, &err, "scale", "rev", "2", END), 0);
+	ck_assert_str_eq(out, "rev: scaling to 2 instances\n");
 	free(out);
 	free(err);
 	wait_state("rev/2", "running", 10000);

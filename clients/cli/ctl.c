@@ -540,6 +540,42 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 
 /* ---- the exchange ------------------------------------------------------ */
 
+/*
+ * What a verb that answers nothing did, for people: a line, so that a
+ * success is not silence.
+ */
+static void
+ctl_print_done(FILE *f, const struct ctl_cmd *cmd)
+{
+	switch (cmd->verb->verb) {
+	case VERB_STOP:
+		fprintf(f, "%s: stopping\n", cmd->id);
+		break;
+	case VERB_RESTART:
+		fprintf(f, "%s: restarting\n", cmd->id);
+		break;
+	case VERB_PAUSE:
+		fprintf(f, "%s: paused\n", cmd->id);
+		break;
+	case VERB_RESUME:
+		fprintf(f, "%s: resumed\n", cmd->id);
+		break;
+	case VERB_SCALE:
+		fprintf(f, "%s: scaling to %llu instance%s\n", cmd->id,
+		    (unsigned long long)cmd->instances,
+		    cmd->instances == 1 ? "" : "s");
+		break;
+	case VERB_RELOAD:
+		fprintf(f, "configuration reloaded\n");
+		break;
+	case VERB_SHUTDOWN:
+		fprintf(f, "patchbayd is shutting down\n");
+		break;
+	default:
+		break;
+	}
+}
+
 /* Prints a REPLY's data or refusal; returns the exit status. */
 static int
 ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
@@ -556,6 +592,8 @@ ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
 	}
 	if (cmd->json)
 		print_json(stdout, data);
+	else if (data == NULL || data->type == MSGPACK_OBJECT_NIL)
+		ctl_print_done(stdout, cmd);
 	else if ((cmd->verb->verb == VERB_STATS ||
 	    cmd->verb->verb == VERB_QUEUES || cmd->verb->verb == VERB_JOBS ?
 	    ctl_stats_print(stdout,
