@@ -196,4 +196,8 @@ void	 supervisor_child_sync_out_log(struct supervisor_pool *pool);
 /* Closes the child's output pipe, after logging what is left of it. */
 void	 supervisor_child_output_close(struct supervisor_proc *p);
 
+/* RUNNING, or STARTING for a pool's worker that has not registered. */
+enum supervisor_state	 supervisor_proc_up_state(
+			    const struct supervisor_proc *p);
+
 #endif /* PATCHBAY_SUPERVISOR_INT_H */

@@ -185,6 +185,7 @@ supervisor_spawn(struct supervisor *sv, const char *id,
 	} else
 		TAILQ_INSERT_TAIL(&sv->adhoc, p, entry);
 	supervisor_set_state(p, SUPERVISOR_STARTING);
+	supervisor_set_state(p, supervisor_proc_up_state(p));
 	return 0;
 
 nomem_cfg:
@@ -282,8 +283,7 @@ supervisor_proc_resume(struct supervisor_proc *p)
 	if (p->state != SUPERVISOR_PAUSED)
 		return false;
 	supervisor_signal(p, SIGCONT);
-	supervisor_set_state(p, p->registered ? SUPERVISOR_RUNNING :
-	    SUPERVISOR_STARTING);
+	supervisor_set_state(p, supervisor_proc_up_state(p));
 	supervisor_proc_set_paused(p, false);
 	log_info("%s: resumed pid %d", p->id, (int)p->pid);
 	return true;

@@ -246,6 +246,7 @@ supervisor_proc_start(struct supervisor_proc *p)
 	p->after = AFTER_NONE;
 	if (supervisor_child_start(p, &cause, &permanent) == 0) {
 		supervisor_set_state(p, SUPERVISOR_STARTING);
+		supervisor_set_state(p, supervisor_proc_up_state(p));
 		return;
 	}
 	log_warnx("%s: %s", p->id, cause != NULL ? cause : "cannot start");
@@ -270,6 +271,19 @@ supervisor_proc_start(struct supervisor_proc *p)
 		snprintf(p->reason, sizeof(p->reason), "could not be started "
 		    "%d times within %s", cfg->max_restarts, buf);
 	}
+}
+
+/*
+ * The state of a process whose child runs (not paused): a pool's process
+ * is a worker, running once it has registered; an ad-hoc command may be
+ * anything, running once it was executed (spawn_start() waited for that),
+ * whether or not it ever speaks to the broker.
+ */
+enum supervisor_state
+supervisor_proc_up_state(const struct supervisor_proc *p)
+{
+	return p->pool == NULL || p->registered ? SUPERVISOR_RUNNING :
+	    SUPERVISOR_STARTING;
 }
 
 /* Frees a slot that is in no list and has no child. */
@@ -989,6 +1003,6 @@ supervisor_proc_detached(struct supervisor *sv, struct supervisor_proc *p)
 	if (p->pid != 0 && !p->exited)
 		log_info("%s: worker connection closed", p->id);
 	if (p->state == SUPERVISOR_RUNNING)
-		supervisor_set_state(p, SUPERVISOR_STARTING);
+		supervisor_set_state(p, supervisor_proc_up_state(p));
 }
 

@@ -589,7 +589,8 @@ START_TEST(pools_spawn)
 	    "always", "--", "sleep", "60", END), 0);
 	free(out);
 	free(err);
-	pid = wait_state("x", "starting", 5000);
+	/* Not a worker: running once executed, not waiting to register. */
+	pid = wait_state("x", "running", 5000);
 	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "x", "--", "sleep",
 	    "60", END), 1);
 	ck_assert_msg(strstr(err, "'x' already exists") != NULL, "%s", err);

@@ -1104,10 +1104,11 @@ START_TEST(supervisor_exec_failure)
 	free(cause);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", sleeper, RESTART_NEVER,
 	    0, NULL), 0);
-	ck_assert_int_eq(state_of("x"), SUPERVISOR_STARTING);
+	/* An ad-hoc command is running once executed. */
+	ck_assert_int_eq(state_of("x"), SUPERVISOR_RUNNING);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", sleeper, RESTART_NEVER,
 	    0, &cause), -EEXIST);
-	ck_assert_str_eq(cause, "'x' already exists (starting)");
+	ck_assert_str_eq(cause, "'x' already exists (running)");
 	free(cause);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "y", sleeper, RESTART_NEVER,
 	    -2, &cause), -EINVAL);
@@ -1130,7 +1131,7 @@ START_TEST(supervisor_spawn_restart_policy)
 	/* A finished ad-hoc process may be replaced. */
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "c", sleeper, RESTART_NEVER,
 	    0, NULL), 0);
-	ck_assert_int_eq(state_of("c"), SUPERVISOR_STARTING);
+	ck_assert_int_eq(state_of("c"), SUPERVISOR_RUNNING);
 	ck_assert_uint_eq(supervisor_proc_restarts(supervisor_find(fx.sv,
 	    "c")), 0);
 	ck_assert_ptr_null(supervisor_proc_pool(supervisor_find(fx.sv, "c")));
@@ -1439,7 +1440,7 @@ START_TEST(supervisor_ps_listing)
 	ck_assert(obj_is_str(map_get(m, "id"), "solo"));
 	v = map_get(m, "pool");
 	ck_assert(v != NULL && v->type == MSGPACK_OBJECT_NIL);
-	ck_assert(obj_is_str(map_get(m, "state"), "starting"));
+	ck_assert(obj_is_str(map_get(m, "state"), "running"));
 	ck_assert(obj_is_str(map_get(m, "command"), "sleep 30"));
 	msgpack_unpacked_destroy(&up);
 	msgpack_sbuffer_destroy(&sbuf);
