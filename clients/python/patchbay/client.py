@@ -1,0 +1,402 @@
+"""Client: submits jobs (RUN) and receives one result per job.
+
+One background thread per Client reads the connection: it delivers RESULTs
+to their Job futures, calls progress callbacks, answers the broker's PINGs
+and notices a lost broker. Every public method may be called from any
+thread."""
+
+import concurrent.futures
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+from . import wire
+from .errors import (BadRequest, ConnectionLost, JobTimeout,
+                     PatchbayError, ProtocolError, exception_for)
+
+RUN_MARGIN_S = 5.0  # run() waits timeout_ms plus this before giving up
+
+
+class Result:
+    """One job's outcome: id (uuid.UUID), status ("OK", ...), payload
+    (bytes), attempts (int), error (str or None)."""
+
+    __slots__ = ("id", "status", "payload", "attempts", "error")
+
+    def __init__(self, id, status, payload=b"", attempts=0, error=None):
+        self.id = id
+        self.status = status
+        self.payload = payload
+        self.attempts = attempts
+        self.error = error
+
+    @property
+    def ok(self):
+        return self.status == "OK"
+
+    def exception(self):
+        """The exception for this status, or None when OK."""
+        if self.ok:
+            return None
+        return exception_for(self.status, self.error or "", self.attempts,
+                             self.id, self.payload)
+
+    def raise_for_status(self):
+        """Returns self when OK, raises the status's exception otherwise."""
+        exc = self.exception()
+        if exc is not None:
+            raise exc
+        return self
+
+    def __repr__(self):
+        return "Result(id=%s, status=%s, attempts=%d, payload=%r%s)" % (
+            self.id, self.status, self.attempts, self.payload[:32],
+            ", error=%r" % self.error if self.error else "")
+
+
+class Job(concurrent.futures.Future):
+    """A submitted job: a concurrent.futures.Future whose result() is the
+    Result when the job ends OK and raises the status's exception
+    (JobError, JobTimeout, ...) otherwise. Works with
+    concurrent.futures.wait() and as_completed().
+
+    cancel() asks the broker to cancel the job and returns at once; the job
+    still ends with the broker's answer (Cancelled, or its real result if it
+    finished first). cancelled() is therefore always False: look at
+    outcome().status."""
+
+    def __init__(self, client, job_id, fn, on_progress):
+        super().__init__()
+        self.client = client
+        self.id = job_id
+        self.fn = fn
+        self.on_progress = on_progress
+        self._outcome = None
+
+    def _finish(self, res):
+        self._outcome = res
+        if res.ok:
+            self.set_result(res)
+        else:
+            self.set_exception(res.exception())
+
+    def outcome(self, timeout=None):
+        """The Result, whatever its status (never raises a job failure;
+        raises concurrent.futures.TimeoutError if not done in time)."""
+        try:
+            self.result(timeout)
+        except PatchbayError:
+            pass
+        return self._outcome
+
+    def cancel(self):
+        """Sends CANCEL for this job unless it is done. True if sent."""
+        if self.done():
+            return False
+        return self.client.cancel(self)
+
+    def __repr__(self):
+        return "<Job %s fn=%s %s>" % (
+            self.id, self.fn,
+            self._outcome.status if self._outcome else "pending")
+
+
+def _check_payload(payload):
+    if payload is None:
+        return b""
+    if isinstance(payload, str):
+        raise TypeError("payload must be bytes, not str (the broker closes "
+                        "the connection of a client that sends a str "
+                        "payload): encode it, e.g. payload.encode()")
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError("payload must be bytes, not %s" % type(payload).__name__)
+
+
+def _check_uint(name, v, hi=0xFFFFFFFF):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+        raise ValueError("%s must be an integer from 0 to %d (got %r)"
+                         % (name, hi, v))
+    return v
+
+
+class Client:
+    """A connection to the broker as a client.
+
+    Client(endpoint=None, name=None, token=None, timeout=5.0): endpoint
+    "unix:PATH", "tcp:HOST:PORT" or "tcp:[V6]:PORT" (None: the default,
+    see patchbay.default_endpoint()); name is the HELLO name (default: the
+    program name), token the HELLO token (default $PATCHBAY_TOKEN); timeout
+    bounds connecting and the handshake, in seconds. Raises ConnectError or
+    ProtocolError (a refused HELLO)."""
+
+    def __init__(self, endpoint=None, name=None, token=None, timeout=5.0):
+        self._conn = wire.connect(endpoint, "client", name, token, timeout)
+        self.endpoint = self._conn.where
+        self._lock = threading.Lock()
+        self._jobs = {}           # id bytes -> Job
+        self._pongs = {}          # n -> threading.Event
+        self._sync_n = 1 << 31    # sync()'s PINGs; the reader's start at 1
+        self._failure = None      # why the connection is gone
+        self._bye = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._reader, daemon=True,
+                                        name="patchbay-client-reader")
+        self._thread.start()
+
+    @classmethod
+    def connect(cls, endpoint=None, name=None, token=None, timeout=5.0):
+        return cls(endpoint, name=name, token=token, timeout=timeout)
+
+    # -- properties ------------------------------------------------------
+
+    @property
+    def server(self):
+        return self._conn.server
+
+    @property
+    def heartbeat_ms(self):
+        return self._conn.heartbeat_ms
+
+    @property
+    def max_frame(self):
+        return self._conn.max_frame
+
+    @property
+    def pending(self):
+        """How many submitted (not detached) jobs have no result yet."""
+        with self._lock:
+            return len(self._jobs)
+
+    @property
+    def connected(self):
+        return self._failure is None
+
+    # -- jobs ------------------------------------------------------------
+
+    def submit(self, fn, payload=b"", timeout_ms=None, retries=None,
+               priority=None, nowait=False, detach=False, on_progress=None):
+        """Sends a RUN without waiting. Returns a Job (a Future), or, with
+        detach=True, the job's uuid.UUID (no result or progress will come;
+        a refused detached job is dropped silently: see sync()).
+
+        timeout_ms: the broker answers TIMEOUT after it (None/0: none);
+        retries: re-dispatches after a lost worker; priority: -100..100;
+        nowait: NO_WORKER instead of queueing; on_progress(payload) is
+        called, in order, from the reader thread for each PROGRESS."""
+        payload = _check_payload(payload)
+        if not isinstance(fn, str) or not fn:
+            raise TypeError("fn must be a non-empty str")
+        job_id = uuid.uuid4()
+        pkt = {"t": "RUN", "id": job_id.bytes, "fn": fn, "payload": payload}
+        if timeout_ms:
+            pkt["timeout_ms"] = _check_uint("timeout_ms", timeout_ms)
+        if retries:
+            pkt["retries"] = _check_uint("retries", retries)
+        if priority:
+            if isinstance(priority, bool) or not isinstance(priority, int):
+                raise ValueError("priority must be an integer (got %r)"
+                                 % (priority,))
+            pkt["priority"] = priority
+        if detach:
+            pkt["detach"] = True
+        if nowait:
+            pkt["nowait"] = True
+        self._check_alive()
+        job = None
+        if not detach:
+            job = Job(self, job_id, fn, on_progress)
+            with self._lock:
+                self._jobs[job_id.bytes] = job
+        try:
+            self._conn.send(pkt)
+        except ValueError as e:
+            self._forget(job_id)
+            raise BadRequest(str(e), status="BAD_REQUEST", job_id=job_id)
+        except ConnectionLost:
+            self._forget(job_id)
+            self._check_alive()
+            raise
+        return job_id if detach else job
+
+    def run(self, fn, payload=b"", timeout_ms=None, retries=None,
+            priority=None, nowait=False, on_progress=None):
+        """Runs one job and waits for it. Returns the Result when it ends
+        OK; raises the status's exception otherwise (JobError, JobTimeout,
+        WorkerLost, NoWorker, QueueFull, Cancelled, Disconnected...). The
+        wait is bounded by timeout_ms plus 5 s when set, else unbounded;
+        when that runs out the job is cancelled and JobTimeout raised."""
+        job = self.submit(fn, payload, timeout_ms=timeout_ms,
+                          retries=retries, priority=priority, nowait=nowait,
+                          on_progress=on_progress)
+        wait = timeout_ms / 1000.0 + RUN_MARGIN_S if timeout_ms else None
+        try:
+            return job.result(wait)
+        except concurrent.futures.TimeoutError:
+            self.cancel(job)
+            self._forget(job.id)
+            raise JobTimeout("no result within %.1f s (local wait)" % wait,
+                             status="TIMEOUT", job_id=job.id)
+        except KeyboardInterrupt:
+            self.cancel(job)
+            raise
+
+    def cancel(self, job):
+        """Asks the broker to cancel a job of this client (a Job or its
+        uuid.UUID). Returns True if CANCEL was sent. The Job still ends
+        with the broker's answer."""
+        job_id = job.id if isinstance(job, Job) else job
+        if isinstance(job_id, uuid.UUID):
+            job_id = job_id.bytes
+        if self._failure is not None:
+            return False
+        try:
+            self._conn.send({"t": "CANCEL", "id": job_id})
+        except ConnectionLost:
+            return False
+        return True
+
+    def sync(self, timeout=5.0):
+        """Waits until the broker has processed everything sent so far (a
+        PING round trip): after it, detached jobs sent before are known to
+        be accepted (or dropped). Raises ConnectionLost or TimeoutError."""
+        self._check_alive()
+        ev = threading.Event()
+        with self._lock:
+            self._sync_n += 1
+            n = self._sync_n
+            self._pongs[n] = ev
+        try:
+            self._conn.send({"t": "PING", "n": n})
+            if not ev.wait(timeout):
+                raise TimeoutError("no PONG from the broker in %.1f s"
+                                   % timeout)
+        finally:
+            with self._lock:
+                self._pongs.pop(n, None)
+        self._check_alive()
+
+    # -- lifetime --------------------------------------------------------
+
+    def close(self):
+        """Closes the connection; the broker cancels the jobs still
+        running. Jobs without a result end Disconnected."""
+        if self._failure is None:
+            self._failure = ConnectionLost("the client was closed")
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5)
+        self._conn.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._wake_w >= 0:
+                self.close()
+        except Exception:
+            pass
+
+    # -- internals -------------------------------------------------------
+
+    def _check_alive(self):
+        if self._failure is not None:
+            raise self._failure
+
+    def _forget(self, job_id):
+        with self._lock:
+            self._jobs.pop(job_id.bytes, None)
+
+    def _reader(self):
+        conn = self._conn
+        hb = max(conn.heartbeat_ms / 1000.0, 0.05)
+        pinged = False
+        try:
+            while self._failure is None:
+                pkt = conn.recv(hb / 2, wakeup=self._wake_r)
+                if pkt is None:
+                    silent = time.monotonic() - conn.last_rx
+                    if silent > 4 * hb:
+                        raise ConnectionLost("%s went silent for %.1f s" % (
+                            conn.where, silent))
+                    if silent > 2 * hb and not pinged:
+                        conn.ping()
+                        pinged = True
+                    continue
+                pinged = False
+                self._handle(pkt)
+        except PatchbayError as e:
+            if self._failure is None:
+                if self._bye is not None and isinstance(e, ConnectionLost):
+                    e = ConnectionLost("the broker said BYE (%s)" % self._bye)
+                self._failure = e
+        except Exception as e:  # a bug: do not leave futures hanging
+            if self._failure is None:
+                self._failure = ConnectionLost("reader failed: %r" % e)
+        conn.close()
+        self._fail_all()
+
+    def _fail_all(self):
+        with self._lock:
+            jobs, self._jobs = self._jobs, {}
+            pongs = list(self._pongs.values())
+        why = str(self._failure)
+        for job in jobs.values():
+            job._finish(Result(job.id, "DISCONNECTED", b"", 0, why))
+        for ev in pongs:
+            ev.set()
+
+    def _handle(self, pkt):
+        t = pkt["t"]
+        if t == "RESULT":
+            rid = pkt.get("id")
+            with self._lock:
+                job = self._jobs.pop(rid, None)
+            if job is not None:
+                job._finish(Result(job.id, pkt.get("status", "?"),
+                                   pkt.get("payload") or b"",
+                                   pkt.get("attempts", 0), pkt.get("error")))
+        elif t == "PROGRESS":
+            with self._lock:
+                job = self._jobs.get(pkt.get("id"))
+            if job is not None and job.on_progress is not None:
+                try:
+                    job.on_progress(pkt.get("payload") or b"")
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)
+        elif t == "PING":
+            self._conn.send({"t": "PONG", "n": pkt.get("n", 0)})
+        elif t == "PONG":
+            with self._lock:
+                ev = self._pongs.get(pkt.get("n"))
+            if ev is not None:
+                ev.set()
+        elif t == "BYE":
+            self._bye = pkt.get("reason", "")
+        elif t == "ERROR":
+            if pkt.get("code") == "NOT_FOUND":
+                return  # a CANCEL that came too late: harmless
+            self._failure = ProtocolError(pkt.get("msg", ""),
+                                          code=pkt.get("code"))
+            raise self._failure
+
+
+def connect(endpoint=None, name=None, token=None, timeout=5.0):
+    """Client(endpoint, name=..., token=..., timeout=...)."""
+    return Client(endpoint, name=name, token=token, timeout=timeout)
