@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uuid/uuid.h>
+
 #include "broker/broker.h"
 
 #define ADMIN_JOBS_LIMIT	1000	/* jobs listed unless asked otherwise */
@@ -187,7 +189,7 @@ admin_stats_job(const struct sb_job_info *ji, void *arg)
 {
 	struct admin_jobs	*aj = arg;
 	const struct peer	*client = ji->client, *worker = ji->worker;
-	char			 id[FORMAT_UUID_LEN];
+	char			 id[37];
 	msgpack_packer		*pk = aj->pk;
 
 	if (aj->fn != NULL && strcmp(aj->fn, ji->fn) != 0)
@@ -199,7 +201,7 @@ admin_stats_job(const struct sb_job_info *ji, void *arg)
 		return;
 	if (aj->matched++ >= aj->limit || !aj->pack)
 		return;
-	format_uuid(ji->id, id);
+	uuid_unparse_lower(ji->id, id);
 	msgpack_pack_map(pk, 11);
 	admin_pack_kv_str(pk, "id", id);
 	admin_pack_kv_str(pk, "function", ji->fn);

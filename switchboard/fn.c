@@ -204,13 +204,8 @@ fn_cmp_name(const void *a, const void *b)
 {
 	const struct sb_fn	*fa = *(const struct sb_fn * const *)a;
 	const struct sb_fn	*fb = *(const struct sb_fn * const *)b;
-	uint32_t		 n = fa->name_len < fb->name_len ?
-				    fa->name_len : fb->name_len;
-	int			 r = memcmp(fa->name, fb->name, n);
 
-	if (r != 0)
-		return r;
-	return (fa->name_len > fb->name_len) - (fa->name_len < fb->name_len);
+	return sb_name_cmp(fa->name, fa->name_len, fb->name, fb->name_len);
 }
 
 /* Describes one function for the admin verbs. */
@@ -242,8 +237,5 @@ fn_info(const struct switchboard *sb, const struct sb_fn *fn,
 			ret->oldest_queued_at = sb->now - waited;
 		}
 	}
-	memcpy(ret->results, fn->st->results, sizeof ret->results);
-	ret->rejected = fn->st->rejected;
-	ret->wait = fn->st->wait;
-	ret->run = fn->st->run;
+	stats_copy(fn->st, ret);
 }

@@ -380,6 +380,17 @@ void		 fn_drain(struct switchboard *sb, struct sb_fn *fn,
 /* Answers NO_WORKER to every queued job of fn and stops its clock. */
 void		 fn_expire(struct switchboard *sb, struct sb_fn *fn);
 
+/* Orders two names bytewise, a prefix first (fn and stats records). */
+static inline int
+sb_name_cmp(const char *a, uint32_t alen, const char *b, uint32_t blen)
+{
+	int	r = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (r != 0)
+		return r;
+	return (alen > blen) - (alen < blen);
+}
+
 /* Orders functions (struct sb_fn *const *) by name, bytewise, for qsort. */
 int		 fn_cmp_name(const void *a, const void *b);
 
@@ -396,6 +407,9 @@ void		 fn_info(const struct switchboard *sb, const struct sb_fn *fn,
  */
 struct sb_fn_stats	*stats_fn(struct switchboard *sb, const uint8_t *name,
 			    uint32_t len);
+/* Copies the outcomes and times of st into info (fn_info() and gone ones). */
+void		 stats_copy(const struct sb_fn_stats *st,
+		    struct sb_fn_info *info);
 /* Makes the SB_FN_OTHER record; 0 or -ENOMEM. */
 int		 stats_init(struct switchboard *sb);
 /* Frees every record. */

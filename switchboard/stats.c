@@ -139,13 +139,18 @@ stats_cmp_name(const void *a, const void *b)
 {
 	const struct sb_fn_stats	*x = *(struct sb_fn_stats *const *)a;
 	const struct sb_fn_stats	*y = *(struct sb_fn_stats *const *)b;
-	uint32_t			 n = x->name_len < y->name_len ?
-					    x->name_len : y->name_len;
-	int				 r = memcmp(x->name, y->name, n);
 
-	if (r != 0)
-		return r;
-	return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
+	return sb_name_cmp(x->name, x->name_len, y->name, y->name_len);
+}
+
+/* Copies a record's outcomes and times into info. */
+void
+stats_copy(const struct sb_fn_stats *st, struct sb_fn_info *info)
+{
+	memcpy(info->results, st->results, sizeof info->results);
+	info->rejected = st->rejected;
+	info->wait = st->wait;
+	info->run = st->run;
 }
 
 /* Fills info from a record and its live function, if any. */
@@ -161,10 +166,7 @@ stats_info(const struct switchboard *sb, const struct sb_fn_stats *st,
 	else {
 		memset(info, 0, sizeof *info);
 		info->name = st->name;
-		memcpy(info->results, st->results, sizeof info->results);
-		info->rejected = st->rejected;
-		info->wait = st->wait;
-		info->run = st->run;
+		stats_copy(st, info);
 	}
 }
 

@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uuid/uuid.h>
+
 #include "proto/proto.h"
 #include "util/util.h"
 
@@ -114,22 +116,6 @@ die(const char *fmt, ...)
 	if (ledger != NULL)
 		fflush(ledger);
 	exit(3);
-}
-
-/* Writes id as a UUID string into buf (37 bytes). */
-static void
-id_string(const uint8_t *id, char *buf)
-{
-	static const char	hex[] = "0123456789abcdef";
-	int			o = 0;
-
-	for (int i = 0; i < PROTO_ID_LEN; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			buf[o++] = '-';
-		buf[o++] = hex[id[i] >> 4];
-		buf[o++] = hex[id[i] & 15];
-	}
-	buf[o] = '\0';
 }
 
 /* Closes connection i: lost (X) or dropped on purpose (V). */
@@ -214,7 +200,7 @@ conn_packet(int i, const struct packet *p)
 		conns[i].pong = true;
 		return;
 	case PKT_RESULT:
-		id_string(p->id, idstr);
+		uuid_unparse_lower(p->id, idstr);
 		k = (unsigned)p->id[4] << 24 | (unsigned)p->id[5] << 16 |
 		    (unsigned)p->id[6] << 8 | p->id[7];
 		if (k < njobs && memcmp(jobs[k].id, p->id, PROTO_ID_LEN) == 0 &&
@@ -239,7 +225,7 @@ conn_packet(int i, const struct packet *p)
 		return;
 	case PKT_ERROR:
 		if (p->code == PERR_NOT_FOUND && (p->has & PF_ID)) {
-			id_string(p->id, idstr);
+			uuid_unparse_lower(p->id, idstr);
 			fprintf(ledger, "N %s\n", idstr);
 		} else
 			fprintf(ledger, "E %d %s\n", i,
@@ -381,7 +367,7 @@ job_send(struct cjob *j, unsigned k)
 	j->id[7] = (uint8_t)k;
 	r = rnd();
 	memcpy(j->id + 8, &r, 8);
-	id_string(j->id, j->idstr);
+	uuid_unparse_lower(j->id, j->idstr);
 	snprintf(payload, sizeof(payload), "0.%03u %s %u", ms,
 	    j->ok ? "ok" : "fail", k);
 

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uuid/uuid.h>
+
 #include "patchbay.h"
 
 #define CHAOS_MAX_JOBS	256
@@ -61,22 +63,6 @@ chaos_uptime_cs(void)
 
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	return (unsigned long long)ts.tv_sec * 100 + ts.tv_nsec / 10000000;
-}
-
-/* Writes a job id as a UUID string into buf (37 bytes). */
-static void
-chaos_id_string(const uint8_t *id, char *buf)
-{
-	static const char	hex[] = "0123456789abcdef";
-	int			o = 0;
-
-	for (int i = 0; i < PB_ID_LEN; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			buf[o++] = '-';
-		buf[o++] = hex[id[i] >> 4];
-		buf[o++] = hex[id[i] & 15];
-	}
-	buf[o] = '\0';
 }
 
 /* Appends one line to the ledger with a single write. */
@@ -147,7 +133,7 @@ chaos_job_cb(struct pb_worker *w, struct pb_job *job, void *arg)
 	j->ok = strcmp(mode, "ok") == 0;
 	j->due_ms = chaos_now_ms() + (unsigned long long)(secs * 1000);
 	j->attempt = pb_job_attempt(job);
-	chaos_id_string(pb_job_id(job), j->id);
+	uuid_unparse_lower(pb_job_id(job), j->id);
 	pb_job_set_userdata(job, j);
 	snprintf(line, sizeof(line), "S %s %u %d %llu\n", j->id, j->attempt,
 	    (int)getpid(), chaos_uptime_cs());

@@ -7,6 +7,7 @@
  * test killed by its timeout leaves no file behind. Every child started here
  * gets PR_SET_PDEATHSIG, so it dies with the test that started it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -261,6 +262,25 @@ harness_ctl(const struct harness_broker *b, bool json, char **ret_out,
 	status = harness_run(argv, NULL, NULL, 0, ret_out, ret_err, 40000);
 	ck_assert_msg(WIFEXITED(status), "patchbay ctl %s did not exit", verb);
 	return WEXITSTATUS(status);
+}
+
+/* The number of open descriptors of pid; see harness.h. */
+int
+harness_fd_count(pid_t pid)
+{
+	char		 path[64];
+	DIR		*d;
+	struct dirent	*e;
+	int		 n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
 /* Reads a whole file, NUL-terminated; NULL when it cannot be read. */

@@ -103,6 +103,9 @@ void	 harness_write_file(char *buf, size_t len, const char *dir,
 int	 harness_ctl(const struct harness_broker *b, bool json,
 	    char **ret_out, char **ret_err, const char *verb, ...);
 
+/* The number of open descriptors of pid (from /proc), or -1. */
+int	 harness_fd_count(pid_t pid);
+
 /* Reads a whole file (NUL-terminated, caller frees), or NULL. */
 char	*harness_read_file(const char *path);
 

@@ -328,25 +328,6 @@ chaos_drained(void *arg)
 	return ok;
 }
 
-/* The broker's open descriptors. */
-static int
-chaos_broker_fds(void)
-{
-	char		 path[64];
-	DIR		*d;
-	struct dirent	*e;
-	int		 n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)run->broker.pid);
-	if ((d = opendir(path)) == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 /*
  * Lists the broker's children (its pool processes) into pids and their
  * start times (in clock ticks since boot: with the pid, a process's
@@ -1023,10 +1004,10 @@ chaos_run(bool faults)
 	 * The baseline: the fewest descriptors over half a second, since the
 	 * connection of the `ctl ps` that saw the pools up may still be open.
 	 */
-	fds0 = chaos_broker_fds();
+	fds0 = harness_fd_count(run->broker.pid);
 	for (int tries = 0; tries < 50; tries++) {
 		usleep(10000);
-		if ((fds1 = chaos_broker_fds()) < fds0)
+		if ((fds1 = harness_fd_count(run->broker.pid)) < fds0)
 			fds0 = fds1;
 	}
 	total = run->seconds > 0 ? CHAOS_MAX_CLIENTS : 24;
@@ -1116,7 +1097,7 @@ chaos_run(bool faults)
 
 	/* The broker: descriptors back to where they were, no zombie. */
 	for (int tries = 0; tries < 300; tries++) {
-		fds1 = chaos_broker_fds();
+		fds1 = harness_fd_count(run->broker.pid);
 		chaos_pool_pids(pids, starts, 64, &zombies);
 		if (fds1 == fds0 && zombies == 0)
 			break;

@@ -86,25 +86,6 @@ soak_status_kb(pid_t pid, const char *key)
 	return v;
 }
 
-/* The number of open descriptors of pid. */
-static int
-soak_fds(pid_t pid)
-{
-	char		 path[64];
-	DIR		*d;
-	struct dirent	*e;
-	int		 n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	if ((d = opendir(path)) == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 /* The broker's children: live ones into pids (at most max), zombies. */
 static int
 soak_children(pid_t *pids, int max, int *ret_zombies)
@@ -246,7 +227,7 @@ soak_measure(long *rss, long *hwm, int *fds)
 	    2500000);
 	*rss = soak_status_kb(soak.broker.pid, "VmRSS:");
 	*hwm = soak_status_kb(soak.broker.pid, "VmHWM:");
-	*fds = soak_fds(soak.broker.pid);
+	*fds = harness_fd_count(soak.broker.pid);
 }
 
 START_TEST(soak_million_jobs)

@@ -718,19 +718,6 @@ START_TEST(format_time_is_rfc3339_utc_ms)
 }
 END_TEST
 
-/* Job ids as operators see them. */
-START_TEST(format_uuid_is_canonical)
-{
-	uint8_t	id[16];
-	char	buf[FORMAT_UUID_LEN];
-
-	for (int i = 0; i < 16; i++)
-		id[i] = (uint8_t)(i * 17);
-	format_uuid(id, buf);
-	ck_assert_str_eq(buf, "00112233-4455-6677-8899-aabbccddeeff");
-}
-END_TEST
-
 static Suite *
 util_suite(void)
 {
@@ -771,7 +758,6 @@ util_suite(void)
 	tcase_add_test(tc, spawn_user_lookup_grows_its_buffer);
 	tcase_add_test(tc, spawn_child_never_runs_the_parents_handlers);
 	tcase_add_test(tc, format_time_is_rfc3339_utc_ms);
-	tcase_add_test(tc, format_uuid_is_canonical);
 	suite_add_tcase(s, tc);
 	return s;
 }

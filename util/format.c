@@ -91,22 +91,6 @@ format_time(uint64_t wall_ms, char *buf, size_t len)
 	    tm.tm_min, tm.tm_sec, (unsigned)(wall_ms % 1000));
 }
 
-/* 16 bytes as 8-4-4-4-12 lowercase hex digits. */
-void
-format_uuid(const uint8_t *id, char *buf)
-{
-	static const char	hex[] = "0123456789abcdef";
-	char			*o = buf;
-
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*o++ = '-';
-		*o++ = hex[id[i] >> 4];
-		*o++ = hex[id[i] & 0xf];
-	}
-	*o = '\0';
-}
-
 /* The name of a restart policy. */
 const char *
 format_restart(enum restart_policy r)

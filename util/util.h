@@ -145,10 +145,6 @@ void	 format_size(uint64_t bytes, char *buf, size_t len);
 #define FORMAT_TIME_LEN	32
 void	 format_time(uint64_t wall_ms, char *buf, size_t len);
 
-/* Writes 16 bytes as a lowercase UUID, 36 characters and a NUL. */
-#define FORMAT_UUID_LEN	37
-void	 format_uuid(const uint8_t *id, char *buf);
-
 /* The name of a policy: "always", "on-failure" or "never". */
 const char	*format_restart(enum restart_policy r);
 
