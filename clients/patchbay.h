@@ -6,8 +6,20 @@
  * it. Both speak protocol v1 (docs/protocol.md) over a Unix or TCP socket.
  *
  * Threading: an object is used from one thread at a time; distinct objects
- * are independent. The library never calls exit() or abort() and does not
- * log; it returns errors. Running out of memory is one of them: -ENOMEM,
+ * are independent. Two exceptions make long jobs simple:
+ *   - A job handler may block for as long as the job's timeout allows
+ *     (compute, sleep, call a blocking service): while one runs, a thread
+ *     the library starts keeps the worker's connection alive (it PINGs the
+ *     broker and writes out what was queued), so the broker does not take
+ *     the worker for dead. CANCELs and new jobs that arrive meanwhile are
+ *     read when the handler returns.
+ *   - pb_job_progress() and pb_job_complete() may be called from any
+ *     thread, also while another thread is in pb_worker_dispatch(): a
+ *     handler may hand its job to a thread pool and return. PROGRESS is
+ *     written when it is sent, so the client sees it as it happens.
+ * The cancel callback runs with the worker's lock held: it must not block
+ * (it may call pb_job_complete()). The library never calls exit() or
+ * abort() and does not log; it returns errors. Running out of memory is one of them: -ENOMEM,
  * after which the object is still usable and nothing it held was lost.
  *
  * Errors: functions that can fail return 0 or a negative errno:
@@ -186,12 +198,16 @@ struct pb_job;
 
 /*
  * A job handler: called when the broker pushes a job. Answer it now or
- * later, exactly once, with pb_job_complete() (the pb_job stays valid until
- * then; a cancelled job must be answered too, typically PB_CANCELLED).
+ * later, from this or another thread, exactly once, with pb_job_complete()
+ * (the pb_job stays valid until then; a cancelled job must be answered too,
+ * typically PB_CANCELLED). It may block: see Threading above.
  */
 typedef void (*pb_job_fn)(struct pb_worker *w, struct pb_job *job,
     void *userdata);
-/* Told that a running job was cancelled (client cancel, timeout). */
+/*
+ * Told that a running job was cancelled (client cancel, timeout). Called
+ * with the worker's lock held: it must not block.
+ */
 typedef void (*pb_cancel_fn)(struct pb_worker *w, struct pb_job *job,
     void *userdata);
 
@@ -262,7 +278,10 @@ bool		 pb_job_cancelled(const struct pb_job *job);
 void		*pb_job_get_userdata(const struct pb_job *job);
 void		 pb_job_set_userdata(struct pb_job *job, void *userdata);
 
-/* Sends PROGRESS for a running job. 0, -ENOTCONN, -ENOMEM or errno. */
+/*
+ * Sends PROGRESS for a running job, written at once. Any thread. 0,
+ * -ENOTCONN, -ENOMEM or errno.
+ */
 int	 pb_job_progress(struct pb_job *job, const void *data, size_t len);
 
 /*

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1199,6 +1200,191 @@ START_TEST(worker_free_with_jobs_out)
 }
 END_TEST
 
+/* ---- long ---------------------------------------------------------------- */
+
+#define LONG_STEPS	8
+#define LONG_STEP_MS	5000
+
+/*
+ * "sleepy": blocks its thread for LONG_STEPS x LONG_STEP_MS, sending one
+ * PROGRESS ("1".."8") after each step, then answers OK.
+ */
+static void
+h_sleepy(struct pb_worker *w, struct pb_job *job, void *ud)
+{
+	char	c;
+
+	(void)w; (void)ud;
+	for (int i = 0; i < LONG_STEPS; i++) {
+		usleep(LONG_STEP_MS * 1000);
+		c = (char)('1' + i);
+		(void)pb_job_progress(job, &c, 1);
+	}
+	(void)pb_job_complete(job, PB_OK, "awake", 5, NULL);
+}
+
+/* A job handed to another thread, which answers it after a while. */
+static void *
+thread_answer(void *arg)
+{
+	struct pb_job	*job = arg;
+
+	usleep(300 * 1000);
+	(void)pb_job_progress(job, "t", 1);
+	(void)pb_job_complete(job, PB_OK, "threaded", 8, NULL);
+	return NULL;
+}
+
+/* "thread": hands the job to a new thread and returns at once. */
+static void
+h_thread(struct pb_worker *w, struct pb_job *job, void *ud)
+{
+	pthread_t	t;
+
+	(void)w; (void)ud;
+	if (pthread_create(&t, NULL, thread_answer, job) == 0)
+		pthread_detach(t);
+	else
+		(void)pb_job_complete(job, PB_ERROR, NULL, 0, "no thread");
+}
+
+/*
+ * Forks a worker serving "sleepy" and "thread" on ep with capacity 2,
+ * dispatching with no timeout; returns once it has registered.
+ */
+static pid_t
+worker_fork_long(const char *ep)
+{
+	struct pb_worker	*w;
+	pid_t			 pid, parent = getpid();
+	char			 ok;
+	int			 pfd[2];
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		close(pfd[0]);
+		if (pb_worker_new(ep, NULL, &w) != 0 ||
+		    pb_worker_add_function(w, "sleepy", h_sleepy, NULL) != 0 ||
+		    pb_worker_add_function(w, "thread", h_thread, NULL) != 0 ||
+		    pb_worker_set_capacity(w, 2) != 0 ||
+		    pb_worker_connect(w) != 0)
+			_exit(1);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(1);
+		for (;;) {
+			if (pb_worker_dispatch(w, -1) < 0)
+				_exit(1);
+		}
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &ok, 1), 1);
+	close(pfd[0]);
+	return pid;
+}
+
+/* When each PROGRESS of the long job arrived, ms since it was submitted. */
+static struct {
+	unsigned long long	 start;
+	unsigned long long	 at[LONG_STEPS + 1];
+	int			 n;
+} arrivals;
+
+/* Records a PROGRESS arrival time. */
+static void
+on_progress_time(struct pb_client *c, const uint8_t *id, const void *data,
+    size_t len, void *ud)
+{
+	(void)c; (void)id; (void)data; (void)len; (void)ud;
+	if (arrivals.n <= LONG_STEPS)
+		arrivals.at[arrivals.n] = harness_now_ms() - arrivals.start;
+	arrivals.n++;
+}
+
+/*
+ * A handler that blocks for 40 s, with a broker that drops peers silent for
+ * 1.5 s (--heartbeat 500): the library keeps the connection alive meanwhile,
+ * so the job ends OK on its first attempt, and its PROGRESS messages reach
+ * the client as they are sent, about 5 s apart, not all at the end.
+ */
+START_TEST(worker_blocking_handler_kept_alive)
+{
+	struct harness_broker	 b;
+	struct pb_client	*c;
+	struct pb_run_options	 ro = { .timeout_ms = 90000, .retries = 2 };
+	unsigned long long	 done;
+	pid_t			 wpid;
+	int			 one = 1;
+
+	harness_broker_start(&b, (const char *[]){ "--heartbeat", "500",
+	    NULL }, false);
+	wpid = worker_fork_long(b.unix_ep);
+	c = client_start(b.unix_ep);
+	memset(&arrivals, 0, sizeof(arrivals));
+	arrivals.start = harness_now_ms();
+	ck_assert_int_eq(pb_client_submit(c, "sleepy", NULL, 0, &ro,
+	    on_result, on_progress_time, NULL, NULL), 0);
+	ck_assert(pump(c, NULL, cond_results, &one,
+	    LONG_STEPS * LONG_STEP_MS + 30000));
+	done = harness_now_ms() - arrivals.start;
+	ck_assert_msg(seen.results[0]->status == PB_OK, "status %s: %s",
+	    pb_status_name(seen.results[0]->status),
+	    seen.results[0]->error != NULL ? seen.results[0]->error : "");
+	ck_assert_uint_eq(seen.results[0]->attempts, 1);
+	ck_assert_uint_eq(seen.results[0]->len, 5);
+	ck_assert_int_eq(arrivals.n, LONG_STEPS);
+	/* Spread over the run: the first arrived long before the result. */
+	ck_assert_msg(done - arrivals.at[0] >= (LONG_STEPS - 2) * LONG_STEP_MS,
+	    "first progress at %llu ms, result at %llu ms", arrivals.at[0],
+	    done);
+	for (int i = 1; i < LONG_STEPS; i++)
+		ck_assert_msg(arrivals.at[i] - arrivals.at[i - 1] >=
+		    LONG_STEP_MS / 2, "progress %d at %llu ms, %d at %llu ms",
+		    i, arrivals.at[i - 1], i + 1, arrivals.at[i]);
+	seen_reset();
+	pb_client_free(c);
+	worker_kill(wpid);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/*
+ * A job answered from another thread while the worker's own thread waits
+ * in pb_worker_dispatch(w, -1): the answer leaves at once. The broker's
+ * heartbeat is a minute, so an answer stuck behind the waiting thread
+ * would miss the client's 10 s wait.
+ */
+START_TEST(worker_job_answered_from_another_thread)
+{
+	struct harness_broker	 b;
+	struct pb_client	*c;
+	struct pb_result	*r;
+	struct pb_run_options	 ro = { .timeout_ms = 10000 };
+	pid_t			 wpid;
+
+	harness_broker_start(&b, (const char *[]){ "--heartbeat", "60s",
+	    NULL }, false);
+	wpid = worker_fork_long(b.unix_ep);
+	c = client_start(b.unix_ep);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(pb_client_run(c, "thread", NULL, 0, &ro, &r),
+		    0);
+		ck_assert_msg(r->status == PB_OK, "status %s",
+		    pb_status_name(r->status));
+		ck_assert_uint_eq(r->len, 8);
+		ck_assert_int_eq(memcmp(r->payload, "threaded", 8), 0);
+		pb_result_free(r);
+	}
+	pb_client_free(c);
+	worker_kill(wpid);
+	harness_broker_stop(&b);
+}
+END_TEST
+
 /* ---- inherited ----------------------------------------------------------- */
 
 /* Reads exactly len bytes from a blocking fd. */
@@ -1668,6 +1854,12 @@ client_suite(void)
 	tcase_add_test(tc, client_broker_shutdown);
 	tcase_add_test(tc, worker_reconnects);
 	tcase_add_test(tc, worker_free_with_jobs_out);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("long");
+	tcase_set_timeout(tc, 150);
+	tcase_add_test(tc, worker_blocking_handler_kept_alive);
+	tcase_add_test(tc, worker_job_answered_from_another_thread);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("inherited");

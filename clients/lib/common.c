@@ -287,6 +287,7 @@ common_flush(struct bconn *b, uint64_t deadline)
 			    b->out.size - b->out_off);
 		if (n >= 0) {
 			b->out_off += (size_t)n;
+			b->last_tx = clock_now_ms();
 			continue;
 		}
 		if (errno == EINTR)
@@ -351,6 +352,18 @@ common_send(struct bconn *b, const struct packet *p)
 	if ((r = common_flush(b, 0)) == -ENOMEM)
 		return 0;
 	return r;
+}
+
+/* Writes what is queued, corked or not; see internal.h. */
+int
+common_push(struct bconn *b)
+{
+	int	r;
+
+	if (b->dead || b->fd < 0)
+		return -ENOTCONN;
+	r = common_flush(b, 0);
+	return r == -ENOMEM ? 0 : r;
 }
 
 /* Sends a PING with a fresh n; see internal.h. */
@@ -584,9 +597,17 @@ common_wait(struct bconn *b, int timeout_ms)
 	if (ms != 0) {
 		pfd.fd = b->fd;
 		pfd.events = POLLIN;
+		if (b->wait_lock != NULL)
+			pthread_mutex_unlock(b->wait_lock);
 		r = poll(&pfd, 1, ms);
 		if (r < 0)
-			return -errno;	/* EINTR: let the caller look around */
+			r = -errno;
+		if (b->wait_lock != NULL)
+			pthread_mutex_lock(b->wait_lock);
+		if (r < 0)
+			return r;	/* EINTR: let the caller look around */
+		if (b->fd < 0 || b->dead)
+			return b->fd < 0 ? -ENOTCONN : b->dead_err;
 		r = r > 0 ? common_fill(b) : 0;
 	} else
 		r = common_fill(b);

@@ -21,6 +21,7 @@
 #define PATCHBAY_LIB_INTERNAL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,9 +102,13 @@ struct bconn {
 	uint32_t		 max_frame;
 	uint64_t		 heartbeat_ms;	/* 0: no liveness checks */
 	uint64_t		 last_rx;	/* ms of the last byte read */
+	uint64_t		 last_tx;	/* ms of the last byte written */
 	uint64_t		 ping_sent;	/* ms of our unanswered PING, or 0 */
 	uint64_t		 ping_n;	/* last PING n we sent */
 	uint64_t		 pong_n;	/* last PONG n received */
+
+	/* Released while common_wait() sleeps in poll(2), if not NULL. */
+	pthread_mutex_t		*wait_lock;
 
 	int			 err_code;	/* last ERROR code, or -1 */
 	char			 why[PROTO_ERRLEN];	/* why it died */
@@ -158,6 +163,14 @@ void		 common_kill(struct bconn *b, int err, const char *fmt, ...)
  * queued -ENOMEM, -EMSGSIZE (larger than the broker's max_frame) or -EINVAL.
  */
 int		 common_send(struct bconn *b, const struct packet *p);
+
+/*
+ * Writes what is queued now, even while corked (PROGRESS that must not
+ * wait for the end of a batch). 0 or -ENOTCONN; what a blocked write could
+ * not finish for want of memory to read meanwhile goes out with the next
+ * wait.
+ */
+int		 common_push(struct bconn *b);
 
 /*
  * Decodes and handles every complete frame in the input buffer: PING,

@@ -22,6 +22,19 @@
  * to 5 s, with jitter. A connection inherited through $PATCHBAY_FD (a
  * worker the broker spawned) is never reconnected: its loss is final.
  *
+ * Handlers may block (a long computation, a blocking call): while one
+ * runs, a keepalive thread keeps the connection alive. The worker's lock
+ * guards the connection and the job table; the dispatching thread holds it
+ * except while a handler runs, and pb_job_progress()/pb_job_complete() take
+ * it, so they may be called from any thread. The keepalive thread wakes
+ * every quarter heartbeat; when it finds a handler running and nothing
+ * written for half a heartbeat, it PINGs the broker (any frame is a sign of
+ * life, and the broker answers), and it writes out whatever the handler
+ * queued. It never decodes input: RUNs and CANCELs that arrive meanwhile
+ * wait for the handler to return. PROGRESS is written when it is sent, not
+ * at the end of the batch, so that a client sees a blocking job's progress
+ * as it happens.
+ *
  * Out of memory, a call returns -ENOMEM and the worker stays usable: a RUN
  * that cannot become a pb_job stays buffered for the next dispatch, an
  * answer that cannot be encoded leaves its job untouched for another
@@ -32,6 +45,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clients/lib/internal.h"
@@ -60,7 +75,7 @@ struct pb_job {
 	uint64_t		 gen;		/* connection it came on */
 	struct worker_key	 key;
 	bool			 live;		/* in w->live */
-	bool			 cancelled;
+	bool			 cancelled;	/* atomic: read by any thread */
 	uint32_t		 timeout_ms;
 	void			*userdata;
 	const char		*fn;		/* into data, after the payload */
@@ -79,8 +94,18 @@ struct worker_fn {
 	void		*userdata;
 };
 
-/* A worker and its jobs; owned by the caller. */
+/*
+ * A worker and its jobs; owned by the caller. lock guards conn, gen, live,
+ * jobs and busy_since (see the top of this file).
+ */
 struct pb_worker {
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 ka_cond;	/* wakes the keepalive thread */
+	pthread_t		 ka_thread;
+	bool			 ka_running;
+	bool			 ka_quit;
+	uint64_t		 busy_since;	/* ms a handler began, or 0 */
+
 	struct bconn		 conn;
 	char			*endpoint;	/* NULL: the default, each time */
 	int			 inherited_fd;	/* $PATCHBAY_FD, or -1 */
@@ -105,6 +130,130 @@ struct pb_worker {
 	int			 fatal;		/* cannot go on: this errno */
 	volatile sig_atomic_t	 stop;
 };
+
+/* The worker whose lock this thread holds, so that calls nest. */
+static _Thread_local struct pb_worker	*worker_held;
+
+/* What worker_lock() did, for worker_unlock(). */
+struct worker_hold {
+	struct pb_worker	*prev;
+	bool			 taken;
+};
+
+/*
+ * Takes w's lock unless this thread holds it already (a cancel callback
+ * that completes its job, a handler that sets the capacity).
+ */
+static void
+worker_lock(struct pb_worker *w, struct worker_hold *h)
+{
+	h->prev = worker_held;
+	h->taken = worker_held != w;
+	if (!h->taken)
+		return;
+	pthread_mutex_lock(&w->lock);
+	worker_held = w;
+}
+
+/* Undoes worker_lock(). */
+static void
+worker_unlock(struct pb_worker *w, struct worker_hold *h)
+{
+	if (!h->taken)
+		return;
+	worker_held = h->prev;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * The keepalive thread (see the top of this file): holds the lock only
+ * while it writes, and only while a handler runs.
+ */
+static void *
+worker_keepalive_main(void *arg)
+{
+	struct pb_worker	*w = arg;
+	struct bconn		*b = &w->conn;
+	struct timespec		 ts;
+	uint64_t		 now, hb, tick;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->ka_quit) {
+		hb = b->heartbeat_ms;
+		tick = hb == 0 ? 1000 : hb / 4 < 10 ? 10 : hb / 4;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(tick / 1000);
+		ts.tv_nsec += (long)(tick % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&w->ka_cond, &w->lock, &ts);
+		if (w->ka_quit || w->busy_since == 0 || hb == 0 || b->fd < 0 ||
+		    b->dead)
+			continue;
+		now = clock_now_ms();
+		if (now - b->last_tx >= hb / 2)
+			(void)common_ping(b);	/* queued: corked by process */
+		if (b->out_off < b->out.size)
+			(void)common_push(b);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/*
+ * Starts the keepalive thread once the worker has a heartbeat to keep, with
+ * every signal blocked in it: signals are the dispatching thread's. Called
+ * with the lock held. A thread that cannot be started is not fatal: only
+ * handlers that block then lose their connection.
+ */
+static void
+worker_keepalive_start(struct pb_worker *w)
+{
+	sigset_t	all, old;
+
+	if (w->ka_running || w->conn.heartbeat_ms == 0)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	w->ka_running = pthread_create(&w->ka_thread, NULL,
+	    worker_keepalive_main, w) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Stops the keepalive thread; called without the lock. */
+static void
+worker_keepalive_stop(struct pb_worker *w)
+{
+	if (!w->ka_running)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->ka_quit = true;
+	pthread_cond_signal(&w->ka_cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->ka_thread, NULL);
+	w->ka_running = false;
+}
+
+/*
+ * Calls into the user's handler without the lock, so that the keepalive
+ * thread can write meanwhile and the handler may complete from any thread.
+ */
+static void
+worker_call_handler(struct pb_worker *w, struct worker_fn *f,
+    struct pb_job *j)
+{
+	struct pb_worker	*held = worker_held;
+
+	w->busy_since = clock_now_ms();
+	worker_held = NULL;
+	pthread_mutex_unlock(&w->lock);
+	f->handler(w, j, f->userdata);
+	pthread_mutex_lock(&w->lock);
+	worker_held = held;
+	w->busy_since = 0;
+}
 
 /* Next pseudo-random number for jitter (xorshift64). */
 static uint64_t
@@ -142,6 +291,28 @@ worker_env_fd(int *ret_fd)
 	return 0;
 }
 
+/* Sets up the lock and the keepalive thread's condition; 0 or -errno. */
+static int
+worker_sync_init(struct pb_worker *w)
+{
+	pthread_condattr_t	ca;
+	int			r;
+
+	if ((r = pthread_mutex_init(&w->lock, NULL)) != 0)
+		return -r;
+	if ((r = pthread_condattr_init(&ca)) == 0) {
+		r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		if (r == 0)
+			r = pthread_cond_init(&w->ka_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	if (r != 0) {
+		pthread_mutex_destroy(&w->lock);
+		return -r;
+	}
+	return 0;
+}
+
 /* Creates a worker, not connected yet; see patchbay.h. */
 int
 pb_worker_new(const char *endpoint, const struct pb_options *opts,
@@ -164,7 +335,12 @@ pb_worker_new(const char *endpoint, const struct pb_options *opts,
 		return r;
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return -ENOMEM;
+	if (worker_sync_init(w) != 0) {
+		free(w);
+		return -ENOMEM;
+	}
 	common_init(&w->conn);
+	w->conn.wait_lock = &w->lock;
 	LIST_INIT(&w->jobs);
 	w->inherited_fd = -1;
 	w->capacity = 1;
@@ -203,6 +379,7 @@ pb_worker_free(struct pb_worker *w)
 
 	if (w == NULL)
 		return;
+	worker_keepalive_stop(w);
 	HASH_CLEAR(hh, w->live);
 	while ((j = LIST_FIRST(&w->jobs)) != NULL) {
 		LIST_REMOVE(j, entry);
@@ -217,6 +394,8 @@ pb_worker_free(struct pb_worker *w)
 	free(w->endpoint);
 	free(w->name);
 	free(w->token);
+	pthread_cond_destroy(&w->ka_cond);
+	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
 
@@ -330,6 +509,7 @@ worker_try_connect(struct pb_worker *w)
 		w->gen++;
 		if ((r = worker_register(w)) == 0) {
 			w->backoff_ms = 0;
+			worker_keepalive_start(w);
 			return 0;
 		}
 		common_set_connect_error("REGISTER failed: %s", strerror(-r));
@@ -347,30 +527,34 @@ worker_try_connect(struct pb_worker *w)
 int
 pb_worker_connect(struct pb_worker *w)
 {
+	struct worker_hold	h;
+	int			r;
+
 	if (w == NULL)
 		return -EINVAL;
+	worker_lock(w, &h);
 	if (w->fatal != 0)
-		return w->fatal;
-	if (worker_connected(w))
-		return 0;
-	if (w->conn.fd >= 0)
-		worker_disconnect(w);
-	if (w->fatal != 0)
-		return w->fatal;
-	return worker_try_connect(w);
+		r = w->fatal;
+	else if (worker_connected(w))
+		r = 0;
+	else {
+		if (w->conn.fd >= 0)
+			worker_disconnect(w);
+		r = w->fatal != 0 ? w->fatal : worker_try_connect(w);
+	}
+	worker_unlock(w, &h);
+	return r;
 }
 
-/* Adds or replaces a function; re-REGISTERs when connected. */
-int
-pb_worker_add_function(struct pb_worker *w, const char *fn,
-    pb_job_fn handler, void *userdata)
+/* pb_worker_add_function() with the lock held. */
+static int
+worker_add_function(struct pb_worker *w, const char *fn, pb_job_fn handler,
+    void *userdata)
 {
 	struct worker_fn	*f;
 	size_t			 len, i;
 	int			 r;
 
-	if (w == NULL || fn == NULL || handler == NULL)
-		return -EINVAL;
 	len = strnlen(fn, PROTO_MAX_FN_LEN + 1);
 	if (len == 0 || len > PROTO_MAX_FN_LEN)
 		return -EINVAL;
@@ -402,31 +586,55 @@ pb_worker_add_function(struct pb_worker *w, const char *fn,
 	return 0;
 }
 
+/* Adds or replaces a function; re-REGISTERs when connected. */
+int
+pb_worker_add_function(struct pb_worker *w, const char *fn,
+    pb_job_fn handler, void *userdata)
+{
+	struct worker_hold	 h;
+	int			 r;
+
+	if (w == NULL || fn == NULL || handler == NULL)
+		return -EINVAL;
+	worker_lock(w, &h);
+	r = worker_add_function(w, fn, handler, userdata);
+	worker_unlock(w, &h);
+	return r;
+}
+
 /* Sets how many jobs may run at once; re-REGISTERs when connected. */
 int
 pb_worker_set_capacity(struct pb_worker *w, uint32_t capacity)
 {
-	uint32_t	old;
+	struct worker_hold	h;
+	uint32_t		old;
+	int			r = 0;
 
 	if (w == NULL || capacity < 1 || capacity > PROTO_MAX_CAPACITY)
 		return -EINVAL;
+	worker_lock(w, &h);
 	old = w->capacity;
 	w->capacity = capacity;
 	if (worker_connected(w) && worker_register(w) == -ENOMEM) {
 		w->capacity = old;
-		return -ENOMEM;
+		r = -ENOMEM;
 	}
-	return 0;
+	worker_unlock(w, &h);
+	return r;
 }
 
 /* Sets the callback told about cancelled jobs. */
 void
 pb_worker_on_cancel(struct pb_worker *w, pb_cancel_fn fn, void *userdata)
 {
+	struct worker_hold	h;
+
 	if (w == NULL)
 		return;
+	worker_lock(w, &h);
 	w->on_cancel = fn;
 	w->cancel_userdata = userdata;
+	worker_unlock(w, &h);
 }
 
 /* Answers a RUN the worker cannot serve with RESULT ERROR; 0 or -ENOMEM. */
@@ -512,7 +720,7 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	j->live = true;
 	LIST_INSERT_HEAD(&w->jobs, j, entry);
 	/* The handler may complete (and free) j: do not touch it after. */
-	f->handler(w, j, f->userdata);
+	worker_call_handler(w, f, j);
 	return 0;
 }
 
@@ -532,9 +740,10 @@ worker_packet(struct bconn *b, const struct packet *p, void *arg)
 		memcpy(key.id, p->id, PROTO_ID_LEN);
 		key.attempt = p->attempt;
 		HASH_FIND(hh, w->live, &key, sizeof(key), j);
-		if (j == NULL || j->cancelled)
+		if (j == NULL || pb_job_cancelled(j))
 			return 0;
-		j->cancelled = true;
+		__atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED);
+		/* Called with the lock held: it must not block. */
 		if (w->on_cancel != NULL)
 			w->on_cancel(w, j, w->cancel_userdata);
 		return 0;
@@ -547,34 +756,35 @@ worker_packet(struct bconn *b, const struct packet *p, void *arg)
 	}
 }
 
-/* Sleeps until the next connect attempt or the deadline; 0 or -EINTR. */
+/*
+ * Sleeps until the next connect attempt or the deadline, without the lock
+ * (so that other threads may answer their jobs meanwhile); 0 or -EINTR.
+ */
 static int
 worker_sleep(struct pb_worker *w, uint64_t deadline)
 {
 	uint64_t	now = clock_now_ms(), until = w->retry_at;
-	int		ms;
+	int		ms, r;
 
 	if (deadline != 0 && deadline < until)
 		until = deadline;
 	if (until <= now)
 		return 0;
 	ms = until - now > INT32_MAX ? INT32_MAX : (int)(until - now);
-	if (poll(NULL, 0, ms) == -1 && errno == EINTR)
-		return -EINTR;
-	return 0;
+	pthread_mutex_unlock(&w->lock);
+	r = poll(NULL, 0, ms);
+	pthread_mutex_lock(&w->lock);
+	return r == -1 && errno == EINTR ? -EINTR : 0;
 }
 
-/* Handles what arrived and reconnects when due; see patchbay.h. */
-int
-pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
+/* pb_worker_dispatch() with the lock held. */
+static int
+worker_dispatch(struct pb_worker *w, int timeout_ms)
 {
-	struct bconn	*b;
+	struct bconn	*b = &w->conn;
 	uint64_t	 deadline = 0;
 	int		 n, ms, r;
 
-	if (w == NULL || timeout_ms < -1)
-		return -EINVAL;
-	b = &w->conn;
 	if (timeout_ms > 0)
 		deadline = clock_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
@@ -613,6 +823,21 @@ pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
 		if (n != 0 || ms == 0 || w->stop)
 			return 0;
 	}
+}
+
+/* Handles what arrived and reconnects when due; see patchbay.h. */
+int
+pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
+{
+	struct worker_hold	h;
+	int			r;
+
+	if (w == NULL || timeout_ms < -1)
+		return -EINVAL;
+	worker_lock(w, &h);
+	r = worker_dispatch(w, timeout_ms);
+	worker_unlock(w, &h);
+	return r;
 }
 
 /* Loops in pb_worker_dispatch() until stopped or failed; see patchbay.h. */
@@ -692,7 +917,8 @@ pb_job_timeout_ms(const struct pb_job *job)
 bool
 pb_job_cancelled(const struct pb_job *job)
 {
-	return job != NULL && job->cancelled;
+	return job != NULL && __atomic_load_n(&job->cancelled,
+	    __ATOMIC_RELAXED);
 }
 
 /* The caller's pointer attached to the job. */
@@ -718,41 +944,49 @@ worker_job_current(const struct pb_job *job)
 	    worker_connected(job->w);
 }
 
-/* Sends PROGRESS for a running job; see patchbay.h. */
+/*
+ * Sends PROGRESS for a running job, written at once even in the middle of
+ * a batch; see patchbay.h.
+ */
 int
 pb_job_progress(struct pb_job *job, const void *data, size_t len)
 {
-	struct packet	p;
+	struct worker_hold	 h;
+	struct pb_worker	*w;
+	struct packet		 p;
+	int			 r;
 
 	if (job == NULL || (data == NULL && len > 0))
 		return -EINVAL;
-	if (!worker_job_current(job))
-		return -ENOTCONN;
 	if (len > UINT32_MAX)
 		return -EMSGSIZE;
+	if ((w = job->w) == NULL)
+		return -ENOTCONN;
 	packet_init(&p, PKT_PROGRESS);
 	memcpy(p.id, job->key.id, PROTO_ID_LEN);
 	p.attempt = job->key.attempt;
 	/* Required, so no PF_PAYLOAD; never a NULL pointer to msgpack. */
 	p.payload.ptr = data != NULL ? data : (const void *)"";
 	p.payload.len = (uint32_t)len;
-	return common_send(&job->w->conn, &p);
+	worker_lock(w, &h);
+	if (!worker_job_current(job))
+		r = -ENOTCONN;
+	else if ((r = common_send(&w->conn, &p)) == 0)
+		r = common_push(&w->conn);
+	worker_unlock(w, &h);
+	return r;
 }
 
-/* Answers a job and frees it; see patchbay.h. */
-int
-pb_job_complete(struct pb_job *job, enum pb_status status,
+/* pb_job_complete() with the lock held (or with the worker gone). */
+static int
+worker_complete(struct pb_job *job, enum pb_status status,
     const void *payload, size_t len, const char *error)
 {
-	struct pb_worker	*w;
+	struct pb_worker	*w = job->w;
 	struct packet		 p;
 	char			 msg[PROTO_ERRLEN];
 	int			 r = -ENOTCONN, r2;
 
-	if (job == NULL || (payload == NULL && len > 0) ||
-	    (status != PB_OK && status != PB_ERROR && status != PB_CANCELLED))
-		return -EINVAL;
-	w = job->w;
 	if (worker_job_current(job)) {
 		packet_init(&p, PKT_RESULT);
 		memcpy(p.id, job->key.id, PROTO_ID_LEN);
@@ -793,5 +1027,25 @@ pb_job_complete(struct pb_job *job, enum pb_status status,
 	if (w != NULL)
 		LIST_REMOVE(job, entry);
 	free(job);
+	return r;
+}
+
+/* Answers a job and frees it; see patchbay.h. */
+int
+pb_job_complete(struct pb_job *job, enum pb_status status,
+    const void *payload, size_t len, const char *error)
+{
+	struct worker_hold	 h;
+	struct pb_worker	*w;
+	int			 r;
+
+	if (job == NULL || (payload == NULL && len > 0) ||
+	    (status != PB_OK && status != PB_ERROR && status != PB_CANCELLED))
+		return -EINVAL;
+	if ((w = job->w) == NULL)
+		return worker_complete(job, status, payload, len, error);
+	worker_lock(w, &h);
+	r = worker_complete(job, status, payload, len, error);
+	worker_unlock(w, &h);
 	return r;
 }
