@@ -91,6 +91,7 @@ struct pb_options {
 	const char	*name;		/* HELLO name; default the program name */
 	const char	*token;		/* HELLO token; default $PATCHBAY_TOKEN */
 	int		 connect_timeout_ms;	/* default 5000 */
+	bool		 spread;	/* client, list: start at a random broker */
 };
 
 /* One job's outcome. Owned by the caller: pb_result_free(). */
@@ -123,6 +124,14 @@ struct pb_client;
  * Connects to endpoint ("unix:/path", "tcp:host:port", "tcp:[::1]:port";
  * NULL for pb_default_endpoint()) and does the HELLO/WELCOME handshake as a
  * client. On success sets *ret and returns 0.
+ *
+ * endpoint may be a list of brokers, "A,B,...": the client uses one at a
+ * time, the first that takes it (with opts->spread, the list is walked from
+ * a random place, so that many clients spread over the brokers). When the
+ * connection is lost, its pending jobs are delivered as PB_DISCONNECTED
+ * (never resubmitted: the broker may have run them), and the next submit or
+ * run fails over to the next broker of the list, or reconnects to the only
+ * one; that submit may deliver the lost jobs' results first.
  */
 int	 pb_client_connect(const char *endpoint, const struct pb_options *opts,
 	    struct pb_client **ret);
@@ -176,7 +185,10 @@ int	 pb_client_dispatch(struct pb_client *c, int timeout_ms);
 /* Jobs submitted whose results have not been delivered yet. */
 size_t	 pb_client_pending(const struct pb_client *c);
 
-/* The socket, for poll(2)-style integration (readable: call dispatch). */
+/*
+ * The socket, for poll(2)-style integration (readable: call dispatch); it
+ * changes when the client fails over.
+ */
 int	 pb_client_fd(const struct pb_client *c);
 
 /*
@@ -212,9 +224,22 @@ typedef void (*pb_cancel_fn)(struct pb_worker *w, struct pb_job *job,
     void *userdata);
 
 /*
+ * Told that the worker's connection to a broker came up (connected true:
+ * connected and registered) or went down; endpoint names the broker. Jobs
+ * of a lost connection can no longer be answered (pb_job_abandoned()).
+ * Called from the worker's calls, with its lock held: it must not block.
+ */
+typedef void (*pb_state_fn)(struct pb_worker *w, const char *endpoint,
+    bool connected, void *userdata);
+
+/*
  * Creates a worker. With endpoint NULL it uses the inherited descriptor in
  * $PATCHBAY_FD when set (a broker-spawned worker), else
- * pb_default_endpoint(). It does not connect yet. Returns 0 or errno.
+ * pb_default_endpoint(). endpoint may be a list, "A,B,...": the worker then
+ * registers with every broker in it and serves them all, connecting and
+ * reconnecting to each on its own; each broker sees the whole capacity.
+ * It does not connect yet. Returns 0 or errno (-EINVAL for a bad endpoint
+ * or list, with the reason in pb_client_last_error(NULL)).
  */
 int	 pb_worker_new(const char *endpoint, const struct pb_options *opts,
 	    struct pb_worker **ret);
@@ -239,10 +264,16 @@ int	 pb_worker_set_capacity(struct pb_worker *w, uint32_t capacity);
 void	 pb_worker_on_cancel(struct pb_worker *w, pb_cancel_fn fn,
 	    void *userdata);
 
+/* Sets the connection state callback (optional). */
+void	 pb_worker_on_state(struct pb_worker *w, pb_state_fn fn,
+	    void *userdata);
+
 /*
  * Connects (or reconnects) and REGISTERs. Reconnection after the broker goes
  * away happens inside pb_worker_dispatch() with exponential backoff
- * (100 ms doubling to 5 s, with jitter). Returns 0 or errno.
+ * (100 ms doubling to 5 s, with jitter). Returns 0 or errno; for a list, 0
+ * when at least one broker took the worker (the others are retried by
+ * pb_worker_dispatch()).
  */
 int	 pb_worker_connect(struct pb_worker *w);
 
@@ -265,8 +296,20 @@ int	 pb_worker_run(struct pb_worker *w);
 /* Makes pb_worker_run() return (safe from a handler or signal handler). */
 void	 pb_worker_stop(struct pb_worker *w);
 
-/* The current socket (-1 while disconnected), for poll(2) integration. */
+/*
+ * The descriptor to watch for input, for poll(2) or event loop
+ * integration: the current socket (it changes across reconnects, -1 while
+ * disconnected), or, for a list of brokers, an epoll descriptor that is
+ * readable when any of the worker's sockets is (it does not change).
+ */
 int	 pb_worker_fd(const struct pb_worker *w);
+
+/*
+ * Milliseconds until the worker needs pb_worker_dispatch() even if its
+ * descriptor stays quiet (a reconnect attempt, a PING due), or -1 when
+ * nothing is due. An event loop arms a timer with it after each dispatch.
+ */
+int	 pb_worker_timeout_ms(struct pb_worker *w);
 
 /* Accessors valid until the job is completed. */
 const uint8_t	*pb_job_id(const struct pb_job *job);
@@ -275,6 +318,8 @@ const void	*pb_job_payload(const struct pb_job *job, size_t *ret_len);
 uint32_t	 pb_job_attempt(const struct pb_job *job);
 uint32_t	 pb_job_timeout_ms(const struct pb_job *job);	/* 0: none */
 bool		 pb_job_cancelled(const struct pb_job *job);
+/* True once the connection the job came on is gone: answers are dropped. */
+bool		 pb_job_abandoned(const struct pb_job *job);
 void		*pb_job_get_userdata(const struct pb_job *job);
 void		 pb_job_set_userdata(struct pb_job *job, void *userdata);
 

@@ -1052,15 +1052,18 @@ START_TEST(client_broker_killed)
 		    "connection to the broker lost");
 	}
 	ck_assert_uint_eq(pb_client_pending(c), 0);
-	/* Once, and the client stays closed. */
+	/* Once; a new job tries to reconnect, and there is no broker. */
 	r = pb_client_dispatch(c, 100);
 	ck_assert_int_eq(r, -ENOTCONN);
 	ck_assert_int_eq(seen.nresults, 3);
+	ck_assert_str_eq(pb_client_last_error(c),
+	    "connection to the broker lost");
 	ck_assert_int_eq(pb_client_submit(c, "rev", NULL, 0, NULL, on_result,
 	    NULL, NULL, NULL), -ENOTCONN);
 	ck_assert_int_eq(pb_client_sync(c, 100), -ENOTCONN);
-	ck_assert_str_eq(pb_client_last_error(c),
-	    "connection to the broker lost");
+	ck_assert_msg(strncmp(pb_client_last_error(c), "no broker to fail "
+	    "over to: ", 26) == 0, "%s", pb_client_last_error(c));
+	ck_assert_int_eq(seen.nresults, 3);
 
 	/* The worker's jobs are abandoned: completing them says so. */
 	ck_assert(pump(NULL, w, cond_worker_disconnected, w, WAIT_MS));
@@ -1196,6 +1199,300 @@ START_TEST(worker_free_with_jobs_out)
 	ck_assert_int_eq(seen.results[0]->status, PB_WORKER_LOST);
 	seen_reset();
 	pb_client_free(c);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* ---- several brokers -------------------------------------------------- */
+
+#define STREAM_JOBS	300
+#define STREAM_WINDOW	8
+#define STREAM_KILL_AT	100
+
+/* "nap": sleeps 20 ms, then answers the payload as it came. */
+static void
+h_nap(struct pb_worker *w, struct pb_job *job, void *ud)
+{
+	const void	*p;
+	size_t		 len;
+
+	(void)w; (void)ud;
+	usleep(20 * 1000);
+	p = pb_job_payload(job, &len);
+	(void)pb_job_complete(job, PB_OK, p, len, NULL);
+}
+
+/* What each brokers-test callback saw: the state changes, in order. */
+static struct {
+	char	log[1024];
+} states;
+
+/* Records "+EP" or "-EP" for each connection state change. */
+static void
+on_state(struct pb_worker *w, const char *endpoint, bool connected,
+    void *ud)
+{
+	size_t	len = strlen(states.log);
+
+	(void)w; (void)ud;
+	snprintf(states.log + len, sizeof(states.log) - len, "%c%s ",
+	    connected ? '+' : '-', endpoint);
+}
+
+/*
+ * Forks a worker serving "nap" and "rev" (capacity 4) on a list of
+ * brokers; returns once it is connected to at least one.
+ */
+static pid_t
+worker_fork_list(const char *eps)
+{
+	struct pb_worker	*w;
+	pid_t			 pid, parent = getpid();
+	char			 ok;
+	int			 pfd[2];
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		close(pfd[0]);
+		if (pb_worker_new(eps, NULL, &w) != 0 ||
+		    pb_worker_add_function(w, "nap", h_nap, NULL) != 0 ||
+		    pb_worker_add_function(w, "rev", h_rev, NULL) != 0 ||
+		    pb_worker_set_capacity(w, 4) != 0 ||
+		    pb_worker_connect(w) != 0)
+			_exit(1);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(1);
+		for (;;) {
+			if (pb_worker_dispatch(w, -1) < 0)
+				_exit(1);
+		}
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &ok, 1), 1);
+	close(pfd[0]);
+	return pid;
+}
+
+/* True once "rev" runs on ep without queueing: a worker is registered. */
+static bool
+cond_serves(void *arg)
+{
+	struct pb_run_options	 ro = { .nowait = true, .timeout_ms = 2000 };
+	struct pb_client	*c;
+	struct pb_result	*r;
+	bool			 ok = false;
+
+	if (pb_client_connect(arg, NULL, &c) != 0)
+		return false;
+	if (pb_client_run(c, "rev", "ab", 2, &ro, &r) == 0) {
+		ok = r->status == PB_OK && r->len == 2 &&
+		    memcmp(r->payload, "ba", 2) == 0;
+		pb_result_free(r);
+	}
+	pb_client_free(c);
+	return ok;
+}
+
+/* One stream job's outcomes, counted by its index. */
+static struct {
+	int		 outcomes[STREAM_JOBS];
+	enum pb_status	 status[STREAM_JOBS];
+	int		 done;
+} stream;
+
+/* Counts an outcome of a stream job (userdata: its index + 1). */
+static void
+on_stream_result(struct pb_client *c, struct pb_result *r, void *ud)
+{
+	size_t	i = (size_t)(uintptr_t)ud - 1;
+
+	(void)c;
+	if (i < STREAM_JOBS) {
+		stream.outcomes[i]++;
+		stream.status[i] = r->status;
+		if (r->status == PB_OK && (r->len != sizeof(i) ||
+		    memcmp(r->payload, &i, sizeof(i)) != 0))
+			stream.status[i] = PB_ERROR;	/* a wrong answer */
+	}
+	stream.done++;
+	pb_result_free(r);
+}
+
+/*
+ * Two brokers, a worker registered with both, a client given both: the
+ * broker the client uses is killed during a stream of jobs. Every job gets
+ * exactly one outcome, OK or (in flight on the lost broker) DISCONNECTED,
+ * never resubmitted; the client fails over and new jobs keep succeeding
+ * on the other broker.
+ */
+START_TEST(two_brokers_failover_during_stream)
+{
+	struct harness_broker	 a, b;
+	struct pb_client	*c;
+	char			 both[700];
+	size_t			 sent = 0, i;
+	int			 nok = 0, ndisc = 0, r;
+	pid_t			 wpid;
+
+	harness_broker_start(&a, NULL, false);
+	harness_broker_start(&b, NULL, false);
+	snprintf(both, sizeof(both), "%s,%s", a.unix_ep, b.tcp_ep);
+	wpid = worker_fork_list(both);
+	ck_assert(harness_wait_until(cond_serves, a.unix_ep, WAIT_MS));
+	ck_assert(harness_wait_until(cond_serves, b.tcp_ep, WAIT_MS));
+	ck_assert_int_eq(pb_client_connect(both, NULL, &c), 0);
+	memset(&stream, 0, sizeof(stream));
+	while (stream.done < STREAM_JOBS) {
+		while (sent < STREAM_JOBS &&
+		    pb_client_pending(c) < STREAM_WINDOW) {
+			r = pb_client_submit(c, "nap", &sent, sizeof(sent),
+			    NULL, on_stream_result, NULL,
+			    (void *)(uintptr_t)(sent + 1), NULL);
+			ck_assert_msg(r == 0, "submit %zu: %s (%s)", sent,
+			    strerror(-r), pb_client_last_error(c));
+			sent++;
+		}
+		/* -ENOTCONN once, when the loss is found: the next fails over. */
+		r = pb_client_dispatch(c, 1000);
+		ck_assert_msg(r >= 0 || r == -ENOTCONN, "dispatch: %s",
+		    strerror(-r));
+		if (stream.done >= STREAM_KILL_AT && a.pid > 0) {
+			kill(a.pid, SIGKILL);
+			harness_broker_stop(&a);
+		}
+	}
+	for (i = 0; i < STREAM_JOBS; i++) {
+		ck_assert_msg(stream.outcomes[i] == 1, "job %zu: %d outcomes",
+		    i, stream.outcomes[i]);
+		ck_assert_msg(stream.status[i] == PB_OK ||
+		    stream.status[i] == PB_DISCONNECTED, "job %zu: %s", i,
+		    pb_status_name(stream.status[i]));
+		nok += stream.status[i] == PB_OK;
+		ndisc += stream.status[i] == PB_DISCONNECTED;
+	}
+	/* Jobs were in flight on the killed broker, and said so. */
+	ck_assert_int_ge(ndisc, 1);
+	ck_assert_int_le(ndisc, STREAM_WINDOW * 2);
+	ck_assert_int_eq(nok + ndisc, STREAM_JOBS);
+	/* After the failover, every job succeeded on the other broker. */
+	for (i = STREAM_JOBS - 100; i < STREAM_JOBS; i++)
+		ck_assert_msg(stream.status[i] == PB_OK, "job %zu: %s", i,
+		    pb_status_name(stream.status[i]));
+	pb_client_free(c);
+	worker_kill(wpid);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/*
+ * A worker given two brokers, one of them not up yet: it serves the one
+ * that is, registers with the other once it starts, and stays with both
+ * while one restarts. The state callback tells each change.
+ */
+START_TEST(worker_list_connects_to_each_on_its_own)
+{
+	struct harness_broker	 a, b;
+	struct pb_worker	*w;
+	struct pb_client	*c;
+	char			 both[700], want[800];
+
+	harness_broker_start(&a, NULL, false);
+	harness_tmpdir(b.dir, sizeof(b.dir));
+	snprintf(both, sizeof(both), "%s,unix:%s/pb.sock", a.unix_ep,
+	    b.dir);
+	memset(&states, 0, sizeof(states));
+	ck_assert_int_eq(pb_worker_new(both, NULL, &w), 0);
+	pb_worker_on_state(w, on_state, NULL);
+	ck_assert_int_eq(pb_worker_add_function(w, "rev", h_rev, NULL), 0);
+	/* One of two is enough to start. */
+	ck_assert_int_eq(pb_worker_connect(w), 0);
+	ck_assert_int_ge(pb_worker_fd(w), 0);
+	ck_assert_int_ge(pb_worker_timeout_ms(w), 0);	/* a retry is due */
+	snprintf(want, sizeof(want), "+%s ", a.unix_ep);
+	ck_assert_str_eq(states.log, want);
+	c = client_start(a.unix_ep);
+	ck_assert_int_eq(pb_client_submit(c, "rev", "xy", 2, NULL, on_result,
+	    NULL, NULL, NULL), 0);
+	ck_assert(pump(c, w, cond_results, &(int){ 1 }, WAIT_MS));
+	ck_assert_int_eq(seen.results[0]->status, PB_OK);
+	pb_client_free(c);
+
+	harness_broker_start(&b, NULL, true);
+	c = client_start(b.unix_ep);
+	ck_assert_int_eq(pb_client_submit(c, "rev", "ab", 2, NULL, on_result,
+	    NULL, NULL, NULL), 0);
+	ck_assert(pump(c, w, cond_results, &(int){ 2 }, WAIT_MS));
+	ck_assert_int_eq(seen.results[1]->status, PB_OK);
+	ck_assert_int_eq(memcmp(seen.results[1]->payload, "ba", 2), 0);
+	pb_client_free(c);
+	snprintf(want, sizeof(want), "+%s +unix:%s/pb.sock ", a.unix_ep,
+	    b.dir);
+	ck_assert_str_eq(states.log, want);
+
+	/* A goes away: B is still served, and A is taken back on return. */
+	harness_broker_stop(&a);
+	c = client_start(b.unix_ep);
+	ck_assert_int_eq(pb_client_submit(c, "rev", "cd", 2, NULL, on_result,
+	    NULL, NULL, NULL), 0);
+	ck_assert(pump(c, w, cond_results, &(int){ 3 }, WAIT_MS));
+	ck_assert_int_eq(seen.results[2]->status, PB_OK);
+	pb_client_free(c);
+	harness_broker_start(&a, NULL, true);
+	c = client_start(a.unix_ep);
+	ck_assert_int_eq(pb_client_submit(c, "rev", "ef", 2, NULL, on_result,
+	    NULL, NULL, NULL), 0);
+	ck_assert(pump(c, w, cond_results, &(int){ 4 }, WAIT_MS));
+	ck_assert_int_eq(seen.results[3]->status, PB_OK);
+	pb_client_free(c);
+	snprintf(want, sizeof(want), "+%s +unix:%s/pb.sock -%s +%s ",
+	    a.unix_ep, b.dir, a.unix_ep, a.unix_ep);
+	ck_assert_str_eq(states.log, want);
+	seen_reset();
+	pb_worker_free(w);
+	harness_broker_stop(&a);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* A client given a list with a dead first broker uses the next one. */
+START_TEST(client_list_skips_unreachable_broker)
+{
+	struct harness_broker	 b;
+	struct pb_client	*c;
+	struct pb_worker	*w;
+	char			 list[700], dead[300];
+
+	harness_broker_start(&b, NULL, false);
+	harness_tmpdir(dead, sizeof(dead));
+	snprintf(list, sizeof(list), "unix:%s/nobody.sock,%s", dead,
+	    b.tcp_ep);
+	w = worker_start(b.unix_ep, 1);
+	ck_assert_int_eq(pb_client_connect(list, NULL, &c), 0);
+	ck_assert_int_eq(pb_client_submit(c, "rev", "abc", 3, NULL,
+	    on_result, NULL, NULL, NULL), 0);
+	ck_assert(pump(c, w, cond_results, &(int){ 1 }, WAIT_MS));
+	ck_assert_int_eq(seen.results[0]->status, PB_OK);
+	pb_client_free(c);
+	/* Nothing reachable: each failure is named. */
+	snprintf(list, sizeof(list), "unix:%s/nobody.sock,unix:%s/no2.sock",
+	    dead, dead);
+	ck_assert_int_eq(pb_client_connect(list, NULL, &c), -ENOENT);
+	ck_assert_msg(strstr(pb_client_last_error(NULL), "nobody.sock") !=
+	    NULL && strstr(pb_client_last_error(NULL), "no2.sock") != NULL,
+	    "%s", pb_client_last_error(NULL));
+	/* A bad list is refused before any connection. */
+	ck_assert_int_eq(pb_client_connect("unix:/a,,unix:/b", NULL, &c),
+	    -EINVAL);
+	ck_assert_ptr_nonnull(strstr(pb_client_last_error(NULL),
+	    "empty entry"));
+	seen_reset();
+	pb_worker_free(w);
+	ck_assert_int_eq(pb_worker_new("unix:/a,unix:/a", NULL, &w), -EINVAL);
 	harness_broker_stop(&b);
 }
 END_TEST
@@ -1854,6 +2151,13 @@ client_suite(void)
 	tcase_add_test(tc, client_broker_shutdown);
 	tcase_add_test(tc, worker_reconnects);
 	tcase_add_test(tc, worker_free_with_jobs_out);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("brokers");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, two_brokers_failover_during_stream);
+	tcase_add_test(tc, worker_list_connects_to_each_on_its_own);
+	tcase_add_test(tc, client_list_skips_unreachable_broker);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("long");

@@ -425,6 +425,51 @@ START_TEST(endpoint_rejects_bad_strings_with_reason)
 }
 END_TEST
 
+START_TEST(endpoint_list_splits_and_checks_each)
+{
+	static const struct { const char *in, *needle; } bad[] = {
+		{ "", "empty endpoint" },
+		{ "unix:/a,", "empty entry" },
+		{ ",unix:/a", "empty entry" },
+		{ "unix:/a, ,unix:/b", "empty entry" },
+		{ "unix:/a,tcp:host", "tcp endpoint 'host': missing :PORT" },
+		{ "unix:/a, unix:/a", "has unix:/a twice" },
+	};
+	char	err[UTIL_ERRLEN], **v, many[1024];
+	size_t	off = 0;
+
+	ck_assert_int_eq(endpoint_list_split("unix:/tmp/pb.sock", &v, err), 0);
+	ck_assert_uint_eq(strv_len(v), 1);
+	ck_assert_str_eq(v[0], "unix:/tmp/pb.sock");
+	strv_free(v);
+	ck_assert_int_eq(endpoint_list_split(" unix:/a ,tcp:[::1]:7400,\t"
+	    "tcp:127.0.0.1:1 ", &v, err), 0);
+	ck_assert_uint_eq(strv_len(v), 3);
+	ck_assert_str_eq(v[0], "unix:/a");
+	ck_assert_str_eq(v[1], "tcp:[::1]:7400");
+	ck_assert_str_eq(v[2], "tcp:127.0.0.1:1");
+	strv_free(v);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		ck_assert_int_eq(endpoint_list_split(bad[i].in, &v, err),
+		    -EINVAL);
+		ck_assert_msg(strstr(err, bad[i].needle) != NULL,
+		    "'%s': error '%s' lacks '%s'", bad[i].in, err,
+		    bad[i].needle);
+	}
+	/* ENDPOINT_LIST_MAX brokers are fine, one more is not. */
+	for (int i = 0; i <= ENDPOINT_LIST_MAX; i++)
+		off += (size_t)snprintf(many + off, sizeof(many) - off,
+		    "%sunix:/b%d", i > 0 ? "," : "", i);
+	ck_assert_int_eq(endpoint_list_split(many, &v, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "more than 16 brokers"));
+	*strrchr(many, ',') = '\0';
+	ck_assert_int_eq(endpoint_list_split(many, &v, err), 0);
+	ck_assert_uint_eq(strv_len(v), ENDPOINT_LIST_MAX);
+	strv_free(v);
+}
+END_TEST
+
 START_TEST(endpoint_default_follows_environment)
 {
 	char	buf[512];
@@ -747,6 +792,7 @@ util_suite(void)
 	tc = tcase_create("endpoint");
 	tcase_add_test(tc, endpoint_parses_unix_and_tcp);
 	tcase_add_test(tc, endpoint_rejects_bad_strings_with_reason);
+	tcase_add_test(tc, endpoint_list_splits_and_checks_each);
 	tcase_add_test(tc, endpoint_default_follows_environment);
 	tcase_add_test(tc, endpoint_connect_missing_socket_fails_fast);
 	suite_add_tcase(s, tc);

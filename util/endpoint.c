@@ -129,6 +129,65 @@ endpoint_parse(const char *s, struct endpoint *ret, char *err)
 	return 0;
 }
 
+/* Splits and checks a list of endpoints; see util.h. */
+int
+endpoint_list_split(const char *s, char ***ret, char *err)
+{
+	struct endpoint	 ep;
+	const char	*p, *end, *comma;
+	char		**v = NULL, one[sizeof(ep.text)], why[UTIL_ERRLEN];
+	size_t		 n = 0, len, i;
+	int		 r;
+
+	if (s == NULL || *s == '\0') {
+		snprintf(err, UTIL_ERRLEN, "empty endpoint");
+		return -EINVAL;
+	}
+	for (p = s;; p = comma + 1) {
+		comma = strchr(p, ',');
+		end = comma != NULL ? comma : p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		len = (size_t)(end - p);
+		r = -EINVAL;
+		if (len == 0)
+			snprintf(err, UTIL_ERRLEN, "the broker list has an "
+			    "empty entry");
+		else if (n == ENDPOINT_LIST_MAX)
+			snprintf(err, UTIL_ERRLEN, "the broker list has more "
+			    "than %d brokers", ENDPOINT_LIST_MAX);
+		else if (len >= sizeof(one))
+			snprintf(err, UTIL_ERRLEN, "the broker list has an "
+			    "entry longer than %zu bytes", sizeof(one) - 1);
+		else {
+			memcpy(one, p, len);
+			one[len] = '\0';
+			r = endpoint_parse(one, &ep, why);
+			if (r != 0)
+				snprintf(err, UTIL_ERRLEN, "%s", why);
+			for (i = 0; r == 0 && i < n; i++) {
+				if (strcmp(v[i], one) == 0) {
+					snprintf(err, UTIL_ERRLEN, "the broker "
+					    "list has %s twice", one);
+					r = -EINVAL;
+				}
+			}
+			if (r == 0)
+				r = strv_push(&v, &n, one);
+		}
+		if (r != 0) {
+			strv_free(v);
+			return r;
+		}
+		if (comma == NULL)
+			break;
+	}
+	*ret = v;
+	return 0;
+}
+
 /* Writes the default endpoint; see util.h. */
 int
 endpoint_default(char *buf, size_t len, bool use_broker_env)

@@ -210,10 +210,22 @@ struct endpoint {
  */
 int	 endpoint_parse(const char *s, struct endpoint *ret, char *err);
 
+#define ENDPOINT_LIST_MAX	16	/* brokers in one list */
+
+/*
+ * Splits a list of endpoints, "A,B,..." (blanks around the commas are
+ * ignored; one endpoint is a list of one), checking each with
+ * endpoint_parse(). Returns 0 and a NULL-terminated malloc'ed vector of the
+ * endpoints as written, -EINVAL with a sentence in err naming the bad entry
+ * (an empty one, more than ENDPOINT_LIST_MAX, the same one twice, or what
+ * endpoint_parse() says), or -ENOMEM.
+ */
+int	 endpoint_list_split(const char *s, char ***ret, char *err);
+
 /*
  * Writes the default endpoint ("unix:" + path) into buf: $PATCHBAY_SOCKET,
  * else $XDG_RUNTIME_DIR/patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock.
- * When use_broker_env is true, $PATCHBAY_BROKER (a whole endpoint) wins over
+ * When use_broker_env is true, $PATCHBAY_BROKER (an endpoint or a list) wins over
  * all of them (the client side's rule). Returns 0 or -ENAMETOOLONG.
  */
 int	 endpoint_default(char *buf, size_t len, bool use_broker_env);

@@ -87,6 +87,7 @@ struct batch {
 	enum pb_status		 first_status;
 	bool			 interrupted;	/* SIGINT or SIGTERM */
 	bool			 lost;		/* the broker connection */
+	bool			 failover;	/* a list: go on after a loss */
 	bool			 read_failed;
 	bool			 out_failed;
 	bool			 dirty;		/* stdout holds unflushed bytes */
@@ -432,10 +433,19 @@ batch_submit_ready(struct batch *b)
 			    *pb_client_last_error(b->c) != '\0' ?
 			    pb_client_last_error(b->c) : strerror(-r));
 		else {
-			/* The connection is gone: dispatch will say so. */
+			/*
+			 * The connection is gone and so is every broker to
+			 * fail over to: dispatch says so, or this does.
+			 */
 			batch_fail_local(b, s, PB_DISCONNECTED, "%s",
-			    strerror(-r));
+			    *pb_client_last_error(b->c) != '\0' ?
+			    pb_client_last_error(b->c) : strerror(-r));
 			b->stop_reading = true;
+			if (r == -ENOTCONN && !b->lost) {
+				fprintf(stderr, "patchbay: %s: %s\n", o->fn,
+				    pb_client_last_error(b->c));
+				b->lost = true;
+			}
 		}
 	}
 }
@@ -588,11 +598,15 @@ batch_loop(struct batch *b)
 		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -ETIMEDOUT) {
 			/* Every running job was delivered as DISCONNECTED. */
 			fprintf(stderr, "patchbay: %s: lost the connection to "
-			    "the broker: %s%s%s\n", b->o->fn, strerror(-r),
+			    "the broker: %s%s%s%s\n", b->o->fn, strerror(-r),
 			    *pb_client_last_error(b->c) != '\0' ? ": " : "",
-			    pb_client_last_error(b->c));
-			b->lost = true;
-			b->stop_reading = true;
+			    pb_client_last_error(b->c), b->failover ?
+			    "; the next jobs go to the next broker" : "");
+			/* With a list, the next submit fails over. */
+			if (!b->failover) {
+				b->lost = true;
+				b->stop_reading = true;
+			}
 			continue;
 		}
 		if (r > 0 && !b->need_input)
@@ -687,7 +701,9 @@ batch_main(const struct batch_opts *o)
 	setvbuf(stdout, NULL, _IOFBF, BATCH_OUT_BUF);
 
 	run_catch_signals();
-	if ((ret = run_connect(o->fn, o->broker, &b.c)) != CLI_EXIT_OK)
+	b.failover = run_broker_count(o->broker) > 1;
+	ret = run_connect(o->fn, o->broker, o->spread, &b.c);
+	if (ret != CLI_EXIT_OK)
 		goto out;
 	batch_loop(&b);
 	batch_summary(&b);

@@ -124,12 +124,15 @@ void	 run_catch_signals(void);
 /* How many SIGINT/SIGTERM arrived since run_catch_signals(): 0, 1 or 2. */
 int	 run_signal_count(void);
 
+/* How many brokers broker (NULL: the default) lists; 0 when it is bad. */
+size_t	 run_broker_count(const char *broker);
+
 /*
  * Connects to broker (NULL: the default) as `patchbay run`. Returns
  * CLI_EXIT_OK with *ret set, or says why on stderr and returns
  * CLI_EXIT_CONNECTION (CLI_EXIT_CANCELLED when a signal came meanwhile).
  */
-int	 run_connect(const char *fn, const char *broker,
+int	 run_connect(const char *fn, const char *broker, bool spread,
 	    struct pb_client **ret);
 
 /*
@@ -149,6 +152,7 @@ void	 run_explain(const char *fn, uint32_t timeout_ms, uint64_t line,
 struct batch_opts {
 	const char		*fn;
 	const char		*broker;	/* NULL: the default endpoint */
+	bool			 spread;	/* start at a random broker */
 	struct pb_run_options	 ro;		/* every job's options */
 	uint32_t		 in_flight;	/* jobs running at once */
 	bool			 unordered;	/* print as they finish */

@@ -59,8 +59,9 @@ main_usage(FILE *f)
 		    main_cmds[i].summary);
 	fprintf(f,
 	    "\n"
-	    "The broker endpoint is --broker ENDPOINT (unix:PATH, tcp:HOST:PORT),\n"
-	    "else $PATCHBAY_BROKER, else unix:$PATCHBAY_SOCKET, else\n"
+	    "The broker endpoint is --broker ENDPOINT (unix:PATH, tcp:HOST:PORT,\n"
+	    "or a list A,B,... of brokers), else $PATCHBAY_BROKER (the same),\n"
+	    "else unix:$PATCHBAY_SOCKET, else\n"
 	    "unix:$XDG_RUNTIME_DIR/patchbay.sock, else\n"
 	    "unix:/tmp/patchbay-$UID/patchbay.sock.\n"
 	    "Run 'patchbay COMMAND --help' for a command's options and exit "
@@ -252,15 +253,18 @@ cli_option_error(const char *cmd, int c, char *const *argv,
 	return cli_usage_error(cmd, "unknown option '%s'", opt);
 }
 
-/* Checks an endpoint's spelling before any connection attempt. */
+/* Checks an endpoint's (or a list's) spelling before connecting. */
 int
 cli_check_endpoint(const char *cmd, const char *s)
 {
-	struct endpoint	ep;
-	char		err[UTIL_ERRLEN];
+	char	err[UTIL_ERRLEN], **eps;
+	int	r;
 
-	if (endpoint_parse(s, &ep, err) < 0)
+	if ((r = endpoint_list_split(s, &eps, err)) == -ENOMEM)
+		return cli_usage_error(cmd, "out of memory");
+	if (r < 0)
 		return cli_usage_error(cmd, "bad --broker '%s': %s", s, err);
+	strv_free(eps);
 	return 0;
 }
 

@@ -35,6 +35,7 @@ struct run_opts {
 	const char		*fn;
 	const char		*data;		/* NULL: read stdin */
 	const char		*broker;	/* NULL: the default endpoint */
+	bool			 spread;	/* start at a random broker */
 	struct pb_run_options	 ro;
 	bool			 progress;
 	bool			 lines;		/* --lines: batch.c runs it */
@@ -72,7 +73,11 @@ run_usage(FILE *f)
 	    "                       broker has it and exit 0\n"
 	    "  -n, --nowait         fail with NO_WORKER instead of queueing\n"
 	    "  -P, --progress       copy the job's progress messages to stderr\n"
-	    "  -b, --broker EP      broker endpoint (unix:PATH, tcp:HOST:PORT)\n"
+	    "  -b, --broker EP      broker endpoint (unix:PATH, tcp:HOST:PORT),\n"
+	    "                       or a list A,B,...: the first that answers,\n"
+	    "                       the next one when it is lost (--lines)\n"
+	    "  -s, --spread         with a list, start at a random broker so\n"
+	    "                       that many clients spread over them\n"
 	    "  -h, --help           show this help\n"
 	    "\n"
 	    "Batch mode, one job per line of standard input:\n"
@@ -194,6 +199,7 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "nowait", no_argument, NULL, 'n' },
 		{ "progress", no_argument, NULL, 'P' },
 		{ "broker", required_argument, NULL, 'b' },
+		{ "spread", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "lines", no_argument, NULL, 'l' },
 		{ "in-flight", required_argument, NULL, 'j' },
@@ -211,7 +217,7 @@ run_parse(int argc, char **argv, struct run_opts *o)
 	o->batch.in_flight = BATCH_IN_FLIGHT_DEFAULT;
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:r:p:dnPb:hlj:u0v", longopts,
+	while ((c = getopt_long(argc, argv, ":t:r:p:dnPb:shlj:u0v", longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'l':
@@ -270,6 +276,9 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		case 'b':
 			o->broker = optarg;
 			break;
+		case 's':
+			o->spread = true;
+			break;
 		case 'h':
 			run_usage(stdout);
 			return CLI_EXIT_OK;
@@ -314,6 +323,7 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		return r;
 	o->batch.fn = o->fn;
 	o->batch.broker = o->broker;
+	o->batch.spread = o->spread;
 	o->batch.ro = o->ro;
 	return -1;
 }
@@ -469,15 +479,38 @@ run_wait(struct pb_client *c, const struct run_opts *o, struct run_state *st,
 	return run_report(o, st->result);
 }
 
+/* How many brokers broker (NULL: the default endpoint) lists; 0 if bad. */
+size_t
+run_broker_count(const char *broker)
+{
+	char	def[PATH_MAX + 64], err[UTIL_ERRLEN], **eps;
+	size_t	n;
+
+	if (broker == NULL) {
+		if (pb_default_endpoint(def, sizeof(def)) != 0)
+			return 0;
+		broker = def;
+	}
+	if (endpoint_list_split(broker, &eps, err) != 0)
+		return 0;
+	n = strv_len(eps);
+	strv_free(eps);
+	return n;
+}
+
 /*
  * Connects to broker (NULL: the default endpoint) as `patchbay run`.
  * Returns CLI_EXIT_OK with *ret set, or, having said why on stderr,
  * CLI_EXIT_CONNECTION, or CLI_EXIT_CANCELLED when a signal came meanwhile.
  */
 int
-run_connect(const char *fn, const char *broker, struct pb_client **ret)
+run_connect(const char *fn, const char *broker, bool spread,
+    struct pb_client **ret)
 {
-	struct pb_options	 popts = { .name = "patchbay run" };
+	struct pb_options	 popts = {
+		.name = "patchbay run",
+		.spread = spread,
+	};
 	struct pb_client	*c;
 	char			 ep[512];
 	int			 r;
@@ -545,7 +578,7 @@ run_main(int argc, char **argv)
 	 */
 	run_catch_signals();
 
-	if ((ret = run_connect(o.fn, o.broker, &c)) != CLI_EXIT_OK)
+	if ((ret = run_connect(o.fn, o.broker, o.spread, &c)) != CLI_EXIT_OK)
 		goto out;
 
 	if (run_signalled > 0) {

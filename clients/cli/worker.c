@@ -2,13 +2,18 @@
  * worker.c: `patchbay worker FN... --exec CMD`, a worker that runs a shell
  * command per job.
  *
- * One libevent loop drives everything. The broker connection belongs to
- * libpatchbay: a read event on pb_worker_fd() and a 100 ms tick both call
- * pb_worker_dispatch(w, 0), which answers PINGs, reconnects with backoff
- * and calls worker_job_cb() for each RUN. Because the library may close and
- * reopen its socket inside any call, the read event is re-armed after every
- * call into the library (and on every tick), before this file creates any
- * descriptor that could take the old number.
+ * One libevent loop drives everything. The broker connections belong to
+ * libpatchbay: a read event on pb_worker_fd() and a timer armed with
+ * pb_worker_timeout_ms() (when the library next has something to do: a
+ * reconnect, a PING) both call pb_worker_dispatch(w, 0), which answers
+ * PINGs, reconnects with backoff and calls worker_job_cb() for each RUN;
+ * nothing polls. The library tells worker_state_cb() when a broker
+ * connection comes or goes; the commands of jobs whose connection went are
+ * stopped. Because the library may close and reopen its socket inside any
+ * call, the read event is re-armed after every call into the library,
+ * before this file creates any descriptor that could take the old number.
+ * With a list of brokers the descriptor is the library's epoll set, which
+ * stays.
  *
  * Each job is one struct worker_job, owned by the worker's list: the
  * command runs as /bin/sh -c CMD, started by util/spawn.c with a plan made
@@ -53,7 +58,6 @@
 #include "clients/cli/cli.h"
 
 #define WORKER_TAIL		2048	/* bytes of stderr kept for ERROR */
-#define WORKER_TICK_MS		100	/* dispatch and re-arm period */
 #define WORKER_WRITE_CHUNK	65536	/* bytes per write(2) to stdin */
 #define WORKER_KILL_AFTER_MS	5000	/* default --kill-after */
 #define WORKER_MAX_FN		255
@@ -91,7 +95,6 @@ struct worker_job {
 	size_t			 tail_len;
 	bool			 tail_cut;	/* bytes before tail dropped */
 
-	uint64_t		 epoch;		/* connection it came on */
 	bool			 cancelled;	/* answer CANCELLED */
 	bool			 orphaned;	/* its connection is gone */
 	bool			 killed;	/* SIGTERM sent to the group */
@@ -111,10 +114,10 @@ struct worker {
 	bool			 verbose;
 
 	int			 fd;		/* the socket ev_sock watches */
-	uint64_t		 epoch;		/* bumped when fd changes */
 	bool			 was_connected;
+	bool			 reconnected;	/* ev_sock must be re-created */
 	struct event		*ev_sock;
-	struct event		*ev_tick;
+	struct event		*ev_timer;	/* pb_worker_timeout_ms() */
 	struct event		*ev_kick;	/* dispatch on the next turn */
 	struct event		*ev_giveup;	/* --connect-timeout */
 	bool			 waiting;	/* not connected yet at start */
@@ -157,8 +160,9 @@ worker_usage(FILE *f)
 	    "  -k, --kill-after D    after a cancel, SIGKILL the job D after\n"
 	    "                        SIGTERM (500, 500ms, 10s, 1m; default "
 	    "5s)\n"
-	    "  -b, --broker EP       broker endpoint (unix:PATH, tcp:HOST:PORT)"
-	    "\n"
+	    "  -b, --broker EP       broker endpoint (unix:PATH, tcp:HOST:PORT),\n"
+	    "                        or a list A,B,...: registers with every\n"
+	    "                        broker of it and serves them all\n"
 	    "  -N, --name NAME       the name this worker gives the broker\n"
 	    "  -t, --connect-timeout D  how long to wait for a broker that is\n"
 	    "                        not up at start (0: fail at once; default:\n"
@@ -240,10 +244,7 @@ worker_job_answer(struct worker_job *j, enum pb_status status,
 		/*
 		 * Writing a big answer reads meanwhile: frames may wait in
 		 * the library's buffer with nothing left on the socket to
-		 * wake us, so dispatch on the next loop turn. Not through
-		 * the persistent tick: activating it as a timeout moves its
-		 * next firing 100 ms later each time, and after thousands
-		 * of answers the tick (which reconnects) was minutes away.
+		 * wake us, so dispatch on the next loop turn.
 		 */
 		if (wk->ev_kick != NULL)
 			event_active(wk->ev_kick, 0, 0);
@@ -759,7 +760,6 @@ worker_job_cb(struct pb_worker *w, struct pb_job *job, void *userdata)
 	j->attempt = pb_job_attempt(job);
 	cli_uuid_string(pb_job_id(job), j->idstr);
 	j->payload = pb_job_payload(job, &j->len);
-	j->epoch = wk->epoch;
 
 	if (worker_job_start(j, job, msg, sizeof msg) < 0) {
 		worker_log("job %s: %s", j->idstr, msg);
@@ -835,7 +835,7 @@ worker_shutdown(struct worker *wk, int status)
 	wk->stopping = true;
 	wk->exit_status = status;
 	worker_event_free(&wk->ev_sock);
-	worker_event_free(&wk->ev_tick);
+	worker_event_free(&wk->ev_timer);
 	worker_event_free(&wk->ev_kick);
 	worker_event_free(&wk->ev_giveup);
 	/* The pb_jobs outlive the worker; completing them frees them. */
@@ -870,72 +870,87 @@ worker_sock_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Every 100 ms, and on the turn after an answer (ev_kick): dispatch
- * (liveness, reconnects) and re-arm the socket.
+ * When the library asked for it (ev_timer), and on the turn after an answer
+ * (ev_kick): dispatch (liveness, reconnects) and re-arm.
  */
 static void
-worker_tick_cb(evutil_socket_t fd, short what, void *arg)
+worker_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct worker	*wk = arg;
-
 	(void)fd;
 	(void)what;
-	worker_pump(wk);
-	if (wk->w != NULL)
-		worker_rearm(wk, true);
+	worker_pump(arg);
 }
 
 /*
- * Points ev_sock at the library's current socket. The library may have
- * closed the old one (the number may already be reused), so a changed fd
- * drops the old event before anything else; force re-creates it anyway,
- * for a new socket that got the old number.
+ * The library's word that a broker connection came or went. A lost one
+ * takes its jobs with it (the broker retries them or reports them lost):
+ * their commands are stopped to free the capacity. Called inside the
+ * library: nothing here calls back into it but pb_job_abandoned().
+ */
+static void
+worker_state_cb(struct pb_worker *w, const char *endpoint, bool connected,
+    void *arg)
+{
+	struct worker		*wk = arg;
+	struct worker_job	*j;
+	unsigned		 n = 0;
+
+	(void)w;
+	if (connected) {
+		wk->reconnected = true;
+		if (wk->waiting) {
+			wk->waiting = false;
+			worker_event_free(&wk->ev_giveup);
+			worker_log("%s", wk->serving);
+		} else if (wk->was_connected)
+			worker_log("connected to the broker at %s", endpoint);
+		wk->was_connected = true;
+		return;
+	}
+	TAILQ_FOREACH(j, &wk->jobs, entry) {
+		if (!j->orphaned && j->job != NULL &&
+		    pb_job_abandoned(j->job)) {
+			j->orphaned = true;
+			worker_job_stop(j, false);
+			n++;
+		}
+	}
+	if (!wk->stopping)
+		worker_log("lost the connection to the broker at %s; "
+		    "reconnecting", endpoint);
+	if (n > 0)
+		worker_log("stopping %u job%s of the lost connection", n,
+		    n == 1 ? "" : "s");
+}
+
+/*
+ * Points ev_sock at the library's current descriptor and ev_timer at its
+ * next deadline. The library may have closed the old socket (the number
+ * may already be reused), so a changed fd drops the old event before
+ * anything else; force (or a reconnect) re-creates it anyway, for a new
+ * socket that got the old number.
  */
 static void
 worker_rearm(struct worker *wk, bool force)
 {
-	int	fd = pb_worker_fd(wk->w);
-	int	fl;
+	struct timeval	tv;
+	int		fd = pb_worker_fd(wk->w), fl, ms;
 
-	struct worker_job	*j;
-	unsigned		 n = 0;
-
-	if (fd == wk->fd && !force)
+	/* ev_timer is gone once stopping. */
+	ms = wk->ev_timer != NULL ? pb_worker_timeout_ms(wk->w) : -1;
+	if (ms >= 0) {
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+		evtimer_add(wk->ev_timer, &tv);
+	} else if (wk->ev_timer != NULL)
+		evtimer_del(wk->ev_timer);
+	if (fd == wk->fd && !force && !wk->reconnected)
 		return;
+	wk->reconnected = false;
 	worker_event_free(&wk->ev_sock);
-	if (fd != wk->fd) {
-		/*
-		 * A new connection: jobs of the old one can no longer be
-		 * answered (the broker retries them or reports them lost),
-		 * so their commands are stopped to free the capacity.
-		 */
-		wk->epoch++;
-		TAILQ_FOREACH(j, &wk->jobs, entry) {
-			if (j->epoch != wk->epoch && !j->orphaned &&
-			    j->job != NULL) {
-				j->orphaned = true;
-				worker_job_stop(j, false);
-				n++;
-			}
-		}
-		if (fd < 0 && wk->was_connected)
-			worker_log("lost the connection to the broker; "
-			    "reconnecting");
-		else if (fd >= 0 && wk->was_connected)
-			worker_log("reconnected to the broker");
-		if (n > 0)
-			worker_log("stopping %u job%s of the lost connection",
-			    n, n == 1 ? "" : "s");
-	}
 	wk->fd = fd;
 	if (fd < 0)
 		return;
-	if (wk->waiting && fd >= 0) {
-		wk->waiting = false;
-		worker_event_free(&wk->ev_giveup);
-		worker_log("%s", wk->serving);
-	}
-	wk->was_connected = true;
 	/* Commands must not inherit the broker connection. */
 	if ((fl = fcntl(fd, F_GETFD)) >= 0 && !(fl & FD_CLOEXEC))
 		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
@@ -1022,22 +1037,19 @@ worker_wait_for_broker(struct worker *wk, const char *ep)
 static int
 worker_events(struct worker *wk)
 {
-	struct timeval	tick = { 0, WORKER_TICK_MS * 1000 };
-
 	if ((wk->base = event_base_new()) == NULL)
 		return -ENOMEM;
 	wk->ev_chld = evsignal_new(wk->base, SIGCHLD, worker_sigchld_cb, wk);
 	wk->ev_int = evsignal_new(wk->base, SIGINT, worker_signal_cb, wk);
 	wk->ev_term = evsignal_new(wk->base, SIGTERM, worker_signal_cb, wk);
-	wk->ev_tick = event_new(wk->base, -1, EV_PERSIST, worker_tick_cb, wk);
-	wk->ev_kick = event_new(wk->base, -1, 0, worker_tick_cb, wk);
+	wk->ev_timer = evtimer_new(wk->base, worker_timer_cb, wk);
+	wk->ev_kick = event_new(wk->base, -1, 0, worker_timer_cb, wk);
 	if (wk->ev_chld == NULL || wk->ev_int == NULL || wk->ev_term == NULL ||
-	    wk->ev_tick == NULL || wk->ev_kick == NULL)
+	    wk->ev_timer == NULL || wk->ev_kick == NULL)
 		return -ENOMEM;
 	if (event_add(wk->ev_chld, NULL) < 0 ||
 	    event_add(wk->ev_int, NULL) < 0 ||
-	    event_add(wk->ev_term, NULL) < 0 ||
-	    event_add(wk->ev_tick, &tick) < 0)
+	    event_add(wk->ev_term, NULL) < 0)
 		return -EIO;
 	return 0;
 }
@@ -1055,7 +1067,7 @@ worker_clear(struct worker *wk)
 		worker_job_free(j);
 	}
 	worker_event_free(&wk->ev_sock);
-	worker_event_free(&wk->ev_tick);
+	worker_event_free(&wk->ev_timer);
 	worker_event_free(&wk->ev_kick);
 	worker_event_free(&wk->ev_giveup);
 	worker_event_free(&wk->ev_chld);
@@ -1203,6 +1215,7 @@ worker_main(int argc, char **argv)
 		goto out;
 	}
 	pb_worker_on_cancel(wk.w, worker_cancel_cb, &wk);
+	pb_worker_on_state(wk.w, worker_state_cb, &wk);
 
 	snprintf(wk.serving, sizeof wk.serving, "serving %s (capacity %llu) "
 	    "at %s", fns, (unsigned long long)capacity, ep);
@@ -1224,10 +1237,10 @@ worker_main(int argc, char **argv)
 		    pb_worker_dispatch(wk.w, 0) < 0 ||
 		    worker_wait_for_broker(&wk, ep) < 0)
 			goto out;
-	} else {
-		worker_rearm(&wk, true);
+	} else
 		worker_log("%s", wk.serving);
-	}
+	/* The socket's read event, and the timer for the first retry. */
+	worker_rearm(&wk, true);
 
 	if (event_base_dispatch(wk.base) < 0) {
 		worker_log("the event loop failed");

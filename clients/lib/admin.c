@@ -10,6 +10,7 @@
  * public API has no admin calls.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,36 @@ admin_packet(struct bconn *b, const struct packet *p, void *arg)
 	return 0;
 }
 
+/*
+ * Connects b as an admin to the first broker of endpoint (a list; NULL:
+ * the default) that takes it, and writes which one into ret_ep. 0 or errno.
+ */
+static int
+admin_open(struct bconn *b, const char *endpoint,
+    const struct pb_options *opts, char *ret_ep, size_t len)
+{
+	char	def[PATH_MAX + 64], err[PROTO_ERRLEN], **eps;
+	size_t	at;
+	int	r;
+
+	if (endpoint == NULL) {
+		if (endpoint_default(def, sizeof(def), true) != 0) {
+			common_set_connect_error("the default endpoint is too "
+			    "long");
+			return -ENAMETOOLONG;
+		}
+		endpoint = def;
+	}
+	if ((r = endpoint_list_split(endpoint, &eps, err)) != 0) {
+		common_set_connect_error("%s", err);
+		return r;
+	}
+	if ((r = common_open_any(b, eps, 0, ROLE_ADMIN, opts, &at)) == 0)
+		snprintf(ret_ep, len, "%s", eps[at]);
+	strv_free(eps);
+	return r;
+}
+
 /* Sends one ADMIN and waits for its REPLY; see internal.h. */
 int
 admin_call(const char *endpoint, const struct pb_options *opts,
@@ -82,6 +113,7 @@ admin_call(const char *endpoint, const struct pb_options *opts,
 {
 	struct admin_wait	 w = { .reply = ret };
 	const char		*ep;
+	char			 ret_ep[PATH_MAX + 64];
 	struct bconn		 b;
 	struct packet		 p;
 	uint64_t		 deadline;
@@ -90,12 +122,13 @@ admin_call(const char *endpoint, const struct pb_options *opts,
 	memset(ret, 0, sizeof(*ret));
 	msgpack_unpacked_init(&ret->data);
 	common_init(&b);
-	if ((r = common_open(&b, endpoint, ROLE_ADMIN, opts)) != 0) {
+	r = admin_open(&b, endpoint, opts, ret_ep, sizeof(ret_ep));
+	if (r != 0) {
 		snprintf(err, PROTO_ERRLEN, "%s", common_connect_error());
 		common_clear(&b);
 		return r;
 	}
-	ep = endpoint != NULL ? endpoint : "the broker";
+	ep = ret_ep;
 	packet_init(&p, PKT_ADMIN);
 	p.seq = ADMIN_SEQ;
 	p.verb.ptr = (const uint8_t *)verb;

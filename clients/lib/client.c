@@ -8,8 +8,10 @@
  * which finds the job, builds a pb_result (copying out of the input buffer)
  * and hands it to the job's callback, or to the slot of the pb_client_run()
  * that is waiting for it. When the connection dies, whatever is still
- * pending is delivered once as PB_DISCONNECTED; the client is then only
- * good for pb_client_free().
+ * pending is delivered once as PB_DISCONNECTED, never resubmitted: the
+ * broker may have run it. The next call that needs the connection (a
+ * submit or run) fails over: it connects to the next broker of the list,
+ * or to the same one again when there is one, and only new jobs go there.
  *
  * Out of memory, a call returns -ENOMEM and the client stays usable: a
  * submit records the job before it sends the RUN and takes it back if the
@@ -17,10 +19,12 @@
  * pb_result stays buffered until a later call can.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uuid/uuid.h>
 
@@ -43,6 +47,12 @@ struct client_job {
 /* A connection and its pending jobs; owned by the caller. */
 struct pb_client {
 	struct bconn		 conn;
+	char			**eps;		/* the brokers, in list order */
+	size_t			 neps;
+	size_t			 cur;		/* eps[cur] is (was) connected */
+	char			*name;		/* HELLO name and token, kept */
+	char			*token;		/* for failover */
+	int			 connect_timeout_ms;
 	struct client_job	*jobs;		/* by id */
 	size_t			 npending;
 	uint64_t		 nresults;	/* results delivered so far */
@@ -309,25 +319,91 @@ client_step(struct pb_client *c, int wait_ms)
 	return 0;
 }
 
+/* Connects to the list from eps[start] on; 0 with c->cur set, or errno. */
+static int
+client_open(struct pb_client *c, size_t start)
+{
+	struct pb_options	opts = {
+		.name = c->name,
+		.token = c->token,
+		.connect_timeout_ms = c->connect_timeout_ms,
+	};
+
+	return common_open_any(&c->conn, c->eps, start, ROLE_CLIENT, &opts,
+	    &c->cur);
+}
+
 /* Connects and shakes hands as a client; see patchbay.h. */
 int
 pb_client_connect(const char *endpoint, const struct pb_options *opts,
     struct pb_client **ret)
 {
 	struct pb_client	*c;
+	char			 def[PATH_MAX + 64], err[PROTO_ERRLEN];
+	size_t			 start = 0;
 	int			 r;
 
 	if (ret == NULL)
 		return -EINVAL;
+	common_set_connect_error("%s", "");
+	if (endpoint == NULL) {
+		if (endpoint_default(def, sizeof(def), true) != 0) {
+			common_set_connect_error("the default endpoint is too "
+			    "long");
+			return -ENAMETOOLONG;
+		}
+		endpoint = def;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return -ENOMEM;
 	common_init(&c->conn);
-	if ((r = common_open(&c->conn, endpoint, ROLE_CLIENT, opts)) != 0) {
-		common_clear(&c->conn);
-		free(c);
-		return r;
+	if ((r = endpoint_list_split(endpoint, &c->eps, err)) != 0) {
+		common_set_connect_error("%s", err);
+		goto fail;
 	}
+	c->neps = strv_len(c->eps);
+	r = -ENOMEM;
+	if (opts != NULL) {
+		if (opts->name != NULL && (c->name = strdup(opts->name)) == NULL)
+			goto fail;
+		if (opts->token != NULL &&
+		    (c->token = strdup(opts->token)) == NULL)
+			goto fail;
+		c->connect_timeout_ms = opts->connect_timeout_ms;
+		/* Spread clients over the list: each starts somewhere else. */
+		if (opts->spread)
+			start = (size_t)(clock_now_ms() ^
+			    ((uint64_t)getpid() * 2654435761u)) % c->neps;
+	}
+	if ((r = client_open(c, start)) != 0)
+		goto fail;
 	*ret = c;
+	return 0;
+fail:
+	pb_client_free(c);
+	return r;
+}
+
+/*
+ * The connection is dead: delivers what was pending on it as
+ * PB_DISCONNECTED, then connects to the next broker of the list (the same
+ * one when it is the only one). 0, or -ENOTCONN with the reason in
+ * last_error, or -ENOMEM (nothing changed; call again).
+ */
+static int
+client_failover(struct pb_client *c)
+{
+	int	r;
+
+	if ((r = client_lost(c)) != 0)
+		return r;
+	common_reset(&c->conn);
+	if (client_open(c, (c->cur + 1) % c->neps) != 0) {
+		client_set_error(c, "no broker to fail over to: %s",
+		    common_connect_error());
+		return -ENOTCONN;
+	}
+	c->lost = false;
 	return 0;
 }
 
@@ -344,6 +420,9 @@ pb_client_free(struct pb_client *c)
 		free(j);
 	}
 	common_clear(&c->conn);
+	strv_free(c->eps);
+	free(c->name);
+	free(c->token);
 	free(c);
 }
 
@@ -413,8 +492,8 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 
 	if ((r = client_check_run(c, fn, payload, len, opts)) != 0)
 		return r;
-	if (b->dead)
-		return -ENOTCONN;
+	if ((b->dead || b->fd < 0) && (r = client_failover(c)) != 0)
+		return r;
 	if (len > b->max_frame) {
 		client_set_error(c, "payload of %zu bytes is larger than the "
 		    "broker's frame limit of %lu bytes", len,

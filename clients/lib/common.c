@@ -769,6 +769,33 @@ common_open(struct bconn *b, const char *endpoint, enum proto_role role,
 	    clock_now_ms() + (uint64_t)timeout_ms, ep.text);
 }
 
+/* Connects to the first broker of a list that takes b; see internal.h. */
+int
+common_open_any(struct bconn *b, char *const *eps, size_t start,
+    enum proto_role role, const struct pb_options *opts, size_t *ret_at)
+{
+	char	why[PROTO_ERRLEN];
+	size_t	n = strv_len(eps), i, at, len = 0;
+	int	r, first = 0;
+
+	why[0] = '\0';
+	for (i = 0; i < n; i++) {
+		at = (start + i) % n;
+		if ((r = common_open(b, eps[at], role, opts)) == 0) {
+			*ret_at = at;
+			return 0;
+		}
+		/* A refusal says more than an unreachable broker. */
+		if (first == 0 || r == -EPROTO || r == -EINVAL)
+			first = r;
+		if (len < sizeof(why))
+			len += (size_t)snprintf(why + len, sizeof(why) - len,
+			    "%s%s", len > 0 ? "; " : "", common_connect_error());
+	}
+	common_set_connect_error("%s", why);
+	return first != 0 ? first : -EINVAL;
+}
+
 /* Takes an inherited descriptor and does the handshake; see internal.h. */
 int
 common_adopt(struct bconn *b, int fd, enum proto_role role,

@@ -148,6 +148,16 @@ void		 common_clear(struct bconn *b);
 int		 common_open(struct bconn *b, const char *endpoint,
 		    enum proto_role role, const struct pb_options *opts);
 
+/*
+ * Tries the brokers of a list (NULL-terminated, not empty) in order from
+ * eps[start], wrapping around, until one takes b. 0 with *ret_at set, or
+ * the first refusal's error (else the first failure's), with a sentence
+ * naming every failure for pb_client_last_error(NULL).
+ */
+int		 common_open_any(struct bconn *b, char *const *eps,
+		    size_t start, enum proto_role role,
+		    const struct pb_options *opts, size_t *ret_at);
+
 /* Takes ownership of an inherited descriptor and does the handshake. */
 int		 common_adopt(struct bconn *b, int fd, enum proto_role role,
 		    const struct pb_options *opts);

@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,12 +125,34 @@ struct pb_worker {
 	struct pb_job		*live;		/* by (id, attempt) */
 	struct worker_jobs	 jobs;		/* every job not completed */
 
+	/*
+	 * A worker given a list of brokers is a parent that holds one child
+	 * worker per broker (subs) and serves them all: each child has its
+	 * own connection, backoff, lock and keepalive thread, and jobs point
+	 * to the child they came on. Handlers and callbacks are given the
+	 * parent. epfd is readable when any child's socket is.
+	 */
+	struct pb_worker	*parent;
+	struct pb_worker	**subs;
+	size_t			 nsubs;
+	int			 epfd;
+	pb_state_fn		 on_state;	/* the parent's, for all */
+	void			*state_userdata;
+	bool			 announced;	/* on_state told "connected" */
+
 	uint64_t		 retry_at;	/* next connect attempt, ms */
 	uint32_t		 backoff_ms;	/* 0: connected or never tried */
 	uint64_t		 rng;		/* jitter */
 	int			 fatal;		/* cannot go on: this errno */
 	volatile sig_atomic_t	 stop;
 };
+
+/* The worker handlers and callbacks are given: the parent of a child. */
+static struct pb_worker *
+worker_top(struct pb_worker *w)
+{
+	return w->parent != NULL ? w->parent : w;
+}
 
 /* The worker whose lock this thread holds, so that calls nest. */
 static _Thread_local struct pb_worker	*worker_held;
@@ -249,7 +272,7 @@ worker_call_handler(struct pb_worker *w, struct worker_fn *f,
 	w->busy_since = clock_now_ms();
 	worker_held = NULL;
 	pthread_mutex_unlock(&w->lock);
-	f->handler(w, j, f->userdata);
+	f->handler(worker_top(w), j, f->userdata);
 	pthread_mutex_lock(&w->lock);
 	worker_held = held;
 	w->busy_since = 0;
@@ -313,26 +336,16 @@ worker_sync_init(struct pb_worker *w)
 	return 0;
 }
 
-/* Creates a worker, not connected yet; see patchbay.h. */
-int
-pb_worker_new(const char *endpoint, const struct pb_options *opts,
+/*
+ * Creates a worker for one endpoint (NULL: the default each time, or the
+ * inherited fd when fd >= 0), not connected yet. 0 or -ENOMEM.
+ */
+static int
+worker_new_one(const char *endpoint, int fd, const struct pb_options *opts,
     struct pb_worker **ret)
 {
 	struct pb_worker	*w;
-	struct endpoint		 ep;
-	char			 err[PROTO_ERRLEN];
-	int			 fd = -1, r;
 
-	if (ret == NULL)
-		return -EINVAL;
-	common_set_connect_error("%s", "");
-	if (endpoint != NULL) {
-		if ((r = endpoint_parse(endpoint, &ep, err)) != 0) {
-			common_set_connect_error("%s", err);
-			return r;
-		}
-	} else if ((r = worker_env_fd(&fd)) < 0)
-		return r;
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return -ENOMEM;
 	if (worker_sync_init(w) != 0) {
@@ -343,15 +356,12 @@ pb_worker_new(const char *endpoint, const struct pb_options *opts,
 	w->conn.wait_lock = &w->lock;
 	LIST_INIT(&w->jobs);
 	w->inherited_fd = -1;
+	w->epfd = -1;
 	w->capacity = 1;
 	w->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^
 	    (uint64_t)(uintptr_t)w;
 	if (w->rng == 0)
 		w->rng = 0x9e3779b97f4a7c15ULL;
-	if (fd >= 0) {
-		w->inherited_fd = fd;
-		w->inherited = true;
-	}
 	if (endpoint != NULL && (w->endpoint = strdup(endpoint)) == NULL)
 		goto nomem;
 	if (opts != NULL) {
@@ -362,12 +372,77 @@ pb_worker_new(const char *endpoint, const struct pb_options *opts,
 			goto nomem;
 		w->connect_timeout_ms = opts->connect_timeout_ms;
 	}
+	if (fd >= 0) {
+		w->inherited_fd = fd;
+		w->inherited = true;
+	}
 	*ret = w;
 	return 0;
 nomem:
-	w->inherited_fd = -1;	/* still the caller's */
 	pb_worker_free(w);
 	return -ENOMEM;
+}
+
+/* Creates a worker, not connected yet; see patchbay.h. */
+int
+pb_worker_new(const char *endpoint, const struct pb_options *opts,
+    struct pb_worker **ret)
+{
+	struct pb_worker	*w = NULL;
+	char			 err[PROTO_ERRLEN], def[PATH_MAX + 64];
+	char			**list = NULL;
+	size_t			 n, i;
+	int			 fd = -1, r;
+
+	if (ret == NULL)
+		return -EINVAL;
+	common_set_connect_error("%s", "");
+	if (endpoint == NULL) {
+		if ((r = worker_env_fd(&fd)) < 0)
+			return r;
+		if (fd >= 0)
+			return worker_new_one(NULL, fd, opts, ret);
+		if (endpoint_default(def, sizeof(def), true) != 0) {
+			common_set_connect_error("the default endpoint is too "
+			    "long");
+			return -ENAMETOOLONG;
+		}
+	}
+	if ((r = endpoint_list_split(endpoint != NULL ? endpoint : def, &list,
+	    err)) != 0) {
+		common_set_connect_error("%s", err);
+		return r;
+	}
+	n = strv_len(list);
+	if (n == 1) {
+		/* Without an endpoint, the default is looked up each time. */
+		r = worker_new_one(endpoint != NULL ? list[0] : NULL, -1, opts,
+		    ret);
+		strv_free(list);
+		return r;
+	}
+	if ((r = worker_new_one(NULL, -1, opts, &w)) != 0)
+		goto fail;
+	r = -ENOMEM;
+	if ((w->subs = calloc(n, sizeof(*w->subs))) == NULL)
+		goto fail;
+	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+		r = -errno;
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = worker_new_one(list[i], -1, opts, &w->subs[i])) != 0)
+			goto fail;
+		w->subs[i]->parent = w;
+		w->nsubs++;
+	}
+	strv_free(list);
+	*ret = w;
+	return 0;
+fail:
+	strv_free(list);
+	pb_worker_free(w);
+	return r;
 }
 
 /* Cuts every outstanding job loose, closes and frees w; NULL ok. */
@@ -379,6 +454,11 @@ pb_worker_free(struct pb_worker *w)
 
 	if (w == NULL)
 		return;
+	for (i = 0; i < w->nsubs; i++)
+		pb_worker_free(w->subs[i]);
+	free(w->subs);
+	if (w->epfd >= 0)
+		close(w->epfd);
 	worker_keepalive_stop(w);
 	HASH_CLEAR(hh, w->live);
 	while ((j = LIST_FIRST(&w->jobs)) != NULL) {
@@ -397,6 +477,34 @@ pb_worker_free(struct pb_worker *w)
 	pthread_cond_destroy(&w->ka_cond);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
+}
+
+/* The endpoint a worker connects to, for the state callback. */
+static const char *
+worker_endpoint(struct pb_worker *w, char *buf, size_t len)
+{
+	if (w->endpoint != NULL)
+		return w->endpoint;
+	if (w->inherited)
+		return "inherited";
+	if (endpoint_default(buf, len, true) != 0)
+		return "default";
+	return buf;
+}
+
+/* Tells the state callback, once per change, that w (dis)connected. */
+static void
+worker_state(struct pb_worker *w, bool connected)
+{
+	struct pb_worker	*top = worker_top(w);
+	char			 buf[PATH_MAX + 64];
+
+	if (w->announced == connected)
+		return;
+	w->announced = connected;
+	if (top->on_state != NULL)
+		top->on_state(top, worker_endpoint(w, buf, sizeof(buf)),
+		    connected, top->state_userdata);
 }
 
 /* True while w has a working connection. */
@@ -441,7 +549,11 @@ worker_disconnect(struct pb_worker *w)
 		j->live = false;
 	}
 	w->gen++;
+	if (w->parent != NULL && w->conn.fd >= 0)
+		(void)epoll_ctl(w->parent->epfd, EPOLL_CTL_DEL, w->conn.fd,
+		    NULL);
 	common_reset(&w->conn);
+	worker_state(w, false);
 	if (w->inherited) {
 		w->fatal = -ENOTCONN;
 		return;
@@ -480,6 +592,22 @@ worker_transient(int err_code)
 }
 
 /*
+ * Adds a child's new socket to its parent's epoll set. Should that fail,
+ * the parent's dispatch still reads the child on every turn, and its
+ * timeout bounds the wait.
+ */
+static void
+worker_watch(struct pb_worker *w)
+{
+	struct epoll_event	ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.ptr = w;
+	(void)epoll_ctl(w->parent->epfd, EPOLL_CTL_ADD, w->conn.fd, &ev);
+}
+
+/*
  * One connection attempt: connect (or adopt), HELLO, REGISTER. Errors that
  * retrying cannot mend (a refused handshake, a bad endpoint, a used-up
  * inherited descriptor) make the worker fatal.
@@ -510,6 +638,9 @@ worker_try_connect(struct pb_worker *w)
 		if ((r = worker_register(w)) == 0) {
 			w->backoff_ms = 0;
 			worker_keepalive_start(w);
+			if (w->parent != NULL)
+				worker_watch(w);
+			worker_state(w, true);
 			return 0;
 		}
 		common_set_connect_error("REGISTER failed: %s", strerror(-r));
@@ -523,6 +654,36 @@ worker_try_connect(struct pb_worker *w)
 	return r;
 }
 
+/*
+ * pb_worker_connect() for a list: connects every child that is not; 0 when
+ * at least one is connected (the others are retried by dispatch), else
+ * the first child's error.
+ */
+static int
+worker_connect_all(struct pb_worker *w)
+{
+	char	why[PROTO_ERRLEN];
+	size_t	i, up = 0;
+	int	r, first = 0;
+
+	why[0] = '\0';
+	for (i = 0; i < w->nsubs; i++) {
+		if ((r = pb_worker_connect(w->subs[i])) == 0)
+			up++;
+		else if (first == 0) {
+			first = r;
+			snprintf(why, sizeof(why), "%s", common_connect_error());
+		}
+	}
+	if (up > 0) {
+		common_set_connect_error("%s", "");
+		return 0;
+	}
+	common_set_connect_error("no broker of the %zu listed is reachable "
+	    "(%s)", w->nsubs, why);
+	return first;
+}
+
 /* Connects now unless connected; see patchbay.h. */
 int
 pb_worker_connect(struct pb_worker *w)
@@ -532,6 +693,8 @@ pb_worker_connect(struct pb_worker *w)
 
 	if (w == NULL)
 		return -EINVAL;
+	if (w->nsubs > 0)
+		return worker_connect_all(w);
 	worker_lock(w, &h);
 	if (w->fatal != 0)
 		r = w->fatal;
@@ -594,8 +757,15 @@ pb_worker_add_function(struct pb_worker *w, const char *fn,
 	struct worker_hold	 h;
 	int			 r;
 
+	size_t			 i;
+
 	if (w == NULL || fn == NULL || handler == NULL)
 		return -EINVAL;
+	for (i = 0; i < w->nsubs; i++) {
+		if ((r = pb_worker_add_function(w->subs[i], fn, handler,
+		    userdata)) != 0)
+			return r;
+	}
 	worker_lock(w, &h);
 	r = worker_add_function(w, fn, handler, userdata);
 	worker_unlock(w, &h);
@@ -612,6 +782,10 @@ pb_worker_set_capacity(struct pb_worker *w, uint32_t capacity)
 
 	if (w == NULL || capacity < 1 || capacity > PROTO_MAX_CAPACITY)
 		return -EINVAL;
+	for (size_t i = 0; i < w->nsubs; i++) {
+		if ((r = pb_worker_set_capacity(w->subs[i], capacity)) != 0)
+			return r;
+	}
 	worker_lock(w, &h);
 	old = w->capacity;
 	w->capacity = capacity;
@@ -631,9 +805,25 @@ pb_worker_on_cancel(struct pb_worker *w, pb_cancel_fn fn, void *userdata)
 
 	if (w == NULL)
 		return;
+	for (size_t i = 0; i < w->nsubs; i++)
+		pb_worker_on_cancel(w->subs[i], fn, userdata);
 	worker_lock(w, &h);
 	w->on_cancel = fn;
 	w->cancel_userdata = userdata;
+	worker_unlock(w, &h);
+}
+
+/* Sets the connection state callback. */
+void
+pb_worker_on_state(struct pb_worker *w, pb_state_fn fn, void *userdata)
+{
+	struct worker_hold	h;
+
+	if (w == NULL)
+		return;
+	worker_lock(w, &h);
+	w->on_state = fn;
+	w->state_userdata = userdata;
 	worker_unlock(w, &h);
 }
 
@@ -745,7 +935,7 @@ worker_packet(struct bconn *b, const struct packet *p, void *arg)
 		__atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED);
 		/* Called with the lock held: it must not block. */
 		if (w->on_cancel != NULL)
-			w->on_cancel(w, j, w->cancel_userdata);
+			w->on_cancel(worker_top(w), j, w->cancel_userdata);
 		return 0;
 	case PKT_BYE:
 		common_kill(b, -ENOTCONN, "the broker is going away%s%s",
@@ -825,6 +1015,107 @@ worker_dispatch(struct pb_worker *w, int timeout_ms)
 	}
 }
 
+/* Milliseconds until w needs a dispatch (-1: nothing due); lock held. */
+static int
+worker_due_ms(struct pb_worker *w)
+{
+	struct bconn	*b = &w->conn;
+	uint64_t	 now = clock_now_ms(), due;
+
+	if (w->fatal != 0)
+		return -1;
+	if (b->fd < 0)
+		due = w->retry_at;
+	else if (b->dead || common_has_frame(b) || b->out_off < b->out.size)
+		return 0;
+	else if (b->heartbeat_ms == 0)
+		return -1;
+	else
+		due = b->ping_sent != 0 ? b->ping_sent + 2 * b->heartbeat_ms :
+		    b->last_rx + b->heartbeat_ms;
+	if (due <= now)
+		return 0;
+	return due - now > INT32_MAX ? INT32_MAX : (int)(due - now);
+}
+
+/* The sooner of two waits in poll(2)'s terms (-1: none). */
+static int
+worker_sooner(int a, int b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return a < b ? a : b;
+}
+
+/* When w next needs pb_worker_dispatch(); see patchbay.h. */
+int
+pb_worker_timeout_ms(struct pb_worker *w)
+{
+	struct worker_hold	h;
+	int			ms = -1;
+
+	if (w == NULL)
+		return -1;
+	for (size_t i = 0; i < w->nsubs; i++)
+		ms = worker_sooner(ms, pb_worker_timeout_ms(w->subs[i]));
+	if (w->nsubs > 0)
+		return ms;
+	worker_lock(w, &h);
+	ms = worker_due_ms(w);
+	worker_unlock(w, &h);
+	return ms;
+}
+
+/*
+ * pb_worker_dispatch() for a list: each child handles what it has and
+ * reconnects when due, then the wait is on the epoll set, bounded by the
+ * children's next deadlines. Fatal only when every child is.
+ */
+static int
+worker_dispatch_all(struct pb_worker *w, int timeout_ms)
+{
+	struct epoll_event	ev[8];
+	uint64_t		deadline = 0;
+	size_t			i, live;
+	int			ms, n, r, first;
+
+	if (timeout_ms > 0)
+		deadline = clock_now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		live = 0;
+		first = 0;
+		for (i = 0; i < w->nsubs; i++) {
+			r = pb_worker_dispatch(w->subs[i], 0);
+			if (r == -ENOMEM)
+				return r;
+			if (r < 0 && first == 0)
+				first = r;
+			if (w->subs[i]->fatal == 0)
+				live++;
+		}
+		if (live == 0)
+			return first != 0 ? first : -ENOTCONN;
+		ms = common_wait_ms(timeout_ms, deadline);
+		if (ms == 0 || w->stop)
+			return 0;
+		ms = worker_sooner(ms, pb_worker_timeout_ms(w));
+		n = epoll_wait(w->epfd, ev, 8, ms);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n != 0) {
+			/* Input (or a signal): handle it and return. */
+			for (i = 0; i < w->nsubs; i++) {
+				r = pb_worker_dispatch(w->subs[i], 0);
+				if (r == -ENOMEM)
+					return r;
+			}
+			return 0;
+		}
+	}
+}
+
 /* Handles what arrived and reconnects when due; see patchbay.h. */
 int
 pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
@@ -834,6 +1125,8 @@ pb_worker_dispatch(struct pb_worker *w, int timeout_ms)
 
 	if (w == NULL || timeout_ms < -1)
 		return -EINVAL;
+	if (w->nsubs > 0)
+		return worker_dispatch_all(w, timeout_ms);
 	worker_lock(w, &h);
 	r = worker_dispatch(w, timeout_ms);
 	worker_unlock(w, &h);
@@ -864,11 +1157,13 @@ pb_worker_stop(struct pb_worker *w)
 		w->stop = 1;
 }
 
-/* The current socket, or -1 while disconnected. */
+/* The current socket, or -1 while disconnected; a list's epoll fd. */
 int
 pb_worker_fd(const struct pb_worker *w)
 {
-	return w == NULL ? -1 : w->conn.fd;
+	if (w == NULL)
+		return -1;
+	return w->nsubs > 0 ? w->epfd : w->conn.fd;
 }
 
 /* The job's 16-byte id. */
@@ -942,6 +1237,21 @@ worker_job_current(const struct pb_job *job)
 {
 	return job->w != NULL && job->gen == job->w->gen &&
 	    worker_connected(job->w);
+}
+
+/* True once the connection the job came on is gone; see patchbay.h. */
+bool
+pb_job_abandoned(const struct pb_job *job)
+{
+	struct worker_hold	h;
+	bool			gone;
+
+	if (job == NULL || job->w == NULL)
+		return true;
+	worker_lock(job->w, &h);
+	gone = !worker_job_current(job);
+	worker_unlock(job->w, &h);
+	return gone;
 }
 
 /*
