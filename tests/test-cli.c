@@ -39,6 +39,8 @@
 /* What one test started; the teardown stops it. */
 static struct harness_broker	 broker;
 static bool			 broker_up;
+static struct harness_broker	 broker2;	/* several-broker tests */
+static bool			 broker2_up;
 static pid_t			 workers[MAX_WORKERS];
 static int			 nworkers;
 static char			 dir[256];	/* the test's scratch dir */
@@ -61,6 +63,9 @@ teardown(void)
 	if (broker_up)
 		harness_broker_stop(&broker);
 	broker_up = false;
+	if (broker2_up)
+		harness_broker_stop(&broker2);
+	broker2_up = false;
 }
 
 /* Starts patchbayd with extra flags (NULL-terminated, may be NULL). */
@@ -1512,6 +1517,130 @@ START_TEST(worker_waits_for_a_broker_not_up_yet)
 }
 END_TEST
 
+/* ---- several brokers ------------------------------------------------------ */
+
+/* The "submitted:" counter of `patchbay ctl status` at ep. */
+static long
+submitted_at(const char *ep)
+{
+	char	*out, *at;
+	long	 n;
+
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "ctl", "--broker", ep,
+	    "status", NULL), 0);
+	at = strstr(out, "\nsubmitted: ");
+	ck_assert_msg(at != NULL, "%s", out);
+	n = strtol(at + 12, NULL, 10);
+	free(out);
+	return n;
+}
+
+/*
+ * `patchbay worker --broker A,B` serves both brokers; `patchbay run
+ * --broker A,B` uses the first that answers, and the next one when the
+ * first is gone; --spread spreads runs over both; PATCHBAY_BROKER may hold
+ * the list; `run --lines` given a list goes on with the other broker after
+ * losing one, its lines in flight reported DISCONNECTED.
+ */
+START_TEST(several_brokers_from_the_command_line)
+{
+	char	 list[700], env[720], needle[96], *out, *err, *log, *s;
+	char	*in = path_of("in"), *res = path_of("out"), *rlog;
+	const char *const envv[] = { env, NULL };
+	const char *argv[] = { harness_cli(), "worker", "rev", "--exec", "rev",
+			    "--capacity", "2", "--broker", list, NULL };
+	const char *lines[] = { "/bin/sh", "-c", "exec \"$0\" run rev --lines "
+			    "--broker \"$1\" < \"$2\" > \"$3\"", harness_cli(),
+			    list, in, res, NULL };
+	long	 a, b;
+	pid_t	 w, run;
+	int	 fd, st;
+
+	start_broker(NULL);
+	harness_broker_start(&broker2, NULL, false);
+	broker2_up = true;
+	snprintf(list, sizeof(list), "%s,%s", broker.unix_ep, broker2.unix_ep);
+	log = path_of("worker.log");
+	w = harness_spawn(argv, NULL, log);
+	workers[nworkers++] = w;
+	snprintf(needle, sizeof needle, "pid=%ld uid=%lu: registered",
+	    (long)w, (unsigned long)getuid());
+	ck_assert(harness_wait_log(&broker, needle, WAIT_MS));
+	ck_assert(harness_wait_log(&broker2, needle, WAIT_MS));
+
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "ab",
+	    "--broker", list, NULL), 0);
+	ck_assert_str_eq(out, "ba");
+	free(out);
+	ck_assert_int_eq(submitted_at(broker.unix_ep), 1);
+	ck_assert_int_eq(submitted_at(broker2.unix_ep), 0);
+	/* --spread: 20 runs land on both brokers (all on one: 2^-19). */
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "rev", "xy",
+		    "--spread", "--broker", list, NULL), 0);
+		ck_assert_str_eq(out, "yx");
+		free(out);
+	}
+	a = submitted_at(broker.unix_ep);
+	b = submitted_at(broker2.unix_ep);
+	ck_assert_int_eq(a + b, 21);
+	ck_assert_msg(a > 1 && b > 0, "A ran %ld, B ran %ld", a - 1, b);
+
+	/* run --lines over the list: the first broker is lost midway. */
+	ck_assert(mkfifo(in, 0600) == 0);
+	rlog = path_of("lines.log");
+	run = harness_spawn(lines, NULL, rlog);
+	fd = fifo_open_writer(in);
+	ck_assert(write(fd, "abc\n", 4) == 4);
+	wait_file(res, "cba\n", 1);
+	kill(broker.pid, SIGKILL);
+	harness_broker_stop(&broker);
+	broker_up = false;
+	ck_assert(write(fd, "123\n", 4) == 4);
+	ck_assert(write(fd, "456\n", 4) == 4);
+	close(fd);
+	st = reap(run);
+	s = harness_read_file(res);
+	err = harness_read_file(rlog);
+	ck_assert_msg(strstr(err, "lost the connection to the broker") !=
+	    NULL, "%s", err);
+	/*
+	 * The lines after the loss were run by the second broker; one sent
+	 * before the loss was seen is DISCONNECTED (exit 11), not resent.
+	 */
+	if (strcmp(s, "cba\n321\n654\n") == 0)
+		ck_assert_msg(st == 0, "exit %d: %s", st, err);
+	else {
+		ck_assert_str_eq(s, "cba\n\n654\n");
+		ck_assert_msg(st == 11 && strstr(err, "1 DISCONNECTED") != NULL,
+		    "exit %d: %s", st, err);
+	}
+	free(s);
+	free(err);
+
+	/* The first broker is gone: runs go to the second. */
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "rev", "cd",
+	    "--broker", list, NULL), 0);
+	ck_assert_str_eq(out, "dc");
+	free(out);
+	free(err);
+	snprintf(env, sizeof(env), "PATCHBAY_BROKER=%s", list);
+	ck_assert_int_eq(harness_run((const char *[]){ harness_cli(), "run",
+	    "rev", "ef", NULL }, envv, NULL, 0, &out, NULL, RUN_MS), 0);
+	ck_assert_str_eq(out, "fe");
+	free(out);
+	s = harness_read_file(log);
+	snprintf(needle, sizeof needle, "lost the connection to the broker "
+	    "at %s; reconnecting", broker.unix_ep);
+	ck_assert_msg(strstr(s, needle) != NULL, "%s", s);
+	free(s);
+	free(log);
+	free(rlog);
+	free(in);
+	free(res);
+}
+END_TEST
+
 /*
  * Starts `patchbay worker` (argv) handed a connection to the broker in
  * $PATCHBAY_FD, as patchbayd starts the workers of its pools.
@@ -2061,6 +2190,7 @@ cli_suite(void)
 	tcase_add_test(tc, worker_reconnects_after_broker_restart);
 	tcase_add_test(tc, worker_reconnects_after_many_answers);
 	tcase_add_test(tc, worker_waits_for_a_broker_not_up_yet);
+	tcase_add_test(tc, several_brokers_from_the_command_line);
 	tcase_add_test(tc, worker_exec_progress_lines);
 	tcase_add_test(tc, worker_uses_inherited_descriptor);
 	tcase_add_test(tc, worker_job_sees_only_its_descriptors);

@@ -88,6 +88,8 @@ struct batch {
 	bool			 interrupted;	/* SIGINT or SIGTERM */
 	bool			 lost;		/* the broker connection */
 	bool			 failover;	/* a list: go on after a loss */
+	bool			 adrift;	/* lost; the next submit fails over */
+	bool			 saw_loss;	/* a DISCONNECTED result came */
 	bool			 read_failed;
 	bool			 out_failed;
 	bool			 dirty;		/* stdout holds unflushed bytes */
@@ -252,6 +254,8 @@ batch_result_cb(struct pb_client *c, struct pb_result *r, void *userdata)
 	(void)c;
 	s->running = false;
 	b->running--;
+	if (r->status == PB_DISCONNECTED)
+		b->saw_loss = true;
 	batch_finish(b, s, r);
 }
 
@@ -395,8 +399,24 @@ batch_take_line(struct batch *b, const uint8_t **ret_p, size_t *ret_len)
 }
 
 /*
+ * Says on stderr that the broker connection was lost, with the library's
+ * reason, and what happens next.
+ */
+static void
+batch_tell_loss(const struct batch *b)
+{
+	fprintf(stderr, "patchbay: %s: lost the connection to the broker%s%s"
+	    "%s\n", b->o->fn, *pb_client_last_error(b->c) != '\0' ? ": " : "",
+	    pb_client_last_error(b->c), b->failover ?
+	    "; jobs in flight are DISCONNECTED, the next go to the next broker" :
+	    "");
+}
+
+/*
  * Submits buffered lines while there is room. Sets need_input when it
  * stopped for want of a whole line, stop_reading when the input is done.
+ * A submit on a lost connection fails over (a list of brokers): said
+ * here when the loop has not said it yet.
  */
 static void
 batch_submit_ready(struct batch *b)
@@ -423,9 +443,14 @@ batch_submit_ready(struct batch *b)
 			    "accepts", (unsigned long long)BATCH_MAX_LINE);
 			continue;
 		}
+		b->saw_loss = false;
 		r = pb_client_submit(b->c, o->fn, p, len, &o->ro,
 		    o->ro.detach ? NULL : batch_result_cb, NULL, s, s->id);
+		/* A failover delivers the lost jobs first, from the submit. */
+		if (r == 0 && b->saw_loss && !b->adrift)
+			batch_tell_loss(b);
 		if (r == 0) {
+			b->adrift = false;
 			s->running = true;
 			b->running++;
 		} else if (r == -EMSGSIZE || r == -EINVAL)
@@ -529,24 +554,27 @@ static void
 batch_wait(struct batch *b, int ms)
 {
 	struct pollfd	pfd[2];
-	nfds_t		n = 1;
+	nfds_t		n = 0, in = 2;
 
 	if (ms != 0)
 		batch_flush(b);
 	if (b->out_failed)
 		return;
-	pfd[0].fd = pb_client_fd(b->c);
-	pfd[0].events = POLLIN;
-	pfd[0].revents = 0;
+	/* Adrift, the dead socket would only say so, at once. */
+	if (!b->adrift) {
+		pfd[n].fd = pb_client_fd(b->c);
+		pfd[n].events = POLLIN;
+		pfd[n++].revents = 0;
+	}
 	if (b->need_input) {
-		pfd[1].fd = STDIN_FILENO;
-		pfd[1].events = POLLIN;
-		pfd[1].revents = 0;
-		n = 2;
+		in = n;
+		pfd[n].fd = STDIN_FILENO;
+		pfd[n].events = POLLIN;
+		pfd[n++].revents = 0;
 	}
 	if (poll(pfd, n, ms) <= 0)
 		return;
-	if (n == 2 && pfd[1].revents != 0)
+	if (in < n && pfd[in].revents != 0)
 		batch_read(b);
 }
 
@@ -594,19 +622,17 @@ batch_loop(struct batch *b)
 		if (b->stop_reading && b->running == 0)
 			break;
 
-		r = pb_client_dispatch(b->c, 0);
+		/* Adrift, the connection has nothing more to say. */
+		r = b->adrift ? 0 : pb_client_dispatch(b->c, 0);
 		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -ETIMEDOUT) {
 			/* Every running job was delivered as DISCONNECTED. */
-			fprintf(stderr, "patchbay: %s: lost the connection to "
-			    "the broker: %s%s%s%s\n", b->o->fn, strerror(-r),
-			    *pb_client_last_error(b->c) != '\0' ? ": " : "",
-			    pb_client_last_error(b->c), b->failover ?
-			    "; the next jobs go to the next broker" : "");
+			batch_tell_loss(b);
 			/* With a list, the next submit fails over. */
 			if (!b->failover) {
 				b->lost = true;
 				b->stop_reading = true;
 			}
+			b->adrift = b->failover;
 			continue;
 		}
 		if (r > 0 && !b->need_input)

@@ -114,7 +114,7 @@ struct worker {
 	bool			 verbose;
 
 	int			 fd;		/* the socket ev_sock watches */
-	bool			 was_connected;
+	bool			 told_serving;	/* "serving ..." was logged */
 	bool			 reconnected;	/* ev_sock must be re-created */
 	struct event		*ev_sock;
 	struct event		*ev_timer;	/* pb_worker_timeout_ms() */
@@ -902,9 +902,9 @@ worker_state_cb(struct pb_worker *w, const char *endpoint, bool connected,
 			wk->waiting = false;
 			worker_event_free(&wk->ev_giveup);
 			worker_log("%s", wk->serving);
-		} else if (wk->was_connected)
+			wk->told_serving = true;
+		} else if (wk->told_serving)
 			worker_log("connected to the broker at %s", endpoint);
-		wk->was_connected = true;
 		return;
 	}
 	TAILQ_FOREACH(j, &wk->jobs, entry) {
@@ -1237,8 +1237,10 @@ worker_main(int argc, char **argv)
 		    pb_worker_dispatch(wk.w, 0) < 0 ||
 		    worker_wait_for_broker(&wk, ep) < 0)
 			goto out;
-	} else
+	} else {
 		worker_log("%s", wk.serving);
+		wk.told_serving = true;
+	}
 	/* The socket's read event, and the timer for the first retry. */
 	worker_rearm(&wk, true);
 
