@@ -293,6 +293,18 @@ int	 pb_worker_dispatch(struct pb_worker *w, int timeout_ms);
  */
 int	 pb_worker_run(struct pb_worker *w);
 
+/*
+ * Starts a graceful stop: tells the broker (every broker of a list) to send
+ * no new jobs (REGISTER with capacity 0; the jobs running go on and are
+ * answered as usual). Call pb_worker_dispatch() until pb_worker_running()
+ * is 0, then free the worker. Reconnects say capacity 0 too. 0, or the
+ * first error (-ENOMEM: call again).
+ */
+int	 pb_worker_drain(struct pb_worker *w);
+
+/* Jobs handed to handlers and not completed yet. */
+size_t	 pb_worker_running(struct pb_worker *w);
+
 /* Makes pb_worker_run() return (safe from a handler or signal handler). */
 void	 pb_worker_stop(struct pb_worker *w);
 

@@ -557,9 +557,10 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 	case K_CAPACITY:
 		if ((r = dec_uint(p, k, &v, &u, err)) != 0)
 			return (r);
-		if (u < 1 || u > PROTO_MAX_CAPACITY) {
+		/* 0: draining, no new jobs (see docs/protocol.md). */
+		if (u > PROTO_MAX_CAPACITY) {
 			proto_fail(err, "REGISTER: key 'capacity' must be "
-			    "between 1 and %d (got %llu)", PROTO_MAX_CAPACITY,
+			    "between 0 and %d (got %llu)", PROTO_MAX_CAPACITY,
 			    (unsigned long long)u);
 			return (-EPROTO);
 		}

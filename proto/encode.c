@@ -249,9 +249,8 @@ enc_prepare(const struct packet *p, enum proto_dir dir, struct enc *e)
 				return (-EINVAL);
 		}
 	}
-	if ((keys & KB(K_CAPACITY)) &&
-	    (p->capacity < 1 || p->capacity > PROTO_MAX_CAPACITY))
-		return (-EINVAL);
+	if ((keys & KB(K_CAPACITY)) && p->capacity > PROTO_MAX_CAPACITY)
+		return (-EINVAL);	/* 0 is a draining worker */
 	if ((keys & KB(K_STATUS)) && (unsigned)p->status >= JOB__MAX)
 		return (-EINVAL);
 	if ((keys & KB(K_STATUS)) && dir == PROTO_TO_BROKER &&

@@ -240,8 +240,9 @@ switchboard_register(struct switchboard *sb, struct sb_worker *w,
 	uint64_t	  gen;
 
 	sb->now = now;
+	/* Capacity 0: a draining worker, which keeps its running jobs. */
 	if (reg->nfns == 0 || reg->nfns > PROTO_MAX_FNS ||
-	    reg->capacity == 0 || reg->capacity > PROTO_MAX_CAPACITY)
+	    reg->capacity > PROTO_MAX_CAPACITY)
 		return -EINVAL;
 	for (i = 0; i < reg->nfns; i++)
 		if (reg->fns[i].len == 0 || reg->fns[i].len > PROTO_MAX_FN_LEN)

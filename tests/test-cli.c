@@ -1335,20 +1335,70 @@ START_TEST(worker_runs_up_to_capacity_at_once)
 }
 END_TEST
 
-/* SIGTERM to the worker: its commands die, it exits 0, the client learns. */
-START_TEST(worker_sigterm_stops_running_jobs)
+/*
+ * The first SIGTERM drains: the worker takes no new job (a --nowait run
+ * gets NO_WORKER although a slot is free), the running one finishes OK,
+ * and the worker exits 0 by itself.
+ */
+START_TEST(worker_sigterm_finishes_running_jobs)
 {
 	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
-	char	*s;
+	char	*wlog, *s, *out;
+	pid_t	 run, w;
+	int	 status;
+
+	ck_assert(asprintf(&cmd, "echo $$ > %s; sleep 1; echo finished",
+	    pidfile) > 0);
+	start_broker(NULL);
+	w = start_worker("slow", cmd, 2);
+	ck_assert(asprintf(&wlog, "%s/worker-0.log", dir) > 0);
+	run = spawn_run(log, "slow", "x", NULL);
+	(void)read_pid(pidfile);
+
+	kill(w, SIGTERM);
+	wait_file(wlog, "finishing 1 running job, taking no new ones", 1);
+	ck_assert_int_eq(cli(NULL, 0, NULL, NULL, "run", "slow", "y",
+	    "--nowait", "--broker", broker.unix_ep, NULL), 6);
+	ck_assert_int_eq(reap(run), 0);
+	s = harness_read_file(log);
+	ck_assert_str_eq(s, "finished\n");
+	free(s);
+	status = harness_kill_within(w, 0, WAIT_MS);
+	nworkers--;
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the worker ended with status %d", status);
+	s = harness_read_file(wlog);
+	ck_assert_msg(strstr(s, "the running jobs are done: stopping") != NULL,
+	    "%s", s);
+	free(s);
+	/* Nothing is left serving: a new job has no worker. */
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "run", "slow", "z",
+	    "--nowait", "--broker", broker.unix_ep, NULL), 6);
+	free(out);
+	free(wlog);
+	free(cmd);
+	free(log);
+	free(pidfile);
+}
+END_TEST
+
+/* A second SIGTERM stops the running commands: the job is WORKER_LOST. */
+START_TEST(worker_second_sigterm_stops_running_jobs)
+{
+	char	*pidfile = path_of("pid"), *log = path_of("run.log"), *cmd;
+	char	*s, *wlog;
 	pid_t	 pid, run, w;
 	int	 status;
 
 	ck_assert(asprintf(&cmd, "echo $$ > %s; exec sleep 30", pidfile) > 0);
 	start_broker(NULL);
 	w = start_worker("slow", cmd, 1);
+	ck_assert(asprintf(&wlog, "%s/worker-0.log", dir) > 0);
 	run = spawn_run(log, "slow", "x", NULL);
 	pid = read_pid(pidfile);
 
+	kill(w, SIGTERM);
+	wait_file(wlog, "a second signal stops them", 1);
 	status = harness_kill(w, SIGTERM);
 	nworkers--;
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -1358,6 +1408,7 @@ START_TEST(worker_sigterm_stops_running_jobs)
 	s = harness_read_file(log);
 	ck_assert_msg(strstr(s, "(WORKER_LOST)") != NULL, "%s", s);
 	free(s);
+	free(wlog);
 	free(cmd);
 	free(log);
 	free(pidfile);
@@ -2186,7 +2237,8 @@ cli_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, worker_sets_the_environment);
 	tcase_add_test(tc, worker_runs_up_to_capacity_at_once);
-	tcase_add_test(tc, worker_sigterm_stops_running_jobs);
+	tcase_add_test(tc, worker_sigterm_finishes_running_jobs);
+	tcase_add_test(tc, worker_second_sigterm_stops_running_jobs);
 	tcase_add_test(tc, worker_reconnects_after_broker_restart);
 	tcase_add_test(tc, worker_reconnects_after_many_answers);
 	tcase_add_test(tc, worker_waits_for_a_broker_not_up_yet);

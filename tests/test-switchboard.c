@@ -702,10 +702,30 @@ START_TEST(register_rejects_bad_packet)
 {
 	struct sb_worker	*w = switchboard_worker_add(sb, &w1p);
 
-	ck_assert_int_eq(reg(w, 0, "f"), -EINVAL);
 	ck_assert_int_eq(reg(w, PROTO_MAX_CAPACITY + 1, "f"), -EINVAL);
 	ck_assert_int_eq(reg(w, 1, ""), -EINVAL);
 	ck_assert_uint_eq(stats().functions, 0);
+}
+END_TEST
+
+START_TEST(register_capacity_zero_drains)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 2, "f");
+
+	run(c, 1, "f");
+	assert_run_at(&w1p, 1, 1);
+	/* Draining: the running job goes on, nothing new comes. */
+	ck_assert_int_eq(reg(w, 0, "f"), 0);
+	run(c, 2, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
+	ck_assert_uint_eq(stats().queued, 1);
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_OK);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
+	/* Another worker takes the queued job. */
+	worker(&w2p, 1, "f");
+	assert_run_at(&w2p, 2, 1);
 }
 END_TEST
 
@@ -2372,6 +2392,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, register_again_changes_capacity);
 	tcase_add_test(tc, register_again_changes_functions);
 	tcase_add_test(tc, register_rejects_bad_packet);
+	tcase_add_test(tc, register_capacity_zero_drains);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("result");

@@ -130,11 +130,13 @@ struct worker {
 	struct worker_jobs	 jobs;
 	unsigned		 njobs;
 	bool			 stopping;
+	bool			 draining;	/* first signal: finish the jobs */
 	int			 exit_status;
 };
 
 static void	worker_pump(struct worker *);
 static void	worker_rearm(struct worker *, bool);
+static void	worker_shutdown(struct worker *, int);
 static void	worker_job_maybe_finish(struct worker_job *);
 
 /* Prints the usage text of `patchbay worker` to f. */
@@ -269,8 +271,14 @@ worker_job_free(struct worker_job *j)
 	if (j->prog != NULL)
 		evbuffer_free(j->prog);
 	free(j);
-	if (wk->stopping && TAILQ_EMPTY(&wk->jobs))
+	if (!TAILQ_EMPTY(&wk->jobs))
+		return;
+	if (wk->stopping)
 		event_base_loopbreak(wk->base);
+	else if (wk->draining) {
+		worker_log("the running jobs are done: stopping");
+		worker_shutdown(wk, CLI_EXIT_OK);
+	}
 }
 
 /* SIGKILLs a job's process group that ignored SIGTERM for too long. */
@@ -850,14 +858,32 @@ worker_shutdown(struct worker *wk, int status)
 		    wk->njobs == 1 ? "" : "s");
 }
 
-/* SIGTERM/SIGINT: stop taking jobs, stop the running ones, exit 0. */
+/*
+ * SIGTERM/SIGINT: the first one stops taking jobs (the broker is told:
+ * capacity 0) and lets the running ones finish, then exits 0; the next one
+ * (or the first when nothing runs) stops the running commands and exits.
+ */
 static void
 worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
+	struct worker	*wk = arg;
+	int		 r;
+
 	(void)what;
-	if (!((struct worker *)arg)->stopping)
+	if (!wk->stopping && !wk->draining && wk->njobs > 0 && wk->w != NULL) {
+		wk->draining = true;
+		if ((r = pb_worker_drain(wk->w)) < 0 && r != -ENOTCONN)
+			worker_log("cannot tell the broker to stop sending jobs: "
+			    "%s", strerror(-r));
+		worker_log("%s: finishing %u running job%s, taking no new "
+		    "ones; a second signal stops them", strsignal((int)sig),
+		    wk->njobs, wk->njobs == 1 ? "" : "s");
+		worker_rearm(wk, false);
+		return;
+	}
+	if (!wk->stopping)
 		worker_log("%s: stopping", strsignal((int)sig));
-	worker_shutdown(arg, CLI_EXIT_OK);
+	worker_shutdown(wk, CLI_EXIT_OK);
 }
 
 /* The broker socket is readable. */

@@ -124,6 +124,8 @@ struct pb_worker {
 	uint64_t		 gen;		/* bumped per connection */
 	struct pb_job		*live;		/* by (id, attempt) */
 	struct worker_jobs	 jobs;		/* every job not completed */
+	size_t			 njobs;		/* on jobs */
+	bool			 draining;	/* REGISTERs say capacity 0 */
 
 	/*
 	 * A worker given a list of brokers is a parent that holds one child
@@ -529,7 +531,7 @@ worker_register(struct pb_worker *w)
 		p.fns[i].ptr = (const uint8_t *)w->fns[i].name;
 		p.fns[i].len = (uint32_t)w->fns[i].len;
 	}
-	p.capacity = w->capacity;
+	p.capacity = w->draining ? 0 : w->capacity;
 	return common_send(&w->conn, &p);
 }
 
@@ -797,6 +799,51 @@ pb_worker_set_capacity(struct pb_worker *w, uint32_t capacity)
 	return r;
 }
 
+/* Asks for no new jobs; see patchbay.h. */
+int
+pb_worker_drain(struct pb_worker *w)
+{
+	struct worker_hold	h;
+	int			r = 0, r2;
+
+	if (w == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < w->nsubs; i++) {
+		if ((r2 = pb_worker_drain(w->subs[i])) != 0 && r == 0)
+			r = r2;
+	}
+	worker_lock(w, &h);
+	if (!w->draining) {
+		w->draining = true;
+		/* A lost connection shows in dispatch; none takes jobs again. */
+		if (worker_connected(w) && (r2 = worker_register(w)) != 0) {
+			if (r2 == -ENOMEM)
+				w->draining = false;	/* say it again */
+			if (r == 0)
+				r = r2;
+		}
+	}
+	worker_unlock(w, &h);
+	return r;
+}
+
+/* How many jobs were handed out and not completed yet. */
+size_t
+pb_worker_running(struct pb_worker *w)
+{
+	struct worker_hold	h;
+	size_t			n;
+
+	if (w == NULL)
+		return 0;
+	worker_lock(w, &h);
+	n = w->njobs;
+	worker_unlock(w, &h);
+	for (size_t i = 0; i < w->nsubs; i++)
+		n += pb_worker_running(w->subs[i]);
+	return n;
+}
+
 /* Sets the callback told about cancelled jobs. */
 void
 pb_worker_on_cancel(struct pb_worker *w, pb_cancel_fn fn, void *userdata)
@@ -909,6 +956,7 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	}
 	j->live = true;
 	LIST_INSERT_HEAD(&w->jobs, j, entry);
+	w->njobs++;
 	/* The handler may complete (and free) j: do not touch it after. */
 	worker_call_handler(w, f, j);
 	return 0;
@@ -1334,8 +1382,10 @@ worker_complete(struct pb_job *job, enum pb_status status,
 		HASH_DEL(w->live, job);
 		job->live = false;
 	}
-	if (w != NULL)
+	if (w != NULL) {
 		LIST_REMOVE(job, entry);
+		w->njobs--;
+	}
 	free(job);
 	return r;
 }
