@@ -263,7 +263,8 @@ struct config_pool {
 	uint64_t	  backoff_max_ms;	/* default 30 s */
 	uint64_t	  healthy_after_ms;	/* default 10 s */
 	int		  stop_signal;		/* default SIGTERM */
-	uint64_t	  stop_timeout_ms;	/* default 10 s */
+	uint64_t	  stop_timeout_ms;	/* drain, default 10 s */
+	uint64_t	  kill_timeout_ms;	/* signal to KILL, default 5 s */
 	char		 *directory;		/* or NULL */
 	char		**environment;		/* "K=V", NULL-terminated,
 						   never NULL */
@@ -416,6 +417,14 @@ struct supervisor_ops {
 	 * Not called when supervisor_proc_detached() came first.
 	 */
 	void	 (*detach)(struct server *srv, struct peer *peer);
+	/*
+	 * Stops dispatching to peer for good (its process is stopping) while
+	 * its running jobs go on; unlike set_paused the peer stays under the
+	 * liveness checks.
+	 */
+	void	 (*drain)(struct server *srv, struct peer *peer);
+	/* Jobs peer's worker holds (running, or answered but not yet back). */
+	unsigned (*running)(struct server *srv, struct peer *peer);
 	/* Every process is down after supervisor_shutdown(). */
 	void	 (*stopped_all)(struct server *srv);
 	/* A state change (for tests and metrics). */
@@ -539,9 +548,11 @@ int	 supervisor_spawn(struct supervisor *sv, const char *id,
 	    int max_restarts, char **cause);
 
 /*
- * Stops id: its stop signal (SIGKILL when force) to the process group,
- * SIGKILL after timeout_ms (0: the pool's stop_timeout). A stopped process
- * is not restarted until supervisor_restart().
+ * Stops id: no new jobs for its worker, which gets up to timeout_ms (0:
+ * the pool's stop_timeout) to finish the running ones; then its stop
+ * signal to the process group, SIGKILL after the pool's kill_timeout.
+ * force: SIGKILL at once. A stopped process is not restarted until
+ * supervisor_restart().
  */
 int	 supervisor_stop(struct supervisor *sv, const char *id,
 	    uint64_t timeout_ms, bool force, char **cause);

@@ -127,6 +127,7 @@ config_pool_new(const char *name)
 	p->healthy_after_ms = 10 * 1000;
 	p->stop_signal = SIGTERM;
 	p->stop_timeout_ms = 10 * 1000;
+	p->kill_timeout_ms = 5 * 1000;
 	return p;
 }
 
@@ -236,6 +237,7 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    a->healthy_after_ms != b->healthy_after_ms ||
 	    a->stop_signal != b->stop_signal ||
 	    a->stop_timeout_ms != b->stop_timeout_ms ||
+	    a->kill_timeout_ms != b->kill_timeout_ms ||
 	    !config_str_equal(a->directory, b->directory) ||
 	    !strv_equal(a->environment, b->environment) ||
 	    !config_str_equal(a->user, b->user) ||
@@ -507,6 +509,15 @@ config_key_stop_timeout(struct config_parser *cp, const char *key,
 	    &cp->pool->stop_timeout_ms);
 }
 
+/* kill_timeout = DURATION. */
+static int
+config_key_kill_timeout(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	return config_duration_value(cp, key, value, 0,
+	    &cp->pool->kill_timeout_ms);
+}
+
 /* Sets a string key that must not be empty. */
 static int
 config_string_value(struct config_parser *cp, const char *key,
@@ -610,6 +621,7 @@ static const struct config_key config_pool_keys[] = {
 	{ "healthy_after", config_key_healthy_after, false },
 	{ "stop_signal", config_key_stop_signal, false },
 	{ "stop_timeout", config_key_stop_timeout, false },
+	{ "kill_timeout", config_key_kill_timeout, false },
 	{ "directory", config_key_directory, false },
 	{ "environment", config_key_environment, true },
 	{ "user", config_key_user, false },

@@ -1000,6 +1000,28 @@ server_sv_set_paused(struct server *srv, struct peer *p, bool paused)
 	server_rearm(srv);
 }
 
+/* Its process is stopping: no new jobs, the running ones go on. */
+static void
+server_sv_drain(struct server *srv, struct peer *p)
+{
+	if (p->worker != NULL)
+		switchboard_worker_pause(srv->sb, p->worker, true,
+		    clock_now_ms());
+}
+
+/* The jobs a process's worker holds. */
+static unsigned
+server_sv_running(struct server *srv, struct peer *p)
+{
+	struct sb_worker_info	info;
+
+	(void)srv;
+	if (p->worker == NULL || conn_closing(p->conn))
+		return 0;
+	switchboard_worker_info(p->worker, &info);
+	return info.in_flight;
+}
+
 /* The process is finished: its connection goes with it. */
 static void
 server_sv_detach(struct server *srv, struct peer *p)
@@ -1020,6 +1042,8 @@ server_sv_stopped_all(struct server *srv)
 static const struct supervisor_ops server_sv_ops = {
 	.attach = server_sv_attach,
 	.set_paused = server_sv_set_paused,
+	.drain = server_sv_drain,
+	.running = server_sv_running,
 	.detach = server_sv_detach,
 	.stopped_all = server_sv_stopped_all,
 };

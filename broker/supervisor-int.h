@@ -37,7 +37,8 @@ enum supervisor_after {
 enum supervisor_timer {
 	TIMER_NONE,
 	TIMER_BACKOFF,		/* start again */
-	TIMER_KILL,		/* stop_timeout ran out: SIGKILL */
+	TIMER_DRAIN,		/* stopping: are its jobs done yet? */
+	TIMER_KILL,		/* kill_timeout ran out: SIGKILL */
 	TIMER_EOF,		/* exited, output still open: give up on it */
 };
 
@@ -77,6 +78,8 @@ struct supervisor_proc {
 
 	struct event		*timer;
 	enum supervisor_timer	 timer_kind;
+	uint64_t		 drain_until;	/* TIMER_DRAIN's deadline, ms */
+	unsigned		 drained;	/* jobs it had when asked to stop */
 };
 
 /* One pool of the config; owned by the supervisor. */

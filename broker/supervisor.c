@@ -41,8 +41,10 @@
 #include "broker/supervisor-int.h"
 
 #define SUPERVISOR_EOF_GRACE_MS		2000	/* output after exit */
+#define SUPERVISOR_DRAIN_POLL_MS	50	/* a stopping worker's jobs */
 
 static void	supervisor_shutdown_step(struct supervisor *);
+static void	supervisor_proc_drain_check(struct supervisor_proc *);
 
 /* Helpers. */
 
@@ -355,9 +357,12 @@ supervisor_timer_cb(evutil_socket_t fd, short what, void *arg)
 		p->restarts++;
 		supervisor_proc_start(p);
 		break;
+	case TIMER_DRAIN:
+		supervisor_proc_drain_check(p);
+		break;
 	case TIMER_KILL:
-		log_warnx("%s: pid %d did not stop in time, killing it",
-		    p->id, (int)p->pid);
+		log_warnx("%s: pid %d did not stop within kill_timeout, "
+		    "killing it", p->id, (int)p->pid);
 		supervisor_signal(p, SIGKILL);
 		break;
 	case TIMER_EOF:
@@ -405,14 +410,67 @@ supervisor_proc_new(struct supervisor *sv, struct supervisor_pool *pool,
 	return p;
 }
 
-/* Sends the stop signal to p (or settles it when it has no child). */
+/* Jobs p's worker holds now: 0 without a registered worker. */
+static unsigned
+supervisor_proc_running(const struct supervisor_proc *p)
+{
+	struct supervisor	*sv = p->sv;
+
+	if (p->peer == NULL || !p->registered || sv->ops.running == NULL)
+		return 0;
+	return sv->ops.running(sv->srv, p->peer);
+}
+
+/* Sends sig to a stopping p, then SIGKILL after kill_timeout. */
+static void
+supervisor_proc_signal_stop(struct supervisor_proc *p, int sig)
+{
+	const struct config_pool	*cfg = supervisor_proc_cfg(p);
+	const char			*name = format_signal(sig);
+
+	log_info("%s: stopping pid %d with SIG%s", p->id, (int)p->pid,
+	    name != NULL ? name : "?");
+	supervisor_signal(p, sig);
+	if (!p->exited && sig != SIGKILL)
+		supervisor_timer_arm(p, TIMER_KILL, cfg->kill_timeout_ms);
+}
+
+/*
+ * A stopping p drains: once its worker's jobs are done, or stop_timeout
+ * ran out, it gets its stop signal.
+ */
+static void
+supervisor_proc_drain_check(struct supervisor_proc *p)
+{
+	const struct config_pool	*cfg = supervisor_proc_cfg(p);
+	unsigned			 n = supervisor_proc_running(p);
+
+	if (n == 0) {
+		log_info("%s: its %u job%s finished", p->id, p->drained,
+		    p->drained == 1 ? "" : "s");
+		supervisor_proc_signal_stop(p, cfg->stop_signal);
+	} else if (clock_now_ms() >= p->drain_until) {
+		log_warnx("%s: %u of its %u job%s still running when the stop "
+		    "timeout ran out", p->id, n, p->drained,
+		    p->drained == 1 ? "" : "s");
+		supervisor_proc_signal_stop(p, cfg->stop_signal);
+	} else
+		supervisor_timer_arm(p, TIMER_DRAIN, SUPERVISOR_DRAIN_POLL_MS);
+}
+
+/*
+ * Stops p (or settles it when it has no child). A worker first gets no
+ * new jobs and up to timeout_ms (0: stop_timeout) to finish its running
+ * ones; then the stop signal, and SIGKILL after kill_timeout.
+ */
 void
 supervisor_proc_stop(struct supervisor_proc *p, uint64_t timeout_ms,
     bool force, enum supervisor_after after)
 {
 	const struct config_pool	*cfg = supervisor_proc_cfg(p);
-	int				 sig = force ? SIGKILL : cfg->stop_signal;
-	const char			*name;
+	struct supervisor		*sv = p->sv;
+	char				 d[32];
+	bool				 paused;
 
 	if (p->pid != 0) {
 		if (p->state == SUPERVISOR_STOPPING) {
@@ -422,18 +480,29 @@ supervisor_proc_stop(struct supervisor_proc *p, uint64_t timeout_ms,
 				p->after = after;
 			return;
 		}
-		name = format_signal(sig);
-		log_info("%s: stopping pid %d with SIG%s", p->id, (int)p->pid,
-		    name != NULL ? name : "?");
-		supervisor_signal(p, sig);
-		/* A stopped process could not act on its signal. */
-		if (p->state == SUPERVISOR_PAUSED)
-			supervisor_signal(p, SIGCONT);
+		paused = p->state == SUPERVISOR_PAUSED;
 		p->after = after;
 		supervisor_set_state(p, SUPERVISOR_STOPPING);
-		if (!p->exited)
-			supervisor_timer_arm(p, TIMER_KILL, timeout_ms != 0 ?
+		if (p->peer != NULL && sv->ops.drain != NULL)
+			sv->ops.drain(sv->srv, p->peer);
+		/* A paused process cannot finish anything: no waiting. */
+		p->drained = force || paused ? 0 : supervisor_proc_running(p);
+		if (p->drained > 0) {
+			p->drain_until = clock_now_ms() + (timeout_ms != 0 ?
 			    timeout_ms : cfg->stop_timeout_ms);
+			format_duration(timeout_ms != 0 ? timeout_ms :
+			    cfg->stop_timeout_ms, d, sizeof(d));
+			log_info("%s: stopping: no new jobs, up to %s for its "
+			    "%u running", p->id, d, p->drained);
+			supervisor_timer_arm(p, TIMER_DRAIN,
+			    SUPERVISOR_DRAIN_POLL_MS);
+			return;
+		}
+		supervisor_proc_signal_stop(p, force ? SIGKILL :
+		    cfg->stop_signal);
+		/* A stopped process could not act on its signal. */
+		if (paused)
+			supervisor_signal(p, SIGCONT);
 		return;
 	}
 	if (p->state == SUPERVISOR_BACKOFF) {

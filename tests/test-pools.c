@@ -312,7 +312,7 @@ START_TEST(pools_stop_timeout_kills)
 	    "[pool:stubborn]\n"
 	    "command = sh -c 'trap \"\" TERM; echo ready; "
 	    "while :; do sleep 0.1; done'\n"
-	    "stop_timeout = 700ms\n");
+	    "kill_timeout = 700ms\n");
 	start_broker(path);
 	ck_assert(harness_wait_log(&broker, "stubborn/1: ready", 10000));
 	pid = wait_state("stubborn/1", "starting", 5000);
@@ -325,7 +325,8 @@ START_TEST(pools_stop_timeout_kills)
 	free(err);
 	wait_state("stubborn/1", "stopped", 10000);
 	ck_assert_uint_ge(harness_now_ms() - t0, 650);
-	ck_assert(harness_log_contains(&broker, "did not stop in time"));
+	ck_assert(harness_log_contains(&broker, "did not stop within "
+	    "kill_timeout"));
 	ck_assert(proc_gone_cond(&pid));
 
 	/* Stopped is not restarted; resuming it is refused. */
@@ -335,6 +336,180 @@ START_TEST(pools_stop_timeout_kills)
 	    "%s", err);
 	free(out);
 	free(err);
+}
+END_TEST
+
+/* ---- stops that drain ----------------------------------------------------- */
+
+/* How many times needle is in the broker's log. */
+static int
+log_count(const char *needle)
+{
+	char	*s = harness_read_file(broker.log_path), *at;
+	int	 n = 0;
+
+	for (at = s; at != NULL && (at = strstr(at, needle)) != NULL; at++)
+		n++;
+	free(s);
+	return n;
+}
+
+/* Waits until needle is in the broker's log at least n times. */
+static void
+wait_log_count(const char *needle, int n, int ms)
+{
+	unsigned long long	deadline = harness_now_ms() + (unsigned)ms;
+
+	while (log_count(needle) < n) {
+		ck_assert_msg(harness_now_ms() < deadline, "'%s' is in the log "
+		    "%d times, not %d, after %d ms", needle, log_count(needle),
+		    n, ms);
+		usleep(20000);
+	}
+}
+
+/* True when the file at arg exists and is not empty. */
+static bool
+file_nonempty(void *arg)
+{
+	struct stat	st;
+
+	return stat(arg, &st) == 0 && st.st_size > 0;
+}
+
+/* Starts `patchbay run slow DATA` in the background; output to a file. */
+static pid_t
+spawn_slow(const char *data, char *out, size_t len)
+{
+	const char	*argv[] = { harness_cli(), "run", "--broker",
+			    broker.unix_ep, "slow", data, NULL };
+
+	snprintf(out, len, "%s/run-%s.out", tmp, data);
+	return harness_spawn(argv, NULL, out);
+}
+
+/* Waits for a background run: it must end OK with "done". */
+static void
+slow_done(pid_t run, const char *out)
+{
+	char	*text;
+	int	 status;
+
+	ck_assert_int_eq(waitpid(run, &status, 0), run);
+	text = harness_read_file(out);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "run exited %d: %s", status, text);
+	ck_assert_str_eq(text, "done\n");
+	free(text);
+}
+
+/* A pool of `slow` workers: each job takes 2 s; capacity 1 each. */
+static void
+slow_conf(char *buf, size_t len, const char *name, const char *extra)
+{
+	write_conf(buf, len, name,
+	    "[pool:slow]\n"
+	    "command = %s worker slow --exec 'sleep 2; echo done' --verbose\n"
+	    "stop_timeout = 10s\n"
+	    "kill_timeout = 5s\n"
+	    "%s", harness_cli(), extra != NULL ? extra : "");
+}
+
+/*
+ * A stop, a scale-down and a reload each take the process out of dispatch,
+ * let its running 2 s job finish OK, and then stop it, which exits by
+ * itself (nothing is killed).
+ */
+START_TEST(pools_stop_scale_reload_let_jobs_finish)
+{
+	char	 path[300], tmppath[300], out1[300], out2[300];
+	pid_t	 r1, r2;
+
+	slow_conf(path, sizeof(path), "slow.conf", NULL);
+	start_broker(path);
+	wait_state("slow/1", "running", 10000);
+
+	/* ctl stop. */
+	r1 = spawn_slow("a", out1, sizeof(out1));
+	wait_log_count("slow/1: patchbay worker: job", 1, 10000);
+	ck_assert_int_eq(ctl(false, NULL, NULL, "stop", "slow/1", END), 0);
+	ck_assert(harness_wait_log(&broker, "slow/1: stopping: no new jobs, "
+	    "up to 10s for its 1 running", 5000));
+	slow_done(r1, out1);
+	wait_state("slow/1", "stopped", 10000);
+	ck_assert(harness_log_contains(&broker, "slow/1: its 1 job finished"));
+	ck_assert(!harness_log_contains(&broker, "killing it"));
+	ck_assert(!harness_log_contains(&broker, "still running when"));
+
+	/* ctl scale down: the second instance drains. */
+	ck_assert_int_eq(ctl(false, NULL, NULL, "restart", "slow/1", END), 0);
+	ck_assert_int_eq(ctl(false, NULL, NULL, "scale", "slow", "2", END), 0);
+	wait_state("slow/1", "running", 10000);
+	wait_state("slow/2", "running", 10000);
+	r1 = spawn_slow("b", out1, sizeof(out1));
+	r2 = spawn_slow("c", out2, sizeof(out2));
+	wait_log_count("slow/2: patchbay worker: job", 1, 10000);
+	wait_log_count("slow/1: patchbay worker: job", 2, 10000);
+	ck_assert_int_eq(ctl(false, NULL, NULL, "scale", "slow", "1", END), 0);
+	slow_done(r1, out1);
+	slow_done(r2, out2);
+	wait_unlisted("slow/2", 10000);
+	ck_assert(harness_log_contains(&broker, "slow/2: its 1 job finished"));
+
+	/* ctl reload with changed settings: the process is replaced. */
+	r1 = spawn_slow("d", out1, sizeof(out1));
+	wait_log_count("slow/1: patchbay worker: job", 3, 10000);
+	slow_conf(tmppath, sizeof(tmppath), "slow.conf.new",
+	    "environment = CHANGED=1\n");
+	ck_assert_int_eq(rename(tmppath, path), 0);
+	ck_assert_int_eq(ctl(false, NULL, NULL, "reload", END), 0);
+	slow_done(r1, out1);
+	wait_log_count("slow/1: its 1 job finished", 2, 10000);
+	wait_state("slow/1", "running", 10000);
+	ck_assert(!harness_log_contains(&broker, "killing it"));
+}
+END_TEST
+
+/*
+ * A job longer than stop_timeout: when it runs out the worker gets its stop
+ * signal, then SIGKILL after kill_timeout; the job is answered (the
+ * worker is lost) and nothing of it is left running.
+ */
+START_TEST(pools_stop_timeout_ends_a_long_job)
+{
+	char	 path[300], out[300], pidfile[300], *text;
+	long	 wpid, jpid;
+	pid_t	 run;
+	int	 status;
+
+	snprintf(pidfile, sizeof(pidfile), "%s/job.pid", tmp);
+	write_conf(path, sizeof(path), "long.conf",
+	    "[pool:slow]\n"
+	    "command = %s worker slow --exec 'echo $$ > %s; exec sleep 60' "
+	    "--verbose\n"
+	    "stop_timeout = 500ms\n"
+	    "kill_timeout = 1s\n", harness_cli(), pidfile);
+	start_broker(path);
+	wpid = wait_state("slow/1", "running", 10000);
+	run = spawn_slow("long", out, sizeof(out));
+	wait_log_count("slow/1: patchbay worker: job", 1, 10000);
+	ck_assert(harness_wait_until(file_nonempty, pidfile, 5000));
+	text = harness_read_file(pidfile);
+	jpid = strtol(text, NULL, 10);
+	free(text);
+	ck_assert_int_eq(ctl(false, NULL, NULL, "stop", "slow/1", END), 0);
+	ck_assert_int_eq(waitpid(run, &status, 0), run);
+	text = harness_read_file(out);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 5,
+	    "run exited %d: %s", status, text);
+	free(text);
+	wait_state("slow/1", "stopped", 10000);
+	ck_assert(harness_log_contains(&broker, "slow/1: 1 of its 1 job still "
+	    "running when the stop timeout ran out"));
+	ck_assert(harness_log_contains(&broker, "did not stop within "
+	    "kill_timeout"));
+	ck_assert(harness_wait_until(proc_gone_cond, &wpid, 5000));
+	ck_assert(harness_wait_until(proc_gone_cond, &jpid, 5000));
 }
 END_TEST
 
@@ -681,6 +856,8 @@ pools_suite(void)
 	tcase_add_test(tc, pools_kill9_replaced);
 	tcase_add_test(tc, pools_crash_loop_fatal);
 	tcase_add_test(tc, pools_stop_timeout_kills);
+	tcase_add_test(tc, pools_stop_scale_reload_let_jobs_finish);
+	tcase_add_test(tc, pools_stop_timeout_ends_a_long_job);
 	tcase_add_test(tc, pools_pause_resume);
 	tcase_add_test(tc, pools_pause_longer_than_heartbeats_keeps_the_job);
 	tcase_add_test(tc, pools_reload_add_remove);

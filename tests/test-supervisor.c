@@ -656,7 +656,7 @@ START_TEST(supervisor_stop_timeout_kills)
 	snprintf(cmd, sizeof(cmd), "sh -c 'trap \"\" TERM; echo $$ > %s; "
 	    "while :; do sleep 0.05; done'", ready);
 	p = add_pool(c, "stubborn", cmd);
-	p->stop_timeout_ms = 300;
+	p->kill_timeout_ms = 300;	/* nothing to drain: TERM, then KILL */
 	fx_start(c);
 	WAIT_FOR(file_ready(ready), 5000);
 	pid = pid_of("stubborn/1");
@@ -687,13 +687,14 @@ START_TEST(supervisor_stop_force_and_timeout_arg)
 	snprintf(ready, sizeof(ready), "%s/ready", fx.dir);
 	snprintf(cmd, sizeof(cmd), "sh -c 'trap \"\" TERM; echo $$ > %s; "
 	    "while :; do sleep 0.05; done'", ready);
-	add_pool(c, "s", cmd);	/* stop_timeout 5 s */
+	add_pool(c, "s", cmd)->kill_timeout_ms = 200;
 	fx_start(c);
 	WAIT_FOR(file_ready(ready), 5000);
 
-	/* A stop timeout given by the operator wins over the pool's. */
+	/* No worker, no jobs: the drain timeout given is not waited for. */
 	t0 = harness_now_ms();
-	ck_assert_int_eq(supervisor_stop(fx.sv, "s/1", 200, false, NULL), 0);
+	ck_assert_int_eq(supervisor_stop(fx.sv, "s/1", 60000, false, NULL),
+	    0);
 	WAIT_FOR(state_of("s/1") == SUPERVISOR_STOPPED, 3000);
 	ck_assert_uint_ge(harness_now_ms() - t0, 190);
 	ck_assert_int_eq(supervisor_stop(fx.sv, "s/1", 0, false, &cause),
