@@ -202,7 +202,7 @@ admin_stats_job(const struct sb_job_info *ji, void *arg)
 	if (aj->matched++ >= aj->limit || !aj->pack)
 		return;
 	uuid_unparse_lower(ji->id, id);
-	msgpack_pack_map(pk, 11);
+	msgpack_pack_map(pk, 12);
 	admin_pack_kv_str(pk, "id", id);
 	admin_pack_kv_str(pk, "function", ji->fn);
 	admin_stats_pack_peer(pk, "client", client);
@@ -225,6 +225,12 @@ admin_stats_job(const struct sb_job_info *ji, void *arg)
 	else
 		msgpack_pack_false(pk);
 	admin_pack_kv_uint(pk, "payload_bytes", ji->payload_len);
+	/* The map as the client sent it (checked then): copied verbatim. */
+	proto_pack_str(pk, "meta");
+	if (ji->meta.len > 0)
+		pk->callback(pk->data, (const char *)ji->meta.ptr, ji->meta.len);
+	else
+		msgpack_pack_map(pk, 0);
 }
 
 /* Reads an optional string argument of `jobs` into buf; -1 when bad. */

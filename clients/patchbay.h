@@ -107,6 +107,18 @@ struct pb_result {
 /* Frees a result; NULL is a no-op. */
 void	 pb_result_free(struct pb_result *r);
 
+/*
+ * One entry of a job's metadata: a key of 1 or more of A-Z a-z 0-9 _ . -
+ * and a value of UTF-8 text (see pb_run_options.meta).
+ */
+struct pb_meta {
+	const char	*key;
+	const char	*value;
+};
+
+/* The length of a W3C traceparent of version 00, without its NUL. */
+#define PB_TRACEPARENT_LEN	55
+
 /* Per-job options for RUN; NULL or zero fields mean the defaults. */
 struct pb_run_options {
 	uint32_t	 timeout_ms;	/* 0: none */
@@ -114,7 +126,29 @@ struct pb_run_options {
 	int		 priority;	/* -100..100, higher first */
 	bool		 detach;	/* no result will come */
 	bool		 nowait;	/* NO_WORKER instead of queueing */
+	/*
+	 * Metadata the worker gets with the job, and `ctl jobs` shows:
+	 * nmeta entries, copied before the call returns. At most 32 keys,
+	 * each once, and 4096 bytes of keys and values; "traceparent" must
+	 * be a W3C traceparent and "tracestate" comes only with one. A meta
+	 * the broker would refuse is refused here: -EINVAL, the reason in
+	 * pb_client_last_error().
+	 */
+	const struct pb_meta	*meta;
+	size_t			 nmeta;
+	/*
+	 * Adds a new traceparent (random trace-id and parent-id, sampled
+	 * flag set) unless meta has one, so that the job starts a trace.
+	 */
+	bool		 trace;
 };
+
+/*
+ * Writes a new W3C traceparent, "00-<32 hex trace-id>-<16 hex parent-id>-01"
+ * with random ids, and its NUL into buf (len >= PB_TRACEPARENT_LEN + 1).
+ * Returns 0, -EINVAL (buf too small) or the errno of the random source.
+ */
+int	 pb_traceparent_generate(char *buf, size_t len);
 
 /* ---- client ------------------------------------------------------------ */
 
@@ -325,6 +359,16 @@ int	 pb_worker_timeout_ms(struct pb_worker *w);
 
 /* Accessors valid until the job is completed. */
 const uint8_t	*pb_job_id(const struct pb_job *job);
+/*
+ * The job's metadata, as the client sent it: the value of key (NULL when
+ * the job has none), the number of entries, and entry i's key (NULL when i
+ * is out of range) with its value in *ret_value (may be NULL). Keys
+ * "traceparent" and "tracestate" are the W3C Trace Context of the job.
+ */
+const char	*pb_job_meta(const struct pb_job *job, const char *key);
+size_t		 pb_job_meta_count(const struct pb_job *job);
+const char	*pb_job_meta_at(const struct pb_job *job, size_t i,
+		    const char **ret_value);
 const char	*pb_job_function(const struct pb_job *job);
 const void	*pb_job_payload(const struct pb_job *job, size_t *ret_len);
 uint32_t	 pb_job_attempt(const struct pb_job *job);

@@ -13,7 +13,8 @@
  *                3 output cap 4 KiB, 4 a token, 5 no_worker_wait 1 ms,
  *                6 HELLO deadline 20 ms
  *   then ops     one byte each: peer = b % 6, op = b / 6 % 16, followed
- *                by the op's own bytes: connect, HELLO, raw bytes, RUN,
+ *                by the op's own bytes: connect, HELLO, raw bytes, RUN
+ *                (an id byte whose bit 3 adds one of fb_metas, then flags),
  *                CANCEL, REGISTER, RESULT, PROGRESS, PING, PONG, ADMIN,
  *                close (or half-close), advance the clock, stop or start
  *                reading (a slow consumer), server_stop(), pump.
@@ -398,17 +399,45 @@ fb_hello(struct fb_peer *pe, int i)
 	fb_send(pe, &p);
 }
 
+/*
+ * Meta maps a RUN may carry (bit 3 of its id byte; bits 4-6 pick one):
+ * good ones, with and without a trace context, and ones the broker must
+ * refuse BAD_REQUEST. All are maps of str to str, or proto/ would not
+ * encode them.
+ */
+#define FB_TP	"\xd9\x37" "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+static const struct {
+	const char	*raw;
+	uint32_t	 len;
+} fb_metas[8] = {
+	{ "\x81\xa1" "k" "\xa1" "v", 5 },
+	{ "\x80", 1 },
+	{ "\x82\xab" "traceparent" FB_TP "\xaa" "tracestate" "\xa3" "a=b",
+	  1 + 12 + 57 + 11 + 4 },
+	{ "\x81\xa3" "a b" "\xa1" "v", 7 },			/* bad key */
+	{ "\x82\xa1" "k" "\xa1" "1" "\xa1" "k" "\xa1" "2", 9 },	/* twice */
+	{ "\x81\xa1" "k" "\xa1" "\xff", 5 },			/* not UTF-8 */
+	{ "\x81\xaa" "tracestate" "\xa1" "x", 14 },		/* no parent */
+	{ "\x81\xab" "traceparent" "\xa2" "00", 16 },		/* bad */
+};
+
 /* A RUN from a client, built from the input. */
 static void
 fb_run(struct fb_peer *pe)
 {
 	static const char *const	 fns[] = { "a", "b", "c", "" };
 	struct packet			 p;
-	unsigned			 k = fb_byte() % FB_IDS;
+	uint8_t				 kb = fb_byte();
+	unsigned			 k = kb % FB_IDS;
 	uint8_t				 f = fb_byte();
 
 	packet_init(&p, PKT_RUN);
 	fb_id(p.id, k);
+	if (kb & 0x08) {
+		p.meta.ptr = (const uint8_t *)fb_metas[(kb >> 4) & 7].raw;
+		p.meta.len = fb_metas[(kb >> 4) & 7].len;
+		p.has |= PF_META;
+	}
 	p.fn.ptr = (const uint8_t *)fns[f & 3];
 	p.fn.len = (uint32_t)strlen(fns[f & 3]);
 	if (f & 0x04) {

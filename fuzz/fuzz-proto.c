@@ -5,7 +5,8 @@
  * then the body (the declared length when that much is there, else all the
  * rest) goes to packet_decode() in both directions. A packet that decodes is
  * encoded again, and that frame must decode and encode to the very same
- * bytes: the decoder and encoder agree on every packet either accepts.
+ * bytes: the decoder and encoder agree on every packet either accepts. A
+ * RUN's meta then goes through meta_check(), which accepts it or says why.
  * Seeds live in fuzz/corpus-proto/. The input may be as long as the
  * largest frame (LLVMFuzzerInitialize below).
  */
@@ -127,6 +128,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		}
 		fuzz_reencode(&p, dir);
+		/* A decoded meta is checked or refused with a sentence. */
+		if (p.has & PF_META) {
+			err[0] = '\0';
+			r = meta_check(p.meta, err);
+			if (r != 0 && (r != -EINVAL || err[0] == '\0'))
+				fuzz_fail();
+		}
 		packet_clear(&p);
 	}
 	return (0);

@@ -24,8 +24,10 @@ def hello(peer, flags=0):
 
 
 def run(peer, k, fn=0, payload=b"", timeout=None, retries=None,
-        priority=None, detach=False, nowait=False):
+        priority=None, detach=False, nowait=False, meta=None):
     f = fn & 3
+    if meta is not None:  # one of fuzz-broker.c's fb_metas
+        k |= 0x08 | (meta & 7) << 4
     rest = b""
     if payload:
         f |= 0x04
@@ -135,6 +137,11 @@ SEEDS = {
     "roles": bytes([0]) + hello(5, 0x00) + op(5, CONNECT) + hello(5, 0x04) +
     op(5, CONNECT) + hello(5, 0x48) + bytes([5]) + b"admin" + hello(5) +
     op(0, RUN, 0, 0) + hello(0) + hello(2, 0x40) + bytes([4]) + b"w\x00\n1",
+    # Meta: carried to the worker (and again on a retry), or refused.
+    "meta": bytes([0]) + hello(0) + hello(2) + hello(3) + register(2) +
+    run(0, 0, meta=0) + result(2) + run(0, 1, meta=2, retries=1) +
+    op(2, CLOSE, 1) + register(3) + result(3) +
+    b"".join(run(0, 2 + m, meta=m) for m in range(1, 8)),
     # A full queue and no worker at all.
     "queue": bytes([0x24]) + hello(0) + run(0, 0) + run(0, 1) + run(0, 2) +
     advance(5) + hello(1) + run(1, 3, nowait=True),

@@ -341,6 +341,59 @@ dec_fns(struct dec *d, struct packet *p, const struct dec_val *v, char *err)
 	return (0);
 }
 
+/*
+ * Reads the entries of RUN's meta, whose map header v the cursor is past:
+ * every key and value must be a str. Only the shape is the decoder's; the
+ * limits are meta_check()'s (a BAD_REQUEST, not a BAD_PACKET). The entries
+ * count against the frame's item budget as any map's. err may be NULL.
+ * Returns 0, DEC_MALFORMED, DEC_TOO_BIG or -EPROTO.
+ */
+static int
+dec_meta(struct dec *d, const struct dec_val *v, char *err)
+{
+	struct dec_val	 k, e;
+	char		 q[48];
+	int		 r;
+
+	if (v->kind != FK_MAP) {
+		proto_fail(err, "RUN: key 'meta' must be a map of str to str "
+		    "(got %s)", dec_type(v));
+		return (-EPROTO);
+	}
+	if (2 * v->n > d->budget)
+		return (DEC_TOO_BIG);
+	d->budget -= 2 * v->n;
+	for (uint64_t i = 0; i < v->n; i++) {
+		if ((r = dec_next(d, &k)) != 0)
+			return (r);
+		if (k.kind != FK_STR) {
+			proto_fail(err, "RUN: key 'meta' must be a map of str "
+			    "to str (a key is %s)", dec_type(&k));
+			return (-EPROTO);
+		}
+		if ((r = dec_next(d, &e)) != 0)
+			return (r);
+		if (e.kind != FK_STR) {
+			proto_fail(err, "RUN: key 'meta' must be a map of str "
+			    "to str (the value of '%s' is %s)",
+			    dec_quote(q, sizeof q, k.body, k.n), dec_type(&e));
+			return (-EPROTO);
+		}
+	}
+	return (0);
+}
+
+/* True when raw is exactly one map of str to str; see internal.h. */
+bool
+dec_meta_ok(struct pbytes raw)
+{
+	struct dec	d = { raw.ptr, raw.ptr + raw.len, UINT64_MAX };
+	struct dec_val	v;
+
+	return (raw.len > 0 && dec_next(&d, &v) == 0 &&
+	    dec_meta(&d, &v, NULL) == 0 && d.p == d.end);
+}
+
 /* Reads RESULT's status; a worker may only send OK, ERROR or CANCELLED. */
 static int
 dec_status(struct packet *p, const struct dec_val *v, enum proto_dir dir,
@@ -594,6 +647,12 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 		return (dec_bool(p, k, &v, &p->detach, err));
 	case K_NOWAIT:
 		return (dec_bool(p, k, &v, &p->nowait, err));
+	case K_META:
+		if ((r = dec_meta(d, &v, err)) != 0)
+			return (r);
+		p->meta.ptr = start;
+		p->meta.len = (uint32_t)(d->p - start);
+		return (0);
 	case K_STATUS:
 		return (dec_status(p, &v, dir, err));
 	case K_ERROR:
@@ -827,6 +886,18 @@ dec_find_type(struct dec d, uint64_t n, struct packet *p, enum proto_dir dir,
 }
 
 /*
+ * How many container items a frame travelling in dir may make the walk
+ * visit: bounded towards the broker (a peer's frame costs the broker
+ * work in proportion to what a valid packet can hold, not to its bytes),
+ * not from it.
+ */
+static inline uint64_t
+dec_budget(enum proto_dir dir)
+{
+	return (dir == PROTO_TO_BROKER ? PROTO_MAX_ITEMS : UINT64_MAX);
+}
+
+/*
  * The fast path: reads a body written the way encoders write it (a fixmap,
  * `t` first, then the type's keys in the order of packet_keys, each value
  * in its usual form) straight into p, recognising each key by comparing
@@ -841,7 +912,7 @@ dec_canonical(const uint8_t *body, size_t len, enum proto_dir dir,
 {
 	const struct packet_spec	*spec;
 	struct dec			 d = { body, body + len,
-					    UINT64_MAX };
+					    dec_budget(dir) };
 	const uint8_t			*s;
 	uint64_t			 seen, cand;
 	unsigned			 n;
@@ -887,6 +958,15 @@ dec_canonical(const uint8_t *body, size_t len, enum proto_dir dir,
 				return (false);
 			p->status = st;
 			d.p += 1 + (d.p[0] & 0x1f);
+		} else if (k == K_META) {
+			/* Any failure: the general walk says what it is. */
+			struct dec_val	 v;
+			const uint8_t	*start = d.p;
+
+			if (dec_next(&d, &v) != 0 || dec_meta(&d, &v, NULL) != 0)
+				return (false);
+			p->meta.ptr = start;
+			p->meta.len = (uint32_t)(d.p - start);
 		} else if (!dec_value_fast(&d, p, k))
 			return (false);
 	}
@@ -895,18 +975,6 @@ dec_canonical(const uint8_t *body, size_t len, enum proto_dir dir,
 	for (seen &= spec->optional; seen != 0; seen &= seen - 1)
 		p->has |= packet_key_flags[__builtin_ctzll(seen)];
 	return (true);
-}
-
-/*
- * How many container items a frame travelling in dir may make the walk
- * visit: bounded towards the broker (a peer's frame costs the broker
- * work in proportion to what a valid packet can hold, not to its bytes),
- * not from it.
- */
-static inline uint64_t
-dec_budget(enum proto_dir dir)
-{
-	return (dir == PROTO_TO_BROKER ? PROTO_MAX_ITEMS : UINT64_MAX);
 }
 
 /*

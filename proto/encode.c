@@ -9,7 +9,8 @@
  * space in a connection's output buffer, the library grows its own
  * buffer), writes the header, the map and every value straight there in
  * one pass, and says how many bytes it used. Payloads are copied once, from where the packet points to where
- * the frame goes; nothing passes through msgpack-c's packer except ADMIN
+ * the frame goes, and so is a RUN's meta map, spliced in as the bytes it
+ * arrived as; nothing passes through msgpack-c's packer except ADMIN
  * args and REPLY data given as msgpack_objects instead of raw bytes, which
  * are packed into a scratch buffer first (never on the job path).
  *
@@ -231,7 +232,7 @@ enc_prepare(const struct packet *p, enum proto_dir dir, struct enc *e)
 	if (spec->required == 0)
 		return (-EINVAL);
 	keys = spec->required;
-	for (uint32_t has = p->has & 0xfff; has != 0; has &= has - 1)
+	for (uint32_t has = p->has & 0x1fff; has != 0; has &= has - 1)
 		keys |= spec->optional &
 		    KB(packet_flag_keys[__builtin_ctz(has)]);
 	e->keys = keys;
@@ -268,7 +269,11 @@ enc_prepare(const struct packet *p, enum proto_dir dir, struct enc *e)
 		return (-EINVAL);
 	if (!enc_bytes_ok(p->name) || !enc_bytes_ok(p->token) ||
 	    !enc_bytes_ok(p->payload) || !enc_bytes_ok(p->error) ||
-	    !enc_bytes_ok(p->args_raw) || !enc_bytes_ok(p->data_raw))
+	    !enc_bytes_ok(p->args_raw) || !enc_bytes_ok(p->data_raw) ||
+	    !enc_bytes_ok(p->meta))
+		return (-EINVAL);
+	/* Spliced in verbatim: exactly one map of str to str, or nothing. */
+	if ((keys & KB(K_META)) && !dec_meta_ok(p->meta))
 		return (-EINVAL);
 	if (keys & KB(K_ARGS)) {
 		if (p->args_raw.len > 0)
@@ -346,6 +351,9 @@ enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
 	case K_NOWAIT:
 		*o = p->nowait ? 0xc3 : 0xc2;
 		return (o + 1);
+	case K_META:
+		memcpy(o, p->meta.ptr, p->meta.len);
+		return (o + p->meta.len);
 	case K_OK:
 		*o = p->ok ? 0xc3 : 0xc2;
 		return (o + 1);
@@ -423,6 +431,8 @@ enc_bound(const struct packet *p, const struct enc *e, unsigned nkeys)
 		n += e->args.len;
 	if (k & KB(K_DATA))
 		n += e->data.len;
+	if (k & KB(K_META))
+		n += p->meta.len;
 	if (k & KB(K_FNS))
 		for (uint32_t i = 0; i < p->nfns; i++)
 			n += 5 + p->fns[i].len;

@@ -21,7 +21,7 @@ enum packet_key {
 	K_T, K_V, K_ROLE, K_NAME, K_TOKEN, K_SESSION, K_HEARTBEAT_MS,
 	K_MAX_FRAME, K_SERVER, K_FNS, K_CAPACITY, K_ID, K_FN, K_PAYLOAD,
 	K_ATTEMPT, K_ATTEMPTS, K_TIMEOUT_MS, K_RETRIES, K_PRIORITY, K_DETACH,
-	K_NOWAIT, K_STATUS, K_ERROR, K_N, K_REASON, K_SEQ, K_VERB, K_ARGS,
+	K_NOWAIT, K_META, K_STATUS, K_ERROR, K_N, K_REASON, K_SEQ, K_VERB, K_ARGS,
 	K_OK, K_DATA, K_CODE, K_MSG,
 	K__MAX
 };
@@ -67,6 +67,9 @@ const char	*proto_wire_name(const char *name);
  */
 int	 dec_value_len(const uint8_t *p, size_t len, unsigned depth,
 	    size_t *ret_len);
+
+/* True when raw is exactly one map of str to str (a RUN's meta). */
+bool	 dec_meta_ok(struct pbytes raw);
 
 /* frame.c */
 

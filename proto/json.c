@@ -97,11 +97,8 @@ proto_json_str(FILE *f, const char *s, size_t n)
 void
 proto_bin_text(FILE *f, const void *data, size_t n)
 {
-	static const char	 b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				    "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	const uint8_t		*p = data;
-	uint32_t		 v;
-	size_t			 i;
+	const uint8_t	*p = data;
+	size_t		 i;
 
 	if (n == PROTO_ID_LEN) {
 		for (i = 0; i < n; i++) {
@@ -111,6 +108,19 @@ proto_bin_text(FILE *f, const void *data, size_t n)
 		}
 		return;
 	}
+	proto_base64(f, data, n);
+}
+
+/* Writes binary data as base64 (RFC 4648, padded), whatever its length. */
+void
+proto_base64(FILE *f, const void *data, size_t n)
+{
+	static const char	 b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const uint8_t		*p = data;
+	uint32_t		 v;
+	size_t			 i;
+
 	for (i = 0; i + 2 < n; i += 3) {
 		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
 		fputc(b64[v >> 18], f);

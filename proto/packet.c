@@ -44,6 +44,7 @@ const char *const packet_keys[K__MAX] = {
 	[K_PRIORITY] = "\xa8" "priority",
 	[K_DETACH] = "\xa6" "detach",
 	[K_NOWAIT] = "\xa6" "nowait",
+	[K_META] = "\xa4" "meta",
 	[K_STATUS] = "\xa6" "status",
 	[K_ERROR] = "\xa5" "error",
 	[K_N] = "\xa1" "n",
@@ -71,6 +72,7 @@ const uint32_t packet_key_flags[K__MAX] = {
 	[K_ARGS] = PF_ARGS,
 	[K_DATA] = PF_DATA,
 	[K_ID] = PF_ID,
+	[K_META] = PF_META,
 };
 
 /* The key of each PF_* bit, by the bit's position (K_T: no such bit). */
@@ -87,8 +89,10 @@ const uint8_t packet_flag_keys[32] = {
 	[9] = K_ARGS,		/* PF_ARGS */
 	[10] = K_DATA,		/* PF_DATA */
 	[11] = K_ID,		/* PF_ID */
+	[12] = K_META,		/* PF_META */
 };
-_Static_assert(PF_ID == 1u << 11, "packet_flag_keys follows the PF_* bits");
+_Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12,
+    "packet_flag_keys follows the PF_* bits");
 
 /* Required and optional keys of each packet type in each direction. */
 const struct packet_spec packet_specs[2][PKT__MAX] = {
@@ -101,7 +105,8 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 		[PKT_RUN] = {
 			KB(K_T) | KB(K_ID) | KB(K_FN),
 			KB(K_PAYLOAD) | KB(K_TIMEOUT_MS) | KB(K_RETRIES) |
-			KB(K_PRIORITY) | KB(K_DETACH) | KB(K_NOWAIT) },
+			KB(K_PRIORITY) | KB(K_DETACH) | KB(K_NOWAIT) |
+			KB(K_META) },
 		[PKT_CANCEL] = {
 			KB(K_T) | KB(K_ID), 0 },
 		[PKT_PROGRESS] = {
@@ -120,7 +125,7 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 			KB(K_MAX_FRAME) | KB(K_SERVER), 0 },
 		[PKT_RUN] = {
 			KB(K_T) | KB(K_ID) | KB(K_FN) | KB(K_PAYLOAD) |
-			KB(K_ATTEMPT), KB(K_TIMEOUT_MS) },
+			KB(K_ATTEMPT), KB(K_TIMEOUT_MS) | KB(K_META) },
 		[PKT_CANCEL] = {
 			KB(K_T) | KB(K_ID) | KB(K_ATTEMPT), 0 },
 		[PKT_PROGRESS] = {
@@ -204,6 +209,9 @@ packet_key_find(const uint8_t *s, size_t len)
 			break;
 		case 'd':
 			k = K_DATA;
+			break;
+		case 'm':
+			k = K_META;
 			break;
 		case 'n':
 			k = K_NAME;

@@ -41,6 +41,18 @@
 #define PROTO_MAX_CAPACITY	65535
 #define PROTO_PRIORITY_MIN	(-100)
 #define PROTO_PRIORITY_MAX	100
+/*
+ * A RUN's meta: at most this many keys, and this many bytes of keys and
+ * values together (headers not counted). The map itself then takes at most
+ * PROTO_MAX_META_RAW bytes however it is encoded (a map32 header, str32
+ * headers), which is what a job stores and the library builds on its stack.
+ */
+#define PROTO_MAX_META		32
+#define PROTO_MAX_META_BYTES	4096
+#define PROTO_MAX_META_RAW	(5 + 2 * PROTO_MAX_META * 5 + \
+				    PROTO_MAX_META_BYTES)
+#define PROTO_TRACEPARENT_LEN	55	/* a version 00 traceparent */
+#define PROTO_MAX_TRACESTATE	512	/* bytes of a tracestate */
 #define PROTO_ERRLEN		256		/* size of an error sentence */
 /*
  * The broker forwards a packet with a few keys of its own (attempt,
@@ -205,6 +217,12 @@ struct packet {
 	int64_t			 priority;	/* PF_PRIORITY */
 	bool			 detach;	/* PF_DETACH */
 	bool			 nowait;	/* PF_NOWAIT */
+	/*
+	 * RUN meta (PF_META): the whole encoded map, a map of str to str as
+	 * the decoder checked it; spliced in verbatim by the encoder. Its
+	 * limits are meta_check()'s, not the decoder's.
+	 */
+	struct pbytes		 meta;
 	enum job_status		 status;
 	struct pbytes		 error;		/* RESULT error (PF_ERROR) */
 
@@ -252,6 +270,7 @@ struct packet {
 #define PF_ARGS		(1u << 9)
 #define PF_DATA		(1u << 10)
 #define PF_ID		(1u << 11)	/* ERROR carries an id */
+#define PF_META		(1u << 12)
 
 /* frame.c */
 
@@ -393,7 +412,74 @@ void	 proto_json_str(FILE *f, const char *s, size_t n);
 /* Writes binary data as text: a lowercase UUID for 16 bytes, else base64. */
 void	 proto_bin_text(FILE *f, const void *data, size_t n);
 
+/* Writes binary data as padded base64, whatever its length. */
+void	 proto_base64(FILE *f, const void *data, size_t n);
+
 /* The length of the valid UTF-8 sequence at s (n bytes left, n > 0), or 0. */
 size_t	 proto_utf8_len(const uint8_t *s, size_t n);
+
+/* meta.c */
+
+/*
+ * Checks a RUN's meta (a map of str to str, as packet_decode() leaves it)
+ * against the protocol's limits: at most PROTO_MAX_META keys and
+ * PROTO_MAX_META_BYTES bytes of keys and values, each key non-empty, made
+ * of A-Z a-z 0-9 _ . - and present once, each value UTF-8 without NUL, a
+ * `traceparent` in the W3C format and a `tracestate` only with one.
+ * Returns 0, or -EINVAL with a sentence naming the problem in err
+ * (PROTO_ERRLEN bytes; may be NULL): what the broker answers BAD_REQUEST.
+ */
+int	 meta_check(struct pbytes raw, char *err);
+
+/* True when s (len bytes) is a valid W3C traceparent. */
+bool	 meta_traceparent_ok(const uint8_t *s, size_t len);
+
+/*
+ * Walks the entries of a meta map that packet_decode() or meta_check()
+ * accepted: meta_iter_init(), then meta_iter_next() until it returns false.
+ * The key and value point into raw.
+ */
+struct meta_iter {
+	const uint8_t	*p;
+	const uint8_t	*end;
+	uint32_t	 left;		/* entries not read yet */
+};
+void	 meta_iter_init(struct meta_iter *it, struct pbytes raw);
+bool	 meta_iter_next(struct meta_iter *it, struct pbytes *ret_key,
+	    struct pbytes *ret_value);
+
+/* The number of entries of a meta map (0 for an empty or absent one). */
+uint32_t meta_count(struct pbytes raw);
+
+/*
+ * The value of key in a meta map, or false when it has none. Linear: a
+ * map holds at most PROTO_MAX_META keys.
+ */
+bool	 meta_find(struct pbytes raw, const char *key,
+	    struct pbytes *ret_value);
+
+/*
+ * A meta map built from key/value strings into its own buffer, for
+ * senders: meta_buf_init(), meta_buf_add() for each entry, then
+ * meta_buf_finish(), which encodes the map header and checks the whole
+ * with meta_check(). Entries beyond what meta may hold are counted, not
+ * stored, so that the check names the limit they break.
+ */
+struct meta_buf {
+	uint32_t	 n;		/* entries added */
+	size_t		 bytes;		/* of their keys and values */
+	size_t		 len;		/* of buf used, header room included */
+	uint8_t		 buf[3 + PROTO_MAX_META_RAW];
+};
+void	 meta_buf_init(struct meta_buf *mb);
+void	 meta_buf_add(struct meta_buf *mb, const char *key, size_t klen,
+	    const char *value, size_t vlen);
+/* True when an entry called key was added (and stored). */
+bool	 meta_buf_has(const struct meta_buf *mb, const char *key);
+/*
+ * Ends the map: sets *ret to its bytes (in mb) and returns 0, or -EINVAL
+ * with meta_check()'s sentence in err. An empty map is valid.
+ */
+int	 meta_buf_finish(struct meta_buf *mb, struct pbytes *ret, char *err);
 
 #endif /* PATCHBAY_PROTO_H */

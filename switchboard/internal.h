@@ -79,7 +79,7 @@ seq_before(uint32_t a, uint32_t b)
 	return (int32_t)(a - b) < 0;
 }
 
-/* A job whose payload is this small lives in a slab record. */
+/* A job whose payload and meta are this small lives in a slab record. */
 #define SB_SMALL_PAYLOAD	16
 #define SB_RECORD_SIZE		(sizeof(struct sb_job) + SB_SMALL_PAYLOAD)
 #define SB_SLAB_SIZE		(64 * 1024)
@@ -113,14 +113,22 @@ struct sb_job {
 	uint32_t		 payload_len;
 	uint32_t		 stamp;		/* the clock's low 32 bits when
 						   queued, then dispatched */
-	int16_t			 priority;
+	/*
+	 * The RUN's meta map as it arrived (PROTO_MAX_META_RAW bytes at
+	 * most), after the payload in the same allocation; 0: none. It and
+	 * priority (-100..100) fit in what was padding, so a job without
+	 * meta is no bigger for it.
+	 */
+	uint16_t		 meta_len;
+	int8_t			 priority;
 	uint8_t			 state;		/* enum sb_job_state */
 	bool			 has_timeout;
 	bool			 detached;
 	bool			 cancel_requested;
 	bool			 hashed;	/* in the orphan table */
-	uint8_t			 payload[];
+	uint8_t			 payload[];	/* payload_len, then meta_len */
 };
+_Static_assert(PROTO_MAX_META_RAW <= UINT16_MAX, "meta_len holds any meta");
 
 TAILQ_HEAD(sb_job_list, sb_job);
 
@@ -533,10 +541,12 @@ job_leave_worker(struct switchboard *sb, struct sb_job *job)
 void		 job_unlink_live(struct switchboard *sb, struct sb_job *job);
 
 /*
- * A new zeroed job with room for len payload bytes: small ones come from
- * the switchboard's slabs, others from malloc. NULL on ENOMEM.
+ * A new zeroed job with room for len payload bytes and meta_len bytes of
+ * meta after them: small ones come from the switchboard's slabs, others
+ * from malloc. NULL on ENOMEM.
  */
-struct sb_job	*job_alloc(struct switchboard *sb, size_t len);
+struct sb_job	*job_alloc(struct switchboard *sb, size_t len,
+		    size_t meta_len);
 
 /* Gives a job's memory back (to the slabs' free list or to malloc). */
 void		 job_release(struct switchboard *sb, struct sb_job *job);

@@ -3,8 +3,8 @@
  * the packets that go out on the way.
  *
  * A job is born in switchboard_run() as one allocation (the job and a copy
- * of its payload; its function name lives in the struct sb_fn it points
- * to). While live it sits in the route table (sb->routes, keyed by its id),
+ * of its payload, then of its meta when it has one; its function name
+ * lives in the struct sb_fn it points to). While live it sits in the route table (sb->routes, keyed by its id),
  * in its client's list (unless detached) and, when it has a timeout, in the
  * deadline min-heap. It is then either QUEUED, in its function's priority
  * heap, or RUNNING, in its worker's job list and holding one of the
@@ -115,6 +115,11 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 	p.payload.ptr = job->payload;
 	p.payload.len = job->payload_len;
 	p.attempt = job->attempt;
+	if (job->meta_len > 0) {
+		p.has |= PF_META;
+		p.meta.ptr = job->payload + job->payload_len;
+		p.meta.len = job->meta_len;
+	}
 	if (job->has_timeout) {
 		p.has |= PF_TIMEOUT;
 		uint64_t due = sb->deadlines.v[job->heap_idx].deadline;
@@ -258,12 +263,12 @@ job_slab_new(struct switchboard *sb)
 
 /* A new zeroed job; see internal.h. */
 struct sb_job *
-job_alloc(struct switchboard *sb, size_t len)
+job_alloc(struct switchboard *sb, size_t len, size_t meta_len)
 {
 	struct sb_job	*job;
 
-	if (len > SB_SMALL_PAYLOAD) {
-		if ((job = calloc(1, sizeof(*job) + len)) == NULL)
+	if (len + meta_len > SB_SMALL_PAYLOAD) {
+		if ((job = calloc(1, sizeof(*job) + len + meta_len)) == NULL)
 			return NULL;
 	} else {
 		if (sb->free_records == NULL && job_slab_new(sb) != 0)
@@ -274,7 +279,8 @@ job_alloc(struct switchboard *sb, size_t len)
 		memset(job, 0, sizeof(*job));
 	}
 	job->payload_len = (uint32_t)len;
-	sb->payload_bytes += len;
+	job->meta_len = (uint16_t)meta_len;
+	sb->payload_bytes += len + meta_len;
 	if (++sb->live_jobs > sb->jobs_peak)
 		sb->jobs_peak = sb->live_jobs;
 	return job;
@@ -284,9 +290,11 @@ job_alloc(struct switchboard *sb, size_t len)
 void
 job_release(struct switchboard *sb, struct sb_job *job)
 {
-	sb->payload_bytes -= job->payload_len;
+	size_t	size = (size_t)job->payload_len + job->meta_len;
+
+	sb->payload_bytes -= size;
 	sb->live_jobs--;
-	if (job->payload_len > SB_SMALL_PAYLOAD) {
+	if (size > SB_SMALL_PAYLOAD) {
 		free(job);
 		return;
 	}

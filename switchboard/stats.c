@@ -228,6 +228,9 @@ stats_job_info(const struct switchboard *sb, const struct sb_job *job,
 	if (job->heap_idx != HEAP_NONE)
 		info->deadline = sb->deadlines.v[job->heap_idx].deadline;
 	info->payload_len = job->payload_len;
+	info->meta.ptr = job->meta_len > 0 ? job->payload + job->payload_len :
+	    NULL;
+	info->meta.len = job->meta_len;
 }
 
 /* Every live job: queued ones by function, then running ones by worker. */

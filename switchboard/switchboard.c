@@ -338,7 +338,7 @@ run_over_limit(const struct switchboard *sb, const struct sb_client *c,
 		return -1;
 	}
 	if (sb->max_memory != 0 && sb->payload_bytes + sb->external_bytes +
-	    run->payload.len > sb->max_memory) {
+	    run->payload.len + run->meta.len > sb->max_memory) {
 		format_size(sb->max_memory, size, sizeof(size));
 		snprintf(err, PROTO_ERRLEN, "the broker holds its max_memory "
 		    "(%s) in payloads and output already", size);
@@ -375,6 +375,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	struct sb_fn		*fn;
 	struct sb_worker	*w;
 	int64_t			 priority = 0;
+	/* An empty map is no meta: nothing to keep or to send on. */
+	size_t			 meta_len = (run->has & PF_META) &&
+				    meta_count(run->meta) > 0 ?
+				    run->meta.len : 0;
 
 	sb->now = now;
 	if (!detached && c == NULL)
@@ -407,6 +411,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 			return 0;
 		}
 	}
+	if ((run->has & PF_META) && meta_check(run->meta, err) != 0) {
+		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
+		return 0;
+	}
 	if (table_find(&sb->routes, run->id, 0) != NULL) {
 		run_refuse(sb, c, run, JOB_DUPLICATE_ID, NULL);
 		return 0;
@@ -438,7 +446,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	/* Every allocation happens before the job touches any structure. */
 	if (fn == NULL && (fn = fn_get(sb, run->fn.ptr, run->fn.len)) == NULL)
 		goto enomem;
-	job = job_alloc(sb, run->payload.len);
+	job = job_alloc(sb, run->payload.len, meta_len);
 	if (job == NULL)
 		goto enomem;
 	job->fn = fn;
@@ -458,7 +466,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 
 	job->seq = sb->next_seq++;
 	job->heap_idx = HEAP_NONE;
-	job->priority = (int16_t)priority;
+	job->priority = (int8_t)priority;
 	job->detached = detached;
 	job->max_attempts = 1;
 	if (run->has & PF_RETRIES)
@@ -466,6 +474,8 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		    UINT32_MAX : (uint32_t)run->retries + 1;
 	if (run->payload.len > 0)
 		memcpy(job->payload, run->payload.ptr, run->payload.len);
+	if (meta_len > 0)
+		memcpy(job->payload + run->payload.len, run->meta.ptr, meta_len);
 	if (!detached) {
 		job->client = c;
 		TAILQ_INSERT_TAIL(&c->jobs, job, client_entry);

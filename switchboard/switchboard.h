@@ -174,6 +174,8 @@ struct sb_job_info {
 	uint64_t	 since;			/* queued or dispatched then */
 	uint64_t	 deadline;		/* its timeout; 0: none */
 	uint32_t	 payload_len;
+	struct pbytes	 meta;			/* its meta map as it came;
+						   len 0: none */
 };
 
 /* A job's terminal outcome, for the recent outcomes. */
@@ -242,7 +244,8 @@ void	 switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
  * Takes a RUN from client c (c may be NULL only for detached jobs). Every
  * outcome is answered through send: dispatched, queued, or refused with
  * RESULT BAD_REQUEST (fn empty or longer than PROTO_MAX_FN_LEN, priority
- * out of range; the error text names the field), DUPLICATE_ID, QUEUE_FULL,
+ * out of range, meta that meta_check() refuses; the error text names the
+ * field), DUPLICATE_ID, QUEUE_FULL,
  * NO_WORKER (nowait and no free slot) or SHUTTING_DOWN. A detached RUN is
  * never answered, not even a refusal. Returns 0; -ENOMEM when the job
  * could not be stored (it was answered QUEUE_FULL, "out of memory"); or

@@ -18,8 +18,8 @@
  *
  * Two ways of walking the failure points:
  *  - a whole sequence (client connect, submit, run, dispatch, sync; worker
- *    new, add functions, capacity, connect, a job with progress and a
- *    large answer; free) is replayed with N = 1, 2, 3... until an N that
+ *    new, add functions, capacity, connect, a job with meta, progress and
+ *    a large answer; free) is replayed with N = 1, 2, 3... until an N that
  *    it never reaches. Each call must succeed or return -ENOMEM; after
  *    -ENOMEM the call is made again and must succeed (the object stayed
  *    usable), or, in the give-up variant, everything is freed at once
@@ -410,6 +410,10 @@ h_upper(struct pb_worker *w, struct pb_job *job, void *ud)
 	(void)w;
 	in = pb_job_payload(job, &len);
 	ck_assert_uint_eq(len, BIG_LEN);
+	/* Its meta came in the pb_job's one allocation. */
+	ck_assert_str_eq(pb_job_meta(job, "tenant"), "t1");
+	ck_assert_uint_eq(strlen(pb_job_meta(job, "traceparent")),
+	    PB_TRACEPARENT_LEN);
 	for (i = 0; i < len; i++)
 		out[i] = (uint8_t)(in[i] - 'a' + 'A');
 	r = LIB(pb_job_progress(job, "half", 4));
@@ -479,8 +483,11 @@ pass_pump(struct pass *ps, struct pb_client *c, struct pb_worker *w, int want)
 static void
 pass_run(struct fixture *f, struct pass *ps)
 {
+	static const struct pb_meta meta[] = { { "tenant", "t1" } };
 	struct pb_options	 wo = { .name = "alloc-worker" };
 	struct pb_run_options	 ro = { .timeout_ms = WAIT_MS };
+	struct pb_run_options	 mo = { .meta = meta, .nmeta = 1,
+				    .trace = true };
 	struct pb_client	*c = NULL;
 	struct pb_worker	*w = NULL;
 	struct pb_result	*res = NULL;
@@ -514,7 +521,7 @@ pass_run(struct fixture *f, struct pass *ps)
 	for (i = 0; i < BIG_LEN; i++)
 		ps->big[i] = (uint8_t)('a' + i % 26);
 	PASS_CALL(ps, "pb_client_submit", pb_client_submit(c, "upper",
-	    ps->big, BIG_LEN, NULL, pass_on_result, pass_on_progress, ps, id));
+	    ps->big, BIG_LEN, &mo, pass_on_result, pass_on_progress, ps, id));
 	pass_pump(ps, c, w, 2);
 	if (ps->stopped)
 		goto out;

@@ -166,7 +166,8 @@ wait_file(const char *path, const char *text, int count)
  * space-free list of names separated by commas.
  */
 static pid_t
-start_worker(const char *fns, const char *cmd, int capacity)
+start_worker_env(const char *fns, const char *cmd, int capacity,
+    const char *const *env)
 {
 	const char	*argv[32];
 	char		 cap[16], needle[96], *copy, *fn, *save = NULL;
@@ -191,7 +192,7 @@ start_worker(const char *fns, const char *cmd, int capacity)
 	argv[n++] = "--verbose";
 	argv[n] = NULL;
 	ck_assert(asprintf(&log, "%s/worker-%d.log", dir, nworkers) > 0);
-	pid = harness_spawn(argv, NULL, log);
+	pid = harness_spawn(argv, env, log);
 	workers[nworkers++] = pid;
 	free(copy);
 	free(log);
@@ -201,6 +202,13 @@ start_worker(const char *fns, const char *cmd, int capacity)
 	ck_assert_msg(harness_wait_log(&broker, needle, WAIT_MS),
 	    "worker %ld did not register with the broker", (long)pid);
 	return pid;
+}
+
+/* start_worker_env() with the test's environment as it is. */
+static pid_t
+start_worker(const char *fns, const char *cmd, int capacity)
+{
+	return start_worker_env(fns, cmd, capacity, NULL);
 }
 
 /* Reads a whole file with its length (binary-safe); caller frees. */
@@ -357,6 +365,58 @@ is_uuid(const char *s)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Parses json with Python's json module and runs the statements check on
+ * it as `d` (with re imported); fails the test, quoting both, unless they
+ * pass. What a script reading `--json` would do.
+ */
+static void
+check_json(const char *json, const char *check)
+{
+	const char	*argv[] = { "/usr/bin/env", "python3", "-c", NULL,
+			    NULL };
+	char		*prog, *err = NULL;
+	int		 status;
+
+	ck_assert(asprintf(&prog, "import json, re, sys\n"
+	    "d = json.load(sys.stdin)\n%s\n", check) > 0);
+	argv[3] = prog;
+	status = harness_run(argv, NULL, json, strlen(json), NULL, &err,
+	    RUN_MS);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the JSON %s fails the check %s: %s", json, check, err);
+	free(err);
+	free(prog);
+}
+
+/*
+ * Runs the patchbay program with extra environment entries (NULL-
+ * terminated) and args (NULL-terminated); as cli() otherwise.
+ */
+static int
+cli_env(const char *const *env, char **ret_out, char **ret_err, ...)
+{
+	const char	*argv[64];
+	va_list		 ap;
+	char		*err = NULL;
+	int		 n = 0, status;
+
+	argv[n++] = harness_cli();
+	va_start(ap, ret_err);
+	while (n < 63 && (argv[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	status = harness_run(argv, env, NULL, 0, ret_out, &err, RUN_MS);
+	ck_assert_msg(WIFEXITED(status), "%s did not exit (status %d); "
+	    "stderr: %s", argv[1], status, err);
+	if (ret_err != NULL)
+		*ret_err = err;
+	else
+		free(err);
+	return WEXITSTATUS(status);
 }
 
 /* ---- run ---------------------------------------------------------------- */
@@ -2195,6 +2255,234 @@ START_TEST(usage_commands_and_help)
 }
 END_TEST
 
+/* ---- meta --------------------------------------------------------------- */
+
+#define TP_GIVEN	"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+/*
+ * The issue's example: `run --meta foo=bar --trace --json` against a
+ * `worker --exec` whose command echoes its PATCHBAY_META_* and TRACEPARENT:
+ * one JSON object with the status, attempts, payload and the meta sent,
+ * the generated traceparent among it, and the command saw the same.
+ */
+START_TEST(meta_run_json_reaches_the_exec_command)
+{
+	char	*out, *err;
+
+	unsetenv("TRACEPARENT");
+	unsetenv("TRACESTATE");
+	start_broker(NULL);
+	start_worker("m", "printf '%s|%s|%s|%s' \"$PATCHBAY_META_FOO\" "
+	    "\"$PATCHBAY_META_REQ_ID\" \"$TRACEPARENT\" "
+	    "\"${TRACESTATE-unset}\"", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "m", "--meta",
+	    "foo=bar", "--meta", "req.id=r=7", "--trace", "--json", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1,
+	    "not one line: %s", out);
+	check_json(out,
+	    "assert set(d) == {'id', 'function', 'status', 'attempts', "
+	    "'payload', 'payload_encoding', 'meta', 'error'}, d\n"
+	    "assert d['status'] == 'OK' and d['attempts'] == 1, d\n"
+	    "assert d['function'] == 'm' and d['error'] is None, d\n"
+	    "assert re.fullmatch('[0-9a-f-]{36}', d['id']), d\n"
+	    "m = d['meta']\n"
+	    "assert list(m) == ['foo', 'req.id', 'traceparent'], m\n"
+	    "assert m['foo'] == 'bar' and m['req.id'] == 'r=7', m\n"
+	    "tp = m['traceparent']\n"
+	    "assert re.fullmatch('00-[0-9a-f]{32}-[0-9a-f]{16}-01', tp), tp\n"
+	    "assert d['payload_encoding'] == 'utf-8', d\n"
+	    "assert d['payload'] == 'bar|r=7|' + tp + '|unset', d");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/*
+ * The trace context of the environment is passed on, as a traced shell
+ * (or a job command running `patchbay run`) expects; a job without one
+ * does not get the worker's own; --meta traceparent= wins; a $TRACEPARENT
+ * that is no traceparent is ignored with a warning, and --trace then
+ * starts a new trace.
+ */
+START_TEST(meta_environment_trace_context_is_passed_on)
+{
+	const char	*wenv[] = { "TRACEPARENT=00-11111111111111111111111111"
+			    "111111-1111111111111111-01", "TRACESTATE=stale=1",
+			    "PATCHBAY_META_OLD=stale", NULL };
+	const char	*traced[] = { "TRACEPARENT=" TP_GIVEN,
+			    "TRACESTATE=congo=t61rcWkgMzE", NULL };
+	const char	*bogus[] = { "TRACEPARENT=garbage",
+			    "TRACESTATE=congo=1", NULL };
+	char		*out, *err;
+
+	unsetenv("TRACEPARENT");
+	unsetenv("TRACESTATE");
+	start_broker(NULL);
+	start_worker_env("tp", "printf '%s|%s|%s' \"$TRACEPARENT\" "
+	    "\"${TRACESTATE-unset}\" \"${PATCHBAY_META_OLD-unset}\"", 1,
+	    wenv);
+
+	ck_assert_int_eq(cli_env(traced, &out, &err, "run", "tp", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, TP_GIVEN "|congo=t61rcWkgMzE|unset");
+	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(cli_env(NULL, &out, NULL, "run", "tp", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "|unset|unset");
+	free(out);
+
+	ck_assert_int_eq(cli_env(traced, &out, NULL, "run", "tp", "x",
+	    "--meta", "traceparent=00-22222222222222222222222222222222-"
+	    "2222222222222222-00", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "00-22222222222222222222222222222222-"
+	    "2222222222222222-00|unset|unset");
+	free(out);
+
+	ck_assert_int_eq(cli_env(bogus, &out, &err, "run", "tp", "x",
+	    "--trace", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(err, "patchbay: run: ignoring $TRACEPARENT "
+	    "'garbage': not a W3C traceparent\n");
+	ck_assert_msg(strlen(out) == 55 + strlen("|unset|unset") &&
+	    strncmp(out, "00-", 3) == 0 && strstr(out, "garbage") == NULL &&
+	    strcmp(out + 55, "|unset|unset") == 0, "got %s", out);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* Condition: `ctl jobs` (for people) shows the text arg. */
+static bool
+jobs_show(void *arg)
+{
+	char	*out = NULL;
+	bool	 found;
+
+	found = cli(NULL, 0, &out, NULL, "ctl", "jobs", "--broker",
+	    broker.unix_ep, NULL) == 0 && strstr(out, arg) != NULL;
+	free(out);
+	return found;
+}
+
+/* `ctl jobs` shows a running job's meta, in its table and its JSON. */
+START_TEST(meta_ctl_jobs_shows_a_running_jobs_meta)
+{
+	char	*gate = path_of("gate"), *log = path_of("run.log");
+	char	*cmd, *out;
+	pid_t	 r;
+
+	ck_assert(mkfifo(gate, 0600) == 0);
+	ck_assert(asprintf(&cmd, "read x < %s; printf done", gate) > 0);
+	start_broker(NULL);
+	start_worker("held", cmd, 1);
+	r = spawn_run(log, "held", "--meta", "tenant=t1", "--meta",
+	    "build.id=b-9", "x", NULL);
+	ck_assert_msg(harness_wait_until(jobs_show, "tenant=t1,build.id=b-9",
+	    WAIT_MS), "ctl jobs never showed the job's meta");
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "ctl", "jobs", "--json",
+	    "--broker", broker.unix_ep, NULL), 0);
+	check_json(out,
+	    "(j,) = d['jobs']\n"
+	    "assert j['state'] == 'running' and j['function'] == 'held', j\n"
+	    "assert j['meta'] == {'tenant': 't1', 'build.id': 'b-9'}, j");
+	free(out);
+	gate_open(gate);
+	ck_assert_int_eq(reap(r), 0);
+	out = harness_read_file(log);
+	ck_assert_str_eq(out, "done");
+	free(out);
+	/* A job without meta shows an empty map. */
+	r = spawn_run(log, "held", "y", NULL);
+	ck_assert_msg(harness_wait_until(jobs_show, "running", WAIT_MS),
+	    "the second job never ran");
+	ck_assert_int_eq(cli(NULL, 0, &out, NULL, "ctl", "jobs", "--json",
+	    "--broker", broker.unix_ep, NULL), 0);
+	check_json(out, "assert d['jobs'][0]['meta'] == {}, d");
+	free(out);
+	gate_open(gate);
+	ck_assert_int_eq(reap(r), 0);
+	free(cmd);
+	free(gate);
+	free(log);
+}
+END_TEST
+
+/*
+ * --json for a payload that is not UTF-8 (base64, and says so) and for a
+ * failed job (its error, the exit status of ERROR, nothing on stderr).
+ */
+START_TEST(meta_run_json_binary_payload_and_failure)
+{
+	char	*out, *err;
+
+	start_broker(NULL);
+	start_worker("bin", "printf '\\377\\376x'", 1);
+	start_worker("boom", "echo boom >&2; exit 3", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "bin", "--json", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	check_json(out, "assert d['payload_encoding'] == 'base64', d\n"
+	    "assert d['payload'] == '//54' and d['meta'] == {}, d");
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "boom", "--json",
+	    "x", "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_str_eq(err, "");
+	check_json(out, "assert d['status'] == 'ERROR', d\n"
+	    "assert d['error'] == 'boom' and d['payload'] == '', d");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* A --meta the broker would refuse is a usage error, before connecting. */
+START_TEST(meta_usage_errors)
+{
+	static char	 kv[33][8];
+	const char	*argv[80];
+	char		*err;
+	int		 n = 0, status;
+
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "f", "--meta",
+	    "novalue", "x", "--broker", "unix:/nonexistent", NULL), 2);
+	ck_assert_ptr_nonnull(strstr(err, "patchbay run: bad --meta "
+	    "'novalue': expected KEY=VALUE"));
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "f", "--meta",
+	    "a b=1", "x", "--broker", "unix:/nonexistent", NULL), 2);
+	ck_assert_ptr_nonnull(strstr(err, "patchbay run: bad --meta: meta "
+	    "key 'a b' may only hold A-Z a-z 0-9 _ . - (byte 1 is not one)"));
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "f", "--meta",
+	    "traceparent=00-1-2-01", "x", NULL), 2);
+	ck_assert_ptr_nonnull(strstr(err, "is not a W3C traceparent"));
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, NULL, &err, "run", "f", "--json",
+	    "--detach", "x", NULL), 2);
+	ck_assert_ptr_nonnull(strstr(err, "--json cannot be used with "
+	    "--detach"));
+	free(err);
+
+	argv[n++] = harness_cli();
+	argv[n++] = "run";
+	for (int i = 0; i < 33; i++) {
+		snprintf(kv[i], sizeof kv[i], "k%d=v", i);
+		argv[n++] = "--meta";
+		argv[n++] = kv[i];
+	}
+	argv[n++] = "f";
+	argv[n++] = "x";
+	argv[n] = NULL;
+	status = harness_run(argv, NULL, NULL, 0, NULL, &err, RUN_MS);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	ck_assert_ptr_nonnull(strstr(err, "meta has 33 keys, more than 32"));
+	free(err);
+}
+END_TEST
+
 /* The suite: one TCase per feature. */
 static Suite *
 cli_suite(void)
@@ -2249,6 +2537,15 @@ cli_suite(void)
 	tcase_add_test(tc, worker_job_environment_is_the_jobs);
 	tcase_add_test(tc, worker_command_cannot_be_executed);
 	tcase_add_test(tc, worker_survives_cancel_storm);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meta");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, meta_run_json_reaches_the_exec_command);
+	tcase_add_test(tc, meta_environment_trace_context_is_passed_on);
+	tcase_add_test(tc, meta_ctl_jobs_shows_a_running_jobs_meta);
+	tcase_add_test(tc, meta_run_json_binary_payload_and_failure);
+	tcase_add_test(tc, meta_usage_errors);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ctl");

@@ -114,6 +114,28 @@ h_progress(struct pb_worker *w, struct pb_job *job, void *ud)
 	ck_assert_int_eq(pb_job_complete(job, PB_OK, "done", 4, NULL), 0);
 }
 
+/*
+ * "meta": answers what the job's meta looks like through each accessor:
+ * "[tenant value][value of nope]|key=value;..." ("none" for NULL).
+ */
+static void
+h_meta(struct pb_worker *w, struct pb_job *job, void *ud)
+{
+	const char	*k, *v, *t = pb_job_meta(job, "tenant");
+	char		 out[4096];
+	size_t		 n, i;
+
+	(void)w; (void)ud;
+	n = (size_t)snprintf(out, sizeof(out), "[%s][%s]|", t ? t : "none",
+	    pb_job_meta(job, "nope") ? "found" : "none");
+	for (i = 0; (k = pb_job_meta_at(job, i, &v)) != NULL; i++)
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s=%s;", k, v);
+	ck_assert_uint_eq(i, pb_job_meta_count(job));
+	ck_assert_ptr_null(pb_job_meta_at(job, i, &v));
+	ck_assert_uint_lt(n, sizeof(out));
+	ck_assert_int_eq(pb_job_complete(job, PB_OK, out, n, NULL), 0);
+}
+
 /* Counts cancels; the job stays held until the test completes it. */
 static void
 on_cancel(struct pb_worker *w, struct pb_job *job, void *ud)
@@ -161,6 +183,7 @@ worker_start(const char *ep, uint32_t capacity)
 	ck_assert_int_eq(pb_worker_add_function(w, "hold", h_hold, NULL), 0);
 	ck_assert_int_eq(pb_worker_add_function(w, "progress", h_progress,
 	    NULL), 0);
+	ck_assert_int_eq(pb_worker_add_function(w, "meta", h_meta, NULL), 0);
 	ck_assert_int_eq(pb_worker_set_capacity(w, capacity), 0);
 	pb_worker_on_cancel(w, on_cancel, NULL);
 	ck_assert_int_eq(pb_worker_connect(w), 0);
@@ -895,6 +918,169 @@ START_TEST(client_progress_delivered)
 	pb_client_free(c);
 	pb_worker_free(w);
 	harness_broker_stop(&b);
+}
+END_TEST
+
+/* ---- meta ---------------------------------------------------------------- */
+
+/* Submits fn with opts and pumps c and w until its result; returns it. */
+static struct pb_result *
+meta_run(struct pb_client *c, struct pb_worker *w,
+    const struct pb_run_options *opts)
+{
+	struct pb_result	*r;
+	int			 want = seen.nresults + 1, r2;
+
+	r2 = pb_client_submit(c, "meta", NULL, 0, opts, on_result, NULL, NULL,
+	    NULL);
+	ck_assert_msg(r2 == 0, "submit: %s (%s)", strerror(-r2),
+	    pb_client_last_error(c));
+	ck_assert(pump(c, w, cond_results, &want, WAIT_MS));
+	r = seen.results[want - 1];
+	ck_assert_int_eq(r->status, PB_OK);
+	return r;
+}
+
+/* The payload of a result as a string (it is text here). */
+static const char *
+result_text(const struct pb_result *r)
+{
+	static char	buf[4096];
+
+	ck_assert_uint_lt(r->len, sizeof(buf));
+	memcpy(buf, r->payload, r->len);
+	buf[r->len] = '\0';
+	return buf;
+}
+
+/*
+ * pb_run_options.meta reaches the worker's pb_job_meta*() in order;
+ * .trace adds a traceparent unless one is given; a job without meta has
+ * none (what an older client sends).
+ */
+START_TEST(client_meta_reaches_worker)
+{
+	static const struct pb_meta	 meta[] = {
+		{ "tenant", "t1" }, { "req.id", "r-7" },
+	};
+	const struct pb_meta		 given[] = {
+		{ "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+		    "00f067aa0ba902b7-01" },
+		{ "tracestate", "congo=t61rcWkgMzE" },
+	};
+	struct pb_run_options		 o = { .meta = meta, .nmeta = 2 };
+	struct harness_broker		 b;
+	struct pb_client		*c;
+	struct pb_worker		*w;
+	const char			*s, *tp;
+	char				 first[64];
+
+	harness_broker_start(&b, NULL, false);
+	w = worker_start(b.unix_ep, 1);
+	c = client_start(b.unix_ep);
+
+	ck_assert_str_eq(result_text(meta_run(c, w, &o)),
+	    "[t1][none]|tenant=t1;req.id=r-7;");
+	ck_assert_str_eq(result_text(meta_run(c, w, NULL)), "[none][none]|");
+
+	o.trace = true;
+	s = result_text(meta_run(c, w, &o));
+	ck_assert_msg(strncmp(s, "[t1][none]|tenant=t1;req.id=r-7;"
+	    "traceparent=", 44) == 0, "got %s", s);
+	tp = s + 44;
+	ck_assert_uint_eq(strlen(tp), PB_TRACEPARENT_LEN + 1);
+	ck_assert(meta_traceparent_ok((const uint8_t *)tp,
+	    PB_TRACEPARENT_LEN));
+	ck_assert_int_eq(tp[PB_TRACEPARENT_LEN], ';');
+	ck_assert_str_eq(tp + 52, "-01;");
+	snprintf(first, sizeof(first), "%s", tp);
+	/* Each traced job starts a trace of its own. */
+	s = result_text(meta_run(c, w, &o));
+	ck_assert_str_ne(s + 44, first);
+
+	/* A traceparent given is kept, and trace adds nothing. */
+	o.meta = given;
+	s = result_text(meta_run(c, w, &o));
+	ck_assert_str_eq(s, "[none][none]|traceparent=00-4bf92f3577b34da6a3c"
+	    "e929d0e0e4736-00f067aa0ba902b7-01;tracestate=congo=t61rcWkgMzE;");
+
+	seen_reset();
+	pb_client_free(c);
+	pb_worker_free(w);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* Meta the broker would refuse is refused by the library, with its words. */
+START_TEST(client_meta_refused_locally)
+{
+	struct pb_meta		 many[33], bad[] = { { "a b", "1" } };
+	struct pb_meta		 null[] = { { "k", NULL } };
+	struct pb_run_options	 o = { .meta = bad, .nmeta = 1 };
+	struct harness_broker	 b;
+	struct pb_client	*c;
+	struct pb_worker	*w;
+	char			 keys[33][8];
+	uint8_t			 id[PB_ID_LEN];
+
+	harness_broker_start(&b, NULL, false);
+	w = worker_start(b.unix_ep, 1);
+	c = client_start(b.unix_ep);
+	ck_assert_int_eq(pb_client_submit(c, "meta", NULL, 0, &o, on_result,
+	    NULL, NULL, id), -EINVAL);
+	ck_assert_str_eq(pb_client_last_error(c), "meta key 'a b' may only "
+	    "hold A-Z a-z 0-9 _ . - (byte 1 is not one)");
+	for (int i = 0; i < 33; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		many[i].key = keys[i];
+		many[i].value = "v";
+	}
+	o.meta = many;
+	o.nmeta = 33;
+	ck_assert_int_eq(pb_client_submit(c, "meta", NULL, 0, &o, on_result,
+	    NULL, NULL, id), -EINVAL);
+	ck_assert_str_eq(pb_client_last_error(c),
+	    "meta has 33 keys, more than 32");
+	o.meta = null;
+	o.nmeta = 1;
+	ck_assert_int_eq(pb_client_submit(c, "meta", NULL, 0, &o, on_result,
+	    NULL, NULL, id), -EINVAL);
+	ck_assert_str_eq(pb_client_last_error(c), "meta entry 0 has a NULL "
+	    "value");
+	o.meta = NULL;
+	ck_assert_int_eq(pb_client_submit(c, "meta", NULL, 0, &o, on_result,
+	    NULL, NULL, id), -EINVAL);
+	/* Nothing was recorded or sent; the client goes on. */
+	ck_assert_uint_eq(pb_client_pending(c), 0);
+	o.meta = many;
+	o.nmeta = 32;
+	ck_assert_str_eq(result_text(meta_run(c, w, &o)) + 13,
+	    "k0=v;k1=v;k2=v;k3=v;k4=v;k5=v;k6=v;k7=v;k8=v;k9=v;k10=v;k11=v;"
+	    "k12=v;k13=v;k14=v;k15=v;k16=v;k17=v;k18=v;k19=v;k20=v;k21=v;"
+	    "k22=v;k23=v;k24=v;k25=v;k26=v;k27=v;k28=v;k29=v;k30=v;k31=v;");
+	ck_assert_int_eq(seen.nresults, 1);
+	seen_reset();
+	pb_client_free(c);
+	pb_worker_free(w);
+	harness_broker_stop(&b);
+}
+END_TEST
+
+/* pb_traceparent_generate(): the W3C form, new ids each time. */
+START_TEST(traceparent_generate_makes_new_ids)
+{
+	char	a[PB_TRACEPARENT_LEN + 1], b[PB_TRACEPARENT_LEN + 1];
+
+	ck_assert_int_eq(pb_traceparent_generate(a, sizeof(a)), 0);
+	ck_assert_int_eq(pb_traceparent_generate(b, sizeof(b)), 0);
+	ck_assert_uint_eq(strlen(a), PB_TRACEPARENT_LEN);
+	ck_assert(meta_traceparent_ok((const uint8_t *)a, strlen(a)));
+	ck_assert(strncmp(a, "00-", 3) == 0 && strcmp(a + 52, "-01") == 0);
+	ck_assert(memcmp(a + 3, b + 3, 32) != 0);
+	ck_assert(memcmp(a + 36, b + 36, 16) != 0);
+	ck_assert_int_eq(pb_traceparent_generate(a, PB_TRACEPARENT_LEN),
+	    -EINVAL);
+	ck_assert_int_eq(pb_traceparent_generate(NULL, 64), -EINVAL);
 }
 END_TEST
 
@@ -2137,6 +2323,12 @@ client_suite(void)
 	tcase_add_test(tc, worker_capacity_out_of_order);
 	tcase_add_test(tc, client_progress_delivered);
 	tcase_add_test(tc, client_sync_detached);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meta");
+	tcase_add_test(tc, client_meta_reaches_worker);
+	tcase_add_test(tc, client_meta_refused_locally);
+	tcase_add_test(tc, traceparent_generate_makes_new_ids);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cancel");

@@ -151,6 +151,7 @@ assert_packet(const struct packet *d, const struct packet *e)
 	ck_assert_int_eq(d->ok, e->ok);
 	ck_assert_int_eq(d->code, e->code);
 	assert_pbytes("msg", d->msg, e->msg);
+	assert_pbytes("meta", d->meta, e->meta);
 	if (e->has & PF_ARGS)
 		assert_object("args", d->args, e->args_raw);
 	else
@@ -308,6 +309,31 @@ build_run_worker(struct packet *p)
 	p->attempt = 1;
 	p->has = PF_TIMEOUT;
 	p->timeout_ms = 30000;
+}
+
+/* {"user": "al"}, as a meta map. */
+#define META_USER	"\x81\xa4" "user" "\xa2" "al"
+#define HEX_META_USER	"a4 6d 65 74 61 81 a4 75 73 65 72 a2 61 6c"
+
+/* A client's RUN with meta and nothing else optional. */
+static void
+build_run_meta(struct packet *p)
+{
+	build_run_min(p);
+	p->has = PF_META;
+	p->meta = mem_bytes(META_USER, 9);
+}
+
+/* The broker's RUN to a worker, with the client's meta. */
+static void
+build_run_worker_meta(struct packet *p)
+{
+	packet_init(p, PKT_RUN);
+	memcpy(p->id, test_id, PROTO_ID_LEN);
+	p->fn = str_bytes("echo");
+	p->attempt = 1;
+	p->has = PF_META;
+	p->meta = mem_bytes(META_USER, 9);
 }
 
 /* A client's CANCEL. */
@@ -477,6 +503,20 @@ static const struct golden {
 	  " a8 70 72 69 6f 72 69 74 79 fb"		/* -5 */
 	  " a6 64 65 74 61 63 68 c2"
 	  " a6 6e 6f 77 61 69 74 c3" },
+	{ "RUN (client, meta)", PROTO_TO_BROKER, build_run_meta,
+	  "00 00 00 32  84"
+	  " a1 74 a3 52 55 4e"
+	  " a2 69 64 c4 10 " HEX_ID
+	  " a2 66 6e a4 65 63 68 6f"
+	  " " HEX_META_USER },			/* meta: {"user": "al"} */
+	{ "RUN (to worker, meta)", PROTO_FROM_BROKER, build_run_worker_meta,
+	  "00 00 00 45  86"
+	  " a1 74 a3 52 55 4e"
+	  " a2 69 64 c4 10 " HEX_ID
+	  " a2 66 6e a4 65 63 68 6f"
+	  " a7 70 61 79 6c 6f 61 64 c4 00"		/* empty payload */
+	  " a7 61 74 74 65 6d 70 74 01"
+	  " " HEX_META_USER },
 	{ "RUN (to worker)", PROTO_FROM_BROKER, build_run_worker,
 	  "00 00 00 4a  86"
 	  " a1 74 a3 52 55 4e"
@@ -1818,6 +1858,400 @@ START_TEST(msg_kinds_and_stats_add)
 }
 END_TEST
 
+/* meta */
+
+/*
+ * Packs a map of n entries into sb: "k0".."k<n-1>" (or the keys given)
+ * with value v each. Returns its bytes.
+ */
+static struct pbytes
+pack_meta_n(msgpack_sbuffer *sb, unsigned n, const char *v)
+{
+	msgpack_packer	pk;
+	char		k[16];
+
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, n);
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(k, sizeof k, "k%u", i);
+		proto_pack_str(&pk, k);
+		proto_pack_str(&pk, v);
+	}
+	return (mem_bytes(sb->data, (uint32_t)sb->size));
+}
+
+/* Packs {key: value} (value len bytes) into sb and returns its bytes. */
+static struct pbytes
+pack_meta_kv(msgpack_sbuffer *sb, const char *key, const void *value,
+    size_t len)
+{
+	msgpack_packer	pk;
+
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, key);
+	msgpack_pack_str(&pk, len);
+	msgpack_pack_str_body(&pk, value, len);
+	return (mem_bytes(sb->data, (uint32_t)sb->size));
+}
+
+/* Expects meta_check() to refuse raw with a sentence containing want. */
+static void
+meta_fails(struct pbytes raw, const char *want)
+{
+	char	err[PROTO_ERRLEN] = "";
+
+	ck_assert_int_eq(meta_check(raw, err), -EINVAL);
+	ck_assert_msg(strstr(err, want) != NULL,
+	    "error '%s' does not contain '%s'", err, want);
+}
+
+/* Checks {key: value} and expects 0, or a refusal containing want. */
+static void
+meta_kv(const char *key, const char *value, const char *want)
+{
+	msgpack_sbuffer	sb;
+	struct pbytes	raw = pack_meta_kv(&sb, key, value, strlen(value));
+	char		err[PROTO_ERRLEN] = "";
+
+	if (want == NULL)
+		ck_assert_msg(meta_check(raw, err) == 0, "{%s: %s}: %s", key,
+		    value, err);
+	else
+		meta_fails(raw, want);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+START_TEST(meta_decode_reads_the_map_in_place)
+{
+	uint8_t		 body[256];
+	struct packet	 p;
+	struct meta_iter it;
+	struct pbytes	 k, v;
+
+	/* The fast path (golden order) and the general walk (t last). */
+	decode_ok("84 a1 74 a3 52 55 4e a2 69 64 c4 10 " HEX_ID
+	    " a2 66 6e a4 65 63 68 6f " HEX_META_USER, PROTO_TO_BROKER, &p,
+	    body, sizeof body);
+	ck_assert_uint_eq(p.has, PF_META);
+	ck_assert_ptr_eq(p.meta.ptr, body + 41);	/* borrowed */
+	assert_pbytes("meta", p.meta, mem_bytes(META_USER, 9));
+	decode_ok("84 " HEX_META_USER " a2 69 64 c4 10 " HEX_ID
+	    " a2 66 6e a4 65 63 68 6f a1 74 a3 52 55 4e", PROTO_TO_BROKER, &p,
+	    body, sizeof body);
+	assert_pbytes("meta", p.meta, mem_bytes(META_USER, 9));
+	ck_assert_uint_eq(meta_count(p.meta), 1);
+	meta_iter_init(&it, p.meta);
+	ck_assert(meta_iter_next(&it, &k, &v));
+	assert_pbytes("key", k, str_bytes("user"));
+	assert_pbytes("value", v, str_bytes("al"));
+	ck_assert(!meta_iter_next(&it, &k, &v));
+	ck_assert(meta_find(p.meta, "user", &v));
+	assert_pbytes("found", v, str_bytes("al"));
+	ck_assert(!meta_find(p.meta, "use", &v));
+	ck_assert_int_eq(meta_check(p.meta, NULL), 0);
+
+	/* Wide headers (map16, str8, str16) are a map of str all the same. */
+	decode_ok("84 a1 74 a3 52 55 4e a2 69 64 c4 10 " HEX_ID
+	    " a2 66 6e a4 65 63 68 6f a4 6d 65 74 61"
+	    " de 00 01 d9 01 6b da 00 02 76 76", PROTO_TO_BROKER, &p, body,
+	    sizeof body);
+	ck_assert(meta_find(p.meta, "k", &v));
+	assert_pbytes("wide", v, str_bytes("vv"));
+	ck_assert_int_eq(meta_check(p.meta, NULL), 0);
+
+	/* meta is not a key of RESULT: ignored there, whatever it holds. */
+	decode_ok("85 a1 74 a6 52 45 53 55 4c 54 a2 69 64 c4 10 " HEX_ID
+	    " a7 61 74 74 65 6d 70 74 01 a6 73 74 61 74 75 73 a2 4f 4b"
+	    " a4 6d 65 74 61 01", PROTO_TO_BROKER, &p, body, sizeof body);
+	ck_assert_uint_eq(p.has, 0);
+	ck_assert_uint_eq(p.meta.len, 0);
+}
+END_TEST
+
+START_TEST(meta_decode_wants_a_map_of_str)
+{
+	decode_fails("84 " RUN_HEAD " a4 6d 65 74 61 92 a1 61 a1 62",
+	    PROTO_TO_BROKER,
+	    "RUN: key 'meta' must be a map of str to str (got array)");
+	decode_fails("84 " RUN_HEAD " a4 6d 65 74 61 81 a1 61 01",
+	    PROTO_TO_BROKER, "RUN: key 'meta' must be a map of str to str "
+	    "(the value of 'a' is unsigned integer)");
+	decode_fails("84 " RUN_HEAD " a4 6d 65 74 61 81 a1 61 c4 01 62",
+	    PROTO_TO_BROKER, "(the value of 'a' is bin)");
+	decode_fails("84 " RUN_HEAD " a4 6d 65 74 61 81 a1 61 81 a1 62 a1 63",
+	    PROTO_TO_BROKER, "(the value of 'a' is map)");
+	decode_fails("84 " RUN_HEAD " a4 6d 65 74 61 81 01 a1 62",
+	    PROTO_TO_BROKER, "(a key is unsigned integer)");
+	decode_fails("84 " RUN_HEAD " a4 6d 65 74 61 c0", PROTO_TO_BROKER,
+	    "RUN: key 'meta' must be a map of str to str (got nil)");
+	/* A worker's library is as strict with the broker's RUN. */
+	decode_fails("86 a1 74 a3 52 55 4e a2 69 64 c4 10 " HEX_ID
+	    " a2 66 6e a4 65 63 68 6f a7 70 61 79 6c 6f 61 64 c4 00"
+	    " a7 61 74 74 65 6d 70 74 01 a4 6d 65 74 61 81 a1 61 c3",
+	    PROTO_FROM_BROKER, "(the value of 'a' is bool)");
+	/* A map whose count lies is malformed, not a bad packet. */
+	decode_fails("84 " RUN_HEAD " a4 6d 65 74 61 83 a1 61 a1 62",
+	    PROTO_TO_BROKER, "declares 3 entries");
+	decode_fails("85 " RUN_HEAD " a4 6d 65 74 61 80 a4 6d 65 74 61 80",
+	    PROTO_TO_BROKER, "RUN: key 'meta' appears twice");
+}
+END_TEST
+
+/* A meta map's entries count against the items a frame may make us walk. */
+START_TEST(meta_decode_is_bounded_by_the_item_budget)
+{
+	static uint8_t	body[70000];
+	struct packet	p;
+	char		err[PROTO_ERRLEN];
+	size_t		len, i;
+
+	/* 4097 entries of "" to "": 8194 items, in canonical order. */
+	len = unhex("84 " RUN_HEAD " a4 6d 65 74 61 de 10 01", body,
+	    sizeof body);
+	for (i = 0; i < 4097; i++) {
+		body[len++] = 0xa0;
+		body[len++] = 0xa0;
+	}
+	ck_assert_int_eq(packet_decode(body, len, PROTO_TO_BROKER, &p, err),
+	    -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err, "8192 items"));
+	/* 4096 entries decode (and meta_check() then refuses them). */
+	len = unhex("84 " RUN_HEAD " a4 6d 65 74 61 de 10 00", body,
+	    sizeof body);
+	for (i = 0; i < 4096; i++) {
+		body[len++] = 0xa0;
+		body[len++] = 0xa0;
+	}
+	ck_assert_int_eq(packet_decode(body, len, PROTO_TO_BROKER, &p, err),
+	    0);
+	meta_fails(p.meta, "meta has 4096 keys, more than 32");
+}
+END_TEST
+
+START_TEST(meta_round_trips_both_ways)
+{
+	msgpack_sbuffer	 sb, raw;
+	struct packet	 p, q;
+	char		 err[PROTO_ERRLEN];
+	uint32_t	 len;
+
+	for (int dir = PROTO_TO_BROKER; dir <= PROTO_FROM_BROKER; dir++) {
+		packet_init(&p, PKT_RUN);
+		memcpy(p.id, test_id, PROTO_ID_LEN);
+		p.fn = str_bytes("f");
+		p.attempt = 1;
+		p.has = PF_META | PF_TIMEOUT;
+		p.timeout_ms = 5;
+		p.meta = pack_meta_n(&raw, 20, "v");	/* a map16 */
+		encode_ok(&p, dir, &sb);
+		ck_assert_int_eq(frame_header((uint8_t *)sb.data, sb.size,
+		    UINT32_MAX, &len), 0);
+		ck_assert_int_eq(packet_decode((uint8_t *)sb.data + 4, len,
+		    dir, &q, err), 0);
+		assert_pbytes("meta", q.meta, p.meta);
+		ck_assert_uint_eq(q.has & PF_META, PF_META);
+		ck_assert_uint_eq(meta_count(q.meta), 20);
+		msgpack_sbuffer_destroy(&sb);
+		msgpack_sbuffer_destroy(&raw);
+	}
+}
+END_TEST
+
+START_TEST(meta_encode_refuses_what_is_no_map_of_str)
+{
+	msgpack_sbuffer	sb;
+	struct packet	p;
+
+	msgpack_sbuffer_init(&sb);
+	build_run_meta(&p);
+	p.meta = mem_bytes("\x81\xa1" "a" "\x01", 4);		/* value int */
+	ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), -EINVAL);
+	p.meta = mem_bytes("\x92\xa1" "a" "\xa1" "b", 5);	/* an array */
+	ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), -EINVAL);
+	p.meta = mem_bytes(META_USER "\xc0", 10);		/* trailing */
+	ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), -EINVAL);
+	p.meta = mem_bytes(META_USER, 8);			/* cut short */
+	ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), -EINVAL);
+	p.meta = mem_bytes(NULL, 0);				/* nothing */
+	ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), -EINVAL);
+	ck_assert_uint_eq(sb.size, 0);
+	/* Without PF_META the bytes are not looked at. */
+	p.has = 0;
+	p.meta = mem_bytes("\x01", 1);
+	ck_assert_int_eq(packet_encode(&p, PROTO_TO_BROKER, &sb), 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
+START_TEST(meta_check_bounds_keys_and_bytes)
+{
+	msgpack_sbuffer	 sb;
+	char		 big[PROTO_MAX_META_BYTES + 2], v127[128];
+
+	ck_assert_int_eq(meta_check(pack_meta_n(&sb, 32, "v"), NULL), 0);
+	msgpack_sbuffer_destroy(&sb);
+	meta_fails(pack_meta_n(&sb, 33, "v"), "meta has 33 keys, more than 32");
+	msgpack_sbuffer_destroy(&sb);
+	ck_assert_int_eq(meta_check(pack_meta_n(&sb, 0, "v"), NULL), 0);
+	msgpack_sbuffer_destroy(&sb);
+
+	/* "k" and 4095 bytes: 4096, the most; one more byte is too many. */
+	memset(big, 'x', sizeof big);
+	ck_assert_int_eq(meta_check(pack_meta_kv(&sb, "k", big,
+	    PROTO_MAX_META_BYTES - 1), NULL), 0);
+	msgpack_sbuffer_destroy(&sb);
+	meta_fails(pack_meta_kv(&sb, "k", big, PROTO_MAX_META_BYTES),
+	    "meta holds 4097 bytes of keys and values, more than 4096");
+	msgpack_sbuffer_destroy(&sb);
+	/* The sum over every entry, keys included: 86 + 32 * 127. */
+	memset(v127, 'x', 127);
+	v127[127] = '\0';
+	meta_fails(pack_meta_n(&sb, 32, v127), "meta holds 4150 bytes");
+	msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
+START_TEST(meta_check_keys_and_values)
+{
+	msgpack_sbuffer	sb;
+	struct pbytes	raw;
+
+	meta_kv("Tenant_ID.v-2", "any text: caf\xc3\xa9 \xe2\x9c\x93", NULL);
+	meta_kv("", "x", "meta has an empty key");
+	meta_kv("a b", "x",
+	    "meta key 'a b' may only hold A-Z a-z 0-9 _ . - (byte 1 is not one)");
+	meta_kv("a=b", "x", "meta key 'a=b' may only hold");
+	meta_kv("a/b", "x", "may only hold");
+	meta_kv("caf\xc3\xa9", "x", "meta key 'caf?" "?' may only hold");
+	meta_kv("k", "\xff", "meta 'k' has a value that is not UTF-8 (byte 0)");
+	meta_kv("k", "ok\xc3", "not UTF-8 (byte 2)");
+	meta_kv("k", "\xed\xa0\x80", "not UTF-8");	/* a surrogate */
+	raw = pack_meta_kv(&sb, "k", "a\0b", 3);
+	meta_fails(raw, "meta 'k' has a NUL byte in its value");
+	msgpack_sbuffer_destroy(&sb);
+	/* A key twice (which msgpack allows) is refused, as packet keys are. */
+	meta_fails(mem_bytes("\x82\xa1" "a" "\xa1" "1" "\xa1" "a" "\xa1" "2",
+	    9), "meta key 'a' appears twice");
+	/* Not a map of str: what the decoder would never have let through. */
+	meta_fails(mem_bytes("\x81\xa1" "a" "\x01", 4),
+	    "meta is not a map of str to str");
+}
+END_TEST
+
+START_TEST(meta_check_trace_context)
+{
+	const char	*ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+			    "00f067aa0ba902b7-01";
+	msgpack_sbuffer	 sb;
+	msgpack_packer	 pk;
+
+	meta_kv("traceparent", ok, NULL);
+	meta_kv("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "00f067aa0ba902b7-00", NULL);		/* not sampled */
+	meta_kv("traceparent", "cc-4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "00f067aa0ba902b7-01-what-the-future-holds", NULL);
+	meta_kv("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-"
+	    "00f067aa0ba902b7-01", "meta 'traceparent' is not a W3C "
+	    "traceparent (00-<32 hex>-<16 hex>-<2 hex>, ids not all zero)");
+	meta_kv("traceparent", "00-00000000000000000000000000000000-"
+	    "00f067aa0ba902b7-01", "not a W3C traceparent");
+	meta_kv("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "0000000000000000-01", "not a W3C traceparent");
+	meta_kv("traceparent", "ff-4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "00f067aa0ba902b7-01", "not a W3C traceparent");
+	meta_kv("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "00f067aa0ba902b7-01-", "not a W3C traceparent");
+	meta_kv("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "00f067aa0ba902b7-1", "not a W3C traceparent");
+	meta_kv("traceparent", "00_4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "00f067aa0ba902b7-01", "not a W3C traceparent");
+	meta_kv("traceparent", "", "not a W3C traceparent");
+	meta_kv("tracestate", "congo=t61rcWkgMzE",
+	    "meta has a 'tracestate' without a 'traceparent'");
+
+	/* With its traceparent, a tracestate of printable ASCII. */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	proto_pack_str(&pk, "tracestate");
+	proto_pack_str(&pk, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+	proto_pack_str(&pk, "traceparent");
+	proto_pack_str(&pk, ok);
+	ck_assert_int_eq(meta_check(mem_bytes(sb.data, (uint32_t)sb.size),
+	    NULL), 0);
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_map(&pk, 2);
+	proto_pack_str(&pk, "traceparent");
+	proto_pack_str(&pk, ok);
+	proto_pack_str(&pk, "tracestate");
+	proto_pack_str(&pk, "a=\n");
+	meta_fails(mem_bytes(sb.data, (uint32_t)sb.size),
+	    "meta 'tracestate' must be at most 512 bytes of printable ASCII");
+	msgpack_sbuffer_destroy(&sb);
+	ck_assert(meta_traceparent_ok((const uint8_t *)ok, strlen(ok)));
+	ck_assert(!meta_traceparent_ok((const uint8_t *)ok, strlen(ok) - 1));
+}
+END_TEST
+
+START_TEST(meta_buf_builds_what_msgpack_packs)
+{
+	static struct meta_buf	mb;
+	msgpack_sbuffer		sb;
+	struct pbytes		raw;
+	char			err[PROTO_ERRLEN], big[300];
+
+	/* Empty, then 20 entries (a map16), byte for byte msgpack-c's. */
+	meta_buf_init(&mb);
+	ck_assert_int_eq(meta_buf_finish(&mb, &raw, err), 0);
+	assert_bytes(raw.ptr, raw.len, (const uint8_t *)"\x80", 1);
+	meta_buf_init(&mb);
+	for (unsigned i = 0; i < 20; i++) {
+		char k[16];
+
+		snprintf(k, sizeof k, "k%u", i);
+		meta_buf_add(&mb, k, strlen(k), "v", 1);
+	}
+	ck_assert_int_eq(meta_buf_finish(&mb, &raw, err), 0);
+	pack_meta_n(&sb, 20, "v");
+	assert_bytes(raw.ptr, raw.len, (uint8_t *)sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	ck_assert(meta_buf_has(&mb, "k19"));
+	ck_assert(!meta_buf_has(&mb, "k20"));
+
+	/* str8 and str16 values. */
+	memset(big, 'y', sizeof big);
+	meta_buf_init(&mb);
+	meta_buf_add(&mb, "a", 1, big, 40);
+	meta_buf_add(&mb, "b", 1, big, 300);
+	ck_assert_int_eq(meta_buf_finish(&mb, &raw, err), 0);
+	ck_assert_uint_eq(raw.len, 1 + 2 + 2 + 40 + 2 + 3 + 300);
+	ck_assert_uint_eq(raw.ptr[3], 0xd9);
+	ck_assert_uint_eq(raw.ptr[3 + 2 + 40 + 2], 0xda);
+
+	/* Past the limits, counted: the sentence says by how much. */
+	meta_buf_init(&mb);
+	for (unsigned i = 0; i < 40; i++)
+		meta_buf_add(&mb, "k", 1, "v", 1);
+	ck_assert_int_eq(meta_buf_finish(&mb, &raw, err), -EINVAL);
+	ck_assert_str_eq(err, "meta has 40 keys, more than 32");
+	meta_buf_init(&mb);
+	for (unsigned i = 0; i < 20; i++)
+		meta_buf_add(&mb, "k", 1, big, 299);
+	ck_assert_int_eq(meta_buf_finish(&mb, &raw, err), -EINVAL);
+	ck_assert_str_eq(err,
+	    "meta holds 6000 bytes of keys and values, more than 4096");
+	/* Within them, the rest of meta_check(). */
+	meta_buf_init(&mb);
+	meta_buf_add(&mb, "k", 1, "1", 1);
+	meta_buf_add(&mb, "k", 1, "2", 1);
+	ck_assert_int_eq(meta_buf_finish(&mb, &raw, err), -EINVAL);
+	ck_assert_str_eq(err, "meta key 'k' appears twice");
+}
+END_TEST
+
 static Suite *
 proto_suite(void)
 {
@@ -1882,6 +2316,18 @@ proto_suite(void)
 	tcase_add_test(tc, packet_encode_rejects_incomplete_packets);
 	tcase_add_test(tc, packet_encode_rejects_wrong_direction);
 	tcase_add_test(tc, packet_encode_skips_foreign_flags);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meta");
+	tcase_add_test(tc, meta_decode_reads_the_map_in_place);
+	tcase_add_test(tc, meta_decode_wants_a_map_of_str);
+	tcase_add_test(tc, meta_decode_is_bounded_by_the_item_budget);
+	tcase_add_test(tc, meta_round_trips_both_ways);
+	tcase_add_test(tc, meta_encode_refuses_what_is_no_map_of_str);
+	tcase_add_test(tc, meta_check_bounds_keys_and_bytes);
+	tcase_add_test(tc, meta_check_keys_and_values);
+	tcase_add_test(tc, meta_check_trace_context);
+	tcase_add_test(tc, meta_buf_builds_what_msgpack_packs);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("names");

@@ -35,6 +35,8 @@ struct sent {
 	char			 fn[PROTO_MAX_FN_LEN + 1];
 	char			 payload[64];
 	char			 error[PROTO_ERRLEN];
+	uint8_t			 meta[256];	/* PF_META; the tests' are small */
+	uint32_t		 meta_len;
 };
 
 static struct sent		*sent_log;
@@ -103,6 +105,11 @@ record(void *ctx, const struct packet *p, void *arg)
 		copy_bytes(s->payload, sizeof s->payload, p->payload);
 	if (p->has & PF_ERROR)
 		copy_bytes(s->error, sizeof s->error, p->error);
+	if (p->has & PF_META) {
+		ck_assert_uint_le(p->meta.len, sizeof s->meta);
+		memcpy(s->meta, p->meta.ptr, p->meta.len);
+		s->meta_len = p->meta.len;
+	}
 }
 
 /* Replaces the test's switchboard with one built from config. */
@@ -511,6 +518,175 @@ START_TEST(run_without_client_refused)
 	pkt.detach = true;
 	ck_assert_int_eq(submit(NULL), 0);
 	assert_run_at(&w1p, 2, 1);
+}
+END_TEST
+
+/* ---- meta ---- */
+
+/* The RUN meta of the tests: {"user": "al", "traceparent": TP}. */
+#define META_TP	"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+static const char	meta_raw[] = "\x82\xa4" "user" "\xa2" "al"
+			    "\xab" "traceparent" "\xd9\x37" META_TP;
+#define META_LEN	((uint32_t)sizeof meta_raw - 1)
+
+/* Fills the shared packet as a RUN for id and fn carrying meta. */
+static struct packet *
+run_meta_packet(unsigned id, const char *fn, const void *meta, uint32_t len)
+{
+	run_packet(id, fn);
+	pkt.has |= PF_META;
+	pkt.meta.ptr = meta;
+	pkt.meta.len = len;
+	return &pkt;
+}
+
+/* Asserts that the RUN of (id, attempt) carried exactly meta_raw. */
+static void
+assert_run_meta(unsigned id, uint64_t attempt)
+{
+	const struct sent	*s;
+	int			 i;
+
+	for (i = 0; (s = find(NULL, PKT_RUN, id, i)) != NULL; i++)
+		if (s->attempt == attempt)
+			break;
+	ck_assert_ptr_nonnull(s);
+	ck_assert_msg(s->has & PF_META, "RUN %u/%llu has no meta", id,
+	    (unsigned long long)attempt);
+	ck_assert_uint_eq(s->meta_len, META_LEN);
+	ck_assert_mem_eq(s->meta, meta_raw, META_LEN);
+}
+
+/* The meta of the live job id as the admin listing shows it. */
+struct meta_seen {
+	unsigned	 id;
+	bool		 found;
+	uint8_t		 meta[256];
+	uint32_t	 len;
+};
+
+static void
+collect_meta(const struct sb_job_info *ji, void *arg)
+{
+	struct meta_seen	*ms = arg;
+
+	if (id_num(ji->id) != ms->id)
+		return;
+	ms->found = true;
+	ms->len = ji->meta.len;
+	ck_assert_uint_le(ji->meta.len, sizeof ms->meta);
+	if (ji->meta.len > 0)
+		memcpy(ms->meta, ji->meta.ptr, ji->meta.len);
+}
+
+/*
+ * The client's meta reaches the worker byte for byte, whether the job is
+ * dispatched at once or after waiting, and again on a retry; the admin
+ * listing shows it meanwhile. The switchboard keeps its own copy.
+ */
+START_TEST(meta_goes_to_the_worker_verbatim)
+{
+	struct sb_client	*c = client(&c1);
+	struct sb_worker	*w1, *w;
+	struct meta_seen	 ms = { .id = 2 };
+	uint8_t			 buf[sizeof meta_raw];
+
+	w1 = worker(&w1p, 1, "f");
+	memcpy(buf, meta_raw, sizeof buf);
+	run_meta_packet(1, "f", buf, META_LEN);
+	ck_assert_int_eq(submit(c), 0);
+	assert_run_meta(1, 1);
+
+	/* Queued (w1 is busy), with the caller's buffer gone meanwhile. */
+	run_meta_packet(2, "f", buf, META_LEN);
+	pkt.has |= PF_RETRIES;
+	pkt.retries = 1;
+	ck_assert_int_eq(submit(c), 0);
+	memset(buf, 0xee, sizeof buf);
+	switchboard_foreach_job(sb, collect_meta, &ms);
+	ck_assert(ms.found);
+	ck_assert_uint_eq(ms.len, META_LEN);
+	ck_assert_mem_eq(ms.meta, meta_raw, META_LEN);
+
+	w = worker(&w2p, 1, "f");
+	assert_run_at(&w2p, 2, 1);
+	assert_run_meta(2, 1);
+	/* w2 dies: attempt 2 goes to w1 once it is free, meta and all. */
+	switchboard_worker_remove(sb, w, now);
+	ck_assert_uint_eq(stats().queued, 1);
+	ck_assert_int_eq(answer(w1, 1, 1), 0);
+	assert_run_at(&w1p, 2, 2);
+	assert_run_meta(2, 2);
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 2), 0);
+}
+END_TEST
+
+/* A job without meta, or with an empty map, sends none to its worker. */
+START_TEST(meta_absent_or_empty_sends_none)
+{
+	struct sb_client	*c = client(&c1);
+	struct meta_seen	 ms = { .id = 2 };
+
+	worker(&w1p, 4, "f");
+	run(c, 1, "f");
+	ck_assert(!(find(&w1p, PKT_RUN, 1, 0)->has & PF_META));
+	run_meta_packet(2, "f", "\x80", 1);
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert(!(find(&w1p, PKT_RUN, 2, 0)->has & PF_META));
+	switchboard_foreach_job(sb, collect_meta, &ms);
+	ck_assert(ms.found);
+	ck_assert_uint_eq(ms.len, 0);
+}
+END_TEST
+
+/* A meta meta_check() refuses is a BAD_REQUEST naming the problem. */
+START_TEST(meta_refused_is_bad_request)
+{
+	struct sb_client	*c = client(&c1);
+	const struct sent	*s;
+
+	worker(&w1p, 4, "f");
+	run_meta_packet(1, "f", "\x81\xa3" "a b" "\xa1" "v", 7);
+	ck_assert_int_eq(submit(c), 0);
+	s = result_of(1);
+	ck_assert_int_eq(s->status, JOB_BAD_REQUEST);
+	ck_assert_str_eq(s->error, "meta key 'a b' may only hold A-Z a-z 0-9 "
+	    "_ . - (byte 1 is not one)");
+	run_meta_packet(2, "f", "\x81\xab" "traceparent" "\xa1" "x", 15);
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(result_of(2)->status, JOB_BAD_REQUEST);
+	ck_assert_ptr_nonnull(strstr(result_of(2)->error,
+	    "meta 'traceparent' is not a W3C traceparent"));
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 0);
+	ck_assert_uint_eq(stats().results[JOB_BAD_REQUEST], 2);
+	/* The same id is free for a good RUN: nothing was kept. */
+	run_meta_packet(1, "f", meta_raw, META_LEN);
+	ck_assert_int_eq(submit(c), 0);
+	assert_run_meta(1, 1);
+}
+END_TEST
+
+/* The bytes of meta count against max_memory as a payload's do. */
+START_TEST(meta_counts_against_max_memory)
+{
+	struct switchboard_config cfg = { .max_memory = 200 };
+	struct sb_client	*c;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	run_meta_packet(1, "f", meta_raw, META_LEN);	/* 78 bytes, queued */
+	ck_assert_int_eq(submit(c), 0);
+	run_meta_packet(2, "f", meta_raw, META_LEN);
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	run_meta_packet(3, "f", meta_raw, META_LEN);	/* 234 > 200 */
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(result_of(3)->status, JOB_QUEUE_FULL);
+	/* Freed with the job: room again. */
+	ck_assert_int_eq(cancel(c, 1), 0);
+	run_meta_packet(4, "f", meta_raw, META_LEN);
+	ck_assert_int_eq(submit(c), 0);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 4), 0);
 }
 END_TEST
 
@@ -2372,6 +2548,14 @@ switchboard_suite(void)
 	tcase_add_test(tc, run_duplicate_id_detached_silent);
 	tcase_add_test(tc, run_bad_request_names_field);
 	tcase_add_test(tc, run_without_client_refused);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meta");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, meta_goes_to_the_worker_verbatim);
+	tcase_add_test(tc, meta_absent_or_empty_sends_none);
+	tcase_add_test(tc, meta_refused_is_bad_request);
+	tcase_add_test(tc, meta_counts_against_max_memory);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("dispatch");

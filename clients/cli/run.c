@@ -12,6 +12,13 @@
  * exit status (cli.h) that names the job's terminal status. The connection,
  * the signal flag and the explanation of a failed job are shared with
  * batch.c.
+ *
+ * The job's meta is every --meta KEY=VALUE, plus a W3C Trace Context: the
+ * traceparent (and tracestate) of the environment, which a traced shell or
+ * a job command (`patchbay worker --exec` sets them) hands down, or with
+ * --trace a new one when there is none. All of it is checked here with the
+ * broker's own rules (proto/meta.c), so a bad key is a usage error. With
+ * --json the outcome is one JSON object on stdout, meta included.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +30,7 @@
 #include <unistd.h>
 
 #include "clients/cli/cli.h"
+#include "proto/proto.h"
 #include "util/util.h"
 
 #define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
@@ -41,6 +49,12 @@ struct run_opts {
 	bool			 lines;		/* --lines: batch.c runs it */
 	struct batch_opts	 batch;		/* --in-flight, --null... */
 	const char		*batch_only;	/* a batch option given */
+	bool			 json;		/* --json */
+	bool			 trace;		/* --trace */
+	struct pb_meta		*meta;		/* --meta, then the trace's;
+						   owned, argc + 2 entries */
+	size_t			 nmeta;
+	char			 traceparent[PB_TRACEPARENT_LEN + 1];
 };
 
 /* What the result callback hands back to the wait loop. */
@@ -73,6 +87,13 @@ run_usage(FILE *f)
 	    "                       broker has it and exit 0\n"
 	    "  -n, --nowait         fail with NO_WORKER instead of queueing\n"
 	    "  -P, --progress       copy the job's progress messages to stderr\n"
+	    "  -m, --meta KEY=VALUE metadata for the worker (repeatable; keys\n"
+	    "                       of A-Z a-z 0-9 _ . -, at most 32 and 4 KiB)\n"
+	    "  -T, --trace          start a W3C trace (a new traceparent) unless\n"
+	    "                       $TRACEPARENT, which is always passed on, is "
+	    "set\n"
+	    "      --json           print the outcome as one JSON object:\n"
+	    "                       id, status, attempts, payload, meta, error\n"
 	    "  -b, --broker EP      broker endpoint (unix:PATH, tcp:HOST:PORT),\n"
 	    "                       or a list A,B,...: the first that answers,\n"
 	    "                       the next one when it is lost (--lines)\n"
@@ -187,6 +208,85 @@ run_progress_cb(struct pb_client *c, const uint8_t *id, const void *data,
 	(void)cli_write_all(STDERR_FILENO, data, len);
 }
 
+/* True when o's meta has an entry called key. */
+static bool
+run_has_meta(const struct run_opts *o, const char *key)
+{
+	for (size_t i = 0; i < o->nmeta; i++) {
+		if (strcmp(o->meta[i].key, key) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Appends key=value to o's meta (room for it was made by run_parse()). */
+static void
+run_add_meta(struct run_opts *o, const char *key, const char *value)
+{
+	o->meta[o->nmeta].key = key;
+	o->meta[o->nmeta].value = value;
+	o->nmeta++;
+}
+
+/*
+ * Completes the job's meta with its trace context and checks the whole
+ * with the broker's rules. An explicit --meta traceparent wins; else a
+ * valid $TRACEPARENT is passed on, with $TRACESTATE; else --trace makes a
+ * new one. A $TRACEPARENT or $TRACESTATE that is not valid is ignored
+ * with a warning (W3C: a bad traceparent restarts the trace). Returns -1
+ * to go on, else an exit status, having said why.
+ */
+static int
+run_meta(struct run_opts *o)
+{
+	const char	*tp = getenv("TRACEPARENT"), *ts = getenv("TRACESTATE");
+	struct meta_buf	 mb;
+	struct pbytes	 raw;
+	char		 err[PROTO_ERRLEN];
+	size_t		 i;
+	int		 r;
+
+	if (!run_has_meta(o, "traceparent") && tp != NULL && *tp != '\0') {
+		if (!meta_traceparent_ok((const uint8_t *)tp, strlen(tp))) {
+			fprintf(stderr, "patchbay: run: ignoring $TRACEPARENT "
+			    "'%.60s': not a W3C traceparent\n", tp);
+		} else {
+			run_add_meta(o, "traceparent", tp);
+			if (ts != NULL && *ts != '\0' &&
+			    !run_has_meta(o, "tracestate")) {
+				meta_buf_init(&mb);
+				meta_buf_add(&mb, "traceparent", 11, tp,
+				    strlen(tp));
+				meta_buf_add(&mb, "tracestate", 10, ts,
+				    strlen(ts));
+				if (meta_buf_finish(&mb, &raw, err) != 0)
+					fprintf(stderr, "patchbay: run: "
+					    "ignoring $TRACESTATE: %s\n", err);
+				else
+					run_add_meta(o, "tracestate", ts);
+			}
+		}
+	}
+	if (o->trace && !run_has_meta(o, "traceparent")) {
+		if ((r = pb_traceparent_generate(o->traceparent,
+		    sizeof(o->traceparent))) != 0) {
+			fprintf(stderr, "patchbay: run: cannot make a "
+			    "traceparent: %s\n", strerror(-r));
+			return CLI_EXIT_ERROR;
+		}
+		run_add_meta(o, "traceparent", o->traceparent);
+	}
+	meta_buf_init(&mb);
+	for (i = 0; i < o->nmeta; i++)
+		meta_buf_add(&mb, o->meta[i].key, strlen(o->meta[i].key),
+		    o->meta[i].value, strlen(o->meta[i].value));
+	if (meta_buf_finish(&mb, &raw, err) != 0)
+		return cli_usage_error("run", "bad --meta: %s", err);
+	o->ro.meta = o->meta;
+	o->ro.nmeta = o->nmeta;
+	return -1;
+}
+
 /* Parses the command line into *o; returns -1 to go on, else an exit. */
 static int
 run_parse(int argc, char **argv, struct run_opts *o)
@@ -206,8 +306,12 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "unordered", no_argument, NULL, 'u' },
 		{ "null", no_argument, NULL, '0' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "meta", required_argument, NULL, 'm' },
+		{ "trace", no_argument, NULL, 'T' },
+		{ "json", no_argument, NULL, 'J' },
 		{ NULL, 0, NULL, 0 }
 	};
+	char		*eq;
 	uint64_t	u;
 	int64_t		i;
 	char		err[UTIL_ERRLEN];
@@ -215,11 +319,32 @@ run_parse(int argc, char **argv, struct run_opts *o)
 
 	memset(o, 0, sizeof *o);
 	o->batch.in_flight = BATCH_IN_FLIGHT_DEFAULT;
+	/* Every argument could be a --meta; the trace adds two. */
+	if ((o->meta = calloc((size_t)argc + 2, sizeof(*o->meta))) == NULL) {
+		fprintf(stderr, "patchbay: run: out of memory\n");
+		return CLI_EXIT_ERROR;
+	}
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:r:p:dnPb:shlj:u0v", longopts,
+	while ((c = getopt_long(argc, argv, ":t:r:p:dnPb:shlj:u0vm:T", longopts,
 	    NULL)) != -1) {
 		switch (c) {
+		case 'm':
+			/* KEY=VALUE: the key ends at the first '='. */
+			if ((eq = strchr(optarg, '=')) == NULL)
+				return cli_bad_value("run", "--meta", optarg,
+				    "expected KEY=VALUE");
+			*eq = '\0';
+			o->meta[o->nmeta].key = optarg;
+			o->meta[o->nmeta].value = eq + 1;
+			o->nmeta++;
+			break;
+		case 'T':
+			o->trace = true;
+			break;
+		case 'J':
+			o->json = true;
+			break;
 		case 'l':
 			o->lines = true;
 			break;
@@ -318,8 +443,13 @@ run_parse(int argc, char **argv, struct run_opts *o)
 	if (o->lines && o->ro.detach && o->batch.unordered)
 		return cli_usage_error("run", "--unordered cannot be used with "
 		    "--detach (job ids are printed in input order)");
+	if (o->json && (o->lines || o->ro.detach))
+		return cli_usage_error("run", "--json cannot be used with %s",
+		    o->lines ? "--lines" : "--detach");
 	if (o->broker != NULL && (r = cli_check_endpoint("run",
 	    o->broker)) != 0)
+		return r;
+	if ((r = run_meta(o)) >= 0)
 		return r;
 	o->batch.fn = o->fn;
 	o->batch.broker = o->broker;
@@ -401,12 +531,75 @@ run_explain(const char *fn, uint32_t timeout_ms, uint64_t line,
 	    pb_status_name(r->status));
 }
 
+/* True when the n bytes at s are all valid UTF-8. */
+static bool
+run_is_utf8(const uint8_t *s, size_t n)
+{
+	size_t	i, l;
+
+	for (i = 0; i < n; i += l) {
+		if ((l = proto_utf8_len(s + i, n - i)) == 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * --json: writes the outcome as one JSON object on one line: id, function,
+ * status, attempts, payload (a string when it is UTF-8, else base64, as
+ * payload_encoding says), meta (what was sent) and error (null for none).
+ * Returns the exit status.
+ */
+static int
+run_report_json(const struct run_opts *o, const struct pb_result *r)
+{
+	char	idstr[CLI_UUID_STRLEN];
+	bool	utf8 = run_is_utf8(r->payload, r->len);
+
+	cli_uuid_string(r->id, idstr);
+	printf("{\"id\":\"%s\",\"function\":", idstr);
+	proto_json_str(stdout, o->fn, strlen(o->fn));
+	printf(",\"status\":\"%s\",\"attempts\":%u,\"payload\":",
+	    pb_status_name(r->status), r->attempts);
+	if (utf8)
+		proto_json_str(stdout, r->payload, r->len);
+	else {
+		putchar('"');
+		proto_base64(stdout, r->payload, r->len);
+		putchar('"');
+	}
+	printf(",\"payload_encoding\":\"%s\",\"meta\":{",
+	    utf8 ? "utf-8" : "base64");
+	for (size_t i = 0; i < o->nmeta; i++) {
+		if (i > 0)
+			putchar(',');
+		proto_json_str(stdout, o->meta[i].key, strlen(o->meta[i].key));
+		putchar(':');
+		proto_json_str(stdout, o->meta[i].value,
+		    strlen(o->meta[i].value));
+	}
+	fputs("},\"error\":", stdout);
+	if (r->error != NULL)
+		proto_json_str(stdout, r->error, strlen(r->error));
+	else
+		fputs("null", stdout);
+	fputs("}\n", stdout);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "patchbay: %s: cannot write the result to "
+		    "stdout: %s\n", o->fn, strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	return cli_exit_for_status(r->status);
+}
+
 /* Writes the result out and returns the exit status it stands for. */
 static int
 run_report(const struct run_opts *o, const struct pb_result *r)
 {
 	int	e;
 
+	if (o->json)
+		return run_report_json(o, r);
 	if (r->len > 0 && (e = cli_write_all(STDOUT_FILENO, r->payload,
 	    r->len)) < 0) {
 		fprintf(stderr, "patchbay: %s: cannot write the result (%zu "
@@ -554,10 +747,15 @@ run_main(int argc, char **argv)
 	char			 idstr[CLI_UUID_STRLEN];
 	int			 r, ret;
 
-	if ((ret = run_parse(argc, argv, &o)) >= 0)
+	if ((ret = run_parse(argc, argv, &o)) >= 0) {
+		free(o.meta);
 		return ret;
-	if (o.lines)
-		return batch_main(&o.batch);
+	}
+	if (o.lines) {
+		ret = batch_main(&o.batch);
+		free(o.meta);
+		return ret;
+	}
 
 	if (o.data != NULL) {
 		payload = o.data;
@@ -603,7 +801,9 @@ run_main(int argc, char **argv)
 			ret = CLI_EXIT_BAD_REQUEST;
 		} else {
 			fprintf(stderr, "patchbay: %s: cannot submit the job: "
-			    "%s\n", o.fn, strerror(-r));
+			    "%s\n", o.fn, r == -EINVAL &&
+			    *pb_client_last_error(c) != '\0' ?
+			    pb_client_last_error(c) : strerror(-r));
 			ret = r == -EINVAL ? CLI_EXIT_BAD_REQUEST :
 			    CLI_EXIT_CONNECTION;
 		}
@@ -630,5 +830,6 @@ out:
 	pb_result_free(st.result);
 	pb_client_free(c);
 	free(buf);
+	free(o.meta);
 	return ret;
 }

@@ -19,7 +19,9 @@
  * command runs as /bin/sh -c CMD, started by util/spawn.c with a plan made
  * before fork: its own process group, killed if the worker dies, the
  * worker's environment without PATCHBAY_FD and with the job's PATCHBAY_*
- * variables, and three pipes as its only descriptors. A command that
+ * variables (its meta as PATCHBAY_META_<KEY>, its trace context as
+ * TRACEPARENT and TRACESTATE: those the worker inherited are dropped, so a
+ * command sees the job's alone), and three pipes as its only descriptors. A command that
  * cannot be started at all is answered ERROR at once with the reason.
  * The parent's ends of the pipes are non-blocking. The payload is written to its stdin as the pipe
  * accepts it while stdout is collected and the last WORKER_TAIL bytes of
@@ -56,6 +58,7 @@
 #include <event2/event.h>
 
 #include "clients/cli/cli.h"
+#include "proto/proto.h"
 
 #define WORKER_TAIL		2048	/* bytes of stderr kept for ERROR */
 #define WORKER_WRITE_CHUNK	65536	/* bytes per write(2) to stdin */
@@ -152,7 +155,9 @@ worker_usage(FILE *f)
 	    "result. A non-zero exit is an ERROR carrying the last 2 KiB of\n"
 	    "its standard error. CMD's environment also has PATCHBAY_JOB_ID,\n"
 	    "PATCHBAY_FUNCTION, PATCHBAY_ATTEMPT and PATCHBAY_TIMEOUT_MS (0:\n"
-	    "none).\n"
+	    "none), the job's meta as PATCHBAY_META_<KEY> (the key upper-cased,\n"
+	    "'.' and '-' as '_'), and its trace context as TRACEPARENT and\n"
+	    "TRACESTATE.\n"
 	    "\n"
 	    "Options:\n"
 	    "  -e, --exec CMD        the shell command to run per job "
@@ -584,6 +589,78 @@ worker_job_stderr_cb(evutil_socket_t fd, short what, void *arg)
 
 extern char **environ;
 
+#define WORKER_META_PREFIX	"PATCHBAY_META_"
+
+/*
+ * Drops what the worker's own environment has that belongs to a job:
+ * PATCHBAY_META_* and the trace context. A job's command must see its
+ * job's, not whatever the worker was started with.
+ */
+static void
+worker_env_drop_job_vars(struct spawn_plan *plan)
+{
+	char	name[256];
+	size_t	i, n, before, plen = strlen(WORKER_META_PREFIX);
+
+	spawn_env_unset(plan, "TRACEPARENT");
+	spawn_env_unset(plan, "TRACESTATE");
+	for (i = 0; i < plan->nenv; ) {
+		const char *e = plan->envp[i];
+
+		n = strcspn(e, "=");
+		if (strncmp(e, WORKER_META_PREFIX, plen) != 0 ||
+		    n >= sizeof(name)) {
+			i++;
+			continue;
+		}
+		memcpy(name, e, n);
+		name[n] = '\0';
+		before = plan->nenv;
+		spawn_env_unset(plan, name);	/* the next one moves to i */
+		if (plan->nenv == before)
+			i++;			/* an entry without '=' */
+	}
+}
+
+/*
+ * Adds the job's meta to the plan's environment: PATCHBAY_META_<KEY>, the
+ * key upper-cased with '.' and '-' as '_' (meta keys are A-Z a-z 0-9 _ .
+ * -, so the name is always valid; two keys that map to one name: the
+ * later wins), and traceparent and tracestate also as TRACEPARENT and
+ * TRACESTATE, the names W3C tools read. 0 or -ENOMEM.
+ */
+static int
+worker_env_meta(struct spawn_plan *plan, struct pb_job *job)
+{
+	char		 name[sizeof(WORKER_META_PREFIX) + PROTO_MAX_META_BYTES];
+	const char	*key, *value;
+	size_t		 i, k, plen = strlen(WORKER_META_PREFIX);
+
+	memcpy(name, WORKER_META_PREFIX, plen);
+	for (i = 0; (key = pb_job_meta_at(job, i, &value)) != NULL; i++) {
+		for (k = 0; key[k] != '\0' && plen + k + 1 < sizeof(name);
+		    k++) {
+			char c = key[k];
+
+			if (c >= 'a' && c <= 'z')
+				c = (char)(c - 'a' + 'A');
+			else if (c == '.' || c == '-')
+				c = '_';
+			name[plen + k] = c;
+		}
+		name[plen + k] = '\0';
+		if (spawn_env_setf(plan, name, "%s", value) != 0)
+			return -ENOMEM;
+		if (strcmp(key, "traceparent") == 0 &&
+		    spawn_env_setf(plan, "TRACEPARENT", "%s", value) != 0)
+			return -ENOMEM;
+		if (strcmp(key, "tracestate") == 0 &&
+		    spawn_env_setf(plan, "TRACESTATE", "%s", value) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /*
  * Makes the plan of a job's command: /bin/sh -c CMD with the job's
  * environment, built here before fork. 0 or -ENOMEM.
@@ -604,7 +681,9 @@ worker_job_plan(struct worker_job *j, struct pb_job *job,
 	    spawn_env_copy(plan, environ) != 0)
 		goto nomem;
 	spawn_env_unset(plan, "PATCHBAY_FD");
-	if (spawn_env_setf(plan, "PATCHBAY_JOB_ID", "%s", j->idstr) != 0 ||
+	worker_env_drop_job_vars(plan);
+	if (worker_env_meta(plan, job) != 0 ||
+	    spawn_env_setf(plan, "PATCHBAY_JOB_ID", "%s", j->idstr) != 0 ||
 	    spawn_env_setf(plan, "PATCHBAY_FUNCTION", "%s",
 	    pb_job_function(job)) != 0 ||
 	    spawn_env_setf(plan, "PATCHBAY_ATTEMPT", "%u",

@@ -487,10 +487,15 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 	struct bconn		*b = &c->conn;
 	struct client_job	*j = NULL;
 	struct packet		 p;
+	struct meta_buf		 mb;
+	struct pbytes		 meta = { NULL, 0 };
 	bool			 detach = opts != NULL && opts->detach;
 	int			 r;
 
 	if ((r = client_check_run(c, fn, payload, len, opts)) != 0)
+		return r;
+	if (opts != NULL && (opts->nmeta > 0 || opts->trace) &&
+	    (r = meta_build(opts, &mb, &meta, c->last_error)) != 0)
 		return r;
 	if ((b->dead || b->fd < 0) && (r = client_failover(c)) != 0)
 		return r;
@@ -546,6 +551,10 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 		if (opts->nowait) {
 			p.has |= PF_NOWAIT;
 			p.nowait = true;
+		}
+		if (meta.len > 0) {
+			p.has |= PF_META;
+			p.meta = meta;
 		}
 	}
 	r = common_send(b, &p);

@@ -212,6 +212,27 @@ int		 common_wait_ms(int timeout_ms, uint64_t deadline);
 /* Sends a PING with a fresh n and returns that n, or a negative errno. */
 int64_t		 common_ping(struct bconn *b);
 
+/* meta.c */
+
+/*
+ * Builds the RUN's meta map from opts (its meta entries, and a new
+ * traceparent when opts->trace and they have none) into mb, and points
+ * *ret at it. Returns 0, or -EINVAL (or the random source's errno) with a
+ * sentence in err (PROTO_ERRLEN bytes): what the broker would refuse is
+ * refused here, with its words.
+ */
+int		 meta_build(const struct pb_run_options *opts,
+		    struct meta_buf *mb, struct pbytes *ret, char *err);
+
+/*
+ * The bytes meta_unpack() needs for a RUN's meta map (0 for none or an
+ * empty one), and the unpacking into mem (that many bytes, aligned for a
+ * pointer): 2 * n pointers, key then value for each entry, then the
+ * NUL-terminated strings they point to. Returns n.
+ */
+size_t		 meta_unpack_size(struct pbytes raw);
+uint32_t	 meta_unpack(struct pbytes raw, void *mem);
+
 /* admin.c */
 
 /* A REPLY to one ADMIN, owned by the caller: admin_reply_clear(). */

@@ -3,10 +3,10 @@
  *
  * A worker owns one connection at a time (struct bconn, common.c), its
  * function table, and every pb_job it has handed out and not yet seen
- * completed. A RUN becomes a pb_job (one allocation holding the payload and
- * the function name) that goes to the function's handler; the user answers
- * it, now or later, with pb_job_complete(), which sends the RESULT and
- * frees it.
+ * completed. A RUN becomes a pb_job (one allocation holding the payload,
+ * the function name and the job's meta, see meta.c) that goes to the
+ * function's handler; the user answers it, now or later, with
+ * pb_job_complete(), which sends the RESULT and frees it.
  *
  * Jobs can outlive their connection: a handler may keep a job while a
  * child process runs, and the broker may go away meanwhile. Each
@@ -81,9 +81,12 @@ struct pb_job {
 	void			*userdata;
 	const char		*fn;		/* into data, after the payload */
 	size_t			 len;
+	const char *const	*meta;		/* into data, after fn: key,
+						   value, ... (meta.c) */
+	uint32_t		 nmeta;
 	LIST_ENTRY(pb_job)	 entry;		/* w->jobs */
 	UT_hash_handle		 hh;		/* w->live */
-	_Alignas(max_align_t) unsigned char data[];	/* payload, fn */
+	_Alignas(max_align_t) unsigned char data[];	/* payload, fn, meta */
 };
 LIST_HEAD(worker_jobs, pb_job);
 
@@ -912,7 +915,7 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	struct worker_fn	*f = NULL;
 	struct worker_key	 key;
 	struct pb_job		*j;
-	size_t			 i;
+	size_t			 i, msize, moff;
 	char			*fn;
 	int			 r;
 
@@ -932,7 +935,12 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	HASH_FIND(hh, w->live, &key, sizeof(key), j);
 	if (j != NULL)
 		return 0;	/* the same dispatch twice: already running */
-	j = malloc(sizeof(*j) + p->payload.len + p->fn.len + 1);
+	/* Meta, when there is some, goes last, aligned for its pointers. */
+	moff = p->payload.len + p->fn.len + 1;
+	msize = (p->has & PF_META) ? meta_unpack_size(p->meta) : 0;
+	if (msize > 0)
+		moff = (moff + _Alignof(char *) - 1) & ~(_Alignof(char *) - 1);
+	j = malloc(sizeof(*j) + moff + msize);
 	if (j == NULL)
 		return -ENOMEM;
 	memset(j, 0, sizeof(*j));
@@ -949,6 +957,10 @@ worker_run(struct pb_worker *w, const struct packet *p)
 	memcpy(fn, p->fn.ptr, p->fn.len);
 	fn[p->fn.len] = '\0';
 	j->fn = fn;
+	if (msize > 0) {
+		j->nmeta = meta_unpack(p->meta, j->data + moff);
+		j->meta = (const char *const *)(void *)(j->data + moff);
+	}
 	COMMON_HASH_ADD(hh, w->live, key, sizeof(j->key), j, r);
 	if (r != 0) {
 		free(j);
@@ -1237,6 +1249,37 @@ pb_job_payload(const struct pb_job *job, size_t *ret_len)
 	if (ret_len != NULL)
 		*ret_len = job->len;
 	return job->data;
+}
+
+/* The value of the job's meta key, or NULL. */
+const char *
+pb_job_meta(const struct pb_job *job, const char *key)
+{
+	if (job == NULL || key == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < job->nmeta; i++) {
+		if (strcmp(job->meta[2 * i], key) == 0)
+			return job->meta[2 * i + 1];
+	}
+	return NULL;
+}
+
+/* How many meta entries the job has. */
+size_t
+pb_job_meta_count(const struct pb_job *job)
+{
+	return job == NULL ? 0 : job->nmeta;
+}
+
+/* The key of meta entry i (NULL past the end), its value in *ret_value. */
+const char *
+pb_job_meta_at(const struct pb_job *job, size_t i, const char **ret_value)
+{
+	if (job == NULL || i >= job->nmeta)
+		return NULL;
+	if (ret_value != NULL)
+		*ret_value = job->meta[2 * i + 1];
+	return job->meta[2 * i];
 }
 
 /* Which dispatch of the job this is (1 for the first). */

@@ -8,7 +8,7 @@ patchbay job broker (protocol v1, docs/protocol.md). See docs/python.md.
 
 from .admin import admin
 from .aio import AsyncClient, AsyncJob, AsyncWorker
-from .client import Client, Job, Result, connect
+from .client import Client, Job, Result, connect, new_traceparent
 from .errors import (AdminError, BadRequest, Cancelled, ConnectError,
                      ConnectionLost, Disconnected, DuplicateId, JobError,
                      JobFailed, JobTimeout, NoWorker, PatchbayError,
@@ -21,7 +21,7 @@ from .worker import Job as WorkerJob
 __version__ = "0.1.0"
 
 __all__ = [
-    "admin", "AsyncClient", "AsyncJob", "AsyncWorker", "Client", "Job", "Result", "connect", "Worker", "WorkerJob",
+    "admin", "AsyncClient", "AsyncJob", "AsyncWorker", "Client", "Job", "Result", "connect", "new_traceparent", "Worker", "WorkerJob",
     "default_endpoint", "parse_endpoint", "exception_for",
     "PatchbayError", "JobFailed", "JobError", "Cancelled", "JobTimeout",
     "WorkerLost", "NoWorker", "QueueFull", "BadRequest", "DuplicateId",

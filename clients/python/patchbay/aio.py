@@ -66,7 +66,8 @@ class AsyncClient:
         return cls(c, loop)
 
     def submit(self, fn, payload=b"", timeout_ms=None, retries=None,
-               priority=None, nowait=False, detach=False, on_progress=None):
+               priority=None, nowait=False, detach=False, on_progress=None,
+               meta=None, trace=False):
         """Like Client.submit(); returns an AsyncJob (or, detached, the
         uuid.UUID). on_progress(payload) is called on the event loop."""
         cb = None
@@ -78,17 +79,19 @@ class AsyncClient:
         job = self.client.submit(fn, payload, timeout_ms=timeout_ms,
                                  retries=retries, priority=priority,
                                  nowait=nowait, detach=detach,
-                                 on_progress=cb)
+                                 on_progress=cb, meta=meta, trace=trace)
         return job if detach else AsyncJob(job, self._loop)
 
     async def run(self, fn, payload=b"", timeout_ms=None, retries=None,
-                  priority=None, nowait=False, on_progress=None):
+                  priority=None, nowait=False, on_progress=None, meta=None,
+                  trace=False):
         """Runs one job: the Result when OK, else the status's exception.
         Wrap it in asyncio.wait_for() for a local bound: cancelling it
         sends CANCEL."""
         return await self.submit(fn, payload, timeout_ms=timeout_ms,
                                  retries=retries, priority=priority,
-                                 nowait=nowait, on_progress=on_progress)
+                                 nowait=nowait, on_progress=on_progress,
+                                 meta=meta, trace=trace)
 
     def cancel(self, job):
         return self.client.cancel(job.job if isinstance(job, AsyncJob)

@@ -68,12 +68,13 @@ class Job(concurrent.futures.Future):
     finished first). cancelled() is therefore always False: look at
     outcome().status."""
 
-    def __init__(self, client, job_id, fn, on_progress):
+    def __init__(self, client, job_id, fn, on_progress, meta=None):
         super().__init__()
         self.client = client
         self.id = job_id
         self.fn = fn
         self.on_progress = on_progress
+        self.meta = meta or {}    # what was sent, traceparent included
         self._outcome = None
 
     def _finish(self, res):
@@ -114,6 +115,34 @@ def _check_payload(payload):
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload)
     raise TypeError("payload must be bytes, not %s" % type(payload).__name__)
+
+
+def new_traceparent():
+    """A new W3C traceparent, "00-<trace-id>-<parent-id>-01", with random
+    ids (never all zero), as libpatchbay's pb_traceparent_generate()."""
+    while True:
+        trace_id, parent_id = os.urandom(16), os.urandom(8)
+        if any(trace_id) and any(parent_id):
+            return "00-%s-%s-01" % (trace_id.hex(), parent_id.hex())
+
+
+def _check_meta(meta, trace):
+    """The RUN's meta map: meta (a dict of str to str, or None) plus a new
+    traceparent when trace and it has none. The broker checks the rest of
+    the rules (docs/protocol.md, meta) and answers BAD_REQUEST."""
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise TypeError("meta must be a dict of str to str, not %s"
+                        % type(meta).__name__)
+    for k, v in meta.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError("meta must be a dict of str to str (got %r: "
+                            "%r)" % (k, v))
+    meta = dict(meta)
+    if trace and "traceparent" not in meta:
+        meta["traceparent"] = new_traceparent()
+    return meta
 
 
 def _check_uint(name, v, hi=0xFFFFFFFF):
@@ -178,7 +207,8 @@ class Client:
     # -- jobs ------------------------------------------------------------
 
     def submit(self, fn, payload=b"", timeout_ms=None, retries=None,
-               priority=None, nowait=False, detach=False, on_progress=None):
+               priority=None, nowait=False, detach=False, on_progress=None,
+               meta=None, trace=False):
         """Sends a RUN without waiting. Returns a Job (a Future), or, with
         detach=True, the job's uuid.UUID (no result or progress will come;
         a refused detached job is dropped silently: see sync()).
@@ -186,12 +216,19 @@ class Client:
         timeout_ms: the broker answers TIMEOUT after it (None/0: none);
         retries: re-dispatches after a lost worker; priority: -100..100;
         nowait: NO_WORKER instead of queueing; on_progress(payload) is
-        called, in order, from the reader thread for each PROGRESS."""
+        called, in order, from the reader thread for each PROGRESS;
+        meta: a dict of str to str the worker gets with the job (at most 32
+        keys of A-Z a-z 0-9 _ . - and 4096 bytes; a meta the broker refuses
+        ends the job BadRequest); trace=True adds a new W3C traceparent
+        unless meta has one (Job.meta holds what was sent)."""
         payload = _check_payload(payload)
         if not isinstance(fn, str) or not fn:
             raise TypeError("fn must be a non-empty str")
+        meta = _check_meta(meta, trace)
         job_id = uuid.uuid4()
         pkt = {"t": "RUN", "id": job_id.bytes, "fn": fn, "payload": payload}
+        if meta:
+            pkt["meta"] = meta
         if timeout_ms:
             pkt["timeout_ms"] = _check_uint("timeout_ms", timeout_ms)
         if retries:
@@ -208,7 +245,7 @@ class Client:
         self._check_alive()
         job = None
         if not detach:
-            job = Job(self, job_id, fn, on_progress)
+            job = Job(self, job_id, fn, on_progress, meta)
             with self._lock:
                 self._jobs[job_id.bytes] = job
         try:
@@ -223,7 +260,8 @@ class Client:
         return job_id if detach else job
 
     def run(self, fn, payload=b"", timeout_ms=None, retries=None,
-            priority=None, nowait=False, on_progress=None):
+            priority=None, nowait=False, on_progress=None, meta=None,
+            trace=False):
         """Runs one job and waits for it. Returns the Result when it ends
         OK; raises the status's exception otherwise (JobError, JobTimeout,
         WorkerLost, NoWorker, QueueFull, Cancelled, Disconnected...). The
@@ -231,7 +269,7 @@ class Client:
         when that runs out the job is cancelled and JobTimeout raised."""
         job = self.submit(fn, payload, timeout_ms=timeout_ms,
                           retries=retries, priority=priority, nowait=nowait,
-                          on_progress=on_progress)
+                          on_progress=on_progress, meta=meta, trace=trace)
         wait = timeout_ms / 1000.0 + RUN_MARGIN_S if timeout_ms else None
         try:
             return job.result(wait)

@@ -33,7 +33,9 @@ TRANSIENT_CODES = {"TOO_MANY_CONNECTIONS", "SHUTTING_DOWN", "HELLO_TIMEOUT",
 class Job:
     """One dispatch of a job, handed to a handler.
 
-    id (uuid.UUID), fn (str), payload (bytes), attempt (1 for the first
+    id (uuid.UUID), fn (str), payload (bytes), meta (the dict of str to
+    str the client sent, {} for none; "traceparent" and "tracestate" are
+    its W3C Trace Context), attempt (1 for the first
     dispatch), timeout_ms (time left when it was pushed, 0: none), deadline
     (time.monotonic() value or None), cancelled (bool), cancel_event (a
     threading.Event set when the broker cancels this attempt, the job times
@@ -46,6 +48,8 @@ class Job:
         self._id = bytes(pkt["id"])
         self.fn = pkt.get("fn", "")
         self.payload = pkt.get("payload") or b""
+        meta = pkt.get("meta")
+        self.meta = dict(meta) if isinstance(meta, dict) else {}
         self.attempt = int(pkt.get("attempt", 1))
         self.timeout_ms = int(pkt.get("timeout_ms") or 0)
         self.deadline = (time.monotonic() + self.timeout_ms / 1000.0
