@@ -636,6 +636,36 @@ admin_shutdown(struct server *srv, struct peer *p,
 	return 0;
 }
 
+/*
+ * drain {timeout_ms?}: refuse new jobs, let the others finish, then shut
+ * down (server_drain()). Answers {running, queued, timeout_ms}.
+ */
+static int
+admin_drain(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
+{
+	const struct conn_peer	*cp = conn_peer(p->conn);
+	int64_t			 timeout_ms = 0;
+	uint32_t		 running, queued;
+
+	if (admin_arg_int(args, "drain", "timeout_ms", 0,
+	    (int64_t)LIMIT_STOP_TIMEOUT_MAX_MS, &timeout_ms, err) < 0)
+		return -1;
+	if (server_drain(srv, (uint64_t)timeout_ms, &running, &queued) != 0) {
+		snprintf(err, PROTO_ERRLEN, "patchbayd is already %s",
+		    srv->draining ? "draining" : "shutting down");
+		return -1;
+	}
+	log_info("drain requested by admin (conn %llu, uid %u)",
+	    (unsigned long long)p->id, (unsigned)cp->uid);
+	msgpack_pack_map(pk, 3);
+	admin_pack_kv_uint(pk, "running", running);
+	admin_pack_kv_uint(pk, "queued", queued);
+	admin_pack_kv_uint(pk, "timeout_ms", timeout_ms != 0 ?
+	    (uint64_t)timeout_ms : srv->cfg.drain_timeout_ms);
+	return 0;
+}
+
 /* The handler of each verb (proto/names.c has their names). */
 static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_STATUS] = admin_status,
@@ -650,6 +680,7 @@ static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_SCALE] = admin_scale,
 	[VERB_RELOAD] = admin_reload,
 	[VERB_SHUTDOWN] = admin_shutdown,
+	[VERB_DRAIN] = admin_drain,
 	[VERB_STATS] = admin_stats_stats,
 	[VERB_COUNT] = admin_stats_count,
 	[VERB_JOBS] = admin_stats_jobs,

@@ -177,6 +177,7 @@ enum settings_id {
 	SETTINGS_LOG_FILE,
 	SETTINGS_HTTP,
 	SETTINGS_HTTP_TIMEOUT,
+	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
 
@@ -203,6 +204,7 @@ struct settings {
 	char		 *http;			/* canonical endpoint, or NULL:
 						   no HTTP endpoint */
 	uint64_t	  http_timeout_ms;
+	uint64_t	  drain_timeout_ms;
 	uint32_t	  given;		/* 1u << SETTINGS_* when set */
 };
 
@@ -600,6 +602,7 @@ int	 supervisor_reload_file(struct supervisor *sv, char **cause);
 #define SERVER_DEFAULT_HEARTBEAT_MS	10000
 #define SERVER_DEFAULT_HELLO_MS		5000
 #define SERVER_SHUTDOWN_GRACE_MS	3000
+#define SERVER_DRAIN_POLL_MS		100	/* `ctl drain` looks again */
 #define SERVER_TRIM_JOBS		1000	/* a burst worth giving back */
 #define SERVER_TRIM_PEERS		1000	/* likewise, in connections */
 #define SERVER_FD_RESERVE		64	/* descriptors kept back from
@@ -619,6 +622,7 @@ struct server_config {
 	uint32_t	 max_connections_per_uid; /* 0: unlimited */
 	size_t		 out_cap;		/* per-peer pending output */
 	char		*token;			/* HELLO token required, or NULL */
+	uint64_t	 drain_timeout_ms;	/* `ctl drain`'s default bound */
 	struct switchboard_config sb;
 };
 
@@ -667,6 +671,10 @@ struct server {
 	struct event		*hb_timer;	/* heartbeat and HELLO sweep */
 	struct event		*stop_timer;	/* shutdown bound */
 	struct event		*stop_ev;	/* begins server_stop() */
+	struct event		*drain_ev;	/* polls a draining broker */
+	bool			 draining;	/* server_drain() */
+	uint64_t		 drain_started;	/* ms */
+	uint64_t		 drain_until;
 	bool			 stop_requested;	/* server_stop() */
 	bool			 stopping;	/* peers being sent away */
 	bool			 peers_down;	/* every peer gone (or timed
@@ -724,6 +732,16 @@ void	 server_set_supervisor(struct server *srv, struct supervisor *sv);
  */
 int	 server_stop(struct server *srv, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+
+/*
+ * `ctl drain`: refuses new RUNs (SHUTTING_DOWN, "the broker is draining")
+ * while the jobs already taken, queued or running, go on; once none is
+ * left, or after timeout_ms (0: drain_timeout), server_stop(). Writes
+ * the jobs left now to ret_running and ret_queued. Returns 0, -EALREADY
+ * when stopping or draining already, or -ENOMEM.
+ */
+int	 server_drain(struct server *srv, uint64_t timeout_ms,
+	    uint32_t *ret_running, uint32_t *ret_queued);
 
 /* The messages of every connection since the start, closed or not. */
 void	 server_msg_totals(const struct server *srv, struct msg_stats *ret);

@@ -468,6 +468,9 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		if (http->srv->stop_requested || http->srv->stopping)
 			http_reply_text(req, 503, "Service Unavailable",
 			    "stopping\n");
+		else if (http->srv->draining)
+			http_reply_text(req, 503, "Service Unavailable",
+			    "draining\n");
 		else if (!http_pools_up(http))
 			http_reply_text(req, 503, "Service Unavailable",
 			    "starting\n");

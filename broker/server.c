@@ -767,6 +767,8 @@ server_free(struct server *srv)
 		event_free(srv->stop_timer);
 	if (srv->stop_ev != NULL)
 		event_free(srv->stop_ev);
+	if (srv->drain_ev != NULL)
+		event_free(srv->drain_ev);
 	free(srv->cfg.token);
 	{
 		struct uid_count *u, *tmp;
@@ -913,6 +915,64 @@ server_shutdown(struct server *srv, void (*done)(struct server *, void *),
 	event_assign(srv->stop_timer, srv->base, -1, 0, server_stop_timer_cb,
 	    srv);
 	evtimer_add(srv->stop_timer, &tv);
+}
+
+/* A draining broker: shuts down once no job is left, or in time. */
+static void
+server_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server		*srv = arg;
+	struct sb_stats		 st;
+	struct timeval		 tv = { 0, SERVER_DRAIN_POLL_MS * 1000 };
+	char			 d[32];
+
+	(void)fd; (void)what;
+	if (srv->stop_requested)
+		return;
+	switchboard_stats(srv->sb, &st);
+	if (st.queued == 0 && st.running == 0)
+		(void)server_stop(srv, "drained: every job is done, shutting "
+		    "down");
+	else if (clock_now_ms() >= srv->drain_until) {
+		format_duration(srv->drain_until - srv->drain_started, d,
+		    sizeof(d));
+		(void)server_stop(srv, "drain: %s passed with %u jobs running "
+		    "and %u queued, shutting down", d, st.running, st.queued);
+	} else
+		evtimer_add(srv->drain_ev, &tv);
+}
+
+/* Refuses new RUNs, lets the others finish, then stops; see broker.h. */
+int
+server_drain(struct server *srv, uint64_t timeout_ms, uint32_t *ret_running,
+    uint32_t *ret_queued)
+{
+	struct sb_stats	st;
+	char		d[32];
+
+	if (srv->stop_requested || srv->draining)
+		return -EALREADY;
+	if (srv->drain_ev == NULL &&
+	    (srv->drain_ev = evtimer_new(srv->base, server_drain_cb,
+	    srv)) == NULL)
+		return -ENOMEM;
+	if (timeout_ms == 0)
+		timeout_ms = srv->cfg.drain_timeout_ms;
+	srv->draining = true;
+	srv->drain_started = clock_now_ms();
+	srv->drain_until = srv->drain_started + timeout_ms;
+	switchboard_refuse_new(srv->sb, "the broker is draining: it takes no "
+	    "new jobs");
+	switchboard_stats(srv->sb, &st);
+	format_duration(timeout_ms, d, sizeof(d));
+	log_info("draining: new jobs are refused; the %u running and %u "
+	    "queued have up to %s", st.running, st.queued, d);
+	notify_send(srv->notify, "STATUS=draining");
+	/* From the event loop, so that the answer goes out first. */
+	event_active(srv->drain_ev, EV_TIMEOUT, 0);
+	*ret_running = st.running;
+	*ret_queued = st.queued;
+	return 0;
 }
 
 /* Leaves the event loop once both the peers and the processes are gone. */

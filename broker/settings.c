@@ -121,6 +121,11 @@ static const struct settings_row settings_rows[] = {
 	    LIMIT_HTTP_TIMEOUT_MAX_MS, 10000, "DURATION",
 	    "an HTTP connection that does not send a whole request, or read "
 	    "its answer, this soon is closed" },
+	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
+	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
+	    60000, "DURATION",
+	    "`ctl drain`: how long the jobs already taken may take before "
+	    "the broker shuts down anyway" },
 };
 
 #define SETTINGS_NROWS	(sizeof(settings_rows) / sizeof(settings_rows[0]))

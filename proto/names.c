@@ -92,6 +92,8 @@ static const struct {
 	[VERB_JOBS] = { "jobs", "live jobs: queued and running" },
 	[VERB_QUEUES] = { "queues",
 	    "per function: queue depth, oldest wait, rejected, workers" },
+	[VERB_DRAIN] = { "drain",
+	    "refuse new jobs, finish the others, then shut down" },
 };
 
 /* Returns the index of the name s[0..len) in a table of fixstrs, or -1. */

@@ -147,6 +147,7 @@ enum admin_verb {
 	VERB_COUNT,
 	VERB_JOBS,
 	VERB_QUEUES,
+	VERB_DRAIN,
 	VERB__MAX
 };
 

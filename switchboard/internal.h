@@ -244,6 +244,8 @@ struct switchboard {
 	uint64_t		 external_bytes; /* the owner's, for max_memory */
 	uint64_t		 no_worker_wait_ms;
 	bool			 shutting_down;
+	bool			 refusing;	/* switchboard_refuse_new() */
+	char			 refusal[PROTO_ERRLEN];
 
 	struct sb_table		 routes;	/* live jobs by id */
 	struct sb_fn		*fns;		/* by name */

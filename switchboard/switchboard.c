@@ -383,8 +383,9 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	sb->now = now;
 	if (!detached && c == NULL)
 		return -EINVAL;
-	if (sb->shutting_down) {
-		run_refuse(sb, c, run, JOB_SHUTTING_DOWN, NULL);
+	if (sb->shutting_down || sb->refusing) {
+		run_refuse(sb, c, run, JOB_SHUTTING_DOWN,
+		    sb->refusing ? sb->refusal : NULL);
 		return 0;
 	}
 	if (run->fn.len == 0) {
@@ -664,6 +665,14 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 			job_orphan(sb, job);
 		}
 	}
+}
+
+/* Refuses every RUN from now on; see switchboard.h. */
+void
+switchboard_refuse_new(struct switchboard *sb, const char *why)
+{
+	sb->refusing = true;
+	snprintf(sb->refusal, sizeof(sb->refusal), "%s", why);
 }
 
 /* Sets the job end callback; see switchboard.h. */

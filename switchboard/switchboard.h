@@ -295,6 +295,12 @@ uint64_t	 switchboard_next_deadline(const struct switchboard *sb);
 void	 switchboard_shutdown(struct switchboard *sb, uint64_t now);
 
 /*
+ * From now on every RUN is refused SHUTTING_DOWN with the sentence why
+ * (copied, up to PROTO_ERRLEN bytes); the jobs already taken go on.
+ */
+void	 switchboard_refuse_new(struct switchboard *sb, const char *why);
+
+/*
  * Gives back the memory of small-job records when no job uses any (after
  * a burst has drained), and starts sb_stats.jobs_peak again from the jobs
  * alive now. Returns the bytes freed. Cheap; for a periodic sweep.

@@ -513,6 +513,110 @@ START_TEST(pools_stop_timeout_ends_a_long_job)
 }
 END_TEST
 
+/* Waits for the broker to exit by itself; returns its wait status. */
+static int
+broker_exits(int ms)
+{
+	unsigned long long	deadline = harness_now_ms() + (unsigned)ms;
+	int			status;
+
+	while (waitpid(broker.pid, &status, WNOHANG) != broker.pid) {
+		ck_assert_msg(harness_now_ms() < deadline, "patchbayd still "
+		    "runs after %d ms", ms);
+		usleep(20000);
+	}
+	broker.pid = -1;
+	return status;
+}
+
+/*
+ * ctl drain: new jobs are refused SHUTTING_DOWN, the running job and the
+ * queued one both finish OK, then the broker shuts down by itself.
+ */
+START_TEST(pools_ctl_drain_finishes_jobs_then_stops)
+{
+	char	 path[300], out1[300], out2[300], *out = NULL, *err = NULL;
+	char	*log;
+	pid_t	 r1, r2;
+	int	 status;
+
+	slow_conf(path, sizeof(path), "slow.conf", NULL);
+	start_broker(path);
+	wait_state("slow/1", "running", 10000);
+	r1 = spawn_slow("a", out1, sizeof(out1));
+	wait_log_count("slow/1: patchbay worker: job", 1, 10000);
+	r2 = spawn_slow("b", out2, sizeof(out2));
+	/* The second one waits in the queue (capacity 1). */
+	for (int i = 0; i < 250; i++) {
+		ck_assert_int_eq(ctl(false, &out, &err, "status", END), 0);
+		if (strstr(out, "\nqueued: 1\n") != NULL)
+			break;
+		free(out);
+		free(err);
+		out = err = NULL;
+		usleep(20000);
+	}
+	ck_assert_msg(out != NULL && strstr(out, "\nqueued: 1\n") != NULL,
+	    "%s", out);
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(ctl(false, &out, &err, "drain", END), 0);
+	ck_assert_str_eq(out, "patchbayd is draining: new jobs are refused; "
+	    "the 1 running and 1 queued have up to 1m, then it shuts down\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(run_job("slow", "c", &out, &err), 10);
+	ck_assert_msg(strstr(err, "the broker is draining") != NULL, "%s",
+	    err);
+	free(out);
+	free(err);
+	slow_done(r1, out1);
+	slow_done(r2, out2);
+	status = broker_exits(15000);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "patchbayd ended with %d", status);
+	/* The log tells it in the order it happened. */
+	log = harness_read_file(broker.log_path);
+	ck_assert_ptr_nonnull(strstr(log, "draining: new jobs are refused"));
+	ck_assert_msg(strstr(log, "draining: new jobs are refused") <
+	    strstr(log, "drained: every job is done, shutting down") &&
+	    strstr(log, "drained: every job is done") <
+	    strstr(log, "patchbayd: stopped"), "%s", log);
+	free(log);
+}
+END_TEST
+
+/* ctl drain --timeout: what is still running then ends SHUTTING_DOWN. */
+START_TEST(pools_ctl_drain_timeout)
+{
+	char	 path[300], out1[300], *out = NULL, *err = NULL, *text;
+	pid_t	 r1;
+	int	 status;
+
+	write_conf(path, sizeof(path), "long.conf",
+	    "[pool:slow]\n"
+	    "command = %s worker slow --exec 'exec sleep 60' --verbose\n"
+	    "kill_timeout = 1s\n", harness_cli());
+	start_broker(path);
+	wait_state("slow/1", "running", 10000);
+	r1 = spawn_slow("a", out1, sizeof(out1));
+	wait_log_count("slow/1: patchbay worker: job", 1, 10000);
+	ck_assert_int_eq(ctl(false, &out, &err, "drain", "--timeout", "500ms",
+	    END), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(waitpid(r1, &status, 0), r1);
+	text = harness_read_file(out1);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 10,
+	    "run exited %d: %s", status, text);
+	free(text);
+	broker_exits(15000);
+	ck_assert(harness_log_contains(&broker, "drain: 500ms passed with 1 "
+	    "jobs running and 0 queued, shutting down"));
+}
+END_TEST
+
 START_TEST(pools_pause_resume)
 {
 	char		 path[300], runlog[300], *out = NULL, *err = NULL;
@@ -858,6 +962,8 @@ pools_suite(void)
 	tcase_add_test(tc, pools_stop_timeout_kills);
 	tcase_add_test(tc, pools_stop_scale_reload_let_jobs_finish);
 	tcase_add_test(tc, pools_stop_timeout_ends_a_long_job);
+	tcase_add_test(tc, pools_ctl_drain_finishes_jobs_then_stops);
+	tcase_add_test(tc, pools_ctl_drain_timeout);
 	tcase_add_test(tc, pools_pause_resume);
 	tcase_add_test(tc, pools_pause_longer_than_heartbeats_keeps_the_job);
 	tcase_add_test(tc, pools_reload_add_remove);

@@ -45,6 +45,7 @@ enum ctl_args {
 	CTL_ARGS_STOP,		/* {id, timeout_ms?, force?} */
 	CTL_ARGS_SCALE,		/* {pool, instances} */
 	CTL_ARGS_JOBS,		/* {fn?, client?, state?, limit?} */
+	CTL_ARGS_DRAIN,		/* {timeout_ms?} */
 };
 
 /* How `patchbay ctl` takes one verb's arguments (names: proto/names.c). */
@@ -86,6 +87,8 @@ static const struct ctl_verb ctl_verbs[VERB__MAX] = {
 	    "[--limit N]", NULL },
 	[VERB_QUEUES] = { VERB_QUEUES, CTL_ARGS_NONE, 0, "queues",
 	    "no functions" },
+	[VERB_DRAIN] = { VERB_DRAIN, CTL_ARGS_DRAIN, CTL_OPT_TIMEOUT,
+	    "drain [--timeout D]", NULL },
 };
 
 #define CTL_NVERBS	VERB__MAX
@@ -137,7 +140,8 @@ ctl_usage(FILE *f)
 	    "                          the first that answers)\n"
 	    "      --restart POLICY    spawn: always, on-failure or never\n"
 	    "      --max-restarts N    spawn: give up after N restarts\n"
-	    "      --timeout D         stop: SIGKILL after D (500ms, 10s, 1m;\n"
+	    "      --timeout D         stop, drain: how long the running jobs\n"
+	    "                          may take (500ms, 10s, 1m;\n"
 	    "                          bare numbers are ms)\n"
 	    "      --force             stop: SIGKILL at once\n"
 	    "      --fn F              jobs: only those of function F\n"
@@ -419,6 +423,7 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 	switch (cmd->verb->args) {
 	case CTL_ARGS_NONE:
 	case CTL_ARGS_JOBS:
+	case CTL_ARGS_DRAIN:
 		if (npos > 0)
 			return cli_usage_error("ctl", "%s takes no argument, "
 			    "got '%s'", cmd->name, pos[0]);
@@ -508,6 +513,13 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 			msgpack_pack_true(pk);
 		}
 		break;
+	case CTL_ARGS_DRAIN:
+		msgpack_pack_map(pk, (cmd->given & CTL_OPT_TIMEOUT) != 0);
+		if (cmd->given & CTL_OPT_TIMEOUT) {
+			proto_pack_str(pk, "timeout_ms");
+			msgpack_pack_uint64(pk, cmd->timeout_ms);
+		}
+		break;
 	case CTL_ARGS_SCALE:
 		msgpack_pack_map(pk, 2);
 		proto_pack_str(pk, "pool");
@@ -577,6 +589,39 @@ ctl_print_done(FILE *f, const struct ctl_cmd *cmd)
 	}
 }
 
+/* The unsigned integer at key in the map o, or 0. */
+static uint64_t
+ctl_map_uint(const msgpack_object *o, const char *key)
+{
+	const msgpack_object_kv	*kv;
+	size_t			 len = strlen(key);
+
+	if (o == NULL || o->type != MSGPACK_OBJECT_MAP)
+		return 0;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		kv = &o->via.map.ptr[i];
+		if (kv->key.type == MSGPACK_OBJECT_STR &&
+		    kv->key.via.str.size == len &&
+		    memcmp(kv->key.via.str.ptr, key, len) == 0 &&
+		    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+			return kv->val.via.u64;
+	}
+	return 0;
+}
+
+/* drain's answer, for people. */
+static void
+ctl_print_drain(FILE *f, const msgpack_object *data)
+{
+	char	d[32];
+
+	format_duration(ctl_map_uint(data, "timeout_ms"), d, sizeof(d));
+	fprintf(f, "patchbayd is draining: new jobs are refused; the %llu "
+	    "running and %llu queued have up to %s, then it shuts down\n",
+	    (unsigned long long)ctl_map_uint(data, "running"),
+	    (unsigned long long)ctl_map_uint(data, "queued"), d);
+}
+
 /* Prints a REPLY's data or refusal; returns the exit status. */
 static int
 ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
@@ -595,6 +640,8 @@ ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
 		print_json(stdout, data);
 	else if (data == NULL || data->type == MSGPACK_OBJECT_NIL)
 		ctl_print_done(stdout, cmd);
+	else if (cmd->verb->verb == VERB_DRAIN)
+		ctl_print_drain(stdout, data);
 	else if ((cmd->verb->verb == VERB_STATS ||
 	    cmd->verb->verb == VERB_QUEUES || cmd->verb->verb == VERB_JOBS ?
 	    ctl_stats_print(stdout,
