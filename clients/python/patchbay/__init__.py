@@ -14,7 +14,7 @@ from .errors import (AdminError, BadRequest, Cancelled, ConnectError,
                      JobFailed, JobTimeout, NoWorker, PatchbayError,
                      ProtocolError, QueueFull, ShuttingDown, WorkerLost,
                      exception_for)
-from .wire import default_endpoint, parse_endpoint
+from .wire import default_endpoint, parse_endpoint, split_endpoints
 from .worker import Worker
 from .worker import Job as WorkerJob
 
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "admin", "AsyncClient", "AsyncJob", "AsyncWorker", "Client", "Job", "Result", "connect", "new_traceparent", "Worker", "WorkerJob",
-    "default_endpoint", "parse_endpoint", "exception_for",
+    "default_endpoint", "parse_endpoint", "split_endpoints", "exception_for",
     "PatchbayError", "JobFailed", "JobError", "Cancelled", "JobTimeout",
     "WorkerLost", "NoWorker", "QueueFull", "BadRequest", "DuplicateId",
     "ShuttingDown", "Disconnected", "ConnectionLost", "ConnectError",

@@ -8,7 +8,9 @@ from .errors import AdminError, ConnectError, ProtocolError
 
 def admin(verb, args=None, endpoint=None, timeout=10.0, name=None):
     """Connects as an admin, sends ADMIN {verb, args} and returns the
-    REPLY's data (None when the verb answers nothing). Raises AdminError
+    REPLY's data (None when the verb answers nothing). endpoint may be a
+    list "A,B,...": the verb goes to the first broker that answers (give one
+    endpoint to reach a given broker). Raises AdminError
     when the broker refuses the verb (REPLY ok:false; e.g. an unknown verb),
     ProtocolError when it refuses the connection (admin is accepted only
     over a unix socket, from the broker's own uid or root), ConnectError.
@@ -20,7 +22,8 @@ def admin(verb, args=None, endpoint=None, timeout=10.0, name=None):
         raise TypeError("verb must be a non-empty str")
     if args is not None and not isinstance(args, dict):
         raise TypeError("args must be a dict")
-    conn = wire.connect(endpoint, "admin", name, None, timeout)
+    conn, _ = wire.connect_any(wire.split_endpoints(endpoint), 0, "admin",
+                               name, None, timeout)
     try:
         pkt = {"t": "ADMIN", "seq": 1, "verb": verb}
         if args is not None:

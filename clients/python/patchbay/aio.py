@@ -51,7 +51,9 @@ class AsyncJob:
 class AsyncClient:
     """The asyncio Client: `c = await AsyncClient.connect(endpoint)`, or
     `async with await AsyncClient.connect() as c:`. Same arguments and
-    exceptions as Client."""
+    exceptions as Client (a list of brokers, spread=True; submit() fails
+    over after a lost broker, a short blocking connect in the caller's
+    thread)."""
 
     def __init__(self, client, loop):
         self.client = client
@@ -59,10 +61,11 @@ class AsyncClient:
 
     @classmethod
     async def connect(cls, endpoint=None, name=None, token=None,
-                      timeout=5.0):
+                      timeout=5.0, spread=False):
         loop = asyncio.get_running_loop()
         c = await loop.run_in_executor(None, functools.partial(
-            Client, endpoint, name=name, token=token, timeout=timeout))
+            Client, endpoint, name=name, token=token, timeout=timeout,
+            spread=spread))
         return cls(c, loop)
 
     def submit(self, fn, payload=b"", timeout_ms=None, retries=None,
@@ -104,6 +107,15 @@ class AsyncClient:
     def pending(self):
         return self.client.pending
 
+    @property
+    def endpoint(self):
+        """The broker in use (see Client)."""
+        return self.client.endpoint
+
+    @property
+    def connected(self):
+        return self.client.connected
+
     async def close(self):
         await self._loop.run_in_executor(None, self.client.close)
 
@@ -128,6 +140,10 @@ class AsyncWorker:
     @property
     def registered(self):
         return self.worker.registered
+
+    @property
+    def serving(self):
+        return self.worker.serving
 
     def handler(self, fn):
         def deco(func):

@@ -3,10 +3,13 @@
 One background thread per Client reads the connection: it delivers RESULTs
 to their Job futures, calls progress callbacks, answers the broker's PINGs
 and notices a lost broker. Every public method may be called from any
-thread."""
+thread. Given a list of brokers, a Client uses one at a time and fails over
+to the next on the first submit after a loss (a new connection, a new
+reader thread)."""
 
 import concurrent.futures
 import os
+import random
 import sys
 import threading
 import time
@@ -14,7 +17,7 @@ import traceback
 import uuid
 
 from . import wire
-from .errors import (BadRequest, ConnectionLost, JobTimeout,
+from .errors import (BadRequest, ConnectError, ConnectionLost, JobTimeout,
                      PatchbayError, ProtocolError, exception_for)
 
 RUN_MARGIN_S = 5.0  # run() waits timeout_ms plus this before giving up
@@ -152,57 +155,93 @@ def _check_uint(name, v, hi=0xFFFFFFFF):
     return v
 
 
+class _Session:
+    """One connection of a Client to one broker of its list: the reader
+    thread and the jobs in flight there. A lost session is never reused:
+    failing over makes a new one."""
+
+    def __init__(self, conn, index):
+        self.conn = conn
+        self.index = index        # in Client.endpoints
+        self.jobs = {}            # id bytes -> Job
+        self.pongs = {}           # n -> threading.Event
+        self.failure = None       # why the connection is gone
+        self.bye = None
+        self.thread = None
+
+
 class Client:
     """A connection to the broker as a client.
 
-    Client(endpoint=None, name=None, token=None, timeout=5.0): endpoint
-    "unix:PATH", "tcp:HOST:PORT" or "tcp:[V6]:PORT" (None: the default,
-    see patchbay.default_endpoint()); name is the HELLO name (default: the
+    Client(endpoint=None, name=None, token=None, timeout=5.0, spread=False):
+    endpoint "unix:PATH", "tcp:HOST:PORT" or "tcp:[V6]:PORT", or a list of
+    up to 16 of them, "A,B,..." (None: the default, see
+    patchbay.default_endpoint()); name is the HELLO name (default: the
     program name), token the HELLO token (default $PATCHBAY_TOKEN); timeout
-    bounds connecting and the handshake, in seconds. Raises ConnectError or
-    ProtocolError (a refused HELLO)."""
+    bounds connecting and the handshake, per broker, in seconds. Raises
+    ValueError for a malformed endpoint or list, ConnectError or
+    ProtocolError (a refused HELLO).
 
-    def __init__(self, endpoint=None, name=None, token=None, timeout=5.0):
-        self._conn = wire.connect(endpoint, "client", name, token, timeout)
-        self.endpoint = self._conn.where
+    With a list, the client uses one broker at a time: the first that takes
+    it, or with spread=True the list walked from a random place (so that
+    many clients spread over the brokers). When that broker is lost, the
+    jobs in flight there end Disconnected (never resubmitted: they may have
+    run) and the next submit() or run() fails over to the next broker of
+    the list (with one endpoint: the same one again). `endpoint` is the
+    broker in use, `endpoints` the list."""
+
+    def __init__(self, endpoint=None, name=None, token=None, timeout=5.0,
+                 spread=False):
+        self._wake_r = self._wake_w = -1
+        self.endpoints = tuple(wire.split_endpoints(endpoint))
+        self._name = name
+        self._token = token
+        self._timeout = timeout
+        start = 0
+        if spread and len(self.endpoints) > 1:
+            start = random.SystemRandom().randrange(len(self.endpoints))
+        conn, at = wire.connect_any(self.endpoints, start, "client", name,
+                                    token, timeout)
         self._lock = threading.Lock()
-        self._jobs = {}           # id bytes -> Job
-        self._pongs = {}          # n -> threading.Event
+        self._failover_lock = threading.RLock()
         self._sync_n = 1 << 31    # sync()'s PINGs; the reader's start at 1
-        self._failure = None      # why the connection is gone
-        self._bye = None
+        self._closed = None       # set by close(): the client stays closed
+        self._s = None            # the current _Session
+        self.endpoint = None
         self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._reader, daemon=True,
-                                        name="patchbay-client-reader")
-        self._thread.start()
+        self._start(conn, at)
 
     @classmethod
-    def connect(cls, endpoint=None, name=None, token=None, timeout=5.0):
-        return cls(endpoint, name=name, token=token, timeout=timeout)
+    def connect(cls, endpoint=None, name=None, token=None, timeout=5.0,
+                spread=False):
+        return cls(endpoint, name=name, token=token, timeout=timeout,
+                   spread=spread)
 
     # -- properties ------------------------------------------------------
 
     @property
     def server(self):
-        return self._conn.server
+        return self._s.conn.server
 
     @property
     def heartbeat_ms(self):
-        return self._conn.heartbeat_ms
+        return self._s.conn.heartbeat_ms
 
     @property
     def max_frame(self):
-        return self._conn.max_frame
+        return self._s.conn.max_frame
 
     @property
     def pending(self):
         """How many submitted (not detached) jobs have no result yet."""
         with self._lock:
-            return len(self._jobs)
+            return len(self._s.jobs)
 
     @property
     def connected(self):
-        return self._failure is None
+        """True while the connection to the current broker is up (after a
+        loss, the next submit() or run() fails over)."""
+        return self._closed is None and self._s.failure is None
 
     # -- jobs ------------------------------------------------------------
 
@@ -220,7 +259,11 @@ class Client:
         meta: a dict of str to str the worker gets with the job (at most 32
         keys of A-Z a-z 0-9 _ . - and 4096 bytes; a meta the broker refuses
         ends the job BadRequest); trace=True adds a new W3C traceparent
-        unless meta has one (Job.meta holds what was sent)."""
+        unless meta has one (Job.meta holds what was sent).
+
+        When the broker was lost, fails over first (see Client); raises
+        ConnectionLost (ConnectError) when no broker of the list can be
+        reached, and after close()."""
         payload = _check_payload(payload)
         if not isinstance(fn, str) or not fn:
             raise TypeError("fn must be a non-empty str")
@@ -242,22 +285,11 @@ class Client:
             pkt["detach"] = True
         if nowait:
             pkt["nowait"] = True
-        self._check_alive()
-        job = None
+        new_job = None
         if not detach:
-            job = Job(self, job_id, fn, on_progress, meta)
-            with self._lock:
-                self._jobs[job_id.bytes] = job
-        try:
-            self._conn.send(pkt)
-        except ValueError as e:
-            self._forget(job_id)
-            raise BadRequest(str(e), status="BAD_REQUEST", job_id=job_id)
-        except ConnectionLost:
-            self._forget(job_id)
-            self._check_alive()
-            raise
-        return job_id if detach else job
+            def new_job():
+                return Job(self, job_id, fn, on_progress, meta)
+        return self._send_run(pkt, job_id, new_job)
 
     def run(self, fn, payload=b"", timeout_ms=None, retries=None,
             priority=None, nowait=False, on_progress=None, meta=None,
@@ -286,13 +318,16 @@ class Client:
         """Asks the broker to cancel a job of this client (a Job or its
         uuid.UUID). Returns True if CANCEL was sent. The Job still ends
         with the broker's answer."""
+        s = getattr(job, "_session", None) if isinstance(job, Job) else None
         job_id = job.id if isinstance(job, Job) else job
         if isinstance(job_id, uuid.UUID):
             job_id = job_id.bytes
-        if self._failure is not None:
+        if s is None:
+            s = self._s
+        if self._closed is not None or s.failure is not None:
             return False
         try:
-            self._conn.send({"t": "CANCEL", "id": job_id})
+            s.conn.send({"t": "CANCEL", "id": job_id})
         except ConnectionLost:
             return False
         return True
@@ -300,40 +335,48 @@ class Client:
     def sync(self, timeout=5.0):
         """Waits until the broker has processed everything sent so far (a
         PING round trip): after it, detached jobs sent before are known to
-        be accepted (or dropped). Raises ConnectionLost or TimeoutError."""
-        self._check_alive()
+        be accepted (or dropped). Raises ConnectionLost (the broker was lost:
+        this does not fail over) or TimeoutError."""
+        s = self._s
+        self._check_alive(s)
         ev = threading.Event()
         with self._lock:
             self._sync_n += 1
             n = self._sync_n
-            self._pongs[n] = ev
+            s.pongs[n] = ev
         try:
-            self._conn.send({"t": "PING", "n": n})
+            s.conn.send({"t": "PING", "n": n})
             if not ev.wait(timeout):
                 raise TimeoutError("no PONG from the broker in %.1f s"
                                    % timeout)
         finally:
             with self._lock:
-                self._pongs.pop(n, None)
-        self._check_alive()
+                s.pongs.pop(n, None)
+        self._check_alive(s)
 
     # -- lifetime --------------------------------------------------------
 
     def close(self):
         """Closes the connection; the broker cancels the jobs still
-        running. Jobs without a result end Disconnected."""
-        if self._failure is None:
-            self._failure = ConnectionLost("the client was closed")
+        running. Jobs without a result end Disconnected. A closed client
+        stays closed (it does not fail over)."""
+        if self._closed is None:
+            self._closed = ConnectionLost("the client was closed")
+        with self._failover_lock:
+            s = self._s
         try:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
-        if threading.current_thread() is not self._thread:
-            self._thread.join(5)
-        self._conn.close()
+        if s is not None:
+            if s.thread is not None and \
+                    threading.current_thread() is not s.thread:
+                s.thread.join(5)
+            s.conn.close()
         for fd in (self._wake_r, self._wake_w):
             try:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
@@ -353,20 +396,105 @@ class Client:
 
     # -- internals -------------------------------------------------------
 
-    def _check_alive(self):
-        if self._failure is not None:
-            raise self._failure
+    def _start(self, conn, at):
+        """Makes conn (to endpoints[at]) the current session and starts its
+        reader."""
+        s = _Session(conn, at)
+        s.thread = threading.Thread(target=self._reader, args=(s,),
+                                    daemon=True,
+                                    name="patchbay-client-reader")
+        self._s = s
+        self.endpoint = conn.where
+        s.thread.start()
 
-    def _forget(self, job_id):
+    def _check_alive(self, s=None):
+        if self._closed is not None:
+            raise self._closed
+        s = self._s if s is None else s
+        if s.failure is not None:
+            raise s.failure
+
+    def _session(self):
+        """The current session, after failing over if its broker was lost:
+        to the next broker of the list (wrapping, the lost one last)."""
+        while True:
+            s = self._s
+            if self._closed is not None:
+                raise self._closed
+            if s.failure is None:
+                return s
+            # Let the old reader deliver its jobs' DISCONNECTED first,
+            # unless we are that reader (a callback that submits); not
+            # under the lock, so that such a callback may fail over
+            # meanwhile.
+            if threading.current_thread() is not s.thread:
+                s.thread.join(5)
+            with self._failover_lock:
+                if self._closed is not None:
+                    raise self._closed
+                if self._s is not s:
+                    continue  # another thread failed over
+                try:
+                    conn, at = wire.connect_any(
+                        self.endpoints, (s.index + 1) % len(self.endpoints),
+                        "client", self._name, self._token, self._timeout)
+                except (ConnectionLost, ProtocolError) as e:
+                    raise ConnectError("no broker to fail over to: %s"
+                                       % e) from e
+                if self._closed is not None:
+                    conn.close()
+                    raise self._closed
+                self._start(conn, at)
+
+    def _send_run(self, pkt, job_id, new_job):
+        """Records the job (new_job(): its Job; None: detached) on the
+        current session and sends its RUN there. A RUN that could not be
+        sent because the connection had just died was not submitted: it is
+        sent again, once, after failing over (as a new Job: the lost
+        session may already have finished the first)."""
+        for again in (False, True):
+            s = self._session()
+            job = None
+            if new_job is not None:
+                job = new_job()
+                job._session = s
+                with self._lock:
+                    s.jobs[job_id.bytes] = job
+            try:
+                s.conn.send(pkt)
+            except ValueError as e:
+                self._forget(job_id, s)
+                raise BadRequest(str(e), status="BAD_REQUEST", job_id=job_id)
+            except ConnectionLost as e:
+                self._forget(job_id, s)
+                self._lose(s, e)
+                if self._closed is not None:
+                    raise self._closed
+                if again:
+                    raise
+                continue
+            return job_id if job is None else job
+
+    def _lose(self, s, why):
+        """The session's connection failed under a sender: the reader
+        finishes the session's jobs."""
         with self._lock:
-            self._jobs.pop(job_id.bytes, None)
+            if s.failure is None:
+                s.failure = why
+        s.conn.close()
 
-    def _reader(self):
-        conn = self._conn
+    def _forget(self, job_id, s=None):
+        s = self._s if s is None else s
+        with self._lock:
+            s.jobs.pop(job_id.bytes, None)
+
+    def _reader(self, s):
+        conn = s.conn
         hb = max(conn.heartbeat_ms / 1000.0, 0.05)
         pinged = False
+        failure = None
         try:
-            while self._failure is None:
+            while s.failure is None and self._closed is None:
                 pkt = conn.recv(hb / 2, wakeup=self._wake_r)
                 if pkt is None:
                     silent = time.monotonic() - conn.last_rx
@@ -378,63 +506,63 @@ class Client:
                         pinged = True
                     continue
                 pinged = False
-                self._handle(pkt)
+                self._handle(s, pkt)
         except PatchbayError as e:
-            if self._failure is None:
-                if self._bye is not None and isinstance(e, ConnectionLost):
-                    e = ConnectionLost("the broker said BYE (%s)" % self._bye)
-                self._failure = e
+            if s.bye is not None and isinstance(e, ConnectionLost):
+                e = ConnectionLost("the broker said BYE (%s)" % s.bye)
+            failure = e
         except Exception as e:  # a bug: do not leave futures hanging
-            if self._failure is None:
-                self._failure = ConnectionLost("reader failed: %r" % e)
+            failure = ConnectionLost("reader failed: %r" % e)
+        # Closed before the jobs are taken: a RUN sent after this fails,
+        # one sent before is among the jobs finished here.
         conn.close()
-        self._fail_all()
-
-    def _fail_all(self):
         with self._lock:
-            jobs, self._jobs = self._jobs, {}
-            pongs = list(self._pongs.values())
-        why = str(self._failure)
+            if s.failure is None:
+                s.failure = failure or self._closed or \
+                    ConnectionLost("the connection to %s is closed"
+                                   % conn.where)
+            jobs, s.jobs = s.jobs, {}
+            pongs = list(s.pongs.values())
+        why = str(s.failure)
         for job in jobs.values():
             job._finish(Result(job.id, "DISCONNECTED", b"", 0, why))
         for ev in pongs:
             ev.set()
 
-    def _handle(self, pkt):
+    def _handle(self, s, pkt):
         t = pkt["t"]
         if t == "RESULT":
             rid = pkt.get("id")
             with self._lock:
-                job = self._jobs.pop(rid, None)
+                job = s.jobs.pop(rid, None)
             if job is not None:
                 job._finish(Result(job.id, pkt.get("status", "?"),
                                    pkt.get("payload") or b"",
                                    pkt.get("attempts", 0), pkt.get("error")))
         elif t == "PROGRESS":
             with self._lock:
-                job = self._jobs.get(pkt.get("id"))
+                job = s.jobs.get(pkt.get("id"))
             if job is not None and job.on_progress is not None:
                 try:
                     job.on_progress(pkt.get("payload") or b"")
                 except Exception:
                     traceback.print_exc(file=sys.stderr)
         elif t == "PING":
-            self._conn.send({"t": "PONG", "n": pkt.get("n", 0)})
+            s.conn.send({"t": "PONG", "n": pkt.get("n", 0)})
         elif t == "PONG":
             with self._lock:
-                ev = self._pongs.get(pkt.get("n"))
+                ev = s.pongs.get(pkt.get("n"))
             if ev is not None:
                 ev.set()
         elif t == "BYE":
-            self._bye = pkt.get("reason", "")
+            s.bye = pkt.get("reason", "")
         elif t == "ERROR":
             if pkt.get("code") == "NOT_FOUND":
                 return  # a CANCEL that came too late: harmless
-            self._failure = ProtocolError(pkt.get("msg", ""),
-                                          code=pkt.get("code"))
-            raise self._failure
+            raise ProtocolError(pkt.get("msg", ""), code=pkt.get("code"))
 
 
-def connect(endpoint=None, name=None, token=None, timeout=5.0):
-    """Client(endpoint, name=..., token=..., timeout=...)."""
-    return Client(endpoint, name=name, token=token, timeout=timeout)
+def connect(endpoint=None, name=None, token=None, timeout=5.0, spread=False):
+    """Client(endpoint, name=..., token=..., timeout=..., spread=...)."""
+    return Client(endpoint, name=name, token=token, timeout=timeout,
+                  spread=spread)

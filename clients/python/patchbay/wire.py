@@ -19,12 +19,17 @@ MAX_FRAME_HELLO = 4096
 MAX_FRAME_DEFAULT = 1048576
 FRAME_SLACK = 64  # the broker may add keys to frames it forwards
 ID_LEN = 16
+ENDPOINT_LIST_MAX = 16  # brokers in one list (util/endpoint.c)
+ENDPOINT_TEXT_MAX = 383  # bytes in one entry of a list
+UNIX_PATH_MAX = 107  # bytes in a unix socket path (sun_path, less its NUL)
+TCP_HOST_MAX = 255
 
 
 def default_endpoint():
     """The endpoint used when none is given, in the C library's order:
-    $PATCHBAY_BROKER, unix:$PATCHBAY_SOCKET, unix:$XDG_RUNTIME_DIR/
-    patchbay.sock, unix:/tmp/patchbay-$UID/patchbay.sock."""
+    $PATCHBAY_BROKER (an endpoint or a list of them, returned as it is),
+    unix:$PATCHBAY_SOCKET, unix:$XDG_RUNTIME_DIR/patchbay.sock,
+    unix:/tmp/patchbay-$UID/patchbay.sock."""
     v = os.environ.get("PATCHBAY_BROKER")
     if v:
         return v
@@ -51,6 +56,9 @@ def parse_endpoint(text):
         path = text[5:]
         if not path:
             raise ValueError("endpoint '%s': empty socket path" % text)
+        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise ValueError("endpoint '%s': socket path longer than %d "
+                             "bytes" % (text, UNIX_PATH_MAX))
         return "unix", path
     if text.startswith("tcp:"):
         s = text[4:]
@@ -69,12 +77,45 @@ def parse_endpoint(text):
                                  "be written in brackets, as [::1]:PORT" % s)
         if not host:
             raise ValueError("tcp endpoint '%s': empty host" % s)
+        if len(host.encode("utf-8", "surrogateescape")) > TCP_HOST_MAX:
+            raise ValueError("tcp endpoint '%s': too long a host" % s)
         if not port.isdigit() or int(port) > 65535:
             raise ValueError("tcp endpoint '%s': port '%s' is not a number "
                              "from 0 to 65535" % (s, port))
         return "tcp", (host, int(port))
     raise ValueError("endpoint '%s': expected unix:PATH or tcp:HOST:PORT"
                      % text)
+
+
+def split_endpoints(text=None):
+    """The brokers of an endpoint list, "A,B,..." (None: the default
+    endpoint), as a list of endpoint strings in their order: one endpoint
+    is a list of one. Blanks (spaces, tabs) around the commas are ignored.
+    Raises ValueError, with util/endpoint.c's sentences, for an empty entry,
+    more than 16 brokers, an entry longer than 383 bytes, a malformed
+    endpoint (parse_endpoint()'s sentence) or the same broker twice."""
+    if text is None:
+        text = default_endpoint()
+    if not isinstance(text, str):
+        raise TypeError("an endpoint is a str, not %s" % type(text).__name__)
+    if not text:
+        raise ValueError("empty endpoint")
+    out = []
+    for part in text.split(","):
+        one = part.strip(" \t")
+        if not one:
+            raise ValueError("the broker list has an empty entry")
+        if len(out) == ENDPOINT_LIST_MAX:
+            raise ValueError("the broker list has more than %d brokers"
+                             % ENDPOINT_LIST_MAX)
+        if len(one.encode("utf-8", "surrogateescape")) > ENDPOINT_TEXT_MAX:
+            raise ValueError("the broker list has an entry longer than %d "
+                             "bytes" % ENDPOINT_TEXT_MAX)
+        parse_endpoint(one)
+        if one in out:
+            raise ValueError("the broker list has %s twice" % one)
+        out.append(one)
+    return out
 
 
 def open_socket(endpoint, timeout):
@@ -270,6 +311,39 @@ def connect(endpoint, role, name=None, token=None, timeout=5.0):
         conn.close()
         raise
     return conn
+
+
+def connect_any(endpoints, start, role, name=None, token=None, timeout=5.0):
+    """(Connection, index): the first broker of the list endpoints, from
+    endpoints[start] on and wrapping, that takes the connection (connect
+    plus handshake, each bounded by timeout). When none does: with one
+    endpoint, its own exception; with several, ProtocolError when one of
+    them refused the handshake (a refusal says more than an unreachable
+    broker; code is the first refusal's), else ConnectError, with every
+    failure in the message, joined with "; "."""
+    n = len(endpoints)
+    if n == 0:
+        raise ValueError("empty endpoint")
+    errors = []
+    first = refusal = None
+    for i in range(n):
+        at = (start + i) % n
+        try:
+            return connect(endpoints[at], role, name, token, timeout), at
+        except ProtocolError as e:
+            if refusal is None:
+                refusal = e
+            errors.append(e.error or str(e))
+            first = first or e
+        except ConnectionLost as e:
+            errors.append(str(e))
+            first = first or e
+    if n == 1:
+        raise first
+    text = "; ".join(errors)
+    if refusal is not None:
+        raise ProtocolError(text, code=refusal.code) from refusal
+    raise ConnectError(text) from first
 
 
 def adopt(fd, role, name=None, timeout=5.0):

@@ -1,11 +1,14 @@
 """Worker: registers functions and answers the jobs the broker pushes.
 
-Threads: the thread that calls run() owns the connection's reading side: it
-takes RUN and CANCEL, answers PINGs and reconnects. Handlers run in a pool
-of `capacity` daemon threads (one thread when capacity is 1), so a handler
-may block for as long as its job allows without the broker losing sight of
-the worker. Sending (RESULT, PROGRESS, PONG) is serialised by a lock, so
-job.progress() may be called from any thread."""
+Threads: each broker the worker serves (one, or every broker of a list) has
+a thread that owns its connection's reading side: it takes RUN and CANCEL,
+answers PINGs and reconnects with its own backoff. The thread that calls
+run() waits for stop() (or for every broker to be given up). Handlers run in
+a pool of `capacity` daemon threads per broker (one thread when capacity is
+1 and there is one broker), so a handler may block for as long as its job
+allows without the broker losing sight of the worker. A job is answered on
+the connection it came on. Sending (RESULT, PROGRESS, PONG) is serialised by
+a per-connection lock, so job.progress() may be called from any thread."""
 
 import logging
 import os
@@ -74,7 +77,7 @@ class Job:
             raise TypeError("progress data must be bytes, not str: encode "
                             "it, e.g. data.encode()")
         data = bytes(data)
-        if self.finished or self._conn is not self._worker._conn:
+        if self.finished or self._conn.closed:
             return False
         try:
             self._conn.send({"t": "PROGRESS", "id": self._id,
@@ -104,16 +107,37 @@ def _inherited_fd():
     return fd
 
 
+class _Link:
+    """One broker of a Worker: its endpoint (None: the inherited
+    PATCHBAY_FD), its connection while registered, the jobs that came on
+    that connection, and the thread that keeps it up."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.where = endpoint or "the inherited connection (PATCHBAY_FD)"
+        self.conn = None          # while registered
+        self.running = {}         # (id bytes, attempt) -> Job, on conn
+        self.thread = None
+        self.error = None         # why the last attempt failed
+        self.tried_at = None      # when it failed (time.monotonic())
+        self.fatal = None         # why this broker is given up for good
+        self.stop = False         # run() is returning
+
+
 class Worker:
     """Worker(endpoint=None, name=None, token=None, capacity=1,
     connect_timeout=None, timeout=5.0, stop_timeout=5.0).
 
-    endpoint None: the descriptor in $PATCHBAY_FD when set (a worker the
-    broker spawned; its loss is final), else the default endpoint.
+    endpoint: one endpoint, or a list "A,B,..." of up to 16 brokers, which
+    the worker registers with and serves all at once (ValueError for a
+    malformed one); None: the descriptor in $PATCHBAY_FD when set (a worker
+    the broker spawned; its loss is final), else the default endpoint.
+    capacity is offered to each broker of the list.
     connect_timeout: how long run() waits for a broker that is not up at
-    start, in seconds (None: for ever, with backoff; 0: fail at once).
-    timeout bounds each connect and handshake; stop_timeout is how long
-    run() waits for running handlers after stop()."""
+    start (with a list: for any of them), in seconds (None: for ever, with
+    backoff; 0: fail at once). timeout bounds each connect and handshake;
+    stop_timeout is how long run() waits for running handlers after
+    stop()."""
 
     def __init__(self, endpoint=None, name=None, token=None, capacity=1,
                  connect_timeout=None, timeout=5.0, stop_timeout=5.0):
@@ -128,14 +152,19 @@ class Worker:
         self.timeout = timeout
         self.stop_timeout = stop_timeout
         self._inherited = _inherited_fd() if endpoint is None else None
+        # The brokers served: one endpoint is a list of one; none for an
+        # inherited connection.
+        self.brokers = () if self._inherited is not None else \
+            tuple(wire.split_endpoints(endpoint))
         self._handlers = {}
-        self._conn = None
-        self._running = {}            # (id bytes, attempt) -> Job
+        self._links = []
         self._lock = threading.Lock()
         self._queue = queue.Queue()
         self._threads = []
         self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake_r, self._wake_w = os.pipe()    # stop()
+        self._poke_r, self._poke_w = os.pipe()    # a link changed
+        os.set_blocking(self._poke_w, False)
         self.registered = threading.Event()  # set while registered
         self.connections = 0          # successful registrations so far
 
@@ -157,8 +186,10 @@ class Worker:
         if fn not in self._handlers and len(self._handlers) >= 256:
             raise ValueError("a worker serves at most 256 functions")
         self._handlers[fn] = func
-        conn = self._conn
-        if conn is not None:
+        with self._lock:
+            conns = [link.conn for link in self._links
+                     if link.conn is not None]
+        for conn in conns:
             try:
                 self._register(conn)
             except ConnectionLost:
@@ -170,10 +201,12 @@ class Worker:
         """Connects, registers and serves until stop() (or SIGTERM/SIGINT
         when install_signals and called from the main thread), reconnecting
         with backoff (100 ms doubling to 5 s) when the broker goes away.
-        Returns after stop(). Raises ProtocolError when the broker refuses
-        the worker (a wrong token...), ConnectError when connect_timeout
-        runs out, ConnectionLost when an inherited connection (PATCHBAY_FD)
-        closes."""
+        With a list, every broker has its own connection, reader thread and
+        backoff, and a broker that is down does not keep the worker from
+        serving the others. Returns after stop(). Raises ProtocolError when
+        the broker refuses the worker (a wrong token...; with a list, when
+        every broker did), ConnectError when connect_timeout runs out,
+        ConnectionLost when an inherited connection (PATCHBAY_FD) closes."""
         if not self._handlers:
             raise ValueError("no handler registered")
         old = {}
@@ -181,51 +214,41 @@ class Worker:
                 threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 old[sig] = signal.signal(sig, lambda *_: self.stop())
-        self._start_pool()
+        if self._inherited is not None:
+            links = [_Link(None)]
+        else:
+            links = [_Link(ep) for ep in self.brokers]
+        # Each broker may push `capacity` jobs: a thread for every one.
+        self._start_pool(self.capacity * len(links))
         started = time.monotonic()
-        backoff = 0.0
         try:
-            while not self._stopping:
-                try:
-                    conn = self._connect()
-                except (ConnectionLost, ProtocolError) as e:
-                    if self._inherited is not None or (
-                            isinstance(e, ProtocolError)
-                            and e.code not in TRANSIENT_CODES):
-                        raise
-                    if self.connections == 0 and \
-                            self.connect_timeout is not None and \
-                            time.monotonic() - started >= \
-                            self.connect_timeout:
-                        raise
-                    backoff = min(BACKOFF_MAX_S,
-                                  max(BACKOFF_MIN_S, backoff * 2))
-                    delay = backoff * random.uniform(0.75, 1.25)
-                    if self.connections == 0 and \
-                            self.connect_timeout is not None:
-                        delay = min(delay, max(0.0, started +
-                                               self.connect_timeout -
-                                               time.monotonic()))
-                    log.info("cannot reach the broker (%s); retrying in "
-                             "%.0f ms", e, delay * 1000)
-                    self._sleep(delay)
-                    continue
-                backoff = 0.0
-                self._serve(conn)
-                if self._inherited is not None and not self._stopping:
-                    raise ConnectionLost("the inherited connection "
-                                         "(PATCHBAY_FD) closed")
-                if not self._stopping:
-                    # Not at once: a broker that is restarting is not up yet.
-                    backoff = BACKOFF_MIN_S / 2
+            with self._lock:
+                self._links = links
+            for link in links:
+                link.thread = threading.Thread(
+                    target=self._keep, args=(link, started), daemon=True,
+                    name="patchbay-worker-%s" % link.where)
+                link.thread.start()
+            self._supervise(links, started)
         finally:
+            for link in links:
+                link.stop = True
+            self._stopping = True
+            self._wake()
+            deadline = time.monotonic() + self.timeout + 1.0
+            for link in links:
+                if link.thread is not None:
+                    link.thread.join(max(0.0, deadline - time.monotonic()))
             self._shutdown()
+            with self._lock:
+                self._links = []
             for sig, h in old.items():
                 signal.signal(sig, h)
 
     def start(self, timeout=10.0):
-        """Runs run() in a daemon thread and waits until registered.
-        Returns the thread. For embedding and tests; stop() ends it."""
+        """Runs run() in a daemon thread and waits until registered (with
+        one broker of a list). Returns the thread. For embedding and tests;
+        stop() ends it."""
         t = threading.Thread(target=self.run, kwargs={"install_signals":
                                                       False},
                              daemon=True, name="patchbay-worker")
@@ -236,21 +259,39 @@ class Worker:
         return t
 
     def stop(self):
-        """Makes run() return: the connection is closed (the broker retries
-        the running jobs or answers WORKER_LOST), running jobs are flagged
-        cancelled, and run() waits up to stop_timeout for their handlers.
-        Safe from any thread and from a signal handler."""
+        """Makes run() return: the connections are closed (the brokers
+        retry the running jobs or answer WORKER_LOST), running jobs are
+        flagged cancelled, and run() waits up to stop_timeout for their
+        handlers. Safe from any thread and from a signal handler."""
         self._stopping = True
+        self._wake()
+
+    @property
+    def connected(self):
+        """True while registered with at least one broker."""
+        return self.registered.is_set()
+
+    @property
+    def serving(self):
+        """The endpoints of the brokers the worker is registered with now,
+        in the order of the list."""
+        with self._lock:
+            return [link.where for link in self._links
+                    if link.conn is not None]
+
+    # -- internals -------------------------------------------------------
+
+    def _wake(self):
         try:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
 
-    @property
-    def connected(self):
-        return self.registered.is_set()
-
-    # -- internals -------------------------------------------------------
+    def _poke(self):
+        try:
+            os.write(self._poke_w, b"x")
+        except OSError:
+            pass
 
     def _sleep(self, seconds):
         import select
@@ -259,31 +300,123 @@ class Worker:
         except (OSError, ValueError):
             time.sleep(seconds)
 
-    def _connect(self):
-        if self._inherited is not None:
+    def _supervise(self, links, started):
+        """In run()'s thread: waits for stop(), for every broker to be
+        given up (raises the first one's reason), or for connect_timeout
+        to run out with no broker ever registered (raises ConnectError)."""
+        import select
+        deadline = None
+        if self.connect_timeout is not None:
+            deadline = started + self.connect_timeout
+        while not self._stopping:
+            fatal = [link for link in links if link.fatal is not None]
+            if len(fatal) == len(links):
+                raise fatal[0].fatal
+            if deadline is not None and self.connections == 0 and \
+                    time.monotonic() >= deadline and \
+                    all(link.fatal is not None or (
+                        link.tried_at is not None and
+                        link.tried_at >= deadline) for link in links):
+                if len(links) == 1:
+                    raise links[0].error
+                raise ConnectError(
+                    "no broker of the %d listed is reachable (%s)" % (
+                        len(links), "; ".join(
+                            str(link.fatal or link.error)
+                            for link in links))) from links[0].error
+            wait = None
+            if deadline is not None and self.connections == 0:
+                # Past the deadline, a link's attempt pokes us.
+                wait = max(0.0, deadline - time.monotonic()) or None
+            try:
+                r, _, _ = select.select([self._wake_r, self._poke_r], [],
+                                        [], wait)
+            except InterruptedError:
+                continue
+            if self._poke_r in r:
+                os.read(self._poke_r, 4096)
+
+    def _keep(self, link, started):
+        """A link's thread: connects with backoff, serves, reconnects, until
+        run() returns or the broker is given up (link.fatal)."""
+        backoff = 0.0
+        try:
+            while not (self._stopping or link.stop):
+                try:
+                    conn = self._connect(link)
+                except (ConnectionLost, ProtocolError) as e:
+                    link.error = e
+                    link.tried_at = time.monotonic()
+                    if link.endpoint is None or (
+                            isinstance(e, ProtocolError)
+                            and e.code not in TRANSIENT_CODES):
+                        link.fatal = e
+                        if len(self.brokers) > 1:
+                            log.error("giving up the broker at %s: %s",
+                                      link.where, e)
+                        return
+                    self._poke()
+                    backoff = min(BACKOFF_MAX_S,
+                                  max(BACKOFF_MIN_S, backoff * 2))
+                    delay = backoff * random.uniform(0.75, 1.25)
+                    if self.connections == 0 and \
+                            self.connect_timeout is not None:
+                        left = started + self.connect_timeout - \
+                            time.monotonic()
+                        if left > 0:
+                            delay = min(delay, left)
+                    log.info("cannot reach the broker at %s (%s); retrying "
+                             "in %.0f ms", link.where, e, delay * 1000)
+                    self._sleep(delay)
+                    continue
+                if self._stopping or link.stop:
+                    conn.close()
+                    return
+                backoff = 0.0
+                self._serve(link, conn)
+                if link.endpoint is None and not self._stopping:
+                    link.fatal = ConnectionLost("the inherited connection "
+                                                "(PATCHBAY_FD) closed")
+                    return
+                if not self._stopping:
+                    # Not at once: a broker that is restarting is not up yet.
+                    backoff = BACKOFF_MIN_S / 2
+        except BaseException as e:  # a bug: do not leave run() waiting
+            if link.fatal is None:
+                link.fatal = e
+            log.exception("the connection to %s failed", link.where)
+        finally:
+            self._poke()
+
+    def _connect(self, link):
+        if link.endpoint is None:
             fd, self._inherited = self._inherited, -1
             if fd < 0:
                 raise ConnectionLost("the inherited connection "
                                      "(PATCHBAY_FD) is closed")
             return wire.adopt(fd, "worker", self.name, self.timeout)
-        return wire.connect(self.endpoint, "worker", self.name, self.token,
+        return wire.connect(link.endpoint, "worker", self.name, self.token,
                             self.timeout)
 
     def _register(self, conn):
         conn.send({"t": "REGISTER", "fns": sorted(self._handlers),
                    "capacity": self.capacity})
 
-    def _serve(self, conn):
-        self._register(conn)
-        self._conn = conn
-        self.connections += 1
-        self.registered.set()
-        log.info("serving %s (capacity %d) at %s", ", ".join(
-            sorted(self._handlers)), self.capacity, conn.where)
-        hb = max(conn.heartbeat_ms / 1000.0, 0.05)
-        pinged = False
+    def _serve(self, link, conn):
         try:
-            while not self._stopping:
+            # Seen by add_handler() before REGISTER, so that a function
+            # added meanwhile is registered too (again, which is harmless).
+            with self._lock:
+                link.conn = conn
+            self._register(conn)
+            with self._lock:
+                self.connections += 1
+                self.registered.set()
+            log.info("serving %s (capacity %d) at %s", ", ".join(
+                sorted(self._handlers)), self.capacity, conn.where)
+            hb = max(conn.heartbeat_ms / 1000.0, 0.05)
+            pinged = False
+            while not (self._stopping or link.stop):
                 pkt = conn.recv(hb / 2, wakeup=self._wake_r)
                 if pkt is None:
                     silent = time.monotonic() - conn.last_rx
@@ -295,44 +428,49 @@ class Worker:
                         pinged = True
                     continue
                 pinged = False
-                self._handle(conn, pkt)
+                self._handle(link, conn, pkt)
         except (ConnectionLost, ProtocolError) as e:
             if not self._stopping:
-                log.warning("lost the broker: %s", e)
+                log.warning("lost the broker at %s: %s", link.where, e)
         finally:
-            self.registered.clear()
-            self._conn = None
+            # Closed first: an answer sent after this fails, and jobs of
+            # this connection finished meanwhile are not answered.
             conn.close()
             with self._lock:
-                lost = list(self._running.values())
-                self._running.clear()
+                link.conn = None
+                lost = list(link.running.values())
+                link.running.clear()
+                if not any(other.conn is not None for other in self._links):
+                    self.registered.clear()
             for job in lost:
                 job.cancel_event.set()  # its answer can no longer go out
 
-    def _handle(self, conn, pkt):
+    def _handle(self, link, conn, pkt):
         t = pkt["t"]
         if t == "RUN":
             job = Job(self, conn, pkt)
+            job._link = link
             with self._lock:
-                self._running[(job._id, job.attempt)] = job
+                link.running[(job._id, job.attempt)] = job
             self._queue.put(job)
         elif t == "CANCEL":
             with self._lock:
-                job = self._running.get((bytes(pkt.get("id", b"")),
-                                         int(pkt.get("attempt", 0))))
+                job = link.running.get((bytes(pkt.get("id", b"")),
+                                        int(pkt.get("attempt", 0))))
             if job is not None:
                 job.cancel_event.set()
         elif t == "PING":
             conn.send({"t": "PONG", "n": pkt.get("n", 0)})
         elif t == "BYE":
-            log.info("the broker said BYE (%s)", pkt.get("reason", ""))
+            log.info("the broker at %s said BYE (%s)", link.where,
+                     pkt.get("reason", ""))
         elif t == "ERROR":
-            log.warning("the broker sent ERROR %s: %s", pkt.get("code"),
-                        pkt.get("msg"))
+            log.warning("the broker at %s sent ERROR %s: %s", link.where,
+                        pkt.get("code"), pkt.get("msg"))
 
-    def _start_pool(self):
+    def _start_pool(self, n):
         self._threads = [t for t in self._threads if t.is_alive()]
-        while len(self._threads) < self.capacity:
+        while len(self._threads) < n:
             t = threading.Thread(target=self._pool_thread, daemon=True,
                                  name="patchbay-handler-%d"
                                  % len(self._threads))
@@ -371,10 +509,12 @@ class Worker:
                 status, out = "ERROR", b""
                 error = (str(e) or type(e).__name__)[:MAX_ERROR_TEXT]
         job.finished = True
+        key = (job._id, job.attempt)
         with self._lock:
-            self._running.pop((job._id, job.attempt), None)
+            if job._link.running.get(key) is job:
+                del job._link.running[key]
         conn = job._conn
-        if conn is not self._conn:
+        if conn.closed:
             return  # came on a lost connection: the broker retries it
         res = {"t": "RESULT", "id": job._id, "attempt": job.attempt,
                "status": status}
@@ -394,7 +534,8 @@ class Worker:
 
     def _shutdown(self):
         with self._lock:
-            jobs = list(self._running.values())
+            jobs = [job for link in self._links
+                    for job in link.running.values()]
         for job in jobs:
             job.cancel_event.set()
         for _ in self._threads:
@@ -421,8 +562,8 @@ class Worker:
             pass
 
     def close(self):
-        """Releases the wakeup pipe; call after run() returned."""
-        for fd in (self._wake_r, self._wake_w):
+        """Releases the wakeup pipes; call after run() returned."""
+        for fd in (self._wake_r, self._wake_w, self._poke_r, self._poke_w):
             try:
                 os.close(fd)
             except OSError:

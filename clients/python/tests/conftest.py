@@ -65,6 +65,14 @@ class Broker:
                 self.proc.wait()
         self.proc = None
 
+    def kill(self):
+        """SIGKILL: no BYE, no goodbye to anyone (a crash). The socket file
+        stays; start() again on it works (patchbayd removes a stale one)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
     def text(self):
         try:
             with open(self.log, errors="replace") as f:
@@ -88,12 +96,23 @@ def make_broker():
         return b
     yield make
     for b in made:
-        b.cleanup()
+        try:
+            b.cleanup()
+        except Exception:  # stop the others all the same
+            if b.proc is not None:
+                b.proc.kill()
 
 
 @pytest.fixture
 def broker(make_broker):
     return make_broker()
+
+
+@pytest.fixture
+def two_brokers(make_broker):
+    """Two patchbayd, A and B, each on its own temporary socket: for
+    endpoint lists ("A,B"). Both are stopped (or killed) after the test."""
+    return make_broker(), make_broker()
 
 
 @pytest.fixture
