@@ -1243,13 +1243,15 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_help = flag_list(help, NULL, NULL);
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
-	ck_assert_str_eq(from_help, "--config,--heartbeat,--hello-timeout,"
+	ck_assert_str_eq(from_help, "--config,--drain-timeout,--heartbeat,"
+	    "--hello-timeout,"
 	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
 	    "--max-connections,--max-connections-per-uid,--max-frame,"
 	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
 	    "--max-queue-bytes,--no-worker-wait,--ready-file,--token-file,"
 	    "--version,");
-	ck_assert_str_eq(from_doc, "--heartbeat,--hello-timeout,--http,"
+	ck_assert_str_eq(from_doc, "--drain-timeout,--heartbeat,"
+	    "--hello-timeout,--http,"
 	    "--http-timeout,--listen,--log-file,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
