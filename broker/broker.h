@@ -255,7 +255,13 @@ struct config_pool {
 	char		 *command;		/* as written */
 	char		**argv;			/* command split in words,
 						   NULL-terminated */
-	int		  instances;		/* default 1 */
+	int		  instances;		/* default 1; MIN of MIN..MAX */
+	int		  instances_max;	/* > instances: on demand */
+	char		**functions;		/* what an on-demand pool
+						   serves, NULL-terminated,
+						   never NULL */
+	uint64_t	  scale_up_after_ms;	/* default 200 ms */
+	uint64_t	  idle_timeout_ms;	/* default 60 s */
 	enum restart_policy restart;		/* default on-failure */
 	int		  success_codes[CONFIG_MAX_SUCCESS_CODES];
 	int		  nsuccess;		/* default 1: {0} */
@@ -370,6 +376,40 @@ enum supervisor_state	 policy_exit_decide(const struct config_pool *cfg,
 			    uint64_t uptime_ms, uint64_t now, uint32_t random,
 			    uint64_t *ret_delay_ms);
 
+/* What an on-demand pool (instances = MIN..MAX) looks like at one moment. */
+struct autoscale_view {
+	unsigned	 min, max;
+	unsigned	 instances;	/* wanted now */
+	unsigned	 starting;	/* started, not registered yet */
+	uint32_t	 queued;	/* jobs waiting for its functions */
+	uint32_t	 free_slots;	/* free capacity for them, any worker */
+	bool		 last_idle;	/* its highest instance runs no job */
+	uint64_t	 scale_up_after_ms;
+	uint64_t	 idle_timeout_ms;
+};
+
+/* What a pool remembers between two decisions; starts zeroed. */
+struct autoscale_state {
+	uint64_t	 backlog_since;	/* jobs waiting, no free slot: since */
+	uint64_t	 idle_since;	/* the highest instance idle: since */
+};
+
+enum autoscale_step {
+	AUTOSCALE_KEEP,
+	AUTOSCALE_UP,		/* start one more instance */
+	AUTOSCALE_DOWN,		/* stop the highest instance */
+};
+
+/*
+ * The next step of an on-demand pool at now: up to MIN at once; one more
+ * (up to MAX) once jobs have waited with no free slot for scale_up_after
+ * and no instance is still starting; the highest instance stopped (down to
+ * MIN) once it has been idle for idle_timeout with nothing waiting. A step
+ * restarts the clock it was taken on. Updates st.
+ */
+enum autoscale_step	 policy_autoscale(struct autoscale_state *st,
+			    const struct autoscale_view *v, uint64_t now);
+
 /* True when old -> new is a transition the supervisor may make. */
 bool	 policy_transition_valid(enum supervisor_state old,
 	    enum supervisor_state new);
@@ -427,6 +467,14 @@ struct supervisor_ops {
 	void	 (*drain)(struct server *srv, struct peer *peer);
 	/* Jobs peer's worker holds (running, or answered but not yet back). */
 	unsigned (*running)(struct server *srv, struct peer *peer);
+	/*
+	 * An on-demand pool serves fn (on: its jobs wait for a worker however
+	 * long it takes) or no longer does. Calls pair up.
+	 */
+	void	 (*standby)(struct server *srv, const char *fn, bool on);
+	/* Jobs waiting for fn, and free worker slots for it. */
+	void	 (*load)(struct server *srv, const char *fn,
+		    uint32_t *ret_queued, uint32_t *ret_free);
 	/* Every process is down after supervisor_shutdown(). */
 	void	 (*stopped_all)(struct server *srv);
 	/* A state change (for tests and metrics). */

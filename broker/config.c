@@ -112,11 +112,15 @@ config_pool_new(const char *name)
 		return NULL;
 	p->name = strdup(name);
 	p->environment = calloc(1, sizeof(*p->environment));
-	if (p->name == NULL || p->environment == NULL) {
+	p->functions = calloc(1, sizeof(*p->functions));
+	if (p->name == NULL || p->environment == NULL || p->functions == NULL) {
 		config_pool_free(p);
 		return NULL;
 	}
 	p->instances = 1;
+	p->instances_max = 1;
+	p->scale_up_after_ms = 200;
+	p->idle_timeout_ms = 60 * 1000;
 	p->restart = RESTART_ON_FAILURE;
 	p->success_codes[0] = 0;
 	p->nsuccess = 1;
@@ -142,6 +146,7 @@ config_pool_free(struct config_pool *p)
 	strv_free(p->argv);
 	free(p->directory);
 	strv_free(p->environment);
+	strv_free(p->functions);
 	free(p->user);
 	free(p->stdout_log);
 	free(p);
@@ -167,14 +172,15 @@ config_pool_dup(const struct config_pool *p)
 		return NULL;
 	*c = *p;
 	c->name = c->command = c->directory = c->user = c->stdout_log = NULL;
-	c->argv = c->environment = NULL;
+	c->argv = c->environment = c->functions = NULL;
 	if (!config_strdup_opt(&c->name, p->name) ||
 	    !config_strdup_opt(&c->command, p->command) ||
 	    !config_strdup_opt(&c->directory, p->directory) ||
 	    !config_strdup_opt(&c->user, p->user) ||
 	    !config_strdup_opt(&c->stdout_log, p->stdout_log) ||
 	    (p->argv != NULL && (c->argv = strv_dup(p->argv)) == NULL) ||
-	    (c->environment = strv_dup(p->environment)) == NULL) {
+	    (c->environment = strv_dup(p->environment)) == NULL ||
+	    (c->functions = strv_dup(p->functions)) == NULL) {
 		config_pool_free(c);
 		return NULL;
 	}
@@ -238,6 +244,15 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    a->stop_signal != b->stop_signal ||
 	    a->stop_timeout_ms != b->stop_timeout_ms ||
 	    a->kill_timeout_ms != b->kill_timeout_ms ||
+	    /* An on-demand pool's range is not a scale: it restarts. */
+	    (a->instances_max > a->instances) !=
+	    (b->instances_max > b->instances) ||
+	    (a->instances_max > a->instances &&
+	    (a->instances != b->instances ||
+	    a->instances_max != b->instances_max)) ||
+	    !strv_equal(a->functions, b->functions) ||
+	    a->scale_up_after_ms != b->scale_up_after_ms ||
+	    a->idle_timeout_ms != b->idle_timeout_ms ||
 	    !config_str_equal(a->directory, b->directory) ||
 	    !strv_equal(a->environment, b->environment) ||
 	    !config_str_equal(a->user, b->user) ||
@@ -334,18 +349,109 @@ config_parse_error(struct config_parser *cp, const char *key, const char *err)
 	return -1;
 }
 
-/* instances = N. */
+/* Parses a duration of at least min_ms into *ret; -1 with the error set. */
+static int
+config_duration_value(struct config_parser *cp, const char *key,
+    const char *value, uint64_t min_ms, uint64_t *ret)
+{
+	char	err[UTIL_ERRLEN];
+
+	if (parse_duration(value, min_ms, LIMIT_DURATION_MAX_MS, ret, err) != 0)
+		return config_parse_error(cp, key, err);
+	return 0;
+}
+
+/* instances = N, or MIN..MAX for a pool that scales on demand. */
 static int
 config_key_instances(struct config_parser *cp, const char *key,
     const char *value)
 {
-	char		err[UTIL_ERRLEN];
-	uint64_t	n;
+	const char	*dots = strstr(value, "..");
+	char		 first[32], err[UTIL_ERRLEN];
+	uint64_t	 min, max;
+	size_t		 len;
 
-	if (parse_uint(value, 1, LIMIT_INSTANCES_MAX, &n, err) != 0)
-		return config_parse_error(cp, key, err);
-	cp->pool->instances = (int)n;
+	if (dots == NULL) {
+		if (parse_uint(value, 1, LIMIT_INSTANCES_MAX, &min, err) != 0)
+			return config_parse_error(cp, key, err);
+		max = min;
+	} else {
+		len = (size_t)(dots - value);
+		if (len >= sizeof(first))
+			return config_bad_value(cp, key, "N, or MIN..MAX such "
+			    "as 0..8", value);
+		memcpy(first, value, len);
+		first[len] = '\0';
+		if (parse_uint(first, 0, LIMIT_INSTANCES_MAX, &min, err) != 0 ||
+		    parse_uint(dots + 2, 1, LIMIT_INSTANCES_MAX, &max,
+		    err) != 0)
+			return config_bad_value(cp, key, "N, or MIN..MAX such "
+			    "as 0..8", value);
+		if (min > max) {
+			config_error(cp, -EINVAL, "key '%s': minimum %llu is "
+			    "greater than maximum %llu (got '%s')", key,
+			    (unsigned long long)min, (unsigned long long)max,
+			    value);
+			return -1;
+		}
+	}
+	cp->pool->instances = (int)min;
+	cp->pool->instances_max = (int)max;
 	return 0;
+}
+
+/* functions = NAME[,NAME...]: what an on-demand pool serves. */
+static int
+config_key_functions(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	char	**v = NULL, *copy, *name, *save = NULL;
+	size_t	  n = 0;
+
+	if ((copy = strdup(value)) == NULL) {
+		config_error(cp, -ENOMEM, "out of memory");
+		return -1;
+	}
+	for (name = strtok_r(copy, ", \t", &save); name != NULL;
+	    name = strtok_r(NULL, ", \t", &save)) {
+		if (strlen(name) > PROTO_MAX_FN_LEN) {
+			free(copy);
+			strv_free(v);
+			return config_bad_value(cp, key, "function names of 1 "
+			    "to 255 bytes", value);
+		}
+		if (strv_push(&v, &n, name) != 0) {
+			free(copy);
+			strv_free(v);
+			config_error(cp, -ENOMEM, "out of memory");
+			return -1;
+		}
+	}
+	free(copy);
+	if (n == 0)
+		return config_bad_value(cp, key, "function names separated by "
+		    "commas", value);
+	strv_free(cp->pool->functions);
+	cp->pool->functions = v;
+	return 0;
+}
+
+/* scale_up_after = DURATION. */
+static int
+config_key_scale_up_after(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	return config_duration_value(cp, key, value, 0,
+	    &cp->pool->scale_up_after_ms);
+}
+
+/* idle_timeout = DURATION. */
+static int
+config_key_idle_timeout(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	return config_duration_value(cp, key, value, 1,
+	    &cp->pool->idle_timeout_ms);
 }
 
 /* restart = always | on-failure | never. */
@@ -411,18 +517,6 @@ config_key_max_restarts(struct config_parser *cp, const char *key,
 		return config_bad_value(cp, key, "an integer from 0 to "
 		    "10000, or -1 for unlimited", value);
 	cp->pool->max_restarts = (int)n;
-	return 0;
-}
-
-/* Parses a duration of at least min_ms into *ret; -1 with the error set. */
-static int
-config_duration_value(struct config_parser *cp, const char *key,
-    const char *value, uint64_t min_ms, uint64_t *ret)
-{
-	char	err[UTIL_ERRLEN];
-
-	if (parse_duration(value, min_ms, LIMIT_DURATION_MAX_MS, ret, err) != 0)
-		return config_parse_error(cp, key, err);
 	return 0;
 }
 
@@ -613,6 +707,9 @@ fail:
 static const struct config_key config_pool_keys[] = {
 	{ "command", config_key_command, false },
 	{ "instances", config_key_instances, false },
+	{ "functions", config_key_functions, false },
+	{ "scale_up_after", config_key_scale_up_after, false },
+	{ "idle_timeout", config_key_idle_timeout, false },
 	{ "restart", config_key_restart, false },
 	{ "success_exit_codes", config_key_success_exit_codes, false },
 	{ "max_restarts", config_key_max_restarts, false },
@@ -641,6 +738,17 @@ config_section_end(struct config_parser *cp)
 		cp->lineno = p->line;
 		config_error(cp, -EINVAL, "key 'command': missing in section "
 		    "[pool:%s], which needs a command to run", p->name);
+		cp->lineno = saved;
+		return -1;
+	}
+	if (cp->section == SECTION_POOL && p->instances_max > p->instances &&
+	    p->functions[0] == NULL) {
+		saved = cp->lineno;
+		cp->lineno = p->line;
+		config_error(cp, -EINVAL, "key 'functions': missing in section "
+		    "[pool:%s], whose instances = %d..%d scale on demand: name "
+		    "the functions its workers serve", p->name, p->instances,
+		    p->instances_max);
 		cp->lineno = saved;
 		return -1;
 	}

@@ -4,7 +4,8 @@
  * Whether an exit is a success, how long the backoff before the next start
  * is, whether the intensity limit (max_restarts within restart_window) is
  * reached, what state follows a child's own exit, which state changes are
- * legal, and the states' names. Time and randomness are parameters and
+ * legal, the states' names, and when an on-demand pool grows or shrinks
+ * (policy_autoscale()). Time and randomness are parameters and
  * nothing here touches a process, a timer or a log, so that the
  * supervisor's arithmetic is unit-testable on its own (test-supervisor's
  * "arithmetic" cases). supervisor.c keeps one struct policy_history per
@@ -179,4 +180,35 @@ policy_history_clear(struct policy_history *h)
 {
 	free(h->times);
 	memset(h, 0, sizeof(*h));
+}
+
+/* The next step of an on-demand pool; see broker.h. */
+enum autoscale_step
+policy_autoscale(struct autoscale_state *st, const struct autoscale_view *v,
+    uint64_t now)
+{
+	bool	backlog = v->queued > 0 && v->free_slots == 0;
+
+	if (!backlog)
+		st->backlog_since = 0;
+	else if (st->backlog_since == 0)
+		st->backlog_since = now;
+	if (!v->last_idle || backlog || v->starting > 0)
+		st->idle_since = 0;
+	else if (st->idle_since == 0)
+		st->idle_since = now;
+
+	if (v->instances < v->min)
+		return AUTOSCALE_UP;
+	if (backlog && v->starting == 0 && v->instances < v->max &&
+	    now - st->backlog_since >= v->scale_up_after_ms) {
+		st->backlog_since = now;
+		return AUTOSCALE_UP;
+	}
+	if (v->instances > v->min && st->idle_since != 0 &&
+	    now - st->idle_since >= v->idle_timeout_ms) {
+		st->idle_since = 0;
+		return AUTOSCALE_DOWN;
+	}
+	return AUTOSCALE_KEEP;
 }

@@ -1082,6 +1082,30 @@ server_sv_running(struct server *srv, struct peer *p)
 	return info.in_flight;
 }
 
+/* An on-demand pool serves fn, or no longer does. */
+static void
+server_sv_standby(struct server *srv, const char *fn, bool on)
+{
+	if (switchboard_fn_standby(srv->sb, fn, on, clock_now_ms()) != 0)
+		log_warnx("function %s: cannot %s its on-demand pool: out of "
+		    "memory", fn, on ? "register" : "unregister");
+	server_rearm(srv);
+}
+
+/* Jobs waiting for fn and free slots for it. */
+static void
+server_sv_load(struct server *srv, const char *fn, uint32_t *ret_queued,
+    uint32_t *ret_free)
+{
+	struct sb_fn_info	info;
+
+	*ret_queued = *ret_free = 0;
+	if (switchboard_fn_lookup(srv->sb, fn, &info)) {
+		*ret_queued = info.queued;
+		*ret_free = info.free_slots;
+	}
+}
+
 /* The process is finished: its connection goes with it. */
 static void
 server_sv_detach(struct server *srv, struct peer *p)
@@ -1104,6 +1128,8 @@ static const struct supervisor_ops server_sv_ops = {
 	.set_paused = server_sv_set_paused,
 	.drain = server_sv_drain,
 	.running = server_sv_running,
+	.standby = server_sv_standby,
+	.load = server_sv_load,
 	.detach = server_sv_detach,
 	.stopped_all = server_sv_stopped_all,
 };

@@ -95,6 +95,8 @@ struct supervisor_pool {
 	struct log_file		*out_log;	/* cfg->stdout_log, opened
 						   when a child starts; NULL:
 						   the broker's log */
+	struct autoscale_state	 scale;		/* on demand: its clocks */
+	bool			 standby;	/* ops->standby(on) was told */
 };
 TAILQ_HEAD(supervisor_pools, supervisor_pool);
 
@@ -107,6 +109,7 @@ struct supervisor {
 	struct event		*sigchld;
 	struct event		*done_ev;	/* deferred ops->stopped_all */
 	struct event		*free_ev;	/* frees the removed slots */
+	struct event		*scale_ev;	/* on-demand pools' tick */
 	struct supervisor_pools	 pools;		/* config order */
 	struct supervisor_procs	 adhoc;		/* spawn order */
 	struct supervisor_procs	 removed;	/* to free from free_ev */
@@ -171,6 +174,18 @@ struct supervisor_pool	*supervisor_pool_new(struct supervisor *sv,
 
 /* Once a retiring pool's slots are gone: free it, or start its new self. */
 void	 supervisor_pool_check(struct supervisor_pool *pool);
+
+/*
+ * Tells the broker that pool serves its cfg's functions on demand (their
+ * jobs wait for the instance it will start), or no longer (on false).
+ */
+void	 supervisor_pool_standby(struct supervisor_pool *pool, bool on);
+
+/* True for a pool of instances = MIN..MAX. */
+bool	 supervisor_pool_on_demand(const struct supervisor_pool *pool);
+
+/* Runs the on-demand pools' tick while there is one (after a reload). */
+void	 supervisor_scale_arm(struct supervisor *sv);
 
 /* Stops every slot of a pool for good (reload). */
 void	 supervisor_pool_retire(struct supervisor_pool *pool);

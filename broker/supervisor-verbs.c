@@ -363,6 +363,12 @@ supervisor_scale(struct supervisor *sv, const char *name, unsigned n,
 	}
 	if ((error = supervisor_check_pool(pool, cause)) != 0)
 		return error;
+	if (supervisor_pool_on_demand(pool)) {
+		supervisor_cause(cause, "pool '%s' scales on demand (instances "
+		    "= %d..%d): change instances in its config and reload",
+		    name, pool->cfg->instances, pool->cfg->instances_max);
+		return -EINVAL;
+	}
 	if (n > LIMIT_INSTANCES_MAX) {
 		supervisor_cause(cause, "pool '%s': instances must be from 0 "
 		    "to %d (got %u)", name, LIMIT_INSTANCES_MAX, n);
@@ -445,6 +451,7 @@ supervisor_reload(struct supervisor *sv, struct config *config,
 			config_pool_free(copy);
 		} else if (config_pool_equal_but_instances(pool->cfg, copy)) {
 			log_info("pool %s: instances changed", np->name);
+			supervisor_pool_standby(pool, false);
 			config_pool_free(pool->cfg);
 			pool->cfg = copy;
 			pool->instances = (unsigned)copy->instances;
@@ -478,6 +485,7 @@ supervisor_reload(struct supervisor *sv, struct config *config,
 
 	config_free(sv->config);
 	sv->config = config;
+	supervisor_scale_arm(sv);
 	return 0;
 
 nomem:

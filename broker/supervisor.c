@@ -42,6 +42,7 @@
 
 #define SUPERVISOR_EOF_GRACE_MS		2000	/* output after exit */
 #define SUPERVISOR_DRAIN_POLL_MS	50	/* a stopping worker's jobs */
+#define SUPERVISOR_SCALE_TICK_MS	100	/* on-demand pools look */
 
 static void	supervisor_shutdown_step(struct supervisor *);
 static void	supervisor_proc_drain_check(struct supervisor_proc *);
@@ -700,6 +701,7 @@ supervisor_pool_free(struct supervisor_pool *pool)
 		TAILQ_REMOVE(&pool->procs, p, entry);
 		supervisor_proc_free(p);
 	}
+	supervisor_pool_standby(pool, false);
 	TAILQ_REMOVE(&pool->sv->pools, pool, entry);
 	log_file_free(pool->out_log);
 	config_pool_free(pool->cfg);
@@ -737,6 +739,7 @@ supervisor_pool_check(struct supervisor_pool *pool)
 	} else if (pool->next_cfg != NULL) {
 		log_info("pool %s: starting with its new settings",
 		    pool->cfg->name);
+		supervisor_pool_standby(pool, false);	/* the old functions */
 		config_pool_free(pool->cfg);
 		pool->cfg = pool->next_cfg;
 		pool->next_cfg = NULL;
@@ -745,6 +748,135 @@ supervisor_pool_check(struct supervisor_pool *pool)
 			log_warnx("pool %s: out of memory starting it",
 			    pool->cfg->name);
 	}
+}
+
+/* True for a pool of instances = MIN..MAX. */
+bool
+supervisor_pool_on_demand(const struct supervisor_pool *pool)
+{
+	return pool->cfg->instances_max > pool->cfg->instances;
+}
+
+/* Tells the broker whether pool serves its functions on demand. */
+void
+supervisor_pool_standby(struct supervisor_pool *pool, bool on)
+{
+	struct supervisor	*sv = pool->sv;
+
+	if (pool->standby == on || sv->ops.standby == NULL)
+		return;
+	pool->standby = on;
+	for (char **fn = pool->cfg->functions; *fn != NULL; fn++)
+		sv->ops.standby(sv->srv, *fn, on);
+}
+
+/* The on-demand step of one pool, at now. */
+static void
+supervisor_pool_scale(struct supervisor_pool *pool, uint64_t now)
+{
+	struct supervisor		*sv = pool->sv;
+	const struct config_pool	*cfg = pool->cfg;
+	struct supervisor_proc		*p, *last = NULL;
+	struct autoscale_view		 v;
+	uint32_t			 q, f;
+	char				 d[32];
+
+	memset(&v, 0, sizeof(v));
+	v.min = (unsigned)cfg->instances;
+	v.max = (unsigned)cfg->instances_max;
+	v.instances = pool->instances;
+	v.scale_up_after_ms = cfg->scale_up_after_ms;
+	v.idle_timeout_ms = cfg->idle_timeout_ms;
+	TAILQ_FOREACH(p, &pool->procs, entry) {
+		if (p->state == SUPERVISOR_STARTING)
+			v.starting++;
+		if (p->instance <= pool->instances)
+			last = p;
+	}
+	v.last_idle = last != NULL && last->state == SUPERVISOR_RUNNING &&
+	    supervisor_proc_running(last) == 0;
+	for (char **fn = cfg->functions; *fn != NULL; fn++) {
+		if (sv->ops.load == NULL)
+			break;
+		sv->ops.load(sv->srv, *fn, &q, &f);
+		v.queued += q;
+		v.free_slots += f;
+	}
+	switch (policy_autoscale(&pool->scale, &v, now)) {
+	case AUTOSCALE_UP:
+		if (v.instances < v.min)
+			log_info("pool %s: starting instance %u (instances = "
+			    "%u..%u)", cfg->name, v.instances + 1, v.min,
+			    v.max);
+		else {
+			format_duration(cfg->scale_up_after_ms, d, sizeof(d));
+			log_info("pool %s: %u job%s waited %s with no free "
+			    "slot: starting instance %u (instances = %u..%u)",
+			    cfg->name, v.queued, v.queued == 1 ? "" : "s", d,
+			    v.instances + 1, v.min, v.max);
+		}
+		pool->instances++;
+		break;
+	case AUTOSCALE_DOWN:
+		format_duration(cfg->idle_timeout_ms, d, sizeof(d));
+		log_info("pool %s: %s idle for %s: stopping it (instances = "
+		    "%u..%u)", cfg->name, last->id, d, v.min, v.max);
+		pool->instances--;
+		break;
+	case AUTOSCALE_KEEP:
+		return;
+	}
+	if (supervisor_pool_sync(pool) != 0)
+		log_warnx("pool %s: out of memory scaling it", cfg->name);
+}
+
+/* Every SUPERVISOR_SCALE_TICK_MS while an on-demand pool exists. */
+static void
+supervisor_scale_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor	*sv = arg;
+	struct supervisor_pool	*pool;
+	uint64_t		 now = clock_now_ms();
+	bool			 any = false;
+
+	(void)fd;
+	(void)what;
+	TAILQ_FOREACH(pool, &sv->pools, entry) {
+		if (!supervisor_pool_on_demand(pool) || pool->removing ||
+		    pool->next_cfg != NULL) {
+			supervisor_pool_standby(pool, false);
+			continue;
+		}
+		any = true;
+		supervisor_pool_standby(pool, true);
+		if (!sv->shutting_down)
+			supervisor_pool_scale(pool, now);
+	}
+	if (!any && sv->scale_ev != NULL)
+		evtimer_del(sv->scale_ev);
+}
+
+/* Runs the on-demand tick while an on-demand pool exists; see above. */
+void
+supervisor_scale_arm(struct supervisor *sv)
+{
+	struct timeval		 tv = { 0, SUPERVISOR_SCALE_TICK_MS * 1000 };
+	struct supervisor_pool	*pool;
+
+	TAILQ_FOREACH(pool, &sv->pools, entry)
+		if (supervisor_pool_on_demand(pool))
+			break;
+	if (pool == NULL)
+		return;
+	if (sv->scale_ev == NULL && (sv->scale_ev = event_new(sv->base, -1,
+	    EV_PERSIST, supervisor_scale_cb, sv)) == NULL) {
+		log_warnx("supervisor: out of memory: on-demand pools will not "
+		    "scale");
+		return;
+	}
+	evtimer_add(sv->scale_ev, &tv);
+	/* Register their functions now, before the first job comes. */
+	supervisor_scale_cb(-1, 0, sv);
 }
 
 /* Stops every slot of a pool for good (reload). */
@@ -826,6 +958,7 @@ supervisor_start(struct supervisor *sv)
 			log_warnx("pool %s: out of memory starting it",
 			    pool->cfg->name);
 	}
+	supervisor_scale_arm(sv);
 }
 
 /* Kills and reaps p's child at once, for supervisor_free(). */
@@ -853,6 +986,8 @@ supervisor_free(struct supervisor *sv)
 
 	if (sv == NULL)
 		return;
+	/* The server may be gone already: no callback from here on. */
+	memset(&sv->ops, 0, sizeof(sv->ops));
 	SUPERVISOR_FOREACH(sv, p)
 		supervisor_proc_kill_now(p);
 	while ((pool = TAILQ_FIRST(&sv->pools)) != NULL)
@@ -868,6 +1003,8 @@ supervisor_free(struct supervisor *sv)
 		event_free(sv->done_ev);
 	if (sv->free_ev != NULL)
 		event_free(sv->free_ev);
+	if (sv->scale_ev != NULL)
+		event_free(sv->scale_ev);
 	config_free(sv->config);
 	free(sv);
 }

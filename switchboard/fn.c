@@ -81,7 +81,8 @@ fn_get(struct switchboard *sb, const uint8_t *name, uint32_t len)
 void
 fn_release(struct switchboard *sb, struct sb_fn *fn)
 {
-	if (fn->nworkers != 0 || fn->njobs != 0 || fn->idle || fn->draining)
+	if (fn->nworkers != 0 || fn->njobs != 0 || fn->idle || fn->draining ||
+	    fn->standby != 0)
 		return;
 	HASH_DELETE(hh, sb->fns, fn);
 	queue_clear(&fn->queue);
@@ -132,7 +133,8 @@ reg_unlink(struct switchboard *sb, struct sb_reg *r, uint64_t now)
 	if (fn->cursor == r)
 		fn->cursor = TAILQ_NEXT(r, fn_entry);
 	TAILQ_REMOVE(&fn->workers, r, fn_entry);
-	if (--fn->nworkers == 0)
+	/* An on-demand pool will start a worker: no clock then. */
+	if (--fn->nworkers == 0 && fn->standby == 0)
 		fn_set_idle(sb, fn, now);
 }
 

@@ -194,6 +194,7 @@ struct sb_fn {
 	uint32_t		 nworkers;
 	uint32_t		 running;	/* live jobs running */
 	uint32_t		 njobs;		/* jobs pointing here, any state */
+	uint32_t		 standby;	/* on-demand pools that serve it */
 	bool			 idle;		/* no_worker_since is set */
 	bool			 draining;	/* on a worker_remove drain list */
 	uint64_t		 no_worker_since;

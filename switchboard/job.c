@@ -81,7 +81,7 @@ job_enqueue(struct switchboard *sb, struct sb_job *job, uint64_t now)
 	job->stamp = (uint32_t)now;
 	queue_insert(&job->fn->queue, job);
 	sb->nqueued++;
-	if (job->fn->nworkers == 0)
+	if (job->fn->nworkers == 0 && job->fn->standby == 0)
 		fn_set_idle(sb, job->fn, now);
 }
 

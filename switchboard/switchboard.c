@@ -667,6 +667,50 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 	}
 }
 
+/* An on-demand pool serves name, or no longer; see switchboard.h. */
+int
+switchboard_fn_standby(struct switchboard *sb, const char *name, bool on,
+    uint64_t now)
+{
+	size_t		 len = strlen(name);
+	struct sb_fn	*fn;
+
+	sb->now = now;
+	if (len == 0 || len > PROTO_MAX_FN_LEN)
+		return -EINVAL;
+	if (on) {
+		if ((fn = fn_get(sb, (const uint8_t *)name, (uint32_t)len)) ==
+		    NULL)
+			return -ENOMEM;
+		fn->standby++;
+		fn_clear_idle(sb, fn);
+		return 0;
+	}
+	if ((fn = fn_find(sb, (const uint8_t *)name, (uint32_t)len)) == NULL ||
+	    fn->standby == 0)
+		return 0;
+	/* The last pool gone: jobs that wait with no worker start the clock. */
+	if (--fn->standby == 0 && fn->nworkers == 0 && fn->queue.n > 0)
+		fn_set_idle(sb, fn, now);
+	fn_release(sb, fn);
+	return 0;
+}
+
+/* Describes one function by name; see switchboard.h. */
+bool
+switchboard_fn_lookup(const struct switchboard *sb, const char *name,
+    struct sb_fn_info *ret)
+{
+	const struct sb_fn	*fn;
+
+	fn = fn_find((struct switchboard *)sb, (const uint8_t *)name,
+	    (uint32_t)strlen(name));
+	if (fn == NULL)
+		return false;
+	fn_info(sb, fn, ret);
+	return true;
+}
+
 /* Refuses every RUN from now on; see switchboard.h. */
 void
 switchboard_refuse_new(struct switchboard *sb, const char *why)

@@ -329,6 +329,20 @@ void	 switchboard_stats(const struct switchboard *sb, struct sb_stats *ret);
 void	 switchboard_foreach_worker(const struct switchboard *sb,
 	    void (*cb)(const struct sb_worker_info *, void *), void *arg);
 
+/*
+ * An on-demand pool serves the function name (on) or no longer does (off):
+ * while one does, a job for it waits for a worker however long it takes
+ * (the no-worker clock does not run; the pool starts one), and the function
+ * is known even before any worker registers it. Calls pair up. Returns 0,
+ * -EINVAL for a bad name, or -ENOMEM.
+ */
+int	 switchboard_fn_standby(struct switchboard *sb, const char *name,
+	    bool on, uint64_t now);
+
+/* Describes the function name into *ret; false when it is not known. */
+bool	 switchboard_fn_lookup(const struct switchboard *sb, const char *name,
+	    struct sb_fn_info *ret);
+
 /* Calls cb for each function, sorted by name. */
 void	 switchboard_foreach_fn(const struct switchboard *sb,
 	    void (*cb)(const struct sb_fn_info *, void *), void *arg);

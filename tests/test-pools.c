@@ -617,6 +617,62 @@ START_TEST(pools_ctl_drain_timeout)
 }
 END_TEST
 
+/*
+ * An on-demand pool, instances = 0..3: no process until a job comes; the
+ * first job waits for the instance it starts (longer than no_worker_wait,
+ * without failing); a queue makes it grow to 3; idle, it shrinks to 0.
+ */
+START_TEST(pools_on_demand_grows_and_shrinks)
+{
+	char	 path[300], outs[4][300], *out = NULL, *err = NULL;
+	pid_t	 runs[4];
+	char	 data[2] = "a";
+
+	write_conf(path, sizeof(path), "od.conf",
+	    "[broker]\n"
+	    "no_worker_wait = 300ms\n"
+	    "[pool:od]\n"
+	    "command = %s worker slow --exec 'sleep 2; echo done' --verbose\n"
+	    "instances = 0..3\n"
+	    "functions = slow\n"
+	    "scale_up_after = 500ms\n"
+	    "idle_timeout = 1s\n", harness_cli());
+	start_broker(path);
+	/* Nothing runs until a job comes. */
+	usleep(300 * 1000);
+	ck_assert_int_eq(ps_lookup("od/1", NULL, 0, NULL), -1);
+	ck_assert_int_eq(ctl(false, &out, &err, "scale", "od", "2", END), 1);
+	ck_assert_msg(strstr(err, "pool 'od' scales on demand (instances = "
+	    "0..3)") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	for (int i = 0; i < 4; i++) {
+		data[0] = (char)('a' + i);
+		runs[i] = spawn_slow(data, outs[i], sizeof(outs[i]));
+	}
+	wait_state("od/1", "running", 10000);
+	wait_state("od/3", "running", 15000);
+	ck_assert(harness_log_contains(&broker, "waited 500ms with no free "
+	    "slot: starting instance 1 (instances = 0..3)"));
+	ck_assert(harness_log_contains(&broker, "waited 500ms with no free "
+	    "slot: starting instance 3 (instances = 0..3)"));
+	for (int i = 0; i < 4; i++)
+		slow_done(runs[i], outs[i]);
+	ck_assert(!harness_log_contains(&broker, "NO_WORKER"));
+	ck_assert_int_eq(ps_lookup("od/4", NULL, 0, NULL), -1);
+
+	/* Idle: one by one, the highest first, down to none. */
+	wait_unlisted("od/3", 10000);
+	wait_unlisted("od/2", 10000);
+	wait_unlisted("od/1", 10000);
+	ck_assert(harness_log_contains(&broker, "pool od: od/3 idle for 1s: "
+	    "stopping it"));
+	ck_assert(harness_log_contains(&broker, "pool od: od/1 idle for 1s: "
+	    "stopping it"));
+}
+END_TEST
+
 START_TEST(pools_pause_resume)
 {
 	char		 path[300], runlog[300], *out = NULL, *err = NULL;
@@ -964,6 +1020,7 @@ pools_suite(void)
 	tcase_add_test(tc, pools_stop_timeout_ends_a_long_job);
 	tcase_add_test(tc, pools_ctl_drain_finishes_jobs_then_stops);
 	tcase_add_test(tc, pools_ctl_drain_timeout);
+	tcase_add_test(tc, pools_on_demand_grows_and_shrinks);
 	tcase_add_test(tc, pools_pause_resume);
 	tcase_add_test(tc, pools_pause_longer_than_heartbeats_keeps_the_job);
 	tcase_add_test(tc, pools_reload_add_remove);

@@ -337,6 +337,64 @@ arith_pool(void)
 	return p;
 }
 
+START_TEST(supervisor_autoscale_decisions)
+{
+	struct autoscale_state	st = { 0, 0 };
+	struct autoscale_view	v = {
+		.min = 0, .max = 3, .instances = 0, .queued = 1,
+		.scale_up_after_ms = 200, .idle_timeout_ms = 1000,
+	};
+
+	/* A job waits with no worker at all: the first one after 200 ms. */
+	ck_assert_int_eq(policy_autoscale(&st, &v, 1000), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 1199), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 1200), AUTOSCALE_UP);
+	/* Not another while that one is starting. */
+	v.instances = 1;
+	v.starting = 1;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 1500), AUTOSCALE_KEEP);
+	/* Up and busy, jobs still waiting: one more, 200 ms after the last. */
+	v.starting = 0;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 1500), AUTOSCALE_UP);
+	v.instances = 2;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 1600), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 1700), AUTOSCALE_UP);
+	/* A free slot somewhere: the queue drains without growing. */
+	v.instances = 3;
+	v.free_slots = 1;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 5000), AUTOSCALE_KEEP);
+	/* Never above MAX. */
+	v.free_slots = 0;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 6000), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 9000), AUTOSCALE_KEEP);
+
+	/* Idle for idle_timeout with nothing waiting: the highest goes. */
+	v.queued = 0;
+	v.last_idle = true;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 10000), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 10999), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 11000), AUTOSCALE_DOWN);
+	/* The next one gets its own idle_timeout. */
+	v.instances = 2;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 11500), AUTOSCALE_KEEP);
+	/* A job in between starts the wait over. */
+	v.last_idle = false;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 11600), AUTOSCALE_KEEP);
+	v.last_idle = true;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 12000), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 12999), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 13000), AUTOSCALE_DOWN);
+
+	/* Never below MIN, and up to MIN at once. */
+	v.min = 1;
+	v.instances = 1;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 20000), AUTOSCALE_KEEP);
+	ck_assert_int_eq(policy_autoscale(&st, &v, 90000), AUTOSCALE_KEEP);
+	v.instances = 0;
+	ck_assert_int_eq(policy_autoscale(&st, &v, 90001), AUTOSCALE_UP);
+}
+END_TEST
+
 START_TEST(supervisor_backoff_growth_and_cap)
 {
 	struct config_pool	*p = arith_pool();
@@ -1462,6 +1520,7 @@ supervisor_suite(void)
 	tcase_add_test(tc, supervisor_intensity_limit);
 	tcase_add_test(tc, supervisor_exit_policies);
 	tcase_add_test(tc, supervisor_transitions);
+	tcase_add_test(tc, supervisor_autoscale_decisions);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("processes");

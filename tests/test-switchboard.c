@@ -1553,6 +1553,44 @@ START_TEST(no_worker_wait_expires)
 }
 END_TEST
 
+START_TEST(standby_function_waits_for_its_pool)
+{
+	struct switchboard_config cfg = { .no_worker_wait_ms = 1000 };
+	struct sb_fn_info	 info;
+	struct sb_client	*c;
+
+	sb_reset(&cfg);
+	c = client(&c1);
+	now = 100;
+	/* An on-demand pool serves f: known before any worker. */
+	ck_assert_int_eq(switchboard_fn_standby(sb, "f", true, now), 0);
+	ck_assert(switchboard_fn_lookup(sb, "f", &info));
+	ck_assert_uint_eq(info.workers, 0);
+	run(c, 1, "f");
+	ck_assert(switchboard_fn_lookup(sb, "f", &info));
+	ck_assert_uint_eq(info.queued, 1);
+	ck_assert_uint_eq(info.free_slots, 0);
+	/* Far past no_worker_wait: the job still waits for its worker. */
+	ck_assert_uint_eq(switchboard_next_deadline(sb), UINT64_MAX);
+	now = 60000;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 0), 0);
+	worker(&w1p, 1, "f");
+	assert_run_at(&w1p, 1, 1);
+
+	/* Without its pool a function's jobs wait no_worker_wait again. */
+	ck_assert_int_eq(switchboard_fn_standby(sb, "g", true, now), 0);
+	run(c, 2, "g");
+	ck_assert_int_eq(switchboard_fn_standby(sb, "g", false, now), 0);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), now + 1000);
+	now += 1000;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(result_of(2)->status, JOB_NO_WORKER);
+	ck_assert(!switchboard_fn_lookup(sb, "g", &info));
+	ck_assert_int_eq(switchboard_fn_standby(sb, "", true, now), -EINVAL);
+}
+END_TEST
+
 START_TEST(no_worker_wait_cleared_by_register)
 {
 	struct switchboard_config cfg = { .no_worker_wait_ms = 1000 };
@@ -2627,6 +2665,7 @@ switchboard_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, no_worker_wait_expires);
 	tcase_add_test(tc, no_worker_wait_cleared_by_register);
+	tcase_add_test(tc, standby_function_waits_for_its_pool);
 	tcase_add_test(tc, no_worker_wait_starts_when_last_worker_leaves);
 	tcase_add_test(tc, no_worker_wait_counts_paused_as_registered);
 	suite_add_tcase(s, tc);
