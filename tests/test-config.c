@@ -262,6 +262,53 @@ START_TEST(config_pool_values)
 }
 END_TEST
 
+START_TEST(config_on_demand_pool)
+{
+	struct config		*c = load_ok(
+	    "[pool:od]\n"
+	    "command = true\n"
+	    "instances = 0..8\n"
+	    "functions = resize, thumb,crop\n"
+	    "scale_up_after = 1s\n"
+	    "idle_timeout = 5m\n"
+	    "kill_timeout = 2s\n"
+	    "[pool:fixed]\n"
+	    "command = true\n"
+	    "instances = 2\n");
+	struct config_pool	*p = TAILQ_FIRST(&c->pools);
+
+	ck_assert_int_eq(p->instances, 0);
+	ck_assert_int_eq(p->instances_max, 8);
+	ck_assert_str_eq(p->functions[0], "resize");
+	ck_assert_str_eq(p->functions[1], "thumb");
+	ck_assert_str_eq(p->functions[2], "crop");
+	ck_assert_ptr_null(p->functions[3]);
+	ck_assert_uint_eq(p->scale_up_after_ms, 1000);
+	ck_assert_uint_eq(p->idle_timeout_ms, 300000);
+	ck_assert_uint_eq(p->kill_timeout_ms, 2000);
+	p = TAILQ_NEXT(p, entry);
+	ck_assert_int_eq(p->instances, 2);
+	ck_assert_int_eq(p->instances_max, 2);
+	ck_assert_uint_eq(p->scale_up_after_ms, 200);
+	ck_assert_uint_eq(p->idle_timeout_ms, 60000);
+	config_free(c);
+
+	load_fails("[pool:a]\ncommand = true\ninstances = 0..4\n", 1,
+	    "key 'functions': missing in section [pool:a], whose instances = "
+	    "0..4 scale on demand", END);
+	load_fails("[pool:a]\ncommand = true\ninstances = 5..2\n"
+	    "functions = f\n", 3, "minimum 5 is greater than maximum 2", END);
+	load_fails("[pool:a]\ncommand = true\ninstances = 0..x\n", 3,
+	    "expected N, or MIN..MAX such as 0..8 (got '0..x')", END);
+	load_fails("[pool:a]\ncommand = true\ninstances = 0\n", 3,
+	    "key 'instances'", END);
+	load_fails("[pool:a]\ncommand = true\nfunctions = ,\n", 3,
+	    "key 'functions'", END);
+	load_fails("[pool:a]\ncommand = true\nidle_timeout = 0\n", 3,
+	    "key 'idle_timeout'", END);
+}
+END_TEST
+
 START_TEST(config_long_line)
 {
 	char		*text, *cmd;
@@ -624,6 +671,7 @@ config_suite(void)
 	tcase_add_test(tc, config_defaults);
 	tcase_add_test(tc, config_broker_keys);
 	tcase_add_test(tc, config_pool_values);
+	tcase_add_test(tc, config_on_demand_pool);
 	tcase_add_test(tc, config_long_line);
 	tcase_add_test(tc, config_examples_parse);
 	tcase_add_test(tc, config_log_keys);
