@@ -247,9 +247,11 @@ admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
     uint64_t now)
 {
 	int	last = supervisor_proc_last_status(proc);
-	char	buf[64];
+	char		buf[64];
+	uint64_t	cpu_ms, rss;
+	bool		usage = supervisor_proc_usage(proc, &cpu_ms, &rss);
 
-	msgpack_pack_map(pk, 10);
+	msgpack_pack_map(pk, 12);
 	admin_pack_kv_str(pk, "id", supervisor_proc_id(proc));
 	proto_pack_str(pk, "pool");
 	if (supervisor_proc_pool(proc) != NULL)
@@ -272,6 +274,16 @@ admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
 	msgpack_pack_unsigned_int(pk, supervisor_proc_restarts(proc));
 	admin_pack_kv_uint(pk, "uptime_ms",
 	    supervisor_proc_uptime_ms(proc, now));
+	proto_pack_str(pk, "cpu_ms");
+	if (usage)
+		msgpack_pack_uint64(pk, cpu_ms);
+	else
+		msgpack_pack_nil(pk);
+	proto_pack_str(pk, "rss_bytes");
+	if (usage)
+		msgpack_pack_uint64(pk, rss);
+	else
+		msgpack_pack_nil(pk);
 	admin_pack_kv_str(pk, "command", supervisor_proc_command(proc));
 	proto_pack_str(pk, "last_exit");
 	if (last != -1) {

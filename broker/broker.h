@@ -564,6 +564,13 @@ int		 supervisor_proc_last_status(const struct supervisor_proc *proc);
 /* The command line, as written in the config or given to spawn. */
 const char	*supervisor_proc_command(const struct supervisor_proc *proc);
 /* How long its child has been running at now (ms); 0 without a child. */
+/*
+ * The CPU time (user + system) and resident memory of proc's child, from
+ * /proc/PID/stat; false when it has none or /proc does not say.
+ */
+bool	 supervisor_proc_usage(const struct supervisor_proc *proc,
+	    uint64_t *ret_cpu_ms, uint64_t *ret_rss_bytes);
+
 uint64_t	 supervisor_proc_uptime_ms(const struct supervisor_proc *proc,
 		    uint64_t now);
 

@@ -80,6 +80,7 @@ struct supervisor_proc {
 	enum supervisor_timer	 timer_kind;
 	uint64_t		 drain_until;	/* TIMER_DRAIN's deadline, ms */
 	unsigned		 drained;	/* jobs it had when asked to stop */
+	unsigned		 drain_left;	/* of those, running at its signal */
 };
 
 /* One pool of the config; owned by the supervisor. */

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -454,6 +455,7 @@ supervisor_proc_drain_check(struct supervisor_proc *p)
 		log_warnx("%s: %u of its %u job%s still running when the stop "
 		    "timeout ran out", p->id, n, p->drained,
 		    p->drained == 1 ? "" : "s");
+		p->drain_left = n;
 		supervisor_proc_signal_stop(p, cfg->stop_signal);
 	} else
 		supervisor_timer_arm(p, TIMER_DRAIN, SUPERVISOR_DRAIN_POLL_MS);
@@ -488,6 +490,7 @@ supervisor_proc_stop(struct supervisor_proc *p, uint64_t timeout_ms,
 			sv->ops.drain(sv->srv, p->peer);
 		/* A paused process cannot finish anything: no waiting. */
 		p->drained = force || paused ? 0 : supervisor_proc_running(p);
+		p->drain_left = 0;
 		if (p->drained > 0) {
 			p->drain_until = clock_now_ms() + (timeout_ms != 0 ?
 			    timeout_ms : cfg->stop_timeout_ms);
@@ -551,9 +554,22 @@ supervisor_child_done(struct supervisor_proc *p)
 		policy_history_init(&p->hist, cfg->max_restarts);
 		p->restarts++;
 		supervisor_proc_start(p);
-	} else if (p->state == SUPERVISOR_STOPPING || sv->shutting_down)
+	} else if (p->state == SUPERVISOR_STOPPING || sv->shutting_down) {
 		supervisor_set_state(p, SUPERVISOR_STOPPED);
-	else {
+		/* What the stop did to its jobs, for ps and ctl stop. */
+		if (p->drained == 0)
+			snprintf(p->reason, sizeof(p->reason), "stopped; no job "
+			    "was running");
+		else if (p->drain_left == 0)
+			snprintf(p->reason, sizeof(p->reason), "stopped after "
+			    "its %u job%s finished", p->drained,
+			    p->drained == 1 ? "" : "s");
+		else
+			snprintf(p->reason, sizeof(p->reason), "stopped with %u "
+			    "of its %u job%s still running at stop_timeout",
+			    p->drain_left, p->drained,
+			    p->drained == 1 ? "" : "s");
+	} else {
 		next = policy_exit_decide(cfg, &p->hist, p->wstatus,
 		    uptime, clock_now_ms(), supervisor_random(sv), &delay);
 		if (next == SUPERVISOR_BACKOFF) {
@@ -570,8 +586,9 @@ supervisor_child_done(struct supervisor_proc *p)
 		if (next == SUPERVISOR_BACKOFF)
 			supervisor_timer_arm(p, TIMER_BACKOFF, delay);
 		else if (next == SUPERVISOR_FATAL)
-			snprintf(p->reason, sizeof(p->reason), "restarted %d "
-			    "times within %s", cfg->max_restarts, buf);
+			snprintf(p->reason, sizeof(p->reason), "fatal after "
+			    "%d restart%s within %s", cfg->max_restarts,
+			    cfg->max_restarts == 1 ? "" : "s", buf);
 	}
 	if (sv->shutting_down)
 		supervisor_shutdown_step(sv);
@@ -1147,7 +1164,8 @@ supervisor_proc_msgs(const struct supervisor_proc *p)
 const char *
 supervisor_proc_reason(const struct supervisor_proc *p)
 {
-	return p->state == SUPERVISOR_FATAL && p->reason[0] != '\0' ?
+	return (p->state == SUPERVISOR_FATAL ||
+	    p->state == SUPERVISOR_STOPPED) && p->reason[0] != '\0' ?
 	    p->reason : NULL;
 }
 
@@ -1166,6 +1184,45 @@ supervisor_proc_command(const struct supervisor_proc *p)
 }
 
 /* How long the current child has run at now; 0 without one. */
+bool
+supervisor_proc_usage(const struct supervisor_proc *p, uint64_t *ret_cpu_ms,
+    uint64_t *ret_rss_bytes)
+{
+	char			 path[64], buf[1024], *s;
+	unsigned long long	 utime, stime;
+	long long		 rss;
+	long			 hz = sysconf(_SC_CLK_TCK);
+	long			 page = sysconf(_SC_PAGESIZE);
+	ssize_t			 n;
+	int			 fd, field;
+
+	if (p->pid == 0 || p->exited || hz <= 0 || page <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* The name may hold anything: the fields start after its last ')'. */
+	if ((s = strrchr(buf, ')')) == NULL)
+		return false;
+	/* Field 3 is the state; utime and stime are 14 and 15, rss 24. */
+	for (field = 3; field <= 14 && s != NULL; field++)
+		s = strchr(s + 1, ' ');		/* the blank before field */
+	if (s == NULL || sscanf(s, " %llu %llu", &utime, &stime) != 2)
+		return false;
+	for (field = 15; field <= 24 && s != NULL; field++)
+		s = strchr(s + 1, ' ');
+	if (s == NULL || sscanf(s, " %lld", &rss) != 1 || rss < 0)
+		return false;
+	*ret_cpu_ms = (utime + stime) * 1000 / (unsigned long long)hz;
+	*ret_rss_bytes = (uint64_t)rss * (uint64_t)page;
+	return true;
+}
+
 uint64_t
 supervisor_proc_uptime_ms(const struct supervisor_proc *p, uint64_t now)
 {

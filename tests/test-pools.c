@@ -208,6 +208,20 @@ START_TEST(pools_answer_jobs)
 	ck_assert_int_eq(ctl(false, &out, &err, "ps", END), 0);
 	ck_assert_msg(strstr(out, "rev/2") != NULL && strstr(out, "running"),
 	    "%s", out);
+	/* CPU and resident memory, for people: "RSS ... 1.9MiB". */
+	ck_assert_msg(strstr(out, " CPU ") != NULL &&
+	    strstr(out, " RSS ") != NULL && strstr(out, "MiB ") != NULL,
+	    "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(true, &out, &err, "ps", END), 0);
+	{
+		char *rss = strstr(out, "\"rss_bytes\": ");
+
+		ck_assert_msg(rss != NULL && strtoull(rss + 13, NULL, 10) >
+		    100000, "%s", out);
+		ck_assert_ptr_nonnull(strstr(out, "\"cpu_ms\": "));
+	}
 	free(out);
 	free(err);
 
@@ -292,7 +306,8 @@ START_TEST(pools_crash_loop_fatal)
 	    "%s", out);
 	/* ps says why. */
 	ck_assert_msg(strstr(out, "REASON") != NULL &&
-	    strstr(out, "restarted 3 times within 1m") != NULL, "%s", out);
+	    strstr(out, "fatal after 3 restarts within 1m") != NULL, "%s",
+	    out);
 	free(out);
 	free(err);
 
@@ -319,8 +334,10 @@ START_TEST(pools_stop_timeout_kills)
 	t0 = harness_now_ms();
 	ck_assert_int_eq(ctl(false, &out, &err, "stop", "stubborn/1", NULL),
 	    0);
-	/* A success says what it did. */
-	ck_assert_str_eq(out, "stubborn/1: stopping\n");
+	/* A success says what it did, once it is done. */
+	ck_assert_msg(strncmp(out, "stopped stubborn/1: signal KILL after ",
+	    38) == 0 && strstr(out, " (stopped; no job was running)\n") !=
+	    NULL, "%s", out);
 	free(out);
 	free(err);
 	wait_state("stubborn/1", "stopped", 10000);
@@ -422,7 +439,7 @@ slow_conf(char *buf, size_t len, const char *name, const char *extra)
  */
 START_TEST(pools_stop_scale_reload_let_jobs_finish)
 {
-	char	 path[300], tmppath[300], out1[300], out2[300];
+	char	 path[300], tmppath[300], out1[300], out2[300], *out = NULL;
 	pid_t	 r1, r2;
 
 	slow_conf(path, sizeof(path), "slow.conf", NULL);
@@ -432,9 +449,14 @@ START_TEST(pools_stop_scale_reload_let_jobs_finish)
 	/* ctl stop. */
 	r1 = spawn_slow("a", out1, sizeof(out1));
 	wait_log_count("slow/1: patchbay worker: job", 1, 10000);
-	ck_assert_int_eq(ctl(false, NULL, NULL, "stop", "slow/1", END), 0);
-	ck_assert(harness_wait_log(&broker, "slow/1: stopping: no new jobs, "
-	    "up to 10s for its 1 running", 5000));
+	ck_assert_int_eq(ctl(false, &out, NULL, "stop", "slow/1", END), 0);
+	/* ctl stop returns once it is done, and says how it went. */
+	ck_assert_msg(strncmp(out, "stopped slow/1: exit 0 after ", 29) == 0 &&
+	    strstr(out, "(stopped after its 1 job finished)\n") != NULL,
+	    "%s", out);
+	free(out);
+	ck_assert(harness_log_contains(&broker, "slow/1: stopping: no new "
+	    "jobs, up to 10s for its 1 running"));
 	slow_done(r1, out1);
 	wait_state("slow/1", "stopped", 10000);
 	ck_assert(harness_log_contains(&broker, "slow/1: its 1 job finished"));

@@ -189,6 +189,23 @@ START_TEST(util_duration_for_people)
 }
 END_TEST
 
+START_TEST(util_size_for_people)
+{
+	static const struct { uint64_t n; const char *s; } cases[] = {
+		{ 0, "0B" }, { 900, "900B" }, { 1024, "1KiB" },
+		{ 1536, "1.5KiB" }, { 12 * 1048576 + 314573, "12.3MiB" },
+		{ 512 * 1048576ULL, "512MiB" }, { 150 * 1048576ULL + 1, "150MiB" },
+		{ 3ULL << 40, "3TiB" },
+	};
+	char	buf[32];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		format_size_human(cases[i].n, buf, sizeof(buf));
+		ck_assert_str_eq(buf, cases[i].s);
+	}
+}
+END_TEST
+
 /* ---- sizes ------------------------------------------------------------- */
 
 START_TEST(util_size_units_and_bare_bytes)
@@ -777,6 +794,7 @@ util_suite(void)
 	tcase_add_test(tc, util_duration_refuses_with_sentence);
 	tcase_add_test(tc, util_duration_formats_round_trip);
 	tcase_add_test(tc, util_duration_for_people);
+	tcase_add_test(tc, util_size_for_people);
 	tcase_add_test(tc, util_size_units_and_bare_bytes);
 	tcase_add_test(tc, util_size_refuses_with_sentence);
 	tcase_add_test(tc, util_bool_restart_signal);

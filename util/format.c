@@ -75,6 +75,27 @@ format_size(uint64_t bytes, char *buf, size_t len)
 	snprintf(buf, len, "%" PRIu64, bytes);
 }
 
+/* A size for people; see util.h. */
+void
+format_size_human(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+	uint64_t		 div = 1024;
+	size_t			 i;
+
+	if (bytes < 1024) {
+		snprintf(buf, len, "%" PRIu64 "B", bytes);
+		return;
+	}
+	for (i = 0; i < 3 && bytes / div >= 1024; i++)
+		div *= 1024;
+	if (bytes / div >= 100 || bytes % div == 0)
+		snprintf(buf, len, "%" PRIu64 "%s", bytes / div, units[i]);
+	else
+		snprintf(buf, len, "%" PRIu64 ".%" PRIu64 "%s", bytes / div,
+		    bytes % div * 10 / div, units[i]);
+}
+
 /* RFC 3339 in UTC with milliseconds; see util.h. */
 void
 format_time(uint64_t wall_ms, char *buf, size_t len)

@@ -138,6 +138,9 @@ void	 format_duration_human(uint64_t ms, char *buf, size_t len);
 /* Writes a size as the shortest exact form ("64KiB", "1GiB", "1000"). */
 void	 format_size(uint64_t bytes, char *buf, size_t len);
 
+/* Writes a size for people, rounded down: "900B", "512KiB", "12.3MiB". */
+void	 format_size_human(uint64_t bytes, char *buf, size_t len);
+
 /*
  * Writes a wall-clock time (ms since the epoch) as RFC 3339 in UTC with
  * milliseconds: "2026-12-01T18:03:04.123Z". len >= FORMAT_TIME_LEN.

@@ -25,6 +25,7 @@
 
 #define CTL_CONNECT_MS		5000	/* connect and handshake */
 #define CTL_REPLY_MS		30000	/* REPLY wait, plus stop's timeout */
+#define CTL_FOLLOW_MS		100	/* stop: how often ps is asked */
 
 /* Options that only some verbs take. */
 #define CTL_OPT_RESTART		(1u << 0)
@@ -562,8 +563,7 @@ ctl_print_done(FILE *f, const struct ctl_cmd *cmd)
 {
 	switch (cmd->verb->verb) {
 	case VERB_STOP:
-		fprintf(f, "%s: stopping\n", cmd->id);
-		break;
+		break;		/* ctl_follow_stop() says how it ended */
 	case VERB_RESTART:
 		fprintf(f, "%s: restarting\n", cmd->id);
 		break;
@@ -607,6 +607,149 @@ ctl_map_uint(const msgpack_object *o, const char *key)
 			return kv->val.via.u64;
 	}
 	return 0;
+}
+
+/* Copies the string at key in the map o into buf, or "-"; NULL for none. */
+static const char *
+ctl_map_str(const msgpack_object *o, const char *key, char *buf, size_t len)
+{
+	const msgpack_object_kv	*kv;
+	size_t			 klen = strlen(key);
+
+	snprintf(buf, len, "-");
+	if (o == NULL || o->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		kv = &o->via.map.ptr[i];
+		if (kv->key.type != MSGPACK_OBJECT_STR ||
+		    kv->key.via.str.size != klen ||
+		    memcmp(kv->key.via.str.ptr, key, klen) != 0)
+			continue;
+		if (kv->val.type != MSGPACK_OBJECT_STR)
+			return NULL;
+		snprintf(buf, len, "%.*s", (int)kv->val.via.str.size,
+		    kv->val.via.str.ptr);
+		return buf;
+	}
+	return NULL;
+}
+
+/* True when the ps entry m is ID's process or one of pool ID's. */
+static bool
+ctl_ps_matches(const msgpack_object *m, const char *id)
+{
+	char	buf[256];
+
+	return strcmp(ctl_map_str(m, "id", buf, sizeof(buf)) != NULL ? buf :
+	    "", id) == 0 || (ctl_map_str(m, "pool", buf, sizeof(buf)) !=
+	    NULL && strcmp(buf, id) == 0);
+}
+
+/*
+ * The processes of ID (a process or a pool) that are already down, before
+ * a stop: ctl_follow_stop() does not report them. NULL-terminated, NULL on
+ * any failure (then every one is reported).
+ */
+static char **
+ctl_down_before(const char *ep, const char *id)
+{
+	struct pb_options	 opts = { .name = "patchbay ctl",
+				    .connect_timeout_ms = CTL_CONNECT_MS };
+	struct admin_reply	 reply;
+	const msgpack_object	*a, *m;
+	char			 err[PROTO_ERRLEN], buf[256], state[32];
+	char			**v = NULL;
+	size_t			 n = 0;
+
+	if (admin_call(ep, &opts, "ps", "\x80", 1, CTL_REPLY_MS, &reply,
+	    err) != 0)
+		return NULL;
+	a = reply.has_data ? &reply.data.data : NULL;
+	for (uint32_t i = 0; a != NULL && a->type == MSGPACK_OBJECT_ARRAY &&
+	    i < a->via.array.size; i++) {
+		m = &a->via.array.ptr[i];
+		ctl_map_str(m, "state", state, sizeof(state));
+		if (ctl_ps_matches(m, id) && strcmp(state, "running") != 0 &&
+		    strcmp(state, "starting") != 0 &&
+		    strcmp(state, "paused") != 0 &&
+		    strcmp(state, "backoff") != 0 &&
+		    ctl_map_str(m, "id", buf, sizeof(buf)) != NULL &&
+		    strv_push(&v, &n, buf) != 0)
+			break;
+	}
+	admin_reply_clear(&reply);
+	return v;
+}
+
+/*
+ * After `ctl stop ID` (a process or a pool): follows `ps` until none of
+ * its processes is stopping any more, then says for each one it stopped
+ * (not those in down, already down before) what the stop did: "stopped
+ * rev/1: exit 0 after 2.1s (stopped after its 2 jobs finished)". The
+ * broker bounds the wait (stop_timeout, kill_timeout).
+ */
+static int
+ctl_follow_stop(const char *ep, const struct ctl_cmd *cmd, uint64_t t0,
+    char *const *down)
+{
+	struct pb_options	 opts = { .name = "patchbay ctl",
+				    .connect_timeout_ms = CTL_CONNECT_MS };
+	struct admin_reply	 reply;
+	const msgpack_object	*a, *m;
+	char			 err[PROTO_ERRLEN], id[256];
+	char			 state[32], last[64], reason[256], d[32];
+	bool			 busy;
+	unsigned		 told = 0;
+	int			 r;
+
+	for (;;) {
+		r = admin_call(ep, &opts, "ps", "\x80", 1, CTL_REPLY_MS,
+		    &reply, err);
+		if (r != 0) {
+			fprintf(stderr, "patchbay ctl: %s: stopping; cannot "
+			    "follow it: %s\n", cmd->id, err);
+			return CLI_EXIT_CONNECTION;
+		}
+		a = reply.has_data ? &reply.data.data : NULL;
+		busy = false;
+		for (uint32_t i = 0; a != NULL && a->type ==
+		    MSGPACK_OBJECT_ARRAY && i < a->via.array.size; i++) {
+			m = &a->via.array.ptr[i];
+			ctl_map_str(m, "state", state, sizeof(state));
+			if (ctl_ps_matches(m, cmd->id) &&
+			    strcmp(state, "stopping") == 0)
+				busy = true;
+		}
+		if (!busy)
+			break;
+		admin_reply_clear(&reply);
+		usleep(CTL_FOLLOW_MS * 1000);
+	}
+	format_duration_human(clock_now_ms() - t0, d, sizeof(d));
+	for (uint32_t i = 0; a != NULL && a->type == MSGPACK_OBJECT_ARRAY &&
+	    i < a->via.array.size; i++) {
+		m = &a->via.array.ptr[i];
+		ctl_map_str(m, "id", id, sizeof(id));
+		if (!ctl_ps_matches(m, cmd->id))
+			continue;
+		for (size_t k = 0; down != NULL && down[k] != NULL; k++)
+			if (strcmp(down[k], id) == 0)
+				goto next;
+		ctl_map_str(m, "state", state, sizeof(state));
+		ctl_map_str(m, "last_exit", last, sizeof(last));
+		if (ctl_map_str(m, "reason", reason, sizeof(reason)) != NULL)
+			printf("%s %s: %s after %s (%s)\n", state, id, last, d,
+			    reason);
+		else
+			printf("%s %s: %s after %s\n", state, id, last, d);
+		told++;
+next:
+		;
+	}
+	if (told == 0)
+		printf("%s: nothing was running\n", cmd->id);
+	admin_reply_clear(&reply);
+	return CLI_EXIT_OK;
 }
 
 /* drain's answer, for people. */
@@ -672,20 +815,31 @@ ctl_exchange(const char *ep, const struct ctl_cmd *cmd)
 	msgpack_sbuffer		 args;
 	msgpack_packer		 pk;
 	char			 err[PROTO_ERRLEN];
+	uint64_t		 t0;
+	char			**down = NULL;
+	bool			 follow;
 	int			 r, status;
 
 	msgpack_sbuffer_init(&args);
 	msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
 	ctl_pack_args(cmd, &pk);
+	follow = cmd->verb->verb == VERB_STOP && !cmd->json;
+	if (follow)
+		down = ctl_down_before(ep, cmd->id);
+	t0 = clock_now_ms();
 	r = admin_call(ep, &opts, cmd->name, args.data, args.size,
 	    CTL_REPLY_MS + cmd->timeout_ms, &reply, err);
 	msgpack_sbuffer_destroy(&args);
 	if (r != 0) {
 		fprintf(stderr, "patchbay ctl: %s\n", err);
+		strv_free(down);
 		return r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONNECTION;
 	}
 	status = ctl_print_reply(cmd, &reply);
+	if (status == CLI_EXIT_OK && follow)
+		status = ctl_follow_stop(ep, cmd, t0, down);
 	admin_reply_clear(&reply);
+	strv_free(down);
 	return status;
 }
 

@@ -10,7 +10,8 @@
  * upper-cased headers. A 16-byte binary is a job or session id and is
  * shown as a UUID, other binaries as base64. A key ending in "_ms" is a
  * duration: people see "uptime: 3m12s" (the suffix dropped, the value
- * from format_duration_human()), JSON keeps "uptime_ms": 192000.
+ * from format_duration_human()), JSON keeps "uptime_ms": 192000; one
+ * ending in "_bytes" is a size ("rss: 12.3MiB").
  */
 #include <errno.h>
 #include <math.h>
@@ -151,12 +152,22 @@ print_is_duration_key(const msgpack_object *o)
 	    memcmp(o->via.str.ptr + o->via.str.size - 3, "_ms", 3) == 0;
 }
 
-/* Writes a key for people: a duration's "_ms" suffix dropped. */
+/* True when o is a string key naming a size ("rss_bytes"). */
+static bool
+print_is_size_key(const msgpack_object *o)
+{
+	return o->type == MSGPACK_OBJECT_STR && o->via.str.size > 6 &&
+	    memcmp(o->via.str.ptr + o->via.str.size - 6, "_bytes", 6) == 0;
+}
+
+/* Writes a key for people: a duration's "_ms", a size's "_bytes" dropped. */
 static void
 print_key(FILE *f, const msgpack_object *key)
 {
 	if (print_is_duration_key(key))
 		print_text_str(f, key->via.str.ptr, key->via.str.size - 3);
+	else if (print_is_size_key(key))
+		print_text_str(f, key->via.str.ptr, key->via.str.size - 6);
 	else
 		print_cell(f, key);
 }
@@ -170,6 +181,10 @@ print_value(FILE *f, const msgpack_object *key, const msgpack_object *v)
 	if (print_is_duration_key(key) &&
 	    v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
 		format_duration_human(v->via.u64, buf, sizeof(buf));
+		fputs(buf, f);
+	} else if (print_is_size_key(key) &&
+	    v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		format_size_human(v->via.u64, buf, sizeof(buf));
 		fputs(buf, f);
 	} else
 		print_cell(f, v);
