@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,15 +359,23 @@ END_TEST
 
 /* ---- stops that drain ----------------------------------------------------- */
 
-/* How many times needle is in the broker's log. */
+/*
+ * How many lines of the broker's log hold needle; "ID: patchbay worker:
+ * job" counts the jobs a --verbose pool worker started (its lines saying
+ * "attempt N").
+ */
 static int
 log_count(const char *needle)
 {
-	char	*s = harness_read_file(broker.log_path), *at;
+	char	*s = harness_read_file(broker.log_path), *line, *save = NULL;
+	bool	 starts = strstr(needle, "patchbay worker: job") != NULL;
 	int	 n = 0;
 
-	for (at = s; at != NULL && (at = strstr(at, needle)) != NULL; at++)
-		n++;
+	for (line = s != NULL ? strtok_r(s, "\n", &save) : NULL; line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		if (strstr(line, needle) != NULL &&
+		    (!starts || strstr(line, " attempt ") != NULL))
+			n++;
 	free(s);
 	return n;
 }
@@ -394,15 +403,34 @@ file_nonempty(void *arg)
 	return stat(arg, &st) == 0 && st.st_size > 0;
 }
 
-/* Starts `patchbay run slow DATA` in the background; output to a file. */
+/*
+ * Starts `patchbay run slow GATE` in the background, its output to a file:
+ * a job of slow_conf()'s pool, which runs until the test opens the gate
+ * called name (open_gate()).
+ */
 static pid_t
-spawn_slow(const char *data, char *out, size_t len)
+spawn_slow(const char *name, char *out, size_t len)
 {
+	char		 gate[300];
 	const char	*argv[] = { harness_cli(), "run", "--broker",
-			    broker.unix_ep, "slow", data, NULL };
+			    broker.unix_ep, "slow", gate, NULL };
 
-	snprintf(out, len, "%s/run-%s.out", tmp, data);
+	snprintf(gate, sizeof(gate), "%s/gate-%s", tmp, name);
+	snprintf(out, len, "%s/run-%s.out", tmp, name);
 	return harness_spawn(argv, NULL, out);
+}
+
+/* Lets the slow job waiting for the gate called name finish. */
+static void
+open_gate(const char *name)
+{
+	char	path[300];
+	int	fd;
+
+	snprintf(path, sizeof(path), "%s/gate-%s", tmp, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	close(fd);
 }
 
 /* Waits for a background run: it must end OK with "done". */
@@ -420,13 +448,17 @@ slow_done(pid_t run, const char *out)
 	free(text);
 }
 
-/* A pool of `slow` workers: each job takes 2 s; capacity 1 each. */
+/*
+ * A pool of `slow` workers, capacity 1 each: a job (its payload a path)
+ * runs until that file exists, then answers "done".
+ */
 static void
 slow_conf(char *buf, size_t len, const char *name, const char *extra)
 {
 	write_conf(buf, len, name,
 	    "[pool:slow]\n"
-	    "command = %s worker slow --exec 'sleep 2; echo done' --verbose\n"
+	    "command = %s worker slow --exec 'g=$(cat); while [ ! -e \"$g\" ]; "
+	    "do sleep 0.05; done; echo done' --verbose\n"
 	    "stop_timeout = 10s\n"
 	    "kill_timeout = 5s\n"
 	    "%s", harness_cli(), extra != NULL ? extra : "");
@@ -434,30 +466,38 @@ slow_conf(char *buf, size_t len, const char *name, const char *extra)
 
 /*
  * A stop, a scale-down and a reload each take the process out of dispatch,
- * let its running 2 s job finish OK, and then stop it, which exits by
- * itself (nothing is killed).
+ * let its running job finish OK, and then stop it, which exits by itself
+ * (nothing is killed). The jobs end when the test says (open_gate()), once
+ * the stop is under way.
  */
 START_TEST(pools_stop_scale_reload_let_jobs_finish)
 {
-	char	 path[300], tmppath[300], out1[300], out2[300], *out = NULL;
-	pid_t	 r1, r2;
+	char	 path[300], tmppath[300], out1[300], out2[300], ctlout[300];
+	char	*out;
+	pid_t	 r1, r2, stop;
+	int	 status;
 
 	slow_conf(path, sizeof(path), "slow.conf", NULL);
 	start_broker(path);
 	wait_state("slow/1", "running", 10000);
 
-	/* ctl stop. */
+	/* ctl stop: it returns once the process is down, saying how. */
 	r1 = spawn_slow("a", out1, sizeof(out1));
 	wait_log_count("slow/1: patchbay worker: job", 1, 10000);
-	ck_assert_int_eq(ctl(false, &out, NULL, "stop", "slow/1", END), 0);
-	/* ctl stop returns once it is done, and says how it went. */
-	ck_assert_msg(strncmp(out, "stopped slow/1: exit 0 after ", 29) == 0 &&
+	snprintf(ctlout, sizeof(ctlout), "%s/stop.out", tmp);
+	stop = harness_spawn((const char *[]){ harness_cli(), "ctl",
+	    "--broker", broker.unix_ep, "stop", "slow/1", NULL }, NULL, ctlout);
+	ck_assert(harness_wait_log(&broker, "slow/1: stopping: no new jobs, "
+	    "up to 10s for its 1 running", 10000));
+	open_gate("a");
+	slow_done(r1, out1);
+	ck_assert_int_eq(waitpid(stop, &status, 0), stop);
+	out = harness_read_file(ctlout);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+	    strncmp(out, "stopped slow/1: exit 0 after ", 29) == 0 &&
 	    strstr(out, "(stopped after its 1 job finished)\n") != NULL,
 	    "%s", out);
 	free(out);
-	ck_assert(harness_log_contains(&broker, "slow/1: stopping: no new "
-	    "jobs, up to 10s for its 1 running"));
-	slow_done(r1, out1);
 	wait_state("slow/1", "stopped", 10000);
 	ck_assert(harness_log_contains(&broker, "slow/1: its 1 job finished"));
 	ck_assert(!harness_log_contains(&broker, "killing it"));
@@ -473,6 +513,10 @@ START_TEST(pools_stop_scale_reload_let_jobs_finish)
 	wait_log_count("slow/2: patchbay worker: job", 1, 10000);
 	wait_log_count("slow/1: patchbay worker: job", 2, 10000);
 	ck_assert_int_eq(ctl(false, NULL, NULL, "scale", "slow", "1", END), 0);
+	ck_assert(harness_wait_log(&broker, "slow/2: stopping: no new jobs",
+	    10000));
+	open_gate("b");
+	open_gate("c");
 	slow_done(r1, out1);
 	slow_done(r2, out2);
 	wait_unlisted("slow/2", 10000);
@@ -485,6 +529,8 @@ START_TEST(pools_stop_scale_reload_let_jobs_finish)
 	    "environment = CHANGED=1\n");
 	ck_assert_int_eq(rename(tmppath, path), 0);
 	ck_assert_int_eq(ctl(false, NULL, NULL, "reload", END), 0);
+	wait_log_count("slow/1: stopping: no new jobs", 2, 10000);
+	open_gate("d");
 	slow_done(r1, out1);
 	wait_log_count("slow/1: its 1 job finished", 2, 10000);
 	wait_state("slow/1", "running", 10000);
@@ -593,6 +639,8 @@ START_TEST(pools_ctl_drain_finishes_jobs_then_stops)
 	    err);
 	free(out);
 	free(err);
+	open_gate("a");
+	open_gate("b");
 	slow_done(r1, out1);
 	slow_done(r2, out2);
 	status = broker_exits(15000);
@@ -654,7 +702,7 @@ START_TEST(pools_on_demand_grows_and_shrinks)
 	    "[broker]\n"
 	    "no_worker_wait = 300ms\n"
 	    "[pool:od]\n"
-	    "command = %s worker slow --exec 'sleep 2; echo done' --verbose\n"
+	    "command = %s worker slow --exec 'sleep 4; echo done' --verbose\n"
 	    "instances = 0..3\n"
 	    "functions = slow\n"
 	    "scale_up_after = 500ms\n"
