@@ -182,6 +182,7 @@ cgroup_find_mount(FILE *f, char **ret_mount, char **ret_root)
 		if (*ret_mount == NULL || *ret_root == NULL) {
 			free(*ret_mount);
 			free(*ret_root);
+			*ret_mount = *ret_root = NULL;
 			error = -ENOMEM;
 		}
 		break;
