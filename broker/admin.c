@@ -246,10 +246,9 @@ static void
 admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
     uint64_t now)
 {
-	int	last = supervisor_proc_last_status(proc);
-	char		buf[64];
-	uint64_t	cpu_ms, rss;
-	bool		usage = supervisor_proc_usage(proc, &cpu_ms, &rss);
+	const char	*last = supervisor_proc_last_exit(proc);
+	uint64_t	 cpu_ms, rss;
+	bool		 usage = supervisor_proc_usage(proc, &cpu_ms, &rss);
 
 	msgpack_pack_map(pk, 12);
 	admin_pack_kv_str(pk, "id", supervisor_proc_id(proc));
@@ -286,10 +285,9 @@ admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
 		msgpack_pack_nil(pk);
 	admin_pack_kv_str(pk, "command", supervisor_proc_command(proc));
 	proto_pack_str(pk, "last_exit");
-	if (last != -1) {
-		supervisor_status_text(last, buf, sizeof(buf));
-		proto_pack_str(pk, buf);
-	} else
+	if (last != NULL)
+		proto_pack_str(pk, last);
+	else
 		msgpack_pack_nil(pk);
 	proto_pack_str(pk, "reason");
 	if (supervisor_proc_reason(proc) != NULL)
@@ -441,13 +439,45 @@ admin_ps(struct server *srv, struct peer *p,
 	return admin_pack_ps(srv->sv, pk);
 }
 
-/* spawn {id, argv, restart?, max_restarts?}: an ad-hoc process. */
+/*
+ * Reads the limits of spawn's args ("limit_memory": "256MiB", ...), each a
+ * string read by util/limits.c as `limit_memory =` in a pool is. Returns
+ * 0, or -1 with a sentence in err.
+ */
+static int
+admin_arg_limits(const msgpack_object *args, struct limits *l, char *err)
+{
+	char	value[64], why[UTIL_ERRLEN];
+	int	r;
+
+	memset(l, 0, sizeof(*l));
+	for (int k = 0; k < LIMITS__MAX; k++) {
+		const char	*name = limits_name((enum limits_key)k);
+
+		if ((r = admin_arg_str(args, "spawn", name, true, value,
+		    sizeof(value), err)) < 0)
+			return -1;
+		if (r == 0 && limits_parse(l, (enum limits_key)k, value,
+		    why) != 0) {
+			snprintf(err, PROTO_ERRLEN, "spawn: '%s': %s", name,
+			    why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * spawn {id, argv, restart?, max_restarts?, limit_memory?, limit_cpu?,
+ * limit_nofile?, limit_nproc?, limit_core?}: an ad-hoc process.
+ */
 static int
 admin_spawn(struct server *srv, struct peer *p,
     const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	const msgpack_object	*o = admin_arg(args, "argv");
 	enum restart_policy	 restart = RESTART_NEVER;
+	struct limits		 limits;
 	char			 id[LIMIT_NAME_MAX + 1], policy[32];
 	char			 why[UTIL_ERRLEN];
 	char			**argv = NULL, *cause = NULL;
@@ -467,7 +497,8 @@ admin_spawn(struct server *srv, struct peer *p,
 		return -1;
 	}
 	if (admin_arg_int(args, "spawn", "max_restarts", -1,
-	    LIMIT_RESTARTS_MAX, &max_restarts, err) < 0)
+	    LIMIT_RESTARTS_MAX, &max_restarts, err) < 0 ||
+	    admin_arg_limits(args, &limits, err) != 0)
 		return -1;
 	if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY ||
 	    o->via.array.size == 0 || o->via.array.size > 4096) {
@@ -492,7 +523,7 @@ admin_spawn(struct server *srv, struct peer *p,
 			goto nomem;
 	}
 	error = supervisor_spawn(srv->sv, id, (const char *const *)argv,
-	    restart, (int)max_restarts, &cause);
+	    restart, (int)max_restarts, &limits, &cause);
 	strv_free(argv);
 	if (error != 0)
 		return admin_sv_refused(err, cause, error);

@@ -34,7 +34,9 @@
  * pure (time and randomness are parameters) so that it is unit-testable.
  * supervisor-verbs.c holds what an operator can do (spawn, stop, restart,
  * pause, resume, scale, reload). Those three files share
- * supervisor-int.h, which nothing else includes.
+ * supervisor-int.h, which nothing else includes. A pool's setrlimit()
+ * limits are part of its children's spawn plan; its cgroup v2 limits live
+ * in a cgroup of its own under patchbayd's (cgroup.c).
  */
 #ifndef PATCHBAY_BROKER_H
 #define PATCHBAY_BROKER_H
@@ -278,6 +280,8 @@ struct config_pool {
 						   never NULL */
 	char		 *user;			/* or NULL */
 	char		 *stdout_log;		/* or NULL: the broker's log */
+	struct limits	  limits;		/* limit_*, memory_max, cpu_max,
+						   pids_max; none by default */
 	int		  line;			/* of the section header */
 };
 TAILQ_HEAD(config_pools, config_pool);
@@ -323,6 +327,66 @@ bool	 config_pool_equal(const struct config_pool *a,
 /* True when a and b differ at most in instances. */
 bool	 config_pool_equal_but_instances(const struct config_pool *a,
 	    const struct config_pool *b);
+
+/* cgroup.c */
+
+/* The broker's delegated cgroup v2 directory; see cgroup.c. */
+struct cgroup_root;
+
+/*
+ * Finds the cgroup v2 directory patchbayd runs in, from a mountinfo file
+ * and a /proc/PID/cgroup file (/proc/self/mountinfo and /proc/self/cgroup
+ * but in tests). Returns 0 and sets *ret, or a negative errno with a
+ * malloc'ed sentence in *cause saying why cgroup limits cannot be applied
+ * ("no cgroup v2 hierarchy is mounted ...").
+ */
+int	 cgroup_root_open(const char *mountinfo, const char *self,
+	    struct cgroup_root **ret, char **cause);
+
+/* Frees a root (nothing on disk changes); NULL is a no-op. */
+void	 cgroup_root_free(struct cgroup_root *root);
+
+/* The broker's cgroup directory ("/sys/fs/cgroup/system.slice/x"). */
+const char	*cgroup_root_path(const struct cgroup_root *root);
+
+/*
+ * Enables the controllers of the cgroup limits in need (LIMITS_* bits) for
+ * the children of the root's cgroup, moving patchbayd and its children
+ * into the leaf ROOT/broker first when the root's cgroup holds processes.
+ * Returns 0, or a negative errno with a sentence in *cause: -ENOTSUP (the
+ * controller is not offered: "... offers no memory controller to ... (it
+ * offers: hugetlb)"), -EACCES/-EPERM/-EROFS (not writable: "... run it in
+ * a cgroup delegated to it (systemd: Delegate=yes)"), -EBUSY (other
+ * processes share it).
+ */
+int	 cgroup_root_enable(struct cgroup_root *root, unsigned need,
+	    char **cause);
+
+/*
+ * Creates ROOT/pool-NAME when missing and writes l's cgroup limits into
+ * it (memory.max, cpu.max, pids.max; "max" for those not set) for each
+ * controller enabled. 0, or a negative errno with a sentence in *cause.
+ */
+int	 cgroup_pool_apply(struct cgroup_root *root, const char *pool,
+	    const struct limits *l, char **cause);
+
+/*
+ * Opens ROOT/pool-NAME/cgroup.procs for writing (close-on-exec), for a
+ * spawn plan's cgroup_fd. 0 and *ret_fd, or a negative errno with a
+ * sentence in *cause.
+ */
+int	 cgroup_pool_open_procs(const struct cgroup_root *root,
+	    const char *pool, int *ret_fd, char **cause);
+
+/* The oom_kill count of ROOT/pool-NAME/memory.events (0 if unreadable). */
+uint64_t	 cgroup_pool_oom_kills(const struct cgroup_root *root,
+		    const char *pool);
+
+/*
+ * Removes ROOT/pool-NAME: 0 (also when it was not there), or a negative
+ * errno (-EBUSY while a process is still in it).
+ */
+int	 cgroup_pool_remove(const struct cgroup_root *root, const char *pool);
 
 /* policy.c */
 
@@ -561,6 +625,13 @@ void		 supervisor_proc_count(struct supervisor_proc *proc,
 const char	*supervisor_proc_reason(const struct supervisor_proc *proc);
 /* The wait status of the last child, or -1 when none finished yet. */
 int		 supervisor_proc_last_status(const struct supervisor_proc *proc);
+/*
+ * How the last child ended, for people: "exit 3", "signal KILL", or with
+ * the limit that ended it, "SIGXCPU: limit_cpu 10s", "killed by the OOM
+ * killer: memory_max 256MiB", "exit 1 (limit_memory 64MiB)"; NULL when
+ * none finished yet.
+ */
+const char	*supervisor_proc_last_exit(const struct supervisor_proc *proc);
 /* The command line, as written in the config or given to spawn. */
 const char	*supervisor_proc_command(const struct supervisor_proc *proc);
 /* How long its child has been running at now (ms); 0 without a child. */
@@ -595,14 +666,16 @@ void	 supervisor_proc_detached(struct supervisor *sv,
  */
 
 /*
- * Starts an ad-hoc process id running argv (argv[0] searched in PATH).
- * Refused when id is in use by a live process (a finished one is
- * replaced) or names a pool; a command that cannot be executed is an
+ * Starts an ad-hoc process id running argv (argv[0] searched in PATH),
+ * with the setrlimit() limits of limits (NULL: none; cgroup limits are
+ * refused, they are a pool's). Refused when id is in use by a live
+ * process (a finished one is replaced) or names a pool; a command that
+ * cannot be executed, or a limit above patchbayd's own hard limit, is an
  * error and leaves nothing behind.
  */
 int	 supervisor_spawn(struct supervisor *sv, const char *id,
 	    const char *const *argv, enum restart_policy restart,
-	    int max_restarts, char **cause);
+	    int max_restarts, const struct limits *limits, char **cause);
 
 /*
  * Stops id: no new jobs for its worker, which gets up to timeout_ms (0:

@@ -256,7 +256,8 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    !config_str_equal(a->directory, b->directory) ||
 	    !strv_equal(a->environment, b->environment) ||
 	    !config_str_equal(a->user, b->user) ||
-	    !config_str_equal(a->stdout_log, b->stdout_log))
+	    !config_str_equal(a->stdout_log, b->stdout_log) ||
+	    !limits_equal(&a->limits, &b->limits))
 		return false;
 	return true;
 }
@@ -654,6 +655,25 @@ config_key_stdout_log(struct config_parser *cp, const char *key,
 	    &cp->pool->stdout_log);
 }
 
+/*
+ * limit_memory, limit_cpu, limit_nofile, limit_nproc, limit_core,
+ * memory_max, cpu_max, pids_max: each by its grammar in util/limits.c,
+ * which `ctl spawn` and the ADMIN spawn verb share.
+ */
+static int
+config_key_limit(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	char	err[UTIL_ERRLEN];
+	int	k = limits_find(key);
+
+	if (k < 0 || limits_parse(&cp->pool->limits, (enum limits_key)k,
+	    value, err) != 0)
+		return config_parse_error(cp, key, k < 0 ? "no such limit" :
+		    err);
+	return 0;
+}
+
 /* True when the name part of "NAME=VALUE" is a valid variable name. */
 static bool
 config_env_name_valid(const char *s)
@@ -723,6 +743,14 @@ static const struct config_key config_pool_keys[] = {
 	{ "environment", config_key_environment, true },
 	{ "user", config_key_user, false },
 	{ "stdout_log", config_key_stdout_log, false },
+	{ "limit_memory", config_key_limit, false },
+	{ "limit_cpu", config_key_limit, false },
+	{ "limit_nofile", config_key_limit, false },
+	{ "limit_nproc", config_key_limit, false },
+	{ "limit_core", config_key_limit, false },
+	{ "memory_max", config_key_limit, false },
+	{ "cpu_max", config_key_limit, false },
+	{ "pids_max", config_key_limit, false },
 	{ NULL, NULL, false },
 };
 

@@ -10,6 +10,15 @@
  * end of a socketpair. util/spawn.c forks it into a session of its own that
  * dies with patchbayd, and says at once when it could not be executed.
  *
+ * The pool's setrlimit() limits are part of the plan (checked against
+ * patchbayd's own hard limits first: a limit it could not give is a fatal
+ * error with its reason, never a silent clamp). A pool with cgroup limits
+ * gets a cgroup of its own (cgroup.c) that the child joins before execve,
+ * so that its whole process tree is held; when patchbayd's cgroup cannot
+ * take them, the pool runs without them and the log says why, once. When
+ * a child ends, supervisor_child_exit_text() names the limit that ended
+ * it, if one did, for the log, `ps` and LAST_EXIT.
+ *
  * The broker's end of the socketpair goes to ops->attach, which makes it a
  * worker connection. The output pipe (stdout and stderr both) is read from
  * the event loop and logged line by line ("thumbs/2: a line") at info, or
@@ -18,6 +27,7 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +46,8 @@
 #define SUPERVISOR_MAX_LOG_LINE		8192
 #define SUPERVISOR_DEFAULT_PATH		"/usr/local/bin:/usr/bin:/bin"
 #define SUPERVISOR_PWBUF		4096	/* first getpwnam_r buffer */
+#define SUPERVISOR_MOUNTINFO		"/proc/self/mountinfo"
+#define SUPERVISOR_SELF_CGROUP		"/proc/self/cgroup"
 
 /* Output. */
 
@@ -175,6 +187,7 @@ supervisor_child_plan(struct supervisor_proc *p, struct spawn_plan *plan,
 {
 	const struct config_pool	*cfg = supervisor_proc_cfg(p);
 	const char			*path, *v;
+	char				 err[UTIL_ERRLEN];
 	int				 error;
 
 	memset(plan, 0, sizeof(*plan));
@@ -212,6 +225,15 @@ supervisor_child_plan(struct supervisor_proc *p, struct spawn_plan *plan,
 	    spawn_env_copy(plan, cfg->environment) != 0)
 		goto nomem;
 
+	/* Root may raise its hard limits; anyone else cannot. */
+	if ((error = limits_plan(&cfg->limits, geteuid() == 0, plan,
+	    err)) != 0) {
+		supervisor_cause(cause, "%s", err);
+		spawn_plan_clear(plan);
+		spawn_user_clear(user);
+		return error;
+	}
+
 	/* Search the PATH the child will have. */
 	error = spawn_find_program(cfg->argv[0], spawn_env_get(plan, "PATH"),
 	    &plan->path);
@@ -231,6 +253,207 @@ nomem:
 	spawn_plan_clear(plan);
 	spawn_user_clear(user);
 	return -ENOMEM;
+}
+
+/* Cgroups. */
+
+/*
+ * Makes sure sv->cg exists and gives the controllers of need to its
+ * children. Returns 0, or -1 with a sentence in *cause; a root that cannot
+ * be found is not looked for again.
+ */
+static int
+supervisor_cgroup_root(struct supervisor *sv, unsigned need, char **cause)
+{
+	if (sv->cg == NULL) {
+		if (sv->cg_error != NULL) {
+			supervisor_cause(cause, "%s", sv->cg_error);
+			return -1;
+		}
+		if (cgroup_root_open(SUPERVISOR_MOUNTINFO,
+		    SUPERVISOR_SELF_CGROUP, &sv->cg, cause) != 0) {
+			sv->cg_error = strdup(*cause != NULL ? *cause :
+			    "out of memory");
+			return -1;
+		}
+	}
+	if (cgroup_root_enable(sv->cg, need, cause) != 0)
+		return -1;
+	if (!sv->cg_ready)
+		log_info("supervisor: pools' cgroups go under %s",
+		    cgroup_root_path(sv->cg));
+	sv->cg_ready = true;
+	return 0;
+}
+
+/* Writes the names of the cgroup limits of l ("memory_max, pids_max"). */
+static void
+supervisor_cgroup_keys(const struct limits *l, char *buf, size_t len)
+{
+	size_t	n = 0;
+
+	buf[0] = '\0';
+	for (int k = LIMITS_NRLIMITS; k < LIMITS__MAX && n < len; k++) {
+		if (!limits_has(l, (enum limits_key)k))
+			continue;
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", n > 0 ? ", " :
+		    "", limits_name((enum limits_key)k));
+	}
+}
+
+/* Prepares patchbayd's cgroup before any child; see supervisor-int.h. */
+void
+supervisor_child_cgroup_setup(struct supervisor *sv)
+{
+	struct supervisor_pool	*pool;
+	unsigned		 need = 0;
+	char			*cause = NULL;
+
+	TAILQ_FOREACH(pool, &sv->pools, entry)
+		need |= pool->cfg->limits.set & LIMITS_CGROUP_MASK;
+	if (need == 0)
+		return;
+	/* Each pool says why when it starts. */
+	if (supervisor_cgroup_root(sv, need, &cause) != 0)
+		log_debug("supervisor: cgroups: %s", cause != NULL ? cause :
+		    "out of memory");
+	free(cause);
+}
+
+/*
+ * Puts p's child in its pool's cgroup, when its pool has cgroup limits:
+ * creates the cgroup, writes the limits, and opens its cgroup.procs.
+ * Returns that descriptor for the plan, or -1 when the child is to stay
+ * where patchbayd is: no such limit, or they cannot be applied (the pool
+ * says why once).
+ */
+static int
+supervisor_child_cgroup(struct supervisor_proc *p)
+{
+	struct supervisor		*sv = p->sv;
+	struct supervisor_pool		*pool = p->pool;
+	const struct config_pool	*cfg;
+	unsigned			 need;
+	char				*cause = NULL, keys[128];
+	int				 fd = -1;
+
+	p->in_cgroup = false;
+	if (pool == NULL)
+		return -1;
+	cfg = pool->cfg;
+	if ((need = cfg->limits.set & LIMITS_CGROUP_MASK) == 0) {
+		/* A reload took its limits away: so goes its cgroup. */
+		if (pool->cg_made)
+			supervisor_child_cgroup_remove(pool);
+		return -1;
+	}
+	if (supervisor_cgroup_root(sv, need, &cause) == 0) {
+		/* Made, even when a limit cannot be written into it. */
+		pool->cg_made = true;
+		if (cgroup_pool_apply(sv->cg, cfg->name, &cfg->limits,
+		    &cause) == 0)
+			cgroup_pool_open_procs(sv->cg, cfg->name, &fd, &cause);
+	}
+	if (fd == -1) {
+		if (!pool->cg_warned) {
+			supervisor_cgroup_keys(&cfg->limits, keys,
+			    sizeof(keys));
+			log_warnx("pool %s: %s not applied: %s", cfg->name,
+			    keys, cause != NULL ? cause : "out of memory");
+			pool->cg_warned = true;
+		}
+		free(cause);
+		return -1;
+	}
+	p->oom_kills = cgroup_pool_oom_kills(sv->cg, cfg->name);
+	p->in_cgroup = true;
+	return fd;
+}
+
+/* Removes a pool's cgroup; see supervisor-int.h. */
+void
+supervisor_child_cgroup_remove(struct supervisor_pool *pool)
+{
+	int	r;
+
+	if (!pool->cg_made || pool->sv->cg == NULL)
+		return;
+	if ((r = cgroup_pool_remove(pool->sv->cg, pool->cfg->name)) != 0)
+		log_warnx("pool %s: cannot remove its cgroup %s/pool-%s: %s",
+		    pool->cfg->name, cgroup_root_path(pool->sv->cg),
+		    pool->cfg->name, strerror(-r));
+	else
+		pool->cg_made = false;
+}
+
+/* Exits. */
+
+/*
+ * True when wstatus may be what an allocation refused under RLIMIT_AS
+ * leads to: a failing exit code, or a crash (abort, a NULL pointer).
+ */
+static bool
+supervisor_child_memory_failure(const struct config_pool *cfg, int wstatus)
+{
+	int	sig;
+
+	if (WIFEXITED(wstatus))
+		return !policy_exit_success(cfg, wstatus);
+	if (!WIFSIGNALED(wstatus))
+		return false;
+	sig = WTERMSIG(wstatus);
+	return sig == SIGABRT || sig == SIGSEGV || sig == SIGBUS;
+}
+
+/* Describes how p's child ended; see supervisor-int.h. */
+bool
+supervisor_child_exit_text(struct supervisor_proc *p, int wstatus,
+    uint64_t cpu_ms, char *buf, size_t len)
+{
+	const struct config_pool	*cfg = supervisor_proc_cfg(p);
+	const struct limits		*l = &cfg->limits;
+	char				 status[64], what[64], mem[64];
+	char				 oom_by[96];
+	int				 sig = 0;
+	bool				 oom = false;
+
+	supervisor_status_text(wstatus, status, sizeof(status));
+	snprintf(buf, len, "%s", status);
+	/* An operator's stop is no limit's doing. */
+	if (p->state == SUPERVISOR_STOPPING)
+		return false;
+	if (WIFSIGNALED(wstatus))
+		sig = WTERMSIG(wstatus);
+	if (p->in_cgroup && p->pool != NULL && p->sv->cg != NULL)
+		oom = cgroup_pool_oom_kills(p->sv->cg, p->pool->cfg->name) >
+		    p->oom_kills;
+	/* The OOM killer also counts there when the whole host is short. */
+	if (limits_has(l, LIMITS_MEMORY_MAX)) {
+		limits_describe(l, LIMITS_MEMORY_MAX, mem, sizeof(mem));
+		snprintf(oom_by, sizeof(oom_by), "the OOM killer: %s", mem);
+	} else
+		snprintf(oom_by, sizeof(oom_by), "the OOM killer");
+
+	if (sig == SIGXCPU && limits_has(l, LIMITS_CPU)) {
+		limits_describe(l, LIMITS_CPU, what, sizeof(what));
+		snprintf(buf, len, "SIGXCPU: %s", what);
+	} else if (sig == SIGKILL && oom) {
+		snprintf(buf, len, "killed by %s", oom_by);
+	} else if (sig == SIGKILL && limits_has(l, LIMITS_CPU) &&
+	    cpu_ms >= l->value[LIMITS_CPU] * 1000) {
+		/* It outlived its SIGXCPU: the hard limit's SIGKILL. */
+		limits_describe(l, LIMITS_CPU, what, sizeof(what));
+		snprintf(buf, len, "SIGKILL: %s (its hard limit)", what);
+	} else if (oom && !policy_exit_success(cfg, wstatus)) {
+		snprintf(buf, len, "%s (one of its processes was killed by "
+		    "%s)", status, oom_by);
+	} else if (limits_has(l, LIMITS_MEMORY) &&
+	    supervisor_child_memory_failure(cfg, wstatus)) {
+		limits_describe(l, LIMITS_MEMORY, what, sizeof(what));
+		snprintf(buf, len, "%s (%s)", status, what);
+	} else
+		return false;
+	return true;
 }
 
 /* Starting. */
@@ -267,7 +490,7 @@ supervisor_child_start(struct supervisor_proc *p, char **cause,
 	char				 text[UTIL_ERRLEN];
 	int				 sp[2] = { -1, -1 };
 	int				 out[2] = { -1, -1 };
-	int				 devnull = -1, error;
+	int				 devnull = -1, cgfd, error;
 	pid_t				 pid;
 
 	if ((error = supervisor_child_plan(p, &plan, &user, cause)) != 0) {
@@ -276,6 +499,10 @@ supervisor_child_start(struct supervisor_proc *p, char **cause,
 	}
 	if (p->pool != NULL)
 		supervisor_child_sync_out_log(p->pool);
+	if ((cgfd = supervisor_child_cgroup(p)) != -1) {
+		plan.flags |= SPAWN_CGROUP;
+		plan.cgroup_fd = cgfd;
+	}
 	*permanent = false;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1 ||
 	    pipe2(out, O_CLOEXEC) == -1 ||
@@ -293,7 +520,9 @@ supervisor_child_start(struct supervisor_proc *p, char **cause,
 	if ((error = spawn_start(&plan, &se, &pid)) != 0) {
 		*permanent = se.stage == SPAWN_STAGE_CHDIR ||
 		    se.stage == SPAWN_STAGE_USER ||
-		    se.stage == SPAWN_STAGE_EXEC;
+		    se.stage == SPAWN_STAGE_EXEC ||
+		    se.stage == SPAWN_STAGE_CGROUP ||
+		    se.stage == SPAWN_STAGE_RLIMIT;
 		spawn_error_text(&plan, &se, cfg->command, text, sizeof(text));
 		supervisor_cause(cause, "%s", text);
 		goto fail;
@@ -301,6 +530,8 @@ supervisor_child_start(struct supervisor_proc *p, char **cause,
 	close(sp[1]);
 	close(out[1]);
 	close(devnull);
+	if (cgfd != -1)
+		close(cgfd);
 
 	p->pid = pid;
 	p->started_at = clock_now_ms();
@@ -332,6 +563,8 @@ fail:
 	}
 	if (devnull != -1)
 		close(devnull);
+	if (cgfd != -1)
+		close(cgfd);
 	spawn_plan_clear(&plan);
 	spawn_user_clear(&user);
 	return error;

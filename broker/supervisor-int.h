@@ -60,6 +60,9 @@ struct supervisor_proc {
 	struct policy_history	 hist;
 	unsigned		 restarts;
 	int			 last_status;	/* -1: none yet */
+	char			 last_exit[160]; /* last_status for people,
+						   with the limit that
+						   ended it */
 	bool			 removed;	/* unlinked, waiting to be freed */
 	struct msg_stats	 msgs;		/* its finished connections */
 	char			 reason[200];	/* why it is fatal; "" else */
@@ -69,6 +72,9 @@ struct supervisor_proc {
 	uint64_t		 started_at;
 	bool			 exited;	/* status reaped */
 	int			 wstatus;
+	char			 exit_text[160]; /* wstatus for people */
+	bool			 in_cgroup;	/* joined its pool's cgroup */
+	uint64_t		 oom_kills;	/* of that cgroup at start */
 	uint64_t		 exited_at;
 	int			 out_fd;	/* -1 once at EOF */
 	struct event		*out_ev;
@@ -98,6 +104,8 @@ struct supervisor_pool {
 						   the broker's log */
 	struct autoscale_state	 scale;		/* on demand: its clocks */
 	bool			 standby;	/* ops->standby(on) was told */
+	bool			 cg_made;	/* its cgroup exists */
+	bool			 cg_warned;	/* said why it has none */
 };
 TAILQ_HEAD(supervisor_pools, supervisor_pool);
 
@@ -118,6 +126,9 @@ struct supervisor {
 	unsigned		 shutdown_alive;	/* alive when it began */
 	bool			 done_sent;
 	uint64_t		 rng;
+	struct cgroup_root	*cg;		/* once a pool needed it */
+	char			*cg_error;	/* why there is no sv->cg */
+	bool			 cg_ready;	/* said where the cgroups go */
 };
 
 #define SUPERVISOR_FOREACH(sv, p)					\
@@ -214,6 +225,24 @@ void	 supervisor_child_sync_out_log(struct supervisor_pool *pool);
 
 /* Closes the child's output pipe, after logging what is left of it. */
 void	 supervisor_child_output_close(struct supervisor_proc *p);
+
+/*
+ * Prepares patchbayd's cgroup before any child is started, when a pool of
+ * the config has cgroup limits (a failure is left for each such pool to
+ * report when it starts).
+ */
+void	 supervisor_child_cgroup_setup(struct supervisor *sv);
+
+/* Removes a pool's cgroup, if it has one (a failure is logged). */
+void	 supervisor_child_cgroup_remove(struct supervisor_pool *pool);
+
+/*
+ * Describes how p's child ended (wstatus, having used cpu_ms of CPU) into
+ * buf, naming the limit that ended it when one did. Returns true when a
+ * limit is named.
+ */
+bool	 supervisor_child_exit_text(struct supervisor_proc *p, int wstatus,
+	    uint64_t cpu_ms, char *buf, size_t len);
 
 /* RUNNING, or STARTING for a pool's worker that has not registered. */
 enum supervisor_state	 supervisor_proc_up_state(

@@ -118,7 +118,7 @@ supervisor_join_argv(const char *const *argv)
 int
 supervisor_spawn(struct supervisor *sv, const char *id,
     const char *const *argv, enum restart_policy restart, int max_restarts,
-    char **cause)
+    const struct limits *limits, char **cause)
 {
 	struct supervisor_proc	*old, *p;
 	struct config_pool	*cfg;
@@ -158,11 +158,19 @@ supervisor_spawn(struct supervisor *sv, const char *id,
 		    LIMIT_RESTARTS_MAX, max_restarts);
 		return -EINVAL;
 	}
+	if (limits != NULL && (limits->set & LIMITS_CGROUP_MASK) != 0) {
+		supervisor_cause(cause, "spawn '%s': memory_max, cpu_max and "
+		    "pids_max are a pool's settings; a spawned process takes "
+		    "the limit_* ones", id);
+		return -EINVAL;
+	}
 
 	if ((cfg = config_pool_new(id)) == NULL)
 		goto nomem;
 	cfg->restart = restart;
 	cfg->max_restarts = max_restarts;
+	if (limits != NULL)
+		cfg->limits = *limits;
 	while (argv[n] != NULL)
 		n++;
 	if ((cfg->argv = calloc(n + 1, sizeof(*cfg->argv))) == NULL)

@@ -24,6 +24,7 @@
  * child's connection is closed.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -541,6 +542,7 @@ supervisor_child_done(struct supervisor_proc *p)
 	p->pid = 0;
 	p->registered = false;
 	p->last_status = p->wstatus;
+	snprintf(p->last_exit, sizeof(p->last_exit), "%s", p->exit_text);
 	p->after = AFTER_NONE;
 	if (peer != NULL && sv->ops.detach != NULL)
 		sv->ops.detach(sv->srv, peer);
@@ -612,10 +614,12 @@ supervisor_sigchld_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct supervisor	*sv = arg;
 	struct supervisor_proc	*p;
+	struct rusage		 ru;
 	siginfo_t		 si;
 	pid_t			 pid;
 	int			 status;
-	char			 buf[64];
+	uint64_t		 cpu_ms;
+	bool			 limit;
 
 	(void)fd;
 	(void)what;
@@ -631,7 +635,8 @@ supervisor_sigchld_cb(evutil_socket_t fd, short what, void *arg)
 		p = supervisor_find_pid(sv, pid);
 		if (p != NULL && !p->exited)
 			supervisor_signal(p, SIGKILL);
-		while (waitpid(pid, &status, 0) == -1) {
+		memset(&ru, 0, sizeof(ru));
+		while (wait4(pid, &status, 0, &ru) == -1) {
 			if (errno != EINTR)
 				break;
 		}
@@ -643,13 +648,20 @@ supervisor_sigchld_cb(evutil_socket_t fd, short what, void *arg)
 		p->exited = true;
 		p->wstatus = status;
 		p->exited_at = clock_now_ms();
-		supervisor_status_text(status, buf, sizeof(buf));
+		cpu_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+		    1000 + (uint64_t)(ru.ru_utime.tv_usec +
+		    ru.ru_stime.tv_usec) / 1000;
+		limit = supervisor_child_exit_text(p, status, cpu_ms,
+		    p->exit_text, sizeof(p->exit_text));
 		if (p->state == SUPERVISOR_STOPPING)
 			log_info("%s: pid %d stopped (%s)", p->id, (int)pid,
-			    buf);
+			    p->exit_text);
+		else if (limit)
+			log_warnx("%s: pid %d exited: %s", p->id, (int)pid,
+			    p->exit_text);
 		else
 			log_info("%s: pid %d exited (%s)", p->id, (int)pid,
-			    buf);
+			    p->exit_text);
 		supervisor_timer_cancel(p);
 		if (p->out_fd != -1)
 			supervisor_timer_arm(p, TIMER_EOF,
@@ -720,6 +732,7 @@ supervisor_pool_free(struct supervisor_pool *pool)
 	}
 	supervisor_pool_standby(pool, false);
 	TAILQ_REMOVE(&pool->sv->pools, pool, entry);
+	supervisor_child_cgroup_remove(pool);
 	log_file_free(pool->out_log);
 	config_pool_free(pool->cfg);
 	config_pool_free(pool->next_cfg);
@@ -970,6 +983,7 @@ supervisor_start(struct supervisor *sv)
 {
 	struct supervisor_pool	*pool;
 
+	supervisor_child_cgroup_setup(sv);
 	TAILQ_FOREACH(pool, &sv->pools, entry) {
 		if (supervisor_pool_sync(pool) != 0)
 			log_warnx("pool %s: out of memory starting it",
@@ -1022,6 +1036,8 @@ supervisor_free(struct supervisor *sv)
 		event_free(sv->free_ev);
 	if (sv->scale_ev != NULL)
 		event_free(sv->scale_ev);
+	cgroup_root_free(sv->cg);
+	free(sv->cg_error);
 	config_free(sv->config);
 	free(sv);
 }
@@ -1174,6 +1190,13 @@ int
 supervisor_proc_last_status(const struct supervisor_proc *p)
 {
 	return p->last_status;
+}
+
+/* How the last child ended, for people, or NULL. */
+const char *
+supervisor_proc_last_exit(const struct supervisor_proc *p)
+{
+	return p->last_status != -1 ? p->last_exit : NULL;
 }
 
 /* The command as written in the config or given to spawn. */

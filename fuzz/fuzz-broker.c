@@ -128,6 +128,7 @@ __wrap_spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
 	(void)ret_pid;
 	err->stage = SPAWN_STAGE_EXEC;
 	err->error = EPERM;
+	err->index = -1;
 	return -EPERM;
 }
 

@@ -622,6 +622,115 @@ START_TEST(config_log_keys)
 }
 END_TEST
 
+/*
+ * The resource limits of a pool: each key by its grammar, none by
+ * default, refusals naming the file, the line, the key and the value.
+ */
+START_TEST(config_limit_keys)
+{
+	struct config		*c = load_ok(
+	    "[pool:a]\n"
+	    "command = true\n"
+	    "limit_memory = 256MiB\n"
+	    "limit_cpu = 2m\n"
+	    "limit_nofile = 1024\n"
+	    "limit_nproc = 64\n"
+	    "limit_core = 0\n"
+	    "memory_max = 1GiB\n"
+	    "cpu_max = 50%\n"
+	    "pids_max = 128\n"
+	    "[pool:b]\n"
+	    "command = true\n");
+	struct config_pool	*p = config_pool_find(c, "a");
+
+	ck_assert_uint_eq(p->limits.set, (1u << LIMITS__MAX) - 1);
+	ck_assert_uint_eq(p->limits.value[LIMITS_MEMORY], 256 << 20);
+	ck_assert_uint_eq(p->limits.value[LIMITS_CPU], 120);
+	ck_assert_uint_eq(p->limits.value[LIMITS_NOFILE], 1024);
+	ck_assert_uint_eq(p->limits.value[LIMITS_NPROC], 64);
+	ck_assert(limits_has(&p->limits, LIMITS_CORE));
+	ck_assert_uint_eq(p->limits.value[LIMITS_CORE], 0);
+	ck_assert_uint_eq(p->limits.value[LIMITS_MEMORY_MAX], 1 << 30);
+	ck_assert_uint_eq(p->limits.value[LIMITS_CPU_MAX], 50);
+	ck_assert_uint_eq(p->limits.value[LIMITS_PIDS_MAX], 128);
+	/* None by default: the child has patchbayd's own limits. */
+	ck_assert_uint_eq(config_pool_find(c, "b")->limits.set, 0);
+	config_free(c);
+
+	load_fails("[pool:a]\ncommand = true\nlimit_memory = 256M\n", 3,
+	    "key 'limit_memory': expected a size such as 64KiB, 16MiB or "
+	    "1GiB, a bare number being bytes (got '256M')", END);
+	load_fails("[pool:a]\ncommand = true\nlimit_memory = 4096\n", 3,
+	    "key 'limit_memory': expected a size from 1MiB to 65536GiB (got "
+	    "'4096')", END);
+	load_fails("[pool:a]\ncommand = true\nlimit_cpu = 1500ms\n", 3,
+	    "key 'limit_cpu': expected whole seconds from 1s to 366d, such as "
+	    "10s, 5m or 1h (got '1500ms')", END);
+	load_fails("[pool:a]\ncommand = true\nlimit_cpu = ten\n", 3,
+	    "key 'limit_cpu': expected a duration", "(got 'ten')", END);
+	load_fails("[pool:a]\ncommand = true\nlimit_nofile = 2\n", 3,
+	    "key 'limit_nofile': expected an integer from 8 to 1048576 (got "
+	    "'2')", END);
+	load_fails("[pool:a]\ncommand = true\nlimit_nproc = many\n", 3,
+	    "key 'limit_nproc': expected an integer from 1 to 4194304 (got "
+	    "'many')", END);
+	load_fails("[pool:a]\ncommand = true\nlimit_core = -1\n", 3,
+	    "key 'limit_core'", "(got '-1')", END);
+	load_fails("[pool:a]\ncommand = true\nmemory_max = 0\n", 3,
+	    "key 'memory_max': expected a size from 1MiB to 65536GiB (got "
+	    "'0')", END);
+	load_fails("[pool:a]\ncommand = true\ncpu_max = 0.5\n", 3,
+	    "key 'cpu_max': expected a percentage such as 50% or 200% (got "
+	    "'0.5')", END);
+	load_fails("[pool:a]\ncommand = true\ncpu_max = 0%\n", 3,
+	    "key 'cpu_max': expected a percentage from 1% to 100000% (got "
+	    "'0%')", END);
+	load_fails("[pool:a]\ncommand = true\npids_max = 0\n", 3,
+	    "key 'pids_max': expected an integer from 1 to 4194304 (got '0')",
+	    END);
+	load_fails("[pool:a]\ncommand = true\nlimit_cpu = 1s\n"
+	    "limit_cpu = 2s\n", 4, "key 'limit_cpu' is set twice in section "
+	    "[pool:a] (first on line 3)", END);
+	load_fails("[broker]\nlimit_cpu = 1s\n", 2, "unknown key 'limit_cpu' "
+	    "in section [broker]", END);
+}
+END_TEST
+
+/* The pool example of configuration.md parses into what it says. */
+START_TEST(config_docs_example_parses)
+{
+	char			 path[512], *doc, *start, *end;
+	struct config		*c;
+	struct config_pool	*p;
+
+	snprintf(path, sizeof(path), "%s/docs/configuration.md",
+	    getenv("PATCHBAY_SRCDIR") != NULL ? getenv("PATCHBAY_SRCDIR") :
+	    ".");
+	doc = harness_read_file(path);
+	ck_assert_ptr_nonnull(doc);
+	start = strstr(doc, "### Example\n\n```ini\n");
+	ck_assert_ptr_nonnull(start);
+	start += strlen("### Example\n\n```ini\n");
+	end = strstr(start, "```\n");
+	ck_assert_ptr_nonnull(end);
+	*end = '\0';
+	c = load_ok(start);
+	free(doc);
+	p = config_pool_find(c, "thumbs");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(p->limits.set, (1u << LIMITS__MAX) - 1);
+	ck_assert_uint_eq(p->limits.value[LIMITS_MEMORY], 512 << 20);
+	ck_assert_uint_eq(p->limits.value[LIMITS_CPU], 600);
+	ck_assert_uint_eq(p->limits.value[LIMITS_NOFILE], 4096);
+	ck_assert_uint_eq(p->limits.value[LIMITS_NPROC], 256);
+	ck_assert_uint_eq(p->limits.value[LIMITS_CORE], 0);
+	ck_assert_uint_eq(p->limits.value[LIMITS_MEMORY_MAX], 2ULL << 30);
+	ck_assert_uint_eq(p->limits.value[LIMITS_CPU_MAX], 150);
+	ck_assert_uint_eq(p->limits.value[LIMITS_PIDS_MAX], 128);
+	config_free(c);
+}
+END_TEST
+
 START_TEST(config_equal)
 {
 	struct config		*a = load_ok(issue_example);
@@ -649,6 +758,23 @@ START_TEST(config_equal)
 	pb->success_codes[0] = 1;
 	ck_assert(!config_pool_equal(pa, pb));
 	pb->success_codes[0] = 0;
+
+	/* A changed limit restarts the pool on reload. */
+	dup = config_pool_dup(pb);
+	ck_assert(config_pool_equal(pa, dup));
+	dup->limits.set |= 1u << LIMITS_CPU;
+	dup->limits.value[LIMITS_CPU] = 10;
+	ck_assert(!config_pool_equal_but_instances(pa, dup));
+	pa->limits = dup->limits;
+	ck_assert(config_pool_equal(pa, dup));
+	dup->limits.value[LIMITS_CPU] = 11;
+	ck_assert(!config_pool_equal(pa, dup));
+	pa->limits = dup->limits;
+	dup->limits.set |= 1u << LIMITS_PIDS_MAX;
+	dup->limits.value[LIMITS_PIDS_MAX] = 64;
+	ck_assert(!config_pool_equal(pa, dup));
+	config_pool_free(dup);
+	memset(&pa->limits, 0, sizeof(pa->limits));
 	free(pb->user);
 	pb->user = NULL;
 	ck_assert(!config_pool_equal(pa, pb));
@@ -675,6 +801,8 @@ config_suite(void)
 	tcase_add_test(tc, config_long_line);
 	tcase_add_test(tc, config_examples_parse);
 	tcase_add_test(tc, config_log_keys);
+	tcase_add_test(tc, config_limit_keys);
+	tcase_add_test(tc, config_docs_example_parses);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

@@ -1051,6 +1051,298 @@ START_TEST(pools_ctl_errors)
 }
 END_TEST
 
+/* Copies the value of "last_exit" in id's map of `ctl ps --json`. */
+static void
+ps_last_exit(const char *id, char *buf, size_t len)
+{
+	char	*out = NULL, *err = NULL, needle[128], *m, *next, *s;
+
+	buf[0] = '\0';
+	ck_assert_int_eq(ctl(true, &out, &err, "ps", END), 0);
+	snprintf(needle, sizeof(needle), "\"id\": \"%s\"", id);
+	if ((m = strstr(out, needle)) != NULL) {
+		if ((next = strstr(m + 1, "\"id\": ")) != NULL)
+			*next = '\0';
+		if ((s = strstr(m, "\"last_exit\": \"")) != NULL)
+			snprintf(buf, len, "%.*s", (int)strcspn(s + 14, "\""),
+			    s + 14);
+	}
+	free(out);
+	free(err);
+}
+
+/* True when /usr/bin/python3 can be run, for the allocating commands. */
+static bool
+have_python3(const char *test)
+{
+	if (access("/usr/bin/python3", X_OK) == 0)
+		return true;
+	fprintf(stderr, "%s: skipped: it needs /usr/bin/python3\n", test);
+	return false;
+}
+
+/*
+ * A process ended by a limit is reported with the limit's name, in `ps`
+ * (text and --json), in LAST_EXIT and in the log: an allocation beyond
+ * limit_memory fails (Python's MemoryError, exit 1), a busy loop gets
+ * SIGXCPU after limit_cpu, and a shell run under limit_nofile sees it.
+ * `ctl spawn` takes the same limits as options.
+ */
+START_TEST(pools_limits_reported)
+{
+	char	 path[300], stdout_log[300], buf[128], *out = NULL, *err = NULL;
+	char	*text;
+
+	if (!have_python3("pools_limits_reported"))
+		return;
+	snprintf(stdout_log, sizeof(stdout_log), "%s/nf.log", tmp);
+	write_conf(path, sizeof(path), "limits.conf",
+	    "[pool:mem]\n"
+	    "command = python3 -c 'x = bytearray(512 * 1024 * 1024)'\n"
+	    "limit_memory = 256MiB\n"
+	    "restart = never\n"
+	    "[pool:cpu]\n"
+	    "command = sh -c 'while :; do :; done'\n"
+	    "limit_cpu = 1s\n"
+	    "limit_core = 0\n"
+	    "restart = never\n"
+	    "[pool:nf]\n"
+	    "command = sh -c 'ulimit -n; exec sleep 60'\n"
+	    "limit_nofile = 64\n"
+	    "stdout_log = %s\n", stdout_log);
+	start_broker(path);
+	wait_state("mem/1", "exited", 20000);
+	wait_state("cpu/1", "exited", 20000);
+	ps_last_exit("mem/1", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "exit 1 (limit_memory 256MiB)");
+	ps_last_exit("cpu/1", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "SIGXCPU: limit_cpu 1s");
+	ck_assert_int_eq(ctl(false, &out, &err, "ps", END), 0);
+	ck_assert_msg(strstr(out, "LAST_EXIT") != NULL &&
+	    strstr(out, "exit 1 (limit_memory 256MiB)") != NULL &&
+	    strstr(out, "SIGXCPU: limit_cpu 1s") != NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert(harness_log_contains(&broker, "mem/1: MemoryError"));
+	ck_assert(harness_log_contains(&broker, " exited: exit 1 "
+	    "(limit_memory 256MiB)\n"));
+	ck_assert(harness_log_contains(&broker, " exited: SIGXCPU: limit_cpu "
+	    "1s\n"));
+	/* What the shell itself says. */
+	for (unsigned long long dl = harness_now_ms() + 10000;;) {
+		text = harness_read_file(stdout_log);
+		if (text != NULL && strstr(text, " nf/1: 64\n") != NULL)
+			break;
+		ck_assert_msg(harness_now_ms() < dl, "%s", text);
+		free(text);
+		usleep(20000);
+	}
+	free(text);
+
+	/* The same through ctl spawn. */
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "m",
+	    "--limit-memory", "64MiB", "--", "python3", "-c",
+	    "x = bytearray(512 * 1024 * 1024)", END), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "n",
+	    "--limit-nofile", "99", "--limit-core", "0", "--", "sh", "-c",
+	    "ulimit -n", END), 0);
+	free(out);
+	free(err);
+	wait_state("m", "exited", 20000);
+	wait_state("n", "exited", 20000);
+	ps_last_exit("m", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "exit 1 (limit_memory 64MiB)");
+	ps_last_exit("n", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "exit 0");
+	ck_assert(harness_log_contains(&broker, "info patchbayd: n: 99\n"));
+}
+END_TEST
+
+/* Limit options are checked before anything is sent, as config keys are. */
+START_TEST(pools_spawn_limit_options_refused)
+{
+	char	path[300], *out = NULL, *err = NULL;
+
+	write_conf(path, sizeof(path), "empty.conf", "# nothing\n");
+	start_broker(path);
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "x",
+	    "--limit-memory", "64", "--", "true", END), 2);
+	ck_assert_msg(strstr(err, "patchbay ctl: bad --limit-memory '64': "
+	    "expected a size from 1MiB to 65536GiB\n") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "x", "--limit-cpu",
+	    "1500ms", "--", "true", END), 2);
+	ck_assert_msg(strstr(err, "bad --limit-cpu '1500ms': expected whole "
+	    "seconds from 1s to 366d, such as 10s, 5m or 1h") != NULL, "%s",
+	    err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "spawn", "x",
+	    "--limit-nofile", "-1", "--", "true", END), 2);
+	ck_assert_msg(strstr(err, "bad --limit-nofile '-1': expected an "
+	    "integer from 8 to 1048576") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "stop", "x", "--limit-nproc",
+	    "10", END), 2);
+	ck_assert_msg(strstr(err, "option '--limit-nproc' does not apply to "
+	    "'stop'") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(ps_lookup("x", NULL, 0, NULL), -1);
+}
+END_TEST
+
+/*
+ * A changed limit is a changed pool: a reload restarts it, and its new
+ * process has the new limit.
+ */
+START_TEST(pools_reload_applies_limits)
+{
+	char	path[300], tmppath[300], *out = NULL, *err = NULL;
+	long	pid, pid2;
+
+	write_conf(path, sizeof(path), "r.conf",
+	    "[pool:nf]\ncommand = sh -c 'ulimit -n; exec sleep 60'\n"
+	    "limit_nofile = 64\n");
+	start_broker(path);
+	pid = wait_state("nf/1", "starting", 10000);
+	ck_assert(harness_wait_log(&broker, "nf/1: 64\n", 5000));
+	write_conf(tmppath, sizeof(tmppath), "r.conf.new",
+	    "[pool:nf]\ncommand = sh -c 'ulimit -n; exec sleep 60'\n"
+	    "limit_nofile = 128\n");
+	ck_assert_int_eq(rename(tmppath, path), 0);
+	ck_assert_int_eq(ctl(false, &out, &err, "reload", END), 0);
+	free(out);
+	free(err);
+	ck_assert(harness_wait_log(&broker, "pool nf: changed, restarting it",
+	    5000));
+	ck_assert(harness_wait_log(&broker, "nf/1: 128\n", 10000));
+	pid2 = wait_state("nf/1", "starting", 10000);
+	ck_assert_int_ne(pid, pid2);
+}
+END_TEST
+
+/*
+ * Where a cgroup v2 directory can be given to patchbayd alone (root, and
+ * the memory, cpu and pids controllers in the hierarchy's root), a pool's
+ * memory_max holds its processes: one that allocates beyond it is killed
+ * by the OOM killer and reported so; the pool's cgroup has the limits and
+ * goes away with patchbayd. Elsewhere patchbayd says why it cannot apply
+ * them, the pool runs without them, and the rest of the test is skipped
+ * with that reason.
+ */
+START_TEST(pools_cgroup_limits)
+{
+	char	 path[300], wrapper[300], cg[600], file[700], buf[128];
+	char	 real[300], *mount = NULL, *text, *why, *s;
+	FILE	*f;
+	char	 line[1024], mp[512], fstype[64];
+	bool	 usable = false;
+
+	if (!have_python3("pools_cgroup_limits"))
+		return;
+	/* The cgroup2 mount, and whether its root offers what we need. */
+	if ((f = fopen("/proc/self/mountinfo", "r")) != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL) {
+			if ((s = strstr(line, " - ")) == NULL ||
+			    sscanf(s + 3, "%63s", fstype) != 1 ||
+			    strcmp(fstype, "cgroup2") != 0 ||
+			    sscanf(line, "%*s %*s %*s %*s %511s", mp) != 1)
+				continue;
+			mount = strdup(mp);
+			break;
+		}
+		fclose(f);
+	}
+	if (mount != NULL && geteuid() == 0 && !harness_broker_wrapped()) {
+		snprintf(file, sizeof(file), "%s/cgroup.subtree_control",
+		    mount);
+		text = harness_read_file(file);
+		usable = text != NULL && strstr(text, "memory") != NULL &&
+		    strstr(text, "pids") != NULL && strstr(text, "cpu") != NULL;
+		free(text);
+	}
+	/* patchbayd alone in a cgroup of its own, as Delegate=yes makes. */
+	if (usable) {
+		snprintf(cg, sizeof(cg), "%s/patchbay-test-%d", mount,
+		    (int)getpid());
+		usable = mkdir(cg, 0755) == 0;
+	}
+	if (usable) {
+		snprintf(real, sizeof(real), "%s", harness_patchbayd());
+		write_conf(wrapper, sizeof(wrapper), "in-cgroup.sh",
+		    "#!/bin/sh\necho $$ > %s/cgroup.procs || exit 1\n"
+		    "exec %s \"$@\"\n", cg, real);
+		ck_assert_int_eq(chmod(wrapper, 0755), 0);
+		setenv("PATCHBAYD", wrapper, 1);
+	}
+	write_conf(path, sizeof(path), "cg.conf",
+	    "[pool:cg]\n"
+	    "command = python3 -c \"import sys; '/pool-cg' in "
+	    "open('/proc/self/cgroup').read() or sys.exit(0); "
+	    "x = b'x' * (512 * 1024 * 1024)\"\n"
+	    "memory_max = 64MiB\n"
+	    "cpu_max = 50%%\n"
+	    "pids_max = 32\n"
+	    "restart = never\n");
+	start_broker(path);
+	if (usable)
+		setenv("PATCHBAYD", real, 1);
+
+	if (!harness_log_contains(&broker, "supervisor: pools' cgroups go "
+	    "under ")) {
+		/* The warning an operator gets, once, naming the keys. */
+		ck_assert(harness_wait_log(&broker, "warn patchbayd: pool cg: "
+		    "memory_max, cpu_max, pids_max not applied: ", 5000));
+		text = harness_read_file(broker.log_path);
+		why = strstr(text, "not applied: ") + 13;
+		why[strcspn(why, "\n")] = '\0';
+		fprintf(stderr, "pools_cgroup_limits: skipped: cgroup v2 "
+		    "limits cannot be applied here: %s\n", why);
+		free(text);
+		wait_state("cg/1", "exited", 20000);
+		ps_last_exit("cg/1", buf, sizeof(buf));
+		ck_assert_str_eq(buf, "exit 0");
+		if (usable)
+			rmdir(cg);
+		free(mount);
+		return;
+	}
+	ck_assert(usable);
+	wait_state("cg/1", "exited", 30000);
+	ps_last_exit("cg/1", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "killed by the OOM killer: memory_max 64MiB");
+	ck_assert(harness_log_contains(&broker, "cg/1: pid "));
+	ck_assert(harness_log_contains(&broker, " exited: killed by the OOM "
+	    "killer: memory_max 64MiB\n"));
+	snprintf(file, sizeof(file), "%s/pool-cg/memory.max", cg);
+	text = harness_read_file(file);
+	ck_assert_str_eq(text, "67108864\n");
+	free(text);
+	snprintf(file, sizeof(file), "%s/pool-cg/cpu.max", cg);
+	text = harness_read_file(file);
+	ck_assert_str_eq(text, "50000 100000\n");
+	free(text);
+	snprintf(file, sizeof(file), "%s/pool-cg/pids.max", cg);
+	text = harness_read_file(file);
+	ck_assert_str_eq(text, "32\n");
+	free(text);
+
+	/* The pool's cgroup goes with it; patchbayd's leaf is left. */
+	harness_broker_stop(&broker);
+	snprintf(file, sizeof(file), "%s/pool-cg", cg);
+	ck_assert_int_eq(access(file, F_OK), -1);
+	snprintf(file, sizeof(file), "%s/broker", cg);
+	ck_assert_int_eq(rmdir(file), 0);
+	ck_assert_int_eq(rmdir(cg), 0);
+	free(mount);
+}
+END_TEST
+
 START_TEST(pools_bad_config_refused)
 {
 	char		 path[300], sock[400], *out = NULL, *err = NULL;
@@ -1100,6 +1392,10 @@ pools_suite(void)
 	tcase_add_test(tc, pools_spawn);
 	tcase_add_test(tc, pools_ctl_errors);
 	tcase_add_test(tc, pools_bad_config_refused);
+	tcase_add_test(tc, pools_limits_reported);
+	tcase_add_test(tc, pools_spawn_limit_options_refused);
+	tcase_add_test(tc, pools_reload_applies_limits);
+	tcase_add_test(tc, pools_cgroup_limits);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -10,6 +10,7 @@
  * --child-report: it writes its descriptor table, environment and process
  * identity to a file, so what is checked is what the exec'd program got.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -18,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -1129,14 +1131,14 @@ START_TEST(supervisor_exec_failure)
 	ck_assert_uint_eq(fx.nconns, 0);
 
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", missing, RESTART_NEVER,
-	    0, &cause), -ENOENT);
+	    0, NULL, &cause), -ENOENT);
 	ck_assert_str_eq(cause, "cannot execute '/nonexistent/prog': No such "
 	    "file or directory");
 	free(cause);
 	ck_assert_ptr_null(supervisor_find(fx.sv, "x"));
 
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", nopath, RESTART_NEVER,
-	    0, &cause), -ENOENT);
+	    0, NULL, &cause), -ENOENT);
 	ck_assert_str_eq(cause, "cannot execute 'no-such-command-pb': No such "
 	    "file or directory");
 	free(cause);
@@ -1146,7 +1148,7 @@ START_TEST(supervisor_exec_failure)
 	ck_assert_int_ne(fd, -1);
 	close(fd);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", noexec, RESTART_NEVER,
-	    0, &cause), -EACCES);
+	    0, NULL, &cause), -EACCES);
 	ck_assert_msg(strstr(cause, "Permission denied") != NULL, "%s", cause);
 	free(cause);
 	ck_assert_ptr_null(supervisor_find(fx.sv, "x"));
@@ -1154,24 +1156,424 @@ START_TEST(supervisor_exec_failure)
 
 	/* Ids: bad, taken by a pool, taken by a live process. */
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "a/b", sleeper,
-	    RESTART_NEVER, 0, &cause), -EINVAL);
+	    RESTART_NEVER, 0, NULL, &cause), -EINVAL);
 	ck_assert_msg(strstr(cause, "bad id 'a/b'") != NULL, "%s", cause);
 	free(cause);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "baddir", sleeper,
-	    RESTART_NEVER, 0, &cause), -EEXIST);
+	    RESTART_NEVER, 0, NULL, &cause), -EEXIST);
 	ck_assert_str_eq(cause, "'baddir' is the name of a pool");
 	free(cause);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", sleeper, RESTART_NEVER,
-	    0, NULL), 0);
+	    0, NULL, NULL), 0);
 	/* An ad-hoc command is running once executed. */
 	ck_assert_int_eq(state_of("x"), SUPERVISOR_RUNNING);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", sleeper, RESTART_NEVER,
-	    0, &cause), -EEXIST);
+	    0, NULL, &cause), -EEXIST);
 	ck_assert_str_eq(cause, "'x' already exists (running)");
 	free(cause);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "y", sleeper, RESTART_NEVER,
-	    -2, &cause), -EINVAL);
+	    -2, NULL, &cause), -EINVAL);
 	free(cause);
+}
+END_TEST
+
+/* Sets key to value in l, which must parse. */
+static void
+set_limit(struct limits *l, enum limits_key key, const char *value)
+{
+	char	err[UTIL_ERRLEN];
+
+	ck_assert_msg(limits_parse(l, key, value, err) == 0, "%s", err);
+}
+
+/* The soft and hard values of a line of /proc/PID/limits in text. */
+static void
+limits_line(const char *text, const char *name, char *soft, char *hard)
+{
+	const char	*s = strstr(text, name);
+
+	ck_assert_msg(s != NULL, "no '%s' in %s", name, text);
+	ck_assert_int_eq(sscanf(s + strlen(name), " %31s %31s", soft, hard),
+	    2);
+}
+
+/*
+ * A pool's setrlimit() limits are what its executed command has (its
+ * /proc/self/limits, in its stdout_log); a pool without them has
+ * patchbayd's own; an ad-hoc process gets those it was spawned with.
+ */
+START_TEST(supervisor_limits_reach_the_child)
+{
+	struct config		*c = new_config();
+	struct config_pool	*p;
+	const char		*argv[] = { "cat", "/proc/self/limits", NULL };
+	struct limits		 l;
+	struct rlimit		 own;
+	char			 logpath[300], freepath[300], errpath[300];
+	char			*text, soft[32], hard[32], want[32], nproc[32];
+	int			 fd;
+
+	/*
+	 * RLIMIT_NPROC counts all the processes of our user: when we are not
+	 * root, no fewer than we may have now, or `cat` could not start.
+	 */
+	ck_assert_int_eq(getrlimit(RLIMIT_NPROC, &own), 0);
+	snprintf(nproc, sizeof(nproc), "%llu", own.rlim_cur == RLIM_INFINITY ||
+	    own.rlim_cur > LIMIT_PROC_PIDS_MAX ? 50000ULL :
+	    (unsigned long long)own.rlim_cur);
+
+	/* The supervisor's log (an ad-hoc process's output) to a file. */
+	snprintf(errpath, sizeof(errpath), "%s/log", fx.dir);
+	fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ne(fd, -1);
+	ck_assert_int_ne(dup2(fd, 2), -1);
+	close(fd);
+	snprintf(logpath, sizeof(logpath), "%s/limits.log", fx.dir);
+	snprintf(freepath, sizeof(freepath), "%s/free.log", fx.dir);
+	p = add_pool(c, "lim", "cat /proc/self/limits");
+	p->restart = RESTART_NEVER;
+	p->stdout_log = strdup(logpath);
+	set_limit(&p->limits, LIMITS_MEMORY, "256MiB");
+	set_limit(&p->limits, LIMITS_CPU, "10s");
+	set_limit(&p->limits, LIMITS_NOFILE, "100");
+	set_limit(&p->limits, LIMITS_NPROC, nproc);
+	set_limit(&p->limits, LIMITS_CORE, "0");
+	p = add_pool(c, "free", "cat /proc/self/limits");
+	p->restart = RESTART_NEVER;
+	p->stdout_log = strdup(freepath);
+	fx_start(c);
+	WAIT_FOR(state_of("lim/1") == SUPERVISOR_EXITED, 5000);
+	WAIT_FOR(state_of("free/1") == SUPERVISOR_EXITED, 5000);
+	ck_assert_str_eq(supervisor_proc_last_exit(supervisor_find(fx.sv,
+	    "lim/1")), "exit 0");
+	text = harness_read_file(logpath);
+	ck_assert_ptr_nonnull(text);
+	limits_line(text, "Max address space", soft, hard);
+	ck_assert_str_eq(soft, "268435456");
+	ck_assert_str_eq(hard, "268435456");
+	/* SIGXCPU at the limit, SIGKILL a few seconds later. */
+	limits_line(text, "Max cpu time", soft, hard);
+	ck_assert_str_eq(soft, "10");
+	ck_assert_str_eq(hard, "15");
+	limits_line(text, "Max open files", soft, hard);
+	ck_assert_str_eq(soft, "100");
+	ck_assert_str_eq(hard, "100");
+	limits_line(text, "Max processes", soft, hard);
+	ck_assert_str_eq(soft, nproc);
+	ck_assert_str_eq(hard, nproc);
+	limits_line(text, "Max core file size", soft, hard);
+	ck_assert_str_eq(soft, "0");
+	ck_assert_str_eq(hard, "0");
+	free(text);
+
+	/* Without limits, patchbayd's own. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &own), 0);
+	snprintf(want, sizeof(want), "%llu", (unsigned long long)own.rlim_cur);
+	text = harness_read_file(freepath);
+	ck_assert_ptr_nonnull(text);
+	limits_line(text, "Max open files", soft, hard);
+	ck_assert_str_eq(soft, want);
+	free(text);
+
+	/* An ad-hoc process: those it was spawned with. */
+	memset(&l, 0, sizeof(l));
+	set_limit(&l, LIMITS_NOFILE, "77");
+	ck_assert_int_eq(supervisor_spawn(fx.sv, "adhoc", argv, RESTART_NEVER,
+	    0, &l, NULL), 0);
+	WAIT_FOR(state_of("adhoc") == SUPERVISOR_EXITED, 5000);
+	text = harness_read_file(errpath);
+	ck_assert_ptr_nonnull(text);
+	limits_line(text, "adhoc: Max open files", soft, hard);
+	ck_assert_str_eq(soft, "77");
+	ck_assert_str_eq(hard, "77");
+	free(text);
+}
+END_TEST
+
+/*
+ * How a process ended names the limit that ended it, in LAST_EXIT and the
+ * log: SIGXCPU under limit_cpu, a failure under limit_memory (the kernel
+ * says nothing about a refused allocation: the process fails, exits or
+ * aborts); a success, an ordinary signal, or a limit that was not set
+ * name none.
+ */
+START_TEST(supervisor_exit_names_the_limit)
+{
+	static const struct {
+		const char	*name, *command, *limit, *value, *want;
+	} cases[] = {
+		{ "xcpu", "sh -c 'kill -s XCPU $$'", "limit_cpu", "10s",
+		    "SIGXCPU: limit_cpu 10s" },
+		{ "xcpunolimit", "sh -c 'kill -s XCPU $$'", NULL, NULL,
+		    "signal XCPU" },
+		{ "memexit", "sh -c 'exit 1'", "limit_memory", "64MiB",
+		    "exit 1 (limit_memory 64MiB)" },
+		{ "memabrt", "sh -c 'kill -s ABRT $$'", "limit_memory", "64MiB",
+		    "signal ABRT (limit_memory 64MiB)" },
+		{ "memok", "sh -c 'exit 0'", "limit_memory", "64MiB",
+		    "exit 0" },
+		{ "memterm", "sh -c 'kill -s TERM $$'", "limit_memory", "64MiB",
+		    "signal TERM" },
+		{ "nofile", "sh -c 'exit 1'", "limit_nofile", "64",
+		    "exit 1" },
+	};
+	struct config		*c = new_config();
+	struct config_pool	*p;
+	char			 id[64], logpath[300], *text;
+	int			 fd;
+	size_t			 i;
+
+	/* The supervisor's log is our stderr: keep it in a file. */
+	snprintf(logpath, sizeof(logpath), "%s/log", fx.dir);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ne(fd, -1);
+	ck_assert_int_ne(dup2(fd, 2), -1);
+	close(fd);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p = add_pool(c, cases[i].name, cases[i].command);
+		p->restart = RESTART_NEVER;
+		p->directory = strdup(fx.dir);
+		/* No core file, whatever the signal. */
+		set_limit(&p->limits, LIMITS_CORE, "0");
+		if (cases[i].limit != NULL)
+			set_limit(&p->limits, (enum limits_key)limits_find(
+			    cases[i].limit), cases[i].value);
+	}
+	fx_start(c);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(id, sizeof(id), "%s/1", cases[i].name);
+		WAIT_FOR(state_of(id) == SUPERVISOR_EXITED, 5000);
+		ck_assert_str_eq(supervisor_proc_last_exit(supervisor_find(
+		    fx.sv, id)), cases[i].want);
+	}
+	text = harness_read_file(logpath);
+	ck_assert_ptr_nonnull(text);
+	/* A limit is worth a warning; the rest is told at info. */
+	ck_assert_msg(strstr(text, "warn patchbayd: xcpu/1: pid ") != NULL,
+	    "%s", text);
+	ck_assert_msg(strstr(text, " exited: SIGXCPU: limit_cpu 10s\n") !=
+	    NULL, "%s", text);
+	ck_assert_msg(strstr(text, " exited: exit 1 (limit_memory 64MiB)\n")
+	    != NULL, "%s", text);
+	ck_assert_msg(strstr(text, "info patchbayd: memok/1: pid ") != NULL,
+	    "%s", text);
+	free(text);
+}
+END_TEST
+
+/*
+ * A limit above patchbayd's own hard limit cannot be given by a process
+ * that is not root: the pool is fatal with that reason, a spawn is
+ * refused with it, and nothing is clamped. cgroup limits are a pool's.
+ */
+START_TEST(supervisor_limit_above_own_hard_limit)
+{
+	struct config		*c = new_config();
+	struct config_pool	*p;
+	const char		*argv[] = { "true", NULL };
+	struct rlimit		 rl = { 256, 256 };
+	struct limits		 l;
+	char			*cause = NULL;
+	const char		*fork_mode = getenv("CK_FORK");
+
+	if (fork_mode != NULL && strcmp(fork_mode, "no") == 0) {
+		fprintf(stderr, "supervisor_limit_above_own_hard_limit: "
+		    "skipped: it changes its process's uid (CK_FORK=no)\n");
+		return;
+	}
+	/* This test runs in a process of its own: lower, then drop root. */
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (geteuid() == 0) {
+		ck_assert_int_eq(setgroups(0, NULL), 0);
+		ck_assert_int_eq(setresgid(65534, 65534, 65534), 0);
+		ck_assert_int_eq(setresuid(65534, 65534, 65534), 0);
+	}
+	p = add_pool(c, "greedy", "true");
+	set_limit(&p->limits, LIMITS_NOFILE, "1024");
+	fx_start(c);
+	ck_assert_int_eq(state_of("greedy/1"), SUPERVISOR_FATAL);
+	ck_assert_str_eq(supervisor_proc_reason(supervisor_find(fx.sv,
+	    "greedy/1")), "limit_nofile 1024 is above the hard limit of "
+	    "test-supervisor (256), which only root can raise");
+	ck_assert_uint_eq(fx.nconns, 0);
+
+	memset(&l, 0, sizeof(l));
+	set_limit(&l, LIMITS_NOFILE, "512");
+	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", argv, RESTART_NEVER, 0,
+	    &l, &cause), -EPERM);
+	ck_assert_str_eq(cause, "limit_nofile 512 is above the hard limit of "
+	    "test-supervisor (256), which only root can raise");
+	free(cause);
+	ck_assert_ptr_null(supervisor_find(fx.sv, "x"));
+
+	/* Within it, fine. */
+	memset(&l, 0, sizeof(l));
+	set_limit(&l, LIMITS_NOFILE, "128");
+	ck_assert_int_eq(supervisor_spawn(fx.sv, "x", argv, RESTART_NEVER, 0,
+	    &l, NULL), 0);
+
+	memset(&l, 0, sizeof(l));
+	set_limit(&l, LIMITS_MEMORY_MAX, "64MiB");
+	ck_assert_int_eq(supervisor_spawn(fx.sv, "y", argv, RESTART_NEVER, 0,
+	    &l, &cause), -EINVAL);
+	ck_assert_str_eq(cause, "spawn 'y': memory_max, cpu_max and pids_max "
+	    "are a pool's settings; a spawned process takes the limit_* ones");
+	free(cause);
+}
+END_TEST
+
+/* Makes dir/name (and its parents) as a directory. */
+static void
+make_dirs(const char *dir, const char *name)
+{
+	char	path[PATH_MAX], *s;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	for (s = path + strlen(dir) + 1; (s = strchr(s, '/')) != NULL; s++) {
+		*s = '\0';
+		ck_assert(mkdir(path, 0755) == 0 || errno == EEXIST);
+		*s = '/';
+	}
+	ck_assert(mkdir(path, 0755) == 0 || errno == EEXIST);
+}
+
+/*
+ * cgroup.c on a tree of plain files laid out as cgroup v2 is: where its
+ * cgroup is (mountinfo and /proc/self/cgroup as the kernel writes them),
+ * the controllers it enables, the files of a pool's limits, the OOM
+ * counter, and each refusal's sentence. (The kernel's own refusals, such
+ * as the no-internal-processes rule, need a real delegated cgroup:
+ * test-pools tries that when it has one.)
+ */
+START_TEST(supervisor_cgroup_files)
+{
+	struct cgroup_root	*root = NULL;
+	struct limits		 l;
+	char			 mountinfo[PATH_MAX], self[PATH_MAX];
+	char			 path[PATH_MAX + 64], want[PATH_MAX + 300];
+	char			 mnt[PATH_MAX], *text, *cause = NULL;
+	unsigned		 mem_pids = (1u << LIMITS_MEMORY_MAX) |
+				    (1u << LIMITS_PIDS_MAX);
+	int			 fd;
+
+	/* A mount point with a blank, as mountinfo escapes it. */
+	snprintf(mnt, sizeof(mnt), "%s/cg root", fx.dir);
+	make_dirs(fx.dir, "cg root/system.slice/pb.service/pool-thumbs");
+	harness_write_file(mountinfo, sizeof(mountinfo), fx.dir, "mountinfo",
+	    "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+	    "35 24 0:30 / %s/cg\\040root rw,nosuid shared:9 - cgroup2 cgroup2 "
+	    "rw,nsdelegate\n", fx.dir);
+	harness_write_file(self, sizeof(self), fx.dir, "self",
+	    "12:memory:/user.slice\n0::/system.slice/pb.service\n");
+	harness_write_file(path, sizeof(path), mnt,
+	    "system.slice/pb.service/cgroup.controllers",
+	    "cpuset cpu io memory pids\n");
+	harness_write_file(path, sizeof(path), mnt,
+	    "system.slice/pb.service/cgroup.subtree_control", "%s", "");
+	ck_assert_msg(cgroup_root_open(mountinfo, self, &root, &cause) == 0,
+	    "%s", cause);
+	snprintf(want, sizeof(want), "%s/system.slice/pb.service", mnt);
+	ck_assert_str_eq(cgroup_root_path(root), want);
+
+	ck_assert_msg(cgroup_root_enable(root, mem_pids, &cause) == 0, "%s",
+	    cause);
+	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", want);
+	text = harness_read_file(path);
+	ck_assert_str_eq(text, "+memory +pids");
+	free(text);
+
+	/* A pool's files: its limits, "max" for the others. */
+	for (const char *const *f = (const char *const[]){ "memory.max",
+	    "pids.max", "cgroup.procs", NULL }; *f != NULL; f++)
+		harness_write_file(path, sizeof(path), want,
+		    *f[0] == 'c' ? "pool-thumbs/cgroup.procs" : *f[0] == 'm' ?
+		    "pool-thumbs/memory.max" : "pool-thumbs/pids.max", "%s",
+		    "");
+	memset(&l, 0, sizeof(l));
+	set_limit(&l, LIMITS_MEMORY_MAX, "256MiB");
+	ck_assert_msg(cgroup_pool_apply(root, "thumbs", &l, &cause) == 0, "%s",
+	    cause);
+	snprintf(path, sizeof(path), "%s/pool-thumbs/memory.max", want);
+	text = harness_read_file(path);
+	ck_assert_str_eq(text, "268435456");
+	free(text);
+	snprintf(path, sizeof(path), "%s/pool-thumbs/pids.max", want);
+	text = harness_read_file(path);
+	ck_assert_str_eq(text, "max");
+	free(text);
+	/* cpu was not enabled: no cpu.max was written. */
+	snprintf(path, sizeof(path), "%s/pool-thumbs/cpu.max", want);
+	ck_assert_int_eq(access(path, F_OK), -1);
+
+	/* cpu_max 50%: 50 ms of every 100 ms. */
+	ck_assert_int_eq(cgroup_root_enable(root, 1u << LIMITS_CPU_MAX,
+	    &cause), 0);
+	harness_write_file(path, sizeof(path), want, "pool-thumbs/cpu.max",
+	    "%s", "");
+	set_limit(&l, LIMITS_CPU_MAX, "50%");
+	ck_assert_int_eq(cgroup_pool_apply(root, "thumbs", &l, &cause), 0);
+	text = harness_read_file(path);
+	ck_assert_str_eq(text, "50000 100000");
+	free(text);
+
+	ck_assert_int_eq(cgroup_pool_open_procs(root, "thumbs", &fd, &cause),
+	    0);
+	ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	close(fd);
+	ck_assert_uint_eq(cgroup_pool_oom_kills(root, "thumbs"), 0);
+	harness_write_file(path, sizeof(path), want,
+	    "pool-thumbs/memory.events", "low 0\nhigh 0\nmax 9\noom 3\n"
+	    "oom_kill 2\noom_group_kill 0\n");
+	ck_assert_uint_eq(cgroup_pool_oom_kills(root, "thumbs"), 2);
+	ck_assert_int_eq(cgroup_pool_remove(root, "thumbs"), -ENOTEMPTY);
+	ck_assert_int_eq(cgroup_pool_remove(root, "gone"), 0);
+
+	/* A controller that is not offered. */
+	harness_write_file(path, sizeof(path), want, "cgroup.controllers",
+	    "cpu memory\n");
+	cgroup_root_free(root);
+	root = NULL;
+	ck_assert_int_eq(cgroup_root_open(mountinfo, self, &root, &cause), 0);
+	ck_assert_int_eq(cgroup_root_enable(root, mem_pids, &cause), -ENOTSUP);
+	snprintf(want, sizeof(want), "the cgroup v2 hierarchy at %s offers no "
+	    "pids controller to %s/system.slice/pb.service (it offers: cpu "
+	    "memory)", mnt, mnt);
+	ck_assert_str_eq(cause, want);
+	free(cause);
+	cgroup_root_free(root);
+	root = NULL;
+
+	/* A mount that shows a subtree: paths are relative to its root. */
+	harness_write_file(mountinfo, sizeof(mountinfo), fx.dir, "mountinfo",
+	    "35 24 0:30 /system.slice %s/cg\\040root rw - cgroup2 cgroup2 "
+	    "rw\n", fx.dir);
+	ck_assert_int_eq(cgroup_root_open(mountinfo, self, &root, &cause), 0);
+	snprintf(want, sizeof(want), "%s/pb.service", mnt);
+	ck_assert_str_eq(cgroup_root_path(root), want);
+	cgroup_root_free(root);
+	root = NULL;
+
+	/* No cgroup2 mount; no "0::" line. */
+	harness_write_file(mountinfo, sizeof(mountinfo), fx.dir, "mountinfo",
+	    "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n");
+	ck_assert_int_eq(cgroup_root_open(mountinfo, self, &root, &cause),
+	    -ENOENT);
+	snprintf(want, sizeof(want), "no cgroup v2 hierarchy is mounted (no "
+	    "cgroup2 file system in %s)", mountinfo);
+	ck_assert_str_eq(cause, want);
+	free(cause);
+	harness_write_file(mountinfo, sizeof(mountinfo), fx.dir, "mountinfo",
+	    "35 24 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
+	harness_write_file(self, sizeof(self), fx.dir, "self",
+	    "4:memory:/x\n");
+	ck_assert_int_eq(cgroup_root_open(mountinfo, self, &root, &cause),
+	    -ENOENT);
+	snprintf(want, sizeof(want), "patchbayd is in no cgroup v2 (no '0::' "
+	    "line in %s)", self);
+	ck_assert_str_eq(cause, want);
+	free(cause);
+	ck_assert_ptr_null(root);
+	cgroup_root_free(NULL);
 }
 END_TEST
 
@@ -1182,14 +1584,14 @@ START_TEST(supervisor_spawn_restart_policy)
 
 	fx_start(NULL);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "c", crash,
-	    RESTART_ON_FAILURE, 1, NULL), 0);
+	    RESTART_ON_FAILURE, 1, NULL, NULL), 0);
 	/* Default backoff is 100ms: one restart, then fatal. */
 	WAIT_FOR(state_of("c") == SUPERVISOR_FATAL, 5000);
 	ck_assert_uint_eq(supervisor_proc_restarts(supervisor_find(fx.sv,
 	    "c")), 1);
 	/* A finished ad-hoc process may be replaced. */
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "c", sleeper, RESTART_NEVER,
-	    0, NULL), 0);
+	    0, NULL, NULL), 0);
 	ck_assert_int_eq(state_of("c"), SUPERVISOR_RUNNING);
 	ck_assert_uint_eq(supervisor_proc_restarts(supervisor_find(fx.sv,
 	    "c")), 0);
@@ -1313,7 +1715,7 @@ START_TEST(supervisor_reload_diff)
 		struct config	*c3 = new_config();
 
 		ck_assert_int_eq(supervisor_spawn(fx.sv, "adhoc", argv,
-		    RESTART_NEVER, 0, NULL), 0);
+		    RESTART_NEVER, 0, NULL, NULL), 0);
 		add_pool(c3, "adhoc", "sleep 30");
 		ck_assert_int_eq(supervisor_reload(fx.sv, c3, &cause),
 		    -EEXIST);
@@ -1393,7 +1795,7 @@ START_TEST(supervisor_shutdown_order)
 	add_pool(c, "b", "sleep 30");
 	fx_start(c);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "c", argv, RESTART_ALWAYS,
-	    -1, NULL), 0);
+	    -1, NULL, NULL), 0);
 	ck_assert_uint_eq(supervisor_nalive(fx.sv), 3);
 	fx.nlog = 0;
 	supervisor_shutdown(fx.sv);
@@ -1465,7 +1867,7 @@ START_TEST(supervisor_ps_listing)
 	add_pool(c, "w", "sleep 30");
 	fx_start(c);
 	ck_assert_int_eq(supervisor_spawn(fx.sv, "solo", argv, RESTART_NEVER,
-	    0, NULL), 0);
+	    0, NULL, NULL), 0);
 	supervisor_proc_registered(fx.sv, supervisor_find(fx.sv, "w/1"));
 
 	msgpack_sbuffer_init(&sbuf);
@@ -1540,6 +1942,10 @@ supervisor_suite(void)
 	tcase_add_test(tc, supervisor_user);
 	tcase_add_test(tc, supervisor_exec_failure);
 	tcase_add_test(tc, supervisor_spawn_restart_policy);
+	tcase_add_test(tc, supervisor_limits_reach_the_child);
+	tcase_add_test(tc, supervisor_exit_names_the_limit);
+	tcase_add_test(tc, supervisor_limit_above_own_hard_limit);
+	tcase_add_test(tc, supervisor_cgroup_files);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("admin");

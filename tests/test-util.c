@@ -10,6 +10,7 @@
  * The spawner is tested with real children: what they report about
  * themselves on a pipe is what execve gave them.
  */
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -254,6 +255,189 @@ START_TEST(util_size_refuses_with_sentence)
 	ck_assert_int_eq(parse_size("99999999999GiB", 0, UINT64_MAX, &n, err),
 	    -ERANGE);
 	ck_assert_uint_eq(n, 3);
+}
+END_TEST
+
+/* ---- limits ------------------------------------------------------------ */
+
+START_TEST(util_percent_parses_and_refuses)
+{
+	char		err[UTIL_ERRLEN];
+	uint64_t	n = 7;
+
+	ck_assert_int_eq(parse_percent("50%", 1, 100000, &n, err), 0);
+	ck_assert_uint_eq(n, 50);
+	ck_assert_int_eq(parse_percent("250%", 1, 100000, &n, err), 0);
+	ck_assert_uint_eq(n, 250);
+	ck_assert_int_eq(parse_percent("50", 1, 100000, &n, err), -EINVAL);
+	ck_assert_str_eq(err, "expected a percentage such as 50% or 200% "
+	    "(got '50')");
+	ck_assert_int_eq(parse_percent("0.5%", 1, 100000, &n, err), -EINVAL);
+	ck_assert_int_eq(parse_percent("%", 1, 100000, &n, err), -EINVAL);
+	ck_assert_int_eq(parse_percent("50 %", 1, 100000, &n, err), -EINVAL);
+	ck_assert_int_eq(parse_percent("0%", 1, 100000, &n, err), -ERANGE);
+	ck_assert_str_eq(err, "expected a percentage from 1% to 100000% (got "
+	    "'0%')");
+	ck_assert_int_eq(parse_percent("99999999999999999999%", 1, 100000, &n,
+	    err), -ERANGE);
+	ck_assert_uint_eq(n, 250);
+}
+END_TEST
+
+/*
+ * Every limit is read by its own grammar with its own range, and written
+ * back the same way, as `limit_cpu = 2m`, `--limit-cpu 2m` and the ADMIN
+ * argument "limit_cpu": "2m" all are.
+ */
+START_TEST(util_limits_parse_each_key)
+{
+	static const struct {
+		const char	*key, *value;
+		uint64_t	 stored;
+		const char	*written;
+	} good[] = {
+		{ "limit_memory", "256MiB", 256 << 20, "256MiB" },
+		{ "limit_memory", "1048576", 1 << 20, "1MiB" },
+		{ "limit_cpu", "10s", 10, "10s" },
+		{ "limit_cpu", "2m", 120, "2m" },
+		{ "limit_cpu", "1000", 1, "1s" },
+		{ "limit_nofile", "64", 64, "64" },
+		{ "limit_nproc", "1", 1, "1" },
+		{ "limit_core", "0", 0, "0" },
+		{ "limit_core", "1GiB", 1 << 30, "1GiB" },
+		{ "memory_max", "64MiB", 64 << 20, "64MiB" },
+		{ "cpu_max", "50%", 50, "50%" },
+		{ "cpu_max", "200%", 200, "200%" },
+		{ "pids_max", "4194304", 4194304, "4194304" },
+	};
+	static const struct {
+		const char	*key, *value, *err;
+	} bad[] = {
+		{ "limit_memory", "64", "expected a size from 1MiB to 65536GiB "
+		    "(got '64')" },
+		{ "limit_memory", "lots", "expected a size such as 64KiB, 16MiB "
+		    "or 1GiB, a bare number being bytes (got 'lots')" },
+		{ "limit_cpu", "1500ms", "expected whole seconds from 1s to "
+		    "366d, such as 10s, 5m or 1h (got '1500ms')" },
+		{ "limit_cpu", "500", "expected a duration from 1s to 366d "
+		    "(got '500')" },
+		{ "limit_cpu", "0", "expected a duration from 1s to 366d "
+		    "(got '0')" },
+		{ "limit_nofile", "4", "expected an integer from 8 to 1048576 "
+		    "(got '4')" },
+		{ "limit_nofile", "-1", "expected an integer from 8 to 1048576 "
+		    "(got '-1')" },
+		{ "limit_nproc", "0", "expected an integer from 1 to 4194304 "
+		    "(got '0')" },
+		{ "limit_core", "1TiB", "expected a size such as 64KiB, 16MiB "
+		    "or 1GiB, a bare number being bytes (got '1TiB')" },
+		{ "memory_max", "0", "expected a size from 1MiB to 65536GiB "
+		    "(got '0')" },
+		{ "cpu_max", "0.5", "expected a percentage such as 50% or 200% "
+		    "(got '0.5')" },
+		{ "cpu_max", "100001%", "expected a percentage from 1% to "
+		    "100000% (got '100001%')" },
+		{ "pids_max", "4194305", "expected an integer from 1 to 4194304 "
+		    "(got '4194305')" },
+	};
+	struct limits	l, a, b;
+	char		err[UTIL_ERRLEN], buf[64];
+	int		k;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		memset(&l, 0, sizeof(l));
+		k = limits_find(good[i].key);
+		ck_assert_int_ge(k, 0);
+		ck_assert_str_eq(limits_name((enum limits_key)k), good[i].key);
+		ck_assert_msg(limits_parse(&l, (enum limits_key)k,
+		    good[i].value, err) == 0, "%s: %s", good[i].key, err);
+		ck_assert(limits_has(&l, (enum limits_key)k));
+		ck_assert_uint_eq(l.set, 1u << k);
+		ck_assert_uint_eq(l.value[k], good[i].stored);
+		limits_format(&l, (enum limits_key)k, buf, sizeof(buf));
+		ck_assert_str_eq(buf, good[i].written);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&l, 0, sizeof(l));
+		k = limits_find(bad[i].key);
+		ck_assert_int_lt(limits_parse(&l, (enum limits_key)k,
+		    bad[i].value, err), 0);
+		ck_assert_str_eq(err, bad[i].err);
+		/* Nothing half-set. */
+		ck_assert_uint_eq(l.set, 0);
+	}
+	ck_assert_int_eq(limits_find("limit_memry"), -1);
+	ck_assert_ptr_null(limits_name(LIMITS__MAX));
+
+	/* What reports say, and what a reload compares. */
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	ck_assert_int_eq(limits_parse(&a, LIMITS_CPU, "10s", err), 0);
+	limits_describe(&a, LIMITS_CPU, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "limit_cpu 10s");
+	ck_assert(!limits_equal(&a, &b));
+	ck_assert_int_eq(limits_parse(&b, LIMITS_CPU, "10000", err), 0);
+	ck_assert(limits_equal(&a, &b));
+	ck_assert_int_eq(limits_parse(&b, LIMITS_CORE, "0", err), 0);
+	ck_assert(!limits_equal(&a, &b));
+}
+END_TEST
+
+/*
+ * limits_plan() turns the setrlimit() limits into the spawn plan, and
+ * refuses one above the caller's own hard limit (which an unprivileged
+ * child could not raise) instead of clamping it; only the grace between
+ * SIGXCPU and SIGKILL is shortened to fit.
+ */
+START_TEST(util_limits_plan_checks_the_own_hard_limit)
+{
+	struct spawn_plan	plan;
+	struct limits		l;
+	struct rlimit		rl = { 0, 0 };
+	char			err[UTIL_ERRLEN];
+
+	/* This test runs in a process of its own: lower our hard limits. */
+	ck_assert_int_eq(setrlimit(RLIMIT_CORE, &rl), 0);
+	rl.rlim_cur = rl.rlim_max = 12;
+	ck_assert_int_eq(setrlimit(RLIMIT_CPU, &rl), 0);
+
+	memset(&l, 0, sizeof(l));
+	memset(&plan, 0, sizeof(plan));
+	ck_assert_int_eq(limits_parse(&l, LIMITS_CORE, "1MiB", err), 0);
+	ck_assert_int_eq(limits_plan(&l, false, &plan, err), -EPERM);
+	ck_assert_str_eq(err, "limit_core 1MiB is above the hard limit of "
+	    "test-util (0), which only root can raise");
+	ck_assert_int_eq(plan.nrlimits, 0);
+	/* Root can: the child raises it. */
+	ck_assert_int_eq(limits_plan(&l, true, &plan, err), 0);
+	ck_assert_int_eq(plan.nrlimits, 1);
+	ck_assert_int_eq(plan.rlimits[0].resource, RLIMIT_CORE);
+	ck_assert_uint_eq(plan.rlimits[0].soft, 1 << 20);
+	ck_assert_uint_eq(plan.rlimits[0].hard, 1 << 20);
+	ck_assert_str_eq(plan.rlimits[0].name, "limit_core");
+
+	memset(&l, 0, sizeof(l));
+	memset(&plan, 0, sizeof(plan));
+	ck_assert_int_eq(limits_parse(&l, LIMITS_CPU, "10s", err), 0);
+	ck_assert_int_eq(limits_parse(&l, LIMITS_NOFILE, "64", err), 0);
+	ck_assert_int_eq(limits_plan(&l, true, &plan, err), 0);
+	ck_assert_int_eq(plan.nrlimits, 2);
+	ck_assert_int_eq(plan.rlimits[0].resource, RLIMIT_CPU);
+	ck_assert_uint_eq(plan.rlimits[0].soft, 10);
+	ck_assert_uint_eq(plan.rlimits[0].hard, 10 + LIMITS_CPU_GRACE_S);
+	ck_assert_int_eq(plan.rlimits[1].resource, RLIMIT_NOFILE);
+	ck_assert_uint_eq(plan.rlimits[1].soft, 64);
+	ck_assert_uint_eq(plan.rlimits[1].hard, 64);
+	/* Under our hard limit of 12 s: SIGXCPU at 10 s, SIGKILL at 12 s. */
+	memset(&plan, 0, sizeof(plan));
+	ck_assert_int_eq(limits_plan(&l, false, &plan, err), 0);
+	ck_assert_uint_eq(plan.rlimits[0].soft, 10);
+	ck_assert_uint_eq(plan.rlimits[0].hard, 12);
+	memset(&plan, 0, sizeof(plan));
+	ck_assert_int_eq(limits_parse(&l, LIMITS_CPU, "20s", err), 0);
+	ck_assert_int_eq(limits_plan(&l, false, &plan, err), -EPERM);
+	ck_assert_str_eq(err, "limit_cpu 20s is above the hard limit of "
+	    "test-util (12s), which only root can raise");
 }
 END_TEST
 
@@ -653,6 +837,87 @@ START_TEST(spawn_exec_failure_is_reported_at_once)
 }
 END_TEST
 
+/* The soft and hard values of a line of /proc/PID/limits in text. */
+static void
+limits_line(const char *text, const char *name, char *soft, char *hard)
+{
+	const char	*s = strstr(text, name);
+
+	ck_assert_msg(s != NULL, "no '%s' in %s", name, text);
+	ck_assert_int_eq(sscanf(s + strlen(name), " %31s %31s", soft, hard),
+	    2);
+}
+
+/*
+ * The plan's rlimits are what the executed program has; one the kernel
+ * refuses, or a cgroup that cannot be joined, is reported as the step
+ * that failed, before execve.
+ */
+START_TEST(spawn_child_gets_its_rlimits)
+{
+	char *const		 argv[] = { "sh", NULL };
+	struct spawn_plan	 plan;
+	struct spawn_error	 e;
+	struct limits		 l;
+	char			 out[4096], err[UTIL_ERRLEN], soft[32], hard[32];
+	char			 text[UTIL_ERRLEN];
+	int			 fd;
+	pid_t			 pid = 0;
+
+	memset(&plan, 0, sizeof(plan));
+	memset(&l, 0, sizeof(l));
+	ck_assert_int_eq(limits_parse(&l, LIMITS_MEMORY, "256MiB", err), 0);
+	ck_assert_int_eq(limits_parse(&l, LIMITS_CPU, "10s", err), 0);
+	ck_assert_int_eq(limits_parse(&l, LIMITS_NOFILE, "64", err), 0);
+	ck_assert_int_eq(limits_parse(&l, LIMITS_CORE, "0", err), 0);
+	ck_assert_int_eq(limits_plan(&l, true, &plan, err), 0);
+	ck_assert_int_eq(spawn_sh(&plan, "cat /proc/self/limits", out,
+	    sizeof(out)), 0);
+	limits_line(out, "Max address space", soft, hard);
+	ck_assert_str_eq(soft, "268435456");
+	ck_assert_str_eq(hard, "268435456");
+	limits_line(out, "Max cpu time", soft, hard);
+	ck_assert_str_eq(soft, "10");
+	ck_assert_str_eq(hard, "15");
+	limits_line(out, "Max open files", soft, hard);
+	ck_assert_str_eq(soft, "64");
+	ck_assert_str_eq(hard, "64");
+	limits_line(out, "Max core file size", soft, hard);
+	ck_assert_str_eq(soft, "0");
+	ck_assert_str_eq(hard, "0");
+	spawn_plan_clear(&plan);
+
+	/* A soft limit above its hard one: setrlimit() says EINVAL. */
+	memset(&plan, 0, sizeof(plan));
+	plan.path = strdup("/bin/sh");
+	plan.argv = argv;
+	plan.rlimits[0] = (struct spawn_rlimit){ RLIMIT_NOFILE, 64, 32,
+	    "limit_nofile" };
+	plan.nrlimits = 1;
+	ck_assert_int_eq(spawn_start(&plan, &e, &pid), -EINVAL);
+	ck_assert_int_eq(e.stage, SPAWN_STAGE_RLIMIT);
+	ck_assert_int_eq(e.index, 0);
+	spawn_error_text(&plan, &e, "sh", text, sizeof(text));
+	ck_assert_str_eq(text, "cannot start 'sh': cannot set limit_nofile: "
+	    "Invalid argument");
+
+	/* A cgroup.procs that cannot be written. */
+	plan.nrlimits = 0;
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ne(fd, -1);
+	plan.flags = SPAWN_CGROUP;
+	plan.cgroup_fd = fd;
+	ck_assert_int_eq(spawn_start(&plan, &e, &pid), -EBADF);
+	ck_assert_int_eq(e.stage, SPAWN_STAGE_CGROUP);
+	spawn_error_text(&plan, &e, "sh", text, sizeof(text));
+	ck_assert_str_eq(text, "cannot start 'sh': cannot join its cgroup: "
+	    "Bad file descriptor");
+	close(fd);
+	ck_assert_int_eq(pid, 0);
+	spawn_plan_clear(&plan);
+}
+END_TEST
+
 /* A buffer too small for the entry is retried bigger, not "no such user". */
 START_TEST(spawn_user_lookup_grows_its_buffer)
 {
@@ -799,6 +1064,9 @@ util_suite(void)
 	tcase_add_test(tc, util_size_refuses_with_sentence);
 	tcase_add_test(tc, util_bool_restart_signal);
 	tcase_add_test(tc, util_escape_keeps_one_line);
+	tcase_add_test(tc, util_percent_parses_and_refuses);
+	tcase_add_test(tc, util_limits_parse_each_key);
+	tcase_add_test(tc, util_limits_plan_checks_the_own_hard_limit);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strv");
@@ -820,6 +1088,7 @@ util_suite(void)
 	tcase_add_test(tc, spawn_child_gets_only_its_environment);
 	tcase_add_test(tc, spawn_exec_failure_is_reported_at_once);
 	tcase_add_test(tc, spawn_user_lookup_grows_its_buffer);
+	tcase_add_test(tc, spawn_child_gets_its_rlimits);
 	tcase_add_test(tc, spawn_child_never_runs_the_parents_handlers);
 	tcase_add_test(tc, format_time_is_rfc3339_utc_ms);
 	suite_add_tcase(s, tc);

@@ -184,6 +184,33 @@ parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
 	return parse_with_units(s, &parse_size_kind, min, max, ret, err);
 }
 
+/* Parses a percentage ("50%"); see util.h. */
+int
+parse_percent(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
+    char *err)
+{
+	const char	*end;
+	uint64_t	 n;
+	int		 r;
+
+	if ((r = parse_digits(s, &n, &end)) == 0 && strcmp(end, "%") != 0)
+		r = -EINVAL;
+	else if (r == -ERANGE && strcmp(end, "%") != 0)
+		r = -EINVAL;
+	if (r == -EINVAL) {
+		snprintf(err, UTIL_ERRLEN, "expected a percentage such as 50%% "
+		    "or 200%% (got '%s')", s);
+		return r;
+	}
+	if (r != 0 || n < min || n > max) {
+		snprintf(err, UTIL_ERRLEN, "expected a percentage from %" PRIu64
+		    "%% to %" PRIu64 "%% (got '%s')", min, max, s);
+		return -ERANGE;
+	}
+	*ret = n;
+	return 0;
+}
+
 /* Parses a boolean; see util.h. */
 int
 parse_bool(const char *s, bool *ret, char *err)

@@ -11,8 +11,11 @@
  * allocates nothing: it resets the signal handlers and only then unblocks
  * signals (so no handler of the parent ever runs in it), asks the kernel
  * for SIGKILL when its parent dies (checking that the parent did not die
- * first), moves the planned descriptors into place, closes every other
- * one, changes directory and user and executes. A
+ * first), joins its cgroup (the plan holds cgroup.procs open), moves the
+ * planned descriptors into place, closes every other one, sets its
+ * rlimits (after the descriptors, which RLIMIT_NOFILE bounds, and before
+ * the user, who could not raise them), changes directory and user and
+ * executes. A
  * close-on-exec pipe carries {stage, errno} back when any step fails, so
  * the parent knows at once, before spawn_start() returns, whether execve
  * happened, and can say "cannot execute 'x': No such file or directory".
@@ -23,6 +26,7 @@
  */
 #include <sys/types.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -46,6 +50,7 @@
 struct spawn_report {
 	int	stage;
 	int	error;
+	int	index;		/* SPAWN_STAGE_RLIMIT: which one */
 };
 
 /* Environment. */
@@ -286,6 +291,18 @@ spawn_error_text(const struct spawn_plan *plan, const struct spawn_error *e,
 	case SPAWN_STAGE_FORK:
 		snprintf(buf, len, "cannot start '%s': fork: %s", command, why);
 		break;
+	case SPAWN_STAGE_CGROUP:
+		snprintf(buf, len, "cannot start '%s': cannot join its cgroup: "
+		    "%s", command, why);
+		break;
+	case SPAWN_STAGE_RLIMIT:
+		if (e->index >= 0 && e->index < plan->nrlimits)
+			snprintf(buf, len, "cannot start '%s': cannot set %s: "
+			    "%s", command, plan->rlimits[e->index].name, why);
+		else
+			snprintf(buf, len, "cannot start '%s': cannot set a "
+			    "resource limit: %s", command, why);
+		break;
 	case SPAWN_STAGE_SETUP:
 	default:
 		snprintf(buf, len, "cannot start '%s': %s", command, why);
@@ -295,17 +312,24 @@ spawn_error_text(const struct spawn_plan *plan, const struct spawn_error *e,
 
 /* The child. */
 
-/* In the child: reports stage and errno to the parent, then exits. */
+/* In the child: reports stage, index and errno, then exits. */
 static void __attribute__((noreturn))
-spawn_child_fail(int fd, enum spawn_stage stage)
+spawn_child_fail_at(int fd, enum spawn_stage stage, int index)
 {
-	struct spawn_report	r = { (int)stage, errno };
+	struct spawn_report	r = { (int)stage, errno, index };
 	ssize_t			n;
 
 	do
 		n = write(fd, &r, sizeof(r));
 	while (n == -1 && errno == EINTR);
 	_exit(127);
+}
+
+/* In the child: reports stage and errno to the parent, then exits. */
+static void __attribute__((noreturn))
+spawn_child_fail(int fd, enum spawn_stage stage)
+{
+	spawn_child_fail_at(fd, stage, -1);
 }
 
 /* In the child: closes every descriptor from first up. */
@@ -335,8 +359,10 @@ spawn_child(const struct spawn_plan *plan, pid_t parent, int errw)
 {
 	struct sigaction	sa;
 	sigset_t		none;
+	struct rlimit		rl;
 	int			moved[SPAWN_MAX_FDS], top = plan->nfds + 1;
 	int			e;
+	ssize_t			n;
 
 	/* Every signal is blocked (spawn_start): no handler of ours can run. */
 	memset(&sa, 0, sizeof(sa));
@@ -359,6 +385,14 @@ spawn_child(const struct spawn_plan *plan, pid_t parent, int errw)
 		if (getppid() != parent)
 			_exit(127);
 	}
+	/* "0" is the writer itself; before the user, who may not move. */
+	if (plan->flags & SPAWN_CGROUP) {
+		do
+			n = write(plan->cgroup_fd, "0", 1);
+		while (n == -1 && errno == EINTR);
+		if (n != 1)
+			spawn_child_fail(e, SPAWN_STAGE_CGROUP);
+	}
 
 	for (int i = 0; i < plan->nfds; i++)
 		if ((moved[i] = fcntl(plan->fds[i], F_DUPFD, top)) == -1)
@@ -370,6 +404,13 @@ spawn_child(const struct spawn_plan *plan, pid_t parent, int errw)
 		spawn_child_fail(e, SPAWN_STAGE_SETUP);
 	e = plan->nfds;
 	spawn_child_closefrom(plan->nfds + 1);
+
+	for (int i = 0; i < plan->nrlimits; i++) {
+		rl.rlim_cur = (rlim_t)plan->rlimits[i].soft;
+		rl.rlim_max = (rlim_t)plan->rlimits[i].hard;
+		if (setrlimit(plan->rlimits[i].resource, &rl) == -1)
+			spawn_child_fail_at(e, SPAWN_STAGE_RLIMIT, i);
+	}
 
 	if (plan->dir != NULL && chdir(plan->dir) == -1)
 		spawn_child_fail(e, SPAWN_STAGE_CHDIR);
@@ -397,8 +438,10 @@ spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
 	ssize_t			n;
 	size_t			got = 0;
 
+	err->index = -1;
 	if (plan->path == NULL || plan->argv == NULL || plan->nfds < 0 ||
-	    plan->nfds > SPAWN_MAX_FDS) {
+	    plan->nfds > SPAWN_MAX_FDS || plan->nrlimits < 0 ||
+	    plan->nrlimits > SPAWN_MAX_RLIMITS) {
 		err->stage = SPAWN_STAGE_SETUP;
 		err->error = EINVAL;
 		return -EINVAL;
@@ -454,8 +497,10 @@ spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
 	if (got < sizeof(r) || r.error == 0) {
 		r.stage = SPAWN_STAGE_SETUP;
 		r.error = EIO;
+		r.index = -1;
 	}
 	err->stage = (enum spawn_stage)r.stage;
 	err->error = r.error;
+	err->index = r.index;
 	return -r.error;
 }

@@ -19,7 +19,10 @@
  * - clock.c: the monotonic clock in milliseconds;
  * - spawn.c: starting a child process (the broker's supervised processes,
  *   the CLI's job commands): a plan made before fork, an async-signal-safe
- *   child, and execve's failure reported at once.
+ *   child, and execve's failure reported at once;
+ * - limits.c: the resource limits of a supervised process (limit_memory,
+ *   cpu_max, ...): their names, grammars and ranges, and the setrlimit()
+ *   part of a spawn plan.
  *
  * Nothing here logs, exits or keeps global state.
  */
@@ -61,6 +64,14 @@
 #define LIMIT_RETRIES_MAX	UINT32_MAX
 #define LIMIT_PRIORITY_MIN	(-100)		/* PROTO_PRIORITY_MIN */
 #define LIMIT_PRIORITY_MAX	100		/* PROTO_PRIORITY_MAX */
+#define LIMIT_PROC_MEMORY_MIN	(1ULL << 20)	/* limit_memory, memory_max */
+#define LIMIT_PROC_MEMORY_MAX	(1ULL << 46)	/* 64 TiB */
+#define LIMIT_PROC_CORE_MAX	(1ULL << 46)	/* limit_core */
+#define LIMIT_PROC_CPU_MAX_S	(366ULL * 24 * 3600) /* limit_cpu */
+#define LIMIT_PROC_NOFILE_MIN	8		/* 0-3 are taken at start */
+#define LIMIT_PROC_NOFILE_MAX	1048576		/* Linux's default nr_open */
+#define LIMIT_PROC_PIDS_MAX	4194304		/* Linux's PID_MAX_LIMIT */
+#define LIMIT_PROC_CPU_PCT_MAX	100000		/* cpu_max: 1000 CPUs */
 
 /* parse.c */
 
@@ -103,6 +114,13 @@ int	 parse_duration(const char *s, uint64_t min_ms, uint64_t max_ms,
  */
 int	 parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
 	    char *err);
+
+/*
+ * Parses a percentage: a whole number followed by '%' ("50%", "200%"), in
+ * [min, max]. Same returns as parse_uint().
+ */
+int	 parse_percent(const char *s, uint64_t min, uint64_t max,
+	    uint64_t *ret, char *err);
 
 /* Parses yes/no, true/false, on/off or 1/0. 0, or -EINVAL with err set. */
 int	 parse_bool(const char *s, bool *ret, char *err);
@@ -302,6 +320,9 @@ clock_to_wall(uint64_t mono, uint64_t mono_now, uint64_t wall_now)
 					   process group */
 #define SPAWN_PROCESS_GROUP	0x2	/* setpgid(): its own process group */
 #define SPAWN_DIE_WITH_PARENT	0x4	/* SIGKILL when the parent dies */
+#define SPAWN_CGROUP		0x8	/* join the cgroup of cgroup_fd */
+
+#define SPAWN_MAX_RLIMITS	8	/* setrlimit()s in one plan */
 
 /* The step a child could not take, as reported by spawn_start(). */
 enum spawn_stage {
@@ -310,12 +331,25 @@ enum spawn_stage {
 	SPAWN_STAGE_CHDIR,
 	SPAWN_STAGE_USER,
 	SPAWN_STAGE_EXEC,
+	SPAWN_STAGE_CGROUP,	/* writing to cgroup_fd */
+	SPAWN_STAGE_RLIMIT,	/* one of the plan's rlimits */
 };
 
-/* Why spawn_start() failed: the step and its errno. */
+/* Why spawn_start() failed: the step, its errno and, for
+ * SPAWN_STAGE_RLIMIT, the index of the limit in the plan. */
 struct spawn_error {
 	enum spawn_stage	 stage;
 	int			 error;
+	int			 index;
+};
+
+/* One setrlimit() of a plan, made before execve. */
+struct spawn_rlimit {
+	int			 resource;	/* RLIMIT_* */
+	uint64_t		 soft;		/* RLIM_INFINITY or a value */
+	uint64_t		 hard;
+	const char		*name;		/* for messages ("limit_cpu");
+						   borrowed, static */
 };
 
 /* A user to run a child as. Embedded; cleared by spawn_user_clear(). */
@@ -345,6 +379,13 @@ struct spawn_plan {
 							   child's i */
 	int			  nfds;		/* every other one is closed */
 	int			  flags;	/* SPAWN_* */
+	int			  cgroup_fd;	/* with SPAWN_CGROUP: an open
+						   cgroup.procs the child
+						   writes itself into first */
+	struct spawn_rlimit	  rlimits[SPAWN_MAX_RLIMITS];
+	int			  nrlimits;	/* set after the descriptors
+						   are in place, before the
+						   user is switched */
 };
 
 /*
@@ -389,9 +430,9 @@ void	 spawn_user_clear(struct spawn_user *u);
 void	 spawn_plan_clear(struct spawn_plan *plan);
 
 /*
- * Forks and runs plan: a session or group of its own as flagged, the
- * descriptors fds[0..nfds-1] as 0..nfds-1 and no other, signals reset,
- * then chdir, the user, execve. Returns 0 with the child's pid once execve
+ * Forks and runs plan: a session or group of its own as flagged, its
+ * cgroup, the descriptors fds[0..nfds-1] as 0..nfds-1 and no other,
+ * signals reset, the rlimits, then chdir, the user, execve. Returns 0 with the child's pid once execve
  * has happened, or a negative errno with the failed step in *err (a child
  * that failed is reaped). The caller reaps the child.
  */
@@ -401,10 +442,90 @@ int	 spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
 /*
  * Writes one sentence about a failed spawn_start() into buf: "cannot
  * execute 'PATH': No such file or directory", "cannot change directory to
- * ...", "cannot switch to user ...", or "cannot start 'COMMAND': ...".
+ * ...", "cannot switch to user ...", "cannot set limit_nofile to 64: ...",
+ * "cannot join its cgroup: ..." or "cannot start 'COMMAND': ...".
  */
 void	 spawn_error_text(const struct spawn_plan *plan,
 	    const struct spawn_error *e, const char *command, char *buf,
 	    size_t len);
+
+/* limits.c */
+
+/*
+ * The resource limits a supervised process may be given, by their config
+ * key. The first LIMITS_NRLIMITS are setrlimit() limits, set in the child
+ * between fork and execve (limits_plan()); the others are cgroup v2 limits
+ * of a whole pool, which the broker writes into its pool's cgroup.
+ */
+enum limits_key {
+	LIMITS_MEMORY,		/* limit_memory: RLIMIT_AS, a size */
+	LIMITS_CPU,		/* limit_cpu: RLIMIT_CPU, whole seconds */
+	LIMITS_NOFILE,		/* limit_nofile: RLIMIT_NOFILE, a count */
+	LIMITS_NPROC,		/* limit_nproc: RLIMIT_NPROC, a count */
+	LIMITS_CORE,		/* limit_core: RLIMIT_CORE, a size */
+	LIMITS_MEMORY_MAX,	/* memory_max: memory.max, a size */
+	LIMITS_CPU_MAX,		/* cpu_max: cpu.max, a percentage of a CPU */
+	LIMITS_PIDS_MAX,	/* pids_max: pids.max, a count */
+	LIMITS__MAX,
+};
+#define LIMITS_NRLIMITS		(LIMITS_CORE + 1)
+#define LIMITS_RLIMIT_MASK	((1u << LIMITS_NRLIMITS) - 1)
+#define LIMITS_CGROUP_MASK	(((1u << LIMITS__MAX) - 1) & \
+				    ~LIMITS_RLIMIT_MASK)
+
+/* Seconds from limit_cpu's SIGXCPU to the SIGKILL of its hard limit. */
+#define LIMITS_CPU_GRACE_S	5
+
+/* A set of limits, embedded by value; all zero is none. */
+struct limits {
+	unsigned	set;			/* 1u << key for each given */
+	uint64_t	value[LIMITS__MAX];	/* bytes, seconds, a count or
+						   a percentage */
+};
+
+/* The key's name ("limit_memory", "cpu_max"); NULL when out of range. */
+const char	*limits_name(enum limits_key key);
+
+/* The key called name, or -1. */
+int	 limits_find(const char *name);
+
+/* True when l has key. */
+static inline bool
+limits_has(const struct limits *l, enum limits_key key)
+{
+	return (l->set & (1u << key)) != 0;
+}
+
+/*
+ * Parses value by key's grammar and range into l (a size 1MiB to 64TiB for
+ * limit_memory and memory_max, whole seconds for limit_cpu, a count for
+ * limit_nofile, limit_nproc and pids_max, a size from 0 for limit_core, a
+ * percentage for cpu_max). Returns 0, or -EINVAL / -ERANGE with a sentence
+ * in err (l unchanged).
+ */
+int	 limits_parse(struct limits *l, enum limits_key key, const char *value,
+	    char *err);
+
+/* Writes key's value in l as limits_parse() reads it ("64MiB", "10s"). */
+void	 limits_format(const struct limits *l, enum limits_key key, char *buf,
+	    size_t len);
+
+/* Writes "NAME VALUE" ("limit_cpu 10s"), for reports. */
+void	 limits_describe(const struct limits *l, enum limits_key key,
+	    char *buf, size_t len);
+
+/* True when a and b hold the same limits. */
+bool	 limits_equal(const struct limits *a, const struct limits *b);
+
+/*
+ * Adds l's setrlimit() limits to plan (limit_cpu: the soft limit sends
+ * SIGXCPU, the hard one LIMITS_CPU_GRACE_S later SIGKILL). Unless
+ * privileged, each is checked against this process's own hard limit, which
+ * the child could not raise: returns -EPERM with a sentence in err
+ * ("limit_nofile 100000 is above the hard limit of patchbayd (65536),
+ * which only root can raise"). Returns 0, or -E2BIG when the plan is full.
+ */
+int	 limits_plan(const struct limits *l, bool privileged,
+	    struct spawn_plan *plan, char *err);
 
 #endif /* PATCHBAY_UTIL_H */

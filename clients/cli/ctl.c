@@ -36,13 +36,17 @@
 #define CTL_OPT_CLIENT		(1u << 5)
 #define CTL_OPT_STATE		(1u << 6)
 #define CTL_OPT_LIMIT		(1u << 7)
-#define CTL_OPT_LAST		CTL_OPT_LIMIT
+/* --limit-memory, --limit-cpu, ...: one bit per setrlimit() limit. */
+#define CTL_OPT_RLIMIT(k)	(1u << (8 + (k)))
+#define CTL_OPT_RLIMITS		(((1u << LIMITS_NRLIMITS) - 1) << 8)
+#define CTL_OPT_LAST		CTL_OPT_RLIMIT(LIMITS_NRLIMITS - 1)
 
 /* How a verb's arguments become the ADMIN args map. */
 enum ctl_args {
 	CTL_ARGS_NONE,		/* {} */
 	CTL_ARGS_ID,		/* {id} */
-	CTL_ARGS_SPAWN,		/* {id, argv, restart?, max_restarts?} */
+	CTL_ARGS_SPAWN,		/* {id, argv, restart?, max_restarts?,
+				   limit_memory?, ...} */
 	CTL_ARGS_STOP,		/* {id, timeout_ms?, force?} */
 	CTL_ARGS_SCALE,		/* {pool, instances} */
 	CTL_ARGS_JOBS,		/* {fn?, client?, state?, limit?} */
@@ -67,9 +71,10 @@ static const struct ctl_verb ctl_verbs[VERB__MAX] = {
 	[VERB_PS] = { VERB_PS, CTL_ARGS_NONE, 0, "ps",
 	    "no supervised processes" },
 	[VERB_SPAWN] = { VERB_SPAWN, CTL_ARGS_SPAWN,
-	    CTL_OPT_RESTART | CTL_OPT_MAX_RESTARTS,
+	    CTL_OPT_RESTART | CTL_OPT_MAX_RESTARTS | CTL_OPT_RLIMITS,
 	    "spawn ID [--restart always|on-failure|never] [--max-restarts N] "
-	    "-- CMD [ARGS...]", NULL },
+	    "[--limit-memory SIZE] [--limit-cpu D] [--limit-nofile N] "
+	    "[--limit-nproc N] [--limit-core SIZE] -- CMD [ARGS...]", NULL },
 	[VERB_STOP] = { VERB_STOP, CTL_ARGS_STOP,
 	    CTL_OPT_TIMEOUT | CTL_OPT_FORCE, "stop ID [--timeout D] [--force]",
 	    NULL },
@@ -107,6 +112,7 @@ struct ctl_cmd {
 	const char		*state;
 	uint64_t		 limit;
 	int64_t			 max_restarts;
+	const char		*rlimits[LIMITS_NRLIMITS]; /* as given */
 	uint64_t		 timeout_ms;
 	const char		*id;		/* ID or POOL */
 	uint64_t		 instances;
@@ -141,6 +147,13 @@ ctl_usage(FILE *f)
 	    "                          the first that answers)\n"
 	    "      --restart POLICY    spawn: always, on-failure or never\n"
 	    "      --max-restarts N    spawn: give up after N restarts\n"
+	    "      --limit-memory SIZE spawn: address space (RLIMIT_AS)\n"
+	    "      --limit-cpu D       spawn: CPU time in whole seconds, then\n"
+	    "                          SIGXCPU (RLIMIT_CPU)\n"
+	    "      --limit-nofile N    spawn: open files (RLIMIT_NOFILE)\n"
+	    "      --limit-nproc N     spawn: processes of its user\n"
+	    "                          (RLIMIT_NPROC)\n"
+	    "      --limit-core SIZE   spawn: core dump size (RLIMIT_CORE)\n"
 	    "      --timeout D         stop, drain: how long the running jobs\n"
 	    "                          may take (500ms, 10s, 1m;\n"
 	    "                          bare numbers are ms)\n"
@@ -189,6 +202,16 @@ ctl_opt_name(unsigned bit)
 		return "--state";
 	case CTL_OPT_LIMIT:
 		return "--limit";
+	case CTL_OPT_RLIMIT(LIMITS_MEMORY):
+		return "--limit-memory";
+	case CTL_OPT_RLIMIT(LIMITS_CPU):
+		return "--limit-cpu";
+	case CTL_OPT_RLIMIT(LIMITS_NOFILE):
+		return "--limit-nofile";
+	case CTL_OPT_RLIMIT(LIMITS_NPROC):
+		return "--limit-nproc";
+	case CTL_OPT_RLIMIT(LIMITS_CORE):
+		return "--limit-core";
 	}
 	return "?";
 }
@@ -216,7 +239,8 @@ ctl_negative_arg(int argc, char **argv)
 {
 	static const char *const takes_value[] = { "-b", "--broker",
 	    "--restart", "--max-restarts", "--timeout", "--fn", "--client",
-	    "--state", "--limit" };
+	    "--state", "--limit", "--limit-memory", "--limit-cpu",
+	    "--limit-nofile", "--limit-nproc", "--limit-core" };
 	const char	*verb = NULL;
 	char		 err[UTIL_ERRLEN];
 	uint64_t	 n;
@@ -257,7 +281,7 @@ static int
 ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 {
 	enum { O_RESTART = 256, O_MAX_RESTARTS, O_TIMEOUT, O_FORCE, O_FN,
-	    O_CLIENT, O_STATE, O_LIMIT };
+	    O_CLIENT, O_STATE, O_LIMIT, O_RLIMIT };	/* O_RLIMIT + key */
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "broker", required_argument, NULL, 'b' },
@@ -269,11 +293,20 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		{ "client", required_argument, NULL, O_CLIENT },
 		{ "state", required_argument, NULL, O_STATE },
 		{ "limit", required_argument, NULL, O_LIMIT },
+		{ "limit-memory", required_argument, NULL,
+		    O_RLIMIT + LIMITS_MEMORY },
+		{ "limit-cpu", required_argument, NULL, O_RLIMIT + LIMITS_CPU },
+		{ "limit-nofile", required_argument, NULL,
+		    O_RLIMIT + LIMITS_NOFILE },
+		{ "limit-nproc", required_argument, NULL,
+		    O_RLIMIT + LIMITS_NPROC },
+		{ "limit-core", required_argument, NULL, O_RLIMIT + LIMITS_CORE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	char *const	*pos, *const *rest = NULL;
 	enum restart_policy policy;
+	struct limits	 limits;
 	char		 err[UTIL_ERRLEN];
 	int		 dd, npos, nrest = 0, c, r;
 	unsigned	 bit;
@@ -355,6 +388,20 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 				return cli_bad_value("ctl", "--limit", optarg,
 				    err);
 			cmd->given |= CTL_OPT_LIMIT;
+			break;
+		case O_RLIMIT + LIMITS_MEMORY:
+		case O_RLIMIT + LIMITS_CPU:
+		case O_RLIMIT + LIMITS_NOFILE:
+		case O_RLIMIT + LIMITS_NPROC:
+		case O_RLIMIT + LIMITS_CORE:
+			/* The broker reads the text again, the same way. */
+			memset(&limits, 0, sizeof(limits));
+			if (limits_parse(&limits, (enum limits_key)(c -
+			    O_RLIMIT), optarg, err) != 0)
+				return cli_bad_value("ctl", ctl_opt_name(
+				    CTL_OPT_RLIMIT(c - O_RLIMIT)), optarg, err);
+			cmd->rlimits[c - O_RLIMIT] = optarg;
+			cmd->given |= CTL_OPT_RLIMIT(c - O_RLIMIT);
 			break;
 		default:
 			/* spawn's command given without "--" lands here. */
@@ -483,6 +530,8 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 	case CTL_ARGS_SPAWN:
 		n = 2 + ((cmd->given & CTL_OPT_RESTART) != 0) +
 		    ((cmd->given & CTL_OPT_MAX_RESTARTS) != 0);
+		for (i = 0; i < LIMITS_NRLIMITS; i++)
+			n += cmd->rlimits[i] != NULL;
 		msgpack_pack_map(pk, n);
 		proto_pack_str(pk, "id");
 		proto_pack_str(pk, cmd->id);
@@ -497,6 +546,12 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		if (cmd->given & CTL_OPT_MAX_RESTARTS) {
 			proto_pack_str(pk, "max_restarts");
 			msgpack_pack_int64(pk, cmd->max_restarts);
+		}
+		for (i = 0; i < LIMITS_NRLIMITS; i++) {
+			if (cmd->rlimits[i] == NULL)
+				continue;
+			proto_pack_str(pk, limits_name((enum limits_key)i));
+			proto_pack_str(pk, cmd->rlimits[i]);
 		}
 		break;
 	case CTL_ARGS_STOP:
