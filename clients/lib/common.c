@@ -287,7 +287,7 @@ common_flush(struct bconn *b, uint64_t deadline)
 			    b->out.size - b->out_off);
 		if (n >= 0) {
 			b->out_off += (size_t)n;
-			b->last_tx = clock_now_ms();
+			b->writes++;
 			continue;
 		}
 		if (errno == EINTR)

@@ -102,7 +102,7 @@ struct bconn {
 	uint32_t		 max_frame;
 	uint64_t		 heartbeat_ms;	/* 0: no liveness checks */
 	uint64_t		 last_rx;	/* ms of the last byte read */
-	uint64_t		 last_tx;	/* ms of the last byte written */
+	uint64_t		 writes;	/* successful writes, ever */
 	uint64_t		 ping_sent;	/* ms of our unanswered PING, or 0 */
 	uint64_t		 ping_n;	/* last PING n we sent */
 	uint64_t		 pong_n;	/* last PONG n received */

@@ -100,7 +100,7 @@ struct worker_fn {
 
 /*
  * A worker and its jobs; owned by the caller. lock guards conn, gen, live,
- * jobs and busy_since (see the top of this file).
+ * jobs and busy (see the top of this file).
  */
 struct pb_worker {
 	pthread_mutex_t		 lock;
@@ -108,7 +108,7 @@ struct pb_worker {
 	pthread_t		 ka_thread;
 	bool			 ka_running;
 	bool			 ka_quit;
-	uint64_t		 busy_since;	/* ms a handler began, or 0 */
+	bool			 busy;		/* a handler runs */
 
 	struct bconn		 conn;
 	char			*endpoint;	/* NULL: the default, each time */
@@ -203,7 +203,8 @@ worker_keepalive_main(void *arg)
 	struct pb_worker	*w = arg;
 	struct bconn		*b = &w->conn;
 	struct timespec		 ts;
-	uint64_t		 now, hb, tick;
+	uint64_t		 hb, tick, seen = 0;
+	unsigned		 quiet = 0;	/* ticks without a write */
 
 	pthread_mutex_lock(&w->lock);
 	while (!w->ka_quit) {
@@ -217,12 +218,19 @@ worker_keepalive_main(void *arg)
 			ts.tv_nsec -= 1000000000L;
 		}
 		(void)pthread_cond_timedwait(&w->ka_cond, &w->lock, &ts);
-		if (w->ka_quit || w->busy_since == 0 || hb == 0 || b->fd < 0 ||
-		    b->dead)
+		/* Counting writes keeps clock reads off the job path. */
+		if (b->writes != seen || !w->busy) {
+			seen = b->writes;
+			quiet = 0;
+		} else
+			quiet++;
+		if (w->ka_quit || !w->busy || hb == 0 || b->fd < 0 || b->dead)
 			continue;
-		now = clock_now_ms();
-		if (now - b->last_tx >= hb / 2)
+		/* Two quiet quarters: half a heartbeat without a write. */
+		if (quiet >= 2) {
 			(void)common_ping(b);	/* queued: corked by process */
+			quiet = 0;
+		}
 		if (b->out_off < b->out.size)
 			(void)common_push(b);
 	}
@@ -274,13 +282,13 @@ worker_call_handler(struct pb_worker *w, struct worker_fn *f,
 {
 	struct pb_worker	*held = worker_held;
 
-	w->busy_since = clock_now_ms();
+	w->busy = true;
 	worker_held = NULL;
 	pthread_mutex_unlock(&w->lock);
 	f->handler(worker_top(w), j, f->userdata);
 	pthread_mutex_lock(&w->lock);
 	worker_held = held;
-	w->busy_since = 0;
+	w->busy = false;
 }
 
 /* Next pseudo-random number for jitter (xorshift64). */
