@@ -448,8 +448,9 @@ START_TEST(pools_stop_scale_reload_let_jobs_finish)
 	wait_state("slow/2", "running", 10000);
 	r1 = spawn_slow("b", out1, sizeof(out1));
 	r2 = spawn_slow("c", out2, sizeof(out2));
+	/* Each job is two lines, when it starts and when it ends. */
 	wait_log_count("slow/2: patchbay worker: job", 1, 10000);
-	wait_log_count("slow/1: patchbay worker: job", 2, 10000);
+	wait_log_count("slow/1: patchbay worker: job", 3, 10000);
 	ck_assert_int_eq(ctl(false, NULL, NULL, "scale", "slow", "1", END), 0);
 	slow_done(r1, out1);
 	slow_done(r2, out2);
@@ -458,7 +459,7 @@ START_TEST(pools_stop_scale_reload_let_jobs_finish)
 
 	/* ctl reload with changed settings: the process is replaced. */
 	r1 = spawn_slow("d", out1, sizeof(out1));
-	wait_log_count("slow/1: patchbay worker: job", 3, 10000);
+	wait_log_count("slow/1: patchbay worker: job", 5, 10000);
 	slow_conf(tmppath, sizeof(tmppath), "slow.conf.new",
 	    "environment = CHANGED=1\n");
 	ck_assert_int_eq(rename(tmppath, path), 0);
