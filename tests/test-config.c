@@ -575,6 +575,86 @@ START_TEST(config_log_keys)
 }
 END_TEST
 
+START_TEST(config_health_keys)
+{
+	struct config		*c = load_ok(
+	    "[pool:a]\n"
+	    "command = true\n"
+	    "health_check = sh -c 'curl -fs \"$URL\" >/dev/null' --\n"
+	    "health_interval = 2s\n"
+	    "health_timeout = 500ms\n"
+	    "health_retries = 5\n"
+	    "start_timeout = 0\n"
+	    "[pool:b]\n"
+	    "command = true\n");
+	struct config_pool	*p = config_pool_find(c, "a"), *dup;
+
+	ck_assert_str_eq(p->health_check,
+	    "sh -c 'curl -fs \"$URL\" >/dev/null' --");
+	ck_assert_str_eq(p->health_argv[0], "sh");
+	ck_assert_str_eq(p->health_argv[1], "-c");
+	ck_assert_str_eq(p->health_argv[2], "curl -fs \"$URL\" >/dev/null");
+	ck_assert_str_eq(p->health_argv[3], "--");
+	ck_assert_ptr_null(p->health_argv[4]);
+	ck_assert_uint_eq(p->health_interval_ms, 2000);
+	ck_assert_uint_eq(p->health_timeout_ms, 500);
+	ck_assert_int_eq(p->health_retries, 5);
+	ck_assert_uint_eq(p->start_timeout_ms, 0);
+
+	/* A copy is deep and equal; each health key makes a difference. */
+	dup = config_pool_dup(p);
+	ck_assert_ptr_ne(dup->health_check, p->health_check);
+	ck_assert_ptr_ne(dup->health_argv, p->health_argv);
+	ck_assert_str_eq(dup->health_argv[2], p->health_argv[2]);
+	ck_assert(config_pool_equal(p, dup));
+	dup->health_retries = 3;
+	ck_assert(!config_pool_equal_but_instances(p, dup));
+	dup->health_retries = 5;
+	dup->start_timeout_ms = 30000;
+	ck_assert(!config_pool_equal_but_instances(p, dup));
+	config_pool_free(dup);
+
+	/* The defaults: no check, 10s, 5s, 3, and 30s to register. */
+	p = config_pool_find(c, "b");
+	ck_assert_ptr_null(p->health_check);
+	ck_assert_ptr_null(p->health_argv);
+	ck_assert_uint_eq(p->health_interval_ms, 10000);
+	ck_assert_uint_eq(p->health_timeout_ms, 5000);
+	ck_assert_int_eq(p->health_retries, 3);
+	ck_assert_uint_eq(p->start_timeout_ms, 30000);
+	dup = config_pool_dup(p);
+	ck_assert_ptr_null(dup->health_argv);
+	dup->health_check = strdup("true");
+	ck_assert(!config_pool_equal(p, dup));
+	config_pool_free(dup);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(config_error_health)
+{
+	load_fails("[pool:a]\ncommand = true\nhealth_check =\n", 3,
+	    "key 'health_check': expected a command (got '')", END);
+	load_fails("[pool:a]\ncommand = true\nhealth_check = sh -c 'x\n", 3,
+	    "key 'health_check'", "(got 'sh -c 'x')", END);
+	load_fails("[pool:a]\ncommand = true\nhealth_interval = 0\n", 3,
+	    "key 'health_interval'", "from 1ms to 366d", "(got '0')", END);
+	load_fails("[pool:a]\ncommand = true\nhealth_timeout = 5x\n", 3,
+	    "key 'health_timeout'", "250ms, 10s, 5m, 2h or 1d",
+	    "(got '5x')", END);
+	load_fails("[pool:a]\ncommand = true\nhealth_retries = 0\n", 3,
+	    "key 'health_retries'", "expected an integer from 1 to 1000",
+	    "(got '0')", END);
+	load_fails("[pool:a]\ncommand = true\nhealth_retries = three\n", 3,
+	    "key 'health_retries'", "(got 'three')", END);
+	load_fails("[pool:a]\ncommand = true\nstart_timeout = -1s\n", 3,
+	    "key 'start_timeout'", "(got '-1s')", END);
+	load_fails("[pool:a]\ncommand = true\nhealth_check = true\n"
+	    "health_check = false\n", 4, "key 'health_check'", "set twice",
+	    "first on line 3", END);
+}
+END_TEST
+
 START_TEST(config_equal)
 {
 	struct config		*a = load_ok(issue_example);
@@ -627,6 +707,7 @@ config_suite(void)
 	tcase_add_test(tc, config_long_line);
 	tcase_add_test(tc, config_examples_parse);
 	tcase_add_test(tc, config_log_keys);
+	tcase_add_test(tc, config_health_keys);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
@@ -644,6 +725,7 @@ config_suite(void)
 	tcase_add_test(tc, config_error_duplicate_pool);
 	tcase_add_test(tc, config_error_missing_file);
 	tcase_add_test(tc, config_error_environment);
+	tcase_add_test(tc, config_error_health);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("values");
