@@ -247,10 +247,11 @@ admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
     uint64_t now)
 {
 	const char	*last = supervisor_proc_last_exit(proc);
+	char		 buf[64];
 	uint64_t	 cpu_ms, rss;
 	bool		 usage = supervisor_proc_usage(proc, &cpu_ms, &rss);
 
-	msgpack_pack_map(pk, 12);
+	msgpack_pack_map(pk, 13);
 	admin_pack_kv_str(pk, "id", supervisor_proc_id(proc));
 	proto_pack_str(pk, "pool");
 	if (supervisor_proc_pool(proc) != NULL)
@@ -269,6 +270,8 @@ admin_pack_proc(msgpack_packer *pk, const struct supervisor_proc *proc,
 		msgpack_pack_nil(pk);
 	admin_pack_kv_str(pk, "state",
 	    policy_state_name(supervisor_proc_state(proc)));
+	supervisor_proc_health_text(proc, buf, sizeof(buf));
+	admin_pack_kv_str(pk, "health", buf);
 	proto_pack_str(pk, "restarts");
 	msgpack_pack_unsigned_int(pk, supervisor_proc_restarts(proc));
 	admin_pack_kv_uint(pk, "uptime_ms",
@@ -312,6 +315,61 @@ admin_pack_ps(const struct supervisor *sv, msgpack_packer *pk)
 	    proc != NULL; proc = supervisor_proc_next(sv, proc))
 		admin_pack_proc(pk, proc, now);
 	return 0;
+}
+
+/* Every process of sv, in `ps` order. */
+#define SUPERVISOR_PROCS(sv, proc)					\
+	for ((proc) = supervisor_proc_next((sv), NULL); (proc) != NULL;	\
+	    (proc) = supervisor_proc_next((sv), (proc)))
+
+/* Packs a string, or nil for NULL. */
+static void
+admin_pack_str_or_nil(msgpack_packer *pk, const char *s)
+{
+	if (s != NULL)
+		proto_pack_str(pk, s);
+	else
+		msgpack_pack_nil(pk);
+}
+
+/* Packs how long ago at was (ms), or nil for 0 (never). */
+static void
+admin_pack_ago(msgpack_packer *pk, uint64_t at, uint64_t now)
+{
+	if (at != 0)
+		msgpack_pack_uint64(pk, now >= at ? now - at : 0);
+	else
+		msgpack_pack_nil(pk);
+}
+
+/* Packs what the health checks of one process said, as a map. */
+static void
+admin_pack_health(msgpack_packer *pk, const struct supervisor_proc *proc,
+    uint64_t now)
+{
+	struct supervisor_health_info	hi;
+	char				buf[64];
+
+	supervisor_proc_health_info(proc, &hi);
+	supervisor_proc_health_text(proc, buf, sizeof(buf));
+	msgpack_pack_map(pk, 11);
+	admin_pack_kv_str(pk, "id", supervisor_proc_id(proc));
+	admin_pack_kv_str(pk, "state",
+	    policy_state_name(supervisor_proc_state(proc)));
+	admin_pack_kv_str(pk, "health", buf);
+	proto_pack_str(pk, "check");
+	admin_pack_str_or_nil(pk, hi.check);
+	admin_pack_kv_uint(pk, "failures", hi.failures);
+	admin_pack_kv_uint(pk, "retries", hi.retries);
+	proto_pack_str(pk, "checked_ago_ms");
+	admin_pack_ago(pk, hi.checked_at, now);
+	proto_pack_str(pk, "result");
+	admin_pack_str_or_nil(pk, hi.result);
+	proto_pack_str(pk, "output");
+	admin_pack_str_or_nil(pk, hi.output);
+	admin_pack_kv_uint(pk, "times_unhealthy", hi.times_unhealthy);
+	proto_pack_str(pk, "reason");
+	admin_pack_str_or_nil(pk, hi.reason);
 }
 
 /* The recent outcomes being packed: how many, then the packer. */
@@ -437,6 +495,47 @@ admin_ps(struct server *srv, struct peer *p,
 {
 	(void)p; (void)args; (void)err;
 	return admin_pack_ps(srv->sv, pk);
+}
+
+/* True when proc is id itself or a process of the pool called id. */
+static bool
+admin_health_match(const struct supervisor_proc *proc, const char *id)
+{
+	const char	*pool = supervisor_proc_pool(proc);
+
+	return id[0] == '\0' || strcmp(supervisor_proc_id(proc), id) == 0 ||
+	    (pool != NULL && strcmp(pool, id) == 0);
+}
+
+/*
+ * health {id?}: what the health checks of each process (or of the process
+ * or pool id) said: an array of maps.
+ */
+static int
+admin_health(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
+{
+	const struct supervisor_proc	*proc;
+	char				 id[LIMIT_NAME_MAX + 16] = "";
+	uint32_t			 n = 0;
+	uint64_t			 now = clock_now_ms();
+
+	(void)p;
+	if (admin_no_supervisor(srv, err) != 0 ||
+	    admin_arg_str(args, "health", "id", true, id, sizeof(id),
+	    err) < 0)
+		return -1;
+	SUPERVISOR_PROCS(srv->sv, proc)
+		n += admin_health_match(proc, id);
+	if (n == 0 && id[0] != '\0') {
+		snprintf(err, PROTO_ERRLEN, "unknown id '%s'", id);
+		return -1;
+	}
+	msgpack_pack_array(pk, n);
+	SUPERVISOR_PROCS(srv->sv, proc)
+		if (admin_health_match(proc, id))
+			admin_pack_health(pk, proc, now);
+	return 0;
 }
 
 /*
@@ -728,6 +827,7 @@ static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_COUNT] = admin_stats_count,
 	[VERB_JOBS] = admin_stats_jobs,
 	[VERB_QUEUES] = admin_stats_queues,
+	[VERB_HEALTH] = admin_health,
 };
 
 /* Answers one ADMIN packet with a REPLY. */

@@ -33,10 +33,13 @@
  * intensity limit of policy.c decide what comes next; that arithmetic is
  * pure (time and randomness are parameters) so that it is unit-testable.
  * supervisor-verbs.c holds what an operator can do (spawn, stop, restart,
- * pause, resume, scale, reload). Those three files share
- * supervisor-int.h, which nothing else includes. A pool's setrlimit()
- * limits are part of its children's spawn plan; its cgroup v2 limits live
- * in a cgroup of its own under patchbayd's (cgroup.c).
+ * pause, resume, scale, reload). supervisor-health.c finds a process
+ * unhealthy (start_timeout, PINGs through supervisor_proc_unresponsive(),
+ * its pool's health_check) and has it stopped and restarted by its policy.
+ * Those four files share supervisor-int.h, which nothing else includes. A
+ * pool's setrlimit() limits are part of its children's spawn plan; its
+ * cgroup v2 limits live in a cgroup of its own under patchbayd's
+ * (cgroup.c).
  */
 #ifndef PATCHBAY_BROKER_H
 #define PATCHBAY_BROKER_H
@@ -282,6 +285,14 @@ struct config_pool {
 	char		 *stdout_log;		/* or NULL: the broker's log */
 	struct limits	  limits;		/* limit_*, memory_max, cpu_max,
 						   pids_max; none by default */
+	char		 *health_check;		/* as written, or NULL: none */
+	char		**health_argv;		/* health_check in words, or
+						   NULL */
+	uint64_t	  health_interval_ms;	/* default 10 s */
+	uint64_t	  health_timeout_ms;	/* default 5 s */
+	int		  health_retries;	/* default 3 */
+	uint64_t	  start_timeout_ms;	/* REGISTER within, default
+						   30 s; 0: no limit */
 	int		  line;			/* of the section header */
 };
 TAILQ_HEAD(config_pools, config_pool);
@@ -399,6 +410,8 @@ enum supervisor_state {
 	SUPERVISOR_STOPPED,	/* stopped by an operator (or never started) */
 	SUPERVISOR_EXITED,	/* exited and not to be restarted */
 	SUPERVISOR_FATAL,	/* gave up: intensity limit or cannot exec */
+	SUPERVISOR_UNHEALTHY,	/* failed its health checks: to be stopped,
+				   then restarted by the policy */
 };
 
 /* Restart bookkeeping of one process, kept by policy_exit_decide(). */
@@ -620,7 +633,9 @@ void		 supervisor_proc_count(struct supervisor_proc *proc,
 		    const struct msg_stats *s);
 /*
  * Why the process is fatal ("restarted 5 times within 1m", "cannot execute
- * 'x': ..."), or NULL when it is not fatal.
+ * 'x': ..."), or unhealthy ("health check failed 3 times in a row: exit
+ * 1", "did not register within 30s"; kept through its restart until a
+ * new child is healthy), or NULL when it is neither.
  */
 const char	*supervisor_proc_reason(const struct supervisor_proc *proc);
 /* The wait status of the last child, or -1 when none finished yet. */
@@ -655,6 +670,61 @@ void	 supervisor_proc_registered(struct supervisor *sv,
 /* From the broker: the process's connection closed. */
 void	 supervisor_proc_detached(struct supervisor *sv,
 	    struct supervisor_proc *proc);
+
+/*
+ * From the broker: the process's worker did not answer PINGs for
+ * silent_ms and its connection is being closed. A process that runs is
+ * found unhealthy and restarted by its policy.
+ */
+void	 supervisor_proc_unresponsive(struct supervisor *sv,
+	    struct supervisor_proc *proc, uint64_t silent_ms);
+
+/* supervisor-health.c: what the checks of a process say. */
+
+enum supervisor_health {
+	HEALTH_NONE,		/* nothing checks it (or no child) */
+	HEALTH_PENDING,		/* checked, no verdict yet for this child */
+	HEALTH_OK,		/* every check it has passed */
+	HEALTH_FAILING,		/* health_check failed, fewer times than
+				   health_retries in a row */
+	HEALTH_UNHEALTHY,	/* found unhealthy; until a new child is
+				   ok again */
+};
+
+/* What `ctl health` shows of a process; strings live in the slot. */
+struct supervisor_health_info {
+	enum supervisor_health	 health;
+	const char		*check;		/* health_check, or NULL */
+	unsigned		 failures;	/* in a row */
+	unsigned		 retries;	/* health_retries */
+	uint64_t		 checked_at;	/* last check's end, ms; 0:
+						   never */
+	const char		*result;	/* "exit 1", or NULL */
+	const char		*output;	/* its output, or NULL */
+	unsigned		 times_unhealthy;
+	uint64_t		 unhealthy_at;	/* ms, 0: never */
+	const char		*reason;	/* why, the last time; NULL:
+						   never */
+};
+
+/* The health of a process. */
+enum supervisor_health	 supervisor_proc_health(
+			    const struct supervisor_proc *proc);
+
+/* "none", "pending", "ok", "failing", "unhealthy". */
+const char	*supervisor_health_name(enum supervisor_health health);
+
+/* The health for people: its name, or "failing 1 of 3". */
+void	 supervisor_proc_health_text(const struct supervisor_proc *proc,
+	    char *buf, size_t len);
+
+/* Fills *ret with what the checks of proc said. */
+void	 supervisor_proc_health_info(const struct supervisor_proc *proc,
+	    struct supervisor_health_info *ret);
+
+/* Times the process was found unhealthy since its slot was created. */
+unsigned	 supervisor_proc_times_unhealthy(
+		    const struct supervisor_proc *proc);
 
 /*
  * Operator verbs (supervisor-verbs.c). Each returns 0, or a negative errno

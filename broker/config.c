@@ -132,6 +132,10 @@ config_pool_new(const char *name)
 	p->stop_signal = SIGTERM;
 	p->stop_timeout_ms = 10 * 1000;
 	p->kill_timeout_ms = 5 * 1000;
+	p->health_interval_ms = 10 * 1000;
+	p->health_timeout_ms = 5 * 1000;
+	p->health_retries = 3;
+	p->start_timeout_ms = 30 * 1000;
 	return p;
 }
 
@@ -149,6 +153,8 @@ config_pool_free(struct config_pool *p)
 	strv_free(p->functions);
 	free(p->user);
 	free(p->stdout_log);
+	free(p->health_check);
+	strv_free(p->health_argv);
 	free(p);
 }
 
@@ -172,13 +178,17 @@ config_pool_dup(const struct config_pool *p)
 		return NULL;
 	*c = *p;
 	c->name = c->command = c->directory = c->user = c->stdout_log = NULL;
-	c->argv = c->environment = c->functions = NULL;
+	c->health_check = NULL;
+	c->argv = c->environment = c->functions = c->health_argv = NULL;
 	if (!config_strdup_opt(&c->name, p->name) ||
 	    !config_strdup_opt(&c->command, p->command) ||
 	    !config_strdup_opt(&c->directory, p->directory) ||
 	    !config_strdup_opt(&c->user, p->user) ||
 	    !config_strdup_opt(&c->stdout_log, p->stdout_log) ||
+	    !config_strdup_opt(&c->health_check, p->health_check) ||
 	    (p->argv != NULL && (c->argv = strv_dup(p->argv)) == NULL) ||
+	    (p->health_argv != NULL &&
+	    (c->health_argv = strv_dup(p->health_argv)) == NULL) ||
 	    (c->environment = strv_dup(p->environment)) == NULL ||
 	    (c->functions = strv_dup(p->functions)) == NULL) {
 		config_pool_free(c);
@@ -257,7 +267,12 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    !strv_equal(a->environment, b->environment) ||
 	    !config_str_equal(a->user, b->user) ||
 	    !config_str_equal(a->stdout_log, b->stdout_log) ||
-	    !limits_equal(&a->limits, &b->limits))
+	    !limits_equal(&a->limits, &b->limits) ||
+	    !config_str_equal(a->health_check, b->health_check) ||
+	    a->health_interval_ms != b->health_interval_ms ||
+	    a->health_timeout_ms != b->health_timeout_ms ||
+	    a->health_retries != b->health_retries ||
+	    a->start_timeout_ms != b->start_timeout_ms)
 		return false;
 	return true;
 }
@@ -724,6 +739,71 @@ fail:
 	return -1;
 }
 
+/* health_check = WORDS: split as command is. */
+static int
+config_key_health_check(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	struct config_pool	 *p = cp->pool;
+	char			**argv;
+
+	if (config_words(cp, key, value, &argv) != 0)
+		return -1;
+	if (argv[0] == NULL) {
+		strv_free(argv);
+		return config_bad_value(cp, key, "a command", value);
+	}
+	strv_free(p->health_argv);
+	free(p->health_check);
+	p->health_argv = argv;
+	if ((p->health_check = strdup(value)) == NULL) {
+		config_error(cp, -ENOMEM, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* health_interval = DURATION, at least 1ms. */
+static int
+config_key_health_interval(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	return config_duration_value(cp, key, value, 1,
+	    &cp->pool->health_interval_ms);
+}
+
+/* health_timeout = DURATION, at least 1ms. */
+static int
+config_key_health_timeout(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	return config_duration_value(cp, key, value, 1,
+	    &cp->pool->health_timeout_ms);
+}
+
+/* health_retries = N, failures in a row that make a process unhealthy. */
+static int
+config_key_health_retries(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	char		err[UTIL_ERRLEN];
+	uint64_t	n;
+
+	if (parse_uint(value, 1, LIMIT_HEALTH_RETRIES_MAX, &n, err) != 0)
+		return config_parse_error(cp, key, err);
+	cp->pool->health_retries = (int)n;
+	return 0;
+}
+
+/* start_timeout = DURATION; 0 turns the check off. */
+static int
+config_key_start_timeout(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	return config_duration_value(cp, key, value, 0,
+	    &cp->pool->start_timeout_ms);
+}
+
 static const struct config_key config_pool_keys[] = {
 	{ "command", config_key_command, false },
 	{ "instances", config_key_instances, false },
@@ -751,6 +831,11 @@ static const struct config_key config_pool_keys[] = {
 	{ "memory_max", config_key_limit, false },
 	{ "cpu_max", config_key_limit, false },
 	{ "pids_max", config_key_limit, false },
+	{ "health_check", config_key_health_check, false },
+	{ "health_interval", config_key_health_interval, false },
+	{ "health_timeout", config_key_health_timeout, false },
+	{ "health_retries", config_key_health_retries, false },
+	{ "start_timeout", config_key_start_timeout, false },
 	{ NULL, NULL, false },
 };
 

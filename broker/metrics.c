@@ -376,9 +376,10 @@ metrics_pool_of(const struct supervisor_proc *proc)
 	return pool != NULL ? pool : supervisor_proc_id(proc);
 }
 
-/* patchbay_process_restarts_total{pool}: summed over a pool's processes. */
+/* One sample per pool of what count says of each process, summed. */
 static void
-metrics_restarts(struct metrics *m)
+metrics_pool_sum(struct metrics *m,
+    unsigned (*count)(const struct supervisor_proc *))
 {
 	const struct supervisor		*sv = m->srv->sv;
 	const struct supervisor_proc	*p, *q;
@@ -398,8 +399,46 @@ metrics_restarts(struct metrics *m)
 		n = 0;
 		for (q = p; q != NULL; q = supervisor_proc_next(sv, q))
 			if (strcmp(metrics_pool_of(q), metrics_pool_of(p)) == 0)
-				n += supervisor_proc_restarts(q);
+				n += count(q);
 		metrics_value1(m, "pool", metrics_pool_of(p), (double)n);
+	}
+}
+
+/* patchbay_process_restarts_total{pool}: summed over a pool's processes. */
+static void
+metrics_restarts(struct metrics *m)
+{
+	metrics_pool_sum(m, supervisor_proc_restarts);
+}
+
+/* patchbay_process_unhealthy_total{pool}: times found unhealthy. */
+static void
+metrics_unhealthy(struct metrics *m)
+{
+	metrics_pool_sum(m, supervisor_proc_times_unhealthy);
+}
+
+/* patchbay_process_health{id,health}: 1 for each process's, else 0. */
+static void
+metrics_process_health(struct metrics *m)
+{
+	const struct supervisor		*sv = m->srv->sv;
+	const struct supervisor_proc	*p;
+	enum supervisor_health		 h;
+	const char			*kv[4];
+
+	if (sv == NULL)
+		return;
+	for (p = supervisor_proc_next(sv, NULL); p != NULL;
+	    p = supervisor_proc_next(sv, p)) {
+		kv[0] = "id";
+		kv[1] = supervisor_proc_id(p);
+		kv[2] = "health";
+		for (h = HEALTH_NONE; h <= HEALTH_UNHEALTHY; h++) {
+			kv[3] = supervisor_health_name(h);
+			metrics_sample(m, "", supervisor_proc_health(p) == h,
+			    2, kv);
+		}
 	}
 }
 
@@ -419,7 +458,8 @@ metrics_process_state(struct metrics *m)
 		kv[0] = "id";
 		kv[1] = supervisor_proc_id(p);
 		kv[2] = "state";
-		for (st = SUPERVISOR_STARTING; st <= SUPERVISOR_FATAL; st++) {
+		for (st = SUPERVISOR_STARTING; st <= SUPERVISOR_UNHEALTHY;
+		    st++) {
 			kv[3] = policy_state_name(st);
 			metrics_sample(m, "", supervisor_proc_state(p) == st,
 			    2, kv);
@@ -594,6 +634,14 @@ static const struct metrics_family metrics_families[] = {
 	{ "patchbay_process_state", "gauge",
 	    "1 for the state a supervised process is in, 0 for the others.",
 	    metrics_process_state },
+	{ "patchbay_process_unhealthy_total", "counter",
+	    "Times the processes of a pool were found unhealthy (health_check "
+	    "failed, no REGISTER within start_timeout, no answer to PINGs) "
+	    "and stopped, to be restarted under the pool's policy.",
+	    metrics_unhealthy },
+	{ "patchbay_process_health", "gauge",
+	    "1 for the health of a supervised process (none, pending, ok, "
+	    "failing, unhealthy), 0 for the others.", metrics_process_health },
 	{ "process_cpu_seconds_total", "counter",
 	    "User and system CPU time spent in seconds.", metrics_process_cpu },
 	{ "process_resident_memory_bytes", "gauge",

@@ -305,6 +305,13 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 			log_warnx("%s: silent for %llu ms, dropping",
 			    server_peer_desc(p), (unsigned long long)silent);
 			conn_close(p->conn, "heartbeat timeout");
+			/*
+			 * Its process is restarted, and ps says why; closing
+			 * first, its jobs are not waited for.
+			 */
+			if (p->proc != NULL)
+				supervisor_proc_unresponsive(srv->sv, p->proc,
+				    silent);
 		} else if (silent >= hb &&
 		    (p->ping_sent == 0 || now - p->ping_sent >= hb))
 			server_ping(p, now);

@@ -180,8 +180,9 @@ supervisor_child_user(const struct config_pool *cfg, struct spawn_user *user,
 /*
  * Prepares a child of p: user, environment, program. Returns 0, or a
  * negative errno with a sentence in *cause (plan and user cleared).
+ * supervisor-health.c starts its checks from the same plan.
  */
-static int
+int
 supervisor_child_plan(struct supervisor_proc *p, struct spawn_plan *plan,
     struct spawn_user *user, char **cause)
 {
@@ -538,6 +539,7 @@ supervisor_child_start(struct supervisor_proc *p, char **cause,
 	p->exited = false;
 	p->wstatus = 0;
 	p->registered = false;
+	supervisor_health_child_started(p);
 	supervisor_child_watch(p, out[0]);
 	log_info("%s: started pid %d: %s", p->id, (int)pid, cfg->command);
 

@@ -7,7 +7,8 @@
  * deferred frees and the shutdown; supervisor-child.c starts one child of
  * a slot through util/spawn.c and logs its output; supervisor-verbs.c
  * holds the operator verbs (spawn, stop, restart, pause, resume, scale,
- * reload).
+ * reload); supervisor-health.c runs the health checks and start_timeout,
+ * and finds a process unhealthy.
  */
 #ifndef PATCHBAY_SUPERVISOR_INT_H
 #define PATCHBAY_SUPERVISOR_INT_H
@@ -31,6 +32,8 @@ enum supervisor_after {
 	AFTER_NONE,		/* stays stopped */
 	AFTER_RESTART,		/* started again at once */
 	AFTER_REMOVE,		/* the slot is freed */
+	AFTER_UNHEALTHY,	/* the restart policy decides, as for a
+				   failure */
 };
 
 /* What the one timer of a process is armed for. */
@@ -40,6 +43,51 @@ enum supervisor_timer {
 	TIMER_DRAIN,		/* stopping: are its jobs done yet? */
 	TIMER_KILL,		/* kill_timeout ran out: SIGKILL */
 	TIMER_EOF,		/* exited, output still open: give up on it */
+};
+
+/* What the health timer of a process is armed for. */
+enum supervisor_health_timer {
+	HEALTH_TIMER_NONE,
+	HEALTH_TIMER_START,	/* start_timeout: it has not registered */
+	HEALTH_TIMER_NEXT,	/* health_interval: run the next check */
+	HEALTH_TIMER_CHECK,	/* health_timeout: the check is too slow */
+};
+
+#define SUPERVISOR_HEALTH_OUT_HALF	256	/* output kept: head, tail */
+
+/*
+ * The health of a slot: its timer, the check running (a child of its
+ * own), and what the last checks said. Embedded in the slot; owned by
+ * supervisor-health.c.
+ */
+struct supervisor_checks {
+	struct event		*timer;
+	enum supervisor_health_timer timer_kind;
+
+	/* The check running; pid is 0 when there is none. */
+	pid_t			 pid;
+	bool			 abandoned;	/* killed: it does not count */
+	bool			 timed_out;
+	int			 out_fd;	/* -1: closed */
+	struct event		*out_ev;
+	char			 head[SUPERVISOR_HEALTH_OUT_HALF];
+	char			 tail[SUPERVISOR_HEALTH_OUT_HALF];
+	size_t			 nhead, ntail;
+	uint64_t		 nout;		/* bytes it printed */
+
+	/* The current child's. */
+	unsigned		 failures;	/* checks failed in a row */
+	bool			 passed;	/* a check passed */
+	bool			 lost_conn;	/* its connection closed */
+
+	/* Kept across children. */
+	bool			 unhealthy;	/* until a new child is ok */
+	unsigned		 times_unhealthy;
+	uint64_t		 unhealthy_at;	/* ms */
+	char			 reason[200];	/* why, the last time */
+	uint64_t		 checked_at;	/* last check's end, 0: never */
+	char			 result[96];	/* "exit 1", "timed out..." */
+	char			 output[2 * SUPERVISOR_HEALTH_OUT_HALF + 32];
 };
 
 TAILQ_HEAD(supervisor_procs, supervisor_proc);
@@ -87,6 +135,8 @@ struct supervisor_proc {
 	uint64_t		 drain_until;	/* TIMER_DRAIN's deadline, ms */
 	unsigned		 drained;	/* jobs it had when asked to stop */
 	unsigned		 drain_left;	/* of those, running at its signal */
+
+	struct supervisor_checks health;
 };
 
 /* One pool of the config; owned by the supervisor. */
@@ -247,5 +297,45 @@ bool	 supervisor_child_exit_text(struct supervisor_proc *p, int wstatus,
 /* RUNNING, or STARTING for a pool's worker that has not registered. */
 enum supervisor_state	 supervisor_proc_up_state(
 			    const struct supervisor_proc *p);
+
+/*
+ * Prepares to start the command of p: its user, its environment, and the
+ * program found in its PATH. Returns 0, or a negative errno with a
+ * sentence in *cause (plan and user cleared).
+ */
+int	 supervisor_child_plan(struct supervisor_proc *p,
+	    struct spawn_plan *plan, struct spawn_user *user, char **cause);
+
+/* supervisor-health.c */
+
+/* Sets up p's health (its timer); 0 or -ENOMEM. */
+int	 supervisor_health_init(struct supervisor_proc *p);
+
+/* Kills p's check if it runs and frees what its health holds. */
+void	 supervisor_health_clear(struct supervisor_proc *p);
+
+/* A new child of p was started: its own checks begin from nothing. */
+void	 supervisor_health_child_started(struct supervisor_proc *p);
+
+/*
+ * p went from old to new (supervisor_set_state()): arms start_timeout
+ * for a pool's process that waits to register, runs the checks while it
+ * is running, and stops both otherwise.
+ */
+void	 supervisor_health_state(struct supervisor_proc *p,
+	    enum supervisor_state old, enum supervisor_state new);
+
+/*
+ * The process whose health check has pid, or NULL: SIGCHLD's reaper
+ * then calls supervisor_health_exited() with its status.
+ */
+struct supervisor_proc	*supervisor_health_find_pid(struct supervisor *sv,
+			    pid_t pid);
+
+/* p's health check exited with wstatus (reaped). */
+void	 supervisor_health_exited(struct supervisor_proc *p, int wstatus);
+
+/* Kills p's health check and reaps it at once, for supervisor_free(). */
+void	 supervisor_health_kill_now(struct supervisor_proc *p);
 
 #endif /* PATCHBAY_SUPERVISOR_INT_H */

@@ -8,7 +8,9 @@
  * ("thumbs/3" or an ad-hoc id) that outlives its children: it keeps the
  * state, the restart history and at most one child at a time. Its child
  * is started by supervisor-child.c; the operator verbs that act on slots
- * are in supervisor-verbs.c; the restart arithmetic is in policy.c.
+ * are in supervisor-verbs.c; the restart arithmetic is in policy.c; the
+ * health checks, which may find a process unhealthy and have it
+ * restarted, are in supervisor-health.c.
  *
  * A child is finished when both its exit status (SIGCHLD through libevent,
  * then a wait loop) and the EOF of its output pipe have arrived, as tmux's
@@ -45,6 +47,13 @@
 #define SUPERVISOR_EOF_GRACE_MS		2000	/* output after exit */
 #define SUPERVISOR_DRAIN_POLL_MS	50	/* a stopping worker's jobs */
 #define SUPERVISOR_SCALE_TICK_MS	100	/* on-demand pools look */
+
+/*
+ * The wait status the restart policy is given for a process stopped for
+ * being unhealthy: a failure (killed), whatever status it exited with,
+ * since a worker that drains exits 0 on its stop signal.
+ */
+#define SUPERVISOR_UNHEALTHY_WSTATUS	SIGKILL
 
 static void	supervisor_shutdown_step(struct supervisor *);
 static void	supervisor_proc_drain_check(struct supervisor_proc *);
@@ -123,6 +132,7 @@ supervisor_set_state(struct supervisor_proc *p, enum supervisor_state new)
 		log_info("proc=%s: %s -> %s", p->id, policy_state_name(old),
 		    policy_state_name(new));
 	p->state = new;
+	supervisor_health_state(p, old, new);
 	if (p->sv->ops.changed != NULL)
 		p->sv->ops.changed(p->sv->srv, p, old, new);
 }
@@ -299,6 +309,7 @@ supervisor_proc_free(struct supervisor_proc *p)
 		return;
 	if (p->timer != NULL)
 		event_free(p->timer);
+	supervisor_health_clear(p);
 	supervisor_child_output_close(p);
 	policy_history_clear(&p->hist);
 	config_pool_free(p->own_cfg);
@@ -397,6 +408,7 @@ supervisor_proc_new(struct supervisor *sv, struct supervisor_pool *pool,
 	p->state = SUPERVISOR_STOPPED;
 	p->last_status = -1;
 	p->out_fd = -1;
+	p->health.out_fd = -1;
 	if (pool != NULL)
 		snprintf(p->id, sizeof(p->id), "%s/%u", pool->cfg->name,
 		    instance);
@@ -404,7 +416,7 @@ supervisor_proc_new(struct supervisor *sv, struct supervisor_pool *pool,
 		snprintf(p->id, sizeof(p->id), "%s", id);
 	cfg = supervisor_proc_cfg(p);
 	p->timer = evtimer_new(sv->base, supervisor_timer_cb, p);
-	if (p->timer == NULL ||
+	if (p->timer == NULL || supervisor_health_init(p) != 0 ||
 	    policy_history_init(&p->hist, cfg->max_restarts) != 0) {
 		p->own_cfg = NULL;
 		supervisor_proc_free(p);
@@ -556,7 +568,8 @@ supervisor_child_done(struct supervisor_proc *p)
 		policy_history_init(&p->hist, cfg->max_restarts);
 		p->restarts++;
 		supervisor_proc_start(p);
-	} else if (p->state == SUPERVISOR_STOPPING || sv->shutting_down) {
+	} else if ((p->state == SUPERVISOR_STOPPING &&
+	    after != AFTER_UNHEALTHY) || sv->shutting_down) {
 		supervisor_set_state(p, SUPERVISOR_STOPPED);
 		/* What the stop did to its jobs, for ps and ctl stop. */
 		if (p->drained == 0)
@@ -572,8 +585,10 @@ supervisor_child_done(struct supervisor_proc *p)
 			    p->drain_left, p->drained,
 			    p->drained == 1 ? "" : "s");
 	} else {
-		next = policy_exit_decide(cfg, &p->hist, p->wstatus,
-		    uptime, clock_now_ms(), supervisor_random(sv), &delay);
+		next = policy_exit_decide(cfg, &p->hist,
+		    after == AFTER_UNHEALTHY ? SUPERVISOR_UNHEALTHY_WSTATUS :
+		    p->wstatus, uptime, clock_now_ms(), supervisor_random(sv),
+		    &delay);
 		if (next == SUPERVISOR_BACKOFF) {
 			format_duration(delay, buf, sizeof(buf));
 			log_info("%s: restarting in %s", p->id, buf);
@@ -632,6 +647,17 @@ supervisor_sigchld_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if ((pid = si.si_pid) == 0)
 			break;
+		if ((p = supervisor_health_find_pid(sv, pid)) != NULL) {
+			/* What its check left in its group goes with it. */
+			if (kill(-pid, SIGKILL) == -1 && errno != ESRCH)
+				log_warn("%s: kill(-%d, KILL)", p->id,
+				    (int)pid);
+			while (waitpid(pid, &status, 0) == -1 &&
+			    errno == EINTR)
+				;
+			supervisor_health_exited(p, status);
+			continue;
+		}
 		p = supervisor_find_pid(sv, pid);
 		if (p != NULL && !p->exited)
 			supervisor_signal(p, SIGKILL);
@@ -998,6 +1024,7 @@ supervisor_proc_kill_now(struct supervisor_proc *p)
 {
 	int	status;
 
+	supervisor_health_kill_now(p);
 	if (p->pid == 0)
 		return;
 	supervisor_signal(p, SIGKILL);
@@ -1176,13 +1203,16 @@ supervisor_proc_msgs(const struct supervisor_proc *p)
 	return &p->msgs;
 }
 
-/* Why the process is fatal, or NULL when it is not. */
+/* Why the process is fatal or unhealthy, or NULL; see broker.h. */
 const char *
 supervisor_proc_reason(const struct supervisor_proc *p)
 {
-	return (p->state == SUPERVISOR_FATAL ||
-	    p->state == SUPERVISOR_STOPPED) && p->reason[0] != '\0' ?
-	    p->reason : NULL;
+	if ((p->state == SUPERVISOR_FATAL || p->state == SUPERVISOR_STOPPED) &&
+	    p->reason[0] != '\0')
+		return p->reason;
+	if (p->health.unhealthy && p->health.reason[0] != '\0')
+		return p->health.reason;
+	return NULL;
 }
 
 /* The last child's wait status, or -1. */
@@ -1285,6 +1315,8 @@ supervisor_proc_detached(struct supervisor *sv, struct supervisor_proc *p)
 	if (p->peer == NULL)
 		return;
 	p->peer = NULL;
+	/* A worker gone: it may not register again (start_timeout). */
+	p->health.lost_conn = p->registered;
 	p->registered = false;
 	if (p->pid != 0 && !p->exited)
 		log_info("%s: worker connection closed", p->id);

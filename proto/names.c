@@ -94,6 +94,8 @@ static const struct {
 	    "per function: queue depth, oldest wait, rejected, workers" },
 	[VERB_DRAIN] = { "drain",
 	    "refuse new jobs, finish the others, then shut down" },
+	[VERB_HEALTH] = { "health",
+	    "health checks of a supervised process, or of all" },
 };
 
 /* Returns the index of the name s[0..len) in a table of fixstrs, or -1. */

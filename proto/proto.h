@@ -148,6 +148,7 @@ enum admin_verb {
 	VERB_JOBS,
 	VERB_QUEUES,
 	VERB_DRAIN,
+	VERB_HEALTH,
 	VERB__MAX
 };
 

@@ -622,6 +622,62 @@ START_TEST(config_log_keys)
 }
 END_TEST
 
+START_TEST(config_health_keys)
+{
+	struct config		*c = load_ok(
+	    "[pool:a]\n"
+	    "command = true\n"
+	    "health_check = sh -c 'curl -fs \"$URL\" >/dev/null' --\n"
+	    "health_interval = 2s\n"
+	    "health_timeout = 500ms\n"
+	    "health_retries = 5\n"
+	    "start_timeout = 0\n"
+	    "[pool:b]\n"
+	    "command = true\n");
+	struct config_pool	*p = config_pool_find(c, "a"), *dup;
+
+	ck_assert_str_eq(p->health_check,
+	    "sh -c 'curl -fs \"$URL\" >/dev/null' --");
+	ck_assert_str_eq(p->health_argv[0], "sh");
+	ck_assert_str_eq(p->health_argv[1], "-c");
+	ck_assert_str_eq(p->health_argv[2], "curl -fs \"$URL\" >/dev/null");
+	ck_assert_str_eq(p->health_argv[3], "--");
+	ck_assert_ptr_null(p->health_argv[4]);
+	ck_assert_uint_eq(p->health_interval_ms, 2000);
+	ck_assert_uint_eq(p->health_timeout_ms, 500);
+	ck_assert_int_eq(p->health_retries, 5);
+	ck_assert_uint_eq(p->start_timeout_ms, 0);
+
+	/* A copy is deep and equal; each health key makes a difference. */
+	dup = config_pool_dup(p);
+	ck_assert_ptr_ne(dup->health_check, p->health_check);
+	ck_assert_ptr_ne(dup->health_argv, p->health_argv);
+	ck_assert_str_eq(dup->health_argv[2], p->health_argv[2]);
+	ck_assert(config_pool_equal(p, dup));
+	dup->health_retries = 3;
+	ck_assert(!config_pool_equal_but_instances(p, dup));
+	dup->health_retries = 5;
+	dup->start_timeout_ms = 30000;
+	ck_assert(!config_pool_equal_but_instances(p, dup));
+	config_pool_free(dup);
+
+	/* The defaults: no check, 10s, 5s, 3, and 30s to register. */
+	p = config_pool_find(c, "b");
+	ck_assert_ptr_null(p->health_check);
+	ck_assert_ptr_null(p->health_argv);
+	ck_assert_uint_eq(p->health_interval_ms, 10000);
+	ck_assert_uint_eq(p->health_timeout_ms, 5000);
+	ck_assert_int_eq(p->health_retries, 3);
+	ck_assert_uint_eq(p->start_timeout_ms, 30000);
+	dup = config_pool_dup(p);
+	ck_assert_ptr_null(dup->health_argv);
+	dup->health_check = strdup("true");
+	ck_assert(!config_pool_equal(p, dup));
+	config_pool_free(dup);
+	config_free(c);
+}
+END_TEST
+
 /*
  * The resource limits of a pool: each key by its grammar, none by
  * default, refusals naming the file, the line, the key and the value.
@@ -802,6 +858,7 @@ config_suite(void)
 	tcase_add_test(tc, config_examples_parse);
 	tcase_add_test(tc, config_log_keys);
 	tcase_add_test(tc, config_limit_keys);
+	tcase_add_test(tc, config_health_keys);
 	tcase_add_test(tc, config_docs_example_parses);
 	suite_add_tcase(s, tc);
 

@@ -60,6 +60,8 @@ static const char *const frozen_families[] = {
 	"patchbay_bytes_sent_total",
 	"patchbay_process_restarts_total",
 	"patchbay_process_state",
+	"patchbay_process_unhealthy_total",
+	"patchbay_process_health",
 	"process_cpu_seconds_total",
 	"process_resident_memory_bytes",
 	"process_virtual_memory_bytes",
@@ -617,6 +619,14 @@ START_TEST(http_metrics_promtool_and_frozen_names)
 	    "1\n"));
 	ck_assert_ptr_nonnull(strstr(r.body,
 	    "patchbay_process_restarts_total{pool=\"metricpool\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_process_unhealthy_total{pool=\"metricpool\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_process_health{id=\"metricpool/1\",health=\"ok\"} "
+	    "1\n"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "patchbay_process_health{id=\"metricpool/1\",health=\"unhealthy\"} "
+	    "0\n"));
 	ck_assert_ptr_nonnull(strstr(r.body,
 	    "patchbay_connections{role=\"worker\"} 4\n"));
 	ck_assert_ptr_nonnull(strstr(r.body, "patchbay_build_info{version=\""));

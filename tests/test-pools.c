@@ -1363,6 +1363,316 @@ START_TEST(pools_bad_config_refused)
 }
 END_TEST
 
+/* ---- health checks ------------------------------------------------------ */
+
+/*
+ * The string field key of id in `ctl ps --json` (or of `ctl health ID
+ * --json` when verb is "health") into buf; "" when absent or null.
+ */
+static void
+json_field(const char *verb, const char *id, const char *key, char *buf,
+    size_t len)
+{
+	char	*out = NULL, *err = NULL, needle[128], *m, *next, *s;
+
+	buf[0] = '\0';
+	ck_assert_int_eq(ctl(true, &out, &err, verb, END), 0);
+	snprintf(needle, sizeof(needle), "\"id\": \"%s\"", id);
+	if ((m = strstr(out, needle)) != NULL) {
+		next = strstr(m + 1, "\"id\": ");
+		if (next != NULL)
+			*next = '\0';
+		snprintf(needle, sizeof(needle), "\"%s\": \"", key);
+		if ((s = strstr(m, needle)) != NULL) {
+			s += strlen(needle);
+			snprintf(buf, len, "%.*s", (int)strcspn(s, "\""), s);
+		}
+	}
+	free(out);
+	free(err);
+}
+
+/* Polls `ctl ps` until id has been restarted at least n times. */
+static unsigned
+wait_restarts(const char *id, unsigned n, int ms)
+{
+	unsigned long long	deadline = harness_now_ms() + (unsigned)ms;
+	unsigned		restarts = 0;
+
+	for (;;) {
+		ps_lookup(id, NULL, 0, &restarts);
+		if (restarts >= n)
+			return restarts;
+		ck_assert_msg(harness_now_ms() < deadline, "%s restarted %u "
+		    "times, not %u, after %d ms", id, restarts, n, ms);
+		usleep(20000);
+	}
+}
+
+/*
+ * A health check that fails twice in a row makes the process unhealthy:
+ * it is restarted, `ps` says why, `ctl health` shows what the check
+ * printed, and the log tells the story.
+ */
+START_TEST(pools_health_check_failing_restarts)
+{
+	char	path[300], field[256], *out = NULL, *err = NULL;
+	long	pid;
+
+	rev_conf(path, sizeof(path), "sick.conf", 1,
+	    "health_check = sh -c 'echo sick; exit 1'\n"
+	    "health_interval = 200ms\n"
+	    "health_retries = 2\n"
+	    "max_restarts = -1\n");
+	start_broker(path);
+	pid = wait_state("rev/1", "running", 10000);
+	wait_restarts("rev/1", 1, 15000);
+	ck_assert(harness_wait_until(proc_gone_cond, &pid, 5000));
+
+	/* ps: why, in the reason; the health stays unhealthy meanwhile. */
+	json_field("ps", "rev/1", "reason", field, sizeof(field));
+	ck_assert_str_eq(field, "health check failed 2 times in a row: "
+	    "exit 1: sick");
+	json_field("ps", "rev/1", "health", field, sizeof(field));
+	ck_assert_str_eq(field, "unhealthy");
+	ck_assert_int_eq(ctl(false, &out, &err, "ps", END), 0);
+	ck_assert_msg(strstr(out, "HEALTH") != NULL &&
+	    strstr(out, "unhealthy") != NULL &&
+	    strstr(out, "health check failed 2 times in a row") != NULL,
+	    "%s", out);
+	free(out);
+	free(err);
+
+	/* ctl health: the check's output, for the process and its pool. */
+	ck_assert_int_eq(ctl(false, &out, &err, "health", "rev/1", END), 0);
+	ck_assert_msg(strncmp(out, "rev/1: unhealthy (", 18) == 0 &&
+	    strstr(out, "  check: sh -c 'echo sick; exit 1'\n") != NULL &&
+	    strstr(out, "  last check: exit 1, ") != NULL &&
+	    strstr(out, "  output: sick\n") != NULL &&
+	    strstr(out, "last: health check failed 2 times in a row") != NULL,
+	    "%s", out);
+	free(out);
+	free(err);
+	json_field("health", "rev/1", "output", field, sizeof(field));
+	ck_assert_str_eq(field, "sick");
+	json_field("health", "rev/1", "result", field, sizeof(field));
+	ck_assert_str_eq(field, "exit 1");
+
+	ck_assert(harness_log_contains(&broker, "rev/1: health check failed "
+	    "(1 of 2): exit 1: sick"));
+	ck_assert(harness_log_contains(&broker, "running -> unhealthy"));
+	ck_assert(harness_log_contains(&broker, "unhealthy -> stopping"));
+	ck_assert(harness_log_contains(&broker, "rev/1: restarting in"));
+}
+END_TEST
+
+/* Waits until file has at least n lines. */
+static void
+wait_lines(const char *file, int n, int ms)
+{
+	unsigned long long	 deadline = harness_now_ms() + (unsigned)ms;
+	char			*text;
+	int			 lines;
+
+	for (;;) {
+		text = harness_read_file(file);
+		lines = 0;
+		for (char *c = text; c != NULL && *c != '\0'; c++)
+			lines += *c == '\n';
+		free(text);
+		if (lines >= n)
+			return;
+		ck_assert_msg(harness_now_ms() < deadline, "%s has %d lines, "
+		    "not %d, after %d ms", file, lines, n, ms);
+		usleep(20000);
+	}
+}
+
+/*
+ * A check that passes leaves the process alone. It runs with the
+ * process's environment, PATCHBAY_PID (its pid) and PATCHBAY_PROCESS.
+ */
+START_TEST(pools_health_check_passing_leaves_it_alone)
+{
+	char		path[300], marks[300], field[256];
+	char		extra[600], *out = NULL, *err = NULL;
+	unsigned	restarts = 99;
+	long		pid;
+
+	snprintf(marks, sizeof(marks), "%s/checks", tmp);
+	snprintf(extra, sizeof(extra),
+	    "environment = MARK=m1\n"
+	    "health_check = sh -c 'kill -0 \"$PATCHBAY_PID\" && "
+	    "echo \"$MARK $PATCHBAY_PROCESS\" && echo x >> %s'\n"
+	    "health_interval = 100ms\n"
+	    "health_retries = 1\n", marks);
+	rev_conf(path, sizeof(path), "ok.conf", 1, extra);
+	start_broker(path);
+	pid = wait_state("rev/1", "running", 10000);
+	wait_lines(marks, 5, 15000);
+
+	ck_assert_int_eq(ps_lookup("rev/1", NULL, 0, &restarts), pid);
+	ck_assert_uint_eq(restarts, 0);
+	json_field("ps", "rev/1", "health", field, sizeof(field));
+	ck_assert_str_eq(field, "ok");
+	json_field("health", "rev/1", "output", field, sizeof(field));
+	ck_assert_str_eq(field, "m1 rev/1");
+	ck_assert_int_eq(ctl(false, &out, &err, "health", END), 0);
+	ck_assert_msg(strstr(out, "rev/1: ok (running)\n") != NULL &&
+	    strstr(out, "  last check: exit 0, ") != NULL &&
+	    strstr(out, "found unhealthy") == NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(run_job("rev", "fine", &out, &err), 0);
+	ck_assert_str_eq(out, "enif");
+	free(out);
+	free(err);
+	ck_assert(!harness_log_contains(&broker, "unhealthy"));
+}
+END_TEST
+
+/*
+ * A check that hangs is killed at health_timeout, with what it started,
+ * and counts as a failure.
+ */
+START_TEST(pools_health_check_timeout_is_a_failure)
+{
+	char	path[300], pidfile[300], extra[600], field[256], *text;
+	long	check;
+
+	snprintf(pidfile, sizeof(pidfile), "%s/check.pid", tmp);
+	snprintf(extra, sizeof(extra),
+	    "health_check = sh -c 'echo waiting; sleep 60 & echo $! > %s; "
+	    "wait'\n"
+	    "health_interval = 100ms\n"
+	    "health_timeout = 300ms\n"
+	    "health_retries = 1\n"
+	    "max_restarts = -1\n", pidfile);
+	rev_conf(path, sizeof(path), "hang.conf", 1, extra);
+	start_broker(path);
+	wait_state("rev/1", "running", 10000);
+	wait_restarts("rev/1", 1, 15000);
+	json_field("ps", "rev/1", "reason", field, sizeof(field));
+	ck_assert_str_eq(field, "health check failed: timed out after 300ms: "
+	    "waiting");
+	json_field("health", "rev/1", "result", field, sizeof(field));
+	ck_assert_str_eq(field, "timed out after 300ms");
+
+	/* The sleep the check left behind went with it. */
+	text = harness_read_file(pidfile);
+	ck_assert_ptr_nonnull(text);
+	check = strtol(text, NULL, 10);
+	free(text);
+	ck_assert_int_gt(check, 1);
+	ck_assert(harness_wait_until(proc_gone_cond, &check, 5000));
+}
+END_TEST
+
+/*
+ * A pool's process that never registers is restarted after start_timeout,
+ * and ps says why; start_timeout = 0 lets it be.
+ */
+START_TEST(pools_start_timeout_restarts)
+{
+	char		path[300], field[256];
+	unsigned	restarts = 99;
+	long		pid, quiet;
+
+	write_conf(path, sizeof(path), "start.conf",
+	    "[pool:mute]\n"
+	    "command = sleep 60\n"
+	    "start_timeout = 500ms\n"
+	    "backoff = 50ms..1s\n"
+	    "[pool:free]\n"
+	    "command = sleep 60\n"
+	    "start_timeout = 0\n");
+	start_broker(path);
+	pid = wait_state("mute/1", "starting", 10000);
+	quiet = wait_state("free/1", "starting", 10000);
+	wait_restarts("mute/1", 1, 15000);
+	ck_assert(harness_wait_until(proc_gone_cond, &pid, 5000));
+	json_field("ps", "mute/1", "reason", field, sizeof(field));
+	ck_assert_str_eq(field, "did not register within 500ms");
+	json_field("ps", "mute/1", "health", field, sizeof(field));
+	ck_assert_str_eq(field, "unhealthy");
+	ck_assert(harness_log_contains(&broker, "mute/1: pid "));
+	ck_assert(harness_log_contains(&broker, "starting -> unhealthy"));
+
+	/* Not checked: still its first child. */
+	ck_assert_int_eq(ps_lookup("free/1", NULL, 0, &restarts), quiet);
+	ck_assert_uint_eq(restarts, 0);
+	json_field("ps", "free/1", "health", field, sizeof(field));
+	ck_assert_str_eq(field, "none");
+}
+END_TEST
+
+/*
+ * A worker that stops answering PINGs (SIGSTOPped behind the broker's
+ * back, not paused) is dropped, found unhealthy and restarted.
+ */
+START_TEST(pools_unresponsive_worker_restarted)
+{
+	char		 path[300], field[256], *out = NULL, *err = NULL;
+	const char	*extra[] = { "-c", path, "--heartbeat", "100", NULL };
+	long		 pid;
+
+	rev_conf(path, sizeof(path), "mute.conf", 1, "kill_timeout = 500ms\n");
+	harness_broker_start(&broker, extra, false);
+	pid = wait_state("rev/1", "running", 10000);
+	ck_assert_int_eq(kill((pid_t)pid, SIGSTOP), 0);
+	wait_restarts("rev/1", 1, 15000);
+	ck_assert(harness_wait_until(proc_gone_cond, &pid, 5000));
+	ck_assert(harness_log_contains(&broker, "rev/1: pid "));
+	ck_assert(harness_log_contains(&broker, " is unhealthy: stopped "
+	    "answering PINGs for "));
+	/*
+	 * The new worker answers jobs, and is healthy again: ps has no reason
+	 * any more, ctl health still says why it was restarted.
+	 */
+	wait_state("rev/1", "running", 10000);
+	ck_assert_int_eq(run_job("rev", "back", &out, &err), 0);
+	ck_assert_str_eq(out, "kcab");
+	free(out);
+	free(err);
+	json_field("ps", "rev/1", "health", field, sizeof(field));
+	ck_assert_str_eq(field, "ok");
+	json_field("ps", "rev/1", "reason", field, sizeof(field));
+	ck_assert_str_eq(field, "");
+	ck_assert(harness_log_contains(&broker, "rev/1: healthy again"));
+	ck_assert_int_eq(ctl(false, &out, &err, "health", "rev", END), 0);
+	ck_assert_msg(strstr(out, "found unhealthy: 1 time, last: stopped "
+	    "answering PINGs for ") != NULL, "%s", out);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* ctl health's refusals. */
+START_TEST(pools_ctl_health_errors)
+{
+	char	path[300], *out = NULL, *err = NULL;
+
+	rev_conf(path, sizeof(path), "p.conf", 1, NULL);
+	start_broker(path);
+	wait_state("rev/1", "running", 10000);
+	ck_assert_int_eq(ctl(false, &out, &err, "health", "nope", END), 1);
+	ck_assert_str_eq(err, "patchbay ctl: unknown id 'nope'\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(ctl(false, &out, &err, "health", "rev/1", "x", END),
+	    2);
+	ck_assert_msg(strstr(err, "health: unexpected 'x' (usage: health "
+	    "[ID])") != NULL, "%s", err);
+	free(out);
+	free(err);
+	/* Without a health_check, a registered worker is ok: PINGs. */
+	ck_assert_int_eq(ctl(false, &out, &err, "health", END), 0);
+	ck_assert_str_eq(out, "rev/1: ok (running)\n");
+	free(out);
+	free(err);
+}
+END_TEST
+
 /* The suite. */
 static Suite *
 pools_suite(void)
@@ -1396,6 +1706,17 @@ pools_suite(void)
 	tcase_add_test(tc, pools_spawn_limit_options_refused);
 	tcase_add_test(tc, pools_reload_applies_limits);
 	tcase_add_test(tc, pools_cgroup_limits);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("health");
+	tcase_add_checked_fixture(tc, pools_setup, pools_teardown);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, pools_health_check_failing_restarts);
+	tcase_add_test(tc, pools_health_check_passing_leaves_it_alone);
+	tcase_add_test(tc, pools_health_check_timeout_is_a_failure);
+	tcase_add_test(tc, pools_start_timeout_restarts);
+	tcase_add_test(tc, pools_unresponsive_worker_restarted);
+	tcase_add_test(tc, pools_ctl_health_errors);
 	suite_add_tcase(s, tc);
 	return s;
 }

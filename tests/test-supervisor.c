@@ -604,6 +604,26 @@ START_TEST(supervisor_transitions)
 	ck_assert(!policy_transition_valid(SUPERVISOR_RUNNING,
 	    (enum supervisor_state)42));
 
+	/* Unhealthy: from a live child, and only to be stopped. */
+	ck_assert(policy_transition_valid(SUPERVISOR_STARTING,
+	    SUPERVISOR_UNHEALTHY));
+	ck_assert(policy_transition_valid(SUPERVISOR_RUNNING,
+	    SUPERVISOR_UNHEALTHY));
+	ck_assert(policy_transition_valid(SUPERVISOR_UNHEALTHY,
+	    SUPERVISOR_STOPPING));
+	ck_assert(policy_transition_valid(SUPERVISOR_STOPPING,
+	    SUPERVISOR_EXITED));
+	ck_assert(!policy_transition_valid(SUPERVISOR_PAUSED,
+	    SUPERVISOR_UNHEALTHY));
+	ck_assert(!policy_transition_valid(SUPERVISOR_BACKOFF,
+	    SUPERVISOR_UNHEALTHY));
+	ck_assert(!policy_transition_valid(SUPERVISOR_UNHEALTHY,
+	    SUPERVISOR_RUNNING));
+	ck_assert(!policy_transition_valid(SUPERVISOR_UNHEALTHY,
+	    SUPERVISOR_BACKOFF));
+	ck_assert_str_eq(policy_state_name(SUPERVISOR_UNHEALTHY),
+	    "unhealthy");
+
 	ck_assert_str_eq(policy_state_name(SUPERVISOR_BACKOFF),
 	    "backoff");
 	ck_assert_str_eq(policy_state_name(SUPERVISOR_FATAL), "fatal");
@@ -1891,6 +1911,8 @@ START_TEST(supervisor_ps_listing)
 	ck_assert(v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
 	    v->via.u64 == (uint64_t)pid_of("w/1"));
 	ck_assert(obj_is_str(map_get(m, "state"), "running"));
+	/* Registered within start_timeout, answering PINGs: ok. */
+	ck_assert(obj_is_str(map_get(m, "health"), "ok"));
 	ck_assert(map_get(m, "restarts") != NULL);
 	ck_assert(map_get(m, "uptime_ms") != NULL);
 	ck_assert(obj_is_str(map_get(m, "command"), "sleep 30"));
@@ -1902,9 +1924,141 @@ START_TEST(supervisor_ps_listing)
 	v = map_get(m, "pool");
 	ck_assert(v != NULL && v->type == MSGPACK_OBJECT_NIL);
 	ck_assert(obj_is_str(map_get(m, "state"), "running"));
+	/* A command that is no worker: nothing checks it. */
+	ck_assert(obj_is_str(map_get(m, "health"), "none"));
 	ck_assert(obj_is_str(map_get(m, "command"), "sleep 30"));
 	msgpack_unpacked_destroy(&up);
 	msgpack_sbuffer_destroy(&sbuf);
+}
+END_TEST
+
+/* Health. */
+
+/* Runs the loop for ms: for what must not happen meanwhile. */
+static void
+fx_run_for(int ms)
+{
+	unsigned long long	until = harness_now_ms() + (unsigned)ms;
+
+	WAIT_FOR(harness_now_ms() >= until, ms + 1000);
+}
+
+/*
+ * A pool's process that does not register within start_timeout goes
+ * unhealthy -> stopping -> backoff -> starting, even when it exits 0 on
+ * its stop signal (as a draining worker does): unhealthy is a failure.
+ */
+START_TEST(supervisor_start_timeout_restarts)
+{
+	struct config		*c = new_config();
+	struct config_pool	*p = add_pool(c, "w",
+				    "sh -c 'trap \"exit 0\" TERM; sleep 30 & "
+				    "wait'");
+	struct supervisor_proc	*proc;
+	pid_t			 pid;
+	int			 u, st, b;
+
+	p->start_timeout_ms = 200;
+	fx_start(c);
+	proc = supervisor_find(fx.sv, "w/1");
+	pid = pid_of("w/1");
+	ck_assert_int_eq(supervisor_proc_health(proc), HEALTH_PENDING);
+	WAIT_FOR(supervisor_proc_restarts(proc) == 1, 5000);
+	u = find_transition("w/1", SUPERVISOR_UNHEALTHY, 0);
+	ck_assert_int_ge(u, 0);
+	ck_assert_int_eq(fx.log[u].old, SUPERVISOR_STARTING);
+	st = find_transition("w/1", SUPERVISOR_STOPPING, (size_t)u);
+	ck_assert_int_eq(st, u + 1);
+	b = find_transition("w/1", SUPERVISOR_BACKOFF, (size_t)st);
+	ck_assert_int_ge(b, 0);
+	ck_assert_int_ge(find_transition("w/1", SUPERVISOR_STARTING,
+	    (size_t)b), 0);
+	ck_assert_int_eq(supervisor_proc_last_status(proc), 0);
+	ck_assert_int_ne(pid_of("w/1"), pid);
+	ck_assert_str_eq(supervisor_proc_reason(proc),
+	    "did not register within 200ms");
+	ck_assert_int_eq(supervisor_proc_health(proc), HEALTH_UNHEALTHY);
+	ck_assert_uint_eq(supervisor_proc_times_unhealthy(proc), 1);
+
+	/* The new child registers: healthy, the reason is gone from ps. */
+	WAIT_FOR(state_of("w/1") == SUPERVISOR_STARTING, 5000);
+	supervisor_proc_registered(fx.sv, proc);
+	ck_assert_int_eq(supervisor_proc_health(proc), HEALTH_OK);
+	ck_assert_ptr_null(supervisor_proc_reason(proc));
+}
+END_TEST
+
+/* restart = never: an unhealthy process is stopped and stays down. */
+START_TEST(supervisor_unhealthy_policy_never)
+{
+	struct config		*c = new_config();
+	struct config_pool	*p = add_pool(c, "w", "sleep 30");
+
+	p->start_timeout_ms = 100;
+	p->restart = RESTART_NEVER;
+	fx_start(c);
+	WAIT_FOR(state_of("w/1") == SUPERVISOR_EXITED, 5000);
+	ck_assert_uint_eq(supervisor_proc_restarts(supervisor_find(fx.sv,
+	    "w/1")), 0);
+	ck_assert_int_eq(pid_of("w/1"), 0);
+}
+END_TEST
+
+/* A paused process is not held to start_timeout; resumed, it is again. */
+START_TEST(supervisor_start_timeout_paused)
+{
+	struct config		*c = new_config();
+	struct config_pool	*p = add_pool(c, "w", "sleep 30");
+
+	p->start_timeout_ms = 300;
+	fx_start(c);
+	ck_assert_int_eq(supervisor_pause(fx.sv, "w/1", NULL), 0);
+	fx_run_for(600);
+	ck_assert_int_eq(state_of("w/1"), SUPERVISOR_PAUSED);
+	ck_assert_int_lt(find_transition("w/1", SUPERVISOR_UNHEALTHY, 0), 0);
+	ck_assert_int_eq(supervisor_resume(fx.sv, "w/1", NULL), 0);
+	WAIT_FOR(find_transition("w/1", SUPERVISOR_UNHEALTHY, 0) >= 0, 5000);
+}
+END_TEST
+
+/*
+ * health_check runs while the process runs; retries failures in a row
+ * make it unhealthy, and what the check said is kept.
+ */
+START_TEST(supervisor_health_check_fails)
+{
+	struct config			*c = new_config();
+	struct config_pool		*p = add_pool(c, "w", "sleep 30");
+	struct supervisor_proc		*proc;
+	struct supervisor_health_info	 hi;
+	char				 err[UTIL_ERRLEN], text[64];
+
+	p->health_check = strdup("sh -c 'echo \"$PATCHBAY_PROCESS\" down; "
+	    "exit 2'");
+	ck_assert_int_eq(strv_split(p->health_check, &p->health_argv, err),
+	    0);
+	p->health_interval_ms = 50;
+	p->health_retries = 3;
+	fx_start(c);
+	proc = supervisor_find(fx.sv, "w/1");
+	supervisor_proc_registered(fx.sv, proc);
+	ck_assert_int_eq(supervisor_proc_health(proc), HEALTH_PENDING);
+	WAIT_FOR(supervisor_proc_health(proc) == HEALTH_FAILING, 5000);
+	supervisor_proc_health_text(proc, text, sizeof(text));
+	ck_assert_str_eq(text, "failing 1 of 3");
+	WAIT_FOR(find_transition("w/1", SUPERVISOR_UNHEALTHY, 0) >= 0, 5000);
+	ck_assert_int_eq(fx.log[find_transition("w/1", SUPERVISOR_UNHEALTHY,
+	    0)].old, SUPERVISOR_RUNNING);
+	supervisor_proc_health_info(proc, &hi);
+	ck_assert_int_eq(hi.health, HEALTH_UNHEALTHY);
+	ck_assert_uint_eq(hi.failures, 3);
+	ck_assert_uint_eq(hi.retries, 3);
+	ck_assert_str_eq(hi.result, "exit 2");
+	ck_assert_str_eq(hi.output, "w/1 down");
+	ck_assert_str_eq(hi.reason, "health check failed 3 times in a row: "
+	    "exit 2: w/1 down");
+	ck_assert_uint_gt(hi.checked_at, 0);
+	WAIT_FOR(supervisor_proc_restarts(proc) == 1, 5000);
 }
 END_TEST
 
@@ -1946,6 +2100,15 @@ supervisor_suite(void)
 	tcase_add_test(tc, supervisor_exit_names_the_limit);
 	tcase_add_test(tc, supervisor_limit_above_own_hard_limit);
 	tcase_add_test(tc, supervisor_cgroup_files);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("health");
+	tcase_add_checked_fixture(tc, fx_setup, fx_teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, supervisor_start_timeout_restarts);
+	tcase_add_test(tc, supervisor_unhealthy_policy_never);
+	tcase_add_test(tc, supervisor_start_timeout_paused);
+	tcase_add_test(tc, supervisor_health_check_fails);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("admin");

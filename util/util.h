@@ -59,6 +59,7 @@
 #define LIMIT_MEMORY_MAX	(1ULL << 40)	/* max_memory, max_queue_bytes */
 #define LIMIT_INSTANCES_MAX	1024		/* per pool */
 #define LIMIT_RESTARTS_MAX	10000		/* max_restarts */
+#define LIMIT_HEALTH_RETRIES_MAX 1000		/* health_retries */
 #define LIMIT_NAME_MAX		64		/* pool names, spawn ids */
 #define LIMIT_CAPACITY_MAX	65535		/* PROTO_MAX_CAPACITY */
 #define LIMIT_RETRIES_MAX	UINT32_MAX

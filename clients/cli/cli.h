@@ -113,6 +113,16 @@ int	 print_text(FILE *f, const msgpack_object *o, const char *empty);
 int	 ctl_stats_print(FILE *f, int verb,
 	    const msgpack_object *data, const char *empty);
 
+/* ctl-health.c */
+
+/*
+ * Prints the answer of `ctl health` for people: a line per process, then
+ * what its last check printed and why it was last found unhealthy,
+ * indented; "empty" for an empty array.
+ */
+void	 ctl_health_print(FILE *f, const msgpack_object *data,
+	    const char *empty);
+
 /* run.c */
 
 int	 run_main(int argc, char **argv);

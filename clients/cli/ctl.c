@@ -51,6 +51,7 @@ enum ctl_args {
 	CTL_ARGS_SCALE,		/* {pool, instances} */
 	CTL_ARGS_JOBS,		/* {fn?, client?, state?, limit?} */
 	CTL_ARGS_DRAIN,		/* {timeout_ms?} */
+	CTL_ARGS_OPT_ID,	/* {id?} */
 };
 
 /* How `patchbay ctl` takes one verb's arguments (names: proto/names.c). */
@@ -95,6 +96,8 @@ static const struct ctl_verb ctl_verbs[VERB__MAX] = {
 	    "no functions" },
 	[VERB_DRAIN] = { VERB_DRAIN, CTL_ARGS_DRAIN, CTL_OPT_TIMEOUT,
 	    "drain [--timeout D]", NULL },
+	[VERB_HEALTH] = { VERB_HEALTH, CTL_ARGS_OPT_ID, 0, "health [ID]",
+	    "no supervised processes" },
 };
 
 #define CTL_NVERBS	VERB__MAX
@@ -476,6 +479,16 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 			return cli_usage_error("ctl", "%s takes no argument, "
 			    "got '%s'", cmd->name, pos[0]);
 		break;
+	case CTL_ARGS_OPT_ID:
+		if (npos > 1)
+			return cli_usage_error("ctl", "%s: unexpected '%s' "
+			    "(usage: %s)", cmd->name, pos[1],
+			    cmd->verb->synopsis);
+		if (npos == 1 && *pos[0] == '\0')
+			return cli_usage_error("ctl", "%s: the ID is empty",
+			    cmd->name);
+		cmd->id = npos == 1 ? pos[0] : NULL;
+		break;
 	case CTL_ARGS_ID:
 	case CTL_ARGS_STOP:
 		if (npos < 1)
@@ -526,6 +539,13 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		msgpack_pack_map(pk, 1);
 		proto_pack_str(pk, "id");
 		proto_pack_str(pk, cmd->id);
+		break;
+	case CTL_ARGS_OPT_ID:
+		msgpack_pack_map(pk, cmd->id != NULL);
+		if (cmd->id != NULL) {
+			proto_pack_str(pk, "id");
+			proto_pack_str(pk, cmd->id);
+		}
 		break;
 	case CTL_ARGS_SPAWN:
 		n = 2 + ((cmd->given & CTL_OPT_RESTART) != 0) +
@@ -840,6 +860,8 @@ ctl_print_reply(const struct ctl_cmd *cmd, const struct admin_reply *r)
 		ctl_print_done(stdout, cmd);
 	else if (cmd->verb->verb == VERB_DRAIN)
 		ctl_print_drain(stdout, data);
+	else if (cmd->verb->verb == VERB_HEALTH)
+		ctl_health_print(stdout, data, cmd->verb->empty);
 	else if ((cmd->verb->verb == VERB_STATS ||
 	    cmd->verb->verb == VERB_QUEUES || cmd->verb->verb == VERB_JOBS ?
 	    ctl_stats_print(stdout,
