@@ -333,28 +333,39 @@ config_words(struct config_parser *cp, const char *key, const char *value,
 	return r != 0 ? -1 : 0;
 }
 
+/*
+ * A command key (command, health_check): value split in words into *argv,
+ * as written into *text, both replacing what they held.
+ */
+static int
+config_command_value(struct config_parser *cp, const char *key,
+    const char *value, char **text, char ***argv)
+{
+	char	**words;
+
+	if (config_words(cp, key, value, &words) != 0)
+		return -1;
+	if (words[0] == NULL) {
+		strv_free(words);
+		return config_bad_value(cp, key, "a command", value);
+	}
+	strv_free(*argv);
+	free(*text);
+	*argv = words;
+	if ((*text = strdup(value)) == NULL) {
+		config_error(cp, -ENOMEM, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* command = WORDS. */
 static int
 config_key_command(struct config_parser *cp, const char *key,
     const char *value)
 {
-	struct config_pool	 *p = cp->pool;
-	char			**argv;
-
-	if (config_words(cp, key, value, &argv) != 0)
-		return -1;
-	if (argv[0] == NULL) {
-		strv_free(argv);
-		return config_bad_value(cp, key, "a command", value);
-	}
-	strv_free(p->argv);
-	free(p->command);
-	p->argv = argv;
-	if ((p->command = strdup(value)) == NULL) {
-		config_error(cp, -ENOMEM, "out of memory");
-		return -1;
-	}
-	return 0;
+	return config_command_value(cp, key, value, &cp->pool->command,
+	    &cp->pool->argv);
 }
 
 /* Reports a util/ parser's error for key; returns -1. */
@@ -744,23 +755,8 @@ static int
 config_key_health_check(struct config_parser *cp, const char *key,
     const char *value)
 {
-	struct config_pool	 *p = cp->pool;
-	char			**argv;
-
-	if (config_words(cp, key, value, &argv) != 0)
-		return -1;
-	if (argv[0] == NULL) {
-		strv_free(argv);
-		return config_bad_value(cp, key, "a command", value);
-	}
-	strv_free(p->health_argv);
-	free(p->health_check);
-	p->health_argv = argv;
-	if ((p->health_check = strdup(value)) == NULL) {
-		config_error(cp, -ENOMEM, "out of memory");
-		return -1;
-	}
-	return 0;
+	return config_command_value(cp, key, value, &cp->pool->health_check,
+	    &cp->pool->health_argv);
 }
 
 /* health_interval = DURATION, at least 1ms. */

@@ -1389,6 +1389,56 @@ START_TEST(worker_free_with_jobs_out)
 }
 END_TEST
 
+/* A function a forked test worker serves. */
+struct fork_fn {
+	const char	*name;
+	pb_job_fn	 handler;
+};
+
+/*
+ * Forks a worker on ep (an endpoint or a list) serving fns (n of them)
+ * with capacity, dispatching with no timeout; returns once it is
+ * connected (to at least one broker of a list).
+ */
+static pid_t
+worker_fork_fns(const char *ep, const struct fork_fn *fns, size_t n,
+    uint32_t capacity)
+{
+	struct pb_worker	*w;
+	pid_t			 pid, parent = getpid();
+	char			 ok;
+	int			 pfd[2];
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		close(pfd[0]);
+		if (pb_worker_new(ep, NULL, &w) != 0)
+			_exit(1);
+		for (size_t i = 0; i < n; i++)
+			if (pb_worker_add_function(w, fns[i].name,
+			    fns[i].handler, NULL) != 0)
+				_exit(1);
+		if (pb_worker_set_capacity(w, capacity) != 0 ||
+		    pb_worker_connect(w) != 0)
+			_exit(1);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(1);
+		for (;;) {
+			if (pb_worker_dispatch(w, -1) < 0)
+				_exit(1);
+		}
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &ok, 1), 1);
+	close(pfd[0]);
+	return pid;
+}
+
 /* ---- several brokers -------------------------------------------------- */
 
 #define STREAM_JOBS	300
@@ -1425,44 +1475,6 @@ on_state(struct pb_worker *w, const char *endpoint, bool connected,
 	    connected ? '+' : '-', endpoint);
 }
 
-/*
- * Forks a worker serving "nap" and "rev" (capacity 4) on a list of
- * brokers; returns once it is connected to at least one.
- */
-static pid_t
-worker_fork_list(const char *eps)
-{
-	struct pb_worker	*w;
-	pid_t			 pid, parent = getpid();
-	char			 ok;
-	int			 pfd[2];
-
-	ck_assert_int_eq(pipe(pfd), 0);
-	pid = fork();
-	ck_assert_int_ne(pid, -1);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		close(pfd[0]);
-		if (pb_worker_new(eps, NULL, &w) != 0 ||
-		    pb_worker_add_function(w, "nap", h_nap, NULL) != 0 ||
-		    pb_worker_add_function(w, "rev", h_rev, NULL) != 0 ||
-		    pb_worker_set_capacity(w, 4) != 0 ||
-		    pb_worker_connect(w) != 0)
-			_exit(1);
-		if (write(pfd[1], "k", 1) != 1)
-			_exit(1);
-		for (;;) {
-			if (pb_worker_dispatch(w, -1) < 0)
-				_exit(1);
-		}
-	}
-	close(pfd[1]);
-	ck_assert_int_eq(read(pfd[0], &ok, 1), 1);
-	close(pfd[0]);
-	return pid;
-}
 
 /* True once "rev" runs on ep without queueing: a worker is registered. */
 static bool
@@ -1528,7 +1540,8 @@ START_TEST(two_brokers_failover_during_stream)
 	harness_broker_start(&a, NULL, false);
 	harness_broker_start(&b, NULL, false);
 	snprintf(both, sizeof(both), "%s,%s", a.unix_ep, b.tcp_ep);
-	wpid = worker_fork_list(both);
+	wpid = worker_fork_fns(both, (const struct fork_fn[]){
+	    { "nap", h_nap }, { "rev", h_rev } }, 2, 4);
 	ck_assert(harness_wait_until(cond_serves, a.unix_ep, WAIT_MS));
 	ck_assert(harness_wait_until(cond_serves, b.tcp_ep, WAIT_MS));
 	ck_assert_int_eq(pb_client_connect(both, NULL, &c), 0);
@@ -1731,43 +1744,15 @@ h_thread(struct pb_worker *w, struct pb_job *job, void *ud)
 		(void)pb_job_complete(job, PB_ERROR, NULL, 0, "no thread");
 }
 
-/*
- * Forks a worker serving "sleepy" and "thread" on ep with capacity 2,
- * dispatching with no timeout; returns once it has registered.
- */
+/* A worker serving "sleepy" and "thread" on ep with capacity 2. */
 static pid_t
 worker_fork_long(const char *ep)
 {
-	struct pb_worker	*w;
-	pid_t			 pid, parent = getpid();
-	char			 ok;
-	int			 pfd[2];
+	static const struct fork_fn	fns[] = {
+		{ "sleepy", h_sleepy }, { "thread", h_thread },
+	};
 
-	ck_assert_int_eq(pipe(pfd), 0);
-	pid = fork();
-	ck_assert_int_ne(pid, -1);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		close(pfd[0]);
-		if (pb_worker_new(ep, NULL, &w) != 0 ||
-		    pb_worker_add_function(w, "sleepy", h_sleepy, NULL) != 0 ||
-		    pb_worker_add_function(w, "thread", h_thread, NULL) != 0 ||
-		    pb_worker_set_capacity(w, 2) != 0 ||
-		    pb_worker_connect(w) != 0)
-			_exit(1);
-		if (write(pfd[1], "k", 1) != 1)
-			_exit(1);
-		for (;;) {
-			if (pb_worker_dispatch(w, -1) < 0)
-				_exit(1);
-		}
-	}
-	close(pfd[1]);
-	ck_assert_int_eq(read(pfd[0], &ok, 1), 1);
-	close(pfd[0]);
-	return pid;
+	return worker_fork_fns(ep, fns, 2, 2);
 }
 
 /* When each PROGRESS of the long job arrived, ms since it was submitted. */

@@ -95,6 +95,9 @@ int	 cli_write_all(int fd, const void *buf, size_t len);
  */
 void	 print_json(FILE *f, const msgpack_object *o);
 
+/* The value of the string key in the map m (may be NULL), or NULL. */
+const msgpack_object	*print_get(const msgpack_object *m, const char *key);
+
 /*
  * Prints o for people: a map as "key: value" lines, an array of maps as a
  * table, other arrays one item a line, "empty" (when not NULL) for an empty

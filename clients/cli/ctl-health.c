@@ -16,29 +16,11 @@
 #include "clients/cli/cli.h"
 #include "util/util.h"
 
-/* The value of key in map m, or NULL. */
-static const msgpack_object *
-ctl_health_get(const msgpack_object *m, const char *key)
-{
-	size_t	len = strlen(key);
-
-	if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
-		    memcmp(k->via.str.ptr, key, len) == 0)
-			return &m->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
 /* The string at key in m, or NULL when absent, nil or not a string. */
 static const msgpack_object *
 ctl_health_str(const msgpack_object *m, const char *key)
 {
-	const msgpack_object	*o = ctl_health_get(m, key);
+	const msgpack_object	*o = print_get(m, key);
 
 	return o != NULL && o->type == MSGPACK_OBJECT_STR ? o : NULL;
 }
@@ -68,8 +50,8 @@ ctl_health_print_one(FILE *f, const msgpack_object *m)
 	const msgpack_object	*result = ctl_health_str(m, "result");
 	const msgpack_object	*output = ctl_health_str(m, "output");
 	const msgpack_object	*reason = ctl_health_str(m, "reason");
-	const msgpack_object	*ago = ctl_health_get(m, "checked_ago_ms");
-	const msgpack_object	*times = ctl_health_get(m, "times_unhealthy");
+	const msgpack_object	*ago = print_get(m, "checked_ago_ms");
+	const msgpack_object	*times = print_get(m, "times_unhealthy");
 	char			 d[32];
 
 	if (id == NULL)

@@ -19,29 +19,11 @@
 #include "clients/cli/cli.h"
 #include "proto/proto.h"
 
-/* The value of key in map m, or NULL. */
-static const msgpack_object *
-ctl_stats_get(const msgpack_object *m, const char *key)
-{
-	size_t	len = strlen(key);
-
-	if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
-		    memcmp(k->via.str.ptr, key, len) == 0)
-			return &m->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
 /* The unsigned value of key in m, 0 when absent. */
 static uint64_t
 ctl_stats_uint(const msgpack_object *m, const char *key)
 {
-	const msgpack_object	*o = ctl_stats_get(m, key);
+	const msgpack_object	*o = print_get(m, key);
 
 	return o != NULL && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ?
 	    o->via.u64 : 0;
@@ -52,7 +34,7 @@ static void
 ctl_stats_copy_str(msgpack_packer *pk, const char *name,
     const msgpack_object *m, const char *key)
 {
-	const msgpack_object	*o = ctl_stats_get(m, key);
+	const msgpack_object	*o = print_get(m, key);
 
 	proto_pack_str(pk, name);
 	if (o != NULL && o->type == MSGPACK_OBJECT_STR)
@@ -65,8 +47,8 @@ ctl_stats_copy_str(msgpack_packer *pk, const char *name,
 static void
 ctl_stats_row(msgpack_packer *pk, const char *what, const msgpack_object *m)
 {
-	const msgpack_object	*in = ctl_stats_get(m, "received");
-	const msgpack_object	*out = ctl_stats_get(m, "sent");
+	const msgpack_object	*in = print_get(m, "received");
+	const msgpack_object	*out = print_get(m, "sent");
 	char			 buf[64];
 
 	msgpack_pack_map(pk, 4 + MSG__MAX);
@@ -97,8 +79,8 @@ ctl_stats_row(msgpack_packer *pk, const char *what, const msgpack_object *m)
 static void
 ctl_stats_fold_stats(msgpack_packer *pk, const msgpack_object *data)
 {
-	const msgpack_object	*conns = ctl_stats_get(data, "connections");
-	const msgpack_object	*procs = ctl_stats_get(data, "processes");
+	const msgpack_object	*conns = print_get(data, "connections");
+	const msgpack_object	*procs = print_get(data, "processes");
 	uint32_t		 nc = 0, np = 0;
 	char			 what[160];
 
@@ -107,11 +89,11 @@ ctl_stats_fold_stats(msgpack_packer *pk, const msgpack_object *data)
 	if (procs != NULL && procs->type == MSGPACK_OBJECT_ARRAY)
 		np = procs->via.array.size;
 	msgpack_pack_array(pk, 1 + nc + np);
-	ctl_stats_row(pk, "broker", ctl_stats_get(data, "broker"));
+	ctl_stats_row(pk, "broker", print_get(data, "broker"));
 	for (uint32_t i = 0; i < nc; i++) {
 		const msgpack_object *c = &conns->via.array.ptr[i];
-		const msgpack_object *name = ctl_stats_get(c, "name");
-		const msgpack_object *role = ctl_stats_get(c, "role");
+		const msgpack_object *name = print_get(c, "name");
+		const msgpack_object *role = print_get(c, "role");
 
 		snprintf(what, sizeof(what), "conn %" PRIu64 " %.*s %.*s",
 		    ctl_stats_uint(c, "conn"),
@@ -125,7 +107,7 @@ ctl_stats_fold_stats(msgpack_packer *pk, const msgpack_object *data)
 	}
 	for (uint32_t i = 0; i < np; i++) {
 		const msgpack_object *p = &procs->via.array.ptr[i];
-		const msgpack_object *id = ctl_stats_get(p, "id");
+		const msgpack_object *id = print_get(p, "id");
 
 		snprintf(what, sizeof(what), "process %.*s",
 		    id != NULL && id->type == MSGPACK_OBJECT_STR ?
@@ -154,7 +136,7 @@ ctl_stats_fold_queues(msgpack_packer *pk, const msgpack_object *data)
 	msgpack_pack_array(pk, data->via.array.size);
 	for (uint32_t i = 0; i < data->via.array.size; i++) {
 		const msgpack_object	*q = &data->via.array.ptr[i];
-		const msgpack_object	*res = ctl_stats_get(q, "results");
+		const msgpack_object	*res = print_get(q, "results");
 		char			 buf[512] = "";
 		size_t			 off = 0;
 		uint32_t		 n = q->type == MSGPACK_OBJECT_MAP ?
@@ -203,7 +185,7 @@ ctl_stats_fold_queues(msgpack_packer *pk, const msgpack_object *data)
 static int
 ctl_stats_print_jobs(FILE *f, const msgpack_object *data)
 {
-	const msgpack_object	*jobs = ctl_stats_get(data, "jobs");
+	const msgpack_object	*jobs = print_get(data, "jobs");
 	uint64_t		 matched = ctl_stats_uint(data, "matched");
 	int			 r;
 

@@ -668,45 +668,23 @@ ctl_print_done(FILE *f, const struct ctl_cmd *cmd)
 static uint64_t
 ctl_map_uint(const msgpack_object *o, const char *key)
 {
-	const msgpack_object_kv	*kv;
-	size_t			 len = strlen(key);
+	const msgpack_object	*v = print_get(o, key);
 
-	if (o == NULL || o->type != MSGPACK_OBJECT_MAP)
-		return 0;
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		kv = &o->via.map.ptr[i];
-		if (kv->key.type == MSGPACK_OBJECT_STR &&
-		    kv->key.via.str.size == len &&
-		    memcmp(kv->key.via.str.ptr, key, len) == 0 &&
-		    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-			return kv->val.via.u64;
-	}
-	return 0;
+	return v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ?
+	    v->via.u64 : 0;
 }
 
 /* Copies the string at key in the map o into buf, or "-"; NULL for none. */
 static const char *
 ctl_map_str(const msgpack_object *o, const char *key, char *buf, size_t len)
 {
-	const msgpack_object_kv	*kv;
-	size_t			 klen = strlen(key);
+	const msgpack_object	*v = print_get(o, key);
 
 	snprintf(buf, len, "-");
-	if (o == NULL || o->type != MSGPACK_OBJECT_MAP)
+	if (v == NULL || v->type != MSGPACK_OBJECT_STR)
 		return NULL;
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		kv = &o->via.map.ptr[i];
-		if (kv->key.type != MSGPACK_OBJECT_STR ||
-		    kv->key.via.str.size != klen ||
-		    memcmp(kv->key.via.str.ptr, key, klen) != 0)
-			continue;
-		if (kv->val.type != MSGPACK_OBJECT_STR)
-			return NULL;
-		snprintf(buf, len, "%.*s", (int)kv->val.via.str.size,
-		    kv->val.via.str.ptr);
-		return buf;
-	}
-	return NULL;
+	snprintf(buf, len, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+	return buf;
 }
 
 /* True when the ps entry m is ID's process or one of pool ID's. */

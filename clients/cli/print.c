@@ -133,6 +133,24 @@ print_key_equal(const msgpack_object *a, const msgpack_object *b)
 	return msgpack_object_equal(*a, *b);
 }
 
+/* The value of the string key in map m, or NULL; see cli.h. */
+const msgpack_object *
+print_get(const msgpack_object *m, const char *key)
+{
+	size_t	len = strlen(key);
+
+	if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
+		    memcmp(k->via.str.ptr, key, len) == 0)
+			return &m->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
 /* Finds key in map m, or NULL. */
 static const msgpack_object *
 print_map_get(const msgpack_object *m, const msgpack_object *key)
