@@ -83,22 +83,12 @@ static int
 admin_open(struct bconn *b, const char *endpoint,
     const struct pb_options *opts, char *ret_ep, size_t len)
 {
-	char	def[PATH_MAX + 64], err[PROTO_ERRLEN], **eps;
-	size_t	at;
-	int	r;
+	char	**eps;
+	size_t	  at;
+	int	  r;
 
-	if (endpoint == NULL) {
-		if (endpoint_default(def, sizeof(def), true) != 0) {
-			common_set_connect_error("the default endpoint is too "
-			    "long");
-			return -ENAMETOOLONG;
-		}
-		endpoint = def;
-	}
-	if ((r = endpoint_list_split(endpoint, &eps, err)) != 0) {
-		common_set_connect_error("%s", err);
+	if ((r = common_endpoints(endpoint, &eps)) != 0)
 		return r;
-	}
 	if ((r = common_open_any(b, eps, 0, ROLE_ADMIN, opts, &at)) == 0)
 		snprintf(ret_ep, len, "%s", eps[at]);
 	strv_free(eps);

@@ -339,28 +339,17 @@ pb_client_connect(const char *endpoint, const struct pb_options *opts,
     struct pb_client **ret)
 {
 	struct pb_client	*c;
-	char			 def[PATH_MAX + 64], err[PROTO_ERRLEN];
 	size_t			 start = 0;
 	int			 r;
 
 	if (ret == NULL)
 		return -EINVAL;
 	common_set_connect_error("%s", "");
-	if (endpoint == NULL) {
-		if (endpoint_default(def, sizeof(def), true) != 0) {
-			common_set_connect_error("the default endpoint is too "
-			    "long");
-			return -ENAMETOOLONG;
-		}
-		endpoint = def;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return -ENOMEM;
 	common_init(&c->conn);
-	if ((r = endpoint_list_split(endpoint, &c->eps, err)) != 0) {
-		common_set_connect_error("%s", err);
+	if ((r = common_endpoints(endpoint, &c->eps)) != 0)
 		goto fail;
-	}
 	c->neps = strv_len(c->eps);
 	r = -ENOMEM;
 	if (opts != NULL) {

@@ -769,6 +769,26 @@ common_open(struct bconn *b, const char *endpoint, enum proto_role role,
 	    clock_now_ms() + (uint64_t)timeout_ms, ep.text);
 }
 
+/* The brokers of an endpoint list or of the default; see internal.h. */
+int
+common_endpoints(const char *endpoint, char ***ret)
+{
+	char	def[PATH_MAX + 64], err[PROTO_ERRLEN];
+	int	r;
+
+	if (endpoint == NULL) {
+		if (endpoint_default(def, sizeof(def), true) != 0) {
+			common_set_connect_error("the default endpoint is too "
+			    "long");
+			return -ENAMETOOLONG;
+		}
+		endpoint = def;
+	}
+	if ((r = endpoint_list_split(endpoint, ret, err)) != 0)
+		common_set_connect_error("%s", err);
+	return r;
+}
+
 /* Connects to the first broker of a list that takes b; see internal.h. */
 int
 common_open_any(struct bconn *b, char *const *eps, size_t start,

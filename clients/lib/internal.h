@@ -149,6 +149,13 @@ int		 common_open(struct bconn *b, const char *endpoint,
 		    enum proto_role role, const struct pb_options *opts);
 
 /*
+ * The brokers of endpoint (a list; NULL: the default endpoint, which may
+ * be one) into *ret, NULL-terminated, not empty. 0, or -EINVAL,
+ * -ENAMETOOLONG or -ENOMEM with the reason for pb_client_last_error(NULL).
+ */
+int		 common_endpoints(const char *endpoint, char ***ret);
+
+/*
  * Tries the brokers of a list (NULL-terminated, not empty) in order from
  * eps[start], wrapping around, until one takes b. 0 with *ret_at set, or
  * the first refusal's error (else the first failure's), with a sentence

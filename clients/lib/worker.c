@@ -402,10 +402,9 @@ pb_worker_new(const char *endpoint, const struct pb_options *opts,
     struct pb_worker **ret)
 {
 	struct pb_worker	*w = NULL;
-	char			 err[PROTO_ERRLEN], def[PATH_MAX + 64];
 	char			**list = NULL;
-	size_t			 n, i;
-	int			 fd = -1, r;
+	size_t			  n, i;
+	int			  fd = -1, r;
 
 	if (ret == NULL)
 		return -EINVAL;
@@ -415,17 +414,9 @@ pb_worker_new(const char *endpoint, const struct pb_options *opts,
 			return r;
 		if (fd >= 0)
 			return worker_new_one(NULL, fd, opts, ret);
-		if (endpoint_default(def, sizeof(def), true) != 0) {
-			common_set_connect_error("the default endpoint is too "
-			    "long");
-			return -ENAMETOOLONG;
-		}
 	}
-	if ((r = endpoint_list_split(endpoint != NULL ? endpoint : def, &list,
-	    err)) != 0) {
-		common_set_connect_error("%s", err);
+	if ((r = common_endpoints(endpoint, &list)) != 0)
 		return r;
-	}
 	n = strv_len(list);
 	if (n == 1) {
 		/* Without an endpoint, the default is looked up each time. */
