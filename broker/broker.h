@@ -559,6 +559,9 @@ struct supervisor_ops {
 		    enum supervisor_state old, enum supervisor_state new);
 };
 
+/* Jobs the workers of the supervised processes are running now. */
+unsigned	 supervisor_running_jobs(const struct supervisor *sv);
+
 /*
  * Creates a supervisor on base for config (ownership passes; NULL means no
  * pools). Installs the SIGCHLD event; nothing is started before
@@ -875,6 +878,7 @@ struct server {
 	uint64_t		 drain_until;
 	bool			 stop_requested;	/* server_stop() */
 	bool			 stopping;	/* peers being sent away */
+	bool			 stop_after_sv;	/* ...once the processes are */
 	bool			 peers_down;	/* every peer gone (or timed
 						   out) */
 	bool			 sv_down;	/* every process stopped */

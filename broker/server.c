@@ -1006,10 +1006,26 @@ server_stop_cb(evutil_socket_t fd, short what, void *arg)
 	struct server	*srv = arg;
 
 	(void)fd; (void)what;
-	if (srv->sv != NULL)
-		supervisor_shutdown(srv->sv);
-	else
+	if (srv->sv == NULL) {
 		srv->sv_down = true;
+		server_shutdown(srv, server_peers_down_cb, NULL);
+		return;
+	}
+	/*
+	 * Pool workers running jobs: those jobs finish first (each process
+	 * drains within its stop_timeout), while new RUNs are refused; the
+	 * peers are sent away once every process is down. After `ctl
+	 * drain`, which waited already, what is left ends now.
+	 */
+	if (!srv->draining && supervisor_running_jobs(srv->sv) > 0) {
+		srv->stop_after_sv = true;
+		switchboard_refuse_new(srv->sb, "the broker is shutting down");
+		log_info("letting the jobs of the pools' workers finish "
+		    "before stopping");
+		supervisor_shutdown(srv->sv);
+		return;
+	}
+	supervisor_shutdown(srv->sv);
 	server_shutdown(srv, server_peers_down_cb, NULL);
 }
 
@@ -1127,6 +1143,10 @@ static void
 server_sv_stopped_all(struct server *srv)
 {
 	srv->sv_down = true;
+	if (srv->stop_after_sv && !srv->stopping) {
+		server_shutdown(srv, server_peers_down_cb, NULL);
+		return;
+	}
 	server_stopped_check(srv);
 }
 

@@ -1123,6 +1123,18 @@ supervisor_shutdown_step(struct supervisor *sv)
 	}
 }
 
+/* Jobs the supervised workers run now; see broker.h. */
+unsigned
+supervisor_running_jobs(const struct supervisor *sv)
+{
+	const struct supervisor_proc	*p;
+	unsigned			 n = 0;
+
+	SUPERVISOR_FOREACH(sv, p)
+		n += supervisor_proc_running(p);
+	return n;
+}
+
 /* Stops everything for good. */
 void
 supervisor_shutdown(struct supervisor *sv)

@@ -157,7 +157,7 @@ int
 main(int argc, char **argv)
 {
 	struct pb_options	 opts = { .name = "chaos-worker" };
-	struct pb_worker	*w;
+	struct pb_worker	*w = NULL;
 	const char		*path = getenv("CHAOS_LEDGER");
 	unsigned long long	 now, next;
 	struct pollfd		 pfd;
@@ -177,11 +177,14 @@ main(int argc, char **argv)
 	    (r = pb_worker_add_function(w, argv[1], chaos_job_cb, NULL)) < 0 ||
 	    (r = pb_worker_set_capacity(w, (uint32_t)atoi(argv[2]))) < 0) {
 		fprintf(stderr, "chaos-worker: setup: %s\n", strerror(-r));
+		pb_worker_free(w);
 		return 1;
 	}
 	pb_worker_on_cancel(w, chaos_cancel_cb, NULL);
 	if ((r = pb_worker_connect(w)) < 0) {
+		/* A reset the shim made during the handshake: as the loop's. */
 		fprintf(stderr, "chaos-worker: connect: %s\n", strerror(-r));
+		pb_worker_free(w);
 		return 11;
 	}
 	for (;;) {

@@ -658,6 +658,42 @@ START_TEST(pools_ctl_drain_finishes_jobs_then_stops)
 END_TEST
 
 /* ctl drain --timeout: what is still running then ends SHUTTING_DOWN. */
+/*
+ * SIGTERM with a pool worker running a job: new jobs are refused, the
+ * running one finishes OK, then the broker stops and exits 0.
+ */
+START_TEST(pools_sigterm_lets_pool_jobs_finish)
+{
+	char	 path[300], out1[300], *out = NULL, *err = NULL, *log;
+	pid_t	 r1;
+	int	 status;
+
+	slow_conf(path, sizeof(path), "slow.conf", NULL);
+	start_broker(path);
+	wait_state("slow/1", "running", 10000);
+	r1 = spawn_slow("a", out1, sizeof(out1));
+	wait_log_count("slow/1: patchbay worker: job", 1, 10000);
+	ck_assert_int_eq(kill(broker.pid, SIGTERM), 0);
+	ck_assert(harness_wait_log(&broker, "letting the jobs of the pools' "
+	    "workers finish before stopping", 10000));
+	ck_assert_int_eq(run_job("slow", "b", &out, &err), 10);
+	ck_assert_msg(strstr(err, "the broker is shutting down") != NULL, "%s",
+	    err);
+	free(out);
+	free(err);
+	open_gate("a");
+	slow_done(r1, out1);
+	status = broker_exits(15000);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "patchbayd ended with %d", status);
+	log = harness_read_file(broker.log_path);
+	ck_assert_msg(strstr(log, "slow/1: its 1 job finished") != NULL &&
+	    strstr(log, "slow/1: its 1 job finished") <
+	    strstr(log, "patchbayd: stopped"), "%s", log);
+	free(log);
+}
+END_TEST
+
 START_TEST(pools_ctl_drain_timeout)
 {
 	char	 path[300], out1[300], *out = NULL, *err = NULL, *text;
@@ -1692,6 +1728,7 @@ pools_suite(void)
 	tcase_add_test(tc, pools_stop_timeout_ends_a_long_job);
 	tcase_add_test(tc, pools_ctl_drain_finishes_jobs_then_stops);
 	tcase_add_test(tc, pools_ctl_drain_timeout);
+	tcase_add_test(tc, pools_sigterm_lets_pool_jobs_finish);
 	tcase_add_test(tc, pools_on_demand_grows_and_shrinks);
 	tcase_add_test(tc, pools_pause_resume);
 	tcase_add_test(tc, pools_pause_longer_than_heartbeats_keeps_the_job);
