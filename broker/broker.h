@@ -182,6 +182,8 @@ enum settings_id {
 	SETTINGS_LOG_FILE,
 	SETTINGS_HTTP,
 	SETTINGS_HTTP_TIMEOUT,
+	SETTINGS_SOCKET_MODE,
+	SETTINGS_SOCKET_GROUP,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -209,6 +211,8 @@ struct settings {
 	char		 *http;			/* canonical endpoint, or NULL:
 						   no HTTP endpoint */
 	uint64_t	  http_timeout_ms;
+	uint64_t	  socket_mode;		/* unix socket files */
+	uint64_t	  socket_gid;		/* when given */
 	uint64_t	  drain_timeout_ms;
 	uint32_t	  given;		/* 1u << SETTINGS_* when set */
 };
@@ -824,6 +828,7 @@ struct server_config {
 	size_t		 out_cap;		/* per-peer pending output */
 	char		*token;			/* HELLO token required, or NULL */
 	uint64_t	 drain_timeout_ms;	/* `ctl drain`'s default bound */
+	struct listener_perms socket_perms;	/* unix socket files */
 	struct switchboard_config sb;
 };
 

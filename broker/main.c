@@ -175,6 +175,9 @@ server_config_from(const struct settings *s, const struct config *config,
 	*neps = s->nlisten;
 	cfg->heartbeat_ms = s->heartbeat_ms;
 	cfg->drain_timeout_ms = s->drain_timeout_ms;
+	cfg->socket_perms.mode = (unsigned)s->socket_mode;
+	cfg->socket_perms.gid = (s->given & (1u << SETTINGS_SOCKET_GROUP)) ?
+	    (long)s->socket_gid : -1;
 	cfg->hello_timeout_ms = s->hello_timeout_ms;
 	cfg->max_frame = (uint32_t)s->max_frame;
 	cfg->out_cap = (size_t)s->max_output;

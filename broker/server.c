@@ -716,6 +716,11 @@ server_new(struct event_base *base, const struct server_config *cfg)
 		return NULL;
 	srv->base = base;
 	srv->cfg = *cfg;
+	/* A config that says nothing of the socket files: 0600, its group. */
+	if (srv->cfg.socket_perms.mode == 0) {
+		srv->cfg.socket_perms.mode = 0600;
+		srv->cfg.socket_perms.gid = -1;
+	}
 	if (srv->cfg.heartbeat_ms == 0)
 		srv->cfg.heartbeat_ms = SERVER_DEFAULT_HEARTBEAT_MS;
 	if (srv->cfg.hello_timeout_ms == 0)
@@ -800,7 +805,8 @@ server_listen(struct server *srv, const struct endpoint *ep, char *err)
 		    SERVER_MAX_LISTENERS);
 		return -E2BIG;
 	}
-	r = listener_new(srv->base, ep, server_accept_cb, srv, &l, err);
+	r = listener_new(srv->base, ep, &srv->cfg.socket_perms,
+	    server_accept_cb, srv, &l, err);
 	if (r != 0)
 		return r;
 	srv->listeners[srv->nlisteners++] = l;

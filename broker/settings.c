@@ -27,6 +27,8 @@ enum settings_kind {
 	KIND_NUMBER,
 	KIND_PATH,
 	KIND_HTTP,	/* http_endpoint_parse(), kept as its canonical text */
+	KIND_MODE,	/* parse_mode(): an octal file mode */
+	KIND_GROUP,	/* parse_group(): a group name or number, as a gid */
 };
 
 /* One row: a config key and its flag. */
@@ -121,6 +123,15 @@ static const struct settings_row settings_rows[] = {
 	    LIMIT_HTTP_TIMEOUT_MAX_MS, 10000, "DURATION",
 	    "an HTTP connection that does not send a whole request, or read "
 	    "its answer, this soon is closed" },
+	{ SETTINGS_SOCKET_MODE, "socket_mode", 0, KIND_MODE,
+	    SETTINGS_AT(socket_mode), 0, 0, 0600, "MODE",
+	    "the mode of unix socket files, in octal (default 0600: the "
+	    "broker's own user and root only); see docs/operations.md, "
+	    "\"Who may connect\"" },
+	{ SETTINGS_SOCKET_GROUP, "socket_group", 0, KIND_GROUP,
+	    SETTINGS_AT(socket_gid), 0, 0, 0, "GROUP",
+	    "the group of unix socket files, and of the directory the broker "
+	    "creates for one (default: the broker's own)" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",
@@ -152,6 +163,7 @@ settings_set(struct settings *s, const char *name, const char *value,
 	struct endpoint			 ep;
 	uint64_t			*u;
 	char				**str;
+	unsigned			 n = 0;
 	int				 id, level, r = 0;
 
 	if ((id = settings_find(name)) < 0) {
@@ -196,6 +208,14 @@ settings_set(struct settings *s, const char *name, const char *value,
 		free(*str);
 		if ((*str = strdup(ep.text)) == NULL)
 			return -ENOMEM;
+		break;
+	case KIND_MODE:
+		r = parse_mode(value, &n, err);
+		*u = n;
+		break;
+	case KIND_GROUP:
+		r = parse_group(value, &n, err);
+		*u = n;
 		break;
 	case KIND_PATH:
 		if (*value == '\0') {
@@ -275,7 +295,8 @@ settings_apply_defaults(struct settings *s)
 		if (row->kind == KIND_LOG_LEVEL)
 			s->log_level = (int)row->def;
 		else if (row->kind == KIND_DURATION ||
-		    row->kind == KIND_SIZE || row->kind == KIND_NUMBER)
+		    row->kind == KIND_SIZE || row->kind == KIND_NUMBER ||
+		    row->kind == KIND_MODE)
 			*(uint64_t *)(void *)((char *)s + row->offset) =
 			    row->def;
 	}
@@ -304,6 +325,8 @@ settings_format(const struct settings_row *row, uint64_t v, char *buf,
 		format_size(v, buf, len);
 	else if (row->kind == KIND_LOG_LEVEL)
 		snprintf(buf, len, "%s", log_level_name((enum log_level)v));
+	else if (row->kind == KIND_MODE)
+		snprintf(buf, len, "%04" PRIo64, v);
 	else
 		snprintf(buf, len, "%" PRIu64, v);
 }

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clients/patchbay.h"
 #include "tests/harness.h"
 #include "proto/proto.h"
 #include "util/util.h"
@@ -1229,6 +1231,98 @@ flag_list(const char *text, const char *start, const char *end)
 }
 
 /* patchbayd --help and configuration.md's [broker] table list one set. */
+/*
+ * In a forked child as nobody (with group gid among its groups when
+ * with_group), connects to ep as a client: 0 connected, 13 refused by
+ * the file system (EACCES), 1 otherwise.
+ */
+static int
+connect_as_nobody(const char *ep, gid_t gid, bool with_group)
+{
+	struct pb_client	*c;
+	pid_t			 pid;
+	int			 status, r;
+
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		if (setgroups(with_group ? 1 : 0, &gid) != 0 ||
+		    setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(1);
+		r = pb_client_connect(ep, NULL, &c);
+		if (r == 0)
+			pb_client_free(c);
+		_exit(r == 0 ? 0 : r == -EACCES ? 13 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * socket_mode and socket_group: the socket file and the directory the
+ * broker makes for it get them, and a user of that group can connect
+ * where one without it cannot (as with the default 0600).
+ */
+START_TEST(socket_mode_and_group_open_it_to_a_group)
+{
+	struct harness_broker	 b;
+	struct stat		 st;
+	char			 dir[256], sock[300], ep[310], sub[280];
+	char			 base[256];
+	gid_t			 gid = 1;	/* daemon */
+
+	if (geteuid() != 0) {
+		printf("socket_mode_and_group_open_it_to_a_group: skipped, "
+		    "acting as another user needs root\n");
+		return;
+	}
+	harness_tmpdir(dir, sizeof(dir));
+	/* nobody must get there: the scratch directories, searchable. */
+	snprintf(base, sizeof(base), "%s", dir);
+	*strrchr(base, '/') = '\0';
+	ck_assert_int_eq(chmod(base, 0711), 0);
+	ck_assert_int_eq(chmod(dir, 0711), 0);
+	snprintf(sub, sizeof(sub), "%s/run", dir);
+	snprintf(sock, sizeof(sock), "%s/pb.sock", sub);
+	snprintf(ep, sizeof(ep), "unix:%s", sock);
+	harness_broker_start(&b, (const char *[]){ "-l", ep, "--socket-mode",
+	    "0660", "--socket-group", "1", NULL }, false);
+	ck_assert_int_eq(stat(sock, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0660);
+	ck_assert_uint_eq(st.st_gid, gid);
+	ck_assert_int_eq(stat(sub, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0710);
+	ck_assert_uint_eq(st.st_gid, gid);
+	/* In the group: in. Not in it: the file system says no. */
+	ck_assert_int_eq(connect_as_nobody(ep, gid, true), 0);
+	ck_assert_int_eq(connect_as_nobody(ep, gid, false), 13);
+	harness_broker_stop(&b);
+	ck_assert_int_eq(chmod(base, 0700), 0);
+
+	/* Bad values are named before anything is bound. */
+	{
+		char	*err = NULL;
+		int	 status;
+
+		status = harness_run((const char *[]){ harness_patchbayd(),
+		    "--socket-mode", "0999", NULL }, NULL, NULL, 0, NULL, &err,
+		    5000);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		ck_assert_msg(strstr(err, "expected an octal mode such as "
+		    "0660, at most 0777 (got '0999')") != NULL, "%s", err);
+		free(err);
+		status = harness_run((const char *[]){ harness_patchbayd(),
+		    "--socket-group", "no-such-group", NULL }, NULL, NULL, 0,
+		    NULL, &err, 5000);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		ck_assert_msg(strstr(err, "no group 'no-such-group'") != NULL,
+		    "%s", err);
+		free(err);
+	}
+}
+END_TEST
+
 START_TEST(help_and_docs_list_the_same_settings)
 {
 	char	 path[512], *help = NULL, *doc, *from_help, *from_doc;
@@ -1248,15 +1342,15 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
 	    "--max-connections,--max-connections-per-uid,--max-frame,"
 	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
-	    "--max-queue-bytes,--no-worker-wait,--ready-file,--token-file,"
-	    "--version,");
+	    "--max-queue-bytes,--no-worker-wait,--ready-file,--socket-group,"
+	    "--socket-mode,--token-file,--version,");
 	ck_assert_str_eq(from_doc, "--drain-timeout,--heartbeat,"
 	    "--hello-timeout,--http,"
 	    "--http-timeout,--listen,--log-file,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
 	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"
-	    "--token-file,");
+	    "--socket-group,--socket-mode,--token-file,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
 		char key[64], row[80];
@@ -1343,6 +1437,7 @@ broker_suite(void)
 	tcase_add_test(tc, default_endpoint_from_environment);
 	tcase_add_test(tc, version_and_help);
 	tcase_add_test(tc, help_and_docs_list_the_same_settings);
+	tcase_add_test(tc, socket_mode_and_group_open_it_to_a_group);
 	suite_add_tcase(s, tc);
 	return s;
 }

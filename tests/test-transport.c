@@ -59,7 +59,7 @@ START_TEST(listener_unix_socket_private_and_removed)
 	snprintf(sub, sizeof(sub), "%s/new/dir", dir);
 	snprintf(s, sizeof(s), "unix:%s/pb.sock", sub);
 	ck_assert_int_eq(endpoint_parse(s, &ep, err), 0);
-	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l, err),
+	ck_assert_int_eq(listener_new(base, &ep, NULL, test_accept, base, &l, err),
 	    0);
 	ck_assert_int_eq(stat(sub, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0700);
@@ -103,12 +103,12 @@ START_TEST(listener_replaces_stale_refuses_live)
 	close(fd);
 	ck_assert_int_eq(access(ep.path, F_OK), 0);
 
-	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l, err),
+	ck_assert_int_eq(listener_new(base, &ep, NULL, test_accept, base, &l, err),
 	    0);
 
 	/* A second broker on the same live socket is refused, clearly. */
 	err[0] = '\0';
-	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l2, err),
+	ck_assert_int_eq(listener_new(base, &ep, NULL, test_accept, base, &l2, err),
 	    -EADDRINUSE);
 	ck_assert_ptr_nonnull(strstr(err, "another broker is listening on"));
 	ck_assert_ptr_nonnull(strstr(err, ep.path));
@@ -133,7 +133,7 @@ START_TEST(listener_refuses_non_socket_file)
 	f = fopen(ep.path, "w");
 	fputs("precious", f);
 	fclose(f);
-	ck_assert_int_eq(listener_new(base, &ep, test_accept, base, &l, err),
+	ck_assert_int_eq(listener_new(base, &ep, NULL, test_accept, base, &l, err),
 	    -EEXIST);
 	ck_assert_ptr_nonnull(strstr(err, "is not a socket"));
 	ck_assert_int_eq(access(ep.path, F_OK), 0);
@@ -152,7 +152,7 @@ START_TEST(listener_tcp_ephemeral_port_v4_and_v6)
 
 	for (size_t i = 0; i < 2; i++) {
 		ck_assert_int_eq(endpoint_parse(specs[i], &ep, err), 0);
-		if (listener_new(base, &ep, test_accept, base, &l, err) != 0) {
+		if (listener_new(base, &ep, NULL, test_accept, base, &l, err) != 0) {
 			/* No IPv6 on this host: only that case may fail. */
 			ck_assert_uint_eq(i, 1);
 			continue;

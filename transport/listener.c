@@ -2,7 +2,9 @@
  * listener.c: listening sockets for unix: and tcp: endpoints.
  *
  * A listener owns one bound socket and an evconnlistener on it. Unix socket
- * files are made 0600 in a directory created 0700 when missing; a file left
+ * files get the mode and group asked (0600 by default) in a directory
+ * created when missing (0700, or 0710/0711 with that group when the
+ * socket is open to the group or others); a file left
  * by a dead broker (nobody answers a connect) is replaced, a live one is
  * refused. The file is removed again by listener_free(). When accept(2)
  * runs out of descriptors the listener pauses for a second rather than
@@ -33,6 +35,7 @@ struct listener {
 	struct event		*resume;	/* EMFILE back-off timer */
 	listener_accept_cb	 cb;
 	void			*arg;
+	struct listener_perms	 perms;
 	bool			 unlink_on_free;
 	dev_t			 dev;		/* the socket file we made */
 	ino_t			 ino;
@@ -75,10 +78,16 @@ listener_error(struct evconnlistener *evl, void *arg)
 	}
 }
 
-/* Creates every missing directory of path's parent, mode 0700. */
+/*
+ * Creates every missing directory of path's parent, mode 0700; the last
+ * one also gets search permission for whom perms lets use the socket, and
+ * perms' group.
+ */
 static int
-listener_mkdirs(const char *path)
+listener_mkdirs(const char *path, const struct listener_perms *perms)
 {
+	mode_t	 last = 0700 | ((perms->mode & 0060) ? 0010 : 0) |
+		    ((perms->mode & 0006) ? 0001 : 0);
 	char	 dir[sizeof(((struct endpoint *)0)->path)];
 	char	*p;
 
@@ -94,7 +103,12 @@ listener_mkdirs(const char *path)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+	if (mkdir(dir, last) == 0) {
+		/* mkdir() takes the umask off: set what was asked. */
+		if (chmod(dir, last) == -1 || (perms->gid >= 0 &&
+		    chown(dir, (uid_t)-1, (gid_t)perms->gid) == -1))
+			return -errno;
+	} else if (errno != EEXIST)
 		return -errno;
 	return 0;
 }
@@ -143,7 +157,7 @@ listener_bind_unix(struct listener *l, char *err)
 	mode_t			 old;
 	int			 fd, r;
 
-	if ((r = listener_mkdirs(l->ep.path)) != 0) {
+	if ((r = listener_mkdirs(l->ep.path, &l->perms)) != 0) {
 		snprintf(err, PROTO_ERRLEN, "cannot create the directory of %s: "
 		    "%s", l->ep.path, strerror(-r));
 		return r;
@@ -159,7 +173,9 @@ listener_bind_unix(struct listener *l, char *err)
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
-	if (r == -1 || chmod(l->ep.path, 0600) == -1 ||
+	if (r == -1 || (l->perms.gid >= 0 && chown(l->ep.path, (uid_t)-1,
+	    (gid_t)l->perms.gid) == -1) ||
+	    chmod(l->ep.path, (mode_t)l->perms.mode) == -1 ||
 	    stat(l->ep.path, &st) == -1) {
 		r = -errno;
 		snprintf(err, PROTO_ERRLEN, "cannot bind %s: %s", l->ep.text,
@@ -237,7 +253,8 @@ listener_bind_tcp(struct listener *l, char *err)
 /* Binds and listens on ep; see transport.h. */
 int
 listener_new(struct event_base *base, const struct endpoint *ep,
-    listener_accept_cb cb, void *arg, struct listener **ret, char *err)
+    const struct listener_perms *perms, listener_accept_cb cb, void *arg,
+    struct listener **ret, char *err)
 {
 	struct listener	*l;
 	int		 fd;
@@ -245,6 +262,8 @@ listener_new(struct event_base *base, const struct endpoint *ep,
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return -ENOMEM;
 	l->ep = *ep;
+	l->perms.mode = perms != NULL ? perms->mode : 0600;
+	l->perms.gid = perms != NULL ? perms->gid : -1;
 	l->cb = cb;
 	l->arg = arg;
 	if (ep->kind == ENDPOINT_UNIX)

@@ -29,16 +29,25 @@ struct conn;
 typedef void (*listener_accept_cb)(struct listener *l, int fd,
     const struct endpoint *ep, void *arg);
 
+/* Who may reach a unix socket: its mode, and its group (-1: unchanged). */
+struct listener_perms {
+	unsigned	 mode;		/* 0600 by default */
+	long		 gid;
+};
+
 /*
- * Binds and listens on ep. For unix: creates the parent directory (0700)
- * when missing, replaces a stale socket file (nobody answers a connect),
- * refuses a live one with -EADDRINUSE, and chmods the socket 0600. For tcp:
- * SO_REUSEADDR, IPv4 or IPv6 by the host's form; port 0 picks a free port
- * (see listener_endpoint()). On failure returns a negative errno with a
- * sentence in err naming the endpoint.
+ * Binds and listens on ep. For unix: creates the parent directory when
+ * missing (0700, plus search permission for the group or others when
+ * perms gives them access to the socket, and perms' group), replaces a
+ * stale socket file (nobody answers a connect), refuses a live one with
+ * -EADDRINUSE, and sets the socket's mode and group from perms (NULL:
+ * 0600). For tcp: SO_REUSEADDR, IPv4 or IPv6 by the host's form; port 0
+ * picks a free port (see listener_endpoint()). On failure returns a
+ * negative errno with a sentence in err naming the endpoint.
  */
 int	 listener_new(struct event_base *base, const struct endpoint *ep,
-	    listener_accept_cb cb, void *arg, struct listener **ret, char *err);
+	    const struct listener_perms *perms, listener_accept_cb cb,
+	    void *arg, struct listener **ret, char *err);
 
 /* Closes the socket and, for unix, removes the socket file. NULL ok. */
 void	 listener_free(struct listener *l);

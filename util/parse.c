@@ -10,6 +10,7 @@
  * name of the option or key.
  */
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -314,4 +315,57 @@ parse_name_valid(const char *s)
 			return false;
 	}
 	return true;
+}
+
+/* Parses an octal file mode; see util.h. */
+int
+parse_mode(const char *s, unsigned *ret, char *err)
+{
+	unsigned	v = 0;
+	size_t		n = strlen(s);
+
+	if (n < 3 || n > 4 || (n == 4 && s[0] != '0'))
+		goto bad;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			goto bad;
+		v = v * 8 + (unsigned)(s[i] - '0');
+	}
+	*ret = v;
+	return 0;
+bad:
+	snprintf(err, UTIL_ERRLEN, "expected an octal mode such as 0660, at "
+	    "most 0777 (got '%s')", s);
+	return -EINVAL;
+}
+
+/* Parses a group name or number; see util.h. */
+int
+parse_group(const char *s, unsigned *ret, char *err)
+{
+	struct group	 gr, *res = NULL;
+	char		 buf[4096];
+	uint64_t	 n;
+	char		 why[UTIL_ERRLEN];
+
+	if (*s == '\0') {
+		snprintf(err, UTIL_ERRLEN, "expected a group name or number "
+		    "(got '')");
+		return -EINVAL;
+	}
+	if (s[0] >= '0' && s[0] <= '9') {
+		if (parse_uint(s, 0, UINT32_MAX - 1, &n, why) != 0) {
+			snprintf(err, UTIL_ERRLEN, "expected a group name or "
+			    "number (got '%s')", s);
+			return -EINVAL;
+		}
+		*ret = (unsigned)n;
+		return 0;
+	}
+	if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || res == NULL) {
+		snprintf(err, UTIL_ERRLEN, "no group '%s'", s);
+		return -EINVAL;
+	}
+	*ret = (unsigned)res->gr_gid;
+	return 0;
 }

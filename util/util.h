@@ -136,6 +136,18 @@ int	 parse_restart(const char *s, enum restart_policy *ret, char *err);
  */
 int	 parse_signal(const char *s, int *ret, char *err);
 
+/*
+ * Parses a file mode in octal, "0660" or "660", at most 0777 (no setuid,
+ * setgid or sticky bit). 0 or -EINVAL with a sentence in err.
+ */
+int	 parse_mode(const char *s, unsigned *ret, char *err);
+
+/*
+ * Parses a group: a name from the group database, or a number. 0, or
+ * -EINVAL with a sentence in err ("no group 'x'").
+ */
+int	 parse_group(const char *s, unsigned *ret, char *err);
+
 /* True when s is a usable pool name or spawn id: 1 to LIMIT_NAME_MAX of
  * letters, digits, '-', '_' and '.'. */
 bool	 parse_name_valid(const char *s);
