@@ -184,6 +184,12 @@ enum settings_id {
 	SETTINGS_HTTP_TIMEOUT,
 	SETTINGS_SOCKET_MODE,
 	SETTINGS_SOCKET_GROUP,
+	SETTINGS_CLIENT_UIDS,
+	SETTINGS_CLIENT_GIDS,
+	SETTINGS_WORKER_UIDS,
+	SETTINGS_WORKER_GIDS,
+	SETTINGS_ADMIN_UIDS,
+	SETTINGS_ADMIN_GIDS,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -213,6 +219,12 @@ struct settings {
 	uint64_t	  http_timeout_ms;
 	uint64_t	  socket_mode;		/* unix socket files */
 	uint64_t	  socket_gid;		/* when given */
+	char		 *client_uids;		/* as written (parse_ids()), */
+	char		 *client_gids;		/* or NULL */
+	char		 *worker_uids;
+	char		 *worker_gids;
+	char		 *admin_uids;
+	char		 *admin_gids;
 	uint64_t	  drain_timeout_ms;
 	uint32_t	  given;		/* 1u << SETTINGS_* when set */
 };
@@ -829,6 +841,12 @@ struct server_config {
 	char		*token;			/* HELLO token required, or NULL */
 	uint64_t	 drain_timeout_ms;	/* `ctl drain`'s default bound */
 	struct listener_perms socket_perms;	/* unix socket files */
+	/*
+	 * Who may take each role over a unix socket (index: enum proto_role),
+	 * besides patchbayd's own user and root.
+	 */
+	struct id_list	 role_uids[ROLE_ADMIN + 1];
+	struct id_list	 role_gids[ROLE_ADMIN + 1];
 	struct switchboard_config sb;
 };
 

@@ -176,6 +176,22 @@ server_config_from(const struct settings *s, const struct config *config,
 	cfg->heartbeat_ms = s->heartbeat_ms;
 	cfg->drain_timeout_ms = s->drain_timeout_ms;
 	cfg->socket_perms.mode = (unsigned)s->socket_mode;
+	/* Checked by settings_set() already: parse_ids() is the grammar. */
+	{
+		const char	*lists[][2] = {
+			[ROLE_CLIENT] = { s->client_uids, s->client_gids },
+			[ROLE_WORKER] = { s->worker_uids, s->worker_gids },
+			[ROLE_ADMIN] = { s->admin_uids, s->admin_gids },
+		};
+
+		for (int r = ROLE_CLIENT; r <= ROLE_ADMIN; r++) {
+			if ((lists[r][0] != NULL && parse_ids(lists[r][0],
+			    false, &cfg->role_uids[r], err) != 0) ||
+			    (lists[r][1] != NULL && parse_ids(lists[r][1],
+			    true, &cfg->role_gids[r], err) != 0))
+				fatalx("%s: %s", __func__, err);
+		}
+	}
 	cfg->socket_perms.gid = (s->given & (1u << SETTINGS_SOCKET_GROUP)) ?
 	    (long)s->socket_gid : -1;
 	cfg->hello_timeout_ms = s->hello_timeout_ms;

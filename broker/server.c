@@ -446,6 +446,31 @@ server_token_equal(const char *want, const struct pbytes *got)
 	return diff == 0;
 }
 
+/*
+ * True when a unix peer with credentials cp may take role: root,
+ * patchbayd's own user, or one in the role's lists (its uid, its primary
+ * group, or one of its supplementary groups).
+ */
+static bool
+server_role_allowed(const struct server *srv, const struct conn_peer *cp,
+    enum proto_role role)
+{
+	const struct id_list	*gids;
+
+	if (!cp->has_cred || role < ROLE_CLIENT || role > ROLE_ADMIN)
+		return false;
+	if (cp->uid == 0 || cp->uid == geteuid() ||
+	    id_list_has(&srv->cfg.role_uids[role], cp->uid))
+		return true;
+	gids = &srv->cfg.role_gids[role];
+	if (id_list_has(gids, cp->gid))
+		return true;
+	for (int i = 0; i < cp->ngroups; i++)
+		if (id_list_has(gids, cp->groups[i]))
+			return true;
+	return false;
+}
+
 /* Answers HELLO: version, role, token, admin trust; then WELCOME. */
 static void
 server_hello(struct peer *p, const struct packet *pkt)
@@ -472,12 +497,25 @@ server_hello(struct peer *p, const struct packet *pkt)
 		conn_close(p->conn, "authentication failed");
 		return;
 	}
-	if (pkt->role == ROLE_ADMIN && (!cp->is_unix || !cp->has_cred ||
-	    (cp->uid != 0 && cp->uid != geteuid()))) {
+	if (pkt->role == ROLE_ADMIN && (!cp->is_unix || !cp->has_cred)) {
 		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
-		    "the admin role is allowed only over a unix socket to "
-		    "uid %u or root", (unsigned)geteuid());
+		    "the admin role is allowed only over a unix socket");
 		conn_close(p->conn, "admin refused");
+		return;
+	}
+	if (cp->is_unix && !p->local && !server_role_allowed(srv, cp,
+	    pkt->role)) {
+		log_warnx("%s: refused the %s role: uid %u gid %u pid %d is not "
+		    "in %s_uids or %s_gids", server_peer_desc(p),
+		    proto_role_name(pkt->role), (unsigned)cp->uid,
+		    (unsigned)cp->gid, (int)cp->pid,
+		    proto_role_name(pkt->role), proto_role_name(pkt->role));
+		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
+		    "uid %u (gid %u) may not connect as a %s here (%s_uids, "
+		    "%s_gids)", (unsigned)cp->uid, (unsigned)cp->gid,
+		    proto_role_name(pkt->role), proto_role_name(pkt->role),
+		    proto_role_name(pkt->role));
+		conn_close(p->conn, "role refused");
 		return;
 	}
 	if (p->local && pkt->role != ROLE_WORKER) {

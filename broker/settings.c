@@ -29,6 +29,8 @@ enum settings_kind {
 	KIND_HTTP,	/* http_endpoint_parse(), kept as its canonical text */
 	KIND_MODE,	/* parse_mode(): an octal file mode */
 	KIND_GROUP,	/* parse_group(): a group name or number, as a gid */
+	KIND_USERS,	/* parse_ids(): users, kept as written */
+	KIND_GROUPS,	/* parse_ids(): groups, kept as written */
 };
 
 /* One row: a config key and its flag. */
@@ -132,6 +134,27 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(socket_gid), 0, 0, 0, "GROUP",
 	    "the group of unix socket files, and of the directory the broker "
 	    "creates for one (default: the broker's own)" },
+	{ SETTINGS_CLIENT_UIDS, "client_uids", 0, KIND_USERS,
+	    SETTINGS_AT(client_uids), 0, 0, 0, "USERS",
+	    "users (names or numbers) who may connect as clients over a unix "
+	    "socket, besides the broker's own user and root" },
+	{ SETTINGS_CLIENT_GIDS, "client_gids", 0, KIND_GROUPS,
+	    SETTINGS_AT(client_gids), 0, 0, 0, "GROUPS",
+	    "groups whose members may connect as clients over a unix "
+	    "socket" },
+	{ SETTINGS_WORKER_UIDS, "worker_uids", 0, KIND_USERS,
+	    SETTINGS_AT(worker_uids), 0, 0, 0, "USERS",
+	    "users who may connect as workers over a unix socket" },
+	{ SETTINGS_WORKER_GIDS, "worker_gids", 0, KIND_GROUPS,
+	    SETTINGS_AT(worker_gids), 0, 0, 0, "GROUPS",
+	    "groups whose members may connect as workers over a unix socket" },
+	{ SETTINGS_ADMIN_UIDS, "admin_uids", 0, KIND_USERS,
+	    SETTINGS_AT(admin_uids), 0, 0, 0, "USERS",
+	    "users who may use the admin role over a unix socket" },
+	{ SETTINGS_ADMIN_GIDS, "admin_gids", 0, KIND_GROUPS,
+	    SETTINGS_AT(admin_gids), 0, 0, 0, "GROUPS",
+	    "groups whose members may use the admin role over a unix "
+	    "socket" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",
@@ -163,6 +186,7 @@ settings_set(struct settings *s, const char *name, const char *value,
 	struct endpoint			 ep;
 	uint64_t			*u;
 	char				**str;
+	struct id_list			 ids;
 	unsigned			 n = 0;
 	int				 id, level, r = 0;
 
@@ -216,6 +240,14 @@ settings_set(struct settings *s, const char *name, const char *value,
 	case KIND_GROUP:
 		r = parse_group(value, &n, err);
 		*u = n;
+		break;
+	case KIND_USERS:
+	case KIND_GROUPS:
+		if (parse_ids(value, row->kind == KIND_GROUPS, &ids, err) != 0)
+			return -EINVAL;
+		free(*str);
+		if ((*str = strdup(value)) == NULL)
+			return -ENOMEM;
 		break;
 	case KIND_PATH:
 		if (*value == '\0') {
@@ -271,6 +303,8 @@ settings_merge(struct settings *dst, const struct settings *from)
 			break;
 		case KIND_PATH:
 		case KIND_HTTP:
+		case KIND_USERS:
+		case KIND_GROUPS:
 			if ((*(char **)d = strdup(*(char *const *)f)) == NULL)
 				return -ENOMEM;
 			break;
@@ -311,6 +345,12 @@ settings_clear(struct settings *s)
 	free(s->ready_file);
 	free(s->log_file);
 	free(s->http);
+	free(s->client_uids);
+	free(s->client_gids);
+	free(s->worker_uids);
+	free(s->worker_gids);
+	free(s->admin_uids);
+	free(s->admin_gids);
 	memset(s, 0, sizeof(*s));
 }
 

@@ -1233,13 +1233,16 @@ flag_list(const char *text, const char *start, const char *end)
 /* patchbayd --help and configuration.md's [broker] table list one set. */
 /*
  * In a forked child as nobody (with group gid among its groups when
- * with_group), connects to ep as a client: 0 connected, 13 refused by
- * the file system (EACCES), 1 otherwise.
+ * with_group), connects to ep in role ("client", "worker" or "admin"):
+ * 0 taken, 13 refused by the file system (EACCES), 3 refused by the broker
+ * (EPROTO: AUTH_FAILED), 1 otherwise.
  */
 static int
-connect_as_nobody(const char *ep, gid_t gid, bool with_group)
+connect_as_nobody(const char *ep, gid_t gid, bool with_group,
+    const char *role)
 {
 	struct pb_client	*c;
+	struct pb_worker	*w;
 	pid_t			 pid;
 	int			 status, r;
 
@@ -1249,10 +1252,21 @@ connect_as_nobody(const char *ep, gid_t gid, bool with_group)
 		if (setgroups(with_group ? 1 : 0, &gid) != 0 ||
 		    setgid(65534) != 0 || setuid(65534) != 0)
 			_exit(1);
-		r = pb_client_connect(ep, NULL, &c);
-		if (r == 0)
-			pb_client_free(c);
-		_exit(r == 0 ? 0 : r == -EACCES ? 13 : 1);
+		if (strcmp(role, "client") == 0) {
+			if ((r = pb_client_connect(ep, NULL, &c)) == 0)
+				pb_client_free(c);
+		} else if (strcmp(role, "worker") == 0) {
+			if ((r = pb_worker_new(ep, NULL, &w)) == 0) {
+				r = pb_worker_connect(w);
+				pb_worker_free(w);
+			}
+		} else {
+			r = harness_run((const char *[]){ harness_cli(), "ctl",
+			    "--broker", ep, "status", NULL }, NULL, NULL, 0,
+			    NULL, NULL, 5000);
+			r = WIFEXITED(r) && WEXITSTATUS(r) == 0 ? 0 : -EPROTO;
+		}
+		_exit(r == 0 ? 0 : r == -EACCES ? 13 : r == -EPROTO ? 3 : 1);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status));
@@ -1260,21 +1274,22 @@ connect_as_nobody(const char *ep, gid_t gid, bool with_group)
 }
 
 /*
- * socket_mode and socket_group: the socket file and the directory the
- * broker makes for it get them, and a user of that group can connect
- * where one without it cannot (as with the default 0600).
+ * Who may connect over a unix socket: socket_mode and socket_group open the
+ * file (and the directory the broker makes for it) to a group; the per-role
+ * lists say who of those may take which role. The default lists hold the
+ * broker's own user and root only.
  */
-START_TEST(socket_mode_and_group_open_it_to_a_group)
+START_TEST(unix_socket_access_by_mode_group_and_role_lists)
 {
-	struct harness_broker	 b;
+	struct harness_broker	 b, b2;
 	struct stat		 st;
-	char			 dir[256], sock[300], ep[310], sub[280];
-	char			 base[256];
+	char			 dir[256], base[256], sock[300], ep[310];
+	char			 sub[280], ep2[310];
 	gid_t			 gid = 1;	/* daemon */
 
 	if (geteuid() != 0) {
-		printf("socket_mode_and_group_open_it_to_a_group: skipped, "
-		    "acting as another user needs root\n");
+		printf("unix_socket_access_by_mode_group_and_role_lists: "
+		    "skipped, acting as another user needs root\n");
 		return;
 	}
 	harness_tmpdir(dir, sizeof(dir));
@@ -1287,17 +1302,33 @@ START_TEST(socket_mode_and_group_open_it_to_a_group)
 	snprintf(sock, sizeof(sock), "%s/pb.sock", sub);
 	snprintf(ep, sizeof(ep), "unix:%s", sock);
 	harness_broker_start(&b, (const char *[]){ "-l", ep, "--socket-mode",
-	    "0660", "--socket-group", "1", NULL }, false);
+	    "0660", "--socket-group", "daemon", "--client-gids", "daemon",
+	    "--worker-uids", "nobody", NULL }, false);
 	ck_assert_int_eq(stat(sock, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 07777, 0660);
 	ck_assert_uint_eq(st.st_gid, gid);
 	ck_assert_int_eq(stat(sub, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 07777, 0710);
 	ck_assert_uint_eq(st.st_gid, gid);
-	/* In the group: in. Not in it: the file system says no. */
-	ck_assert_int_eq(connect_as_nobody(ep, gid, true), 0);
-	ck_assert_int_eq(connect_as_nobody(ep, gid, false), 13);
+	/* In the group: a client (client_gids) and a worker (worker_uids). */
+	ck_assert_int_eq(connect_as_nobody(ep, gid, true, "client"), 0);
+	ck_assert_int_eq(connect_as_nobody(ep, gid, true, "worker"), 0);
+	/* Not admin: refused, and the refusal is logged with who it was. */
+	ck_assert_int_eq(connect_as_nobody(ep, gid, true, "admin"), 3);
+	ck_assert(harness_wait_log(&b, "refused the admin role: uid 65534 gid "
+	    "65534 pid ", 5000));
+	/* Not in the group: the file system says no. */
+	ck_assert_int_eq(connect_as_nobody(ep, gid, false, "client"), 13);
 	harness_broker_stop(&b);
+
+	/* The same socket mode without lists: only its own user and root. */
+	snprintf(ep2, sizeof(ep2), "unix:%s/run2/pb.sock", dir);
+	harness_broker_start(&b2, (const char *[]){ "-l", ep2, "--socket-mode",
+	    "0660", "--socket-group", "1", NULL }, false);
+	ck_assert_int_eq(connect_as_nobody(ep2, gid, true, "client"), 3);
+	ck_assert(harness_wait_log(&b2, "refused the client role: uid 65534",
+	    5000));
+	harness_broker_stop(&b2);
 	ck_assert_int_eq(chmod(base, 0700), 0);
 
 	/* Bad values are named before anything is bound. */
@@ -1319,6 +1350,13 @@ START_TEST(socket_mode_and_group_open_it_to_a_group)
 		ck_assert_msg(strstr(err, "no group 'no-such-group'") != NULL,
 		    "%s", err);
 		free(err);
+		status = harness_run((const char *[]){ harness_patchbayd(),
+		    "--worker-uids", "root,no-such-user", NULL }, NULL, NULL,
+		    0, NULL, &err, 5000);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		ck_assert_msg(strstr(err, "no user 'no-such-user'") != NULL,
+		    "%s", err);
+		free(err);
 	}
 }
 END_TEST
@@ -1337,20 +1375,23 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_help = flag_list(help, NULL, NULL);
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
-	ck_assert_str_eq(from_help, "--config,--drain-timeout,--heartbeat,"
+	ck_assert_str_eq(from_help, "--admin-gids,--admin-uids,--client-gids,"
+	    "--client-uids,--config,--drain-timeout,--heartbeat,"
 	    "--hello-timeout,"
 	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
 	    "--max-connections,--max-connections-per-uid,--max-frame,"
 	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
 	    "--max-queue-bytes,--no-worker-wait,--ready-file,--socket-group,"
-	    "--socket-mode,--token-file,--version,");
-	ck_assert_str_eq(from_doc, "--drain-timeout,--heartbeat,"
+	    "--socket-mode,--token-file,--version,--worker-gids,--worker-uids,");
+	ck_assert_str_eq(from_doc, "--admin-gids,--admin-uids,--client-gids,"
+	    "--client-uids,--drain-timeout,--heartbeat,"
 	    "--hello-timeout,--http,"
 	    "--http-timeout,--listen,--log-file,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
 	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"
-	    "--socket-group,--socket-mode,--token-file,");
+	    "--socket-group,--socket-mode,--token-file,--worker-gids,"
+	    "--worker-uids,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
 		char key[64], row[80];
@@ -1437,7 +1478,7 @@ broker_suite(void)
 	tcase_add_test(tc, default_endpoint_from_environment);
 	tcase_add_test(tc, version_and_help);
 	tcase_add_test(tc, help_and_docs_list_the_same_settings);
-	tcase_add_test(tc, socket_mode_and_group_open_it_to_a_group);
+	tcase_add_test(tc, unix_socket_access_by_mode_group_and_role_lists);
 	suite_add_tcase(s, tc);
 	return s;
 }

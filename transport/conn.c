@@ -127,6 +127,10 @@ conn_fill_peer(struct conn *c, int fd)
 			c->peer.uid = cred.uid;
 			c->peer.gid = cred.gid;
 		}
+		/* Its groups too, for the per-role lists (Linux 4.13). */
+		len = sizeof(c->peer.groups);
+		c->peer.ngroups = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS,
+		    c->peer.groups, &len) == 0 ? (int)(len / sizeof(gid_t)) : -1;
 		return;
 	}
 	/* Frames are small and latency matters more than packet count. */

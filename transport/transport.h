@@ -76,6 +76,8 @@ struct conn_peer {
 	pid_t	 pid;
 	uid_t	 uid;
 	gid_t	 gid;
+	gid_t	 groups[16];	/* supplementary groups (SO_PEERGROUPS) */
+	int	 ngroups;	/* -1: more than fit, or unknown */
 	char	 addr[128];	/* "unix" or "127.0.0.1:53122" */
 };
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -368,4 +369,70 @@ parse_group(const char *s, unsigned *ret, char *err)
 	}
 	*ret = (unsigned)res->gr_gid;
 	return 0;
+}
+
+/* Parses a list of user or group names or numbers; see util.h. */
+int
+parse_ids(const char *s, bool groups, struct id_list *ret, char *err)
+{
+	struct id_list	 l = { 0, { 0 } };
+	struct passwd	 pw, *pres;
+	char		 buf[4096], one[256], why[UTIL_ERRLEN];
+	const char	*p = s, *end;
+	size_t		 len;
+	uint64_t	 n;
+
+	for (;;) {
+		p += strspn(p, ", \t");
+		if (*p == '\0')
+			break;
+		end = p + strcspn(p, ", \t");
+		len = (size_t)(end - p);
+		if (len >= sizeof(one) || l.n == ID_LIST_MAX) {
+			snprintf(err, UTIL_ERRLEN, "expected at most %d %s "
+			    "(got '%s')", ID_LIST_MAX, groups ? "groups" :
+			    "users", s);
+			return -EINVAL;
+		}
+		memcpy(one, p, len);
+		one[len] = '\0';
+		p = end;
+		if (groups) {
+			if (parse_group(one, &l.id[l.n], err) != 0)
+				return -EINVAL;
+		} else if (one[0] >= '0' && one[0] <= '9') {
+			if (parse_uint(one, 0, UINT32_MAX - 1, &n, why) != 0) {
+				snprintf(err, UTIL_ERRLEN, "expected a user name "
+				    "or number (got '%s')", one);
+				return -EINVAL;
+			}
+			l.id[l.n] = (unsigned)n;
+		} else {
+			pres = NULL;
+			if (getpwnam_r(one, &pw, buf, sizeof(buf), &pres) != 0 ||
+			    pres == NULL) {
+				snprintf(err, UTIL_ERRLEN, "no user '%s'", one);
+				return -EINVAL;
+			}
+			l.id[l.n] = (unsigned)pres->pw_uid;
+		}
+		l.n++;
+	}
+	if (l.n == 0) {
+		snprintf(err, UTIL_ERRLEN, "expected %s names or numbers (got "
+		    "'%s')", groups ? "group" : "user", s);
+		return -EINVAL;
+	}
+	*ret = l;
+	return 0;
+}
+
+/* True when id is in l. */
+bool
+id_list_has(const struct id_list *l, unsigned id)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		if (l->id[i] == id)
+			return true;
+	return false;
 }

@@ -148,6 +148,24 @@ int	 parse_mode(const char *s, unsigned *ret, char *err);
  */
 int	 parse_group(const char *s, unsigned *ret, char *err);
 
+#define ID_LIST_MAX	32
+
+/* A list of user or group ids. Embedded by value, nothing to free. */
+struct id_list {
+	unsigned	 n;
+	unsigned	 id[ID_LIST_MAX];
+};
+
+/*
+ * Parses users (groups false) or groups: names or numbers separated by
+ * commas or blanks, at most ID_LIST_MAX. 0, or -EINVAL with a sentence in
+ * err naming the one that is not known.
+ */
+int	 parse_ids(const char *s, bool groups, struct id_list *ret, char *err);
+
+/* True when id is in l. */
+bool	 id_list_has(const struct id_list *l, unsigned id);
+
 /* True when s is a usable pool name or spawn id: 1 to LIMIT_NAME_MAX of
  * letters, digits, '-', '_' and '.'. */
 bool	 parse_name_valid(const char *s);
