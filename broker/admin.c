@@ -748,6 +748,16 @@ admin_reload(struct server *srv, struct peer *p,
 	(void)args;
 	if (admin_no_supervisor(srv, err) != 0)
 		return -1;
+	/* The token files first: a bad one changes nothing at all. */
+	if (server_tokens_reload(srv, err) != 0) {
+		log_warnx("reload: keeping the tokens in force: %s", err);
+		return -1;
+	}
+	if (supervisor_config(srv->sv)->path == NULL &&
+	    server_has_token_files(srv)) {
+		msgpack_pack_nil(pk);	/* no config file: the tokens were all */
+		return 0;
+	}
 	if ((error = supervisor_reload_file(srv->sv, &cause)) != 0) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", cause != NULL ? cause : "out of memory");

@@ -190,6 +190,9 @@ enum settings_id {
 	SETTINGS_WORKER_GIDS,
 	SETTINGS_ADMIN_UIDS,
 	SETTINGS_ADMIN_GIDS,
+	SETTINGS_CLIENT_TOKEN_FILE,
+	SETTINGS_WORKER_TOKEN_FILE,
+	SETTINGS_ADMIN_TOKEN_FILE,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -225,6 +228,9 @@ struct settings {
 	char		 *worker_gids;
 	char		 *admin_uids;
 	char		 *admin_gids;
+	char		 *client_token_file;
+	char		 *worker_token_file;
+	char		 *admin_token_file;
 	uint64_t	  drain_timeout_ms;
 	uint32_t	  given;		/* 1u << SETTINGS_* when set */
 };
@@ -838,7 +844,15 @@ struct server_config {
 	uint32_t	 max_connections;	/* 0: unlimited */
 	uint32_t	 max_connections_per_uid; /* 0: unlimited */
 	size_t		 out_cap;		/* per-peer pending output */
-	char		*token;			/* HELLO token required, or NULL */
+	/*
+	 * HELLO tokens (owned; see server_tokens_read()): token_file's, for
+	 * every role, and each role's own file's, which wins for its role.
+	 * A file may hold several (one per line), for rotation. NULL: none.
+	 */
+	char		*token_path;
+	char	       **tokens;
+	char		*role_token_path[ROLE_ADMIN + 1];
+	char	       **role_tokens[ROLE_ADMIN + 1];
 	uint64_t	 drain_timeout_ms;	/* `ctl drain`'s default bound */
 	struct listener_perms socket_perms;	/* unix socket files */
 	/*
@@ -967,6 +981,27 @@ int	 server_stop(struct server *srv, const char *fmt, ...)
  */
 int	 server_drain(struct server *srv, uint64_t timeout_ms,
 	    uint32_t *ret_running, uint32_t *ret_queued);
+
+/*
+ * Reads a token file: one token per line (empty lines skipped; several for
+ * a rotation), at most 16 of at most 255 bytes. A file that other users
+ * may read, or that holds none, is refused. Returns 0 with a
+ * NULL-terminated vector in *ret, or -1 with a sentence in err (which
+ * names the file, never a token).
+ */
+int	 server_tokens_read(const char *path, char ***ret, char *err);
+
+/* Frees a token vector, wiping the tokens first. NULL ok. */
+void	 server_tokens_free(char **tokens);
+
+/*
+ * Reads every token file of srv's config again (`ctl reload`, SIGHUP):
+ * all or nothing. 0, or -1 with a sentence in err (the old tokens stay).
+ */
+int	 server_tokens_reload(struct server *srv, char *err);
+
+/* True when srv's config names a token file. */
+bool	 server_has_token_files(const struct server *srv);
 
 /* The messages of every connection since the start, closed or not. */
 void	 server_msg_totals(const struct server *srv, struct msg_stats *ret);

@@ -62,40 +62,6 @@ usage(FILE *f)
 "GiB, a bare number being bytes.\n");
 }
 
-/*
- * Reads the first line of a token file into *ret (malloc'ed). Returns 0,
- * or -1 with a sentence in err.
- */
-static int
-read_token(const char *path, char **ret, char *err)
-{
-	FILE	*f;
-	char	 buf[512];
-	size_t	 n;
-
-	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, UTIL_ERRLEN, "token_file %s: %s", path,
-		    strerror(errno));
-		return -1;
-	}
-	if (fgets(buf, sizeof(buf), f) == NULL)
-		buf[0] = '\0';
-	fclose(f);
-	n = strcspn(buf, "\r\n");
-	buf[n] = '\0';
-	if (n == 0) {
-		snprintf(err, UTIL_ERRLEN, "token_file %s: empty token", path);
-		return -1;
-	}
-	if ((*ret = strdup(buf)) == NULL) {
-		snprintf(err, UTIL_ERRLEN, "token_file %s: out of memory",
-		    path);
-		return -1;
-	}
-	explicit_bzero(buf, sizeof(buf));
-	return 0;
-}
-
 /* Checks that the default socket's directory is private to us. */
 static void
 check_default_dir(const struct endpoint *ep)
@@ -211,9 +177,28 @@ server_config_from(const struct settings *s, const struct config *config,
 	    s->no_worker_wait_ms : 1;
 	cfg->max_connections = server_max_connections(s, config);
 	cfg->max_connections_per_uid = (uint32_t)s->max_connections_per_uid;
-	if (s->token_file != NULL &&
-	    read_token(s->token_file, &cfg->token, err) != 0) {
-		fprintf(stderr, "patchbayd: %s\n", err);
+	err[0] = '\0';
+	{
+		const char	*paths[ROLE_ADMIN + 1] = {
+			[ROLE_CLIENT] = s->client_token_file,
+			[ROLE_WORKER] = s->worker_token_file,
+			[ROLE_ADMIN] = s->admin_token_file,
+		};
+
+		if (s->token_file != NULL &&
+		    ((cfg->token_path = strdup(s->token_file)) == NULL ||
+		    server_tokens_read(s->token_file, &cfg->tokens, err) != 0))
+			goto bad_token;
+		for (int r = ROLE_CLIENT; r <= ROLE_ADMIN; r++)
+			if (paths[r] != NULL &&
+			    ((cfg->role_token_path[r] = strdup(paths[r])) ==
+			    NULL || server_tokens_read(paths[r],
+			    &cfg->role_tokens[r], err) != 0))
+				goto bad_token;
+		return;
+bad_token:
+		fprintf(stderr, "patchbayd: %s\n", err[0] != '\0' ? err :
+		    "out of memory");
 		exit(2);
 	}
 }
@@ -240,7 +225,7 @@ static void
 signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct patchbayd	*d = arg;
-	char			*cause = NULL;
+	char			*cause = NULL, err[UTIL_ERRLEN];
 
 	(void)sig; (void)what;
 	log_info("received SIGHUP, reloading the configuration");
@@ -248,6 +233,8 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", cause != NULL ? cause : "out of memory");
 	free(cause);
+	if (server_tokens_reload(d->srv, err) != 0)
+		log_warnx("reload: keeping the tokens in force: %s", err);
 }
 
 /*

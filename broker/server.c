@@ -20,9 +20,11 @@
  * path: the supervisor's processes and the peers go together, then the
  * event loop ends.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
-#include <malloc.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,6 +449,125 @@ server_token_equal(const char *want, const struct pbytes *got)
 }
 
 /*
+ * True when got is one of tokens: each compared in constant time, all of
+ * them whatever the answer, so that timing tells nothing.
+ */
+static bool
+server_token_any(char *const *tokens, const struct pbytes *got)
+{
+	bool	ok = false;
+
+	for (size_t i = 0; tokens[i] != NULL; i++)
+		ok |= server_token_equal(tokens[i], got);
+	return ok;
+}
+
+/* Reads a token file; see broker.h. */
+int
+server_tokens_read(const char *path, char ***ret, char *err)
+{
+	char		 buf[4096], **v = NULL;
+	struct stat	 st;
+	size_t		 n = 0, len;
+	ssize_t		 got;
+	int		 fd;
+	char		*line, *save = NULL;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, UTIL_ERRLEN, "token file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || (st.st_mode & 0004) != 0) {
+		snprintf(err, UTIL_ERRLEN, "token file %s is readable by other "
+		    "users (mode %04o): chmod o-r it", path,
+		    (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return -1;
+	}
+	got = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (got < 0 || got == (ssize_t)sizeof(buf) - 1) {
+		snprintf(err, UTIL_ERRLEN, "token file %s: %s", path, got < 0 ?
+		    strerror(errno) : "larger than 4 KiB");
+		explicit_bzero(buf, sizeof(buf));
+		return -1;
+	}
+	buf[got] = '\0';
+	for (line = strtok_r(buf, "\r\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\r\n", &save)) {
+		if ((len = strlen(line)) == 0)
+			continue;
+		if (len > 255 || n == 16 || strv_push(&v, &n, line) != 0) {
+			snprintf(err, UTIL_ERRLEN, "token file %s: %s", path,
+			    len > 255 ? "a token longer than 255 bytes" :
+			    n == 16 ? "more than 16 tokens" : "out of memory");
+			server_tokens_free(v);
+			explicit_bzero(buf, sizeof(buf));
+			return -1;
+		}
+	}
+	explicit_bzero(buf, sizeof(buf));
+	if (n == 0) {
+		snprintf(err, UTIL_ERRLEN, "token file %s holds no token", path);
+		return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Wipes and frees a token vector; see broker.h. */
+void
+server_tokens_free(char **tokens)
+{
+	for (size_t i = 0; tokens != NULL && tokens[i] != NULL; i++)
+		explicit_bzero(tokens[i], strlen(tokens[i]));
+	strv_free(tokens);
+}
+
+/* True when a token file is configured; see broker.h. */
+bool
+server_has_token_files(const struct server *srv)
+{
+	for (int r = ROLE_CLIENT; r <= ROLE_ADMIN; r++)
+		if (srv->cfg.role_token_path[r] != NULL)
+			return true;
+	return srv->cfg.token_path != NULL;
+}
+
+/* Reads every token file again, all or nothing; see broker.h. */
+int
+server_tokens_reload(struct server *srv, char *err)
+{
+	char	**all = NULL, **roles[ROLE_ADMIN + 1] = { NULL };
+	int	  r;
+
+	if (srv->cfg.token_path != NULL &&
+	    server_tokens_read(srv->cfg.token_path, &all, err) != 0)
+		return -1;
+	for (r = ROLE_CLIENT; r <= ROLE_ADMIN; r++) {
+		if (srv->cfg.role_token_path[r] != NULL &&
+		    server_tokens_read(srv->cfg.role_token_path[r],
+		    &roles[r], err) != 0) {
+			server_tokens_free(all);
+			while (--r >= ROLE_CLIENT)
+				server_tokens_free(roles[r]);
+			return -1;
+		}
+	}
+	server_tokens_free(srv->cfg.tokens);
+	srv->cfg.tokens = all;
+	for (r = ROLE_CLIENT; r <= ROLE_ADMIN; r++) {
+		server_tokens_free(srv->cfg.role_tokens[r]);
+		srv->cfg.role_tokens[r] = roles[r];
+	}
+	if (all != NULL || roles[ROLE_CLIENT] != NULL ||
+	    roles[ROLE_WORKER] != NULL || roles[ROLE_ADMIN] != NULL)
+		log_info("tokens read again");
+	return 0;
+}
+
+/*
  * True when a unix peer with credentials cp may take role: root,
  * patchbayd's own user, or one in the role's lists (its uid, its primary
  * group, or one of its supplementary groups).
@@ -480,6 +601,7 @@ server_hello(struct peer *p, const struct packet *pkt)
 	struct packet		 w;
 	uuid_t			 session;
 	const char		*server_name = "patchbayd " PATCHBAY_VERSION;
+	char *const		*want;
 
 	if (pkt->version != PROTO_VERSION) {
 		conn_send_error(p->conn, PERR_UNSUPPORTED_VERSION, NULL,
@@ -488,18 +610,23 @@ server_hello(struct peer *p, const struct packet *pkt)
 		conn_close(p->conn, "unsupported version");
 		return;
 	}
-	if (srv->cfg.token != NULL && !p->local &&
-	    (!(pkt->has & PF_TOKEN) ||
-	    !server_token_equal(srv->cfg.token, &pkt->token))) {
+	want = pkt->role >= ROLE_CLIENT && pkt->role <= ROLE_ADMIN &&
+	    srv->cfg.role_tokens[pkt->role] != NULL ?
+	    srv->cfg.role_tokens[pkt->role] : srv->cfg.tokens;
+	if (want != NULL && !p->local &&
+	    (!(pkt->has & PF_TOKEN) || !server_token_any(want, &pkt->token))) {
 		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
 		    "HELLO: %s token", (pkt->has & PF_TOKEN) ? "wrong" :
 		    "missing");
 		conn_close(p->conn, "authentication failed");
 		return;
 	}
-	if (pkt->role == ROLE_ADMIN && (!cp->is_unix || !cp->has_cred)) {
+	/* Over TCP an admin is who holds an admin token (checked above). */
+	if (pkt->role == ROLE_ADMIN && (cp->is_unix ? !cp->has_cred :
+	    srv->cfg.role_tokens[ROLE_ADMIN] == NULL)) {
 		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
-		    "the admin role is allowed only over a unix socket");
+		    "the admin role is allowed only over a unix socket, or "
+		    "with an admin token (admin_token_file)");
 		conn_close(p->conn, "admin refused");
 		return;
 	}
@@ -819,7 +946,12 @@ server_free(struct server *srv)
 		event_free(srv->stop_ev);
 	if (srv->drain_ev != NULL)
 		event_free(srv->drain_ev);
-	free(srv->cfg.token);
+	free(srv->cfg.token_path);
+	server_tokens_free(srv->cfg.tokens);
+	for (int r = ROLE_CLIENT; r <= ROLE_ADMIN; r++) {
+		free(srv->cfg.role_token_path[r]);
+		server_tokens_free(srv->cfg.role_tokens[r]);
+	}
 	{
 		struct uid_count *u, *tmp;
 

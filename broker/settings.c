@@ -155,6 +155,17 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(admin_gids), 0, 0, 0, "GROUPS",
 	    "groups whose members may use the admin role over a unix "
 	    "socket" },
+	{ SETTINGS_CLIENT_TOKEN_FILE, "client_token_file", 0, KIND_PATH,
+	    SETTINGS_AT(client_token_file), 0, 0, 0, "FILE",
+	    "clients must give one of the tokens in FILE (one per line), "
+	    "instead of token_file's" },
+	{ SETTINGS_WORKER_TOKEN_FILE, "worker_token_file", 0, KIND_PATH,
+	    SETTINGS_AT(worker_token_file), 0, 0, 0, "FILE",
+	    "workers must give one of the tokens in FILE" },
+	{ SETTINGS_ADMIN_TOKEN_FILE, "admin_token_file", 0, KIND_PATH,
+	    SETTINGS_AT(admin_token_file), 0, 0, 0, "FILE",
+	    "admins must give one of the tokens in FILE; with it the admin "
+	    "role is also allowed over TCP" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",
@@ -351,6 +362,9 @@ settings_clear(struct settings *s)
 	free(s->worker_gids);
 	free(s->admin_uids);
 	free(s->admin_gids);
+	free(s->client_token_file);
+	free(s->worker_token_file);
+	free(s->admin_token_file);
 	memset(s, 0, sizeof(*s));
 }
 

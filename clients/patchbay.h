@@ -89,7 +89,9 @@ int	 pb_default_endpoint(char *buf, size_t len);
 /* Connection options; a NULL pointer or zero fields mean the defaults. */
 struct pb_options {
 	const char	*name;		/* HELLO name; default the program name */
-	const char	*token;		/* HELLO token; default $PATCHBAY_TOKEN */
+	const char	*token;		/* HELLO token; default $PATCHBAY_TOKEN,
+					   else $PATCHBAY_TOKEN_FILE's first
+					   line */
 	int		 connect_timeout_ms;	/* default 5000 */
 	bool		 spread;	/* client, list: start at a random broker */
 };

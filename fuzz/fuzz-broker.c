@@ -647,7 +647,12 @@ fb_setup(uint8_t b)
 	cfg.sb.max_queue = (b & 0x04) ? 2 : 100000;
 	cfg.out_cap = (b & 0x08) ? 4096 : 0;
 	fb.token = (b & 0x10) != 0;
-	cfg.token = fb.token ? strdup("fuzz-token") : NULL;
+	cfg.tokens = NULL;
+	if (fb.token) {
+		size_t	n = 0;
+
+		(void)strv_push(&cfg.tokens, &n, "fuzz-token");
+	}
 	cfg.sb.no_worker_wait_ms = (b & 0x20) ? 1 : 10000;
 	cfg.hello_timeout_ms = (b & 0x40) ? 20 : 5000;
 	cfg.sb.hash_seed = 12345;
@@ -659,7 +664,7 @@ fb_setup(uint8_t b)
 	snprintf(text, sizeof(text), "unix:%s", fb.path);
 	if ((fb.base = event_base_new()) == NULL ||
 	    (fb.srv = server_new(fb.base, &cfg)) == NULL) {
-		free(cfg.token);
+		strv_free(cfg.tokens);
 		return -1;
 	}
 	if (endpoint_parse(text, &ep, err) != 0 ||

@@ -360,6 +360,7 @@ START_TEST(hello_token_required_when_configured)
 	f = fopen(path, "w");
 	fputs("s3cret\n", f);
 	fclose(f);
+	ck_assert_int_eq(chmod(path, 0600), 0);
 	harness_broker_start(&b, (const char *[]){ "--token-file", path,
 	    NULL }, false);
 
@@ -414,11 +415,12 @@ START_TEST(token_copy_failure_stops_the_broker)
 	ck_assert_ptr_nonnull(f = fopen(path, "w"));
 	fputs("s3cret\n", f);
 	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(path, 0600), 0);
 	status = harness_run((const char *[]){ harness_patchbayd(), "-l", sock,
 	    "--token-file", path, NULL }, env, NULL, 0, NULL, &err, 5000);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2,
 	    "patchbayd status %d, stderr: %s", status, err);
-	ck_assert_msg(strstr(err, "token_file") != NULL &&
+	ck_assert_msg(strstr(err, "token file") != NULL &&
 	    strstr(err, "out of memory") != NULL, "%s", err);
 	free(err);
 }
@@ -1361,6 +1363,127 @@ START_TEST(unix_socket_access_by_mode_group_and_role_lists)
 }
 END_TEST
 
+/* Writes text to path, mode 0600 (a token file). */
+static void
+write_secret(const char *path, const char *text)
+{
+	FILE	*f;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+}
+
+/* Runs the CLI with "PATCHBAY_TOKEN=token" (NULL: none); its exit status. */
+static int
+cli_with_token(const char *token, char **ret_err, const char *const *argv)
+{
+	char		 env[128];
+	const char	*envv[] = { env, NULL };
+	int		 status;
+
+	snprintf(env, sizeof(env), "PATCHBAY_TOKEN=%s", token != NULL ? token :
+	    "");
+	status = harness_run(argv, envv, NULL, 0, NULL, ret_err, 10000);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Tokens per role: token_file for every role (two lines: an old and a new
+ * one, both good during a rotation), client_token_file for clients only,
+ * admin_token_file, which also lets an admin in over TCP. `ctl reload`
+ * reads the files again; a file others may read is refused; no token ever
+ * reaches the log, even at debug level.
+ */
+START_TEST(tokens_per_role_rotation_and_reload)
+{
+	struct harness_broker	 b;
+	char			 dir[256], all[300], cli[300], adm[300];
+	char			*err = NULL, *log;
+	int			 status;
+
+	harness_tmpdir(dir, sizeof(dir));
+	snprintf(all, sizeof(all), "%s/all", dir);
+	snprintf(cli, sizeof(cli), "%s/client", dir);
+	snprintf(adm, sizeof(adm), "%s/admin", dir);
+	write_secret(all, "tok-old-7f3a\n\ntok-new-91c2\n");
+	write_secret(cli, "tok-cli-5d0e\n");
+	write_secret(adm, "tok-adm-c4b8\n");
+	harness_broker_start(&b, (const char *[]){ "--token-file", all,
+	    "--client-token-file", cli, "--admin-token-file", adm, NULL },
+	    false);
+
+	/* Clients: their own token; token_file's is not theirs. */
+	ck_assert_int_eq(cli_with_token("tok-cli-5d0e", NULL, (const char *[]){
+	    harness_cli(), "run", "--nowait", "--broker", b.tcp_ep, "rev", "x",
+	    NULL }), 6);
+	ck_assert_int_eq(cli_with_token("tok-old-7f3a", &err, (const char *[]){
+	    harness_cli(), "run", "--broker", b.tcp_ep, "rev", "x", NULL }),
+	    11);
+	ck_assert_msg(strstr(err, "wrong token") != NULL, "%s", err);
+	free(err);
+	/* Workers: either line of token_file (a rotation). */
+	for (int i = 0; i < 2; i++) {
+		struct pb_worker	*w;
+		struct pb_options	 o = { .token = i == 0 ? "tok-old-7f3a" :
+					    "tok-new-91c2" };
+
+		ck_assert_int_eq(pb_worker_new(b.tcp_ep, &o, &w), 0);
+		ck_assert_int_eq(pb_worker_add_function(w, "rev",
+		    (pb_job_fn)abort, NULL), 0);
+		ck_assert_int_eq(pb_worker_connect(w), 0);
+		pb_worker_free(w);
+	}
+	/* Admin over TCP: only with the admin token, from a file too. */
+	ck_assert_int_eq(cli_with_token(NULL, &err, (const char *[]){
+	    harness_cli(), "ctl", "--broker", b.tcp_ep, "status", NULL }), 11);
+	ck_assert_msg(strstr(err, "or with an admin token") != NULL ||
+	    strstr(err, "missing token") != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli_with_token(NULL, NULL, (const char *[]){
+	    harness_cli(), "ctl", "--token-file", adm, "--broker", b.tcp_ep,
+	    "status", NULL }), 0);
+
+	/* A new client token, read again by `ctl reload`. */
+	write_secret(cli, "tok-cli2-e61f\n");
+	ck_assert_int_eq(cli_with_token("tok-adm-c4b8", NULL, (const char *[]){
+	    harness_cli(), "ctl", "--broker", b.unix_ep, "reload", NULL }), 0);
+	ck_assert_int_eq(cli_with_token("tok-cli-5d0e", NULL, (const char *[]){
+	    harness_cli(), "run", "--broker", b.tcp_ep, "rev", "x", NULL }),
+	    11);
+	ck_assert_int_eq(cli_with_token("tok-cli2-e61f", NULL, (const char *[]){
+	    harness_cli(), "run", "--nowait", "--broker", b.tcp_ep, "rev", "x",
+	    NULL }), 6);
+	/* One others may read: the reload says so and keeps what it had. */
+	ck_assert_int_eq(chmod(cli, 0644), 0);
+	ck_assert_int_eq(cli_with_token("tok-adm-c4b8", &err, (const char *[]){
+	    harness_cli(), "ctl", "--broker", b.unix_ep, "reload", NULL }), 1);
+	ck_assert_msg(strstr(err, "is readable by other users (mode 0644)") !=
+	    NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(cli_with_token("tok-cli2-e61f", NULL, (const char *[]){
+	    harness_cli(), "run", "--nowait", "--broker", b.tcp_ep, "rev", "x",
+	    NULL }), 6);
+	harness_broker_stop(&b);
+
+	log = harness_read_file(b.log_path);
+	ck_assert_ptr_nonnull(strstr(log, "debug"));
+	ck_assert(strstr(log, "tok-") == NULL);
+	free(log);
+
+	/* At start, such a file stops patchbayd, naming it. */
+	status = harness_run((const char *[]){ harness_patchbayd(),
+	    "--worker-token-file", cli, NULL }, NULL, NULL, 0, NULL, &err,
+	    5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	ck_assert_msg(strstr(err, "is readable by other users") != NULL, "%s",
+	    err);
+	free(err);
+}
+END_TEST
+
 START_TEST(help_and_docs_list_the_same_settings)
 {
 	char	 path[512], *help = NULL, *doc, *from_help, *from_doc;
@@ -1375,23 +1498,26 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_help = flag_list(help, NULL, NULL);
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
-	ck_assert_str_eq(from_help, "--admin-gids,--admin-uids,--client-gids,"
-	    "--client-uids,--config,--drain-timeout,--heartbeat,"
+	ck_assert_str_eq(from_help, "--admin-gids,--admin-token-file,"
+	    "--admin-uids,--client-gids,--client-token-file,--client-uids,"
+	    "--config,--drain-timeout,--heartbeat,"
 	    "--hello-timeout,"
 	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
 	    "--max-connections,--max-connections-per-uid,--max-frame,"
 	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
 	    "--max-queue-bytes,--no-worker-wait,--ready-file,--socket-group,"
-	    "--socket-mode,--token-file,--version,--worker-gids,--worker-uids,");
-	ck_assert_str_eq(from_doc, "--admin-gids,--admin-uids,--client-gids,"
-	    "--client-uids,--drain-timeout,--heartbeat,"
+	    "--socket-mode,--token-file,--version,--worker-gids,"
+	    "--worker-token-file,--worker-uids,");
+	ck_assert_str_eq(from_doc, "--admin-gids,--admin-token-file,"
+	    "--admin-uids,--client-gids,--client-token-file,--client-uids,"
+	    "--drain-timeout,--heartbeat,"
 	    "--hello-timeout,--http,"
 	    "--http-timeout,--listen,--log-file,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
 	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"
 	    "--socket-group,--socket-mode,--token-file,--worker-gids,"
-	    "--worker-uids,");
+	    "--worker-token-file,--worker-uids,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
 		char key[64], row[80];
@@ -1479,6 +1605,7 @@ broker_suite(void)
 	tcase_add_test(tc, version_and_help);
 	tcase_add_test(tc, help_and_docs_list_the_same_settings);
 	tcase_add_test(tc, unix_socket_access_by_mode_group_and_role_lists);
+	tcase_add_test(tc, tokens_per_role_rotation_and_reload);
 	suite_add_tcase(s, tc);
 	return s;
 }

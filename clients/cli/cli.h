@@ -137,6 +137,13 @@ void	 run_catch_signals(void);
 /* How many SIGINT/SIGTERM arrived since run_catch_signals(): 0, 1 or 2. */
 int	 run_signal_count(void);
 
+/*
+ * --token-file FILE: the HELLO token is the first line of FILE, for every
+ * connection this program makes (as PATCHBAY_TOKEN_FILE; it wins over
+ * $PATCHBAY_TOKEN). 0, or -1 having said why.
+ */
+int	 cli_token_file(const char *cmd, const char *path);
+
 /* How many brokers broker (NULL: the default) lists; 0 when it is bad. */
 size_t	 run_broker_count(const char *broker);
 

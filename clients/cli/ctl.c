@@ -161,6 +161,7 @@ ctl_usage(FILE *f)
 	    "                          may take (500ms, 10s, 1m;\n"
 	    "                          bare numbers are ms)\n"
 	    "      --force             stop: SIGKILL at once\n"
+	    "      --token-file F      the HELLO token is F's first line\n"
 	    "      --fn F              jobs: only those of function F\n"
 	    "      --client C          jobs: only those of client C (its\n"
 	    "                          connection number or HELLO name)\n"
@@ -284,7 +285,8 @@ static int
 ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 {
 	enum { O_RESTART = 256, O_MAX_RESTARTS, O_TIMEOUT, O_FORCE, O_FN,
-	    O_CLIENT, O_STATE, O_LIMIT, O_RLIMIT };	/* O_RLIMIT + key */
+	    O_CLIENT, O_STATE, O_LIMIT, O_TOKEN_FILE,
+	    O_RLIMIT };	/* O_RLIMIT + key */
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "broker", required_argument, NULL, 'b' },
@@ -292,6 +294,7 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		{ "max-restarts", required_argument, NULL, O_MAX_RESTARTS },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "force", no_argument, NULL, O_FORCE },
+		{ "token-file", required_argument, NULL, O_TOKEN_FILE },
 		{ "fn", required_argument, NULL, O_FN },
 		{ "client", required_argument, NULL, O_CLIENT },
 		{ "state", required_argument, NULL, O_STATE },
@@ -362,6 +365,10 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 			break;
 		case O_FORCE:
 			cmd->given |= CTL_OPT_FORCE;
+			break;
+		case O_TOKEN_FILE:
+			if (cli_token_file("ctl", optarg) != 0)
+				return CLI_EXIT_USAGE;
 			break;
 		case O_FN:
 			if (*optarg == '\0')

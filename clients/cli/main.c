@@ -253,6 +253,23 @@ cli_option_error(const char *cmd, int c, char *const *argv,
 	return cli_usage_error(cmd, "unknown option '%s'", opt);
 }
 
+/* --token-file: see cli.h. */
+int
+cli_token_file(const char *cmd, const char *path)
+{
+	if (access(path, R_OK) != 0) {
+		fprintf(stderr, "patchbay %s: --token-file %s: %s\n", cmd, path,
+		    strerror(errno));
+		return -1;
+	}
+	if (setenv("PATCHBAY_TOKEN_FILE", path, 1) != 0 ||
+	    unsetenv("PATCHBAY_TOKEN") != 0) {
+		fprintf(stderr, "patchbay %s: out of memory\n", cmd);
+		return -1;
+	}
+	return 0;
+}
+
 /* Checks an endpoint's (or a list's) spelling before connecting. */
 int
 cli_check_endpoint(const char *cmd, const char *s)

@@ -99,6 +99,8 @@ run_usage(FILE *f)
 	    "                       the next one when it is lost (--lines)\n"
 	    "  -s, --spread         with a list, start at a random broker so\n"
 	    "                       that many clients spread over them\n"
+	    "      --token-file F   the HELLO token is F's first line\n"
+	    "                       (else $PATCHBAY_TOKEN, $PATCHBAY_TOKEN_FILE)\n"
 	    "  -h, --help           show this help\n"
 	    "\n"
 	    "Batch mode, one job per line of standard input:\n"
@@ -300,6 +302,7 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "progress", no_argument, NULL, 'P' },
 		{ "broker", required_argument, NULL, 'b' },
 		{ "spread", no_argument, NULL, 's' },
+		{ "token-file", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "lines", no_argument, NULL, 'l' },
 		{ "in-flight", required_argument, NULL, 'j' },
@@ -403,6 +406,10 @@ run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 's':
 			o->spread = true;
+			break;
+		case 'K':
+			if (cli_token_file("run", optarg) != 0)
+				return CLI_EXIT_USAGE;
 			break;
 		case 'h':
 			run_usage(stdout);

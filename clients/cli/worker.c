@@ -171,6 +171,7 @@ worker_usage(FILE *f)
 	    "                        or a list A,B,...: registers with every\n"
 	    "                        broker of it and serves them all\n"
 	    "  -N, --name NAME       the name this worker gives the broker\n"
+	    "      --token-file F    the HELLO token is F's first line\n"
 	    "  -t, --connect-timeout D  how long to wait for a broker that is\n"
 	    "                        not up at start (0: fail at once; default:\n"
 	    "                        wait, retrying with backoff)\n"
@@ -1194,6 +1195,7 @@ worker_main(int argc, char **argv)
 		{ "kill-after", required_argument, NULL, 'k' },
 		{ "broker", required_argument, NULL, 'b' },
 		{ "name", required_argument, NULL, 'N' },
+		{ "token-file", required_argument, NULL, 'K' },
 		{ "connect-timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1239,6 +1241,10 @@ worker_main(int argc, char **argv)
 			break;
 		case 'N':
 			popts.name = optarg;
+			break;
+		case 'K':
+			if (cli_token_file("worker", optarg) != 0)
+				return CLI_EXIT_USAGE;
 			break;
 		case 't':
 			if (parse_duration(optarg, 0, LIMIT_STOP_TIMEOUT_MAX_MS,

@@ -662,6 +662,41 @@ common_handshake_packet(struct bconn *b, const struct packet *p, void *arg)
 }
 
 /*
+ * Reads the first non-empty line of a token file into buf. 0, or a
+ * negative errno with the reason for pb_client_last_error(NULL).
+ */
+static int
+common_token_file(const char *path, char *buf, size_t len)
+{
+	FILE	*f;
+	char	 line[512];
+	int	 r = -EINVAL;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		r = -errno;
+		common_set_connect_error("PATCHBAY_TOKEN_FILE %s: %s", path,
+		    strerror(errno));
+		return r;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '\0')
+			continue;
+		if (strlen(line) < len) {
+			memcpy(buf, line, strlen(line) + 1);
+			r = 0;
+		}
+		break;
+	}
+	fclose(f);
+	explicit_bzero(line, sizeof(line));
+	if (r != 0)
+		common_set_connect_error("PATCHBAY_TOKEN_FILE %s holds no token "
+		    "(of at most %zu bytes)", path, len - 1);
+	return r;
+}
+
+/*
  * Says HELLO on b->fd and waits for WELCOME until deadline. On failure the
  * socket is closed and the reason recorded for pb_client_last_error(NULL).
  */
@@ -672,6 +707,7 @@ common_handshake(struct bconn *b, enum proto_role role,
 	struct common_welcome	 w = { false };
 	struct packet		 p;
 	const char		*name, *token;
+	char			 from_file[256];
 	int			 r;
 
 	packet_init(&p, PKT_HELLO);
@@ -681,6 +717,12 @@ common_handshake(struct bconn *b, enum proto_role role,
 	    program_invocation_short_name;
 	token = opts != NULL && opts->token != NULL ? opts->token :
 	    getenv("PATCHBAY_TOKEN");
+	if (token == NULL && getenv("PATCHBAY_TOKEN_FILE") != NULL) {
+		if ((r = common_token_file(getenv("PATCHBAY_TOKEN_FILE"),
+		    from_file, sizeof(from_file))) != 0)
+			goto fail;
+		token = from_file;
+	}
 	if (name != NULL && *name != '\0') {
 		p.has |= PF_NAME;
 		p.name.ptr = (const uint8_t *)name;

@@ -94,6 +94,7 @@ def test_client_skips_a_dead_broker(two_brokers, workers, tmp_path):
 def test_client_refused_by_one_broker(make_broker, tmp_path):
     tf = tmp_path / "token"
     tf.write_text("s3cret\n")
+    tf.chmod(0o600)
     locked = make_broker("--token-file", str(tf))
     dead = "unix:%s/dead.sock" % tmp_path
     with pytest.raises(patchbay.ProtocolError) as ei:
@@ -293,6 +294,7 @@ def test_worker_refused_by_one_broker(make_broker, tmp_path):
     served. Refused by all: run() raises."""
     tf = tmp_path / "token"
     tf.write_text("s3cret\n")
+    tf.chmod(0o600)
     locked = make_broker("--token-file", str(tf))
     open_b = make_broker()
     w = echo_worker("%s,%s" % (locked.endpoint, open_b.endpoint),

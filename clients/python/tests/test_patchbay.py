@@ -279,6 +279,7 @@ def test_default_endpoint(monkeypatch):
 def test_token(make_broker, tmp_path):
     tf = tmp_path / "token"
     tf.write_text("s3cret\n")
+    tf.chmod(0o600)
     b = make_broker("--token-file", str(tf))
     with pytest.raises(patchbay.ProtocolError) as ei:
         patchbay.Client(b.endpoint, token="wrong")
