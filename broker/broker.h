@@ -193,6 +193,7 @@ enum settings_id {
 	SETTINGS_CLIENT_TOKEN_FILE,
 	SETTINGS_WORKER_TOKEN_FILE,
 	SETTINGS_ADMIN_TOKEN_FILE,
+	SETTINGS_ALLOW_INSECURE_TCP,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -231,6 +232,7 @@ struct settings {
 	char		 *client_token_file;
 	char		 *worker_token_file;
 	char		 *admin_token_file;
+	uint64_t	  allow_insecure_tcp;	/* 1: yes */
 	uint64_t	  drain_timeout_ms;
 	uint32_t	  given;		/* 1u << SETTINGS_* when set */
 };

@@ -11,6 +11,9 @@
  * the log files again (logrotate). Under systemd it says READY=1 once it
  * listens and its pools are started (notify.c).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -60,6 +63,30 @@ usage(FILE *f)
 "DURATION is a whole number with ms, s, m, h or d (250ms, 10s, 5m, 2h), a\n"
 "bare number being milliseconds; a SIZE is a whole number with KiB, MiB or\n"
 "GiB, a bare number being bytes.\n");
+}
+
+/*
+ * True unless ep is a tcp: endpoint off loopback that anyone could use:
+ * no token configured for clients and workers, and allow_insecure_tcp
+ * not given.
+ */
+static bool
+insecure_tcp_ok(const struct settings *s, const struct endpoint *ep)
+{
+	struct in_addr	 a4;
+	struct in6_addr	 a6;
+
+	if (ep->kind != ENDPOINT_TCP || s->allow_insecure_tcp != 0 ||
+	    s->token_file != NULL || (s->client_token_file != NULL &&
+	    s->worker_token_file != NULL))
+		return true;
+	if (strcmp(ep->host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, ep->host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, ep->host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;	/* a name: it may be anything */
 }
 
 /* Checks that the default socket's directory is private to us. */
@@ -368,6 +395,14 @@ main(int argc, char *argv[])
 	}
 	server_config_from(&set, config, &cfg, eps, &neps);
 	d.ready_file = set.ready_file;
+	for (size_t i = 0; i < neps; i++)
+		if (!insecure_tcp_ok(&set, &eps[i])) {
+			fprintf(stderr, "patchbayd: listen %s: plaintext TCP on "
+			    "an address that is not loopback needs a token "
+			    "(token_file, client_token_file, worker_token_file) "
+			    "or allow_insecure_tcp = yes\n", eps[i].text);
+			return 2;
+		}
 	if (neps == 0) {
 		if (endpoint_default(def, sizeof(def), false) != 0 ||
 		    endpoint_parse(def, &eps[0], err) != 0) {

@@ -31,6 +31,7 @@ enum settings_kind {
 	KIND_GROUP,	/* parse_group(): a group name or number, as a gid */
 	KIND_USERS,	/* parse_ids(): users, kept as written */
 	KIND_GROUPS,	/* parse_ids(): groups, kept as written */
+	KIND_BOOL,	/* parse_bool(): yes/no, as 1/0 */
 };
 
 /* One row: a config key and its flag. */
@@ -166,6 +167,10 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(admin_token_file), 0, 0, 0, "FILE",
 	    "admins must give one of the tokens in FILE; with it the admin "
 	    "role is also allowed over TCP" },
+	{ SETTINGS_ALLOW_INSECURE_TCP, "allow_insecure_tcp", 0, KIND_BOOL,
+	    SETTINGS_AT(allow_insecure_tcp), 0, 0, 0, "yes|no",
+	    "listen on a tcp: endpoint that is not loopback without any "
+	    "token (default no: patchbayd refuses to start)" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",
@@ -199,6 +204,7 @@ settings_set(struct settings *s, const char *name, const char *value,
 	char				**str;
 	struct id_list			 ids;
 	unsigned			 n = 0;
+	bool				 yes = false;
 	int				 id, level, r = 0;
 
 	if ((id = settings_find(name)) < 0) {
@@ -233,6 +239,10 @@ settings_set(struct settings *s, const char *name, const char *value,
 		break;
 	case KIND_SIZE:
 		r = parse_size(value, row->min, row->max, u, err);
+		break;
+	case KIND_BOOL:
+		r = parse_bool(value, &yes, err);
+		*u = yes;
 		break;
 	case KIND_NUMBER:
 		r = parse_uint(value, row->min, row->max, u, err);
@@ -341,7 +351,7 @@ settings_apply_defaults(struct settings *s)
 			s->log_level = (int)row->def;
 		else if (row->kind == KIND_DURATION ||
 		    row->kind == KIND_SIZE || row->kind == KIND_NUMBER ||
-		    row->kind == KIND_MODE)
+		    row->kind == KIND_MODE || row->kind == KIND_BOOL)
 			*(uint64_t *)(void *)((char *)s + row->offset) =
 			    row->def;
 	}

@@ -1484,6 +1484,39 @@ START_TEST(tokens_per_role_rotation_and_reload)
 }
 END_TEST
 
+/*
+ * Plaintext TCP off loopback without a token is refused at start, unless
+ * allow_insecure_tcp says so. 192.0.2.1 (TEST-NET-1) is no address of this
+ * machine: with the flag, patchbayd gets as far as bind(2) and fails there.
+ */
+START_TEST(insecure_tcp_refused_unless_allowed)
+{
+	char	*err = NULL;
+	int	 status;
+
+	status = harness_run((const char *[]){ harness_patchbayd(), "-l",
+	    "tcp:192.0.2.1:0", NULL }, NULL, NULL, 0, NULL, &err, 5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	ck_assert_msg(strstr(err, "listen tcp:192.0.2.1:0: plaintext TCP on an "
+	    "address that is not loopback needs a token") != NULL, "%s", err);
+	free(err);
+	status = harness_run((const char *[]){ harness_patchbayd(), "-l",
+	    "tcp:192.0.2.1:0", "--allow-insecure-tcp", "yes", NULL }, NULL,
+	    NULL, 0, NULL, &err, 5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+	ck_assert_msg(strstr(err, "plaintext TCP") == NULL &&
+	    strstr(err, "192.0.2.1") != NULL, "%s", err);
+	free(err);
+	status = harness_run((const char *[]){ harness_patchbayd(),
+	    "--allow-insecure-tcp", "maybe", NULL }, NULL, NULL, 0, NULL, &err,
+	    5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	ck_assert_msg(strstr(err, "allow-insecure-tcp") != NULL &&
+	    strstr(err, "maybe") != NULL, "%s", err);
+	free(err);
+}
+END_TEST
+
 START_TEST(help_and_docs_list_the_same_settings)
 {
 	char	 path[512], *help = NULL, *doc, *from_help, *from_doc;
@@ -1499,7 +1532,7 @@ START_TEST(help_and_docs_list_the_same_settings)
 	from_doc = flag_list(doc, "| key (flag) |", "\n\n");
 	/* -c, --version and --help are flags only, as the docs say. */
 	ck_assert_str_eq(from_help, "--admin-gids,--admin-token-file,"
-	    "--admin-uids,--client-gids,--client-token-file,--client-uids,"
+	    "--admin-uids,--allow-insecure-tcp,--client-gids,--client-token-file,--client-uids,"
 	    "--config,--drain-timeout,--heartbeat,"
 	    "--hello-timeout,"
 	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
@@ -1509,7 +1542,7 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--socket-mode,--token-file,--version,--worker-gids,"
 	    "--worker-token-file,--worker-uids,");
 	ck_assert_str_eq(from_doc, "--admin-gids,--admin-token-file,"
-	    "--admin-uids,--client-gids,--client-token-file,--client-uids,"
+	    "--admin-uids,--allow-insecure-tcp,--client-gids,--client-token-file,--client-uids,"
 	    "--drain-timeout,--heartbeat,"
 	    "--hello-timeout,--http,"
 	    "--http-timeout,--listen,--log-file,"
@@ -1606,6 +1639,7 @@ broker_suite(void)
 	tcase_add_test(tc, help_and_docs_list_the_same_settings);
 	tcase_add_test(tc, unix_socket_access_by_mode_group_and_role_lists);
 	tcase_add_test(tc, tokens_per_role_rotation_and_reload);
+	tcase_add_test(tc, insecure_tcp_refused_unless_allowed);
 	suite_add_tcase(s, tc);
 	return s;
 }
