@@ -393,16 +393,21 @@ main(int argc, char *argv[])
 		config_free(config);
 		return 2;
 	}
+	for (size_t i = 0; i < set.nlisten; i++) {
+		/* Checked by settings_set() already. */
+		if (endpoint_parse(set.listen[i], &eps[0], err) != 0 ||
+		    insecure_tcp_ok(&set, &eps[0]))
+			continue;
+		fprintf(stderr, "patchbayd: listen %s: plaintext TCP on an "
+		    "address that is not loopback needs a token (token_file, "
+		    "client_token_file, worker_token_file) or "
+		    "allow_insecure_tcp = yes\n", eps[0].text);
+		settings_clear(&set);
+		config_free(config);
+		return 2;
+	}
 	server_config_from(&set, config, &cfg, eps, &neps);
 	d.ready_file = set.ready_file;
-	for (size_t i = 0; i < neps; i++)
-		if (!insecure_tcp_ok(&set, &eps[i])) {
-			fprintf(stderr, "patchbayd: listen %s: plaintext TCP on "
-			    "an address that is not loopback needs a token "
-			    "(token_file, client_token_file, worker_token_file) "
-			    "or allow_insecure_tcp = yes\n", eps[i].text);
-			return 2;
-		}
 	if (neps == 0) {
 		if (endpoint_default(def, sizeof(def), false) != 0 ||
 		    endpoint_parse(def, &eps[0], err) != 0) {
