@@ -705,6 +705,17 @@ ctl_ps_matches(const msgpack_object *m, const char *id)
 	    NULL && strcmp(buf, id) == 0);
 }
 
+/* Asks the broker for `ps` (an empty args map) into *reply; 0 or errno. */
+static int
+ctl_ps(const char *ep, struct admin_reply *reply, char *err)
+{
+	struct pb_options	opts = { .name = "patchbay ctl",
+				    .connect_timeout_ms = CTL_CONNECT_MS };
+
+	return admin_call(ep, &opts, "ps", "\x80", 1, CTL_REPLY_MS, reply,
+	    err);
+}
+
 /*
  * The processes of ID (a process or a pool) that are already down, before
  * a stop: ctl_follow_stop() does not report them. NULL-terminated, NULL on
@@ -713,16 +724,13 @@ ctl_ps_matches(const msgpack_object *m, const char *id)
 static char **
 ctl_down_before(const char *ep, const char *id)
 {
-	struct pb_options	 opts = { .name = "patchbay ctl",
-				    .connect_timeout_ms = CTL_CONNECT_MS };
 	struct admin_reply	 reply;
 	const msgpack_object	*a, *m;
 	char			 err[PROTO_ERRLEN], buf[256], state[32];
 	char			**v = NULL;
 	size_t			 n = 0;
 
-	if (admin_call(ep, &opts, "ps", "\x80", 1, CTL_REPLY_MS, &reply,
-	    err) != 0)
+	if (ctl_ps(ep, &reply, err) != 0)
 		return NULL;
 	a = reply.has_data ? &reply.data.data : NULL;
 	for (uint32_t i = 0; a != NULL && a->type == MSGPACK_OBJECT_ARRAY &&
@@ -752,8 +760,6 @@ static int
 ctl_follow_stop(const char *ep, const struct ctl_cmd *cmd, uint64_t t0,
     char *const *down)
 {
-	struct pb_options	 opts = { .name = "patchbay ctl",
-				    .connect_timeout_ms = CTL_CONNECT_MS };
 	struct admin_reply	 reply;
 	const msgpack_object	*a, *m;
 	char			 err[PROTO_ERRLEN], id[256];
@@ -763,8 +769,7 @@ ctl_follow_stop(const char *ep, const struct ctl_cmd *cmd, uint64_t t0,
 	int			 r;
 
 	for (;;) {
-		r = admin_call(ep, &opts, "ps", "\x80", 1, CTL_REPLY_MS,
-		    &reply, err);
+		r = ctl_ps(ep, &reply, err);
 		if (r != 0) {
 			fprintf(stderr, "patchbay ctl: %s: stopping; cannot "
 			    "follow it: %s\n", cmd->id, err);

@@ -571,6 +571,16 @@ common_liveness(struct bconn *b)
 	return 0;
 }
 
+/* When b's liveness next needs a look; see internal.h. */
+uint64_t
+common_liveness_due(const struct bconn *b)
+{
+	if (b->heartbeat_ms == 0)
+		return 0;
+	return b->ping_sent != 0 ? b->ping_sent + 2 * b->heartbeat_ms :
+	    b->last_rx + b->heartbeat_ms;
+}
+
 /* Waits for input and reads once; see internal.h. */
 int
 common_wait(struct bconn *b, int timeout_ms)
@@ -588,8 +598,7 @@ common_wait(struct bconn *b, int timeout_ms)
 		return b->dead_err;
 	if (b->heartbeat_ms > 0) {
 		now = clock_now_ms();
-		due = b->ping_sent != 0 ? b->ping_sent + 2 * b->heartbeat_ms :
-		    b->last_rx + b->heartbeat_ms;
+		due = common_liveness_due(b);
 		due = due > now ? due - now : 0;
 		if (ms < 0 || due < (uint64_t)ms)
 			ms = due > INT32_MAX ? INT32_MAX : (int)due;

@@ -207,6 +207,12 @@ int		 common_process(struct bconn *b, bconn_packet_fn fn, void *arg);
  */
 int		 common_wait(struct bconn *b, int timeout_ms);
 
+/*
+ * When b's liveness needs a look (a PING due, or an unanswered one given
+ * up on), in clock_now_ms() terms; 0 when it has no heartbeat.
+ */
+uint64_t	 common_liveness_due(const struct bconn *b);
+
 /* True when the input buffer holds at least one whole frame. */
 bool		 common_has_frame(const struct bconn *b);
 

@@ -1090,8 +1090,7 @@ worker_due_ms(struct pb_worker *w)
 	else if (b->heartbeat_ms == 0)
 		return -1;
 	else
-		due = b->ping_sent != 0 ? b->ping_sent + 2 * b->heartbeat_ms :
-		    b->last_rx + b->heartbeat_ms;
+		due = common_liveness_due(b);
 	if (due <= now)
 		return 0;
 	return due - now > INT32_MAX ? INT32_MAX : (int)(due - now);
