@@ -166,6 +166,15 @@ server_config_from(const struct settings *s, const struct config *config,
 			fatalx("%s: %s", __func__, err);
 	}
 	*neps = s->nlisten;
+	for (size_t i = 0; i < *neps; i++) {
+		if (insecure_tcp_ok(s, &eps[i]))
+			continue;
+		fprintf(stderr, "patchbayd: listen %s: plaintext TCP on an "
+		    "address that is not loopback needs a token (token_file, "
+		    "client_token_file, worker_token_file) or "
+		    "allow_insecure_tcp = yes\n", eps[i].text);
+		exit(2);
+	}
 	cfg->heartbeat_ms = s->heartbeat_ms;
 	cfg->drain_timeout_ms = s->drain_timeout_ms;
 	cfg->socket_perms.mode = (unsigned)s->socket_mode;
@@ -389,19 +398,6 @@ main(int argc, char *argv[])
 	if (set.log_file != NULL && (r = log_open(set.log_file)) != 0) {
 		fprintf(stderr, "patchbayd: cannot open log_file %s: %s\n",
 		    set.log_file, strerror(-r));
-		settings_clear(&set);
-		config_free(config);
-		return 2;
-	}
-	for (size_t i = 0; i < set.nlisten; i++) {
-		/* Checked by settings_set() already. */
-		if (endpoint_parse(set.listen[i], &eps[0], err) != 0 ||
-		    insecure_tcp_ok(&set, &eps[0]))
-			continue;
-		fprintf(stderr, "patchbayd: listen %s: plaintext TCP on an "
-		    "address that is not loopback needs a token (token_file, "
-		    "client_token_file, worker_token_file) or "
-		    "allow_insecure_tcp = yes\n", eps[0].text);
 		settings_clear(&set);
 		config_free(config);
 		return 2;
