@@ -749,12 +749,13 @@ admin_reload(struct server *srv, struct peer *p,
 	if (admin_no_supervisor(srv, err) != 0)
 		return -1;
 	/* The token files first: a bad one changes nothing at all. */
-	if (server_tokens_reload(srv, err) != 0) {
-		log_warnx("reload: keeping the tokens in force: %s", err);
+	if (server_credentials_reload(srv, err) != 0) {
+		log_warnx("reload: keeping the tokens and certificates in "
+		    "force: %s", err);
 		return -1;
 	}
 	if (supervisor_config(srv->sv)->path == NULL &&
-	    server_has_token_files(srv)) {
+	    server_has_credential_files(srv)) {
 		msgpack_pack_nil(pk);	/* no config file: the tokens were all */
 		return 0;
 	}

@@ -135,6 +135,47 @@ void	 log_file_line(struct log_file *lf, const char *tag, const char *text);
 /* Closes and frees lf. NULL is a no-op. */
 void	 log_file_free(struct log_file *lf);
 
+/* tls.c */
+
+struct ssl_ctx_st;
+struct ssl_st;
+
+#define TLS_ROLES_MAX	64
+
+/* One entry of tls_client_roles: a certificate name and its roles. */
+struct tls_role_map {
+	char		*name;		/* a CN, DNS or email SAN, or "*" */
+	unsigned	 roles;		/* 1u << ROLE_* */
+};
+
+/*
+ * Parses tls_client_roles: "NAME=ROLE[+ROLE]" entries, commas or blanks
+ * between (NAME "*" is any certificate tls_client_ca signed). 0 with a
+ * vector of *ret_n entries, -EINVAL with a sentence in err, or -ENOMEM.
+ */
+int	 tls_roles_parse(const char *s, struct tls_role_map **ret,
+	    size_t *ret_n, char *err);
+void	 tls_roles_free(struct tls_role_map *v, size_t n);
+
+/*
+ * Makes a server context from PEM files: cert (the chain, leaf first),
+ * key (which must not be readable by other users) and, when client_ca is
+ * not NULL, the CA whose certificates clients must present. 0, or -1 with
+ * a sentence in err naming the file and what is wrong with it.
+ */
+int	 tls_ctx_new(const char *cert, const char *key, const char *client_ca,
+	    struct ssl_ctx_st **ret, char *err);
+void	 tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/*
+ * The roles (1u << ROLE_*) the verified client certificate of ssl maps to
+ * through map (its CN, DNS and email names, and "*"); 0 for none or no
+ * certificate. who gets a description for messages ("certificate
+ * CN=worker-1").
+ */
+unsigned tls_peer_roles(struct ssl_st *ssl, const struct tls_role_map *map,
+	    size_t n, char *who, size_t wholen);
+
 /* notify.c */
 
 /*
@@ -194,9 +235,14 @@ enum settings_id {
 	SETTINGS_WORKER_TOKEN_FILE,
 	SETTINGS_ADMIN_TOKEN_FILE,
 	SETTINGS_ALLOW_INSECURE_TCP,
+	SETTINGS_TLS_CERT,
+	SETTINGS_TLS_KEY,
+	SETTINGS_TLS_CLIENT_CA,
+	SETTINGS_TLS_CLIENT_ROLES,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
+_Static_assert(SETTINGS_COUNT <= 64, "settings.given has a bit each");
 
 /* Values of the [broker] settings; embedded, cleared by settings_clear(). */
 struct settings {
@@ -233,8 +279,12 @@ struct settings {
 	char		 *worker_token_file;
 	char		 *admin_token_file;
 	uint64_t	  allow_insecure_tcp;	/* 1: yes */
+	char		 *tls_cert;
+	char		 *tls_key;
+	char		 *tls_client_ca;
+	char		 *tls_client_roles;	/* as written, or NULL */
 	uint64_t	  drain_timeout_ms;
-	uint32_t	  given;		/* 1u << SETTINGS_* when set */
+	uint64_t	  given;		/* 1 << SETTINGS_* when set */
 };
 
 /*
@@ -863,6 +913,18 @@ struct server_config {
 	 */
 	struct id_list	 role_uids[ROLE_ADMIN + 1];
 	struct id_list	 role_gids[ROLE_ADMIN + 1];
+	/*
+	 * TLS (tls: endpoints): the files, read again on reload, the context
+	 * made from them (owned; NULL without a tls: endpoint), and which
+	 * roles a client certificate's names may take (none: client or
+	 * worker for any certificate tls_client_ca signed).
+	 */
+	char		*tls_cert;
+	char		*tls_key;
+	char		*tls_client_ca;
+	struct ssl_ctx_st *tls_ctx;
+	struct tls_role_map *tls_roles;
+	size_t		 ntls_roles;
 	struct switchboard_config sb;
 };
 
@@ -997,13 +1059,14 @@ int	 server_tokens_read(const char *path, char ***ret, char *err);
 void	 server_tokens_free(char **tokens);
 
 /*
- * Reads every token file of srv's config again (`ctl reload`, SIGHUP):
- * all or nothing. 0, or -1 with a sentence in err (the old tokens stay).
+ * Reads every token file of srv's config again (`ctl reload`, SIGHUP),
+ * and the TLS certificate, key and client CA: all or nothing. 0, or -1
+ * with a sentence in err (the old tokens and certificates stay).
  */
-int	 server_tokens_reload(struct server *srv, char *err);
+int	 server_credentials_reload(struct server *srv, char *err);
 
-/* True when srv's config names a token file. */
-bool	 server_has_token_files(const struct server *srv);
+/* True when srv's config names a token file or serves TLS. */
+bool	 server_has_credential_files(const struct server *srv);
 
 /* The messages of every connection since the start, closed or not. */
 void	 server_msg_totals(const struct server *srv, struct msg_stats *ret);

@@ -151,6 +151,45 @@ server_max_connections(const struct settings *s, const struct config *config)
 }
 
 /*
+ * The TLS part of the server's config: the files and, when a tls:
+ * endpoint is listened on, the context made from them (whose failure
+ * names the file and the reason). Exits 2 on a bad one.
+ */
+static void
+server_config_tls(const struct settings *s, const struct endpoint *eps,
+    size_t neps, struct server_config *cfg)
+{
+	char	err[UTIL_ERRLEN];
+	bool	tls = false;
+
+	for (size_t i = 0; i < neps; i++)
+		tls |= eps[i].kind == ENDPOINT_TLS;
+	if (!tls) {
+		if (s->tls_cert != NULL || s->tls_client_ca != NULL)
+			log_warnx("tls_cert and tls_client_ca are used only by "
+			    "tls: endpoints, and none is listened on");
+		return;
+	}
+	if ((s->tls_cert != NULL &&
+	    (cfg->tls_cert = strdup(s->tls_cert)) == NULL) ||
+	    (s->tls_key != NULL &&
+	    (cfg->tls_key = strdup(s->tls_key)) == NULL) ||
+	    (s->tls_client_ca != NULL &&
+	    (cfg->tls_client_ca = strdup(s->tls_client_ca)) == NULL))
+		fatalx("out of memory");
+	/* Checked by settings_set() already. */
+	if (s->tls_client_roles != NULL &&
+	    tls_roles_parse(s->tls_client_roles, &cfg->tls_roles,
+	    &cfg->ntls_roles, err) != 0)
+		fatalx("%s: %s", __func__, err);
+	if (tls_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca,
+	    &cfg->tls_ctx, err) != 0) {
+		fprintf(stderr, "patchbayd: %s\n", err);
+		exit(2);
+	}
+}
+
+/*
  * Turns the settings in force into the server's: their values, the token
  * read from its file, and the endpoints. Exits 2 on a bad value.
  */
@@ -194,7 +233,7 @@ server_config_from(const struct settings *s, const struct config *config,
 				fatalx("%s: %s", __func__, err);
 		}
 	}
-	cfg->socket_perms.gid = (s->given & (1u << SETTINGS_SOCKET_GROUP)) ?
+	cfg->socket_perms.gid = settings_given(s, SETTINGS_SOCKET_GROUP) ?
 	    (long)s->socket_gid : -1;
 	cfg->hello_timeout_ms = s->hello_timeout_ms;
 	cfg->max_frame = (uint32_t)s->max_frame;
@@ -214,6 +253,7 @@ server_config_from(const struct settings *s, const struct config *config,
 	cfg->max_connections = server_max_connections(s, config);
 	cfg->max_connections_per_uid = (uint32_t)s->max_connections_per_uid;
 	err[0] = '\0';
+	server_config_tls(s, eps, *neps, cfg);
 	{
 		const char	*paths[ROLE_ADMIN + 1] = {
 			[ROLE_CLIENT] = s->client_token_file,
@@ -269,8 +309,9 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", cause != NULL ? cause : "out of memory");
 	free(cause);
-	if (server_tokens_reload(d->srv, err) != 0)
-		log_warnx("reload: keeping the tokens in force: %s", err);
+	if (server_credentials_reload(d->srv, err) != 0)
+		log_warnx("reload: keeping the tokens and certificates in "
+		    "force: %s", err);
 }
 
 /*

@@ -83,8 +83,8 @@ server_peer_desc(const struct peer *p)
 	else if (cp->is_unix)
 		snprintf(buf + n, sizeof(buf) - (size_t)n, " transport=unix");
 	else
-		snprintf(buf + n, sizeof(buf) - (size_t)n, " transport=tcp "
-		    "addr=%s", cp->addr);
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " transport=%s "
+		    "addr=%s", cp->is_tls ? "tls" : "tcp", cp->addr);
 	return buf;
 }
 
@@ -320,9 +320,9 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Creates a peer around a new conn. */
+/* Creates a peer around a new conn, over TLS when tls is true. */
 static struct peer *
-server_peer_new(struct server *srv, int fd)
+server_peer_new(struct server *srv, int fd, bool tls)
 {
 	struct peer	*p;
 
@@ -333,8 +333,9 @@ server_peer_new(struct server *srv, int fd)
 	p->srv = srv;
 	p->id = ++srv->next_id;
 	p->connected_at = clock_now_ms();
-	p->conn = conn_new(srv->base, fd, p->id, &server_conn_ops, p,
-	    srv->cfg.out_cap);
+	p->conn = tls ? conn_new_tls(srv->base, fd, p->id, &server_conn_ops,
+	    p, srv->cfg.out_cap, srv->cfg.tls_ctx) : conn_new(srv->base, fd,
+	    p->id, &server_conn_ops, p, srv->cfg.out_cap);
 	if (p->conn == NULL) {
 		free(p);
 		return NULL;
@@ -422,7 +423,7 @@ server_accept_cb(struct listener *l, int fd, const struct endpoint *ep,
 		close(fd);
 		return;
 	}
-	if ((p = server_peer_new(srv, fd)) == NULL) {
+	if ((p = server_peer_new(srv, fd, ep->kind == ENDPOINT_TLS)) == NULL) {
 		log_warnx("listener %s: out of memory for a new connection",
 		    ep->text);
 		return;
@@ -525,22 +526,23 @@ server_tokens_free(char **tokens)
 	strv_free(tokens);
 }
 
-/* True when a token file is configured; see broker.h. */
+/* True when a token file or a TLS certificate is in use; see broker.h. */
 bool
-server_has_token_files(const struct server *srv)
+server_has_credential_files(const struct server *srv)
 {
 	for (int r = ROLE_CLIENT; r <= ROLE_ADMIN; r++)
 		if (srv->cfg.role_token_path[r] != NULL)
 			return true;
-	return srv->cfg.token_path != NULL;
+	return srv->cfg.token_path != NULL || srv->cfg.tls_ctx != NULL;
 }
 
 /* Reads every token file again, all or nothing; see broker.h. */
 int
-server_tokens_reload(struct server *srv, char *err)
+server_credentials_reload(struct server *srv, char *err)
 {
-	char	**all = NULL, **roles[ROLE_ADMIN + 1] = { NULL };
-	int	  r;
+	char		**all = NULL, **roles[ROLE_ADMIN + 1] = { NULL };
+	struct ssl_ctx_st *ctx = NULL;
+	int		  r;
 
 	if (srv->cfg.token_path != NULL &&
 	    server_tokens_read(srv->cfg.token_path, &all, err) != 0)
@@ -555,6 +557,14 @@ server_tokens_reload(struct server *srv, char *err)
 			return -1;
 		}
 	}
+	/* Connections already up keep the session they have. */
+	if (srv->cfg.tls_ctx != NULL && tls_ctx_new(srv->cfg.tls_cert,
+	    srv->cfg.tls_key, srv->cfg.tls_client_ca, &ctx, err) != 0) {
+		server_tokens_free(all);
+		for (r = ROLE_CLIENT; r <= ROLE_ADMIN; r++)
+			server_tokens_free(roles[r]);
+		return -1;
+	}
 	server_tokens_free(srv->cfg.tokens);
 	srv->cfg.tokens = all;
 	for (r = ROLE_CLIENT; r <= ROLE_ADMIN; r++) {
@@ -564,6 +574,11 @@ server_tokens_reload(struct server *srv, char *err)
 	if (all != NULL || roles[ROLE_CLIENT] != NULL ||
 	    roles[ROLE_WORKER] != NULL || roles[ROLE_ADMIN] != NULL)
 		log_info("tokens read again");
+	if (ctx != NULL) {
+		tls_ctx_free(srv->cfg.tls_ctx);
+		srv->cfg.tls_ctx = ctx;
+		log_info("TLS certificate %s read again", srv->cfg.tls_cert);
+	}
 	return 0;
 }
 
@@ -592,6 +607,35 @@ server_role_allowed(const struct server *srv, const struct conn_peer *cp,
 	return false;
 }
 
+/*
+ * Over TLS with tls_client_roles: the peer's verified certificate must map
+ * to role (else AUTH_FAILED, closed, and false). Sets *roles to what the
+ * certificate maps to (0 without a certificate or a map).
+ */
+static bool
+server_tls_role_ok(struct peer *p, enum proto_role role, unsigned *roles)
+{
+	const struct server_config	*cfg = &p->srv->cfg;
+	char				 who[320];
+
+	*roles = 0;
+	if (cfg->ntls_roles == 0)
+		return true;
+	*roles = tls_peer_roles(conn_tls(p->conn), cfg->tls_roles,
+	    cfg->ntls_roles, who, sizeof(who));
+	if (role >= ROLE_CLIENT && role <= ROLE_ADMIN &&
+	    (*roles & (1u << role)))
+		return true;
+	log_warnx("%s: refused the %s role: its %s is not given it by "
+	    "tls_client_roles", server_peer_desc(p), proto_role_name(role),
+	    who);
+	conn_send_error(p->conn, PERR_AUTH_FAILED, NULL, "the %s may not "
+	    "take the %s role here (tls_client_roles)", who,
+	    proto_role_name(role));
+	conn_close(p->conn, "role refused");
+	return false;
+}
+
 /* Answers HELLO: version, role, token, admin trust; then WELCOME. */
 static void
 server_hello(struct peer *p, const struct packet *pkt)
@@ -602,6 +646,7 @@ server_hello(struct peer *p, const struct packet *pkt)
 	uuid_t			 session;
 	const char		*server_name = "patchbayd " PATCHBAY_VERSION;
 	char *const		*want;
+	unsigned		 cert_roles = 0;
 
 	if (pkt->version != PROTO_VERSION) {
 		conn_send_error(p->conn, PERR_UNSUPPORTED_VERSION, NULL,
@@ -621,12 +666,19 @@ server_hello(struct peer *p, const struct packet *pkt)
 		conn_close(p->conn, "authentication failed");
 		return;
 	}
-	/* Over TCP an admin is who holds an admin token (checked above). */
+	if (cp->is_tls && !server_tls_role_ok(p, pkt->role, &cert_roles))
+		return;
+	/*
+	 * Over TCP or TLS an admin is who holds an admin token (checked
+	 * above) or a client certificate mapped to the admin role.
+	 */
 	if (pkt->role == ROLE_ADMIN && (cp->is_unix ? !cp->has_cred :
-	    srv->cfg.role_tokens[ROLE_ADMIN] == NULL)) {
+	    srv->cfg.role_tokens[ROLE_ADMIN] == NULL &&
+	    !(cert_roles & (1u << ROLE_ADMIN)))) {
 		conn_send_error(p->conn, PERR_AUTH_FAILED, NULL,
-		    "the admin role is allowed only over a unix socket, or "
-		    "with an admin token (admin_token_file)");
+		    "the admin role is allowed only over a unix socket, with "
+		    "an admin token (admin_token_file), or with a client "
+		    "certificate mapped to admin (tls_client_roles)");
 		conn_close(p->conn, "admin refused");
 		return;
 	}
@@ -948,6 +1000,11 @@ server_free(struct server *srv)
 		event_free(srv->drain_ev);
 	free(srv->cfg.token_path);
 	server_tokens_free(srv->cfg.tokens);
+	free(srv->cfg.tls_cert);
+	free(srv->cfg.tls_key);
+	free(srv->cfg.tls_client_ca);
+	tls_ctx_free(srv->cfg.tls_ctx);
+	tls_roles_free(srv->cfg.tls_roles, srv->cfg.ntls_roles);
 	for (int r = ROLE_CLIENT; r <= ROLE_ADMIN; r++) {
 		free(srv->cfg.role_token_path[r]);
 		server_tokens_free(srv->cfg.role_tokens[r]);
@@ -1232,7 +1289,7 @@ server_sv_attach(struct server *srv, struct supervisor_proc *proc, int fd)
 {
 	struct peer	*p;
 
-	if ((p = server_peer_new(srv, fd)) == NULL)
+	if ((p = server_peer_new(srv, fd, false)) == NULL)
 		return NULL;
 	p->local = true;
 	p->proc = proc;

@@ -32,6 +32,7 @@ enum settings_kind {
 	KIND_USERS,	/* parse_ids(): users, kept as written */
 	KIND_GROUPS,	/* parse_ids(): groups, kept as written */
 	KIND_BOOL,	/* parse_bool(): yes/no, as 1/0 */
+	KIND_TLS_ROLES,	/* tls_roles_parse(), kept as written */
 };
 
 /* One row: a config key and its flag. */
@@ -51,8 +52,8 @@ struct settings_row {
 static const struct settings_row settings_rows[] = {
 	{ SETTINGS_LISTEN, "listen", 'l', KIND_ENDPOINT,
 	    SETTINGS_AT(listen), 0, 0, 0, "ENDPOINT",
-	    "listen on unix:PATH, tcp:HOST:PORT or tcp:[V6ADDR]:PORT "
-	    "(repeatable; default $PATCHBAY_SOCKET, else $XDG_RUNTIME_DIR/"
+	    "listen on unix:PATH, tcp:HOST:PORT, tcp:[V6ADDR]:PORT or "
+	    "tls:HOST:PORT (repeatable; default $PATCHBAY_SOCKET, else $XDG_RUNTIME_DIR/"
 	    "patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock)" },
 	{ SETTINGS_LOG_LEVEL, "log_level", 0, KIND_LOG_LEVEL,
 	    SETTINGS_AT(log_level), 0, 0, LOG_LEVEL_INFO, "LEVEL",
@@ -171,6 +172,21 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(allow_insecure_tcp), 0, 0, 0, "yes|no",
 	    "listen on a tcp: endpoint that is not loopback without any "
 	    "token (default no: patchbayd refuses to start)" },
+	{ SETTINGS_TLS_CERT, "tls_cert", 0, KIND_PATH,
+	    SETTINGS_AT(tls_cert), 0, 0, 0, "FILE",
+	    "the certificate chain (PEM, leaf first) tls: endpoints present" },
+	{ SETTINGS_TLS_KEY, "tls_key", 0, KIND_PATH,
+	    SETTINGS_AT(tls_key), 0, 0, 0, "FILE",
+	    "its private key (PEM; must not be readable by other users)" },
+	{ SETTINGS_TLS_CLIENT_CA, "tls_client_ca", 0, KIND_PATH,
+	    SETTINGS_AT(tls_client_ca), 0, 0, 0, "FILE",
+	    "require a client certificate signed by a CA in FILE (mutual "
+	    "TLS)" },
+	{ SETTINGS_TLS_CLIENT_ROLES, "tls_client_roles", 0, KIND_TLS_ROLES,
+	    SETTINGS_AT(tls_client_roles), 0, 0, 0, "NAME=ROLE,...",
+	    "the roles a client certificate may take, by its CN or a DNS or "
+	    "email name (ROLE: client, worker, admin, joined with +; NAME * "
+	    "is any)" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",
@@ -270,6 +286,18 @@ settings_set(struct settings *s, const char *name, const char *value,
 		if ((*str = strdup(value)) == NULL)
 			return -ENOMEM;
 		break;
+	case KIND_TLS_ROLES: {
+		struct tls_role_map	*map;
+		size_t			 nmap;
+
+		if ((r = tls_roles_parse(value, &map, &nmap, err)) != 0)
+			return r;
+		tls_roles_free(map, nmap);
+		free(*str);
+		if ((*str = strdup(value)) == NULL)
+			return -ENOMEM;
+		break;
+	}
 	case KIND_PATH:
 		if (*value == '\0') {
 			snprintf(err, UTIL_ERRLEN, "expected a file name (got "
@@ -283,7 +311,7 @@ settings_set(struct settings *s, const char *name, const char *value,
 	}
 	if (r != 0)
 		return r;
-	s->given |= 1u << row->id;
+	s->given |= UINT64_C(1) << row->id;
 	return 0;
 }
 
@@ -291,7 +319,7 @@ settings_set(struct settings *s, const char *name, const char *value,
 bool
 settings_given(const struct settings *s, enum settings_id id)
 {
-	return (s->given & (1u << id)) != 0;
+	return (s->given & (UINT64_C(1) << id)) != 0;
 }
 
 /* Takes from `from` every setting that dst was not given; see broker.h. */
@@ -313,7 +341,7 @@ settings_merge(struct settings *dst, const struct settings *from)
 				if (strv_push(&dst->listen, &dst->nlisten,
 				    from->listen[j]) != 0)
 					return -ENOMEM;
-			dst->given |= 1u << row->id;
+			dst->given |= UINT64_C(1) << row->id;
 			continue;
 		}
 		if (settings_given(dst, row->id))
@@ -326,6 +354,7 @@ settings_merge(struct settings *dst, const struct settings *from)
 		case KIND_HTTP:
 		case KIND_USERS:
 		case KIND_GROUPS:
+		case KIND_TLS_ROLES:
 			if ((*(char **)d = strdup(*(char *const *)f)) == NULL)
 				return -ENOMEM;
 			break;
@@ -333,7 +362,7 @@ settings_merge(struct settings *dst, const struct settings *from)
 			*(uint64_t *)d = *(const uint64_t *)f;
 			break;
 		}
-		dst->given |= 1u << row->id;
+		dst->given |= UINT64_C(1) << row->id;
 	}
 	return 0;
 }
@@ -375,6 +404,10 @@ settings_clear(struct settings *s)
 	free(s->client_token_file);
 	free(s->worker_token_file);
 	free(s->admin_token_file);
+	free(s->tls_cert);
+	free(s->tls_key);
+	free(s->tls_client_ca);
+	free(s->tls_client_roles);
 	memset(s, 0, sizeof(*s));
 }
 

@@ -94,6 +94,16 @@ struct pb_options {
 					   line */
 	int		 connect_timeout_ms;	/* default 5000 */
 	bool		 spread;	/* client, list: start at a random broker */
+	/*
+	 * tls:HOST:PORT endpoints. The broker's certificate must chain to
+	 * tls_ca (PEM; default $PATCHBAY_TLS_CA, else the system's CAs) and
+	 * name HOST. tls_cert and tls_key (default $PATCHBAY_TLS_CERT and
+	 * $PATCHBAY_TLS_KEY) present a client certificate, for brokers that
+	 * require one.
+	 */
+	const char	*tls_ca;
+	const char	*tls_cert;
+	const char	*tls_key;
 };
 
 /* One job's outcome. Owned by the caller: pb_result_free(). */

@@ -432,6 +432,7 @@ harness_broker_start_env(struct harness_broker *b, const char *const *extra,
 	snprintf(b->ready_path, sizeof(b->ready_path), "%s/ready", b->dir);
 	unlink(b->ready_path);
 	b->tcp_ep[0] = '\0';
+	b->tls_ep[0] = '\0';
 
 	for (const char *const *w = harness_broker_wrapper(); *w != NULL;
 	    w++)
@@ -464,6 +465,8 @@ harness_broker_start_env(struct harness_broker *b, const char *const *extra,
 	    line = strtok_r(NULL, "\n", &save))
 		if (strncmp(line, "tcp:", 4) == 0 && b->tcp_ep[0] == '\0')
 			snprintf(b->tcp_ep, sizeof(b->tcp_ep), "%s", line);
+		else if (strncmp(line, "tls:", 4) == 0 && b->tls_ep[0] == '\0')
+			snprintf(b->tls_ep, sizeof(b->tls_ep), "%s", line);
 	free(ready);
 }
 

@@ -30,6 +30,7 @@ struct harness_broker {
 	char	 sock[300];		/* DIR/pb.sock */
 	char	 unix_ep[310];		/* "unix:DIR/pb.sock" */
 	char	 tcp_ep[80];		/* "tcp:127.0.0.1:PORT" */
+	char	 tls_ep[80];		/* the first tls: one, when asked */
 	char	 log_path[300];		/* DIR/broker.log (stderr) */
 	char	 ready_path[300];	/* DIR/ready */
 };

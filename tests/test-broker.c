@@ -1126,7 +1126,8 @@ START_TEST(bad_flags_exit_2_naming_the_problem)
 	static const struct { const char *a, *b, *needle; } cases[] = {
 		{ "--log-level", "loud", "--log-level: expected error, warn, "
 		    "info or debug (got 'loud')" },
-		{ "-l", "udp:1.2.3.4:5", "expected unix:PATH or tcp:HOST:PORT" },
+		{ "-l", "udp:1.2.3.4:5",
+		    "expected unix:PATH, tcp:HOST:PORT or tls:HOST:PORT" },
 		{ "--heartbeat", "fast", "--heartbeat: expected a duration "
 		    "such as 250ms, 10s" },
 		{ "--heartbeat", "2h", "--heartbeat: expected a duration from "
@@ -1539,7 +1540,8 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--max-connections,--max-connections-per-uid,--max-frame,"
 	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
 	    "--max-queue-bytes,--no-worker-wait,--ready-file,--socket-group,"
-	    "--socket-mode,--token-file,--version,--worker-gids,"
+	    "--socket-mode,--tls-cert,--tls-client-ca,--tls-client-roles,"
+	    "--tls-key,--token-file,--version,--worker-gids,"
 	    "--worker-token-file,--worker-uids,");
 	ck_assert_str_eq(from_doc, "--admin-gids,--admin-token-file,"
 	    "--admin-uids,--allow-insecure-tcp,--client-gids,--client-token-file,--client-uids,"
@@ -1549,7 +1551,8 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
 	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"
-	    "--socket-group,--socket-mode,--token-file,--worker-gids,"
+	    "--socket-group,--socket-mode,--tls-cert,--tls-client-ca,"
+	    "--tls-client-roles,--tls-key,--token-file,--worker-gids,"
 	    "--worker-token-file,--worker-uids,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {

@@ -590,6 +590,15 @@ START_TEST(endpoint_parses_unix_and_tcp)
 	ck_assert_str_eq(ep.host, "::1");
 	ck_assert_str_eq(ep.port, "0");
 	ck_assert_str_eq(ep.text, "tcp:[::1]:0");
+
+	ck_assert_int_eq(endpoint_parse("tls:broker.example:7401", &ep, err),
+	    0);
+	ck_assert_int_eq(ep.kind, ENDPOINT_TLS);
+	ck_assert_str_eq(ep.host, "broker.example");
+	ck_assert_str_eq(ep.port, "7401");
+	ck_assert_str_eq(ep.text, "tls:broker.example:7401");
+	ck_assert_int_eq(endpoint_parse("tls:[::1]:7401", &ep, err), 0);
+	ck_assert_str_eq(ep.text, "tls:[::1]:7401");
 }
 END_TEST
 
@@ -597,7 +606,8 @@ START_TEST(endpoint_rejects_bad_strings_with_reason)
 {
 	static const struct { const char *in, *needle; } cases[] = {
 		{ "", "empty endpoint" },
-		{ "udp:1.2.3.4:5", "expected unix:PATH or tcp:HOST:PORT" },
+		{ "udp:1.2.3.4:5",
+		    "expected unix:PATH, tcp:HOST:PORT or tls:HOST:PORT" },
 		{ "unix:", "empty socket path" },
 		{ "tcp:localhost", "missing :PORT" },
 		{ "tcp:localhost:http", "port 'http'" },

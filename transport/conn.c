@@ -26,6 +26,15 @@
  * called from the broker's periodic sweep, gives back the buffers of
  * connections that have nothing pending.
  *
+ * TLS: a conn made by conn_new_tls() runs the same frame reader and output
+ * buffer over a bufferevent_openssl (libevent_openssl) instead of read(2)
+ * and write(2) on the socket. The bufferevent does the handshake and the
+ * records; its read callback hands the plaintext to the same code, and
+ * the output buffer is moved into the bufferevent's at the same points
+ * where a plain conn writes. The bytes the bufferevent holds count as
+ * output waiting (for the cap, the linger, max_memory) until it has
+ * encrypted them onto the socket.
+ *
  * A conn is never freed inside its own callbacks. Closing marks it, stops
  * reading and, once the output has drained (or the linger timer fired),
  * activates a deferred event which reports ops.closed and frees the conn
@@ -44,7 +53,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "transport/transport.h"
 
@@ -63,6 +77,7 @@ struct conn {
 	struct event		*flush;		/* deferred: write the output */
 	struct event		*finish;	/* deferred close + free */
 	struct event		*linger;	/* bound on draining output */
+	struct bufferevent	*bev;		/* TLS: the stream, else NULL */
 	uint8_t			*out;		/* pending output, or NULL */
 	size_t			 out_start;	/* first byte not yet written */
 	size_t			 out_end;
@@ -79,6 +94,7 @@ struct conn {
 	bool			 flushing;	/* flush asked: active or dirty */
 	bool			 dirty;		/* on conn_dirty */
 	bool			 writing;	/* wev is added */
+	bool			 tls_up;	/* TLS: the handshake is done */
 	TAILQ_ENTRY(conn)	 dirty_entry;
 	char			 why[160];
 	uint64_t		 last_read;
@@ -175,8 +191,12 @@ conn_finish_cb(evutil_socket_t fd, short what, void *arg)
 static void
 conn_schedule_finish(struct conn *c)
 {
-	event_del(c->rev);
-	event_del(c->wev);
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	else {
+		event_del(c->rev);
+		event_del(c->wev);
+	}
 	c->writing = false;
 	event_active(c->finish, EV_TIMEOUT, 0);
 }
@@ -199,6 +219,35 @@ conn_lost(struct conn *c, const char *why)
 	conn_schedule_finish(c);
 }
 
+/* TLS: the plaintext the bufferevent has not yet encrypted and sent. */
+static inline size_t
+conn_tls_pending(const struct conn *c)
+{
+	return c->bev != NULL ?
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+/*
+ * TLS: moves the output into the bufferevent, which writes it as the
+ * socket takes it (conn_tls_out_cb() counts it then); a closing conn
+ * finishes once the bufferevent has nothing left (conn_tls_write_cb()).
+ */
+static void
+conn_tls_write_out(struct conn *c)
+{
+	size_t	n = c->out_end - c->out_start;
+
+	if (n > 0) {
+		if (bufferevent_write(c->bev, c->out + c->out_start, n) != 0) {
+			conn_lost(c, "out of memory");
+			return;
+		}
+		c->out_start = c->out_end = 0;
+	}
+	if (c->closing && conn_tls_pending(c) == 0)
+		conn_schedule_finish(c);
+}
+
 /*
  * Writes as much output as the socket takes. Arms the write event while
  * some is left; finishes a closing conn once it is all out.
@@ -209,6 +258,10 @@ conn_write_out(struct conn *c)
 	char	why[160];
 	ssize_t	n;
 
+	if (c->bev != NULL) {
+		conn_tls_write_out(c);
+		return;
+	}
 	while (c->out_end > c->out_start) {
 		n = write(c->fd, c->out + c->out_start,
 		    c->out_end - c->out_start);
@@ -404,37 +457,30 @@ conn_keep(struct conn *c, const uint8_t *data, size_t n)
 	return 0;
 }
 
-/* Reads what arrived and hands every whole frame up. */
-static void
-conn_read(struct conn *c)
+/*
+ * Where the next bytes read should go: straight after the start of an
+ * incomplete frame when its buffer has room, else the shared scratch.
+ */
+static uint8_t *
+conn_read_room(struct conn *c, size_t *room)
 {
-	size_t		 used, room;
-	ssize_t		 n;
-	char		 why[160];
-	uint8_t		*buf;
-
-	/* The rest of an incomplete frame goes straight after its start. */
 	if (c->in_len > 0 && c->in_cap > c->in_len) {
-		buf = c->in + c->in_len;
-		room = c->in_cap - c->in_len;
-	} else {
-		buf = conn_scratch;
-		room = sizeof(conn_scratch);
+		*room = c->in_cap - c->in_len;
+		return c->in + c->in_len;
 	}
-	n = read(c->fd, buf, room);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-	    errno == EINTR))
-		return;
-	if (n <= 0) {
-		if (n == 0)
-			snprintf(why, sizeof(why), "peer closed the "
-			    "connection");
-		else
-			snprintf(why, sizeof(why), "socket error: %s",
-			    strerror(errno));
-		conn_lost(c, why);
-		return;
-	}
+	*room = sizeof(conn_scratch);
+	return conn_scratch;
+}
+
+/*
+ * Hands every whole frame up after n bytes arrived at buf (from
+ * conn_read_room()), keeping the tail of an incomplete one.
+ */
+static void
+conn_input(struct conn *c, uint8_t *buf, ssize_t n)
+{
+	size_t	used;
+
 	conn_read_now = c->last_read = clock_now_ms();
 	if (buf != conn_scratch) {
 		c->in_len += (size_t)n;
@@ -472,6 +518,52 @@ conn_read(struct conn *c)
 		conn_close(c, "out of memory");
 }
 
+/* Reads what arrived and hands every whole frame up. */
+static void
+conn_read(struct conn *c)
+{
+	size_t		 room;
+	ssize_t		 n;
+	char		 why[160];
+	uint8_t		*buf = conn_read_room(c, &room);
+
+	n = read(c->fd, buf, room);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n <= 0) {
+		if (n == 0)
+			snprintf(why, sizeof(why), "peer closed the "
+			    "connection");
+		else
+			snprintf(why, sizeof(why), "socket error: %s",
+			    strerror(errno));
+		conn_lost(c, why);
+		return;
+	}
+	conn_input(c, buf, n);
+}
+
+/*
+ * Around every read callback: what the frames produced is written at once
+ * for every conn, before the loop goes back to waiting.
+ */
+static void
+conn_reading_begin(void)
+{
+	conn_reading++;
+	conn_read_turn = true;
+}
+
+static void
+conn_reading_end(void)
+{
+	if (--conn_reading == 0) {
+		conn_flush_dirty();
+		conn_read_turn = false;
+	}
+}
+
 /*
  * The read event: handles what arrived, then writes at once what that
  * produced for every conn, before the loop goes back to waiting.
@@ -480,18 +572,101 @@ static void
 conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd; (void)what;
-	conn_reading++;
-	conn_read_turn = true;
+	conn_reading_begin();
 	conn_read(arg);
-	if (--conn_reading == 0) {
-		conn_flush_dirty();
-		conn_read_turn = false;
-	}
+	conn_reading_end();
 }
 
-/* Wraps fd in a conn; see transport.h. */
-struct conn *
-conn_new(struct event_base *base, int fd, uint64_t id,
+/* TLS: plaintext arrived; every byte of it goes through conn_input(). */
+static void
+conn_tls_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn	*c = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	uint8_t		*buf;
+	size_t		 room;
+	int		 n;
+
+	conn_reading_begin();
+	while (!c->closing && evbuffer_get_length(in) > 0) {
+		buf = conn_read_room(c, &room);
+		if ((n = evbuffer_remove(in, buf, room)) <= 0)
+			break;
+		conn_input(c, buf, n);
+	}
+	if (c->closing)
+		evbuffer_drain(in, evbuffer_get_length(in));
+	conn_reading_end();
+}
+
+/* TLS: the bufferevent's output is empty; a closing conn is done. */
+static void
+conn_tls_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn	*c = arg;
+
+	(void)bev;
+	if (c->closing && c->out_end == c->out_start)
+		conn_schedule_finish(c);
+}
+
+/* TLS: the bufferevent took n plaintext bytes off its output. */
+static void
+conn_tls_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct conn	*c = arg;
+
+	(void)buf;
+	if (info->n_deleted == 0)
+		return;
+	conn_out_total -= info->n_deleted;
+	c->stats.bytes_sent += info->n_deleted;
+	c->stats.last_ms = conn_read_turn ? conn_read_now : clock_now_ms();
+	if (c->stats.first_ms == 0)
+		c->stats.first_ms = c->stats.last_ms;
+}
+
+/*
+ * TLS: the handshake finished, or the stream ended. A failed handshake
+ * is reported with OpenSSL's reason ("certificate verify failed", "wrong
+ * version number" for a peer that does not speak TLS).
+ */
+static void
+conn_tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn	*c = arg;
+	unsigned long	 e;
+	char		 why[160], reason[120];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		c->tls_up = true;
+		return;
+	}
+	if ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		ERR_error_string_n(e, reason, sizeof(reason));
+		/* "error:0A00010B:SSL routines::wrong version number" */
+		snprintf(why, sizeof(why), "TLS %s: %s", c->tls_up ?
+		    "error" : "handshake failed", strrchr(reason, ':') != NULL ?
+		    strrchr(reason, ':') + 1 : reason);
+	} else if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), c->tls_up ? "peer closed the "
+		    "connection" : "TLS handshake failed: the peer closed "
+		    "the connection");
+	else
+		snprintf(why, sizeof(why), "socket error: %s",
+		    errno != 0 ? strerror(errno) : "unknown");
+	/* Whatever else OpenSSL queued for this stream is not ours. */
+	ERR_clear_error();
+	conn_lost(c, why);
+}
+
+/*
+ * The part of a conn that does not depend on how it carries bytes: the
+ * deferred events and the peer's identity. NULL on ENOMEM (fd closed).
+ */
+static struct conn *
+conn_alloc(struct event_base *base, int fd, uint64_t id,
     const struct conn_ops *ops, void *arg, size_t out_cap)
 {
 	struct conn	*c;
@@ -510,19 +685,80 @@ conn_new(struct event_base *base, int fd, uint64_t id,
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	conn_fill_peer(c, fd);
-	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
 	/* Persistent: only ever activated, and so never deleted after. */
 	c->flush = event_new(base, -1, EV_PERSIST, conn_flush_cb, c);
 	c->finish = event_new(base, -1, 0, conn_finish_cb, c);
 	c->linger = evtimer_new(base, conn_linger_cb, c);
-	if (c->rev == NULL || c->wev == NULL || c->flush == NULL ||
-	    c->finish == NULL || c->linger == NULL ||
-	    event_add(c->rev, NULL) != 0) {
+	if (c->flush == NULL || c->finish == NULL || c->linger == NULL) {
 		conn_free(c);
 		return NULL;
 	}
 	return c;
+}
+
+/* Wraps fd in a conn; see transport.h. */
+struct conn *
+conn_new(struct event_base *base, int fd, uint64_t id,
+    const struct conn_ops *ops, void *arg, size_t out_cap)
+{
+	struct conn	*c;
+
+	if ((c = conn_alloc(base, fd, id, ops, arg, out_cap)) == NULL)
+		return NULL;
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+	if (c->rev == NULL || c->wev == NULL || event_add(c->rev, NULL) != 0) {
+		conn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Wraps fd in a conn that speaks TLS as the server; see transport.h. */
+struct conn *
+conn_new_tls(struct event_base *base, int fd, uint64_t id,
+    const struct conn_ops *ops, void *arg, size_t out_cap,
+    struct ssl_ctx_st *ctx)
+{
+	struct conn	*c;
+	SSL		*ssl;
+
+	if ((c = conn_alloc(base, fd, id, ops, arg, out_cap)) == NULL)
+		return NULL;
+	c->peer.is_tls = true;
+	if ((ssl = SSL_new(ctx)) == NULL) {
+		ERR_clear_error();
+		conn_free(c);
+		return NULL;
+	}
+	/* From here the bufferevent owns the SSL and the socket. */
+	c->bev = bufferevent_openssl_socket_new(base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		SSL_free(ssl);
+		conn_free(c);
+		return NULL;
+	}
+	c->fd = -1;
+	/* A peer that closes without close_notify has just gone away. */
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setcb(c->bev, conn_tls_read_cb, conn_tls_write_cb,
+	    conn_tls_event_cb, c);
+	/* What a peer makes us hold is bounded as a plain conn's is. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_READ_SIZE);
+	if (evbuffer_add_cb(bufferevent_get_output(c->bev), conn_tls_out_cb,
+	    c) == NULL || bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0) {
+		conn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* The TLS session of c, or NULL for a plain conn; see transport.h. */
+struct ssl_st *
+conn_tls(const struct conn *c)
+{
+	return c->bev != NULL ? bufferevent_openssl_get_ssl(c->bev) : NULL;
 }
 
 /* Frees a connection now; never from inside its own callbacks. */
@@ -544,9 +780,16 @@ conn_free(struct conn *c)
 	if (c->linger != NULL)
 		event_free(c->linger);
 	conn_out_total -= c->out_end - c->out_start;
+	if (c->bev != NULL) {
+		conn_out_total -= conn_tls_pending(c);
+		evbuffer_remove_cb(bufferevent_get_output(c->bev),
+		    conn_tls_out_cb, c);
+		bufferevent_free(c->bev);	/* and the SSL and socket */
+	}
 	free(c->out);
 	free(c->in);
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c);
 }
 
@@ -602,7 +845,8 @@ conn_append(struct conn *c, const struct packet *p, bool capped)
 	 * Every byte counts against the cap, whatever the packet: a peer that
 	 * does not read is dropped (not committed, the frame is forgotten).
 	 */
-	if (capped && c->out_end + len - c->out_start > c->out_limit) {
+	if (capped && c->out_end + len - c->out_start + conn_tls_pending(c) >
+	    c->out_limit) {
 		snprintf(why, sizeof(why), "slow consumer: more than %zu bytes "
 		    "of output waiting to be read (max_output)", c->out_limit);
 		conn_send_error(c, PERR_SLOW_CONSUMER, NULL, "more than %zu "
@@ -666,8 +910,11 @@ conn_close(struct conn *c, const char *why)
 	if (c->closing)
 		return;
 	conn_mark_closing(c, why);
-	event_del(c->rev);
-	if (c->out_end == c->out_start) {
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ);
+	else
+		event_del(c->rev);
+	if (c->out_end == c->out_start && conn_tls_pending(c) == 0) {
 		conn_schedule_finish(c);
 		return;
 	}
@@ -730,7 +977,7 @@ conn_last_read(const struct conn *c)
 size_t
 conn_output_len(const struct conn *c)
 {
-	return c->out_end - c->out_start;
+	return c->out_end - c->out_start + conn_tls_pending(c);
 }
 
 /* The broker's state attached to this conn. */

@@ -235,15 +235,17 @@ listener_bind_tcp(struct listener *l, char *err)
 
 			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
 			port = ntohs(s6->sin6_port);
-			snprintf(l->ep.text, sizeof(l->ep.text), "tcp:[%s]:%d",
-			    host, port);
+			snprintf(l->ep.text, sizeof(l->ep.text), "%s:[%s]:%d",
+			    l->ep.kind == ENDPOINT_TLS ? "tls" : "tcp", host,
+			    port);
 		} else {
 			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 
 			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
 			port = ntohs(s4->sin_port);
-			snprintf(l->ep.text, sizeof(l->ep.text), "tcp:%s:%d",
-			    host, port);
+			snprintf(l->ep.text, sizeof(l->ep.text), "%s:%s:%d",
+			    l->ep.kind == ENDPOINT_TLS ? "tls" : "tcp", host,
+			    port);
 		}
 		snprintf(l->ep.port, sizeof(l->ep.port), "%d", port);
 	}

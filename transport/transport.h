@@ -1,11 +1,11 @@
 /*
  * transport.h: listeners and per-peer connections.
  *
- * Endpoints ("unix:PATH", "tcp:HOST:PORT") are parsed by util/, which the
- * client library shares. listener.c and conn.c are the broker's side:
- * libevent listeners, one struct conn per peer with a
- * bufferevent, an incremental frame reader, an output cap and the peer's
- * credentials. Decoded packets go up through conn_ops; nothing here knows
+ * Endpoints ("unix:PATH", "tcp:HOST:PORT", "tls:HOST:PORT") are parsed by
+ * util/, which the client library shares. listener.c and conn.c are the
+ * broker's side: libevent listeners, one struct conn per peer with its
+ * own buffering (or a bufferevent_openssl for TLS), an incremental frame
+ * reader, an output cap and the peer's credentials. Decoded packets go up through conn_ops; nothing here knows
  * about roles or jobs.
  */
 #ifndef PATCHBAY_TRANSPORT_H
@@ -24,6 +24,8 @@
 struct event_base;
 struct listener;
 struct conn;
+struct ssl_ctx_st;	/* OpenSSL's SSL_CTX */
+struct ssl_st;		/* OpenSSL's SSL */
 
 /* Called for each accepted descriptor (non-blocking, close-on-exec). */
 typedef void (*listener_accept_cb)(struct listener *l, int fd,
@@ -72,6 +74,7 @@ struct conn_ops {
 /* Peer identity, as far as the socket tells it. */
 struct conn_peer {
 	bool	 is_unix;
+	bool	 is_tls;	/* made by conn_new_tls() */
 	bool	 has_cred;	/* SO_PEERCRED worked */
 	pid_t	 pid;
 	uid_t	 uid;
@@ -90,6 +93,21 @@ struct conn_peer {
  */
 struct conn	*conn_new(struct event_base *base, int fd, uint64_t id,
 		    const struct conn_ops *ops, void *arg, size_t out_cap);
+
+/*
+ * The same over TLS, as the server, with a new session of ctx: the
+ * handshake runs before any frame, within the same deadlines (the broker's
+ * hello timeout covers a peer that never finishes it). A failed handshake
+ * closes the conn with a reason that says why ("TLS handshake failed:
+ * wrong version number" when the peer speaks something else). ctx may be
+ * freed or replaced afterwards (OpenSSL counts its references).
+ */
+struct conn	*conn_new_tls(struct event_base *base, int fd, uint64_t id,
+		    const struct conn_ops *ops, void *arg, size_t out_cap,
+		    struct ssl_ctx_st *ctx);
+
+/* The TLS session of c (its peer's certificate), or NULL when plain. */
+struct ssl_st	*conn_tls(const struct conn *c);
 
 /* Frees a connection now; never call from inside its own callbacks. */
 void	 conn_free(struct conn *c);

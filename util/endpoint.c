@@ -110,19 +110,19 @@ endpoint_parse(const char *s, struct endpoint *ret, char *err)
 		ep.kind = ENDPOINT_UNIX;
 		strcpy(ep.path, path);
 		snprintf(ep.text, sizeof(ep.text), "unix:%s", ep.path);
-	} else if (strncmp(s, "tcp:", 4) == 0) {
+	} else if (strncmp(s, "tcp:", 4) == 0 || strncmp(s, "tls:", 4) == 0) {
 		if ((r = endpoint_parse_tcp(s + 4, &ep, err)) != 0)
 			return r;
-		ep.kind = ENDPOINT_TCP;
+		ep.kind = s[1] == 'c' ? ENDPOINT_TCP : ENDPOINT_TLS;
 		if (strchr(ep.host, ':') != NULL)
-			snprintf(ep.text, sizeof(ep.text), "tcp:[%s]:%s",
+			snprintf(ep.text, sizeof(ep.text), "%.3s:[%s]:%s", s,
 			    ep.host, ep.port);
 		else
-			snprintf(ep.text, sizeof(ep.text), "tcp:%s:%s",
+			snprintf(ep.text, sizeof(ep.text), "%.3s:%s:%s", s,
 			    ep.host, ep.port);
 	} else {
-		snprintf(err, UTIL_ERRLEN, "endpoint '%s': expected unix:PATH "
-		    "or tcp:HOST:PORT", s);
+		snprintf(err, UTIL_ERRLEN, "endpoint '%s': expected unix:PATH, "
+		    "tcp:HOST:PORT or tls:HOST:PORT", s);
 		return -EINVAL;
 	}
 	*ret = ep;

@@ -244,19 +244,21 @@ int	 strv_split(const char *s, char ***ret, char *err);
 enum endpoint_kind {
 	ENDPOINT_UNIX,
 	ENDPOINT_TCP,
+	ENDPOINT_TLS,		/* TCP carrying TLS */
 };
 
 /* A parsed endpoint. Embedded by value, nothing to free. */
 struct endpoint {
 	enum endpoint_kind	kind;
 	char			path[108];	/* sun_path for unix */
-	char			host[256];	/* tcp: without brackets */
+	char			host[256];	/* tcp, tls: without brackets */
 	char			port[8];
 	char			text[384];	/* the canonical spelling */
 };
 
 /*
- * Parses "unix:PATH", "tcp:HOST:PORT" or "tcp:[V6]:PORT" into *ret.
+ * Parses "unix:PATH", "tcp:HOST:PORT", "tcp:[V6]:PORT" or the same with
+ * "tls:" into *ret.
  * Returns 0, or -EINVAL with a sentence in err (UTIL_ERRLEN bytes) naming
  * what is wrong with s.
  */

@@ -144,6 +144,20 @@ int	 run_signal_count(void);
  */
 int	 cli_token_file(const char *cmd, const char *path);
 
+/* --tls-ca, --tls-cert and --tls-key, the same in run, worker and ctl. */
+enum { CLI_O_TLS_CA = 0x200, CLI_O_TLS_CERT, CLI_O_TLS_KEY };
+#define CLI_TLS_LONGOPTS \
+	{ "tls-ca", required_argument, NULL, CLI_O_TLS_CA }, \
+	{ "tls-cert", required_argument, NULL, CLI_O_TLS_CERT }, \
+	{ "tls-key", required_argument, NULL, CLI_O_TLS_KEY }
+
+/*
+ * Takes one of them (opt: CLI_O_TLS_*): checks that the file is readable
+ * and sets $PATCHBAY_TLS_CA, _CERT or _KEY for the library. 0, or -1 after
+ * saying why on stderr.
+ */
+int	 cli_tls_option(const char *cmd, int opt, const char *path);
+
 /* How many brokers broker (NULL: the default) lists; 0 when it is bad. */
 size_t	 run_broker_count(const char *broker);
 

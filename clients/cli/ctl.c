@@ -162,6 +162,11 @@ ctl_usage(FILE *f)
 	    "                          bare numbers are ms)\n"
 	    "      --force             stop: SIGKILL at once\n"
 	    "      --token-file F      the HELLO token is F's first line\n"
+	    "      --tls-ca F          tls: brokers: trust the CA in F (else\n"
+	    "                          $PATCHBAY_TLS_CA, else the system's)\n"
+	    "      --tls-cert F        present the client certificate in F,\n"
+	    "      --tls-key F         with its key in F ($PATCHBAY_TLS_CERT,\n"
+	    "                          $PATCHBAY_TLS_KEY)\n"
 	    "      --fn F              jobs: only those of function F\n"
 	    "      --client C          jobs: only those of client C (its\n"
 	    "                          connection number or HELLO name)\n"
@@ -295,6 +300,7 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "force", no_argument, NULL, O_FORCE },
 		{ "token-file", required_argument, NULL, O_TOKEN_FILE },
+		CLI_TLS_LONGOPTS,
 		{ "fn", required_argument, NULL, O_FN },
 		{ "client", required_argument, NULL, O_CLIENT },
 		{ "state", required_argument, NULL, O_STATE },
@@ -368,6 +374,12 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 			break;
 		case O_TOKEN_FILE:
 			if (cli_token_file("ctl", optarg) != 0)
+				return CLI_EXIT_USAGE;
+			break;
+		case CLI_O_TLS_CA:
+		case CLI_O_TLS_CERT:
+		case CLI_O_TLS_KEY:
+			if (cli_tls_option("ctl", c, optarg) != 0)
 				return CLI_EXIT_USAGE;
 			break;
 		case O_FN:

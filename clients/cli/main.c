@@ -270,6 +270,29 @@ cli_token_file(const char *cmd, const char *path)
 	return 0;
 }
 
+/* --tls-ca, --tls-cert, --tls-key: see cli.h. */
+int
+cli_tls_option(const char *cmd, int opt, const char *path)
+{
+	static const char *const	 vars[][2] = {
+		{ "tls-ca", "PATCHBAY_TLS_CA" },
+		{ "tls-cert", "PATCHBAY_TLS_CERT" },
+		{ "tls-key", "PATCHBAY_TLS_KEY" },
+	};
+	const char *const		*v = vars[opt - CLI_O_TLS_CA];
+
+	if (access(path, R_OK) != 0) {
+		fprintf(stderr, "patchbay %s: --%s %s: %s\n", cmd, v[0], path,
+		    strerror(errno));
+		return -1;
+	}
+	if (setenv(v[1], path, 1) != 0) {
+		fprintf(stderr, "patchbay %s: out of memory\n", cmd);
+		return -1;
+	}
+	return 0;
+}
+
 /* Checks an endpoint's (or a list's) spelling before connecting. */
 int
 cli_check_endpoint(const char *cmd, const char *s)

@@ -101,6 +101,10 @@ run_usage(FILE *f)
 	    "                       that many clients spread over them\n"
 	    "      --token-file F   the HELLO token is F's first line\n"
 	    "                       (else $PATCHBAY_TOKEN, $PATCHBAY_TOKEN_FILE)\n"
+	    "      --tls-ca F       tls: brokers: trust the CA in F (else\n"
+	    "                       $PATCHBAY_TLS_CA, else the system's)\n"
+	    "      --tls-cert F     present the client certificate in F, with\n"
+	    "      --tls-key F      its key in F ($PATCHBAY_TLS_CERT, _KEY)\n"
 	    "  -h, --help           show this help\n"
 	    "\n"
 	    "Batch mode, one job per line of standard input:\n"
@@ -303,6 +307,7 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "broker", required_argument, NULL, 'b' },
 		{ "spread", no_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 'K' },
+		CLI_TLS_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "lines", no_argument, NULL, 'l' },
 		{ "in-flight", required_argument, NULL, 'j' },
@@ -409,6 +414,12 @@ run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'K':
 			if (cli_token_file("run", optarg) != 0)
+				return CLI_EXIT_USAGE;
+			break;
+		case CLI_O_TLS_CA:
+		case CLI_O_TLS_CERT:
+		case CLI_O_TLS_KEY:
+			if (cli_tls_option("run", c, optarg) != 0)
 				return CLI_EXIT_USAGE;
 			break;
 		case 'h':

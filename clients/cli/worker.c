@@ -172,6 +172,10 @@ worker_usage(FILE *f)
 	    "                        broker of it and serves them all\n"
 	    "  -N, --name NAME       the name this worker gives the broker\n"
 	    "      --token-file F    the HELLO token is F's first line\n"
+	    "      --tls-ca F        tls: brokers: trust the CA in F (else\n"
+	    "                        $PATCHBAY_TLS_CA, else the system's)\n"
+	    "      --tls-cert F      present the client certificate in F, with\n"
+	    "      --tls-key F       its key in F ($PATCHBAY_TLS_CERT, _KEY)\n"
 	    "  -t, --connect-timeout D  how long to wait for a broker that is\n"
 	    "                        not up at start (0: fail at once; default:\n"
 	    "                        wait, retrying with backoff)\n"
@@ -1196,6 +1200,7 @@ worker_main(int argc, char **argv)
 		{ "broker", required_argument, NULL, 'b' },
 		{ "name", required_argument, NULL, 'N' },
 		{ "token-file", required_argument, NULL, 'K' },
+		CLI_TLS_LONGOPTS,
 		{ "connect-timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1244,6 +1249,12 @@ worker_main(int argc, char **argv)
 			break;
 		case 'K':
 			if (cli_token_file("worker", optarg) != 0)
+				return CLI_EXIT_USAGE;
+			break;
+		case CLI_O_TLS_CA:
+		case CLI_O_TLS_CERT:
+		case CLI_O_TLS_KEY:
+			if (cli_tls_option("worker", c, optarg) != 0)
 				return CLI_EXIT_USAGE;
 			break;
 		case 't':

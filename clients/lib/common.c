@@ -132,6 +132,7 @@ common_free_retired(struct bconn *b)
 void
 common_reset(struct bconn *b)
 {
+	tls_end(b);
 	if (b->fd >= 0)
 		close(b->fd);
 	b->fd = -1;
@@ -239,8 +240,9 @@ common_fill(struct bconn *b)
 	if ((r = common_reserve(b)) != 0)
 		return r;
 	for (;;) {
-		n = read(b->fd, b->in->data + b->in_end,
-		    b->in_cap - b->in_end);
+		n = b->ssl != NULL ? tls_read(b, b->in->data + b->in_end,
+		    b->in_cap - b->in_end) : read(b->fd, b->in->data +
+		    b->in_end, b->in_cap - b->in_end);
 		if (n > 0)
 			break;
 		if (n == 0) {
@@ -279,7 +281,10 @@ common_flush(struct bconn *b, uint64_t deadline)
 			b->out.size = b->out_off = 0;
 			return -ENOTCONN;
 		}
-		if (b->use_send)
+		if (b->ssl != NULL)
+			n = tls_write(b, b->out.data + b->out_off,
+			    b->out.size - b->out_off);
+		else if (b->use_send)
 			n = send(b->fd, b->out.data + b->out_off,
 			    b->out.size - b->out_off, MSG_NOSIGNAL);
 		else
@@ -603,7 +608,8 @@ common_wait(struct bconn *b, int timeout_ms)
 		if (ms < 0 || due < (uint64_t)ms)
 			ms = due > INT32_MAX ? INT32_MAX : (int)due;
 	}
-	if (ms != 0) {
+	/* What OpenSSL already decrypted is there to read without a wait. */
+	if (ms != 0 && !tls_pending(b)) {
 		pfd.fd = b->fd;
 		pfd.events = POLLIN;
 		if (b->wait_lock != NULL)
@@ -792,6 +798,7 @@ common_open(struct bconn *b, const char *endpoint, enum proto_role role,
 {
 	struct endpoint	 ep;
 	char		 buf[sizeof(ep.text)], err[PROTO_ERRLEN];
+	uint64_t	 deadline;
 	int		 fd, r, timeout_ms;
 
 	common_set_connect_error("%s", "");
@@ -816,8 +823,13 @@ common_open(struct bconn *b, const char *endpoint, enum proto_role role,
 	}
 	b->fd = fd;
 	b->use_send = true;
-	return common_handshake(b, role, opts,
-	    clock_now_ms() + (uint64_t)timeout_ms, ep.text);
+	deadline = clock_now_ms() + (uint64_t)timeout_ms;
+	if (ep.kind == ENDPOINT_TLS && (r = tls_start(b, &ep, opts,
+	    deadline)) != 0) {
+		common_reset(b);
+		return r;
+	}
+	return common_handshake(b, role, opts, deadline, ep.text);
 }
 
 /* The brokers of an endpoint list or of the default; see internal.h. */

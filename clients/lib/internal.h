@@ -82,6 +82,7 @@ struct bconn_inbuf {
  */
 struct bconn {
 	int			 fd;
+	struct ssl_st		*ssl;		/* tls: endpoints, else NULL */
 	bool			 use_send;	/* a socket: send(MSG_NOSIGNAL) */
 	bool			 dead;		/* EOF, error or protocol error */
 	int			 dead_err;	/* -ENOTCONN or -EPROTO */
@@ -124,6 +125,26 @@ struct bconn {
  */
 typedef int (*bconn_packet_fn)(struct bconn *b, const struct packet *p,
     void *arg);
+
+/* tls.c */
+
+struct ssl_st;
+
+/*
+ * Starts TLS on b->fd, a socket connected to ep (a tls: endpoint), with
+ * opts' files (else $PATCHBAY_TLS_CA, _CERT, _KEY), and checks the
+ * broker's certificate and name. 0 with b->ssl set, or a negative errno
+ * with the reason recorded for pb_client_last_error(NULL).
+ */
+int		 tls_start(struct bconn *b, const struct endpoint *ep,
+		    const struct pb_options *opts, uint64_t deadline);
+/* read(2) and write(2) over b->ssl, with their return conventions. */
+ssize_t		 tls_read(struct bconn *b, void *buf, size_t len);
+ssize_t		 tls_write(struct bconn *b, const void *buf, size_t len);
+/* True when decrypted bytes wait inside OpenSSL (poll(2) cannot tell). */
+bool		 tls_pending(const struct bconn *b);
+/* Frees the session, if any. */
+void		 tls_end(struct bconn *b);
 
 /* common.c */
 
