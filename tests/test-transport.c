@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "tests/harness.h"
 #include "transport/transport.h"
@@ -497,6 +498,54 @@ START_TEST(conn_output_cap_drops_slow_consumer)
 END_TEST
 
 /*
+ * Over TLS the output the bufferevent holds counts too: a peer that never
+ * even finishes the handshake (so nothing can be written) is dropped at
+ * the cap, and the broker-wide total of pending output comes back to what
+ * it was once the conn is gone.
+ */
+START_TEST(conn_tls_output_cap_drops_slow_consumer)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct conn		*c;
+	struct packet		 p;
+	SSL_CTX			*ctx = SSL_CTX_new(TLS_server_method());
+	static uint8_t		 payload[64 * 1024];
+	uint8_t			 id[PROTO_ID_LEN] = { 1 };
+	size_t			 before = conn_output_total();
+	int			 sv[2], r = 0, sent = 0;
+
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new_tls(base, sv[0], 1, &log_ops, &lg, 256 * 1024, ctx);
+	ck_assert_ptr_nonnull(c);
+	ck_assert(conn_peer(c)->is_tls);
+	ck_assert_ptr_nonnull(conn_tls(c));
+	SSL_CTX_free(ctx);	/* the session keeps its reference */
+	packet_init(&p, PKT_PROGRESS);
+	memcpy(p.id, id, sizeof(id));
+	p.payload.ptr = payload;
+	p.payload.len = sizeof(payload);
+	p.has |= PF_PAYLOAD;
+	while (sent < 100 && (r = conn_send(c, &p)) == 0) {
+		sent++;
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+	ck_assert_int_eq(r, -ENOBUFS);
+	ck_assert_int_lt(sent, 10);
+	ck_assert(conn_closing(c));
+	ck_assert_uint_le(conn_output_len(c), 256 * 1024 + 1024);
+	run_loop(base, 5000);
+	ck_assert(lg.closed);
+	ck_assert_str_eq(lg.why, "slow consumer: more than 262144 bytes of "
+	    "output waiting to be read (max_output)");
+	ck_assert_uint_eq(conn_output_total(), before);
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+/*
  * Error replies count against the cap too: a peer that never reads and
  * keeps asking for errors is dropped instead of growing the output.
  */
@@ -606,6 +655,7 @@ transport_suite(void)
 	tcase_add_test(tc, conn_bad_body_gets_bad_frame);
 	tcase_add_test(tc, conn_records_peer_credentials);
 	tcase_add_test(tc, conn_output_cap_drops_slow_consumer);
+	tcase_add_test(tc, conn_tls_output_cap_drops_slow_consumer);
 	tcase_add_test(tc, conn_output_cap_counts_error_replies);
 	suite_add_tcase(s, tc);
 	return s;
