@@ -183,6 +183,30 @@ START_TEST(tls_server_verified_and_refusals)
 	free(out);
 	free(err);
 
+	/* 512 KiB each way: frames across many records and reads. */
+	{
+		size_t	 len = 512 * 1024;
+		char	*in = malloc(len), *want = malloc(len);
+		int	 status;
+
+		ck_assert(in != NULL && want != NULL);
+		for (size_t i = 0; i < len; i += 8) {
+			memcpy(in + i, "abcdefg\n", 8);
+			memcpy(want + i, "gfedcba\n", 8);
+		}
+		status = harness_run((const char *[]){ harness_cli(), "run",
+		    "--broker", b.tls_ep, "--tls-ca", ca, "rev", NULL }, NULL,
+		    in, len, &out, &err, 20000);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "%s", err);
+		ck_assert_uint_eq(strlen(out), len);
+		ck_assert(memcmp(out, want, len) == 0);
+		free(out);
+		free(err);
+		free(in);
+		free(want);
+	}
+
 	/* A CA that did not sign the broker's certificate. */
 	ck_assert_int_eq(run_job(b.tls_ep, other, &c, NULL, "rev", "x", NULL,
 	    &err), 11);
