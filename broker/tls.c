@@ -1,7 +1,7 @@
 /*
  * tls.c: the broker's side of TLS, as far as it is policy.
  *
- * transport/conn.c carries the bytes (bufferevent_openssl); this file
+ * transport/conn.c carries the bytes (SSL_read, SSL_write); this file
  * makes the SSL_CTX the tls: listeners hand each new connection, from
  * tls_cert, tls_key and tls_client_ca, and maps a verified client
  * certificate to the roles tls_client_roles gives it. A context is made

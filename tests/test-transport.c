@@ -498,10 +498,10 @@ START_TEST(conn_output_cap_drops_slow_consumer)
 END_TEST
 
 /*
- * Over TLS the output the bufferevent holds counts too: a peer that never
- * even finishes the handshake (so nothing can be written) is dropped at
- * the cap, and the broker-wide total of pending output comes back to what
- * it was once the conn is gone.
+ * Over TLS, output waits for the handshake: a peer that never even
+ * finishes it (so nothing can be written) is dropped at the cap, and the
+ * broker-wide total of pending output comes back to what it was once the
+ * conn is gone.
  */
 START_TEST(conn_tls_output_cap_drops_slow_consumer)
 {

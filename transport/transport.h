@@ -4,9 +4,9 @@
  * Endpoints ("unix:PATH", "tcp:HOST:PORT", "tls:HOST:PORT") are parsed by
  * util/, which the client library shares. listener.c and conn.c are the
  * broker's side: libevent listeners, one struct conn per peer with its
- * own buffering (or a bufferevent_openssl for TLS), an incremental frame
- * reader, an output cap and the peer's credentials. Decoded packets go up through conn_ops; nothing here knows
- * about roles or jobs.
+ * own buffering (and OpenSSL for TLS), an incremental frame reader, an
+ * output cap and the peer's credentials. Decoded packets go up through
+ * conn_ops; nothing here knows about roles or jobs.
  */
 #ifndef PATCHBAY_TRANSPORT_H
 #define PATCHBAY_TRANSPORT_H
