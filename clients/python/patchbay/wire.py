@@ -60,6 +60,10 @@ def parse_endpoint(text):
             raise ValueError("endpoint '%s': socket path longer than %d "
                              "bytes" % (text, UNIX_PATH_MAX))
         return "unix", path
+    if text.startswith("tls:"):
+        raise ValueError("endpoint '%s': the Python client does not speak "
+                         "TLS; use a tcp: or unix: endpoint, or the C "
+                         "library or the patchbay CLI for tls:" % text)
     if text.startswith("tcp:"):
         s = text[4:]
         if s.startswith("["):

@@ -47,6 +47,8 @@ def test_split_endpoints(monkeypatch):
         ("unix:/a,/b.sock", "endpoint '/b.sock': expected unix:PATH or "
          "tcp:HOST:PORT"),
         ("unix:/" + "p" * 107, "socket path longer than 107 bytes"),
+        ("tls:h:7401", "the Python client does not speak TLS; use a tcp: "
+         "or unix: endpoint, or the C library or the patchbay CLI for tls:"),
     ]
     for text, sentence in cases:
         with pytest.raises(ValueError) as ei:
