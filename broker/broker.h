@@ -194,6 +194,7 @@ enum settings_id {
 	SETTINGS_WORKER_TOKEN_FILE,
 	SETTINGS_ADMIN_TOKEN_FILE,
 	SETTINGS_ALLOW_INSECURE_TCP,
+	SETTINGS_WORKER_MAY_RUN,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -233,6 +234,7 @@ struct settings {
 	char		 *worker_token_file;
 	char		 *admin_token_file;
 	uint64_t	  allow_insecure_tcp;	/* 1: yes */
+	uint64_t	  worker_may_run;	/* 1: yes */
 	uint64_t	  drain_timeout_ms;
 	uint32_t	  given;		/* 1u << SETTINGS_* when set */
 };
@@ -856,6 +858,7 @@ struct server_config {
 	char		*role_token_path[ROLE_ADMIN + 1];
 	char	       **role_tokens[ROLE_ADMIN + 1];
 	uint64_t	 drain_timeout_ms;	/* `ctl drain`'s default bound */
+	bool		 worker_may_run;	/* workers may RUN and CANCEL */
 	struct listener_perms socket_perms;	/* unix socket files */
 	/*
 	 * Who may take each role over a unix socket (index: enum proto_role),
@@ -878,7 +881,8 @@ struct peer {
 	uint64_t		 ping_sent;	/* last PING time, 0: none since
 						   the last frame */
 	uint64_t		 ping_n;
-	struct sb_client	*client;
+	struct sb_client	*client;	/* a client's, or a worker's
+						   once it RUNs (worker_may_run) */
 	struct sb_worker	*worker;
 	struct supervisor_proc	*proc;		/* its process, when spawned */
 	bool			 local;		/* spawned by this broker */

@@ -171,6 +171,10 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(allow_insecure_tcp), 0, 0, 0, "yes|no",
 	    "listen on a tcp: endpoint that is not loopback without any "
 	    "token (default no: patchbayd refuses to start)" },
+	{ SETTINGS_WORKER_MAY_RUN, "worker_may_run", 0, KIND_BOOL,
+	    SETTINGS_AT(worker_may_run), 0, 0, 0, "yes|no",
+	    "workers may also send RUN and CANCEL on their connection, as "
+	    "clients do (default no)" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",
@@ -182,6 +186,8 @@ static const struct settings_row settings_rows[] = {
 
 /* Rows are in enum settings_id order: settings_rows[id].id == id. */
 _Static_assert(SETTINGS_NROWS == SETTINGS_COUNT, "one row per setting");
+/* struct settings.given has a bit for each. */
+_Static_assert(SETTINGS_COUNT <= 32, "settings.given is too narrow");
 
 /* The id of the setting whose config key is key, or -1. */
 int
