@@ -307,6 +307,12 @@ struct config_pool {
 	char		 *directory;		/* or NULL */
 	char		**environment;		/* "K=V", NULL-terminated,
 						   never NULL */
+	char		**env_keep;		/* names copied from
+						   patchbayd's environment,
+						   NULL-terminated, never
+						   NULL */
+	int		  umask;		/* 0 to 0777, or -1:
+						   patchbayd's own */
 	char		 *user;			/* or NULL */
 	char		 *stdout_log;		/* or NULL: the broker's log */
 	struct limits	  limits;		/* limit_*, memory_max, cpu_max,
