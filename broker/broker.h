@@ -239,6 +239,7 @@ enum settings_id {
 	SETTINGS_TLS_KEY,
 	SETTINGS_TLS_CLIENT_CA,
 	SETTINGS_TLS_CLIENT_ROLES,
+	SETTINGS_WORKER_MAY_RUN,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -283,6 +284,7 @@ struct settings {
 	char		 *tls_key;
 	char		 *tls_client_ca;
 	char		 *tls_client_roles;	/* as written, or NULL */
+	uint64_t	  worker_may_run;	/* 1: yes */
 	uint64_t	  drain_timeout_ms;
 	uint64_t	  given;		/* 1 << SETTINGS_* when set */
 };
@@ -355,6 +357,12 @@ struct config_pool {
 	char		 *directory;		/* or NULL */
 	char		**environment;		/* "K=V", NULL-terminated,
 						   never NULL */
+	char		**env_keep;		/* names copied from
+						   patchbayd's environment,
+						   NULL-terminated, never
+						   NULL */
+	int		  umask;		/* 0 to 0777, or -1:
+						   patchbayd's own */
 	char		 *user;			/* or NULL */
 	char		 *stdout_log;		/* or NULL: the broker's log */
 	struct limits	  limits;		/* limit_*, memory_max, cpu_max,
@@ -906,6 +914,7 @@ struct server_config {
 	char		*role_token_path[ROLE_ADMIN + 1];
 	char	       **role_tokens[ROLE_ADMIN + 1];
 	uint64_t	 drain_timeout_ms;	/* `ctl drain`'s default bound */
+	bool		 worker_may_run;	/* workers may RUN and CANCEL */
 	struct listener_perms socket_perms;	/* unix socket files */
 	/*
 	 * Who may take each role over a unix socket (index: enum proto_role),
@@ -940,7 +949,8 @@ struct peer {
 	uint64_t		 ping_sent;	/* last PING time, 0: none since
 						   the last frame */
 	uint64_t		 ping_n;
-	struct sb_client	*client;
+	struct sb_client	*client;	/* a client's, or a worker's
+						   once it RUNs (worker_may_run) */
 	struct sb_worker	*worker;
 	struct supervisor_proc	*proc;		/* its process, when spawned */
 	bool			 local;		/* spawned by this broker */

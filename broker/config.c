@@ -44,7 +44,7 @@ struct config_key {
 	bool		 repeat;	/* may appear more than once */
 };
 
-#define CONFIG_MAX_KEYS	32
+#define CONFIG_MAX_KEYS	48
 
 /* The state of one config_load(); lives on its stack. */
 struct config_parser {
@@ -112,8 +112,10 @@ config_pool_new(const char *name)
 		return NULL;
 	p->name = strdup(name);
 	p->environment = calloc(1, sizeof(*p->environment));
+	p->env_keep = calloc(1, sizeof(*p->env_keep));
 	p->functions = calloc(1, sizeof(*p->functions));
-	if (p->name == NULL || p->environment == NULL || p->functions == NULL) {
+	if (p->name == NULL || p->environment == NULL || p->env_keep == NULL ||
+	    p->functions == NULL) {
 		config_pool_free(p);
 		return NULL;
 	}
@@ -136,6 +138,7 @@ config_pool_new(const char *name)
 	p->health_timeout_ms = 5 * 1000;
 	p->health_retries = 3;
 	p->start_timeout_ms = 30 * 1000;
+	p->umask = -1;
 	return p;
 }
 
@@ -150,6 +153,7 @@ config_pool_free(struct config_pool *p)
 	strv_free(p->argv);
 	free(p->directory);
 	strv_free(p->environment);
+	strv_free(p->env_keep);
 	strv_free(p->functions);
 	free(p->user);
 	free(p->stdout_log);
@@ -179,7 +183,8 @@ config_pool_dup(const struct config_pool *p)
 	*c = *p;
 	c->name = c->command = c->directory = c->user = c->stdout_log = NULL;
 	c->health_check = NULL;
-	c->argv = c->environment = c->functions = c->health_argv = NULL;
+	c->argv = c->environment = c->env_keep = c->functions = NULL;
+	c->health_argv = NULL;
 	if (!config_strdup_opt(&c->name, p->name) ||
 	    !config_strdup_opt(&c->command, p->command) ||
 	    !config_strdup_opt(&c->directory, p->directory) ||
@@ -190,6 +195,7 @@ config_pool_dup(const struct config_pool *p)
 	    (p->health_argv != NULL &&
 	    (c->health_argv = strv_dup(p->health_argv)) == NULL) ||
 	    (c->environment = strv_dup(p->environment)) == NULL ||
+	    (c->env_keep = strv_dup(p->env_keep)) == NULL ||
 	    (c->functions = strv_dup(p->functions)) == NULL) {
 		config_pool_free(c);
 		return NULL;
@@ -265,6 +271,8 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    a->idle_timeout_ms != b->idle_timeout_ms ||
 	    !config_str_equal(a->directory, b->directory) ||
 	    !strv_equal(a->environment, b->environment) ||
+	    !strv_equal(a->env_keep, b->env_keep) ||
+	    a->umask != b->umask ||
 	    !config_str_equal(a->user, b->user) ||
 	    !config_str_equal(a->stdout_log, b->stdout_log) ||
 	    !limits_equal(&a->limits, &b->limits) ||
@@ -750,6 +758,88 @@ fail:
 	return -1;
 }
 
+/* True when s is a variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static bool
+config_var_name_valid(const char *s)
+{
+	if (*s == '\0' || isdigit((unsigned char)*s))
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
+/*
+ * env_keep = NAME[,NAME...]: variables of patchbayd's own environment that
+ * its processes get too. Only names: the values are read when a process
+ * starts, so that the file never holds them.
+ */
+static int
+config_key_env_keep(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	char	**v = NULL, *copy, *name, *save = NULL;
+	size_t	  n = 0;
+
+	if ((copy = strdup(value)) == NULL) {
+		config_error(cp, -ENOMEM, "out of memory");
+		return -1;
+	}
+	for (name = strtok_r(copy, ", \t", &save); name != NULL;
+	    name = strtok_r(NULL, ", \t", &save)) {
+		if (!config_var_name_valid(name)) {
+			config_error(cp, -EINVAL, "key '%s' of [pool:%s]: "
+			    "expected variable names (letters, digits and "
+			    "'_', not starting with a digit) separated by "
+			    "commas or blanks (got '%s')", key, cp->pool->name,
+			    name);
+			goto fail;
+		}
+		if (strncmp(name, "PATCHBAY_", 9) == 0) {
+			config_error(cp, -EINVAL, "key '%s' of [pool:%s]: "
+			    "PATCHBAY_ variables are set by patchbayd (got "
+			    "'%s')", key, cp->pool->name, name);
+			goto fail;
+		}
+		if (strv_push(&v, &n, name) != 0) {
+			config_error(cp, -ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	free(copy);
+	if (n == 0) {
+		config_error(cp, -EINVAL, "key '%s' of [pool:%s]: expected "
+		    "variable names separated by commas or blanks (got '%s')",
+		    key, cp->pool->name, value);
+		return -1;
+	}
+	strv_free(cp->pool->env_keep);
+	cp->pool->env_keep = v;
+	return 0;
+fail:
+	free(copy);
+	strv_free(v);
+	return -1;
+}
+
+/* umask = MODE: octal, as socket_mode is read (parse_mode()). */
+static int
+config_key_umask(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	char		err[UTIL_ERRLEN];
+	unsigned	mode;
+
+	if (parse_mode(value, &mode, err) != 0) {
+		config_error(cp, -EINVAL, "key '%s' of [pool:%s]: %s", key,
+		    cp->pool->name, err);
+		return -1;
+	}
+	cp->pool->umask = (int)mode;
+	return 0;
+}
+
 /* health_check = WORDS: split as command is. */
 static int
 config_key_health_check(struct config_parser *cp, const char *key,
@@ -817,6 +907,8 @@ static const struct config_key config_pool_keys[] = {
 	{ "kill_timeout", config_key_kill_timeout, false },
 	{ "directory", config_key_directory, false },
 	{ "environment", config_key_environment, true },
+	{ "env_keep", config_key_env_keep, false },
+	{ "umask", config_key_umask, false },
 	{ "user", config_key_user, false },
 	{ "stdout_log", config_key_stdout_log, false },
 	{ "limit_memory", config_key_limit, false },
@@ -834,6 +926,10 @@ static const struct config_key config_pool_keys[] = {
 	{ "start_timeout", config_key_start_timeout, false },
 	{ NULL, NULL, false },
 };
+
+/* config_parser.seen has a slot for each key. */
+_Static_assert(sizeof(config_pool_keys) / sizeof(config_pool_keys[0]) - 1 <=
+    CONFIG_MAX_KEYS, "CONFIG_MAX_KEYS is too small");
 
 /* Checks the section being left: a pool needs a command. */
 static int

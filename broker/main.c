@@ -216,6 +216,7 @@ server_config_from(const struct settings *s, const struct config *config,
 	}
 	cfg->heartbeat_ms = s->heartbeat_ms;
 	cfg->drain_timeout_ms = s->drain_timeout_ms;
+	cfg->worker_may_run = s->worker_may_run != 0;
 	cfg->socket_perms.mode = (unsigned)s->socket_mode;
 	/* Checked by settings_set() already: parse_ids() is the grammar. */
 	{

@@ -5,9 +5,11 @@
  * peer (here). The first frame must be HELLO; until it is accepted the
  * frame limit is 4 KiB and a deadline runs. After WELCOME, each role may
  * send its own packets only: clients RUN and CANCEL, workers REGISTER,
- * RESULT and PROGRESS, admins ADMIN; anyone PING and PONG. Job packets go
- * to the switchboard, whose answers come back through server_sb_send() and
- * are encoded onto the right peer's connection.
+ * RESULT and PROGRESS (and RUN and CANCEL with worker_may_run, through a
+ * client side of the switchboard made at their first RUN), admins ADMIN;
+ * anyone PING and PONG. Job packets go to the switchboard, whose answers
+ * come back through server_sb_send() and are encoded onto the right peer's
+ * connection.
  *
  * One timer follows the switchboard's next deadline; another sweeps the
  * peers for heartbeats (PING after heartbeat_ms of silence, drop after three
@@ -770,6 +772,33 @@ server_not_allowed(struct peer *p, const struct packet *pkt)
 	    packet_type_name(pkt->type));
 }
 
+/*
+ * Whether p may send RUN and CANCEL: a client may; a worker may when
+ * worker_may_run says so (a pipeline stage submitting the next stage's job
+ * on its own connection). A worker's client side, through which its jobs'
+ * RESULTs and ERRORs come back, is made when create is set (at its first
+ * RUN); it goes when the connection does, as a client's.
+ * Returns 0, -EPERM (not allowed), or -ENOMEM with the connection closed.
+ */
+static int
+server_peer_may_run(struct peer *p, bool create)
+{
+	struct server	*srv = p->srv;
+
+	if (p->role == ROLE_CLIENT)
+		return 0;
+	if (p->role != ROLE_WORKER || !srv->cfg.worker_may_run)
+		return -EPERM;
+	if (create && p->client == NULL &&
+	    (p->client = switchboard_client_add(srv->sb, p)) == NULL) {
+		log_warnx("%s: out of memory for its first RUN, closing",
+		    server_peer_desc(p));
+		conn_close(p->conn, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* One decoded packet from a peer. */
 static void
 server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
@@ -804,17 +833,21 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 			break;
 		return;
 	case PKT_RUN:
-		if (p->role != ROLE_CLIENT)
+		if ((r = server_peer_may_run(p, true)) == -EPERM)
 			break;
+		if (r != 0)
+			return;
 		/* max_memory counts the output waiting too. */
 		switchboard_set_external_bytes(srv->sb, conn_output_total());
 		switchboard_run(srv->sb, p->client, pkt, now);
 		server_rearm(srv);
 		return;
 	case PKT_CANCEL:
-		if (p->role != ROLE_CLIENT)
+		if (server_peer_may_run(p, false) != 0)
 			break;
-		if (switchboard_cancel(srv->sb, p->client, pkt->id, now) != 0)
+		/* A worker that never sent RUN has no job to cancel. */
+		if (p->client == NULL ||
+		    switchboard_cancel(srv->sb, p->client, pkt->id, now) != 0)
 			conn_send_error(p->conn, PERR_NOT_FOUND, pkt->id,
 			    "CANCEL: no live job of this connection has that "
 			    "id");
@@ -884,6 +917,10 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 		log_warnx("%s: dropped: %s", server_peer_desc(p), safe);
 	else
 		log_info("%s: closed: %s", server_peer_desc(p), safe);
+	/*
+	 * A worker that sent RUN (worker_may_run) has both sides: its own
+	 * jobs go as a client's do, then the ones it was running.
+	 */
 	if (p->client != NULL)
 		switchboard_client_remove(srv->sb, p->client, now);
 	if (p->worker != NULL)

@@ -187,6 +187,10 @@ static const struct settings_row settings_rows[] = {
 	    "the roles a client certificate may take, by its CN or a DNS or "
 	    "email name (ROLE: client, worker, admin, joined with +; NAME * "
 	    "is any)" },
+	{ SETTINGS_WORKER_MAY_RUN, "worker_may_run", 0, KIND_BOOL,
+	    SETTINGS_AT(worker_may_run), 0, 0, 0, "yes|no",
+	    "workers may also send RUN and CANCEL on their connection, as "
+	    "clients do (default no)" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",

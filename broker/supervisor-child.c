@@ -3,12 +3,15 @@
  * output.
  *
  * A child's plan is made from its pool's settings before anything is
- * forked: the user (looked up, and only when patchbayd is root), a fixed
- * environment (PATH, HOME, LANG, the PATCHBAY_* variables, then the pool's
- * own), the program found in the PATH the child will have, and its
- * descriptors: 0 from /dev/null, 1 and 2 a pipe to us, 3 (PATCHBAY_FD) its
- * end of a socketpair. util/spawn.c forks it into a session of its own that
- * dies with patchbayd, and says at once when it could not be executed.
+ * forked: the user (looked up, and only when patchbayd is root), the
+ * pool's umask, a fixed environment (PATH, HOME, LANG, the variables of
+ * env_keep, the PATCHBAY_* variables, then the pool's own environment;
+ * nothing else of patchbayd's), the program found in the PATH the child
+ * will have, and its descriptors: 0 from /dev/null, 1 and 2 a pipe to us,
+ * 3 (PATCHBAY_FD) its end of a socketpair, and no other (util/spawn.c
+ * closes the rest: listeners, other peers' connections). util/spawn.c
+ * forks it into a session of its own that dies with patchbayd, and says at
+ * once when it could not be executed.
  *
  * The pool's setrlimit() limits are part of the plan (checked against
  * patchbayd's own hard limits first: a limit it could not give is a fatal
@@ -178,9 +181,10 @@ supervisor_child_user(const struct config_pool *cfg, struct spawn_user *user,
 }
 
 /*
- * Prepares a child of p: user, environment, program. Returns 0, or a
- * negative errno with a sentence in *cause (plan and user cleared).
- * supervisor-health.c starts its checks from the same plan.
+ * Prepares a child of p: user, umask, environment, program. Returns 0, or
+ * a negative errno with a sentence in *cause (plan and user cleared).
+ * supervisor-health.c starts its checks from the same plan, so that they
+ * run with the same environment, umask and user.
  */
 int
 supervisor_child_plan(struct supervisor_proc *p, struct spawn_plan *plan,
@@ -196,6 +200,10 @@ supervisor_child_plan(struct supervisor_proc *p, struct spawn_plan *plan,
 	plan->argv = cfg->argv;
 	plan->dir = cfg->directory;
 	plan->flags = SPAWN_SESSION | SPAWN_DIE_WITH_PARENT;
+	if (cfg->umask >= 0) {
+		plan->flags |= SPAWN_UMASK;
+		plan->umask = (mode_t)cfg->umask;
+	}
 	if (cfg->user != NULL) {
 		if ((error = supervisor_child_user(cfg, user, cause)) != 0)
 			return error;
@@ -212,6 +220,15 @@ supervisor_child_plan(struct supervisor_proc *p, struct spawn_plan *plan,
 	if ((v = getenv("LANG")) != NULL &&
 	    spawn_env_setf(plan, "LANG", "%s", v) != 0)
 		goto nomem;
+	/*
+	 * Nothing else of ours is passed on unless the pool names it: our
+	 * environment may hold what its processes have no business seeing.
+	 * Before the user's and the PATCHBAY_ variables, which must hold.
+	 */
+	for (size_t i = 0; cfg->env_keep[i] != NULL; i++)
+		if ((v = getenv(cfg->env_keep[i])) != NULL &&
+		    spawn_env_setf(plan, cfg->env_keep[i], "%s", v) != 0)
+			goto nomem;
 	if (plan->user != NULL &&
 	    (spawn_env_setf(plan, "HOME", "%s", user->home) != 0 ||
 	    spawn_env_setf(plan, "USER", "%s", user->name) != 0 ||

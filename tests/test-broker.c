@@ -426,10 +426,56 @@ START_TEST(token_copy_failure_stops_the_broker)
 }
 END_TEST
 
+/* Sends PING n and expects PONG n: the connection is open and served. */
+static void
+raw_ping_pong(struct raw *r, uint64_t n)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_PING);
+	p.n = n;
+	raw_send(r, &p);
+	raw_recv(r, &p);
+	ck_assert_msg(p.type == PKT_PONG, "expected PONG, got %s",
+	    packet_type_name(p.type));
+	ck_assert_uint_eq(p.n, n);
+	packet_clear(&p);
+}
+
+/* Sends CANCEL {id: [tag]*16}. */
+static void
+raw_cancel(struct raw *r, uint8_t tag)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_CANCEL);
+	memset(p.id, tag, PROTO_ID_LEN);
+	raw_send(r, &p);
+}
+
+/* Sends ADMIN verb without waiting for anything. */
+static void
+raw_admin_send(struct raw *r, const char *verb)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_ADMIN);
+	p.seq = 7;
+	p.verb.ptr = (const uint8_t *)verb;
+	p.verb.len = (uint32_t)strlen(verb);
+	raw_send(r, &p);
+}
+
+/*
+ * Each role sends its own packets only: a client may not REGISTER or send
+ * ADMIN, a worker may not RUN or CANCEL (without worker_may_run) or send
+ * ADMIN. Every refusal is NOT_ALLOWED, naming the role and the packet, and
+ * the connection goes on being served.
+ */
 START_TEST(role_not_allowed_keeps_connection)
 {
 	struct harness_broker	b;
-	struct raw		*r;
+	struct raw		*r, *w;
 	struct packet		 p;
 
 	harness_broker_start(&b, NULL, false);
@@ -438,21 +484,161 @@ START_TEST(role_not_allowed_keeps_connection)
 	raw_register(r, "rev", 1);
 	raw_expect_error(r, PERR_NOT_ALLOWED, "a client may not send REGISTER");
 	/* Still open and served. */
-	packet_init(&p, PKT_PING);
-	p.n = 42;
-	raw_send(r, &p);
-	raw_recv(r, &p);
-	ck_assert_int_eq(p.type, PKT_PONG);
-	ck_assert_uint_eq(p.n, 42);
-	packet_clear(&p);
+	raw_ping_pong(r, 42);
+	raw_admin_send(r, "status");
+	raw_expect_error(r, PERR_NOT_ALLOWED, "a client may not send ADMIN");
+	raw_ping_pong(r, 43);
 	/* A second HELLO is refused the same way. */
 	packet_init(&p, PKT_HELLO);
 	p.version = 1;
 	p.role = ROLE_WORKER;
 	raw_send(r, &p);
 	raw_expect_error(r, PERR_NOT_ALLOWED, "may not send HELLO");
+	raw_ping_pong(r, 44);
+
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "rev", 1);
+	raw_run(w, 1, "rev", "x", 0, 0);
+	raw_expect_error(w, PERR_NOT_ALLOWED, "a worker may not send RUN");
+	raw_ping_pong(w, 45);
+	raw_cancel(w, 1);
+	raw_expect_error(w, PERR_NOT_ALLOWED, "a worker may not send CANCEL");
+	raw_ping_pong(w, 46);
+	raw_admin_send(w, "status");
+	raw_expect_error(w, PERR_NOT_ALLOWED, "a worker may not send ADMIN");
+	/* Still a worker: it is given the client's job. */
+	raw_run(r, 2, "rev", "abc", 0, 0);
+	raw_serve_one(w);
+	raw_expect_result(r, 2, JOB_OK, "ABC");
+	raw_free(w);
 	raw_free(r);
 	harness_broker_stop(&b);
+}
+END_TEST
+
+/*
+ * Receives one packet and checks its type and its job's tag; returns the
+ * attempt it carries (RUN's).
+ */
+static uint64_t
+raw_expect_job(struct raw *r, enum packet_type type, uint8_t tag)
+{
+	struct packet	p;
+	uint64_t	attempt;
+
+	raw_recv(r, &p);
+	ck_assert_msg(p.type == type, "expected %s, got %s",
+	    packet_type_name(type), packet_type_name(p.type));
+	ck_assert_msg(p.id[0] == tag, "%s for tag %u, want %u",
+	    packet_type_name(type), p.id[0], tag);
+	attempt = p.attempt;
+	packet_clear(&p);
+	return attempt;
+}
+
+/* A worker answers job tag (attempt) with status and no payload. */
+static void
+raw_answer(struct raw *w, uint8_t tag, uint64_t attempt,
+    enum job_status status)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_RESULT);
+	memset(p.id, tag, PROTO_ID_LEN);
+	p.attempt = attempt;
+	p.status = status;
+	raw_send(w, &p);
+}
+
+/*
+ * worker_may_run = yes: a worker connection (a pipeline stage) RUNs a job
+ * that another worker answers and gets its RESULT, may CANCEL its own jobs,
+ * may even be given its own job, and what it submitted is cleaned up as a
+ * client's is when it goes: the job it left running is CANCELled at the
+ * worker running it, and the broker exits cleanly (no leak under the
+ * sanitizers). Without the setting, the same RUN is NOT_ALLOWED.
+ */
+START_TEST(worker_may_run_lets_a_worker_submit_jobs)
+{
+	struct harness_broker	 b;
+	struct raw		*w1, *w2, *c;
+	uint64_t		 attempt;
+	int			 status;
+
+	harness_broker_start(&b, NULL, false);
+	w1 = raw_connect(b.unix_ep);
+	raw_hello(w1, ROLE_WORKER);
+	raw_register(w1, "upper", 1);
+	w2 = raw_connect(b.unix_ep);
+	raw_hello(w2, ROLE_WORKER);
+	raw_run(w2, 1, "upper", "hello", 0, 0);
+	raw_expect_error(w2, PERR_NOT_ALLOWED, "a worker may not send RUN");
+	raw_ping_pong(w2, 1);
+	raw_free(w2);
+	raw_free(w1);
+	harness_broker_stop(&b);
+
+	harness_broker_start(&b, (const char *[]){ "--worker-may-run", "yes",
+	    NULL }, false);
+	w1 = raw_connect(b.unix_ep);
+	raw_hello(w1, ROLE_WORKER);
+	raw_register(w1, "upper", 1);
+	w2 = raw_connect(b.tcp_ep);
+	raw_hello(w2, ROLE_WORKER);
+	raw_register(w2, "self", 1);
+	/* Before its first RUN it has no job to cancel. */
+	raw_cancel(w2, 9);
+	raw_expect_error(w2, PERR_NOT_FOUND, "no live job");
+
+	raw_run(w2, 1, "upper", "hello", 0, 0);
+	raw_serve_one(w1);
+	raw_expect_result(w2, 1, JOB_OK, "HELLO");
+	raw_cancel(w2, 9);
+	raw_expect_error(w2, PERR_NOT_FOUND, "no live job");
+
+	/* Its own job comes to it as a worker, its RESULT as a client. */
+	raw_run(w2, 2, "self", "abc", 0, 0);
+	raw_serve_one(w2);
+	raw_expect_result(w2, 2, JOB_OK, "ABC");
+
+	/* A job of its own it cancels: CANCEL at w1, CANCELLED to w2. */
+	raw_run(w2, 3, "upper", "slow", 0, 0);
+	attempt = raw_expect_job(w1, PKT_RUN, 3);
+	raw_cancel(w2, 3);
+	raw_expect_job(w1, PKT_CANCEL, 3);
+	raw_answer(w1, 3, attempt, JOB_CANCELLED);
+	raw_expect_result(w2, 3, JOB_CANCELLED, NULL);
+
+	/* Clients are served as before. */
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run(c, 4, "self", "def", 0, 0);
+	raw_serve_one(w2);
+	raw_expect_result(c, 4, JOB_OK, "DEF");
+
+	/*
+	 * It goes with a job running at w1 and one running at itself: the
+	 * first is CANCELled at w1, the second ends with it.
+	 */
+	raw_run(w2, 5, "upper", "left", 0, 0);
+	attempt = raw_expect_job(w1, PKT_RUN, 5);
+	raw_run(w2, 6, "self", "mine", 0, 0);
+	raw_expect_job(w2, PKT_RUN, 6);
+	raw_free(w2);
+	raw_expect_job(w1, PKT_CANCEL, 5);
+	raw_ping_pong(w1, 2);
+	/* Its answer frees w1's slot; nobody is left to hear it. */
+	raw_answer(w1, 5, attempt, JOB_CANCELLED);
+	raw_run(c, 7, "upper", "still", 0, 0);
+	raw_serve_one(w1);
+	raw_expect_result(c, 7, JOB_OK, "STILL");
+	raw_free(c);
+	raw_free(w1);
+	status = harness_broker_stop(&b);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "patchbayd wait status %d; log:\n%s", status,
+	    harness_read_file(b.log_path));
 }
 END_TEST
 
@@ -1542,7 +1728,7 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--max-queue-bytes,--no-worker-wait,--ready-file,--socket-group,"
 	    "--socket-mode,--tls-cert,--tls-client-ca,--tls-client-roles,"
 	    "--tls-key,--token-file,--version,--worker-gids,"
-	    "--worker-token-file,--worker-uids,");
+	    "--worker-may-run,--worker-token-file,--worker-uids,");
 	ck_assert_str_eq(from_doc, "--admin-gids,--admin-token-file,"
 	    "--admin-uids,--allow-insecure-tcp,--client-gids,--client-token-file,--client-uids,"
 	    "--drain-timeout,--heartbeat,"
@@ -1553,7 +1739,7 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"
 	    "--socket-group,--socket-mode,--tls-cert,--tls-client-ca,"
 	    "--tls-client-roles,--tls-key,--token-file,--worker-gids,"
-	    "--worker-token-file,--worker-uids,");
+	    "--worker-may-run,--worker-token-file,--worker-uids,");
 	/* And each flag's key is in the table as key = flag with '_'. */
 	for (char *f = from_doc; *f != '\0'; f = strchr(f, ',') + 1) {
 		char key[64], row[80];
@@ -1609,6 +1795,7 @@ broker_suite(void)
 
 	tc = tcase_create("roles");
 	tcase_add_test(tc, role_not_allowed_keeps_connection);
+	tcase_add_test(tc, worker_may_run_lets_a_worker_submit_jobs);
 	tcase_add_test(tc, cancel_unknown_id_not_found);
 	tcase_add_test(tc, error_replies_count_against_max_output);
 	tcase_add_test(tc, connection_limits_refuse_the_next_peer);

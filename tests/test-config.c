@@ -177,7 +177,11 @@ START_TEST(config_defaults)
 	ck_assert_ptr_null(p->directory);
 	ck_assert_ptr_nonnull(p->environment);
 	ck_assert_ptr_null(p->environment[0]);
+	ck_assert_ptr_nonnull(p->env_keep);
+	ck_assert_ptr_null(p->env_keep[0]);
+	ck_assert_int_eq(p->umask, -1);
 	ck_assert_ptr_null(p->user);
+	ck_assert(!settings_given(&c->broker, SETTINGS_WORKER_MAY_RUN));
 	config_free(c);
 
 	/* An empty file is a valid config with nothing in it. */
@@ -454,7 +458,7 @@ START_TEST(config_error_bad_number)
 	load_fails("[broker]\nlog_level = loud\n", 2, "key 'log_level'",
 	    "error, warn, info or debug", "(got 'loud')", END);
 	load_fails("[broker]\nlisten = http://x\n", 2, "key 'listen'",
-	    "'http://x'", "unix:PATH or tcp:HOST:PORT", END);
+	    "'http://x'", "unix:PATH, tcp:HOST:PORT or tls:HOST:PORT", END);
 	load_fails("[broker]\nlisten = tcp:127.0.0.1\n", 2, "key 'listen'",
 	    END);
 	load_fails("[broker]\ntoken_file =\n", 2, "key 'token_file'",
@@ -538,6 +542,54 @@ START_TEST(config_error_environment)
 	    "key 'environment'", "NAME=VALUE", END);
 	load_fails("[pool:a]\ncommand = true\nenvironment = PATCHBAY_FD=9\n",
 	    3, "key 'environment'", "PATCHBAY_", END);
+}
+END_TEST
+
+/*
+ * env_keep names variables (commas or blanks between) and umask is an
+ * octal mode; a bad one is an error naming the pool, the key and the
+ * value. worker_may_run is a [broker] yes/no.
+ */
+START_TEST(config_env_keep_umask_worker_may_run)
+{
+	struct config		*c;
+	struct config_pool	*p;
+
+	c = load_ok("[broker]\nworker_may_run = yes\n"
+	    "[pool:a]\ncommand = true\nenv_keep = TZ, http_proxy _X1\n"
+	    "umask = 0027\n");
+	p = TAILQ_FIRST(&c->pools);
+	ck_assert(settings_given(&c->broker, SETTINGS_WORKER_MAY_RUN));
+	ck_assert_uint_eq(c->broker.worker_may_run, 1);
+	ck_assert_str_eq(p->env_keep[0], "TZ");
+	ck_assert_str_eq(p->env_keep[1], "http_proxy");
+	ck_assert_str_eq(p->env_keep[2], "_X1");
+	ck_assert_ptr_null(p->env_keep[3]);
+	ck_assert_int_eq(p->umask, 027);
+	config_free(c);
+	c = load_ok("[pool:a]\ncommand = true\numask = 000\n");
+	ck_assert_int_eq(TAILQ_FIRST(&c->pools)->umask, 0);
+	config_free(c);
+
+	load_fails("[pool:a]\ncommand = true\nenv_keep = TZ 1BAD\n", 3,
+	    "key 'env_keep' of [pool:a]", "variable names", "(got '1BAD')",
+	    END);
+	load_fails("[pool:a]\ncommand = true\nenv_keep = A-B\n", 3,
+	    "key 'env_keep' of [pool:a]", "(got 'A-B')", END);
+	load_fails("[pool:a]\ncommand = true\nenv_keep = A=1\n", 3,
+	    "key 'env_keep' of [pool:a]", "(got 'A=1')", END);
+	load_fails("[pool:a]\ncommand = true\nenv_keep = PATCHBAY_FD\n", 3,
+	    "key 'env_keep' of [pool:a]", "PATCHBAY_", END);
+	load_fails("[pool:a]\ncommand = true\nenv_keep = ,\n", 3,
+	    "key 'env_keep' of [pool:a]", "variable names", "(got ',')", END);
+	load_fails("[pool:a]\ncommand = true\numask = 0800\n", 3,
+	    "key 'umask' of [pool:a]", "octal", "(got '0800')", END);
+	load_fails("[pool:a]\ncommand = true\numask = 1777\n", 3,
+	    "key 'umask' of [pool:a]", "at most 0777", "(got '1777')", END);
+	load_fails("[pool:b]\ncommand = true\numask = u=rwx\n", 3,
+	    "key 'umask' of [pool:b]", "(got 'u=rwx')", END);
+	load_fails("[broker]\nworker_may_run = maybe\n", 2,
+	    "key 'worker_may_run'", "(got 'maybe')", END);
 }
 END_TEST
 
@@ -831,6 +883,16 @@ START_TEST(config_equal)
 	ck_assert(!config_pool_equal(pa, dup));
 	config_pool_free(dup);
 	memset(&pa->limits, 0, sizeof(pa->limits));
+	/* So do env_keep and umask, which the processes start with. */
+	dup = config_pool_dup(pa);
+	ck_assert_ptr_ne(dup->env_keep, pa->env_keep);
+	dup->umask = 027;
+	ck_assert(!config_pool_equal_but_instances(pa, dup));
+	dup->umask = pa->umask;
+	strv_free(dup->env_keep);
+	dup->env_keep = strv_dup((char *[]){ "TZ", NULL });
+	ck_assert(!config_pool_equal_but_instances(pa, dup));
+	config_pool_free(dup);
 	free(pb->user);
 	pb->user = NULL;
 	ck_assert(!config_pool_equal(pa, pb));
@@ -877,6 +939,7 @@ config_suite(void)
 	tcase_add_test(tc, config_error_duplicate_pool);
 	tcase_add_test(tc, config_error_missing_file);
 	tcase_add_test(tc, config_error_environment);
+	tcase_add_test(tc, config_env_keep_umask_worker_may_run);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("values");

@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 
 #include <check.h>
 
+#include "clients/patchbay.h"
 #include "tests/harness.h"
 
 /* Ends the argument lists of ctl(). */
@@ -1709,6 +1712,315 @@ START_TEST(pools_ctl_health_errors)
 }
 END_TEST
 
+/* ---- what a process gets ------------------------------------------------ */
+
+/*
+ * The lines process id printed (each "TIME ID: LINE" in its pool's
+ * stdout_log), '\n'-separated, once it has printed "report-end"; NULL
+ * before. Caller frees.
+ */
+static char *
+report_read(const char *log, const char *id)
+{
+	char	*text, *line, *next, *out, needle[128];
+	size_t	 n = 0, nlen;
+	bool	 done = false;
+
+	if ((text = harness_read_file(log)) == NULL)
+		return NULL;
+	ck_assert_ptr_nonnull(out = malloc(strlen(text) + 1));
+	out[0] = '\0';
+	snprintf(needle, sizeof(needle), " %s: ", id);
+	nlen = strlen(needle);
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		char	*m;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((m = strstr(line, needle)) == NULL)
+			continue;
+		m += nlen;
+		if (strcmp(m, "report-end") == 0) {
+			done = true;
+			break;
+		}
+		n += (size_t)sprintf(out + n, "%s\n", m);
+	}
+	free(text);
+	if (!done) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Compares two strings for qsort(). */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The names of the "env:NAME=VALUE" lines of report, sorted and joined
+ * with commas, leaving out what the shell adds itself (PWD, and SHLVL and
+ * _ for a bash): buf gets "HOME,LANG,...,".
+ */
+static void
+report_env_names(const char *report, char *buf, size_t len)
+{
+	char		*names[64];
+	size_t		 n = 0, off = 0;
+	const char	*s;
+
+	for (s = report; (s = strstr(s, "env:")) != NULL; s += 4) {
+		size_t	k = strcspn(s + 4, "=\n");
+
+		if ((s != report && s[-1] != '\n') ||
+		    (k == 3 && strncmp(s + 4, "PWD", 3) == 0) ||
+		    (k == 5 && strncmp(s + 4, "SHLVL", 5) == 0) ||
+		    (k == 1 && s[4] == '_'))
+			continue;
+		ck_assert_uint_lt(n, 64);
+		ck_assert_ptr_nonnull(names[n++] = strndup(s + 4, k));
+	}
+	qsort(names, n, sizeof(names[0]), cmp_str);
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		off += (size_t)snprintf(buf + off, off < len ? len - off : 0,
+		    "%s,", names[i]);
+		free(names[i]);
+	}
+}
+
+/*
+ * The descriptors of the "ls -l /proc/PID/fd" lines of report ("N ->
+ * TARGET"), as "0:/dev/null,1:pipe,2:pipe,3:socket," (the kind of a
+ * pipe:[...] or socket:[...] target only), in ls's order.
+ */
+static void
+report_fds(const char *report, char *buf, size_t len)
+{
+	const char	*s, *arrow, *num, *target, *colon;
+	size_t		 off = 0, k;
+
+	buf[0] = '\0';
+	for (s = report; (arrow = strstr(s, " -> ")) != NULL; s = arrow + 4) {
+		for (num = arrow; num > report && num[-1] != ' '; num--)
+			;
+		target = arrow + 4;
+		k = strcspn(target, "\n");
+		/* pipe:[INODE], socket:[INODE]: the kind is what matters. */
+		if ((colon = memchr(target, ':', k)) != NULL && colon[1] == '[')
+			k = (size_t)(colon - target);
+		off += (size_t)snprintf(buf + off, off < len ? len - off : 0,
+		    "%.*s:%.*s,", (int)(arrow - num), num, (int)k, target);
+	}
+}
+
+/* The value of the line "key=VALUE" of report into buf ("" if none). */
+static void
+report_value(const char *report, const char *key, char *buf, size_t len)
+{
+	char		 needle[64];
+	const char	*s;
+
+	snprintf(needle, sizeof(needle), "\n%s=", key);
+	buf[0] = '\0';
+	if (strncmp(report, needle + 1, strlen(needle + 1)) == 0)
+		s = report + strlen(needle + 1);
+	else if ((s = strstr(report, needle)) != NULL)
+		s += strlen(needle);
+	else
+		return;
+	snprintf(buf, len, "%.*s", (int)strcspn(s, "\n"), s);
+}
+
+/*
+ * Whether nobody (whose primary group is nogroup) can be the pool's user
+ * here: patchbayd must be root, and both must exist. Says why not.
+ */
+static bool
+nobody_usable(const char *test, uid_t *ret_uid, gid_t *ret_gid)
+{
+	struct passwd	*pw;
+	struct group	*gr;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "%s: not run as root: the part with user = "
+		    "nobody is skipped (the rest ran)\n", test);
+		return false;
+	}
+	if ((pw = getpwnam("nobody")) == NULL ||
+	    (gr = getgrnam("nogroup")) == NULL || pw->pw_gid != gr->gr_gid) {
+		fprintf(stderr, "%s: no user nobody whose group is nogroup in "
+		    "/etc/passwd and /etc/group: the part with user = nobody "
+		    "is skipped (the rest ran)\n", test);
+		return false;
+	}
+	*ret_uid = pw->pw_uid;
+	*ret_gid = gr->gr_gid;
+	return true;
+}
+
+/*
+ * A pool's process gets what its pool gives it and nothing else of
+ * patchbayd's, whatever patchbayd holds when it starts the process: its
+ * environment is exactly PATH, HOME, LANG, the PATCHBAY_ variables, the
+ * pool's env_keep names and its environment (which wins), and not a
+ * secret of patchbayd's environment; its umask is the pool's; its
+ * descriptors are 0, 1, 2 and its connection to the broker (3), not a
+ * listener nor another peer's connection, open in patchbayd as the process
+ * was started. As root, with user = nobody, it runs as nobody, in group
+ * nogroup, with nobody's supplementary groups and none of root's. Its
+ * health check gets the same environment, umask and user.
+ */
+START_TEST(pools_process_gets_only_what_its_pool_gives)
+{
+	static const char	*test = "pools_process_gets_only_what_its_pool_"
+				    "gives";
+	const char		*env[] = { "PB_SECRET=hunter2", "PB_KEPT=kept",
+				    "PB_BOTH=frombroker", "LANG=C", NULL };
+	const char		*home = getenv("HOME");
+	char			 path[300], tmppath[300], log[300];
+	char			 user[64], want[512], got[512], field[256];
+	char			*report = NULL, *out = NULL, *err = NULL;
+	struct pb_client	*c = NULL;
+	unsigned long long	 deadline;
+	uid_t			 uid = 0;
+	gid_t			 gid = 0, groups[64];
+	int			 ngroups = 64;
+	bool			 as_nobody;
+
+	as_nobody = nobody_usable(test, &uid, &gid);
+	user[0] = '\0';
+	if (as_nobody)
+		snprintf(user, sizeof(user), "user = nobody\n");
+	snprintf(log, sizeof(log), "%s/probe.log", tmp);
+	write_conf(path, sizeof(path), "probe.conf", "[broker]\n");
+	harness_broker_start_env(&broker, (const char *[]){ "-c", path, NULL },
+	    env, false);
+	/* Another peer's connection, open in patchbayd when it spawns. */
+	ck_assert_int_eq(pb_client_connect(broker.unix_ep, NULL, &c), 0);
+	ck_assert(harness_wait_log(&broker, "role=client", 5000));
+
+	/*
+	 * The script runs as the pool's user, who may not reach this test's
+	 * directory: it prints its report to the pool's stdout_log, which
+	 * patchbayd writes. ls lists the shell's descriptors, not its own.
+	 * No " ;" in it: that would start an inline comment of the file.
+	 */
+	write_conf(tmppath, sizeof(tmppath), "probe.conf.new",
+	    "[pool:probe]\n"
+	    "command = /bin/sh -c 'echo uid=$(id -u);echo gid=$(id -g);"
+	    "echo groups=$(id -G);echo umask=$(umask);"
+	    "env | sed \"s/^/env:/\";ls -l /proc/$$/fd;echo report-end;"
+	    "exec %s worker probe --exec cat'\n"
+	    "env_keep = PB_KEPT, PB_BOTH PB_ABSENT\n"
+	    "environment = PB_SET=fromconf PB_BOTH=fromconf\n"
+	    "umask = 0027\n"
+	    "%s"
+	    "stdout_log = %s\n"
+	    "health_check = /bin/sh -c 'echo \"$(umask) $(id -u) $PB_KEPT "
+	    "$PB_BOTH ${PB_SECRET:-nosecret} ${PATCHBAY_FD:-nofd}\"'\n"
+	    "health_interval = 100ms\n",
+	    harness_cli(), user, log);
+	ck_assert_int_eq(rename(tmppath, path), 0);
+	ck_assert_int_eq(ctl(false, &out, &err, "reload", END), 0);
+	free(out);
+	free(err);
+	/* Running: its worker registered over descriptor 3. */
+	wait_state("probe/1", "running", 10000);
+	deadline = harness_now_ms() + 10000;
+	while ((report = report_read(log, "probe/1")) == NULL) {
+		ck_assert_msg(harness_now_ms() < deadline, "no report in %s:\n"
+		    "%s", log, harness_read_file(log));
+		usleep(20000);
+	}
+
+	/* Exactly the allow-listed variables, and the right values. */
+	snprintf(want, sizeof(want), "%sLANG,%sPATCHBAY_FD,PATCHBAY_ID,"
+	    "PATCHBAY_INSTANCE,PATCHBAY_POOL,PATH,PB_BOTH,PB_KEPT,PB_SET,%s",
+	    as_nobody || home != NULL ? "HOME," : "",
+	    as_nobody ? "LOGNAME," : "", as_nobody ? "USER," : "");
+	report_env_names(report, got, sizeof(got));
+	ck_assert_msg(strcmp(got, want) == 0, "environment %s, not %s:\n%s",
+	    got, want, report);
+	ck_assert_msg(strstr(report, "hunter2") == NULL, "%s", report);
+	report_value(report, "env:PB_KEPT", got, sizeof(got));
+	ck_assert_str_eq(got, "kept");
+	report_value(report, "env:PB_BOTH", got, sizeof(got));
+	ck_assert_str_eq(got, "fromconf");
+	report_value(report, "env:PB_SET", got, sizeof(got));
+	ck_assert_str_eq(got, "fromconf");
+	report_value(report, "env:LANG", got, sizeof(got));
+	ck_assert_str_eq(got, "C");
+	report_value(report, "env:PATCHBAY_FD", got, sizeof(got));
+	ck_assert_str_eq(got, "3");
+	report_value(report, "env:PATCHBAY_ID", got, sizeof(got));
+	ck_assert_str_eq(got, "probe/1");
+
+	report_value(report, "umask", got, sizeof(got));
+	ck_assert_str_eq(got, "0027");
+
+	/* 0, 1, 2 and the broker's connection: no listener, no other peer. */
+	report_fds(report, got, sizeof(got));
+	ck_assert_msg(strcmp(got, "0:/dev/null,1:pipe,2:pipe,3:socket,") == 0,
+	    "descriptors %s:\n%s", got, report);
+
+	if (as_nobody) {
+		report_value(report, "uid", got, sizeof(got));
+		snprintf(want, sizeof(want), "%u", (unsigned)uid);
+		ck_assert_str_eq(got, want);
+		report_value(report, "gid", got, sizeof(got));
+		snprintf(want, sizeof(want), "%u", (unsigned)gid);
+		ck_assert_str_eq(got, want);
+		report_value(report, "env:HOME", got, sizeof(got));
+		ck_assert_str_eq(got, getpwnam("nobody")->pw_dir);
+		report_value(report, "env:USER", got, sizeof(got));
+		ck_assert_str_eq(got, "nobody");
+		/* nobody's groups, as id -G lists them: primary first. */
+		ck_assert_int_ne(getgrouplist("nobody", gid, groups,
+		    &ngroups), -1);
+		want[0] = '\0';
+		snprintf(want, sizeof(want), "%u", (unsigned)gid);
+		for (int i = 0; i < ngroups; i++)
+			if (groups[i] != gid)
+				snprintf(want + strlen(want), sizeof(want) -
+				    strlen(want), " %u", (unsigned)groups[i]);
+		report_value(report, "groups", got, sizeof(got));
+		ck_assert_msg(strcmp(got, want) == 0, "groups '%s', not '%s'",
+		    got, want);
+		/* Not root's: setgroups() dropped them. */
+		ck_assert_msg(strcmp(got, "0") != 0 && strncmp(got, "0 ", 2) !=
+		    0 && strstr(got, " 0 ") == NULL, "groups '%s'", got);
+	}
+
+	/* The health check is made as the process is (not PATCHBAY_FD). */
+	deadline = harness_now_ms() + 10000;
+	for (;;) {
+		json_field("health", "probe/1", "output", field,
+		    sizeof(field));
+		if (field[0] != '\0')
+			break;
+		ck_assert_msg(harness_now_ms() < deadline, "no health check "
+		    "output");
+		usleep(20000);
+	}
+	snprintf(want, sizeof(want), "0027 %u kept fromconf nosecret nofd",
+	    as_nobody ? (unsigned)uid : (unsigned)geteuid());
+	ck_assert_str_eq(field, want);
+
+	/* And it serves jobs. */
+	ck_assert_int_eq(run_job("probe", "ok", &out, &err), 0);
+	ck_assert_str_eq(out, "ok");
+	free(out);
+	free(err);
+	free(report);
+	pb_client_free(c);
+}
+END_TEST
+
 /* The suite. */
 static Suite *
 pools_suite(void)
@@ -1754,6 +2066,12 @@ pools_suite(void)
 	tcase_add_test(tc, pools_start_timeout_restarts);
 	tcase_add_test(tc, pools_unresponsive_worker_restarted);
 	tcase_add_test(tc, pools_ctl_health_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("isolation");
+	tcase_add_checked_fixture(tc, pools_setup, pools_teardown);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, pools_process_gets_only_what_its_pool_gives);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -11,6 +11,7 @@
  * themselves on a pipe is what execve gave them.
  */
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -810,6 +811,31 @@ START_TEST(spawn_child_gets_only_its_environment)
 }
 END_TEST
 
+/*
+ * SPAWN_UMASK gives the child the plan's umask; without it the child keeps
+ * ours (a zeroed plan must not mean umask 0).
+ */
+START_TEST(spawn_child_gets_its_umask)
+{
+	struct spawn_plan	plan;
+	char			out[64];
+	mode_t			old = umask(022);
+
+	memset(&plan, 0, sizeof(plan));
+	plan.flags = SPAWN_UMASK;
+	plan.umask = 027;
+	ck_assert_int_eq(spawn_sh(&plan, "umask", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "0027\n");
+	spawn_plan_clear(&plan);
+
+	memset(&plan, 0, sizeof(plan));
+	ck_assert_int_eq(spawn_sh(&plan, "umask", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "0022\n");
+	spawn_plan_clear(&plan);
+	umask(old);
+}
+END_TEST
+
 START_TEST(spawn_exec_failure_is_reported_at_once)
 {
 	char *const		 argv[] = { "prog", NULL };
@@ -1096,6 +1122,7 @@ util_suite(void)
 	tc = tcase_create("spawn");
 	tcase_add_test(tc, spawn_child_gets_only_its_descriptors);
 	tcase_add_test(tc, spawn_child_gets_only_its_environment);
+	tcase_add_test(tc, spawn_child_gets_its_umask);
 	tcase_add_test(tc, spawn_exec_failure_is_reported_at_once);
 	tcase_add_test(tc, spawn_user_lookup_grows_its_buffer);
 	tcase_add_test(tc, spawn_child_gets_its_rlimits);

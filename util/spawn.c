@@ -14,11 +14,11 @@
  * first), joins its cgroup (the plan holds cgroup.procs open), moves the
  * planned descriptors into place, closes every other one, sets its
  * rlimits (after the descriptors, which RLIMIT_NOFILE bounds, and before
- * the user, who could not raise them), changes directory and user and
- * executes. A
- * close-on-exec pipe carries {stage, errno} back when any step fails, so
- * the parent knows at once, before spawn_start() returns, whether execve
- * happened, and can say "cannot execute 'x': No such file or directory".
+ * the user, who could not raise them), sets its umask when the plan has
+ * one, changes directory and user and executes. A close-on-exec pipe
+ * carries {stage, errno} back when any step fails, so the parent knows at
+ * once, before spawn_start() returns, whether execve happened, and can say
+ * "cannot execute 'x': No such file or directory".
  *
  * Nothing here knows about event loops: reaping the child is the caller's
  * business (except for a child that failed before execve, which
@@ -411,6 +411,9 @@ spawn_child(const struct spawn_plan *plan, pid_t parent, int errw)
 		if (setrlimit(plan->rlimits[i].resource, &rl) == -1)
 			spawn_child_fail_at(e, SPAWN_STAGE_RLIMIT, i);
 	}
+	/* umask() cannot fail; it holds across the user switch and execve. */
+	if (plan->flags & SPAWN_UMASK)
+		umask(plan->umask & 0777);
 
 	if (plan->dir != NULL && chdir(plan->dir) == -1)
 		spawn_child_fail(e, SPAWN_STAGE_CHDIR);

@@ -354,6 +354,8 @@ clock_to_wall(uint64_t mono, uint64_t mono_now, uint64_t wall_now)
 #define SPAWN_PROCESS_GROUP	0x2	/* setpgid(): its own process group */
 #define SPAWN_DIE_WITH_PARENT	0x4	/* SIGKILL when the parent dies */
 #define SPAWN_CGROUP		0x8	/* join the cgroup of cgroup_fd */
+#define SPAWN_UMASK		0x10	/* umask(umask); without it the
+					   child keeps its parent's */
 
 #define SPAWN_MAX_RLIMITS	8	/* setrlimit()s in one plan */
 
@@ -415,6 +417,7 @@ struct spawn_plan {
 	int			  cgroup_fd;	/* with SPAWN_CGROUP: an open
 						   cgroup.procs the child
 						   writes itself into first */
+	mode_t			  umask;	/* with SPAWN_UMASK */
 	struct spawn_rlimit	  rlimits[SPAWN_MAX_RLIMITS];
 	int			  nrlimits;	/* set after the descriptors
 						   are in place, before the
@@ -465,9 +468,10 @@ void	 spawn_plan_clear(struct spawn_plan *plan);
 /*
  * Forks and runs plan: a session or group of its own as flagged, its
  * cgroup, the descriptors fds[0..nfds-1] as 0..nfds-1 and no other,
- * signals reset, the rlimits, then chdir, the user, execve. Returns 0 with the child's pid once execve
- * has happened, or a negative errno with the failed step in *err (a child
- * that failed is reaped). The caller reaps the child.
+ * signals reset, the rlimits, the umask when flagged, then chdir, the
+ * user, execve. Returns 0 with the child's pid once execve has happened,
+ * or a negative errno with the failed step in *err (a child that failed is
+ * reaped). The caller reaps the child.
  */
 int	 spawn_start(const struct spawn_plan *plan, struct spawn_error *err,
 	    pid_t *ret_pid);
