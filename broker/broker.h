@@ -364,6 +364,8 @@ struct config_pool {
 	int		  umask;		/* 0 to 0777, or -1:
 						   patchbayd's own */
 	char		 *user;			/* or NULL */
+	char		 *group;		/* as written, or NULL: the
+						   user's own */
 	char		 *stdout_log;		/* or NULL: the broker's log */
 	struct limits	  limits;		/* limit_*, memory_max, cpu_max,
 						   pids_max; none by default */

@@ -156,6 +156,7 @@ config_pool_free(struct config_pool *p)
 	strv_free(p->env_keep);
 	strv_free(p->functions);
 	free(p->user);
+	free(p->group);
 	free(p->stdout_log);
 	free(p->health_check);
 	strv_free(p->health_argv);
@@ -182,6 +183,7 @@ config_pool_dup(const struct config_pool *p)
 		return NULL;
 	*c = *p;
 	c->name = c->command = c->directory = c->user = c->stdout_log = NULL;
+	c->group = NULL;
 	c->health_check = NULL;
 	c->argv = c->environment = c->env_keep = c->functions = NULL;
 	c->health_argv = NULL;
@@ -189,6 +191,7 @@ config_pool_dup(const struct config_pool *p)
 	    !config_strdup_opt(&c->command, p->command) ||
 	    !config_strdup_opt(&c->directory, p->directory) ||
 	    !config_strdup_opt(&c->user, p->user) ||
+	    !config_strdup_opt(&c->group, p->group) ||
 	    !config_strdup_opt(&c->stdout_log, p->stdout_log) ||
 	    !config_strdup_opt(&c->health_check, p->health_check) ||
 	    (p->argv != NULL && (c->argv = strv_dup(p->argv)) == NULL) ||
@@ -274,6 +277,7 @@ config_pool_equal_but_instances(const struct config_pool *a,
 	    !strv_equal(a->env_keep, b->env_keep) ||
 	    a->umask != b->umask ||
 	    !config_str_equal(a->user, b->user) ||
+	    !config_str_equal(a->group, b->group) ||
 	    !config_str_equal(a->stdout_log, b->stdout_log) ||
 	    !limits_equal(&a->limits, &b->limits) ||
 	    !config_str_equal(a->health_check, b->health_check) ||
@@ -680,6 +684,26 @@ config_key_user(struct config_parser *cp, const char *key,
 	    &cp->pool->user);
 }
 
+/*
+ * group = NAME or number: checked now (parse_group()), kept as written and
+ * looked up again when a process starts.
+ */
+static int
+config_key_group(struct config_parser *cp, const char *key,
+    const char *value)
+{
+	char		err[UTIL_ERRLEN];
+	unsigned	gid;
+
+	if (parse_group(value, &gid, err) != 0) {
+		config_error(cp, -EINVAL, "key '%s' of [pool:%s]: %s", key,
+		    cp->pool->name, err);
+		return -1;
+	}
+	return config_string_value(cp, key, value, "a group name",
+	    &cp->pool->group);
+}
+
 /* stdout_log = PATH. */
 static int
 config_key_stdout_log(struct config_parser *cp, const char *key,
@@ -910,6 +934,7 @@ static const struct config_key config_pool_keys[] = {
 	{ "env_keep", config_key_env_keep, false },
 	{ "umask", config_key_umask, false },
 	{ "user", config_key_user, false },
+	{ "group", config_key_group, false },
 	{ "stdout_log", config_key_stdout_log, false },
 	{ "limit_memory", config_key_limit, false },
 	{ "limit_cpu", config_key_limit, false },
@@ -954,6 +979,16 @@ config_section_end(struct config_parser *cp)
 		    "[pool:%s], whose instances = %d..%d scale on demand: name "
 		    "the functions its workers serve", p->name, p->instances,
 		    p->instances_max);
+		cp->lineno = saved;
+		return -1;
+	}
+	if (cp->section == SECTION_POOL && p->group != NULL &&
+	    p->user == NULL) {
+		saved = cp->lineno;
+		cp->lineno = p->line;
+		config_error(cp, -EINVAL, "key 'group': section [pool:%s] "
+		    "needs a user too (group replaces the user's own group)",
+		    p->name);
 		cp->lineno = saved;
 		return -1;
 	}

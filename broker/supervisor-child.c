@@ -155,14 +155,16 @@ supervisor_child_output_cb(evutil_socket_t fd, short what, void *arg)
 /* The plan. */
 
 /*
- * Looks up the pool's user for plan. Returns 0, or a negative errno with a
- * sentence in *cause.
+ * Looks up the pool's user (and group, which replaces the user's own) for
+ * plan. Returns 0, or a negative errno with a sentence in *cause.
  */
 static int
 supervisor_child_user(const struct config_pool *cfg, struct spawn_user *user,
     char **cause)
 {
-	int	error;
+	char		err[UTIL_ERRLEN];
+	unsigned	gid;
+	int		error;
 
 	if (geteuid() != 0) {
 		supervisor_cause(cause, "user=%s needs patchbayd to run as root",
@@ -170,6 +172,15 @@ supervisor_child_user(const struct config_pool *cfg, struct spawn_user *user,
 		return -EPERM;
 	}
 	error = spawn_user_lookup(cfg->user, SUPERVISOR_PWBUF, user);
+	if (error == 0 && cfg->group != NULL) {
+		if (parse_group(cfg->group, &gid, err) != 0) {
+			supervisor_cause(cause, "group=%s: %s", cfg->group, err);
+			spawn_user_clear(user);
+			return -ENOENT;
+		}
+		if ((error = spawn_user_set_group(user, gid)) != 0)
+			spawn_user_clear(user);
+	}
 	if (error == -ENOENT)
 		supervisor_cause(cause, "user '%s' does not exist", cfg->user);
 	else if (error == -ENOMEM)

@@ -590,6 +590,16 @@ START_TEST(config_env_keep_umask_worker_may_run)
 	    "key 'umask' of [pool:b]", "(got 'u=rwx')", END);
 	load_fails("[broker]\nworker_may_run = maybe\n", 2,
 	    "key 'worker_may_run'", "(got 'maybe')", END);
+
+	/* group: a group that exists, and only with a user. */
+	c = load_ok("[pool:a]\ncommand = true\nuser = root\ngroup = 0\n");
+	ck_assert_str_eq(TAILQ_FIRST(&c->pools)->group, "0");
+	config_free(c);
+	load_fails("[pool:a]\ncommand = true\nuser = root\n"
+	    "group = no-such-group-x\n", 4, "key 'group' of [pool:a]",
+	    "no group 'no-such-group-x'", END);
+	load_fails("[pool:a]\ncommand = true\ngroup = 0\n", 1,
+	    "key 'group': section [pool:a] needs a user too", END);
 }
 END_TEST
 

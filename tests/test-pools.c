@@ -1871,8 +1871,9 @@ nobody_usable(const char *test, uid_t *ret_uid, gid_t *ret_gid)
  * secret of patchbayd's environment; its umask is the pool's; its
  * descriptors are 0, 1, 2 and its connection to the broker (3), not a
  * listener nor another peer's connection, open in patchbayd as the process
- * was started. As root, with user = nobody, it runs as nobody, in group
- * nogroup, with nobody's supplementary groups and none of root's. Its
+ * was started. As root, with user = nobody and group = daemon, it runs
+ * as nobody, in group daemon, with the supplementary groups nobody has
+ * with daemon as its group, and none of root's. Its
  * health check gets the same environment, umask and user.
  */
 START_TEST(pools_process_gets_only_what_its_pool_gives)
@@ -1894,8 +1895,17 @@ START_TEST(pools_process_gets_only_what_its_pool_gives)
 
 	as_nobody = nobody_usable(test, &uid, &gid);
 	user[0] = '\0';
-	if (as_nobody)
-		snprintf(user, sizeof(user), "user = nobody\n");
+	if (as_nobody) {
+		struct group	*gr = getgrnam("daemon");
+
+		/* Another group than nobody's own, when there is one. */
+		if (gr != NULL && gr->gr_gid != gid) {
+			gid = gr->gr_gid;
+			snprintf(user, sizeof(user), "user = nobody\n"
+			    "group = daemon\n");
+		} else
+			snprintf(user, sizeof(user), "user = nobody\n");
+	}
 	snprintf(log, sizeof(log), "%s/probe.log", tmp);
 	write_conf(path, sizeof(path), "probe.conf", "[broker]\n");
 	harness_broker_start_env(&broker, (const char *[]){ "-c", path, NULL },

@@ -247,6 +247,14 @@ spawn_user_lookup(const char *name, size_t bufsize, struct spawn_user *ret)
 	return 0;
 }
 
+/* Makes gid u's group and its supplementary groups those of u in gid. */
+int
+spawn_user_set_group(struct spawn_user *u, gid_t gid)
+{
+	u->gid = gid;
+	return spawn_user_groups(u);
+}
+
 /* Frees what a looked-up user holds and zeroes it. */
 void
 spawn_user_clear(struct spawn_user *u)

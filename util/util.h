@@ -459,6 +459,13 @@ int	 spawn_find_program(const char *name, const char *path, char **ret);
 int	 spawn_user_lookup(const char *name, size_t bufsize,
 	    struct spawn_user *ret);
 
+/*
+ * Gives a looked-up user another group (a pool's group =): gid, and the
+ * supplementary groups getgrouplist(3) gives the user with gid as its
+ * group. 0 or -ENOMEM.
+ */
+int	 spawn_user_set_group(struct spawn_user *u, gid_t gid);
+
 /* Frees what a looked-up user holds and zeroes it. */
 void	 spawn_user_clear(struct spawn_user *u);
 
