@@ -768,8 +768,8 @@ server_not_allowed(struct peer *p, const struct packet *pkt)
 		return;
 	}
 	conn_send_error(p->conn, PERR_NOT_ALLOWED, NULL,
-	    "a %s may not send %s", proto_role_name(p->role),
-	    packet_type_name(pkt->type));
+	    "%s %s may not send %s", p->role == ROLE_ADMIN ? "an" : "a",
+	    proto_role_name(p->role), packet_type_name(pkt->type));
 }
 
 /*
