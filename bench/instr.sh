@@ -26,6 +26,9 @@
 # long as the broker runs: the cost of being monitored. Under callgrind
 # the broker is some 50 times slower than natively, so the same scrapes
 # fall on some 50 times fewer jobs: the figure is an upper bound.
+# PB_BENCH_TLS=1 runs the client and the worker over a tls: endpoint (a CA
+# and certificate made with the openssl CLI, tests/make-certs.sh): the
+# cost of TLS, OpenSSL's instructions included, set against a run without.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${1:-20000}
@@ -78,21 +81,32 @@ per_job() {
 measure() {
 	local cap=$1 n=$2 wp out
 	out=$W/$cap.$n
-	local http=()
+	local http=() tls=() ep
 	if [ "${PB_BENCH_HTTP:-0}" = 1 ]; then
 		http=(--http tcp:127.0.0.1:0)
 	fi
-	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 600000 "${http[@]}"
+	if [ "${PB_BENCH_TLS:-0}" = 1 ]; then
+		[ -f "$W/certs/server.crt" ] || { mkdir -p "$W/certs" &&
+		    bash tests/make-certs.sh "$W/certs"; }
+		export PATCHBAY_TLS_CA=$W/certs/ca.crt
+		tls=(-l tls:127.0.0.1:0 --tls-cert "$W/certs/server.crt"
+		    --tls-key "$W/certs/server.key")
+	fi
+	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 600000 "${http[@]}" "${tls[@]}"
+	ep=$PB_TCP
+	if [ "${PB_BENCH_TLS:-0}" = 1 ]; then
+		ep=$(grep '^tls:' "$W/ready")
+	fi
 	if [ "${PB_BENCH_HTTP:-0}" = 1 ]; then
 		scrape "$out"
 	fi
-	"${CG[@]}" --callgrind-out-file="$out.worker" "$PB" worker "$PB_TCP" echo "$n" "$cap" >"$out.wlog" 2>"$out.werr" &
+	"${CG[@]}" --callgrind-out-file="$out.worker" "$PB" worker "$ep" echo "$n" "$cap" >"$out.wlog" 2>"$out.werr" &
 	wp=$!
 	pids+=("$wp")
 	# Let the worker register; jobs submitted before would only queue,
 	# and in both runs alike.
 	sleep 2
-	"${CG[@]}" --callgrind-out-file="$out.client" "$PB" pipe "$PB_TCP" echo "$n" 16 100 >"$out.clog" 2>"$out.cerr" || {
+	"${CG[@]}" --callgrind-out-file="$out.client" "$PB" pipe "$ep" echo "$n" 16 100 >"$out.clog" 2>"$out.cerr" || {
 		echo "client failed:" >&2
 		cat "$out.clog" "$out.cerr" >&2
 		exit 1
@@ -114,7 +128,7 @@ for cap in 1 64; do
 done
 
 echo
-echo "instructions per job, S2 shape (100 in flight, 16 B, loopback TCP):"
+echo "instructions per job, S2 shape (100 in flight, 16 B, loopback $([ "${PB_BENCH_TLS:-0}" = 1 ] && echo TLS || echo TCP)):"
 echo "(I(N=$N2) - I(N=$N1)) / $((N2 - N1)), user space only"
 echo
 declare -A sum
