@@ -961,7 +961,8 @@ conn_close(struct conn *c, const char *why)
 		return;
 	conn_mark_closing(c, why);
 	event_del(c->rev);
-	if (c->out_end == c->out_start) {
+	/* Before the TLS handshake nothing can be said: no linger. */
+	if (c->out_end == c->out_start || (c->ssl != NULL && !c->tls_up)) {
 		conn_schedule_finish(c);
 		return;
 	}
