@@ -435,7 +435,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	switchboard_stats(srv->sb, &st);
 	for (int i = 0; i < JOB__MAX; i++)
 		total += st.results[i];
-	msgpack_pack_map(pk, 20);
+	msgpack_pack_map(pk, 21);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
 	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
@@ -450,6 +450,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	admin_pack_kv_uint(pk, "dispatched", st.dispatched);
 	admin_pack_kv_uint(pk, "retried", st.retried);
 	admin_pack_kv_uint(pk, "stale_dropped", st.stale);
+	admin_pack_kv_uint(pk, "detached_dropped", st.detached_dropped);
 	proto_pack_str(pk, "results");
 	msgpack_pack_map(pk, JOB__MAX + 1);
 	for (int i = 0; i < JOB__MAX; i++)

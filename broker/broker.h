@@ -240,6 +240,7 @@ enum settings_id {
 	SETTINGS_TLS_CLIENT_CA,
 	SETTINGS_TLS_CLIENT_ROLES,
 	SETTINGS_WORKER_MAY_RUN,
+	SETTINGS_DETACHED_TTL,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -285,6 +286,7 @@ struct settings {
 	char		 *tls_client_ca;
 	char		 *tls_client_roles;	/* as written, or NULL */
 	uint64_t	  worker_may_run;	/* 1: yes */
+	uint64_t	  detached_ttl_ms;
 	uint64_t	  drain_timeout_ms;
 	uint64_t	  given;		/* 1 << SETTINGS_* when set */
 };

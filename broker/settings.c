@@ -191,6 +191,11 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(worker_may_run), 0, 0, 0, "yes|no",
 	    "workers may also send RUN and CANCEL on their connection, as "
 	    "clients do (default no)" },
+	{ SETTINGS_DETACHED_TTL, "detached_ttl", 0, KIND_DURATION,
+	    SETTINGS_AT(detached_ttl_ms), 1000, 366ull * 24 * 3600 * 1000,
+	    7ull * 24 * 3600 * 1000, "DURATION",
+	    "how long a detached job may wait in its queue for a worker "
+	    "before it is dropped (logged)" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",

@@ -73,6 +73,7 @@ enum pb_status {
 	PB_DUPLICATE_ID,
 	PB_SHUTTING_DOWN,
 	PB_DISCONNECTED,	/* local: the broker went away before a result */
+	PB_ACCEPTED,		/* a detached job the broker has taken */
 };
 
 /* The protocol name of a status ("OK", "TIMEOUT"...; "DISCONNECTED"). */
@@ -136,7 +137,12 @@ struct pb_run_options {
 	uint32_t	 timeout_ms;	/* 0: none */
 	uint32_t	 retries;	/* re-dispatches after worker loss */
 	int		 priority;	/* -100..100, higher first */
-	bool		 detach;	/* no result will come */
+	/*
+	 * Detached: the job outlives this connection and its result is not
+	 * sent back. Its one answer is PB_ACCEPTED once the broker has taken
+	 * it, or the status that refused it (PB_QUEUE_FULL, ...).
+	 */
+	bool		 detach;
 	bool		 nowait;	/* NO_WORKER instead of queueing */
 	/*
 	 * Metadata the worker gets with the job, and `ctl jobs` shows:

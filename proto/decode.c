@@ -529,9 +529,11 @@ dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
 		break;
 	case K_DETACH:
 	case K_NOWAIT:
+	case K_ACK:
 		if (avail < 1 || (s[0] != 0xc2 && s[0] != 0xc3))
 			return (false);
-		*(k == K_DETACH ? &p->detach : &p->nowait) = s[0] == 0xc3;
+		*(k == K_DETACH ? &p->detach : k == K_NOWAIT ? &p->nowait :
+		    &p->ack) = s[0] == 0xc3;
 		d->p = s + 1;
 		return (true);
 	case K_PRIORITY:
@@ -647,6 +649,8 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 		return (dec_bool(p, k, &v, &p->detach, err));
 	case K_NOWAIT:
 		return (dec_bool(p, k, &v, &p->nowait, err));
+	case K_ACK:
+		return (dec_bool(p, k, &v, &p->ack, err));
 	case K_META:
 		if ((r = dec_meta(d, &v, err)) != 0)
 			return (r);
@@ -775,6 +779,9 @@ dec_type_find(const uint8_t *s, size_t len)
 		break;
 	case 'A' << 8 | 'D':
 		t = PKT_ADMIN;
+		break;
+	case 'A' << 8 | 'C':
+		t = PKT_ACCEPTED;
 		break;
 	case 'E' << 8 | 'R':
 		t = PKT_ERROR;

@@ -232,7 +232,7 @@ enc_prepare(const struct packet *p, enum proto_dir dir, struct enc *e)
 	if (spec->required == 0)
 		return (-EINVAL);
 	keys = spec->required;
-	for (uint32_t has = p->has & 0x1fff; has != 0; has &= has - 1)
+	for (uint32_t has = p->has & PF_ALL; has != 0; has &= has - 1)
 		keys |= spec->optional &
 		    KB(packet_flag_keys[__builtin_ctz(has)]);
 	e->keys = keys;
@@ -350,6 +350,9 @@ enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
 		return (o + 1);
 	case K_NOWAIT:
 		*o = p->nowait ? 0xc3 : 0xc2;
+		return (o + 1);
+	case K_ACK:
+		*o = p->ack ? 0xc3 : 0xc2;
 		return (o + 1);
 	case K_META:
 		memcpy(o, p->meta.ptr, p->meta.len);

@@ -29,6 +29,7 @@ static const char *const packet_type_names[PKT__MAX] = {
 	[PKT_ADMIN] = "\xa5" "ADMIN",
 	[PKT_REPLY] = "\xa5" "REPLY",
 	[PKT_ERROR] = "\xa5" "ERROR",
+	[PKT_ACCEPTED] = "\xa8" "ACCEPTED",
 };
 
 static const char *const job_status_names[JOB__MAX] = {

@@ -44,6 +44,7 @@ const char *const packet_keys[K__MAX] = {
 	[K_PRIORITY] = "\xa8" "priority",
 	[K_DETACH] = "\xa6" "detach",
 	[K_NOWAIT] = "\xa6" "nowait",
+	[K_ACK] = "\xa3" "ack",
 	[K_META] = "\xa4" "meta",
 	[K_STATUS] = "\xa6" "status",
 	[K_ERROR] = "\xa5" "error",
@@ -68,6 +69,7 @@ const uint32_t packet_key_flags[K__MAX] = {
 	[K_PRIORITY] = PF_PRIORITY,
 	[K_DETACH] = PF_DETACH,
 	[K_NOWAIT] = PF_NOWAIT,
+	[K_ACK] = PF_ACK,
 	[K_ERROR] = PF_ERROR,
 	[K_ARGS] = PF_ARGS,
 	[K_DATA] = PF_DATA,
@@ -90,8 +92,9 @@ const uint8_t packet_flag_keys[32] = {
 	[10] = K_DATA,		/* PF_DATA */
 	[11] = K_ID,		/* PF_ID */
 	[12] = K_META,		/* PF_META */
+	[13] = K_ACK,		/* PF_ACK */
 };
-_Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12,
+_Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12 && PF_ACK == 1u << 13,
     "packet_flag_keys follows the PF_* bits");
 
 /* Required and optional keys of each packet type in each direction. */
@@ -106,7 +109,7 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 			KB(K_T) | KB(K_ID) | KB(K_FN),
 			KB(K_PAYLOAD) | KB(K_TIMEOUT_MS) | KB(K_RETRIES) |
 			KB(K_PRIORITY) | KB(K_DETACH) | KB(K_NOWAIT) |
-			KB(K_META) },
+			KB(K_ACK) | KB(K_META) },
 		[PKT_CANCEL] = {
 			KB(K_T) | KB(K_ID), 0 },
 		[PKT_PROGRESS] = {
@@ -141,6 +144,7 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 			KB(K_DATA) | KB(K_ERROR) },
 		[PKT_ERROR] = {
 			KB(K_T) | KB(K_CODE) | KB(K_MSG), KB(K_ID) },
+		[PKT_ACCEPTED] = { KB(K_T) | KB(K_ID), 0 },
 	},
 };
 
@@ -186,6 +190,9 @@ packet_key_find(const uint8_t *s, size_t len)
 		break;
 	case 3:
 		switch (s[0]) {
+		case 'a':
+			k = K_ACK;
+			break;
 		case 'f':
 			k = K_FNS;
 			break;

@@ -77,6 +77,7 @@ enum packet_type {
 	PKT_ADMIN,
 	PKT_REPLY,
 	PKT_ERROR,
+	PKT_ACCEPTED,		/* a detached RUN with ack: taken */
 	PKT__MAX
 };
 
@@ -219,6 +220,7 @@ struct packet {
 	int64_t			 priority;	/* PF_PRIORITY */
 	bool			 detach;	/* PF_DETACH */
 	bool			 nowait;	/* PF_NOWAIT */
+	bool			 ack;		/* PF_ACK: answer a detached RUN */
 	/*
 	 * RUN meta (PF_META): the whole encoded map, a map of str to str as
 	 * the decoder checked it; spliced in verbatim by the encoder. Its
@@ -273,6 +275,8 @@ struct packet {
 #define PF_DATA		(1u << 10)
 #define PF_ID		(1u << 11)	/* ERROR carries an id */
 #define PF_META		(1u << 12)
+#define PF_ACK		(1u << 13)
+#define PF_ALL		((PF_ACK << 1) - 1)	/* every bit above */
 
 /* frame.c */
 

@@ -18,6 +18,7 @@ const uint8_t msg_kinds[PKT__MAX] = {
 	[PKT_ADMIN] = MSG_ADMIN,
 	[PKT_REPLY] = MSG_ADMIN,
 	[PKT_ERROR] = MSG_ERRORS,
+	[PKT_ACCEPTED] = MSG_RESULTS,
 };
 
 static const char *const msg_kind_names[MSG__MAX] = {

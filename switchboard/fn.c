@@ -192,10 +192,21 @@ fn_drain(struct switchboard *sb, struct sb_fn *fn, uint64_t now)
 void
 fn_expire(struct switchboard *sb, struct sb_fn *fn)
 {
-	struct sb_job	*job;
+	struct sb_job	*job, *next;
 
-	while ((job = queue_first(&fn->queue)) != NULL)
-		job_finish(sb, job, JOB_NO_WORKER, NULL);
+	/*
+	 * The attached jobs only: detached ones wait for a worker. Levels go
+	 * as they empty, so from the last one back; within one, the next job
+	 * is taken before this one goes.
+	 */
+	for (uint32_t i = fn->queue.nlevels; i-- > 0;) {
+		for (job = fn->queue.levels[i].first; job != NULL;
+		    job = next) {
+			next = job->q.next;
+			if (!job->detached)
+				job_finish(sb, job, JOB_NO_WORKER, NULL);
+		}
+	}
 	fn_clear_idle(sb, fn);
 	fn_release(sb, fn);
 }

@@ -122,7 +122,9 @@ struct sb_job {
 	uint16_t		 meta_len;
 	int8_t			 priority;
 	uint8_t			 state;		/* enum sb_job_state */
-	bool			 has_timeout;
+	bool			 has_timeout;	/* in sb->deadlines */
+	bool			 ttl_only;	/* that deadline is detached_ttl:
+						   not the worker's business */
 	bool			 detached;
 	bool			 cancel_requested;
 	bool			 hashed;	/* in the orphan table */
@@ -244,6 +246,7 @@ struct switchboard {
 	uint64_t		 payload_bytes;	/* of every job not yet freed */
 	uint64_t		 external_bytes; /* the owner's, for max_memory */
 	uint64_t		 no_worker_wait_ms;
+	uint64_t		 detached_ttl_ms;
 	bool			 shutting_down;
 	bool			 refusing;	/* switchboard_refuse_new() */
 	char			 refusal[PROTO_ERRLEN];
@@ -463,6 +466,8 @@ stats_job_end(struct switchboard *sb, const struct sb_job *job,
 
 	st = job != NULL ? job->fn->st : stats_fn_of_run(sb, run);
 	sb->stats.results[status]++;
+	sb->stats.detached_dropped += job != NULL && job->detached &&
+	    status != JOB_OK && status != JOB_ERROR;
 	if (st != NULL) {
 		st->results[status]++;
 		st->rejected += job == NULL;
@@ -491,6 +496,8 @@ sb_send(struct switchboard *sb, void *ctx, const struct packet *p)
 }
 
 /* Sends RESULT {id, status, attempts, error?} to a client. */
+void		 sb_send_accepted(struct switchboard *sb,
+		    struct sb_client *c, const uint8_t *id);
 void		 sb_send_result(struct switchboard *sb, struct sb_client *c,
 		    const uint8_t *id, enum job_status status,
 		    uint64_t attempts, const char *error);

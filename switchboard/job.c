@@ -19,9 +19,9 @@
  * made with the switchboard's lists in a consistent state and iterations
  * never keep a pointer to something a send could have freed.
  */
-#include <string.h>
-
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "switchboard/internal.h"
 
@@ -43,6 +43,18 @@ sb_send_result(struct switchboard *sb, struct sb_client *c,
 		p.error.ptr = (const uint8_t *)error;
 		p.error.len = (uint32_t)strlen(error);
 	}
+	sb_send(sb, c->ctx, &p);
+}
+
+/* Sends ACCEPTED {id} to a client: its detached RUN is taken. */
+void
+sb_send_accepted(struct switchboard *sb, struct sb_client *c,
+    const uint8_t *id)
+{
+	struct packet	 p;
+
+	packet_init(&p, PKT_ACCEPTED);
+	memcpy(p.id, id, PROTO_ID_LEN);
 	sb_send(sb, c->ctx, &p);
 }
 
@@ -81,7 +93,8 @@ job_enqueue(struct switchboard *sb, struct sb_job *job, uint64_t now)
 	job->stamp = (uint32_t)now;
 	queue_insert(&job->fn->queue, job);
 	sb->nqueued++;
-	if (job->fn->nworkers == 0 && job->fn->standby == 0)
+	/* A detached job waits for a worker (bounded by detached_ttl). */
+	if (!job->detached && job->fn->nworkers == 0 && job->fn->standby == 0)
 		fn_set_idle(sb, job->fn, now);
 }
 
@@ -120,7 +133,7 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 		p.meta.ptr = job->payload + job->payload_len;
 		p.meta.len = job->meta_len;
 	}
-	if (job->has_timeout) {
+	if (job->has_timeout && !job->ttl_only) {
 		p.has |= PF_TIMEOUT;
 		uint64_t due = sb->deadlines.v[job->heap_idx].deadline;
 
@@ -206,6 +219,21 @@ orphan_free(struct switchboard *sb, struct sb_job *job)
 void
 job_expire(struct switchboard *sb, struct sb_job *job)
 {
+	char	ttl[32], why[80];
+
+	if (job->ttl_only) {
+		/* Running: the wait is over; its worker has it. */
+		if (job->state != SB_JOB_QUEUED) {
+			heap_remove(&sb->deadlines, job);
+			job->has_timeout = job->ttl_only = false;
+			return;
+		}
+		format_duration(sb->detached_ttl_ms, ttl, sizeof(ttl));
+		snprintf(why, sizeof(why), "waited for a worker longer than "
+		    "detached_ttl (%s)", ttl);
+		job_finish(sb, job, JOB_TIMEOUT, why);
+		return;
+	}
 	if (job->state == SB_JOB_QUEUED) {
 		job_finish(sb, job, JOB_TIMEOUT, NULL);
 		return;

@@ -55,6 +55,8 @@ switchboard_new(const struct switchboard_config *config, sb_send_cb send,
 		sb->max_memory = config->max_memory;
 		sb->max_jobs_per_client = config->max_jobs_per_client;
 	}
+	sb->detached_ttl_ms = config != NULL && config->detached_ttl_ms != 0 ?
+	    config->detached_ttl_ms : SB_DEFAULT_DETACHED_TTL_MS;
 	/* One seed per process: tables of a live switchboard depend on it. */
 	if (config != NULL && sb_live == 0)
 		sb_hash_seed = config->hash_seed;
@@ -311,7 +313,8 @@ static void
 run_refuse(struct switchboard *sb, struct sb_client *c, const struct packet *run,
     enum job_status status, const char *error)
 {
-	bool	answered = !run->detach && c != NULL;
+	/* A detached RUN is answered only when it asked (ack). */
+	bool	answered = c != NULL && (!run->detach || run->ack);
 
 	stats_job_end(sb, NULL, run, status, answered, error,
 	    error != NULL ? strlen(error) : 0);
@@ -453,7 +456,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	job->fn = fn;
 	fn->njobs++;
 	if ((w == NULL && queue_reserve(&fn->queue, priority) != 0) ||
-	    ((run->has & PF_TIMEOUT) && run->timeout_ms > 0 &&
+	    ((((run->has & PF_TIMEOUT) && run->timeout_ms > 0) || detached) &&
 	    heap_reserve(&sb->deadlines) != 0)) {
 		job_free(sb, job);
 		goto enomem_fn_gone;
@@ -485,9 +488,17 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	if ((run->has & PF_TIMEOUT) && run->timeout_ms > 0) {
 		job->has_timeout = true;
 		heap_push(&sb->deadlines, job, sat_add(now, run->timeout_ms));
+	} else if (detached) {
+		/* Bounds its wait for a worker; it has no timeout to give. */
+		job->has_timeout = job->ttl_only = true;
+		heap_push(&sb->deadlines, job, sat_add(now,
+		    sb->detached_ttl_ms));
 	}
 	sb->stats.submitted++;
 	job->stamp = (uint32_t)now;
+	/* Taken: said before anything else can happen to the job. */
+	if (detached && run->ack && c != NULL)
+		sb_send_accepted(sb, c, job->id);
 
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);

@@ -82,10 +82,14 @@ struct switchboard_config {
 						   bytes); 0: no limit */
 	uint32_t	max_jobs_per_client;	/* live attached jobs of one
 						   client; 0: no limit */
+	uint64_t	detached_ttl_ms;	/* longest a detached job
+						   without a timeout waits in
+						   its queue; 0: 7 days */
 };
 
 #define SB_DEFAULT_MAX_QUEUE		100000
 #define SB_DEFAULT_NO_WORKER_WAIT_MS	10000
+#define SB_DEFAULT_DETACHED_TTL_MS	(7ull * 24 * 3600 * 1000)
 
 /* Counters since switchboard_new(), and gauges. */
 struct sb_stats {
@@ -94,6 +98,9 @@ struct sb_stats {
 	uint64_t	retried;		/* re-dispatches after worker loss */
 	uint64_t	results[JOB__MAX];	/* terminal statuses, by status */
 	uint64_t	stale;			/* RESULT/PROGRESS dropped */
+	uint64_t	detached_dropped;	/* detached jobs taken, then
+						   dropped by the broker (not
+						   OK nor a worker's ERROR) */
 	uint64_t	progress;		/* PROGRESS forwarded */
 	uint32_t	queued;			/* jobs waiting now */
 	uint32_t	running;		/* jobs at workers now */
@@ -247,7 +254,9 @@ void	 switchboard_worker_pause(struct switchboard *sb, struct sb_worker *w,
  * out of range, meta that meta_check() refuses; the error text names the
  * field), DUPLICATE_ID, QUEUE_FULL,
  * NO_WORKER (nowait and no free slot) or SHUTTING_DOWN. A detached RUN is
- * never answered, not even a refusal. Returns 0; -ENOMEM when the job
+ * answered only when it carries ack: with ACCEPTED once it is taken (and
+ * nothing after), or with its refusal; without ack it is never answered,
+ * not even a refusal (protocol v1's contract). Returns 0; -ENOMEM when the job
  * could not be stored (it was answered QUEUE_FULL, "out of memory"); or
  * -EINVAL, with nothing sent, when c is NULL for a RUN that is not detached.
  */
@@ -278,9 +287,10 @@ int	 switchboard_progress(struct switchboard *sb, struct sb_worker *w,
 
 /*
  * Expires what is due at now: job timeouts (TIMEOUT to the client, CANCEL
- * to the worker, slot kept until the worker answers) and functions that
- * have had no worker for no_worker_wait_ms (their queued jobs get
- * NO_WORKER).
+ * to the worker, slot kept until the worker answers), detached jobs that
+ * have waited detached_ttl_ms in their queue (dropped, TIMEOUT), and
+ * functions that have had no worker for no_worker_wait_ms (their queued
+ * attached jobs get NO_WORKER; detached ones go on waiting).
  */
 void	 switchboard_tick(struct switchboard *sb, uint64_t now);
 

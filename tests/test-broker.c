@@ -1078,6 +1078,140 @@ START_TEST(heartbeat_pings_silent_peer_and_drops_dead_worker)
 }
 END_TEST
 
+/* ---- detached jobs ----------------------------------------------------- */
+
+/* Sends a detached RUN {id: [tag]*16, fn, detach, ack?, nowait?}. */
+static void
+raw_run_detached(struct raw *r, uint8_t tag, const char *fn, bool ack,
+    bool nowait, int64_t priority)
+{
+	struct packet	p;
+
+	packet_init(&p, PKT_RUN);
+	memset(p.id, tag, PROTO_ID_LEN);
+	p.fn.ptr = (const uint8_t *)fn;
+	p.fn.len = (uint32_t)strlen(fn);
+	p.payload.ptr = (const uint8_t *)"bg";
+	p.payload.len = 2;
+	p.has |= PF_PAYLOAD | PF_DETACH;
+	p.detach = true;
+	if (ack) {
+		p.has |= PF_ACK;
+		p.ack = true;
+	}
+	if (nowait) {
+		p.has |= PF_NOWAIT;
+		p.nowait = true;
+	}
+	if (priority != 0) {
+		p.has |= PF_PRIORITY;
+		p.priority = priority;
+	}
+	raw_send(r, &p);
+}
+
+/* Expects ACCEPTED for tag. */
+static void
+raw_expect_accepted(struct raw *c, uint8_t tag)
+{
+	struct packet	p;
+	uint8_t		id[PROTO_ID_LEN];
+
+	memset(id, tag, sizeof(id));
+	raw_recv(c, &p);
+	ck_assert_msg(p.type == PKT_ACCEPTED, "expected ACCEPTED for tag %u, "
+	    "got %s", tag, packet_type_name(p.type));
+	ck_assert_msg(memcmp(p.id, id, sizeof(id)) == 0, "ACCEPTED for "
+	    "another job (tag %u, want %u)", p.id[0], tag);
+	packet_clear(&p);
+}
+
+/*
+ * A detached RUN that asks (ack) gets exactly one answer: ACCEPTED once
+ * taken, or the RESULT that refuses it; one that does not ask gets none,
+ * as in protocol v1. A detached job outlives no_worker_wait, which still
+ * ends an attached job, and runs when a worker comes; its client hears
+ * nothing more of it.
+ */
+START_TEST(detached_run_answered_once_and_waits_for_a_worker)
+{
+	struct harness_broker	 b;
+	struct raw		*c, *w;
+	struct packet		 p;
+
+	harness_broker_start(&b, (const char *[]){ "--max-queue", "2",
+	    "--no-worker-wait", "300ms", NULL }, false);
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run(c, 7, "gone", "x", 0, 0);	/* attached, no worker */
+	raw_run_detached(c, 1, "later", true, false, 0);
+	raw_expect_accepted(c, 1);
+	raw_run_detached(c, 2, "later", true, false, 0);
+	raw_expect_accepted(c, 2);
+	raw_run_detached(c, 3, "later", true, false, 0);
+	raw_expect_result(c, 3, JOB_QUEUE_FULL, NULL);
+	raw_run_detached(c, 1, "other", true, false, 0);
+	raw_expect_result(c, 1, JOB_DUPLICATE_ID, NULL);
+	raw_run_detached(c, 4, "none", true, true, 0);
+	raw_expect_result(c, 4, JOB_NO_WORKER, NULL);
+	raw_run_detached(c, 5, "later", true, false, 101);
+	raw_expect_result(c, 5, JOB_BAD_REQUEST, NULL);
+	/* Without ack: nothing, neither for a refusal nor for a job taken. */
+	raw_run_detached(c, 6, "later", false, false, 0);	/* full */
+	raw_run_detached(c, 8, "quiet", false, false, 0);
+	raw_ping_pong(c, 1);
+
+	/* The attached job ends after no_worker_wait; the detached wait. */
+	raw_expect_result(c, 7, JOB_NO_WORKER, NULL);
+	usleep(400 * 1000);
+	w = raw_connect(b.unix_ep);
+	raw_hello(w, ROLE_WORKER);
+	raw_register(w, "later", 4);
+	raw_serve_one(w);
+	raw_serve_one(w);
+	/* Job 8 waited too. */
+	raw_register(w, "quiet", 1);
+	raw_recv(w, &p);
+	ck_assert_int_eq(p.type, PKT_RUN);
+	ck_assert_uint_eq(p.id[0], 8);
+	packet_clear(&p);
+	/* Its client hears nothing of jobs it left: the next is the PONG. */
+	raw_ping_pong(c, 2);
+	raw_free(w);
+	raw_free(c);
+	ck_assert_int_eq(harness_broker_stop(&b) & 0xff7f, 0);
+}
+END_TEST
+
+/*
+ * A detached job that no worker takes within detached_ttl is dropped,
+ * logged at info with its id and counted (detached_dropped).
+ */
+START_TEST(detached_ttl_drops_logged_and_counted)
+{
+	struct harness_broker	 b;
+	struct raw		*c;
+	char			*out = NULL;
+
+	harness_broker_start(&b, (const char *[]){ "--detached-ttl", "1s",
+	    NULL }, false);
+	c = raw_connect(b.unix_ep);
+	raw_hello(c, ROLE_CLIENT);
+	raw_run_detached(c, 9, "nobody-serves", true, false, 0);
+	raw_expect_accepted(c, 9);
+	ck_assert(harness_wait_log(&b, "job id=09090909-0909-0909-0909-"
+	    "090909090909 fn=\"nobody-serves\" detached=yes attempts=0: "
+	    "detached job dropped: TIMEOUT: waited for a worker longer than "
+	    "detached_ttl (1s)", 10000));
+	ck_assert_int_eq(harness_ctl(&b, true, &out, NULL, "status", NULL), 0);
+	ck_assert_msg(strstr(out, "\"detached_dropped\": 1,") != NULL, "%s",
+	    out);
+	free(out);
+	raw_free(c);
+	ck_assert_int_eq(harness_broker_stop(&b) & 0xff7f, 0);
+}
+END_TEST
+
 /* ---- admin ------------------------------------------------------------- */
 
 /* Sends ADMIN verb with no args and receives the REPLY. */
@@ -1720,7 +1854,7 @@ START_TEST(help_and_docs_list_the_same_settings)
 	/* -c, --version and --help are flags only, as the docs say. */
 	ck_assert_str_eq(from_help, "--admin-gids,--admin-token-file,"
 	    "--admin-uids,--allow-insecure-tcp,--client-gids,--client-token-file,--client-uids,"
-	    "--config,--drain-timeout,--heartbeat,"
+	    "--config,--detached-ttl,--drain-timeout,--heartbeat,"
 	    "--hello-timeout,"
 	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
 	    "--max-connections,--max-connections-per-uid,--max-frame,"
@@ -1731,7 +1865,7 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--worker-may-run,--worker-token-file,--worker-uids,");
 	ck_assert_str_eq(from_doc, "--admin-gids,--admin-token-file,"
 	    "--admin-uids,--allow-insecure-tcp,--client-gids,--client-token-file,--client-uids,"
-	    "--drain-timeout,--heartbeat,"
+	    "--detached-ttl,--drain-timeout,--heartbeat,"
 	    "--hello-timeout,--http,"
 	    "--http-timeout,--listen,--log-file,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
@@ -1830,6 +1964,8 @@ broker_suite(void)
 	tcase_add_test(tc, unix_socket_access_by_mode_group_and_role_lists);
 	tcase_add_test(tc, tokens_per_role_rotation_and_reload);
 	tcase_add_test(tc, insecure_tcp_refused_unless_allowed);
+	tcase_add_test(tc, detached_run_answered_once_and_waits_for_a_worker);
+	tcase_add_test(tc, detached_ttl_drops_logged_and_counted);
 	suite_add_tcase(s, tc);
 	return s;
 }

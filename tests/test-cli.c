@@ -1176,6 +1176,39 @@ START_TEST(lines_detach_prints_ids)
 }
 END_TEST
 
+/*
+ * run --detach prints a job's id only once the broker has taken it, and a
+ * refusal is the exit status and a sentence, in --lines mode too.
+ */
+START_TEST(run_detach_reports_refusals)
+{
+	char	*out, *err;
+
+	start_broker((const char *[]){ "--max-queue", "1", NULL });
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "q", "-d", "one",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strlen(out) == 37 && is_uuid(out) && out[36] == '\n',
+	    "%s", out);
+	free(out);
+	free(err);
+	/* Queue full: no id, QUEUE_FULL's exit status and the reason. */
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "q", "-d", "two",
+	    "--broker", broker.unix_ep, NULL), 7);
+	ck_assert_str_eq(out, "");
+	ck_assert_msg(strstr(err, "QUEUE_FULL") != NULL, "%s", err);
+	free(out);
+	free(err);
+	/* Three lines for another function: one id, two refusals. */
+	ck_assert_int_ne(cli("a\nb\nc\n", 6, &out, &err, "run", "q2",
+	    "--lines", "-d", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(err, "3 jobs: 1 submitted, 2 QUEUE_FULL") != NULL,
+	    "%s", err);
+	ck_assert_msg(is_uuid(out) && out[36] == '\n', "%s", out);
+	free(out);
+	free(err);
+}
+END_TEST
+
 /* Opens the FIFO path for writing once its reader is there; returns fd. */
 static int
 fifo_open_writer(const char *path)
@@ -2518,6 +2551,7 @@ cli_suite(void)
 	tcase_add_test(tc, lines_null_round_trips_newlines);
 	tcase_add_test(tc, lines_failures_keep_their_lines);
 	tcase_add_test(tc, lines_detach_prints_ids);
+	tcase_add_test(tc, run_detach_reports_refusals);
 	tcase_add_test(tc, lines_streams_before_end_of_input);
 	tcase_add_test(tc, lines_sigint_cancels_running_jobs);
 	suite_add_tcase(s, tc);

@@ -368,9 +368,12 @@ START_TEST(client_bad_arguments)
 		    "priority 101"));
 		ck_assert_int_eq(pb_client_run(c, "f", NULL, 0, NULL, NULL),
 		    -EINVAL);
+		/* Detached, its one answer: taken (no worker needed). */
 		o = (struct pb_run_options){ .detach = true };
-		ck_assert_int_eq(pb_client_run(c, "f", NULL, 0, &o, &r),
-		    -EINVAL);
+		ck_assert_int_eq(pb_client_run(c, "f", NULL, 0, &o, &r), 0);
+		ck_assert_int_eq(r->status, PB_ACCEPTED);
+		ck_assert_str_eq(pb_status_name(r->status), "ACCEPTED");
+		pb_result_free(r);
 		ck_assert_int_eq(pb_client_cancel(c, NULL), -EINVAL);
 		ck_assert_int_eq(pb_client_cancel(c, id), -ENOENT);
 		ck_assert_int_eq(pb_client_dispatch(c, -2), -EINVAL);
@@ -1098,8 +1101,10 @@ START_TEST(client_sync_detached)
 	c = client_start(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "d", 1, &o, NULL, NULL,
 	    NULL, id), 0);
-	ck_assert_uint_eq(pb_client_pending(c), 0);
+	/* Pending until its ACCEPTED, which comes before the sync's PONG. */
+	ck_assert_uint_eq(pb_client_pending(c), 1);
 	ck_assert_int_eq(pb_client_sync(c, WAIT_MS), 0);
+	ck_assert_uint_eq(pb_client_pending(c), 0);
 	/* The broker accepted it: the worker gets it without the client. */
 	ck_assert(pump(NULL, w, cond_held, &one, WAIT_MS));
 	ck_assert_int_eq(memcmp(pb_job_id(seen.held[0]), id, PB_ID_LEN), 0);

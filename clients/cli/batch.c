@@ -14,8 +14,8 @@
  * BATCH_WINDOW x --in-flight lines ahead of the oldest unprinted one, so a
  * slow job holds back memory, not correctness. With --unordered a result
  * is printed as soon as it arrives and its slot goes back to a free list.
- * With --detach each round of up to --in-flight submits is confirmed with
- * pb_client_sync() before its job ids are printed, in order.
+ * With --detach a line's result is its job's ACCEPTED, printed as its id,
+ * or the refusal, printed as any failure is.
  *
  * One loop drives it all: submit what fits, dispatch what arrived, print
  * what is due, and only then wait, in poll(2), on the broker's socket and
@@ -43,7 +43,6 @@
 #define BATCH_MAX_LINE		LIMIT_FRAME_MAX	/* no broker takes more */
 #define BATCH_SLICE_MS		100	/* how often a signal is looked at */
 #define BATCH_CANCEL_WAIT_MS	2000	/* how long cancels are waited for */
-#define BATCH_SYNC_MS		10000	/* --detach: wait for the broker's ack */
 
 struct batch;
 
@@ -256,6 +255,14 @@ batch_result_cb(struct pb_client *c, struct pb_result *r, void *userdata)
 	b->running--;
 	if (r->status == PB_DISCONNECTED)
 		b->saw_loss = true;
+	if (r->status == PB_ACCEPTED) {
+		char	idstr[CLI_UUID_STRLEN];
+
+		/* Taken: the line's output is its job's id. */
+		cli_uuid_string(r->id, idstr);
+		pb_result_free(r);
+		r = batch_result_new(b, PB_OK, idstr, strlen(idstr), NULL);
+	}
 	batch_finish(b, s, r);
 }
 
@@ -445,7 +452,7 @@ batch_submit_ready(struct batch *b)
 		}
 		b->saw_loss = false;
 		r = pb_client_submit(b->c, o->fn, p, len, &o->ro,
-		    o->ro.detach ? NULL : batch_result_cb, NULL, s, s->id);
+		    batch_result_cb, NULL, s, s->id);
 		/* A failover delivers the lost jobs first, from the submit. */
 		if (r == 0 && b->saw_loss && !b->adrift)
 			batch_tell_loss(b);
@@ -472,42 +479,6 @@ batch_submit_ready(struct batch *b)
 				b->lost = true;
 			}
 		}
-	}
-}
-
-/*
- * --detach: waits until the broker has every job submitted so far, then
- * gives each its id as its result; if it never confirms, they are lost.
- */
-static void
-batch_confirm(struct batch *b)
-{
-	struct batch_slot	*s;
-	char			 idstr[CLI_UUID_STRLEN];
-	uint64_t		 line;
-	int			 r;
-
-	if ((r = pb_client_sync(b->c, BATCH_SYNC_MS)) < 0 && !b->lost) {
-		fprintf(stderr, "patchbay: %s: the broker did not confirm the "
-		    "jobs: %s\n", b->o->fn, strerror(-r));
-		b->lost = true;
-		b->stop_reading = true;
-	}
-	for (line = b->next_print; line <= b->nlines; line++) {
-		s = &b->slots[(line - 1) % b->nslots];
-		if (!s->running)
-			continue;
-		s->running = false;
-		b->running--;
-		if (r < 0) {
-			s->local = true;
-			batch_finish(b, s, batch_result_new(b, PB_DISCONNECTED,
-			    NULL, 0, NULL));
-			continue;
-		}
-		cli_uuid_string(s->id, idstr);
-		batch_finish(b, s, batch_result_new(b, PB_OK, idstr,
-		    strlen(idstr), NULL));
 	}
 }
 
@@ -612,12 +583,6 @@ batch_loop(struct batch *b)
 		}
 
 		batch_submit_ready(b);
-		if (b->o->ro.detach && b->running > 0) {
-			/* The sync read what came; room for the next round. */
-			batch_confirm(b);
-			batch_print_ready(b);
-			continue;
-		}
 		batch_print_ready(b);
 		if (b->stop_reading && b->running == 0)
 			break;

@@ -167,6 +167,7 @@ cli_exit_for_status(enum pb_status status)
 {
 	switch (status) {
 	case PB_OK:
+	case PB_ACCEPTED:
 		return CLI_EXIT_OK;
 	case PB_ERROR:
 		return CLI_EXIT_ERROR;

@@ -35,7 +35,6 @@
 
 #define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
 #define RUN_SLICE_MS		100	/* how often a signal is looked at */
-#define RUN_SYNC_MS		10000	/* --detach: wait for the broker's ack */
 #define RUN_MAX_FN		255	/* bytes in a function name */
 
 /* The command line of one `patchbay run`. */
@@ -84,7 +83,9 @@ run_usage(FILE *f)
 	    "is lost\n"
 	    "  -p, --priority P     -100..100, higher runs first (default 0)\n"
 	    "  -d, --detach         do not wait: print the job id once the\n"
-	    "                       broker has it and exit 0\n"
+	    "                       broker has taken it and exit 0 (a refusal\n"
+	    "                       exits with its status); it waits for a\n"
+	    "                       worker (detached_ttl)\n"
 	    "  -n, --nowait         fail with NO_WORKER instead of queueing\n"
 	    "  -P, --progress       copy the job's progress messages to stderr\n"
 	    "  -m, --meta KEY=VALUE metadata for the worker (repeatable; keys\n"
@@ -618,6 +619,13 @@ run_report(const struct run_opts *o, const struct pb_result *r)
 
 	if (o->json)
 		return run_report_json(o, r);
+	if (r->status == PB_ACCEPTED) {
+		char	idstr[CLI_UUID_STRLEN];
+
+		cli_uuid_string(r->id, idstr);
+		printf("%s\n", idstr);
+		return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+	}
 	if (r->len > 0 && (e = cli_write_all(STDOUT_FILENO, r->payload,
 	    r->len)) < 0) {
 		fprintf(stderr, "patchbay: %s: cannot write the result (%zu "
@@ -762,7 +770,6 @@ run_main(int argc, char **argv)
 	uint8_t			*buf = NULL, id[PB_ID_LEN];
 	const void		*payload;
 	size_t			 len = 0;
-	char			 idstr[CLI_UUID_STRLEN];
 	int			 r, ret;
 
 	if ((ret = run_parse(argc, argv, &o)) >= 0) {
@@ -803,8 +810,7 @@ run_main(int argc, char **argv)
 		ret = CLI_EXIT_CANCELLED;
 		goto out;
 	}
-	r = pb_client_submit(c, o.fn, payload, len, &o.ro,
-	    o.ro.detach ? NULL : run_result_cb,
+	r = pb_client_submit(c, o.fn, payload, len, &o.ro, run_result_cb,
 	    o.progress ? run_progress_cb : NULL, &st, id);
 	if (r < 0) {
 		if (r == -EMSGSIZE) {
@@ -830,19 +836,7 @@ run_main(int argc, char **argv)
 	free(buf);
 	buf = NULL;
 
-	if (o.ro.detach) {
-		if ((r = pb_client_sync(c, RUN_SYNC_MS)) < 0) {
-			fprintf(stderr, "patchbay: %s: the broker did not "
-			    "confirm the job: %s\n", o.fn, strerror(-r));
-			ret = CLI_EXIT_CONNECTION;
-			goto out;
-		}
-		cli_uuid_string(id, idstr);
-		printf("%s\n", idstr);
-		ret = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-		goto out;
-	}
-
+	/* Detached: the wait is for ACCEPTED, or the refusal. */
 	ret = run_wait(c, &o, &st, id);
 out:
 	pb_result_free(st.result);

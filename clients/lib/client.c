@@ -84,6 +84,8 @@ pb_status_name(enum pb_status status)
 	/* pb_status mirrors job_status (checked above), plus DISCONNECTED. */
 	if (status == PB_DISCONNECTED)
 		return "DISCONNECTED";
+	if (status == PB_ACCEPTED)
+		return "ACCEPTED";
 	if ((unsigned)status >= JOB__MAX)
 		return "UNKNOWN";
 	return job_status_name((enum job_status)status);
@@ -204,6 +206,23 @@ client_abandon(struct pb_client *c, const uint8_t *id)
 	(void)common_send(&c->conn, &p);
 }
 
+/* Handles an ACCEPTED: a detached job's one answer, as PB_ACCEPTED. */
+static int
+client_accepted(struct pb_client *c, const struct packet *p)
+{
+	struct client_job	*j;
+	struct pb_result	*r;
+
+	HASH_FIND(hh, c->jobs, p->id, PB_ID_LEN, j);
+	if (j == NULL)
+		return 0;
+	if ((r = client_result_new(p->id, PB_ACCEPTED, 0, NULL, 0, NULL,
+	    0)) == NULL)
+		return -ENOMEM;
+	client_deliver(c, j, r);
+	return 0;
+}
+
 /*
  * Handles a RESULT: the job leaves the table and its result is handed on.
  * -ENOMEM leaves everything as it was, for common_process() to retry.
@@ -238,6 +257,8 @@ client_packet(struct bconn *b, const struct packet *p, void *arg)
 	switch (p->type) {
 	case PKT_RESULT:
 		return client_result(c, p);
+	case PKT_ACCEPTED:
+		return client_accepted(c, p);
 	case PKT_PROGRESS:
 		HASH_FIND(hh, c->jobs, p->id, PB_ID_LEN, j);
 		if (j != NULL && j->on_progress != NULL) {
@@ -478,7 +499,6 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 	struct packet		 p;
 	struct meta_buf		 mb;
 	struct pbytes		 meta = { NULL, 0 };
-	bool			 detach = opts != NULL && opts->detach;
 	int			 r;
 
 	if ((r = client_check_run(c, fn, payload, len, opts)) != 0)
@@ -494,7 +514,8 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 		    (unsigned long)b->max_frame);
 		return -EMSGSIZE;
 	}
-	if (!detach && (j = calloc(1, sizeof(*j))) == NULL)
+	/* A detached job too, until its ACCEPTED or refusal. */
+	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return -ENOMEM;
 
 	client_new_id(c, id);
@@ -534,8 +555,8 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 			p.priority = opts->priority;
 		}
 		if (opts->detach) {
-			p.has |= PF_DETACH;
-			p.detach = true;
+			p.has |= PF_DETACH | PF_ACK;
+			p.detach = p.ack = true;
 		}
 		if (opts->nowait) {
 			p.has |= PF_NOWAIT;
@@ -597,11 +618,6 @@ pb_client_run(struct pb_client *c, const char *fn, const void *payload,
 
 	if (c == NULL || ret == NULL)
 		return -EINVAL;
-	if (opts != NULL && opts->detach) {
-		client_set_error(c, "a detached job has no result to wait for: "
-		    "use pb_client_submit()");
-		return -EINVAL;
-	}
 	r = client_submit(c, fn, payload, len, opts, NULL, NULL, NULL, &res,
 	    id);
 	if (r != 0)
