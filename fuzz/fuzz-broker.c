@@ -460,6 +460,11 @@ fb_run(struct fb_peer *pe)
 	if (f & 0x40) {
 		p.detach = true;
 		p.has |= PF_DETACH;
+		/* Asks for its ACCEPTED or refusal: the id byte's top bit. */
+		if (kb & 0x80) {
+			p.ack = true;
+			p.has |= PF_ACK;
+		}
 	}
 	if (f & 0x80) {
 		p.nowait = true;

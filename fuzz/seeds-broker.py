@@ -24,8 +24,10 @@ def hello(peer, flags=0):
 
 
 def run(peer, k, fn=0, payload=b"", timeout=None, retries=None,
-        priority=None, detach=False, nowait=False, meta=None):
+        priority=None, detach=False, nowait=False, meta=None, ack=False):
     f = fn & 3
+    if ack:  # with detach: ACCEPTED or the refusal comes back
+        k |= 0x80
     if meta is not None:  # one of fuzz-broker.c's fb_metas
         k |= 0x08 | (meta & 7) << 4
     rest = b""
@@ -145,6 +147,14 @@ SEEDS = {
     # A full queue and no worker at all.
     "queue": bytes([0x24]) + hello(0) + run(0, 0) + run(0, 1) + run(0, 2) +
     advance(5) + hello(1) + run(1, 3, nowait=True),
+    # Detached jobs with ack: taken, refused (full, nowait, duplicate),
+    # waiting past no_worker_wait, then run by a worker.
+    "detached": bytes([0x24]) + hello(0) +
+    run(0, 0, detach=True, ack=True) + run(0, 1, detach=True, ack=True) +
+    run(0, 2, detach=True, ack=True) + run(0, 0, detach=True, ack=True) +
+    run(0, 3, fn=1, detach=True, ack=True, nowait=True) +
+    run(0, 4, fn=2, detach=True) + advance(seconds=2) + hello(2) +
+    register(2, 7, 4) + result(2) + result(2),
 }
 
 
