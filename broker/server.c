@@ -141,7 +141,8 @@ server_sb_job_end(const struct sb_job_end *o, void *arg)
 	if (level == LOG_LEVEL_INFO)
 		log_info("job id=%s fn=\"%s\"%s%s attempts=%u: %s%s%s", id, fn,
 		    o->detached ? " detached=yes" : "", who, o->attempts,
-		    o->detached ? "detached job dropped: " : "",
+		    !o->detached ? "" : o->status == JOB_ERROR ?
+		    "detached job failed: " : "detached job dropped: ",
 		    job_status_name(o->status), err);
 	else
 		log_debug("job id=%s fn=\"%s\"%s attempts=%u: %s%s", id, fn,

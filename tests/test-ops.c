@@ -402,7 +402,8 @@ START_TEST(ops_job_failures_logged)
 {
 	char		 conf[300], *log, *out, *err;
 	const char	*extra[] = { "-c", conf, "--log-level", "info",
-			    "--no-worker-wait", "0", NULL };
+			    "--no-worker-wait", "0", "--detached-ttl", "1s",
+			    NULL };
 	int		 status;
 
 	write_file(conf, sizeof(conf), "p.conf",
@@ -454,7 +455,8 @@ START_TEST(ops_job_failures_logged)
 	/* The detached job's id is the one `run --detach` printed. */
 	out[strcspn(out, "\n")] = '\0';
 	ck_assert_msg(line_with(log, out, "fn=\"nobody\" detached=yes "
-	    "attempts=0: detached job dropped: NO_WORKER"), "%s", log);
+	    "attempts=0: detached job dropped: TIMEOUT: waited for a worker "
+	    "longer than detached_ttl (1s)"), "%s", log);
 	/* Frames are for debug only. */
 	ck_assert(strstr(log, "debug patchbayd:") == NULL);
 	ck_assert(strstr(log, ": got RUN") == NULL);
