@@ -732,18 +732,25 @@ config_key_limit(struct config_parser *cp, const char *key,
 	return 0;
 }
 
+/* True when s[0..len) is a variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static bool
+config_var_name_valid(const char *s, size_t len)
+{
+	if (len == 0 || isdigit((unsigned char)*s))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return false;
+	return true;
+}
+
 /* True when the name part of "NAME=VALUE" is a valid variable name. */
 static bool
 config_env_name_valid(const char *s)
 {
 	const char	*eq = strchr(s, '=');
 
-	if (eq == NULL || eq == s || isdigit((unsigned char)*s))
-		return false;
-	for (; s < eq; s++)
-		if (!isalnum((unsigned char)*s) && *s != '_')
-			return false;
-	return true;
+	return eq != NULL && config_var_name_valid(s, (size_t)(eq - s));
 }
 
 /* environment = NAME=VALUE ... (may repeat; adds to the list). */
@@ -782,18 +789,6 @@ fail:
 	return -1;
 }
 
-/* True when s is a variable name: [A-Za-z_][A-Za-z0-9_]*. */
-static bool
-config_var_name_valid(const char *s)
-{
-	if (*s == '\0' || isdigit((unsigned char)*s))
-		return false;
-	for (; *s != '\0'; s++)
-		if (!isalnum((unsigned char)*s) && *s != '_')
-			return false;
-	return true;
-}
-
 /*
  * env_keep = NAME[,NAME...]: variables of patchbayd's own environment that
  * its processes get too. Only names: the values are read when a process
@@ -812,7 +807,7 @@ config_key_env_keep(struct config_parser *cp, const char *key,
 	}
 	for (name = strtok_r(copy, ", \t", &save); name != NULL;
 	    name = strtok_r(NULL, ", \t", &save)) {
-		if (!config_var_name_valid(name)) {
+		if (!config_var_name_valid(name, strlen(name))) {
 			config_error(cp, -EINVAL, "key '%s' of [pool:%s]: "
 			    "expected variable names (letters, digits and "
 			    "'_', not starting with a digit) separated by "

@@ -224,6 +224,18 @@ conn_lost(struct conn *c, const char *why)
 	conn_schedule_finish(c);
 }
 
+/* n bytes of output went to the socket (or into TLS records). */
+static inline void
+conn_wrote(struct conn *c, size_t n)
+{
+	c->out_start += n;
+	conn_out_total -= n;
+	c->stats.bytes_sent += n;
+	c->stats.last_ms = conn_read_turn ? conn_read_now : clock_now_ms();
+	if (c->stats.first_ms == 0)
+		c->stats.first_ms = c->stats.last_ms;
+}
+
 /*
  * TLS: why a session failed, from OpenSSL's first queued error ("wrong
  * version number" for a peer that speaks something else) or the
@@ -304,13 +316,7 @@ conn_tls_write(struct conn *c)
 		n = SSL_write(c->ssl, c->out + c->out_start, len > INT32_MAX ?
 		    INT32_MAX : (int)len);
 		if (n > 0) {
-			c->out_start += (size_t)n;
-			conn_out_total -= (size_t)n;
-			c->stats.bytes_sent += (size_t)n;
-			c->stats.last_ms = conn_read_turn ? conn_read_now :
-			    clock_now_ms();
-			if (c->stats.first_ms == 0)
-				c->stats.first_ms = c->stats.last_ms;
+			conn_wrote(c, (size_t)n);
 			continue;
 		}
 		e = SSL_get_error(c->ssl, n);
@@ -347,13 +353,7 @@ conn_write_out(struct conn *c)
 		n = write(c->fd, c->out + c->out_start,
 		    c->out_end - c->out_start);
 		if (n > 0) {
-			c->out_start += (size_t)n;
-			conn_out_total -= (size_t)n;
-			c->stats.bytes_sent += (size_t)n;
-			c->stats.last_ms = conn_read_turn ? conn_read_now :
-			    clock_now_ms();
-			if (c->stats.first_ms == 0)
-				c->stats.first_ms = c->stats.last_ms;
+			conn_wrote(c, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
