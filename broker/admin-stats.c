@@ -194,7 +194,7 @@ admin_stats_job(const struct sb_job_info *ji, void *arg)
 
 	if (aj->fn != NULL && strcmp(aj->fn, ji->fn) != 0)
 		return;
-	if (aj->state >= 0 && aj->state != (int)ji->running)
+	if (aj->state >= 0 && aj->state != (ji->delayed ? 2 : (int)ji->running))
 		return;
 	if (aj->client != NULL &&
 	    (client == NULL || !admin_stats_peer_is(client, aj->client)))
@@ -202,19 +202,27 @@ admin_stats_job(const struct sb_job_info *ji, void *arg)
 	if (aj->matched++ >= aj->limit || !aj->pack)
 		return;
 	uuid_unparse_lower(ji->id, id);
-	msgpack_pack_map(pk, 12);
+	msgpack_pack_map(pk, 13);
 	admin_pack_kv_str(pk, "id", id);
 	admin_pack_kv_str(pk, "function", ji->fn);
 	admin_stats_pack_peer(pk, "client", client);
 	admin_stats_pack_peer(pk, "worker", worker);
 	admin_pack_kv_uint(pk, "attempt", ji->attempt);
-	admin_pack_kv_str(pk, "state", ji->running ? "running" : "queued");
+	admin_pack_kv_str(pk, "state", ji->running ? "running" :
+	    ji->delayed ? "delayed" : "queued");
 	proto_pack_str(pk, "priority");
 	msgpack_pack_int64(pk, ji->priority);
 	admin_pack_kv_uint(pk, "age_ms", aj->now > ji->since ?
 	    aj->now - ji->since : 0);
+	/* A delayed job's deadline is when it is due. */
 	proto_pack_str(pk, "timeout_left_ms");
-	if (ji->deadline == 0)
+	if (ji->deadline == 0 || ji->delayed)
+		msgpack_pack_nil(pk);
+	else
+		msgpack_pack_uint64(pk, ji->deadline > aj->now ?
+		    ji->deadline - aj->now : 0);
+	proto_pack_str(pk, "due_in_ms");
+	if (!ji->delayed)
 		msgpack_pack_nil(pk);
 	else
 		msgpack_pack_uint64(pk, ji->deadline > aj->now ?
@@ -280,9 +288,11 @@ admin_stats_jobs(struct server *srv, struct peer *p,
 			aj.state = 0;
 		else if (strcmp(state, "running") == 0)
 			aj.state = 1;
+		else if (strcmp(state, "delayed") == 0)
+			aj.state = 2;
 		else {
 			snprintf(err, PROTO_ERRLEN, "jobs: 'state' must be "
-			    "queued or running");
+			    "queued, running or delayed");
 			return -1;
 		}
 	}

@@ -435,7 +435,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	switchboard_stats(srv->sb, &st);
 	for (int i = 0; i < JOB__MAX; i++)
 		total += st.results[i];
-	msgpack_pack_map(pk, 21);
+	msgpack_pack_map(pk, 22);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
 	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
@@ -445,6 +445,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	admin_pack_kv_uint(pk, "workers", st.workers);
 	admin_pack_kv_uint(pk, "functions", st.functions);
 	admin_pack_kv_uint(pk, "queued", st.queued);
+	admin_pack_kv_uint(pk, "delayed", st.delayed);
 	admin_pack_kv_uint(pk, "running", st.running);
 	admin_pack_kv_uint(pk, "submitted", st.submitted);
 	admin_pack_kv_uint(pk, "dispatched", st.dispatched);

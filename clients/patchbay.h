@@ -159,6 +159,14 @@ struct pb_run_options {
 	 * flag set) unless meta has one, so that the job starts a trace.
 	 */
 	bool		 trace;
+	/*
+	 * A delayed job: due delay_ms from now, or at run_at_ms (Unix time in
+	 * ms, by the broker's clock; one in the past is due at once), not
+	 * both, at most 366 days away, and not with nowait. Its timeout_ms
+	 * counts from when it is due.
+	 */
+	uint64_t	 delay_ms;
+	uint64_t	 run_at_ms;
 };
 
 /*

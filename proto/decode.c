@@ -521,6 +521,12 @@ dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
 	case K_RETRIES:
 		num = &p->retries;
 		break;
+	case K_DELAY_MS:
+		num = &p->delay_ms;
+		break;
+	case K_RUN_AT:
+		num = &p->run_at;
+		break;
 	case K_N:
 		num = &p->n;
 		break;
@@ -635,6 +641,10 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 		return (dec_uint(p, k, &v, &p->timeout_ms, err));
 	case K_RETRIES:
 		return (dec_uint(p, k, &v, &p->retries, err));
+	case K_DELAY_MS:
+		return (dec_uint(p, k, &v, &p->delay_ms, err));
+	case K_RUN_AT:
+		return (dec_uint(p, k, &v, &p->run_at, err));
 	case K_PRIORITY:
 		if (!dec_is_int(&v))
 			return (dec_wrong_type(p, k, "an integer", &v, err));

@@ -343,6 +343,10 @@ enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
 		return (enc_uint(o, p->timeout_ms));
 	case K_RETRIES:
 		return (enc_uint(o, p->retries));
+	case K_DELAY_MS:
+		return (enc_uint(o, p->delay_ms));
+	case K_RUN_AT:
+		return (enc_uint(o, p->run_at));
 	case K_PRIORITY:
 		return (enc_int(o, p->priority));
 	case K_DETACH:

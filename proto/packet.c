@@ -45,6 +45,8 @@ const char *const packet_keys[K__MAX] = {
 	[K_DETACH] = "\xa6" "detach",
 	[K_NOWAIT] = "\xa6" "nowait",
 	[K_ACK] = "\xa3" "ack",
+	[K_DELAY_MS] = "\xa8" "delay_ms",
+	[K_RUN_AT] = "\xa6" "run_at",
 	[K_META] = "\xa4" "meta",
 	[K_STATUS] = "\xa6" "status",
 	[K_ERROR] = "\xa5" "error",
@@ -70,6 +72,8 @@ const uint32_t packet_key_flags[K__MAX] = {
 	[K_DETACH] = PF_DETACH,
 	[K_NOWAIT] = PF_NOWAIT,
 	[K_ACK] = PF_ACK,
+	[K_DELAY_MS] = PF_DELAY,
+	[K_RUN_AT] = PF_RUN_AT,
 	[K_ERROR] = PF_ERROR,
 	[K_ARGS] = PF_ARGS,
 	[K_DATA] = PF_DATA,
@@ -93,8 +97,11 @@ const uint8_t packet_flag_keys[32] = {
 	[11] = K_ID,		/* PF_ID */
 	[12] = K_META,		/* PF_META */
 	[13] = K_ACK,		/* PF_ACK */
+	[14] = K_DELAY_MS,	/* PF_DELAY */
+	[15] = K_RUN_AT,	/* PF_RUN_AT */
 };
-_Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12 && PF_ACK == 1u << 13,
+_Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12 &&
+    PF_ACK == 1u << 13 && PF_DELAY == 1u << 14 && PF_RUN_AT == 1u << 15,
     "packet_flag_keys follows the PF_* bits");
 
 /* Required and optional keys of each packet type in each direction. */
@@ -109,7 +116,8 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 			KB(K_T) | KB(K_ID) | KB(K_FN),
 			KB(K_PAYLOAD) | KB(K_TIMEOUT_MS) | KB(K_RETRIES) |
 			KB(K_PRIORITY) | KB(K_DETACH) | KB(K_NOWAIT) |
-			KB(K_ACK) | KB(K_META) },
+			KB(K_ACK) | KB(K_DELAY_MS) | KB(K_RUN_AT) |
+			KB(K_META) },
 		[PKT_CANCEL] = {
 			KB(K_T) | KB(K_ID), 0 },
 		[PKT_PROGRESS] = {
@@ -254,7 +262,12 @@ packet_key_find(const uint8_t *s, size_t len)
 			k = K_NOWAIT;
 			break;
 		case 'r':
-			k = K_REASON;
+			if (s[1] == 'e')
+				k = K_REASON;
+			else if (s[1] == 'u')
+				k = K_RUN_AT;
+			else
+				return (-1);
 			break;
 		case 's':
 			if (s[1] == 'e')
@@ -290,6 +303,9 @@ packet_key_find(const uint8_t *s, size_t len)
 		switch (s[0]) {
 		case 'a':
 			k = K_ATTEMPTS;
+			break;
+		case 'd':
+			k = K_DELAY_MS;
 			break;
 		case 'c':
 			k = K_CAPACITY;

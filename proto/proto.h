@@ -221,6 +221,8 @@ struct packet {
 	bool			 detach;	/* PF_DETACH */
 	bool			 nowait;	/* PF_NOWAIT */
 	bool			 ack;		/* PF_ACK: answer a detached RUN */
+	uint64_t		 delay_ms;	/* PF_DELAY: due this much later */
+	uint64_t		 run_at;	/* PF_RUN_AT: due then (Unix ms) */
 	/*
 	 * RUN meta (PF_META): the whole encoded map, a map of str to str as
 	 * the decoder checked it; spliced in verbatim by the encoder. Its
@@ -276,7 +278,9 @@ struct packet {
 #define PF_ID		(1u << 11)	/* ERROR carries an id */
 #define PF_META		(1u << 12)
 #define PF_ACK		(1u << 13)
-#define PF_ALL		((PF_ACK << 1) - 1)	/* every bit above */
+#define PF_DELAY	(1u << 14)
+#define PF_RUN_AT	(1u << 15)
+#define PF_ALL		((PF_RUN_AT << 1) - 1)	/* every bit above */
 
 /* frame.c */
 

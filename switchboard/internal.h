@@ -54,6 +54,7 @@ enum sb_job_state {
 	SB_JOB_QUEUED,
 	SB_JOB_RUNNING,
 	SB_JOB_ORPHAN,
+	SB_JOB_DELAYED,		/* in sb->deadlines until it is due */
 };
 
 /* A job with a timeout and when it is due: an entry of sb->deadlines. */
@@ -111,6 +112,8 @@ struct sb_job {
 	uint32_t		 attempt;	/* dispatches so far */
 	uint32_t		 max_attempts;	/* 1 + retries */
 	uint32_t		 payload_len;
+	/* A delayed job's timeout, which counts from when it is due. */
+	uint64_t		 timeout_ms;
 	uint32_t		 stamp;		/* the clock's low 32 bits when
 						   queued, then dispatched */
 	/*
@@ -197,6 +200,7 @@ struct sb_fn {
 	uint32_t		 running;	/* live jobs running */
 	uint32_t		 njobs;		/* jobs pointing here, any state */
 	uint32_t		 standby;	/* on-demand pools that serve it */
+	uint32_t		 ndelayed;	/* delayed jobs, not yet due */
 	bool			 idle;		/* no_worker_since is set */
 	bool			 draining;	/* on a worker_remove drain list */
 	uint64_t		 no_worker_since;
@@ -262,6 +266,7 @@ struct switchboard {
 	uint64_t		 reg_gen;
 	uint32_t		 nqueued;
 	uint32_t		 nrunning;
+	uint32_t		 ndelayed;
 	uint32_t		 nworkers;
 	uint32_t		 nclients;
 	struct sb_stats		 stats;		/* the counters only */
@@ -576,6 +581,15 @@ job_free(struct switchboard *sb, struct sb_job *job)
 }
 
 /* Answers a live job with a terminal status and frees it. */
+/* Adds b to a, saturating at UINT64_MAX instead of wrapping. */
+static inline uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+	return (b > UINT64_MAX - a) ? UINT64_MAX : a + b;
+}
+
+void		 job_due(struct switchboard *sb, struct sb_job *job,
+		    uint64_t now);
 void		 job_finish(struct switchboard *sb, struct sb_job *job,
 		    enum job_status status, const char *error);
 

@@ -159,6 +159,10 @@ job_unlink_live(struct switchboard *sb, struct sb_job *job)
 		job_dequeue(sb, job);
 	else if (job->state == SB_JOB_RUNNING)
 		job_leave_worker(sb, job);
+	else if (job->state == SB_JOB_DELAYED) {
+		job->fn->ndelayed--;
+		sb->ndelayed--;
+	}
 }
 
 /* Answers a live job with a terminal status and frees it. */
@@ -221,6 +225,10 @@ job_expire(struct switchboard *sb, struct sb_job *job)
 {
 	char	ttl[32], why[80];
 
+	if (job->state == SB_JOB_DELAYED) {
+		job_due(sb, job, sb->now);
+		return;
+	}
 	if (job->ttl_only) {
 		/* Running: the wait is over; its worker has it. */
 		if (job->state != SB_JOB_QUEUED) {
@@ -240,6 +248,40 @@ job_expire(struct switchboard *sb, struct sb_job *job)
 	}
 	job_answer(sb, job, JOB_TIMEOUT, NULL);
 	job_orphan(sb, job);
+}
+
+/*
+ * A delayed job is due: its timeout (or, detached, its detached_ttl)
+ * starts now, and it is dispatched or queued as if it had just arrived.
+ */
+void
+job_due(struct switchboard *sb, struct sb_job *job, uint64_t now)
+{
+	struct sb_worker	*w = fn_pick_worker(job->fn);
+
+	/* Counted against max_queue when it came: only memory can fail. */
+	if (w == NULL && queue_reserve(&job->fn->queue, job->priority) != 0) {
+		job_finish(sb, job, JOB_QUEUE_FULL, "out of memory");
+		return;
+	}
+	heap_remove(&sb->deadlines, job);
+	job->has_timeout = false;
+	job->fn->ndelayed--;
+	sb->ndelayed--;
+	/* Out of the heap just now: the push cannot need more room. */
+	if (job->timeout_ms > 0) {
+		job->has_timeout = true;
+		heap_push(&sb->deadlines, job, sat_add(now, job->timeout_ms));
+	} else if (job->detached) {
+		job->has_timeout = job->ttl_only = true;
+		heap_push(&sb->deadlines, job, sat_add(now,
+		    sb->detached_ttl_ms));
+	}
+	job->stamp = (uint32_t)now;
+	if (w != NULL)
+		job_dispatch(sb, job, w, now);
+	else
+		job_enqueue(sb, job, now);
 }
 
 /* Finds w's live running job for (id, attempt); NULL when none. */

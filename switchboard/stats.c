@@ -222,6 +222,7 @@ stats_job_info(const struct switchboard *sb, const struct sb_job *job,
 	info->attempt = job->attempt;
 	info->max_attempts = job->max_attempts;
 	info->running = job->state == SB_JOB_RUNNING;
+	info->delayed = job->state == SB_JOB_DELAYED;
 	info->detached = job->detached;
 	info->priority = job->priority;
 	info->since = sb->now - (uint32_t)((uint32_t)sb->now - job->stamp);
@@ -233,7 +234,10 @@ stats_job_info(const struct switchboard *sb, const struct sb_job *job,
 	info->meta.len = job->meta_len;
 }
 
-/* Every live job: queued ones by function, then running ones by worker. */
+/*
+ * Every live job: queued ones by function, then running ones by worker,
+ * then the delayed ones (in the deadline heap's order).
+ */
 void
 switchboard_foreach_job(const struct switchboard *sb,
     void (*cb)(const struct sb_job_info *, void *), void *arg)
@@ -259,6 +263,13 @@ switchboard_foreach_job(const struct switchboard *sb,
 			stats_job_info(sb, job, &info);
 			cb(&info, arg);
 		}
+	}
+	for (uint32_t i = 0; i < sb->deadlines.n; i++) {
+		job = sb->deadlines.v[i].job;
+		if (job->state != SB_JOB_DELAYED)
+			continue;
+		stats_job_info(sb, job, &info);
+		cb(&info, arg);
 	}
 }
 

@@ -17,13 +17,6 @@
 
 #include "switchboard/internal.h"
 
-/* Adds b to a, saturating at UINT64_MAX instead of wrapping. */
-static uint64_t
-sat_add(uint64_t a, uint64_t b)
-{
-	return (b > UINT64_MAX - a) ? UINT64_MAX : a + b;
-}
-
 /* The seed of the tables' hash; see internal.h. */
 uint64_t		sb_hash_seed;
 
@@ -323,6 +316,42 @@ run_refuse(struct switchboard *sb, struct sb_client *c, const struct packet *run
 }
 
 /*
+ * How long a RUN waits before it is due, from delay_ms or run_at (Unix
+ * ms, against the wall clock; one in the past is due now). 0, or -1 with
+ * the sentence for its BAD_REQUEST in err: both given, more than
+ * SB_MAX_DELAY_MS, or with nowait (there is no worker to look for yet).
+ */
+static int
+run_delay(const struct packet *run, uint64_t *ret, char *err)
+{
+	uint64_t	delay = 0, wall;
+
+	*ret = 0;
+	if ((run->has & PF_DELAY) && (run->has & PF_RUN_AT)) {
+		snprintf(err, PROTO_ERRLEN, "give delay_ms or run_at, not both");
+		return -1;
+	}
+	if (run->has & PF_DELAY)
+		delay = run->delay_ms;
+	else if (run->has & PF_RUN_AT) {
+		wall = clock_wall_ms();
+		delay = run->run_at > wall ? run->run_at - wall : 0;
+	}
+	if (delay > SB_MAX_DELAY_MS) {
+		snprintf(err, PROTO_ERRLEN, "%s is more than 366 days away",
+		    (run->has & PF_DELAY) ? "delay_ms" : "run_at");
+		return -1;
+	}
+	if (delay > 0 && run->nowait) {
+		snprintf(err, PROTO_ERRLEN, "nowait and a delay: a delayed job "
+		    "looks for its worker when it is due");
+		return -1;
+	}
+	*ret = delay;
+	return 0;
+}
+
+/*
  * Checks a RUN against the limits that do not depend on its function:
  * max_jobs_per_client (live attached jobs of this client) and max_memory
  * (payloads held, plus what the owner counts, plus this one). 0, or -1
@@ -374,6 +403,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 {
 	char			 err[PROTO_ERRLEN];
 	bool			 detached = run->detach;
+	uint64_t		 delay;
 	struct sb_job		*job;
 	struct sb_fn		*fn;
 	struct sb_worker	*w;
@@ -419,6 +449,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
+	if (run_delay(run, &delay, err) != 0) {
+		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
+		return 0;
+	}
 	if (table_find(&sb->routes, run->id, 0) != NULL) {
 		run_refuse(sb, c, run, JOB_DUPLICATE_ID, NULL);
 		return 0;
@@ -430,14 +464,14 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	}
 
 	fn = fn_find(sb, run->fn.ptr, run->fn.len);
-	w = fn != NULL ? fn_pick_worker(fn) : NULL;
+	w = fn != NULL && delay == 0 ? fn_pick_worker(fn) : NULL;
 	if (w == NULL) {
 		if (run->nowait) {
 			run_refuse(sb, c, run, JOB_NO_WORKER,
 			    NULL);
 			return 0;
 		}
-		if (fn != NULL && (fn->queue.n >= sb->max_queue ||
+		if (fn != NULL && (fn->queue.n + fn->ndelayed >= sb->max_queue ||
 		    (sb->max_queue_bytes != 0 && fn->queue.bytes +
 		    run->payload.len > sb->max_queue_bytes))) {
 			run_queue_full(sb, fn, err);
@@ -455,9 +489,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		goto enomem;
 	job->fn = fn;
 	fn->njobs++;
-	if ((w == NULL && queue_reserve(&fn->queue, priority) != 0) ||
-	    ((((run->has & PF_TIMEOUT) && run->timeout_ms > 0) || detached) &&
-	    heap_reserve(&sb->deadlines) != 0)) {
+	if ((w == NULL && delay == 0 &&
+	    queue_reserve(&fn->queue, priority) != 0) ||
+	    ((((run->has & PF_TIMEOUT) && run->timeout_ms > 0) || detached ||
+	    delay > 0) && heap_reserve(&sb->deadlines) != 0)) {
 		job_free(sb, job);
 		goto enomem_fn_gone;
 	}
@@ -485,7 +520,15 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		TAILQ_INSERT_TAIL(&c->jobs, job, client_entry);
 		c->njobs++;
 	}
-	if ((run->has & PF_TIMEOUT) && run->timeout_ms > 0) {
+	if (delay > 0) {
+		/* Its timeout, or detached_ttl, starts when it is due. */
+		job->state = SB_JOB_DELAYED;
+		job->timeout_ms = (run->has & PF_TIMEOUT) ? run->timeout_ms : 0;
+		job->has_timeout = true;
+		heap_push(&sb->deadlines, job, sat_add(now, delay));
+		fn->ndelayed++;
+		sb->ndelayed++;
+	} else if ((run->has & PF_TIMEOUT) && run->timeout_ms > 0) {
 		job->has_timeout = true;
 		heap_push(&sb->deadlines, job, sat_add(now, run->timeout_ms));
 	} else if (detached) {
@@ -502,7 +545,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);
-	else
+	else if (delay == 0)
 		job_enqueue(sb, job, now);
 	return 0;
 
@@ -525,7 +568,7 @@ switchboard_cancel(struct switchboard *sb, struct sb_client *c,
 	job = table_find(&sb->routes, id, 0);
 	if (job == NULL || c == NULL || job->client != c)
 		return -ENOENT;
-	if (job->state == SB_JOB_QUEUED) {
+	if (job->state == SB_JOB_QUEUED || job->state == SB_JOB_DELAYED) {
 		job_finish(sb, job, JOB_CANCELLED, NULL);
 		return 0;
 	}
@@ -659,6 +702,14 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 
 	sb->now = now;
 	sb->shutting_down = true;
+	/* Delayed jobs first: finishing one moves the last entry to i. */
+	for (uint32_t i = 0; i < sb->deadlines.n;) {
+		job = sb->deadlines.v[i].job;
+		if (job->state == SB_JOB_DELAYED)
+			job_finish(sb, job, JOB_SHUTTING_DOWN, NULL);
+		else
+			i++;
+	}
 	HASH_ITER(hh, sb->fns, fn, tmp) {
 		/* Keep fn alive while its last queued job goes. */
 		fn->draining = true;
@@ -752,6 +803,7 @@ switchboard_stats(const struct switchboard *sb, struct sb_stats *ret)
 {
 	*ret = sb->stats;
 	ret->queued = sb->nqueued;
+	ret->delayed = sb->ndelayed;
 	ret->running = sb->nrunning;
 	ret->workers = sb->nworkers;
 	ret->clients = sb->nclients;

@@ -90,6 +90,7 @@ struct switchboard_config {
 #define SB_DEFAULT_MAX_QUEUE		100000
 #define SB_DEFAULT_NO_WORKER_WAIT_MS	10000
 #define SB_DEFAULT_DETACHED_TTL_MS	(7ull * 24 * 3600 * 1000)
+#define SB_MAX_DELAY_MS			(366ull * 24 * 3600 * 1000)
 
 /* Counters since switchboard_new(), and gauges. */
 struct sb_stats {
@@ -103,6 +104,7 @@ struct sb_stats {
 						   OK nor a worker's ERROR) */
 	uint64_t	progress;		/* PROGRESS forwarded */
 	uint32_t	queued;			/* jobs waiting now */
+	uint32_t	delayed;		/* jobs not due yet */
 	uint32_t	running;		/* jobs at workers now */
 	uint32_t	workers;
 	uint32_t	clients;
@@ -175,7 +177,10 @@ struct sb_job_info {
 						   running, else NULL */
 	uint32_t	 attempt;		/* dispatches so far */
 	uint32_t	 max_attempts;
-	bool		 running;		/* else queued */
+	bool		 running;		/* else queued or delayed */
+	bool		 delayed;		/* not due yet: since is when
+						   it was submitted, deadline
+						   when it is due */
 	bool		 detached;
 	int		 priority;
 	uint64_t	 since;			/* queued or dispatched then */

@@ -1209,6 +1209,60 @@ START_TEST(run_detach_reports_refusals)
 }
 END_TEST
 
+/*
+ * Delayed jobs: --delay runs no earlier than due, a detached one waits in
+ * `ctl jobs --state delayed` with the time until it is due, --at in the
+ * past runs at once, and a time without a zone is a usage error.
+ */
+START_TEST(run_delay_and_at)
+{
+	unsigned long long	 t0;
+	char			*out, *err;
+
+	start_broker(NULL);
+	start_worker("echo", "cat", 2);
+	t0 = harness_now_ms();
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "echo", "--delay",
+	    "1s", "x", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "x");
+	ck_assert_msg(harness_now_ms() - t0 >= 1000, "ran after %llu ms",
+	    harness_now_ms() - t0);
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "--delay", "1h",
+	    "later", "x", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert(is_uuid(out));
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "--json", "jobs",
+	    "--state", "delayed", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(out, "\"function\": \"later\"") != NULL &&
+	    strstr(out, "\"state\": \"delayed\"") != NULL &&
+	    strstr(out, "\"due_in_ms\": 3") != NULL, "%s", out);
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "echo", "--at",
+	    "2020-01-01T00:00Z", "y", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "y");
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "echo", "--at",
+	    "2026-12-24T18:00", "y", "--broker", broker.unix_ep, NULL), 2);
+	ck_assert_msg(strstr(err, "has no time zone") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "echo", "--at",
+	    "2020-01-01T00:00Z", "--delay", "1s", "y", "--broker",
+	    broker.unix_ep, NULL), 8);	/* BAD_REQUEST */
+	ck_assert_msg(strstr(err, "give delay_ms or run_at, not both") !=
+	    NULL, "%s", err);
+	free(out);
+	free(err);
+}
+END_TEST
+
 /* Opens the FIFO path for writing once its reader is there; returns fd. */
 static int
 fifo_open_writer(const char *path)
@@ -2552,6 +2606,7 @@ cli_suite(void)
 	tcase_add_test(tc, lines_failures_keep_their_lines);
 	tcase_add_test(tc, lines_detach_prints_ids);
 	tcase_add_test(tc, run_detach_reports_refusals);
+	tcase_add_test(tc, run_delay_and_at);
 	tcase_add_test(tc, lines_streams_before_end_of_input);
 	tcase_add_test(tc, lines_sigint_cancels_running_jobs);
 	suite_add_tcase(s, tc);

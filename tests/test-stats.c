@@ -426,7 +426,7 @@ START_TEST(stats_bad_arguments_are_usage_errors)
 	start_mix();
 	ck_assert_int_eq(ctl(false, &out, &err, "jobs", "--state", "done",
 	    END), 2);
-	ck_assert_msg(strstr(err, "expected queued or running") != NULL,
+	ck_assert_msg(strstr(err, "expected queued, running or delayed") != NULL,
 	    "%s", err);
 	free(out);
 	free(err);

@@ -457,6 +457,153 @@ START_TEST(run_duplicate_id_detached_silent)
 }
 END_TEST
 
+/*
+ * A delayed RUN is dispatched no earlier than due; its timeout counts from
+ * then; a delayed job counts against max_queue, can be cancelled, goes
+ * with its client, and is answered SHUTTING_DOWN at shutdown.
+ */
+START_TEST(run_delayed_due_then_dispatched)
+{
+	struct sb_client	*a = client(&c1);
+	const struct sent	*s;
+
+	worker(&w1p, 4, "f");
+	run_packet(1, "f");
+	pkt.has |= PF_DELAY | PF_TIMEOUT;
+	pkt.delay_ms = 500;
+	pkt.timeout_ms = 100;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(count(NULL, PKT_RUN, 1), 0);
+	ck_assert_uint_eq(stats().delayed, 1);
+	ck_assert_uint_eq(switchboard_next_deadline(sb), now + 500);
+	now += 499;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RUN, 1), 0);
+	now += 1;
+	switchboard_tick(sb, now);
+	assert_run_at(&w1p, 1, 1);
+	ck_assert_uint_eq(stats().delayed, 0);
+	/* The timeout starts at the due time: 100 ms from now, not gone. */
+	s = find(&w1p, PKT_RUN, 1, 0);
+	ck_assert_uint_eq(s->timeout_ms, 100);
+	now += 100;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(result_of(1)->status, JOB_TIMEOUT);
+
+	/* Cancelled while delayed: CANCELLED at once, never dispatched. */
+	run_packet(2, "f");
+	pkt.has |= PF_DELAY;
+	pkt.delay_ms = 1000;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(switchboard_cancel(sb, a, pkt.id, now), 0);
+	ck_assert_int_eq(result_of(2)->status, JOB_CANCELLED);
+	now += 2000;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RUN, 2), 0);
+	ck_assert_uint_eq(stats().delayed, 0);
+
+	/* Its client leaves: the delayed job goes with it. */
+	run_packet(3, "f");
+	pkt.has |= PF_DELAY;
+	pkt.delay_ms = 1000;
+	ck_assert_int_eq(submit(a), 0);
+	switchboard_client_remove(sb, a, now);
+	now += 2000;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(NULL, PKT_RUN, 3), 0);
+	ck_assert_uint_eq(stats().delayed, 0);
+}
+END_TEST
+
+/* Delays refused, and limits: both keys, too far, nowait, max_queue. */
+START_TEST(run_delayed_refusals_and_limits)
+{
+	struct switchboard_config	 cfg = { .max_queue = 2 };
+	struct sb_client		*a;
+
+	sb_reset(&cfg);
+	a = client(&c1);
+	run_packet(1, "f");
+	pkt.has |= PF_DELAY | PF_RUN_AT;
+	pkt.delay_ms = 10;
+	pkt.run_at = 10;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_BAD_REQUEST);
+	ck_assert_str_eq(result_of(1)->error,
+	    "give delay_ms or run_at, not both");
+	run_packet(2, "f");
+	pkt.has |= PF_DELAY;
+	pkt.delay_ms = SB_MAX_DELAY_MS + 1;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_str_eq(result_of(2)->error,
+	    "delay_ms is more than 366 days away");
+	run_packet(3, "f");
+	pkt.has |= PF_DELAY | PF_NOWAIT;
+	pkt.delay_ms = 10;
+	pkt.nowait = true;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(result_of(3)->status, JOB_BAD_REQUEST);
+	/* run_at in the past: due at once, queued (no worker). */
+	run_packet(4, "f");
+	pkt.has |= PF_RUN_AT;
+	pkt.run_at = 1;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_uint_eq(stats().queued, 1);
+	ck_assert_uint_eq(stats().delayed, 0);
+	/* One queued and one delayed fill max_queue 2. */
+	run_packet(5, "f");
+	pkt.has |= PF_DELAY;
+	pkt.delay_ms = 50;
+	ck_assert_int_eq(submit(a), 0);
+	run_packet(6, "f");
+	pkt.has |= PF_DELAY;
+	pkt.delay_ms = 50;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(result_of(6)->status, JOB_QUEUE_FULL);
+	/* Shutdown answers the delayed job too. */
+	switchboard_shutdown(sb, now);
+	ck_assert_int_eq(result_of(5)->status, JOB_SHUTTING_DOWN);
+	ck_assert_uint_eq(stats().delayed, 0);
+}
+END_TEST
+
+/*
+ * A detached RUN with ack: ACCEPTED when taken (delayed too), its refusal
+ * otherwise, and nothing more about it.
+ */
+START_TEST(run_detached_ack_accepted_or_refused)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w;
+
+	run_packet(1, "f");
+	pkt.has |= PF_DETACH | PF_ACK;
+	pkt.detach = pkt.ack = true;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(count(&c1, PKT_ACCEPTED, 1), 1);
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH | PF_ACK | PF_NOWAIT;
+	pkt.detach = pkt.ack = pkt.nowait = true;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(result_of(2)->status, JOB_NO_WORKER);
+	ck_assert_int_eq(count(&c1, PKT_ACCEPTED, 2), 0);
+	run_packet(3, "f");
+	pkt.has |= PF_DETACH | PF_ACK | PF_DELAY;
+	pkt.detach = pkt.ack = true;
+	pkt.delay_ms = 10;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(count(&c1, PKT_ACCEPTED, 3), 1);
+	/* Past no_worker_wait the detached jobs are still there. */
+	now += SB_DEFAULT_NO_WORKER_WAIT_MS + 1000;
+	switchboard_tick(sb, now);
+	w = worker(&w1p, 4, "f");
+	assert_run_at(&w1p, 1, 1);
+	assert_run_at(&w1p, 3, 1);
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_OK, "done", NULL), 0);
+	ck_assert_int_eq(count(&c1, PKT_RESULT, 1), 0);
+}
+END_TEST
+
 START_TEST(run_bad_request_names_field)
 {
 	struct sb_client	*c = client(&c1);
@@ -2584,6 +2731,9 @@ switchboard_suite(void)
 	tcase_add_test(tc, run_copies_fn_and_payload);
 	tcase_add_test(tc, run_duplicate_id_refused);
 	tcase_add_test(tc, run_duplicate_id_detached_silent);
+	tcase_add_test(tc, run_delayed_due_then_dispatched);
+	tcase_add_test(tc, run_delayed_refusals_and_limits);
+	tcase_add_test(tc, run_detached_ack_accepted_or_refused);
 	tcase_add_test(tc, run_bad_request_names_field);
 	tcase_add_test(tc, run_without_client_refused);
 	suite_add_tcase(s, tc);

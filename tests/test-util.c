@@ -148,6 +148,44 @@ START_TEST(util_duration_refuses_with_sentence)
 }
 END_TEST
 
+/* Points in time: ISO 8601 with a zone, or @SECONDS; no zone refused. */
+START_TEST(util_time_iso8601_with_zone)
+{
+	static const struct { const char *s; uint64_t ms; } ok[] = {
+		{ "2026-12-24T18:00Z", 1798135200000ull },
+		{ "2026-12-24T18:00:30Z", 1798135230000ull },
+		{ "2026-12-24T18:00:30.25Z", 1798135230250ull },
+		{ "2026-12-24 19:00+01:00", 1798135200000ull },
+		{ "2026-12-24T13:00-0500", 1798135200000ull },
+		{ "1970-01-01T00:00Z", 0 },
+		{ "@1798135200", 1798135200000ull },
+	};
+	static const char *const bad[] = {
+		"2026-12-24", "2026-13-01T00:00Z", "2026-02-30T00:00Z",
+		"2026-12-24T24:00Z", "2026-12-24T18:00Zjunk", "18:00Z",
+		"2026-12-24T18:00:30.Z", "@", "@x", "",
+	};
+	uint64_t	ms;
+	char		err[UTIL_ERRLEN];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		ck_assert_msg(parse_time(ok[i].s, &ms, err) == 0, "%s: %s",
+		    ok[i].s, err);
+		ck_assert_msg(ms == ok[i].ms, "%s: %llu, not %llu", ok[i].s,
+		    (unsigned long long)ms, (unsigned long long)ok[i].ms);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(parse_time(bad[i], &ms, err) == -EINVAL,
+		    "'%s' was taken", bad[i]);
+	ck_assert_int_eq(parse_time("2026-12-24T18:00", &ms, err), -EINVAL);
+	ck_assert_str_eq(err, "'2026-12-24T18:00' has no time zone: add Z "
+	    "for UTC, or +HH:MM");
+	ck_assert_int_eq(parse_time("soon", &ms, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "2026-12-24T18:00Z"));
+	ck_assert_ptr_nonnull(strstr(err, "(got 'soon')"));
+}
+END_TEST
+
 START_TEST(util_duration_formats_round_trip)
 {
 	static const uint64_t values[] = {
@@ -1093,6 +1131,7 @@ util_suite(void)
 	tcase_add_test(tc, util_int_takes_a_sign);
 	tcase_add_test(tc, util_duration_units_and_bare_ms);
 	tcase_add_test(tc, util_duration_refuses_with_sentence);
+	tcase_add_test(tc, util_time_iso8601_with_zone);
 	tcase_add_test(tc, util_duration_formats_round_trip);
 	tcase_add_test(tc, util_duration_for_people);
 	tcase_add_test(tc, util_size_for_people);

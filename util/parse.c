@@ -9,6 +9,7 @@
  * sentence "expected ... (got '...')" that the caller prefixes with the
  * name of the option or key.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "util/util.h"
 
@@ -166,6 +168,107 @@ parse_with_units(const char *s, const struct parse_kind *kind, uint64_t min,
 bad:
 	snprintf(err, UTIL_ERRLEN, "expected a %s %s (got '%s')", kind->name,
 	    kind->examples, s);
+	return -EINVAL;
+}
+
+/*
+ * Reads exactly n digits at *p into *ret and moves past them; false when
+ * they are not all digits.
+ */
+static bool
+parse_ndigits(const char **p, int n, int *ret)
+{
+	int	v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*ret = v;
+	return true;
+}
+
+/* Parses a point in time; see util.h. */
+int
+parse_time(const char *s, uint64_t *ret_ms, char *err)
+{
+	static const char	*const want = "expected a time with its zone, "
+				    "as 2026-12-24T18:00Z or "
+				    "2026-12-24T18:00:30+01:00, or @SECONDS";
+	struct tm		 tm;
+	const char		*p = s;
+	int			 y, mo, d, h, mi, sec = 0, ms = 0, zh = 0, zm = 0;
+	int			 sign = 0, digits;
+	uint64_t		 secs;
+	time_t			 t;
+
+	if (*p == '@') {
+		if (parse_uint(p + 1, 0, UINT64_MAX / 1000, &secs, err) != 0)
+			return -EINVAL;
+		*ret_ms = secs * 1000;
+		return 0;
+	}
+	if (!parse_ndigits(&p, 4, &y) || *p++ != '-' ||
+	    !parse_ndigits(&p, 2, &mo) || *p++ != '-' ||
+	    !parse_ndigits(&p, 2, &d))
+		goto bad;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		goto bad;
+	p++;
+	if (!parse_ndigits(&p, 2, &h) || *p++ != ':' ||
+	    !parse_ndigits(&p, 2, &mi))
+		goto bad;
+	if (*p == ':') {
+		p++;
+		if (!parse_ndigits(&p, 2, &sec))
+			goto bad;
+		if (*p == '.') {
+			for (p++, digits = 0; isdigit((unsigned char)*p);
+			    p++, digits++)
+				if (digits < 3)
+					ms = ms * 10 + (*p - '0');
+			if (digits == 0)
+				goto bad;
+			for (; digits < 3; digits++)
+				ms *= 10;
+		}
+	}
+	if (*p == 'Z' || *p == 'z')
+		p++;
+	else if (*p == '+' || *p == '-') {
+		sign = *p++ == '-' ? -1 : 1;
+		if (!parse_ndigits(&p, 2, &zh))
+			goto bad;
+		if (*p == ':')
+			p++;
+		if (!parse_ndigits(&p, 2, &zm))
+			goto bad;
+	} else {
+		snprintf(err, UTIL_ERRLEN, "'%s' has no time zone: add Z for "
+		    "UTC, or +HH:MM", s);
+		return -EINVAL;
+	}
+	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+	    mi > 59 || sec > 60 || zh > 23 || zm > 59 || y < 1970)
+		goto bad;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1 || tm.tm_mday != d)
+		goto bad;
+	t -= sign * (zh * 3600 + zm * 60);
+	if (t < 0)
+		goto bad;
+	*ret_ms = (uint64_t)t * 1000 + (uint64_t)ms;
+	return 0;
+bad:
+	snprintf(err, UTIL_ERRLEN, "%s (got '%s')", want, s);
 	return -EINVAL;
 }
 

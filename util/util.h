@@ -123,6 +123,15 @@ int	 parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
 int	 parse_percent(const char *s, uint64_t min, uint64_t max,
 	    uint64_t *ret, char *err);
 
+/*
+ * Parses a point in time into Unix milliseconds: ISO 8601 with its zone,
+ * "2026-12-24T18:00Z", "2026-12-24T18:00:30.250+01:00" (seconds and their
+ * fraction optional, 'T' or a blank between date and time), or "@SECONDS"
+ * since the epoch. A time without a zone is refused (whose 18:00?).
+ * Returns 0 and sets *ret_ms, or -EINVAL with a sentence in err.
+ */
+int	 parse_time(const char *s, uint64_t *ret_ms, char *err);
+
 /* Parses yes/no, true/false, on/off or 1/0. 0, or -EINVAL with err set. */
 int	 parse_bool(const char *s, bool *ret, char *err);
 

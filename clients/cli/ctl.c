@@ -170,7 +170,7 @@ ctl_usage(FILE *f)
 	    "      --fn F              jobs: only those of function F\n"
 	    "      --client C          jobs: only those of client C (its\n"
 	    "                          connection number or HELLO name)\n"
-	    "      --state S           jobs: queued or running\n"
+	    "      --state S           jobs: queued, running or delayed\n"
 	    "      --limit N           jobs: list at most N (default 1000)\n"
 	    "  -h, --help              show this help\n"
 	    "\n"
@@ -398,9 +398,10 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 			break;
 		case O_STATE:
 			if (strcmp(optarg, "queued") != 0 &&
-			    strcmp(optarg, "running") != 0)
+			    strcmp(optarg, "running") != 0 &&
+			    strcmp(optarg, "delayed") != 0)
 				return cli_bad_value("ctl", "--state", optarg,
-				    "expected queued or running");
+				    "expected queued, running or delayed");
 			cmd->state = optarg;
 			cmd->given |= CTL_OPT_STATE;
 			break;

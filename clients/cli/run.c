@@ -33,6 +33,9 @@
 #include "proto/proto.h"
 #include "util/util.h"
 
+/* Long options without a short one. */
+enum { RUN_O_DELAY = 0x300, RUN_O_AT };
+
 #define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
 #define RUN_SLICE_MS		100	/* how often a signal is looked at */
 #define RUN_MAX_FN		255	/* bytes in a function name */
@@ -86,6 +89,10 @@ run_usage(FILE *f)
 	    "                       broker has taken it and exit 0 (a refusal\n"
 	    "                       exits with its status); it waits for a\n"
 	    "                       worker (detached_ttl)\n"
+	    "      --delay D        run no earlier than D from now (10s, 5m,\n"
+	    "                       2h, 1d; the timeout counts from then)\n"
+	    "      --at TIME        run no earlier than TIME, with its zone:\n"
+	    "                       2026-12-24T18:00Z, ...+01:00, @SECONDS\n"
 	    "  -n, --nowait         fail with NO_WORKER instead of queueing\n"
 	    "  -P, --progress       copy the job's progress messages to stderr\n"
 	    "  -m, --meta KEY=VALUE metadata for the worker (repeatable; keys\n"
@@ -308,6 +315,8 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "broker", required_argument, NULL, 'b' },
 		{ "spread", no_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 'K' },
+		{ "delay", required_argument, NULL, RUN_O_DELAY },
+		{ "at", required_argument, NULL, RUN_O_AT },
 		CLI_TLS_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "lines", no_argument, NULL, 'l' },
@@ -400,6 +409,19 @@ run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'd':
 			o->ro.detach = true;
+			break;
+		case RUN_O_DELAY:
+			if (parse_duration(optarg, 1, 366ull * 24 * 3600 * 1000,
+			    &u, err) != 0)
+				return cli_bad_value("run", "--delay", optarg,
+				    err);
+			o->ro.delay_ms = u;
+			break;
+		case RUN_O_AT:
+			if (parse_time(optarg, &u, err) != 0)
+				return cli_bad_value("run", "--at", optarg, err);
+			/* 0 means "none" to the library: the epoch is past. */
+			o->ro.run_at_ms = u > 0 ? u : 1;
 			break;
 		case 'n':
 			o->ro.nowait = true;

@@ -562,6 +562,14 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 			p.has |= PF_NOWAIT;
 			p.nowait = true;
 		}
+		if (opts->delay_ms > 0) {
+			p.has |= PF_DELAY;
+			p.delay_ms = opts->delay_ms;
+		}
+		if (opts->run_at_ms > 0) {
+			p.has |= PF_RUN_AT;
+			p.run_at = opts->run_at_ms;
+		}
 		if (meta.len > 0) {
 			p.has |= PF_META;
 			p.meta = meta;
@@ -622,9 +630,15 @@ pb_client_run(struct pb_client *c, const char *fn, const void *payload,
 	    id);
 	if (r != 0)
 		return r;
-	if (opts != NULL && opts->timeout_ms > 0)
-		deadline = clock_now_ms() + opts->timeout_ms +
+	/* A delayed job's timeout counts from when it is due. */
+	if (opts != NULL && opts->timeout_ms > 0 && !opts->detach) {
+		uint64_t	wall = clock_wall_ms(), wait = opts->delay_ms;
+
+		if (opts->run_at_ms > wall)
+			wait = opts->run_at_ms - wall;
+		deadline = clock_now_ms() + wait + opts->timeout_ms +
 		    CLIENT_RUN_MARGIN_MS;
+	}
 	while (res == NULL) {
 		if (deadline != 0 && common_ms_left(deadline) == 0) {
 			client_abandon(c, id);
