@@ -448,6 +448,11 @@ fb_run(struct fb_peer *pe)
 	if (f & 0x08) {
 		p.timeout_ms = (uint64_t)fb_byte() * 4;
 		p.has |= PF_TIMEOUT;
+		/* Some are delayed too, by as long (the timeout then counts). */
+		if (p.timeout_ms & 4) {
+			p.delay_ms = p.timeout_ms;
+			p.has |= PF_DELAY;
+		}
 	}
 	if (f & 0x10) {
 		p.retries = fb_byte() & 3;
