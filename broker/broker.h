@@ -241,6 +241,8 @@ enum settings_id {
 	SETTINGS_TLS_CLIENT_ROLES,
 	SETTINGS_WORKER_MAY_RUN,
 	SETTINGS_DETACHED_TTL,
+	SETTINGS_RESULT_TTL,
+	SETTINGS_MAX_RESULT_BYTES,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -287,6 +289,8 @@ struct settings {
 	char		 *tls_client_roles;	/* as written, or NULL */
 	uint64_t	  worker_may_run;	/* 1: yes */
 	uint64_t	  detached_ttl_ms;
+	uint64_t	  result_ttl_ms;
+	uint64_t	  max_result_bytes;
 	uint64_t	  drain_timeout_ms;
 	uint64_t	  given;		/* 1 << SETTINGS_* when set */
 };

@@ -244,6 +244,9 @@ server_config_from(const struct settings *s, const struct config *config,
 	cfg->sb.max_memory = s->max_memory;
 	cfg->sb.max_jobs_per_client = (uint32_t)s->max_jobs_per_client;
 	cfg->sb.detached_ttl_ms = s->detached_ttl_ms;
+	cfg->sb.result_ttl_ms = s->result_ttl_ms;
+	cfg->sb.max_result_bytes = s->max_result_bytes;
+	cfg->sb.keep_results = true;
 	/* Job ids come from peers: hash them with a seed they cannot know. */
 	if (getrandom(&cfg->sb.hash_seed, sizeof(cfg->sb.hash_seed), 0) !=
 	    (ssize_t)sizeof(cfg->sb.hash_seed))

@@ -800,6 +800,45 @@ server_peer_may_run(struct peer *p, bool create)
 	return 0;
 }
 
+/* STATUS: answers JOB with where the job is and, when done, its outcome. */
+static void
+server_job_status(struct peer *p, const uint8_t *id, uint64_t now)
+{
+	static const char *const states[] = {
+		[SB_STATE_UNKNOWN] = "unknown", [SB_STATE_QUEUED] = "queued",
+		[SB_STATE_DELAYED] = "delayed", [SB_STATE_RUNNING] = "running",
+		[SB_STATE_DONE] = "done",
+	};
+	struct sb_job_status	 st;
+	struct packet		 j;
+
+	switchboard_job_status(p->srv->sb, id, now, &st);
+	packet_init(&j, PKT_JOB);
+	memcpy(j.id, id, PROTO_ID_LEN);
+	j.state.ptr = (const uint8_t *)states[st.state];
+	j.state.len = (uint32_t)strlen(states[st.state]);
+	if (st.state != SB_STATE_UNKNOWN) {
+		j.has |= PF_FN | PF_ATTEMPTS | PF_PRIORITY | PF_AGE;
+		j.fn.ptr = (const uint8_t *)st.fn;
+		j.fn.len = (uint32_t)strlen(st.fn);
+		j.attempts = st.attempts;
+		j.priority = st.priority;
+		j.age_ms = st.age_ms;
+	}
+	if (st.state == SB_STATE_DONE) {
+		j.has |= PF_STATUS | PF_PAYLOAD;
+		j.status = st.status;
+		j.payload.ptr = st.payload;
+		j.payload.len = (uint32_t)st.payload_len;
+		if (st.error != NULL) {
+			j.has |= PF_ERROR;
+			j.error.ptr = (const uint8_t *)st.error;
+			j.error.len = (uint32_t)strlen(st.error);
+		}
+	}
+	conn_send(p->conn, &j);
+}
+
 /* One decoded packet from a peer. */
 static void
 server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
@@ -853,6 +892,11 @@ server_peer_packet(struct conn *c, const struct packet *pkt, void *arg)
 			    "CANCEL: no live job of this connection has that "
 			    "id");
 		server_rearm(srv);
+		return;
+	case PKT_STATUS:
+		if (server_peer_may_run(p, false) != 0)
+			break;
+		server_job_status(p, pkt->id, now);
 		return;
 	case PKT_REGISTER:
 		if (p->role != ROLE_WORKER)

@@ -196,6 +196,15 @@ static const struct settings_row settings_rows[] = {
 	    7ull * 24 * 3600 * 1000, "DURATION",
 	    "how long a detached job may wait in its queue for a worker "
 	    "before it is dropped (logged)" },
+	{ SETTINGS_RESULT_TTL, "result_ttl", 0, KIND_DURATION,
+	    SETTINGS_AT(result_ttl_ms), 0, 7ull * 24 * 3600 * 1000,
+	    10 * 60 * 1000, "DURATION",
+	    "how long the outcome of a finished detached job is kept for "
+	    "STATUS (patchbay job); 0: not at all" },
+	{ SETTINGS_MAX_RESULT_BYTES, "max_result_bytes", 0, KIND_SIZE,
+	    SETTINGS_AT(max_result_bytes), 4096, 1ull << 40,
+	    64 * 1024 * 1024, "SIZE",
+	    "what those outcomes may hold in all (the oldest go first)" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",

@@ -257,6 +257,35 @@ int	 pb_client_fd(const struct pb_client *c);
  */
 int	 pb_client_sync(struct pb_client *c, int timeout_ms);
 
+/* A job as the broker tells it (pb_client_status()). Owned by the caller. */
+struct pb_job_info {
+	uint8_t		 id[PB_ID_LEN];
+	/* "queued", "delayed", "running", "done" or "unknown" */
+	char		 state[16];
+	char		*fn;		/* NULL when unknown */
+	uint32_t	 attempts;	/* dispatches so far */
+	int		 priority;
+	uint64_t	 age_ms;	/* since its RUN */
+	/* done: a finished detached job's outcome, kept for result_ttl */
+	bool		 done;
+	enum pb_status	 status;
+	char		*error;		/* or NULL */
+	void		*payload;	/* may be NULL when len is 0 */
+	size_t		 len;
+};
+
+/* Frees a job info; NULL is a no-op. */
+void	 pb_job_info_free(struct pb_job_info *j);
+
+/*
+ * Asks the broker where job id is (any live job, or a finished detached
+ * one whose outcome is still kept; else "unknown"), waiting at most
+ * timeout_ms (-1: no bound) for the answer. 0 with *ret set, -ETIMEDOUT,
+ * -ENOTCONN, -ENOMEM or -EINVAL.
+ */
+int	 pb_client_status(struct pb_client *c, const uint8_t id[PB_ID_LEN],
+	    int timeout_ms, struct pb_job_info **ret);
+
 /*
  * The last error sentence from the broker or the library, or "". With c
  * NULL: why the last connect (client or worker) in this thread failed.

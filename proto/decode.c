@@ -509,6 +509,9 @@ dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
 	case K_MSG:
 		str = &p->msg;
 		break;
+	case K_STATE:
+		str = &p->state;
+		break;
 	case K_ATTEMPT:
 		num = &p->attempt;
 		break;
@@ -523,6 +526,9 @@ dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
 		break;
 	case K_DELAY_MS:
 		num = &p->delay_ms;
+		break;
+	case K_AGE_MS:
+		num = &p->age_ms;
 		break;
 	case K_RUN_AT:
 		num = &p->run_at;
@@ -643,6 +649,10 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 		return (dec_uint(p, k, &v, &p->retries, err));
 	case K_DELAY_MS:
 		return (dec_uint(p, k, &v, &p->delay_ms, err));
+	case K_AGE_MS:
+		return (dec_uint(p, k, &v, &p->age_ms, err));
+	case K_STATE:
+		return (dec_str(p, k, &v, &p->state, err));
 	case K_RUN_AT:
 		return (dec_uint(p, k, &v, &p->run_at, err));
 	case K_PRIORITY:
@@ -792,6 +802,12 @@ dec_type_find(const uint8_t *s, size_t len)
 		break;
 	case 'A' << 8 | 'C':
 		t = PKT_ACCEPTED;
+		break;
+	case 'S' << 8 | 'T':
+		t = PKT_STATUS;
+		break;
+	case 'J' << 8 | 'O':
+		t = PKT_JOB;
 		break;
 	case 'E' << 8 | 'R':
 		t = PKT_ERROR;

@@ -345,6 +345,10 @@ enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
 		return (enc_uint(o, p->retries));
 	case K_DELAY_MS:
 		return (enc_uint(o, p->delay_ms));
+	case K_AGE_MS:
+		return (enc_uint(o, p->age_ms));
+	case K_STATE:
+		return (enc_str(o, p->state.ptr, p->state.len));
 	case K_RUN_AT:
 		return (enc_uint(o, p->run_at));
 	case K_PRIORITY:

@@ -30,6 +30,8 @@ static const char *const packet_type_names[PKT__MAX] = {
 	[PKT_REPLY] = "\xa5" "REPLY",
 	[PKT_ERROR] = "\xa5" "ERROR",
 	[PKT_ACCEPTED] = "\xa8" "ACCEPTED",
+	[PKT_STATUS] = "\xa6" "STATUS",
+	[PKT_JOB] = "\xa3" "JOB",
 };
 
 static const char *const job_status_names[JOB__MAX] = {

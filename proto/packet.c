@@ -59,6 +59,8 @@ const char *const packet_keys[K__MAX] = {
 	[K_DATA] = "\xa4" "data",
 	[K_CODE] = "\xa4" "code",
 	[K_MSG] = "\xa3" "msg",
+	[K_STATE] = "\xa5" "state",
+	[K_AGE_MS] = "\xa6" "age_ms",
 };
 
 /* The PF_* bit of each optional key; 0 for keys that have none. */
@@ -74,6 +76,10 @@ const uint32_t packet_key_flags[K__MAX] = {
 	[K_ACK] = PF_ACK,
 	[K_DELAY_MS] = PF_DELAY,
 	[K_RUN_AT] = PF_RUN_AT,
+	[K_FN] = PF_FN,
+	[K_ATTEMPTS] = PF_ATTEMPTS,
+	[K_AGE_MS] = PF_AGE,
+	[K_STATUS] = PF_STATUS,
 	[K_ERROR] = PF_ERROR,
 	[K_ARGS] = PF_ARGS,
 	[K_DATA] = PF_DATA,
@@ -99,6 +105,10 @@ const uint8_t packet_flag_keys[32] = {
 	[13] = K_ACK,		/* PF_ACK */
 	[14] = K_DELAY_MS,	/* PF_DELAY */
 	[15] = K_RUN_AT,	/* PF_RUN_AT */
+	[16] = K_FN,		/* PF_FN */
+	[17] = K_ATTEMPTS,	/* PF_ATTEMPTS */
+	[18] = K_AGE_MS,	/* PF_AGE */
+	[19] = K_STATUS,	/* PF_STATUS */
 };
 _Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12 &&
     PF_ACK == 1u << 13 && PF_DELAY == 1u << 14 && PF_RUN_AT == 1u << 15,
@@ -129,6 +139,7 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 		[PKT_PONG] = { KB(K_T) | KB(K_N), 0 },
 		[PKT_ADMIN] = {
 			KB(K_T) | KB(K_SEQ) | KB(K_VERB), KB(K_ARGS) },
+		[PKT_STATUS] = { KB(K_T) | KB(K_ID), 0 },
 	},
 	[PROTO_FROM_BROKER] = {
 		[PKT_WELCOME] = {
@@ -153,6 +164,11 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 		[PKT_ERROR] = {
 			KB(K_T) | KB(K_CODE) | KB(K_MSG), KB(K_ID) },
 		[PKT_ACCEPTED] = { KB(K_T) | KB(K_ID), 0 },
+		[PKT_JOB] = {
+			KB(K_T) | KB(K_ID) | KB(K_STATE),
+			KB(K_FN) | KB(K_ATTEMPTS) | KB(K_PRIORITY) |
+			KB(K_AGE_MS) | KB(K_STATUS) | KB(K_ERROR) |
+			KB(K_PAYLOAD) },
 	},
 };
 
@@ -246,6 +262,9 @@ packet_key_find(const uint8_t *s, size_t len)
 		case 'e':
 			k = K_ERROR;
 			break;
+		case 's':
+			k = K_STATE;
+			break;
 		case 't':
 			k = K_TOKEN;
 			break;
@@ -255,6 +274,9 @@ packet_key_find(const uint8_t *s, size_t len)
 		break;
 	case 6:
 		switch (s[0]) {
+		case 'a':
+			k = K_AGE_MS;
+			break;
 		case 'd':
 			k = K_DETACH;
 			break;

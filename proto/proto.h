@@ -78,6 +78,8 @@ enum packet_type {
 	PKT_REPLY,
 	PKT_ERROR,
 	PKT_ACCEPTED,		/* a detached RUN with ack: taken */
+	PKT_STATUS,		/* where is job id? */
+	PKT_JOB,		/* STATUS's answer */
 	PKT__MAX
 };
 
@@ -223,6 +225,9 @@ struct packet {
 	bool			 ack;		/* PF_ACK: answer a detached RUN */
 	uint64_t		 delay_ms;	/* PF_DELAY: due this much later */
 	uint64_t		 run_at;	/* PF_RUN_AT: due then (Unix ms) */
+	/* JOB */
+	struct pbytes		 state;		/* "queued", ..., "unknown" */
+	uint64_t		 age_ms;	/* PF_AGE */
 	/*
 	 * RUN meta (PF_META): the whole encoded map, a map of str to str as
 	 * the decoder checked it; spliced in verbatim by the encoder. Its
@@ -280,7 +285,11 @@ struct packet {
 #define PF_ACK		(1u << 13)
 #define PF_DELAY	(1u << 14)
 #define PF_RUN_AT	(1u << 15)
-#define PF_ALL		((PF_RUN_AT << 1) - 1)	/* every bit above */
+#define PF_FN		(1u << 16)	/* JOB: fn, attempts, age_ms and */
+#define PF_ATTEMPTS	(1u << 17)	/* status are optional there */
+#define PF_AGE		(1u << 18)
+#define PF_STATUS	(1u << 19)
+#define PF_ALL		((PF_STATUS << 1) - 1)	/* every bit above */
 
 /* frame.c */
 

@@ -19,6 +19,8 @@ const uint8_t msg_kinds[PKT__MAX] = {
 	[PKT_REPLY] = MSG_ADMIN,
 	[PKT_ERROR] = MSG_ERRORS,
 	[PKT_ACCEPTED] = MSG_RESULTS,
+	[PKT_STATUS] = MSG_REQUESTS,
+	[PKT_JOB] = MSG_RESULTS,
 };
 
 static const char *const msg_kind_names[MSG__MAX] = {

@@ -112,6 +112,8 @@ struct sb_job {
 	uint32_t		 attempt;	/* dispatches so far */
 	uint32_t		 max_attempts;	/* 1 + retries */
 	uint32_t		 payload_len;
+	uint32_t		 born;		/* the clock's low 32 bits at
+						   its RUN, for its age */
 	/* A delayed job's timeout, which counts from when it is due. */
 	uint64_t		 timeout_ms;
 	uint32_t		 stamp;		/* the clock's low 32 bits when
@@ -214,6 +216,24 @@ struct sb_fn {
 
 SLIST_HEAD(sb_fn_slist, sb_fn);
 
+/* A finished detached job's outcome, kept for STATUS (results.c). */
+struct sb_result {
+	UT_hash_handle		 hh;		/* sb->results, keyed by id */
+	TAILQ_ENTRY(sb_result)	 entry;		/* sb->result_list, oldest
+						   first */
+	uint8_t			 id[PROTO_ID_LEN];
+	const char		*fn;		/* its stats record's name */
+	uint8_t			 status;	/* enum job_status */
+	int8_t			 priority;
+	uint32_t		 attempts;
+	uint32_t		 age_at_end;	/* ms from its RUN to its end */
+	uint64_t		 done_at;
+	char			*error;		/* or NULL */
+	size_t			 bytes;		/* against max_result_bytes */
+	uint32_t		 payload_len;
+	uint8_t			 payload[];
+};
+
 /* A connected client; owned by the switchboard, freed on remove. */
 struct sb_client {
 	TAILQ_ENTRY(sb_client)	 entry;		/* sb->clients */
@@ -251,6 +271,11 @@ struct switchboard {
 	uint64_t		 external_bytes; /* the owner's, for max_memory */
 	uint64_t		 no_worker_wait_ms;
 	uint64_t		 detached_ttl_ms;
+	uint64_t		 result_ttl_ms;
+	uint64_t		 max_result_bytes;
+	struct sb_result	*results;	/* by id */
+	TAILQ_HEAD(, sb_result)	 result_list;	/* oldest first */
+	uint64_t		 result_bytes;
 	bool			 shutting_down;
 	bool			 refusing;	/* switchboard_refuse_new() */
 	char			 refusal[PROTO_ERRLEN];
@@ -587,6 +612,17 @@ sat_add(uint64_t a, uint64_t b)
 {
 	return (b > UINT64_MAX - a) ? UINT64_MAX : a + b;
 }
+
+/* results.c */
+
+/*
+ * Keeps the outcome of a detached job that ends now (its payload, when the
+ * worker sent one) for STATUS; drops what expired or does not fit.
+ */
+void		 results_keep(struct switchboard *sb, const struct sb_job *job,
+		    enum job_status status, const void *error,
+		    size_t error_len, const void *payload, size_t payload_len);
+void		 results_clear(struct switchboard *sb);
 
 void		 job_due(struct switchboard *sb, struct sb_job *job,
 		    uint64_t now);

@@ -77,6 +77,9 @@ job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
 {
 	stats_job_end(sb, job, NULL, status, job->client != NULL, error,
 	    error != NULL ? strlen(error) : 0);
+	if (job->detached)
+		results_keep(sb, job, status, error, error != NULL ?
+		    strlen(error) : 0, NULL, 0);
 	if (job->client != NULL)
 		sb_send_result(sb, job->client, job->id, status,
 		    job->attempt, error);

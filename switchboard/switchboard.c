@@ -57,6 +57,11 @@ switchboard_new(const struct switchboard_config *config, sb_send_cb send,
 	TAILQ_INIT(&sb->workers);
 	TAILQ_INIT(&sb->clients);
 	TAILQ_INIT(&sb->idle_fns);
+	TAILQ_INIT(&sb->result_list);
+	sb->result_ttl_ms = config != NULL && config->keep_results ?
+	    config->result_ttl_ms : SB_DEFAULT_RESULT_TTL_MS;
+	sb->max_result_bytes = config != NULL && config->max_result_bytes != 0 ?
+	    config->max_result_bytes : SB_DEFAULT_MAX_RESULT_BYTES;
 	if (stats_init(sb) != 0) {
 		switchboard_free(sb);
 		return NULL;
@@ -75,6 +80,7 @@ switchboard_free(struct switchboard *sb)
 
 	if (sb == NULL)
 		return;
+	results_clear(sb);
 	/* The tables only index jobs; each job is freed once, from its home. */
 	table_clear(&sb->routes);
 	while ((w = TAILQ_FIRST(&sb->workers)) != NULL) {
@@ -538,7 +544,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		    sb->detached_ttl_ms));
 	}
 	sb->stats.submitted++;
-	job->stamp = (uint32_t)now;
+	job->stamp = job->born = (uint32_t)now;
 	/* Taken: said before anything else can happen to the job. */
 	if (detached && run->ack && c != NULL)
 		sb_send_accepted(sb, c, job->id);
@@ -606,6 +612,10 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 
 	w->completed++;
 	stats_hist_add(&job->fn->st->run, (uint32_t)now - job->stamp);
+	if (job->detached)
+		results_keep(sb, job, res->status, (res->has & PF_ERROR) ?
+		    res->error.ptr : NULL, (res->has & PF_ERROR) ?
+		    res->error.len : 0, res->payload.ptr, res->payload.len);
 	stats_job_end(sb, job, NULL, res->status, job->client != NULL,
 	    (res->has & PF_ERROR) ? res->error.ptr : NULL,
 	    (res->has & PF_ERROR) ? res->error.len : 0);

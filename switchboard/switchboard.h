@@ -85,12 +85,21 @@ struct switchboard_config {
 	uint64_t	detached_ttl_ms;	/* longest a detached job
 						   without a timeout waits in
 						   its queue; 0: 7 days */
+	uint64_t	result_ttl_ms;		/* a finished detached job's
+						   outcome is kept this long;
+						   0: not at all */
+	uint64_t	max_result_bytes;	/* what those outcomes may
+						   hold; 0: 64 MiB */
+	bool		keep_results;		/* false: result_ttl_ms is
+						   the default (10 min) */
 };
 
 #define SB_DEFAULT_MAX_QUEUE		100000
 #define SB_DEFAULT_NO_WORKER_WAIT_MS	10000
 #define SB_DEFAULT_DETACHED_TTL_MS	(7ull * 24 * 3600 * 1000)
 #define SB_MAX_DELAY_MS			(366ull * 24 * 3600 * 1000)
+#define SB_DEFAULT_RESULT_TTL_MS	(10ull * 60 * 1000)
+#define SB_DEFAULT_MAX_RESULT_BYTES	(64ull * 1024 * 1024)
 
 /* Counters since switchboard_new(), and gauges. */
 struct sb_stats {
@@ -298,6 +307,36 @@ int	 switchboard_progress(struct switchboard *sb, struct sb_worker *w,
  * attached jobs get NO_WORKER; detached ones go on waiting).
  */
 void	 switchboard_tick(struct switchboard *sb, uint64_t now);
+
+/* Where a job is, as STATUS tells it. */
+enum sb_state {
+	SB_STATE_UNKNOWN = 0,	/* never seen, or finished and forgotten */
+	SB_STATE_QUEUED,
+	SB_STATE_DELAYED,
+	SB_STATE_RUNNING,
+	SB_STATE_DONE,		/* a detached job's kept outcome */
+};
+
+/* A job's status; pointers into the switchboard, valid until its next call. */
+struct sb_job_status {
+	enum sb_state	 state;
+	const char	*fn;			/* NULL when unknown */
+	uint32_t	 attempts;		/* dispatches so far */
+	int		 priority;
+	uint64_t	 age_ms;		/* since its RUN */
+	enum job_status	 status;		/* done: how it ended */
+	const char	*error;			/* done: or NULL */
+	const uint8_t	*payload;		/* done: the worker's */
+	size_t		 payload_len;
+};
+
+/*
+ * Where job id is: any live job (attached or detached), or a finished
+ * detached one whose outcome is still kept (result_ttl_ms,
+ * max_result_bytes); else SB_STATE_UNKNOWN.
+ */
+void	 switchboard_job_status(struct switchboard *sb, const uint8_t *id,
+	    uint64_t now, struct sb_job_status *ret);
 
 /* The earliest time switchboard_tick() has work, or UINT64_MAX for none. */
 uint64_t	 switchboard_next_deadline(const struct switchboard *sb);

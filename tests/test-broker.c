@@ -1859,7 +1859,8 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--help,--http,--http-timeout,--listen,--log-file,--log-level,"
 	    "--max-connections,--max-connections-per-uid,--max-frame,"
 	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
-	    "--max-queue-bytes,--no-worker-wait,--ready-file,--socket-group,"
+	    "--max-queue-bytes,--max-result-bytes,--no-worker-wait,--ready-file,"
+	    "--result-ttl,--socket-group,"
 	    "--socket-mode,--tls-cert,--tls-client-ca,--tls-client-roles,"
 	    "--tls-key,--token-file,--version,--worker-gids,"
 	    "--worker-may-run,--worker-token-file,--worker-uids,");
@@ -1870,8 +1871,9 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--http-timeout,--listen,--log-file,"
 	    "--log-level,--max-connections,--max-connections-per-uid,"
 	    "--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
-	    "--max-queue,--max-queue-bytes,--no-worker-wait,--ready-file,"
-	    "--socket-group,--socket-mode,--tls-cert,--tls-client-ca,"
+	    "--max-queue,--max-queue-bytes,--max-result-bytes,--no-worker-wait,"
+	    "--ready-file,--result-ttl,--socket-group,--socket-mode,"
+	    "--tls-cert,--tls-client-ca,"
 	    "--tls-client-roles,--tls-key,--token-file,--worker-gids,"
 	    "--worker-may-run,--worker-token-file,--worker-uids,");
 	/* And each flag's key is in the table as key = flag with '_'. */

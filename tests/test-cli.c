@@ -1263,6 +1263,73 @@ START_TEST(run_delay_and_at)
 }
 END_TEST
 
+/*
+ * `patchbay job ID`: a detached job's state while it waits (queued,
+ * delayed), its result with --wait once a worker ran it (a failure's
+ * reason and exit status too), and "unknown" for an id the broker never
+ * saw or whose outcome is older than result_ttl.
+ */
+START_TEST(job_status_and_wait)
+{
+	char	*out, *err, id[64], bad[64], later[64];
+
+	start_broker((const char *[]){ "--result-ttl", "2s", NULL });
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "up", "x",
+	    "--broker", broker.unix_ep, NULL), 0);
+	snprintf(id, sizeof(id), "%.36s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", id, "--broker",
+	    broker.unix_ep, NULL), 0);
+	ck_assert_msg(strncmp(out, id, 36) == 0 && strstr(out, " queued "
+	    "fn=up attempts=0 priority=0 age=") != NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "--delay", "1h",
+	    "up", "y", "--broker", broker.unix_ep, NULL), 0);
+	snprintf(later, sizeof(later), "%.36s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", later, "--broker",
+	    broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(out, " delayed fn=up ") != NULL, "%s", out);
+	free(out);
+	free(err);
+
+	start_worker("up", "tr a-z A-Z", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", "--wait", id,
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, "X");
+	free(out);
+	free(err);
+
+	start_worker("bad", "echo oops >&2; exit 1", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "bad", "z",
+	    "--broker", broker.unix_ep, NULL), 0);
+	snprintf(bad, sizeof(bad), "%.36s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", "-w", bad, "--broker",
+	    broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, "oops") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	/* Past result_ttl (2 s), the outcome is forgotten. */
+	usleep(2200 * 1000);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", id, "--broker",
+	    broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, "is unknown to the broker") != NULL, "%s",
+	    err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", "not-an-id",
+	    "--broker", broker.unix_ep, NULL), 2);
+	free(out);
+	free(err);
+}
+END_TEST
+
 /* Opens the FIFO path for writing once its reader is there; returns fd. */
 static int
 fifo_open_writer(const char *path)
@@ -2607,6 +2674,7 @@ cli_suite(void)
 	tcase_add_test(tc, lines_detach_prints_ids);
 	tcase_add_test(tc, run_detach_reports_refusals);
 	tcase_add_test(tc, run_delay_and_at);
+	tcase_add_test(tc, job_status_and_wait);
 	tcase_add_test(tc, lines_streams_before_end_of_input);
 	tcase_add_test(tc, lines_sigint_cancels_running_jobs);
 	suite_add_tcase(s, tc);

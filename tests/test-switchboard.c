@@ -604,6 +604,84 @@ START_TEST(run_detached_ack_accepted_or_refused)
 }
 END_TEST
 
+/*
+ * STATUS for every state: queued, delayed, running, done (a detached
+ * job's kept outcome, with its payload), unknown; outcomes expire after
+ * result_ttl_ms and the oldest go when max_result_bytes is reached.
+ */
+START_TEST(job_status_every_state)
+{
+	struct switchboard_config	 cfg = { .keep_results = true,
+					    .result_ttl_ms = 1000,
+					    .max_result_bytes = 2 * 1024 };
+	struct sb_client		*a;
+	struct sb_worker		*w;
+	struct sb_job_status		 st;
+	uint8_t				 id[PROTO_ID_LEN];
+	static char			 big[1200];
+
+	sb_reset(&cfg);
+	a = client(&c1);
+	run(a, 1, "f");
+	mkid(id, 1);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_QUEUED);
+	ck_assert_str_eq(st.fn, "f");
+	run_packet(2, "f");
+	pkt.has |= PF_DELAY | PF_DETACH;
+	pkt.detach = true;
+	pkt.delay_ms = 5000;
+	ck_assert_int_eq(submit(a), 0);
+	mkid(id, 2);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DELAYED);
+	/* Detached job 3 runs and ends OK with a payload. */
+	run_packet(3, "g");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(a), 0);
+	w = worker(&w1p, 1, "g");
+	mkid(id, 3);
+	now += 30;
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_RUNNING);
+	ck_assert_uint_eq(st.attempts, 1);
+	ck_assert_uint_eq(st.age_ms, 30);
+	ck_assert_int_eq(answer_with(w, 3, 1, JOB_OK, "three", NULL), 0);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DONE);
+	ck_assert_int_eq(st.status, JOB_OK);
+	ck_assert_uint_eq(st.payload_len, 5);
+	ck_assert(memcmp(st.payload, "three", 5) == 0);
+	ck_assert_str_eq(st.fn, "g");
+	/* An attached job's result went to its client: not kept. */
+	run(a, 4, "g");
+	ck_assert_int_eq(answer_with(w, 4, 1, JOB_OK, "four", NULL), 0);
+	mkid(id, 4);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_UNKNOWN);
+	/* Two big outcomes do not fit 2 KiB: the first is forgotten. */
+	memset(big, 'b', sizeof(big) - 1);
+	for (unsigned n = 5; n <= 6; n++) {
+		run_packet(n, "g");
+		pkt.has |= PF_DETACH;
+		pkt.detach = true;
+		ck_assert_int_eq(submit(a), 0);
+		ck_assert_int_eq(answer_with(w, n, 1, JOB_OK, big, NULL), 0);
+	}
+	mkid(id, 3);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_UNKNOWN);
+	mkid(id, 6);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DONE);
+	/* And after result_ttl_ms, nothing. */
+	now += 1000;
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_UNKNOWN);
+}
+END_TEST
+
 START_TEST(run_bad_request_names_field)
 {
 	struct sb_client	*c = client(&c1);
@@ -2734,6 +2812,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, run_delayed_due_then_dispatched);
 	tcase_add_test(tc, run_delayed_refusals_and_limits);
 	tcase_add_test(tc, run_detached_ack_accepted_or_refused);
+	tcase_add_test(tc, job_status_every_state);
 	tcase_add_test(tc, run_bad_request_names_field);
 	tcase_add_test(tc, run_without_client_refused);
 	suite_add_tcase(s, tc);

@@ -131,6 +131,10 @@ void	 ctl_health_print(FILE *f, const msgpack_object *data,
 int	 run_main(int argc, char **argv);
 void	 run_usage(FILE *f);
 
+/* job.c */
+int	 job_main(int argc, char **argv);
+void	 job_usage(FILE *f);
+
 /* Installs SIGINT/SIGTERM handlers that only count (no SA_RESTART). */
 void	 run_catch_signals(void);
 

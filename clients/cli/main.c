@@ -37,6 +37,8 @@ static const struct main_cmd main_cmds[] = {
 	{ "run", run_main, run_usage, "submit a job and print its result" },
 	{ "worker", worker_main, worker_usage,
 	    "serve functions by running a shell command per job" },
+	{ "job", job_main, job_usage,
+	    "where a job is, and a finished detached job's result" },
 	{ "ctl", ctl_main, ctl_usage, "query and control the broker" },
 };
 

@@ -54,6 +54,10 @@ struct pb_client {
 	char			*token;		/* for failover */
 	int			 connect_timeout_ms;
 	struct client_job	*jobs;		/* by id */
+	/* pb_client_status(): the id it waits for, and what came. */
+	bool			 status_wait;
+	uint8_t			 status_id[PB_ID_LEN];
+	struct pb_job_info	*status_got;
 	size_t			 npending;
 	uint64_t		 nresults;	/* results delivered so far */
 	uint64_t		 nevents;	/* results and progress */
@@ -206,6 +210,99 @@ client_abandon(struct pb_client *c, const uint8_t *id)
 	(void)common_send(&c->conn, &p);
 }
 
+static int	client_step(struct pb_client *, int);
+
+/* Frees a job info; see patchbay.h. */
+void
+pb_job_info_free(struct pb_job_info *j)
+{
+	if (j == NULL)
+		return;
+	free(j->fn);
+	free(j->error);
+	free(j->payload);
+	free(j);
+}
+
+/* Handles a JOB that pb_client_status() waits for. 0 or -ENOMEM. */
+static int
+client_job_info(struct pb_client *c, const struct packet *p)
+{
+	struct pb_job_info	*j;
+
+	if (!c->status_wait || c->status_got != NULL ||
+	    memcmp(p->id, c->status_id, PB_ID_LEN) != 0)
+		return 0;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -ENOMEM;
+	memcpy(j->id, p->id, PB_ID_LEN);
+	snprintf(j->state, sizeof(j->state), "%.*s", (int)p->state.len,
+	    (const char *)p->state.ptr);
+	j->attempts = (uint32_t)p->attempts;
+	j->priority = (int)p->priority;
+	j->age_ms = p->age_ms;
+	j->done = strcmp(j->state, "done") == 0 && (p->has & PF_STATUS);
+	j->status = (enum pb_status)p->status;
+	if (((p->has & PF_FN) &&
+	    (j->fn = strndup((const char *)p->fn.ptr, p->fn.len)) == NULL) ||
+	    ((p->has & PF_ERROR) && (j->error = strndup((const char *)
+	    p->error.ptr, p->error.len)) == NULL) ||
+	    (p->payload.len > 0 && (j->payload = malloc(p->payload.len)) ==
+	    NULL)) {
+		pb_job_info_free(j);
+		return -ENOMEM;
+	}
+	if (p->payload.len > 0)
+		memcpy(j->payload, p->payload.ptr, p->payload.len);
+	j->len = p->payload.len;
+	c->status_got = j;
+	return 0;
+}
+
+/* Asks where a job is; see patchbay.h. */
+int
+pb_client_status(struct pb_client *c, const uint8_t id[PB_ID_LEN],
+    int timeout_ms, struct pb_job_info **ret)
+{
+	struct packet	p;
+	uint64_t	deadline = 0;
+	int		r;
+
+	if (c == NULL || id == NULL || ret == NULL || timeout_ms < -1)
+		return -EINVAL;
+	if (c->conn.dead || c->conn.fd < 0)
+		return -ENOTCONN;
+	packet_init(&p, PKT_STATUS);
+	memcpy(p.id, id, PB_ID_LEN);
+	memcpy(c->status_id, id, PB_ID_LEN);
+	c->status_wait = true;
+	c->status_got = NULL;
+	if ((r = common_send(&c->conn, &p)) != 0) {
+		c->status_wait = false;
+		return r;
+	}
+	if (timeout_ms >= 0)
+		deadline = clock_now_ms() + (uint64_t)timeout_ms;
+	while (c->status_got == NULL) {
+		if (deadline != 0 && common_ms_left(deadline) == 0) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		r = client_step(c, deadline != 0 ? common_ms_left(deadline) :
+		    -1);
+		if (r < 0 && r != -EINTR && c->status_got == NULL &&
+		    (c->conn.dead || r == -ENOMEM))
+			break;
+		r = 0;
+	}
+	c->status_wait = false;
+	if (c->status_got == NULL)
+		return r != 0 ? r : -ENOTCONN;
+	*ret = c->status_got;
+	c->status_got = NULL;
+	return 0;
+}
+
 /* Handles an ACCEPTED: a detached job's one answer, as PB_ACCEPTED. */
 static int
 client_accepted(struct pb_client *c, const struct packet *p)
@@ -259,6 +356,8 @@ client_packet(struct bconn *b, const struct packet *p, void *arg)
 		return client_result(c, p);
 	case PKT_ACCEPTED:
 		return client_accepted(c, p);
+	case PKT_JOB:
+		return client_job_info(c, p);
 	case PKT_PROGRESS:
 		HASH_FIND(hh, c->jobs, p->id, PB_ID_LEN, j);
 		if (j != NULL && j->on_progress != NULL) {
