@@ -15,7 +15,7 @@
  *   then ops     one byte each: peer = b % 6, op = b / 6 % 16, followed
  *                by the op's own bytes: connect, HELLO, raw bytes, RUN
  *                (an id byte whose bit 3 adds one of fb_metas, then flags),
- *                CANCEL, REGISTER, RESULT, PROGRESS, PING, PONG, ADMIN,
+ *                CANCEL (or STATUS: the id byte's top bit), REGISTER, RESULT, PROGRESS, PING, PONG, ADMIN,
  *                close (or half-close), advance the clock, stop or start
  *                reading (a slow consumer), server_stop(), pump.
  *
@@ -480,14 +480,16 @@ fb_run(struct fb_peer *pe)
 	fb_send(pe, &p);
 }
 
-/* CANCEL of one of the ids (maybe another client's, maybe not live). */
+/* CANCEL or STATUS of one of the ids (another client's, or not live). */
 static void
 fb_cancel(struct fb_peer *pe)
 {
 	struct packet	p;
+	uint8_t		k = fb_byte();
 
-	packet_init(&p, PKT_CANCEL);
-	fb_id(p.id, fb_byte() % FB_IDS);
+	/* The id byte's top bit asks where the job is instead. */
+	packet_init(&p, (k & 0x80) ? PKT_STATUS : PKT_CANCEL);
+	fb_id(p.id, k % FB_IDS);
 	fb_send(pe, &p);
 }
 
