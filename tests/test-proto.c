@@ -142,6 +142,11 @@ assert_packet(const struct packet *d, const struct packet *e)
 	ck_assert_int_eq(d->priority, e->priority);
 	ck_assert_int_eq(d->detach, e->detach);
 	ck_assert_int_eq(d->nowait, e->nowait);
+	ck_assert_int_eq(d->ack, e->ack);
+	ck_assert_uint_eq(d->delay_ms, e->delay_ms);
+	ck_assert_uint_eq(d->run_at, e->run_at);
+	assert_pbytes("state", d->state, e->state);
+	ck_assert_uint_eq(d->age_ms, e->age_ms);
 	ck_assert_int_eq(d->status, e->status);
 	assert_pbytes("error", d->error, e->error);
 	ck_assert_uint_eq(d->n, e->n);
@@ -896,6 +901,40 @@ START_TEST(packet_round_trip_every_option)
 	p.priority = -100;
 	p.fn = str_bytes("");
 	round_trip(&p, PROTO_TO_BROKER);
+	/* Detached with ack, delayed; then scheduled. */
+	p.has = PF_PAYLOAD | PF_DETACH | PF_ACK | PF_DELAY;
+	p.priority = 0;
+	p.detach = p.ack = true;
+	p.delay_ms = UINT64_MAX;
+	round_trip(&p, PROTO_TO_BROKER);
+	p.has = PF_PAYLOAD | PF_RUN_AT;
+	p.detach = p.ack = false;
+	p.delay_ms = 0;
+	p.run_at = 1798135200000ull;
+	round_trip(&p, PROTO_TO_BROKER);
+
+	/* ACCEPTED, STATUS, and JOB bare and with every key. */
+	packet_init(&p, PKT_ACCEPTED);
+	memcpy(p.id, test_id, PROTO_ID_LEN);
+	round_trip(&p, PROTO_FROM_BROKER);
+	packet_init(&p, PKT_STATUS);
+	memcpy(p.id, test_id, PROTO_ID_LEN);
+	round_trip(&p, PROTO_TO_BROKER);
+	packet_init(&p, PKT_JOB);
+	memcpy(p.id, test_id, PROTO_ID_LEN);
+	p.state = str_bytes("unknown");
+	round_trip(&p, PROTO_FROM_BROKER);
+	p.state = str_bytes("done");
+	p.has = PF_FN | PF_ATTEMPTS | PF_PRIORITY | PF_AGE | PF_STATUS |
+	    PF_ERROR | PF_PAYLOAD;
+	p.fn = str_bytes("resize");
+	p.attempts = 3;
+	p.priority = -7;
+	p.age_ms = 123456;
+	p.status = JOB_ERROR;
+	p.error = str_bytes("bad input");
+	p.payload = mem_bytes("out", 3);
+	round_trip(&p, PROTO_FROM_BROKER);
 
 	build_run_worker(&p);
 	round_trip(&p, PROTO_FROM_BROKER);
