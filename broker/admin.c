@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <uuid/uuid.h>
+
 #include "broker/broker.h"
 #include "config.h"
 
@@ -821,6 +823,41 @@ admin_drain(struct server *srv, struct peer *p,
 	return 0;
 }
 
+/*
+ * cancel {id}: any live job, whoever sent it; answers {id, was: queued,
+ * delayed or running} (a running one ends when its worker answers).
+ */
+static int
+admin_cancel(struct server *srv, struct peer *p,
+    const msgpack_object *args, msgpack_packer *pk, char *err)
+{
+	static const char *const names[] = { [SB_STATE_QUEUED] = "queued",
+	    [SB_STATE_DELAYED] = "delayed", [SB_STATE_RUNNING] = "running" };
+	char		 idstr[64];
+	uuid_t		 id;
+	enum sb_state	 was = SB_STATE_UNKNOWN;
+
+	(void)p;
+	if (admin_arg_str(args, "cancel", "id", false, idstr, sizeof(idstr),
+	    err) != 0)
+		return -1;
+	if (uuid_parse(idstr, id) != 0) {
+		snprintf(err, PROTO_ERRLEN, "cancel: '%s' is not a job id (a "
+		    "UUID)", idstr);
+		return -1;
+	}
+	if (switchboard_cancel_any(srv->sb, id, clock_now_ms(), &was) != 0) {
+		snprintf(err, PROTO_ERRLEN, "cancel: no live job has the id %s",
+		    idstr);
+		return -1;
+	}
+	/* No deadline comes sooner: the switchboard's timer stands. */
+	msgpack_pack_map(pk, 2);
+	admin_pack_kv_str(pk, "id", idstr);
+	admin_pack_kv_str(pk, "was", names[was]);
+	return 0;
+}
+
 /* The handler of each verb (proto/names.c has their names). */
 static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_STATUS] = admin_status,
@@ -841,6 +878,7 @@ static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_JOBS] = admin_stats_jobs,
 	[VERB_QUEUES] = admin_stats_queues,
 	[VERB_HEALTH] = admin_health,
+	[VERB_CANCEL] = admin_cancel,
 };
 
 /* Answers one ADMIN packet with a REPLY. */

@@ -92,13 +92,14 @@ static const struct {
 	[VERB_STATS] = { "stats",
 	    "messages and bytes: the broker, each connection, each process" },
 	[VERB_COUNT] = { "count", "messages processed (sent + received)" },
-	[VERB_JOBS] = { "jobs", "live jobs: queued and running" },
+	[VERB_JOBS] = { "jobs", "live jobs: queued, delayed and running" },
 	[VERB_QUEUES] = { "queues",
 	    "per function: queue depth, oldest wait, rejected, workers" },
 	[VERB_DRAIN] = { "drain",
 	    "refuse new jobs, finish the others, then shut down" },
 	[VERB_HEALTH] = { "health",
 	    "health checks of a supervised process, or of all" },
+	[VERB_CANCEL] = { "cancel", "cancel any live job by its id" },
 };
 
 /* Returns the index of the name s[0..len) in a table of fixstrs, or -1. */

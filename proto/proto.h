@@ -152,6 +152,7 @@ enum admin_verb {
 	VERB_QUEUES,
 	VERB_DRAIN,
 	VERB_HEALTH,
+	VERB_CANCEL,
 	VERB__MAX
 };
 

@@ -585,6 +585,30 @@ switchboard_cancel(struct switchboard *sb, struct sb_client *c,
 	return 0;
 }
 
+/* CANCEL of any live job, as admin; see switchboard.h. */
+int
+switchboard_cancel_any(struct switchboard *sb, const uint8_t *id,
+    uint64_t now, enum sb_state *was)
+{
+	struct sb_job	*job;
+
+	sb->now = now;
+	if ((job = table_find(&sb->routes, id, 0)) == NULL)
+		return -ENOENT;
+	if (job->state == SB_JOB_QUEUED || job->state == SB_JOB_DELAYED) {
+		*was = job->state == SB_JOB_QUEUED ? SB_STATE_QUEUED :
+		    SB_STATE_DELAYED;
+		job_finish(sb, job, JOB_CANCELLED, "cancelled by an admin");
+		return 0;
+	}
+	*was = SB_STATE_RUNNING;
+	if (!job->cancel_requested) {
+		job->cancel_requested = true;
+		sb_send_cancel(sb, job);
+	}
+	return 0;
+}
+
 /* RESULT from worker w; see switchboard.h. */
 int
 switchboard_result(struct switchboard *sb, struct sb_worker *w,

@@ -331,6 +331,15 @@ struct sb_job_status {
 };
 
 /*
+ * Cancels any live job by id, whoever sent it (the admin verb): a queued
+ * or delayed one ends CANCELLED at once (its client, if any, is told), a
+ * running one is CANCELled at its worker, whose answer ends it. Sets *was
+ * to where it was. 0, or -ENOENT when no live job has that id.
+ */
+int	 switchboard_cancel_any(struct switchboard *sb, const uint8_t *id,
+	    uint64_t now, enum sb_state *was);
+
+/*
  * Where job id is: any live job (attached or detached), or a finished
  * detached one whose outcome is still kept (result_ttl_ms,
  * max_result_bytes); else SB_STATE_UNKNOWN.

@@ -1295,6 +1295,22 @@ START_TEST(job_status_and_wait)
 	ck_assert_msg(strstr(out, " delayed fn=up ") != NULL, "%s", out);
 	free(out);
 	free(err);
+	/* An admin cancels it (its submitter is long gone): done, CANCELLED. */
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "cancel", later,
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(out, "was: delayed") != NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", later, "--broker",
+	    broker.unix_ep, NULL), 3);
+	ck_assert_msg(strstr(err, "cancelled by an admin") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "cancel", later,
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, "no live job has the id") != NULL, "%s", err);
+	free(out);
+	free(err);
 
 	start_worker("up", "tr a-z A-Z", 1);
 	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", "--wait", id,

@@ -90,7 +90,7 @@ static const struct ctl_verb ctl_verbs[VERB__MAX] = {
 	[VERB_COUNT] = { VERB_COUNT, CTL_ARGS_NONE, 0, "count", NULL },
 	[VERB_JOBS] = { VERB_JOBS, CTL_ARGS_JOBS,
 	    CTL_OPT_FN | CTL_OPT_CLIENT | CTL_OPT_STATE | CTL_OPT_LIMIT,
-	    "jobs [--fn F] [--client CONN|NAME] [--state queued|running] "
+	    "jobs [--fn F] [--client CONN|NAME] [--state queued|running|delayed] "
 	    "[--limit N]", NULL },
 	[VERB_QUEUES] = { VERB_QUEUES, CTL_ARGS_NONE, 0, "queues",
 	    "no functions" },
@@ -98,6 +98,7 @@ static const struct ctl_verb ctl_verbs[VERB__MAX] = {
 	    "drain [--timeout D]", NULL },
 	[VERB_HEALTH] = { VERB_HEALTH, CTL_ARGS_OPT_ID, 0, "health [ID]",
 	    "no supervised processes" },
+	[VERB_CANCEL] = { VERB_CANCEL, CTL_ARGS_ID, 0, "cancel JOB-ID", NULL },
 };
 
 #define CTL_NVERBS	VERB__MAX
