@@ -530,6 +530,12 @@ dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
 	case K_AGE_MS:
 		num = &p->age_ms;
 		break;
+	case K_RETRY_ON_ERROR:
+		num = &p->retry_on_error;
+		break;
+	case K_BACKOFF_MS:
+		num = &p->backoff_ms;
+		break;
 	case K_RUN_AT:
 		num = &p->run_at;
 		break;
@@ -651,6 +657,10 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 		return (dec_uint(p, k, &v, &p->delay_ms, err));
 	case K_AGE_MS:
 		return (dec_uint(p, k, &v, &p->age_ms, err));
+	case K_RETRY_ON_ERROR:
+		return (dec_uint(p, k, &v, &p->retry_on_error, err));
+	case K_BACKOFF_MS:
+		return (dec_uint(p, k, &v, &p->backoff_ms, err));
 	case K_STATE:
 		return (dec_str(p, k, &v, &p->state, err));
 	case K_RUN_AT:

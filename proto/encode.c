@@ -347,6 +347,10 @@ enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
 		return (enc_uint(o, p->delay_ms));
 	case K_AGE_MS:
 		return (enc_uint(o, p->age_ms));
+	case K_RETRY_ON_ERROR:
+		return (enc_uint(o, p->retry_on_error));
+	case K_BACKOFF_MS:
+		return (enc_uint(o, p->backoff_ms));
 	case K_STATE:
 		return (enc_str(o, p->state.ptr, p->state.len));
 	case K_RUN_AT:

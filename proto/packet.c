@@ -47,6 +47,8 @@ const char *const packet_keys[K__MAX] = {
 	[K_ACK] = "\xa3" "ack",
 	[K_DELAY_MS] = "\xa8" "delay_ms",
 	[K_RUN_AT] = "\xa6" "run_at",
+	[K_RETRY_ON_ERROR] = "\xae" "retry_on_error",
+	[K_BACKOFF_MS] = "\xaa" "backoff_ms",
 	[K_META] = "\xa4" "meta",
 	[K_STATUS] = "\xa6" "status",
 	[K_ERROR] = "\xa5" "error",
@@ -80,6 +82,8 @@ const uint32_t packet_key_flags[K__MAX] = {
 	[K_ATTEMPTS] = PF_ATTEMPTS,
 	[K_AGE_MS] = PF_AGE,
 	[K_STATUS] = PF_STATUS,
+	[K_RETRY_ON_ERROR] = PF_RETRY_ON_ERROR,
+	[K_BACKOFF_MS] = PF_BACKOFF,
 	[K_ERROR] = PF_ERROR,
 	[K_ARGS] = PF_ARGS,
 	[K_DATA] = PF_DATA,
@@ -109,6 +113,8 @@ const uint8_t packet_flag_keys[32] = {
 	[17] = K_ATTEMPTS,	/* PF_ATTEMPTS */
 	[18] = K_AGE_MS,	/* PF_AGE */
 	[19] = K_STATUS,	/* PF_STATUS */
+	[20] = K_RETRY_ON_ERROR, /* PF_RETRY_ON_ERROR */
+	[21] = K_BACKOFF_MS,	/* PF_BACKOFF */
 };
 _Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12 &&
     PF_ACK == 1u << 13 && PF_DELAY == 1u << 14 && PF_RUN_AT == 1u << 15,
@@ -127,7 +133,7 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 			KB(K_PAYLOAD) | KB(K_TIMEOUT_MS) | KB(K_RETRIES) |
 			KB(K_PRIORITY) | KB(K_DETACH) | KB(K_NOWAIT) |
 			KB(K_ACK) | KB(K_DELAY_MS) | KB(K_RUN_AT) |
-			KB(K_META) },
+			KB(K_RETRY_ON_ERROR) | KB(K_BACKOFF_MS) | KB(K_META) },
 		[PKT_CANCEL] = {
 			KB(K_T) | KB(K_ID), 0 },
 		[PKT_PROGRESS] = {
@@ -350,6 +356,9 @@ packet_key_find(const uint8_t *s, size_t len)
 		break;
 	case 10:
 		switch (s[0]) {
+		case 'b':
+			k = K_BACKOFF_MS;
+			break;
 		case 't':
 			k = K_TIMEOUT_MS;
 			break;
@@ -365,6 +374,11 @@ packet_key_find(const uint8_t *s, size_t len)
 		default:
 			return (-1);
 		}
+		break;
+	case 14:
+		if (s[0] != 'r')
+			return (-1);
+		k = K_RETRY_ON_ERROR;
 		break;
 	default:
 		return (-1);

@@ -226,6 +226,8 @@ struct packet {
 	bool			 ack;		/* PF_ACK: answer a detached RUN */
 	uint64_t		 delay_ms;	/* PF_DELAY: due this much later */
 	uint64_t		 run_at;	/* PF_RUN_AT: due then (Unix ms) */
+	uint64_t		 retry_on_error; /* PF_RETRY_ON_ERROR */
+	uint64_t		 backoff_ms;	/* PF_BACKOFF: the first retry's */
 	/* JOB */
 	struct pbytes		 state;		/* "queued", ..., "unknown" */
 	uint64_t		 age_ms;	/* PF_AGE */
@@ -290,7 +292,9 @@ struct packet {
 #define PF_ATTEMPTS	(1u << 17)	/* status are optional there */
 #define PF_AGE		(1u << 18)
 #define PF_STATUS	(1u << 19)
-#define PF_ALL		((PF_STATUS << 1) - 1)	/* every bit above */
+#define PF_RETRY_ON_ERROR (1u << 20)
+#define PF_BACKOFF	(1u << 21)
+#define PF_ALL		((PF_BACKOFF << 1) - 1)	/* every bit above */
 
 /* frame.c */
 

@@ -605,7 +605,6 @@ job_free(struct switchboard *sb, struct sb_job *job)
 	fn_release(sb, fn);
 }
 
-/* Answers a live job with a terminal status and frees it. */
 /* Adds b to a, saturating at UINT64_MAX instead of wrapping. */
 static inline uint64_t
 sat_add(uint64_t a, uint64_t b)
@@ -624,8 +623,14 @@ void		 results_keep(struct switchboard *sb, const struct sb_job *job,
 		    size_t error_len, const void *payload, size_t payload_len);
 void		 results_clear(struct switchboard *sb);
 
+/*
+ * A delayed job is due: dispatched or queued as if its RUN came now, its
+ * timeout (or detached_ttl) starting now.
+ */
 void		 job_due(struct switchboard *sb, struct sb_job *job,
 		    uint64_t now);
+
+/* Answers a live job with a terminal status and frees it. */
 void		 job_finish(struct switchboard *sb, struct sb_job *job,
 		    enum job_status status, const char *error);
 

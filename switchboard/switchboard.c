@@ -98,6 +98,10 @@ switchboard_free(struct switchboard *sb)
 		TAILQ_REMOVE(&sb->clients, c, entry);
 		free(c);
 	}
+	/* Delayed jobs live in the deadline heap only. */
+	for (uint32_t i = 0; i < sb->deadlines.n; i++)
+		if (sb->deadlines.v[i].job->state == SB_JOB_DELAYED)
+			job_release(sb, sb->deadlines.v[i].job);
 	HASH_ITER(hh, sb->fns, fn, tmp) {
 		HASH_DELETE(hh, sb->fns, fn);
 		while ((job = queue_first(&fn->queue)) != NULL) {
