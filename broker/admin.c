@@ -437,7 +437,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	switchboard_stats(srv->sb, &st);
 	for (int i = 0; i < JOB__MAX; i++)
 		total += st.results[i];
-	msgpack_pack_map(pk, 22);
+	msgpack_pack_map(pk, 23);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
 	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
@@ -448,6 +448,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	admin_pack_kv_uint(pk, "functions", st.functions);
 	admin_pack_kv_uint(pk, "queued", st.queued);
 	admin_pack_kv_uint(pk, "delayed", st.delayed);
+	admin_pack_kv_uint(pk, "dead", st.dead);
 	admin_pack_kv_uint(pk, "running", st.running);
 	admin_pack_kv_uint(pk, "submitted", st.submitted);
 	admin_pack_kv_uint(pk, "dispatched", st.dispatched);
@@ -832,7 +833,8 @@ admin_cancel(struct server *srv, struct peer *p,
     const msgpack_object *args, msgpack_packer *pk, char *err)
 {
 	static const char *const names[] = { [SB_STATE_QUEUED] = "queued",
-	    [SB_STATE_DELAYED] = "delayed", [SB_STATE_RUNNING] = "running" };
+	    [SB_STATE_DELAYED] = "delayed", [SB_STATE_RUNNING] = "running",
+	    [SB_STATE_DEAD] = "dead" };
 	char		 idstr[64];
 	uuid_t		 id;
 	enum sb_state	 was = SB_STATE_UNKNOWN;
@@ -858,6 +860,129 @@ admin_cancel(struct server *srv, struct peer *p,
 	return 0;
 }
 
+/* Packs one dead job for `dead`. */
+static void
+admin_dead_one(const struct sb_dead_info *d, void *arg)
+{
+	msgpack_packer	*pk = arg;
+	char		 id[37];
+
+	uuid_unparse_lower(d->id, id);
+	msgpack_pack_map(pk, 8);
+	admin_pack_kv_str(pk, "id", id);
+	admin_pack_kv_str(pk, "function", d->fn);
+	admin_pack_kv_uint(pk, "attempts", d->attempts);
+	admin_pack_kv_uint(pk, "failures", d->failures);
+	proto_pack_str(pk, "priority");
+	msgpack_pack_int64(pk, d->priority);
+	admin_pack_kv_uint(pk, "age_ms", d->age_ms);
+	proto_pack_str(pk, "error");
+	if (d->error != NULL)
+		proto_pack_str(pk, d->error);
+	else
+		msgpack_pack_nil(pk);
+	admin_pack_kv_uint(pk, "payload_bytes", d->payload_len);
+}
+
+/* Counts the dead jobs `dead` lists. */
+static void
+admin_dead_count(const struct sb_dead_info *d, void *arg)
+{
+	(void)d;
+	(*(size_t *)arg)++;
+}
+
+/* dead {fn?}: the dead list, oldest first. */
+static int
+admin_dead(struct server *srv, struct peer *p, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	char		 fn[PROTO_MAX_FN_LEN + 1];
+	const char	*f = NULL;
+	size_t		 n = 0;
+	uint64_t	 now = clock_now_ms();
+	int		 r;
+
+	(void)p;
+	if ((r = admin_arg_str(args, "dead", "fn", true, fn, sizeof(fn),
+	    err)) < 0)
+		return -1;
+	if (r == 0)
+		f = fn;
+	switchboard_foreach_dead(srv->sb, f, now, admin_dead_count, &n);
+	msgpack_pack_array(pk, n);
+	switchboard_foreach_dead(srv->sb, f, now, admin_dead_one, pk);
+	return 0;
+}
+
+/*
+ * kick and drop {id? | all: true, fn?}: one dead job by its id, or every
+ * one (of fn); answers {kicked|dropped: n}.
+ */
+static int
+admin_dead_verb(struct server *srv, const msgpack_object *args,
+    msgpack_packer *pk, char *err, const char *verb, bool kick)
+{
+	const msgpack_object	*all = admin_arg(args, "all");
+	char			 idstr[64], fn[PROTO_MAX_FN_LEN + 1];
+	const char		*f = NULL;
+	uuid_t			 id;
+	int			 r, n;
+
+	if ((r = admin_arg_str(args, verb, "id", true, idstr, sizeof(idstr),
+	    err)) < 0 || admin_arg_str(args, verb, "fn", true, fn, sizeof(fn),
+	    err) < 0)
+		return -1;
+	if ((all != NULL && (all->type != MSGPACK_OBJECT_BOOLEAN ||
+	    !all->via.boolean)) || (r == 0) == (all != NULL)) {
+		snprintf(err, PROTO_ERRLEN, "%s: give 'id' or 'all': true",
+		    verb);
+		return -1;
+	}
+	if (r == 0 && uuid_parse(idstr, id) != 0) {
+		snprintf(err, PROTO_ERRLEN, "%s: '%s' is not a job id (a "
+		    "UUID)", verb, idstr);
+		return -1;
+	}
+	if (all != NULL && admin_arg(args, "fn") != NULL)
+		f = fn;
+	n = kick ? switchboard_kick(srv->sb, r == 0 ? id : NULL, f,
+	    clock_now_ms()) : switchboard_drop(srv->sb, r == 0 ? id : NULL, f,
+	    clock_now_ms());
+	if (n == -ENOENT) {
+		snprintf(err, PROTO_ERRLEN, "%s: %s is not a dead job", verb,
+		    idstr);
+		return -1;
+	}
+	if (n < 0) {
+		snprintf(err, PROTO_ERRLEN, "%s: out of memory", verb);
+		return -1;
+	}
+	log_info("%s: %d dead job%s %s", verb, n, n == 1 ? "" : "s",
+	    kick ? "back to their queues" : "dropped");
+	msgpack_pack_map(pk, 1);
+	admin_pack_kv_uint(pk, kick ? "kicked" : "dropped", (uint64_t)n);
+	return 0;
+}
+
+/* kick: dead jobs back to their queue, their retries afresh. */
+static int
+admin_kick(struct server *srv, struct peer *p, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	(void)p;
+	return admin_dead_verb(srv, args, pk, err, "kick", true);
+}
+
+/* drop: dead jobs gone for good. */
+static int
+admin_drop(struct server *srv, struct peer *p, const msgpack_object *args,
+    msgpack_packer *pk, char *err)
+{
+	(void)p;
+	return admin_dead_verb(srv, args, pk, err, "drop", false);
+}
+
 /* The handler of each verb (proto/names.c has their names). */
 static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_STATUS] = admin_status,
@@ -879,6 +1004,9 @@ static const admin_verb_fn admin_verbs[VERB__MAX] = {
 	[VERB_QUEUES] = admin_stats_queues,
 	[VERB_HEALTH] = admin_health,
 	[VERB_CANCEL] = admin_cancel,
+	[VERB_DEAD] = admin_dead,
+	[VERB_KICK] = admin_kick,
+	[VERB_DROP] = admin_drop,
 };
 
 /* Answers one ADMIN packet with a REPLY. */

@@ -243,6 +243,7 @@ enum settings_id {
 	SETTINGS_DETACHED_TTL,
 	SETTINGS_RESULT_TTL,
 	SETTINGS_MAX_RESULT_BYTES,
+	SETTINGS_MAX_DEAD,
 	SETTINGS_DRAIN_TIMEOUT,
 	SETTINGS_COUNT
 };
@@ -291,6 +292,7 @@ struct settings {
 	uint64_t	  detached_ttl_ms;
 	uint64_t	  result_ttl_ms;
 	uint64_t	  max_result_bytes;
+	uint64_t	  max_dead;
 	uint64_t	  drain_timeout_ms;
 	uint64_t	  given;		/* 1 << SETTINGS_* when set */
 };

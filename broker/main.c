@@ -247,6 +247,7 @@ server_config_from(const struct settings *s, const struct config *config,
 	cfg->sb.result_ttl_ms = s->result_ttl_ms;
 	cfg->sb.max_result_bytes = s->max_result_bytes;
 	cfg->sb.keep_results = true;
+	cfg->sb.max_dead = (uint32_t)s->max_dead;
 	/* Job ids come from peers: hash them with a seed they cannot know. */
 	if (getrandom(&cfg->sb.hash_seed, sizeof(cfg->sb.hash_seed), 0) !=
 	    (ssize_t)sizeof(cfg->sb.hash_seed))

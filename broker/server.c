@@ -807,7 +807,7 @@ server_job_status(struct peer *p, const uint8_t *id, uint64_t now)
 	static const char *const states[] = {
 		[SB_STATE_UNKNOWN] = "unknown", [SB_STATE_QUEUED] = "queued",
 		[SB_STATE_DELAYED] = "delayed", [SB_STATE_RUNNING] = "running",
-		[SB_STATE_DONE] = "done",
+		[SB_STATE_DONE] = "done", [SB_STATE_DEAD] = "dead",
 	};
 	struct sb_job_status	 st;
 	struct packet		 j;
@@ -830,11 +830,12 @@ server_job_status(struct peer *p, const uint8_t *id, uint64_t now)
 		j.status = st.status;
 		j.payload.ptr = st.payload;
 		j.payload.len = (uint32_t)st.payload_len;
-		if (st.error != NULL) {
-			j.has |= PF_ERROR;
-			j.error.ptr = (const uint8_t *)st.error;
-			j.error.len = (uint32_t)strlen(st.error);
-		}
+	}
+	/* A done job's, or a retried or dead one's last error. */
+	if (st.error != NULL) {
+		j.has |= PF_ERROR;
+		j.error.ptr = (const uint8_t *)st.error;
+		j.error.len = (uint32_t)strlen(st.error);
 	}
 	conn_send(p->conn, &j);
 }

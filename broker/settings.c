@@ -205,6 +205,10 @@ static const struct settings_row settings_rows[] = {
 	    SETTINGS_AT(max_result_bytes), 4096, 1ull << 40,
 	    64 * 1024 * 1024, "SIZE",
 	    "what those outcomes may hold in all (the oldest go first)" },
+	{ SETTINGS_MAX_DEAD, "max_dead", 0, KIND_NUMBER,
+	    SETTINGS_AT(max_dead), 1, 10000000, 10000, "N",
+	    "dead jobs kept (detached jobs whose retry_on_error ran out); "
+	    "the oldest is dropped beyond" },
 	{ SETTINGS_DRAIN_TIMEOUT, "drain_timeout", 0, KIND_DURATION,
 	    SETTINGS_AT(drain_timeout_ms), 0, LIMIT_STOP_TIMEOUT_MAX_MS,
 	    60000, "DURATION",

@@ -100,6 +100,10 @@ static const struct {
 	[VERB_HEALTH] = { "health",
 	    "health checks of a supervised process, or of all" },
 	[VERB_CANCEL] = { "cancel", "cancel any live job by its id" },
+	[VERB_DEAD] = { "dead",
+	    "detached jobs whose retries ran out, with their last error" },
+	[VERB_KICK] = { "kick", "dead jobs back to their queue" },
+	[VERB_DROP] = { "drop", "dead jobs dropped for good" },
 };
 
 /* Returns the index of the name s[0..len) in a table of fixstrs, or -1. */

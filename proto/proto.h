@@ -153,6 +153,9 @@ enum admin_verb {
 	VERB_DRAIN,
 	VERB_HEALTH,
 	VERB_CANCEL,
+	VERB_DEAD,
+	VERB_KICK,
+	VERB_DROP,
 	VERB__MAX
 };
 

@@ -55,6 +55,15 @@ enum sb_job_state {
 	SB_JOB_RUNNING,
 	SB_JOB_ORPHAN,
 	SB_JOB_DELAYED,		/* in sb->deadlines until it is due */
+	SB_JOB_DEAD,		/* on sb->dead: retries used up */
+};
+
+/* A detached job's retries after its worker's ERROR (retry_on_error). */
+struct sb_retry {
+	uint32_t		 max;		/* retry_on_error */
+	uint32_t		 failures;	/* ERRORs so far */
+	uint64_t		 backoff_ms;	/* before the first retry */
+	char			*last_error;	/* or NULL */
 };
 
 /* A job with a timeout and when it is due: an entry of sb->deadlines. */
@@ -94,7 +103,8 @@ struct sb_slab {
 struct sb_job {
 	/* Keyed in sb->routes while live, in worker->orphans once an orphan. */
 	uint8_t			 id[PROTO_ID_LEN];
-	TAILQ_ENTRY(sb_job)	 client_entry;	/* client->jobs, while live */
+	/* client->jobs while live; sb->dead for a dead (detached) one */
+	TAILQ_ENTRY(sb_job)	 client_entry;
 	union {
 		/* worker->jobs, while running or orphaned */
 		TAILQ_ENTRY(sb_job) worker_entry;
@@ -114,8 +124,9 @@ struct sb_job {
 	uint32_t		 payload_len;
 	uint32_t		 born;		/* the clock's low 32 bits at
 						   its RUN, for its age */
-	/* A delayed job's timeout, which counts from when it is due. */
+	/* Its timeout, which for a delayed job counts from when it is due. */
 	uint64_t		 timeout_ms;
+	struct sb_retry		*retry;		/* NULL: none asked */
 	uint32_t		 stamp;		/* the clock's low 32 bits when
 						   queued, then dispatched */
 	/*
@@ -276,6 +287,10 @@ struct switchboard {
 	struct sb_result	*results;	/* by id */
 	TAILQ_HEAD(, sb_result)	 result_list;	/* oldest first */
 	uint64_t		 result_bytes;
+	struct sb_job_list	 dead;		/* oldest first */
+	uint32_t		 ndead;
+	uint32_t		 max_dead;
+	uint64_t		 rng;		/* backoff jitter */
 	bool			 shutting_down;
 	bool			 refusing;	/* switchboard_refuse_new() */
 	char			 refusal[PROTO_ERRLEN];
@@ -629,6 +644,13 @@ void		 results_clear(struct switchboard *sb);
  */
 void		 job_due(struct switchboard *sb, struct sb_job *job,
 		    uint64_t now);
+
+/*
+ * A detached job with retry_on_error failed (its worker's ERROR): delayed
+ * for a retry, or to the dead list.
+ */
+void		 job_failed(struct switchboard *sb, struct sb_job *job,
+		    const void *error, size_t error_len, uint64_t now);
 
 /* Answers a live job with a terminal status and frees it. */
 void		 job_finish(struct switchboard *sb, struct sb_job *job,

@@ -165,6 +165,9 @@ job_unlink_live(struct switchboard *sb, struct sb_job *job)
 	else if (job->state == SB_JOB_DELAYED) {
 		job->fn->ndelayed--;
 		sb->ndelayed--;
+	} else if (job->state == SB_JOB_DEAD) {
+		TAILQ_REMOVE(&sb->dead, job, client_entry);
+		sb->ndead--;
 	}
 }
 
@@ -287,6 +290,70 @@ job_due(struct switchboard *sb, struct sb_job *job, uint64_t now)
 		job_enqueue(sb, job, now);
 }
 
+/* A retry's delay: backoff_ms doubled per failure, within 20% either way. */
+static uint64_t
+job_backoff(struct switchboard *sb, const struct sb_retry *r)
+{
+	uint64_t	d = r->backoff_ms, span;
+	uint32_t	n = r->failures;
+
+	while (--n > 0 && d < SB_MAX_BACKOFF_MS)
+		d *= 2;
+	if (d > SB_MAX_BACKOFF_MS)
+		d = SB_MAX_BACKOFF_MS;
+	/* xorshift64: jitter, so that a burst of failures spreads out. */
+	sb->rng ^= sb->rng << 13;
+	sb->rng ^= sb->rng >> 7;
+	sb->rng ^= sb->rng << 17;
+	span = d / 5;
+	return d - span + (span > 0 ? sb->rng % (2 * span + 1) : 0);
+}
+
+/*
+ * A running detached job with retry_on_error got its worker's ERROR:
+ * delayed for its next try after a backoff, or, its retries used up (or
+ * no room to delay it), moved to the dead list with its last error; the
+ * oldest dead job goes when the list is over max_dead.
+ */
+void
+job_failed(struct switchboard *sb, struct sb_job *job, const void *error,
+    size_t error_len, uint64_t now)
+{
+	struct sb_retry	*r = job->retry;
+	struct sb_job	*old;
+	char		*e;
+
+	if (error != NULL && (e = strndup(error, error_len)) != NULL) {
+		free(r->last_error);
+		r->last_error = e;
+	}
+	r->failures++;
+	job_leave_worker(sb, job);
+	heap_remove(&sb->deadlines, job);
+	job->has_timeout = job->ttl_only = false;
+	if (r->failures <= r->max && heap_reserve(&sb->deadlines) == 0) {
+		job->state = SB_JOB_DELAYED;
+		job->has_timeout = true;
+		heap_push(&sb->deadlines, job, sat_add(now,
+		    job_backoff(sb, r)));
+		job->fn->ndelayed++;
+		sb->ndelayed++;
+		return;
+	}
+	stats_job_end(sb, job, NULL, JOB_ERROR, false, r->last_error,
+	    r->last_error != NULL ? strlen(r->last_error) : 0);
+	job->state = SB_JOB_DEAD;
+	job->stamp = (uint32_t)now;
+	TAILQ_INSERT_TAIL(&sb->dead, job, client_entry);
+	sb->ndead++;
+	if (sb->ndead > sb->max_dead) {
+		old = TAILQ_FIRST(&sb->dead);
+		sb->stats.detached_dropped++;
+		job_unlink_live(sb, old);
+		job_free(sb, old);
+	}
+}
+
 /* Finds w's live running job for (id, attempt); NULL when none. */
 struct sb_job *
 worker_find_running(struct switchboard *sb, struct sb_worker *w,
@@ -367,6 +434,10 @@ job_release(struct switchboard *sb, struct sb_job *job)
 
 	sb->payload_bytes -= size;
 	sb->live_jobs--;
+	if (job->retry != NULL) {
+		free(job->retry->last_error);
+		free(job->retry);
+	}
 	if (size > SB_SMALL_PAYLOAD) {
 		free(job);
 		return;

@@ -114,7 +114,10 @@ switchboard_job_status(struct switchboard *sb, const uint8_t *id,
 	if ((job = table_find(&sb->routes, id, 0)) != NULL) {
 		ret->state = job->state == SB_JOB_QUEUED ? SB_STATE_QUEUED :
 		    job->state == SB_JOB_DELAYED ? SB_STATE_DELAYED :
+		    job->state == SB_JOB_DEAD ? SB_STATE_DEAD :
 		    SB_STATE_RUNNING;
+		if (job->retry != NULL)
+			ret->error = job->retry->last_error;
 		ret->fn = job->fn->name;
 		ret->attempts = job->attempt;
 		ret->priority = job->priority;

@@ -58,6 +58,11 @@ switchboard_new(const struct switchboard_config *config, sb_send_cb send,
 	TAILQ_INIT(&sb->clients);
 	TAILQ_INIT(&sb->idle_fns);
 	TAILQ_INIT(&sb->result_list);
+	TAILQ_INIT(&sb->dead);
+	sb->max_dead = config != NULL && config->max_dead != 0 ?
+	    config->max_dead : SB_DEFAULT_MAX_DEAD;
+	sb->rng = (config != NULL ? config->hash_seed : 0) ^
+	    0x9e3779b97f4a7c15ull;
 	sb->result_ttl_ms = config != NULL && config->keep_results ?
 	    config->result_ttl_ms : SB_DEFAULT_RESULT_TTL_MS;
 	sb->max_result_bytes = config != NULL && config->max_result_bytes != 0 ?
@@ -97,6 +102,10 @@ switchboard_free(struct switchboard *sb)
 	while ((c = TAILQ_FIRST(&sb->clients)) != NULL) {
 		TAILQ_REMOVE(&sb->clients, c, entry);
 		free(c);
+	}
+	while ((job = TAILQ_FIRST(&sb->dead)) != NULL) {
+		TAILQ_REMOVE(&sb->dead, job, client_entry);
+		job_release(sb, job);
 	}
 	/* Delayed jobs live in the deadline heap only. */
 	for (uint32_t i = 0; i < sb->deadlines.n; i++)
@@ -362,6 +371,33 @@ run_delay(const struct packet *run, uint64_t *ret, char *err)
 }
 
 /*
+ * Checks retry_on_error and backoff_ms: for detached jobs only (an
+ * attached job's client sees its ERROR and decides), within their bounds.
+ * 0, or -1 with the sentence for its BAD_REQUEST in err.
+ */
+static int
+run_retry(const struct packet *run, char *err)
+{
+	if ((run->has & PF_RETRY_ON_ERROR) && run->retry_on_error > 0 &&
+	    !run->detach) {
+		snprintf(err, PROTO_ERRLEN, "retry_on_error is for detached "
+		    "jobs: an attached job's client gets the ERROR and decides");
+		return -1;
+	}
+	if ((run->has & PF_RETRY_ON_ERROR) &&
+	    run->retry_on_error > SB_MAX_RETRY_ON_ERROR) {
+		snprintf(err, PROTO_ERRLEN, "retry_on_error is more than %d",
+		    SB_MAX_RETRY_ON_ERROR);
+		return -1;
+	}
+	if ((run->has & PF_BACKOFF) && run->backoff_ms > SB_MAX_BACKOFF_MS) {
+		snprintf(err, PROTO_ERRLEN, "backoff_ms is more than a day");
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Checks a RUN against the limits that do not depend on its function:
  * max_jobs_per_client (live attached jobs of this client) and max_memory
  * (payloads held, plus what the owner counts, plus this one). 0, or -1
@@ -459,7 +495,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
-	if (run_delay(run, &delay, err) != 0) {
+	if (run_delay(run, &delay, err) != 0 || run_retry(run, err) != 0) {
 		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
@@ -497,6 +533,19 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	job = job_alloc(sb, run->payload.len, meta_len);
 	if (job == NULL)
 		goto enomem;
+	if ((run->has & PF_RETRY_ON_ERROR) && run->retry_on_error > 0) {
+		/* job_free() gives it back with the job from here. */
+		if ((job->retry = calloc(1, sizeof(*job->retry))) == NULL) {
+			job->fn = fn;
+			fn->njobs++;
+			job_free(sb, job);
+			goto enomem_fn_gone;
+		}
+		job->retry->max = (uint32_t)run->retry_on_error;
+		job->retry->backoff_ms = (run->has & PF_BACKOFF) &&
+		    run->backoff_ms > 0 ? run->backoff_ms :
+		    SB_DEFAULT_BACKOFF_MS;
+	}
 	job->fn = fn;
 	fn->njobs++;
 	if ((w == NULL && delay == 0 &&
@@ -530,10 +579,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		TAILQ_INSERT_TAIL(&c->jobs, job, client_entry);
 		c->njobs++;
 	}
+	job->timeout_ms = (run->has & PF_TIMEOUT) ? run->timeout_ms : 0;
 	if (delay > 0) {
 		/* Its timeout, or detached_ttl, starts when it is due. */
 		job->state = SB_JOB_DELAYED;
-		job->timeout_ms = (run->has & PF_TIMEOUT) ? run->timeout_ms : 0;
 		job->has_timeout = true;
 		heap_push(&sb->deadlines, job, sat_add(now, delay));
 		fn->ndelayed++;
@@ -589,6 +638,111 @@ switchboard_cancel(struct switchboard *sb, struct sb_client *c,
 	return 0;
 }
 
+/* True when the dead job matches fn (NULL: any function). */
+static bool
+dead_matches(const struct sb_job *job, const char *fn)
+{
+	return fn == NULL || strcmp(job->fn->name, fn) == 0;
+}
+
+/* The dead list, oldest first; see switchboard.h. */
+void
+switchboard_foreach_dead(struct switchboard *sb, const char *fn,
+    uint64_t now, void (*cb)(const struct sb_dead_info *, void *),
+    void *arg)
+{
+	const struct sb_job	*job;
+	struct sb_dead_info	 info;
+
+	sb->now = now;
+	TAILQ_FOREACH(job, &sb->dead, client_entry) {
+		if (!dead_matches(job, fn))
+			continue;
+		memset(&info, 0, sizeof(info));
+		info.id = job->id;
+		info.fn = job->fn->name;
+		info.attempts = job->attempt;
+		info.failures = job->retry->failures;
+		info.priority = job->priority;
+		info.age_ms = (uint32_t)now - job->born;
+		info.error = job->retry->last_error;
+		info.payload_len = job->payload_len;
+		cb(&info, arg);
+	}
+}
+
+/*
+ * A dead job back to its queue (or a worker), its retries afresh: made
+ * due now and handed to job_due(). 0, or -ENOMEM (it stays dead).
+ */
+static int
+dead_kick(struct switchboard *sb, struct sb_job *job, uint64_t now)
+{
+	if (heap_reserve(&sb->deadlines) != 0)
+		return -ENOMEM;
+	TAILQ_REMOVE(&sb->dead, job, client_entry);
+	sb->ndead--;
+	job->retry->failures = 0;
+	job->state = SB_JOB_DELAYED;
+	job->has_timeout = true;
+	heap_push(&sb->deadlines, job, now);
+	job->fn->ndelayed++;
+	sb->ndelayed++;
+	job_due(sb, job, now);
+	return 0;
+}
+
+/* Applies kick (true) or drop to one dead job or to all; see .h. */
+static int
+dead_apply(struct switchboard *sb, const uint8_t *id, const char *fn,
+    uint64_t now, bool kick)
+{
+	struct sb_job	*job, *next;
+	int		 n = 0;
+
+	sb->now = now;
+	if (id != NULL) {
+		job = table_find(&sb->routes, id, 0);
+		if (job == NULL || job->state != SB_JOB_DEAD)
+			return -ENOENT;
+		if (kick)
+			return dead_kick(sb, job, now) == 0 ? 1 : -ENOMEM;
+		job_unlink_live(sb, job);
+		job_free(sb, job);
+		return 1;
+	}
+	for (job = TAILQ_FIRST(&sb->dead); job != NULL; job = next) {
+		next = TAILQ_NEXT(job, client_entry);
+		if (!dead_matches(job, fn))
+			continue;
+		if (kick) {
+			if (dead_kick(sb, job, now) != 0)
+				break;
+		} else {
+			job_unlink_live(sb, job);
+			job_free(sb, job);
+		}
+		n++;
+	}
+	return n;
+}
+
+/* Dead jobs back to their queue; see switchboard.h. */
+int
+switchboard_kick(struct switchboard *sb, const uint8_t *id, const char *fn,
+    uint64_t now)
+{
+	return dead_apply(sb, id, fn, now, true);
+}
+
+/* Dead jobs dropped for good; see switchboard.h. */
+int
+switchboard_drop(struct switchboard *sb, const uint8_t *id, const char *fn,
+    uint64_t now)
+{
+	return dead_apply(sb, id, fn, now, false);
+}
+
 /* CANCEL of any live job, as admin; see switchboard.h. */
 int
 switchboard_cancel_any(struct switchboard *sb, const uint8_t *id,
@@ -599,9 +753,11 @@ switchboard_cancel_any(struct switchboard *sb, const uint8_t *id,
 	sb->now = now;
 	if ((job = table_find(&sb->routes, id, 0)) == NULL)
 		return -ENOENT;
-	if (job->state == SB_JOB_QUEUED || job->state == SB_JOB_DELAYED) {
+	if (job->state == SB_JOB_QUEUED || job->state == SB_JOB_DELAYED ||
+	    job->state == SB_JOB_DEAD) {
 		*was = job->state == SB_JOB_QUEUED ? SB_STATE_QUEUED :
-		    SB_STATE_DELAYED;
+		    job->state == SB_JOB_DELAYED ? SB_STATE_DELAYED :
+		    SB_STATE_DEAD;
 		job_finish(sb, job, JOB_CANCELLED, "cancelled by an admin");
 		return 0;
 	}
@@ -640,6 +796,12 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 
 	w->completed++;
 	stats_hist_add(&job->fn->st->run, (uint32_t)now - job->stamp);
+	if (job->retry != NULL && res->status == JOB_ERROR) {
+		job_failed(sb, job, (res->has & PF_ERROR) ? res->error.ptr :
+		    NULL, (res->has & PF_ERROR) ? res->error.len : 0, now);
+		worker_fill(sb, w, now);
+		return 0;
+	}
 	if (job->detached)
 		results_keep(sb, job, res->status, (res->has & PF_ERROR) ?
 		    res->error.ptr : NULL, (res->has & PF_ERROR) ?
@@ -842,6 +1004,7 @@ switchboard_stats(const struct switchboard *sb, struct sb_stats *ret)
 	*ret = sb->stats;
 	ret->queued = sb->nqueued;
 	ret->delayed = sb->ndelayed;
+	ret->dead = sb->ndead;
 	ret->running = sb->nrunning;
 	ret->workers = sb->nworkers;
 	ret->clients = sb->nclients;

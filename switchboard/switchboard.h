@@ -92,6 +92,7 @@ struct switchboard_config {
 						   hold; 0: 64 MiB */
 	bool		keep_results;		/* false: result_ttl_ms is
 						   the default (10 min) */
+	uint32_t	max_dead;		/* dead jobs kept; 0: 10000 */
 };
 
 #define SB_DEFAULT_MAX_QUEUE		100000
@@ -100,6 +101,10 @@ struct switchboard_config {
 #define SB_MAX_DELAY_MS			(366ull * 24 * 3600 * 1000)
 #define SB_DEFAULT_RESULT_TTL_MS	(10ull * 60 * 1000)
 #define SB_DEFAULT_MAX_RESULT_BYTES	(64ull * 1024 * 1024)
+#define SB_DEFAULT_MAX_DEAD		10000
+#define SB_MAX_RETRY_ON_ERROR		1000
+#define SB_DEFAULT_BACKOFF_MS		1000
+#define SB_MAX_BACKOFF_MS		(24ull * 3600 * 1000)
 
 /* Counters since switchboard_new(), and gauges. */
 struct sb_stats {
@@ -114,6 +119,7 @@ struct sb_stats {
 	uint64_t	progress;		/* PROGRESS forwarded */
 	uint32_t	queued;			/* jobs waiting now */
 	uint32_t	delayed;		/* jobs not due yet */
+	uint32_t	dead;			/* jobs on the dead list */
 	uint32_t	running;		/* jobs at workers now */
 	uint32_t	workers;
 	uint32_t	clients;
@@ -315,6 +321,7 @@ enum sb_state {
 	SB_STATE_DELAYED,
 	SB_STATE_RUNNING,
 	SB_STATE_DONE,		/* a detached job's kept outcome */
+	SB_STATE_DEAD,		/* retries used up: on the dead list */
 };
 
 /* A job's status; pointers into the switchboard, valid until its next call. */
@@ -329,6 +336,34 @@ struct sb_job_status {
 	const uint8_t	*payload;		/* done: the worker's */
 	size_t		 payload_len;
 };
+
+/*
+ * The dead list (detached jobs whose retry_on_error ran out): each one
+ * matching fn (NULL: any) goes to cb, oldest first, with its last error.
+ */
+struct sb_dead_info {
+	const uint8_t	*id;
+	const char	*fn;
+	uint32_t	 attempts;
+	uint32_t	 failures;
+	int		 priority;
+	uint64_t	 age_ms;		/* since its RUN */
+	const char	*error;			/* its last; or NULL */
+	uint32_t	 payload_len;
+};
+void	 switchboard_foreach_dead(struct switchboard *sb, const char *fn,
+	    uint64_t now, void (*cb)(const struct sb_dead_info *, void *),
+	    void *arg);
+
+/*
+ * Dead jobs back to their queue with their retries afresh (kick), or
+ * dropped for good (drop): the one with id, or (id NULL) every one of fn
+ * (NULL: any). Returns how many, or -ENOENT when id is not a dead job.
+ */
+int	 switchboard_kick(struct switchboard *sb, const uint8_t *id,
+	    const char *fn, uint64_t now);
+int	 switchboard_drop(struct switchboard *sb, const uint8_t *id,
+	    const char *fn, uint64_t now);
 
 /*
  * Cancels any live job by id, whoever sent it (the admin verb): a queued

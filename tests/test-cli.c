@@ -1346,6 +1346,69 @@ START_TEST(job_status_and_wait)
 }
 END_TEST
 
+/*
+ * run -d --retry-on-error: a job its worker keeps failing is tried again
+ * after a backoff, then dead: `job --wait` says so with the last error,
+ * `ctl dead` lists it, `ctl kick` runs it again, `ctl drop` removes it.
+ */
+START_TEST(retry_on_error_dead_kick_drop)
+{
+	char	*out, *err, id[64];
+
+	start_broker(NULL);
+	start_worker("flaky", "echo boom >&2; exit 1", 1);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "flaky", "x",
+	    "--retry-on-error", "1", "--broker", broker.unix_ep, NULL), 8);
+	ck_assert_msg(strstr(err, "retry_on_error is for detached jobs") !=
+	    NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "flaky", "x",
+	    "--retry-on-error", "1", "--backoff", "100ms", "--broker",
+	    broker.unix_ep, NULL), 0);
+	snprintf(id, sizeof(id), "%.36s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", "--wait", id,
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, "is dead (its retries ran out): boom") !=
+	    NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "--json", "dead",
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(out, id) != NULL && strstr(out, "\"failures\": 2")
+	    != NULL && strstr(out, "boom") != NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "kick", "--broker",
+	    broker.unix_ep, NULL), 2);
+	free(out);
+	free(err);
+	/* Kicked: tried twice more, dead again. */
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "kick", id,
+	    "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(out, "kicked: 1") != NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", "--wait", id,
+	    "--broker", broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, "is dead") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "ctl", "drop", "--all",
+	    "--fn", "flaky", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_msg(strstr(out, "dropped: 1") != NULL, "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "job", id, "--broker",
+	    broker.unix_ep, NULL), 1);
+	ck_assert_msg(strstr(err, "is unknown") != NULL, "%s", err);
+	free(out);
+	free(err);
+}
+END_TEST
+
 /* Opens the FIFO path for writing once its reader is there; returns fd. */
 static int
 fifo_open_writer(const char *path)
@@ -2691,6 +2754,7 @@ cli_suite(void)
 	tcase_add_test(tc, run_detach_reports_refusals);
 	tcase_add_test(tc, run_delay_and_at);
 	tcase_add_test(tc, job_status_and_wait);
+	tcase_add_test(tc, retry_on_error_dead_kick_drop);
 	tcase_add_test(tc, lines_streams_before_end_of_input);
 	tcase_add_test(tc, lines_sigint_cancels_running_jobs);
 	suite_add_tcase(s, tc);

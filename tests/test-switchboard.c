@@ -682,6 +682,105 @@ START_TEST(job_status_every_state)
 }
 END_TEST
 
+/* Collects the dead list's ids. */
+static void
+dead_collect(const struct sb_dead_info *d, void *arg)
+{
+	unsigned	*ids = arg;
+
+	for (int i = 0; i < 8; i++)
+		if (ids[i] == 0) {
+			ids[i] = id_num(d->id);
+			break;
+		}
+}
+
+/*
+ * retry_on_error: a detached job that its worker fails is tried again
+ * after a backoff that doubles (within 20%), then goes to the dead list
+ * with its last error; kick puts it back with its retries afresh, drop
+ * removes it; only detached jobs may ask.
+ */
+START_TEST(retry_on_error_backoff_then_dead)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	struct sb_job_status	 st;
+	uint8_t			 id[PROTO_ID_LEN];
+	unsigned		 ids[8] = { 0 };
+	uint64_t		 due;
+
+	run_packet(1, "f");
+	pkt.has |= PF_RETRY_ON_ERROR;
+	pkt.retry_on_error = 2;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_str_eq(result_of(1)->error, "retry_on_error is for "
+	    "detached jobs: an attached job's client gets the ERROR and "
+	    "decides");
+
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH | PF_RETRY_ON_ERROR | PF_BACKOFF;
+	pkt.detach = true;
+	pkt.retry_on_error = 2;
+	pkt.backoff_ms = 1000;
+	ck_assert_int_eq(submit(a), 0);
+	assert_run_at(&w1p, 2, 1);
+	ck_assert_int_eq(answer_with(w, 2, 1, JOB_ERROR, NULL, "first"), 0);
+	/* Delayed by 800..1200 ms. */
+	due = switchboard_next_deadline(sb);
+	ck_assert_msg(due >= now + 800 && due <= now + 1200, "due %llu",
+	    (unsigned long long)(due - now));
+	ck_assert_uint_eq(stats().delayed, 1);
+	now = due;
+	switchboard_tick(sb, now);
+	assert_run_at(&w1p, 2, 2);
+	ck_assert_int_eq(answer_with(w, 2, 2, JOB_ERROR, NULL, "second"), 0);
+	due = switchboard_next_deadline(sb);
+	ck_assert_msg(due >= now + 1600 && due <= now + 2400, "due %llu",
+	    (unsigned long long)(due - now));
+	now = due;
+	switchboard_tick(sb, now);
+	assert_run_at(&w1p, 2, 3);
+	ck_assert_int_eq(answer_with(w, 2, 3, JOB_ERROR, NULL, "third"), 0);
+	/* Out of retries: dead, with its last error; no RESULT went out. */
+	ck_assert_uint_eq(stats().dead, 1);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 2), 0);
+	mkid(id, 2);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DEAD);
+	ck_assert_str_eq(st.error, "third");
+	ck_assert_uint_eq(st.attempts, 3);
+	switchboard_foreach_dead(sb, "f", now, dead_collect, ids);
+	ck_assert_uint_eq(ids[0], 2);
+	/* Kicked: dispatched again, retries afresh; OK this time. */
+	ck_assert_int_eq(switchboard_kick(sb, id, NULL, now), 1);
+	ck_assert_uint_eq(stats().dead, 0);
+	assert_run_at(&w1p, 2, 4);
+	ck_assert_int_eq(answer_with(w, 2, 4, JOB_OK, "ok", NULL), 0);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DONE);
+	ck_assert_int_eq(switchboard_kick(sb, id, NULL, now), -ENOENT);
+
+	/* Another dies at once (no retry left) and is dropped. */
+	run_packet(3, "f");
+	pkt.has |= PF_DETACH | PF_RETRY_ON_ERROR;
+	pkt.detach = true;
+	pkt.retry_on_error = 1;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(answer_with(w, 3, 1, JOB_ERROR, NULL, "x"), 0);
+	now = switchboard_next_deadline(sb);
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(answer_with(w, 3, 2, JOB_ERROR, NULL, "y"), 0);
+	ck_assert_uint_eq(stats().dead, 1);
+	ck_assert_int_eq(switchboard_drop(sb, NULL, "g", now), 0);
+	ck_assert_int_eq(switchboard_drop(sb, NULL, "f", now), 1);
+	ck_assert_uint_eq(stats().dead, 0);
+	mkid(id, 3);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_UNKNOWN);
+}
+END_TEST
+
 START_TEST(run_bad_request_names_field)
 {
 	struct sb_client	*c = client(&c1);
@@ -2813,6 +2912,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, run_delayed_refusals_and_limits);
 	tcase_add_test(tc, run_detached_ack_accepted_or_refused);
 	tcase_add_test(tc, job_status_every_state);
+	tcase_add_test(tc, retry_on_error_backoff_then_dead);
 	tcase_add_test(tc, run_bad_request_names_field);
 	tcase_add_test(tc, run_without_client_refused);
 	suite_add_tcase(s, tc);

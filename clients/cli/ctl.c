@@ -39,7 +39,8 @@
 /* --limit-memory, --limit-cpu, ...: one bit per setrlimit() limit. */
 #define CTL_OPT_RLIMIT(k)	(1u << (8 + (k)))
 #define CTL_OPT_RLIMITS		(((1u << LIMITS_NRLIMITS) - 1) << 8)
-#define CTL_OPT_LAST		CTL_OPT_RLIMIT(LIMITS_NRLIMITS - 1)
+#define CTL_OPT_ALL		(CTL_OPT_RLIMIT(LIMITS_NRLIMITS - 1) << 1)
+#define CTL_OPT_LAST		CTL_OPT_ALL
 
 /* How a verb's arguments become the ADMIN args map. */
 enum ctl_args {
@@ -52,6 +53,7 @@ enum ctl_args {
 	CTL_ARGS_JOBS,		/* {fn?, client?, state?, limit?} */
 	CTL_ARGS_DRAIN,		/* {timeout_ms?} */
 	CTL_ARGS_OPT_ID,	/* {id?} */
+	CTL_ARGS_DEAD,		/* {id?, all?, fn?} */
 };
 
 /* How `patchbay ctl` takes one verb's arguments (names: proto/names.c). */
@@ -99,6 +101,12 @@ static const struct ctl_verb ctl_verbs[VERB__MAX] = {
 	[VERB_HEALTH] = { VERB_HEALTH, CTL_ARGS_OPT_ID, 0, "health [ID]",
 	    "no supervised processes" },
 	[VERB_CANCEL] = { VERB_CANCEL, CTL_ARGS_ID, 0, "cancel JOB-ID", NULL },
+	[VERB_DEAD] = { VERB_DEAD, CTL_ARGS_DEAD, CTL_OPT_FN, "dead [--fn F]",
+	    "no dead jobs" },
+	[VERB_KICK] = { VERB_KICK, CTL_ARGS_DEAD, CTL_OPT_FN | CTL_OPT_ALL,
+	    "kick JOB-ID | kick --all [--fn F]", NULL },
+	[VERB_DROP] = { VERB_DROP, CTL_ARGS_DEAD, CTL_OPT_FN | CTL_OPT_ALL,
+	    "drop JOB-ID | drop --all [--fn F]", NULL },
 };
 
 #define CTL_NVERBS	VERB__MAX
@@ -212,6 +220,8 @@ ctl_opt_name(unsigned bit)
 		return "--state";
 	case CTL_OPT_LIMIT:
 		return "--limit";
+	case CTL_OPT_ALL:
+		return "--all";
 	case CTL_OPT_RLIMIT(LIMITS_MEMORY):
 		return "--limit-memory";
 	case CTL_OPT_RLIMIT(LIMITS_CPU):
@@ -291,7 +301,7 @@ static int
 ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 {
 	enum { O_RESTART = 256, O_MAX_RESTARTS, O_TIMEOUT, O_FORCE, O_FN,
-	    O_CLIENT, O_STATE, O_LIMIT, O_TOKEN_FILE,
+	    O_CLIENT, O_STATE, O_LIMIT, O_TOKEN_FILE, O_ALL,
 	    O_RLIMIT };	/* O_RLIMIT + key */
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -303,6 +313,7 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		{ "token-file", required_argument, NULL, O_TOKEN_FILE },
 		CLI_TLS_LONGOPTS,
 		{ "fn", required_argument, NULL, O_FN },
+		{ "all", no_argument, NULL, O_ALL },
 		{ "client", required_argument, NULL, O_CLIENT },
 		{ "state", required_argument, NULL, O_STATE },
 		{ "limit", required_argument, NULL, O_LIMIT },
@@ -382,6 +393,9 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		case CLI_O_TLS_KEY:
 			if (cli_tls_option("ctl", c, optarg) != 0)
 				return CLI_EXIT_USAGE;
+			break;
+		case O_ALL:
+			cmd->given |= CTL_OPT_ALL;
 			break;
 		case O_FN:
 			if (*optarg == '\0')
@@ -499,6 +513,23 @@ ctl_parse(int argc, char **argv, struct ctl_cmd *cmd)
 		if (npos > 0)
 			return cli_usage_error("ctl", "%s takes no argument, "
 			    "got '%s'", cmd->name, pos[0]);
+		break;
+	case CTL_ARGS_DEAD:
+		if (cmd->verb->verb == VERB_DEAD) {
+			if (npos > 0)
+				return cli_usage_error("ctl", "dead takes no "
+				    "argument, got '%s'", pos[0]);
+			break;
+		}
+		if ((npos == 1) == ((cmd->given & CTL_OPT_ALL) != 0) ||
+		    npos > 1)
+			return cli_usage_error("ctl", "%s: give one JOB-ID or "
+			    "--all (usage: %s)", cmd->name,
+			    cmd->verb->synopsis);
+		if (npos == 1 && (cmd->given & CTL_OPT_FN))
+			return cli_usage_error("ctl", "%s: --fn goes with --all",
+			    cmd->name);
+		cmd->id = npos == 1 ? pos[0] : NULL;
 		break;
 	case CTL_ARGS_OPT_ID:
 		if (npos > 1)
@@ -623,6 +654,23 @@ ctl_pack_args(const struct ctl_cmd *cmd, msgpack_packer *pk)
 		proto_pack_str(pk, cmd->id);
 		proto_pack_str(pk, "instances");
 		msgpack_pack_uint64(pk, cmd->instances);
+		break;
+	case CTL_ARGS_DEAD:
+		n = (cmd->id != NULL) + (cmd->fn != NULL) +
+		    ((cmd->given & CTL_OPT_ALL) != 0);
+		msgpack_pack_map(pk, n);
+		if (cmd->id != NULL) {
+			proto_pack_str(pk, "id");
+			proto_pack_str(pk, cmd->id);
+		}
+		if (cmd->given & CTL_OPT_ALL) {
+			proto_pack_str(pk, "all");
+			msgpack_pack_true(pk);
+		}
+		if (cmd->fn != NULL) {
+			proto_pack_str(pk, "fn");
+			proto_pack_str(pk, cmd->fn);
+		}
 		break;
 	case CTL_ARGS_JOBS:
 		n = (cmd->fn != NULL) + (cmd->client != NULL) +

@@ -32,8 +32,9 @@ job_usage(FILE *f)
 	fprintf(f,
 	    "usage: patchbay job [options] ID\n"
 	    "\n"
-	    "Asks the broker where job ID is: queued, delayed, running, done\n"
-	    "(a detached job's outcome, kept for result_ttl) or unknown.\n"
+	    "Asks the broker where job ID is: queued, delayed, running, dead\n"
+	    "(its retries ran out), done (a detached job's outcome, kept for\n"
+	    "result_ttl) or unknown.\n"
 	    "A done job prints its result as `patchbay run` does and exits\n"
 	    "with its status; an unknown one exits 1.\n"
 	    "\n"
@@ -51,9 +52,10 @@ job_print_live(const char *idstr, const struct pb_job_info *j)
 	char	age[32];
 
 	format_duration(j->age_ms, age, sizeof(age));
-	printf("%s %s fn=%s attempts=%u priority=%d age=%s\n", idstr,
+	printf("%s %s fn=%s attempts=%u priority=%d age=%s%s%s\n", idstr,
 	    j->state, j->fn != NULL ? j->fn : "", j->attempts, j->priority,
-	    age);
+	    age, j->error != NULL ? " last_error=" : "",
+	    j->error != NULL ? j->error : "");
 	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
 
@@ -146,6 +148,14 @@ job_main(int argc, char **argv)
 		}
 		if (j->done) {
 			ret = job_print_done(j);
+			break;
+		}
+		/* Dead: nothing more happens until an admin kicks it. */
+		if (wait && strcmp(j->state, "dead") == 0) {
+			fprintf(stderr, "patchbay: job: %s is dead (its retries "
+			    "ran out): %s\n", idstr, j->error != NULL ?
+			    j->error : "no error text");
+			ret = CLI_EXIT_ERROR;
 			break;
 		}
 		if (!wait) {

@@ -34,7 +34,7 @@
 #include "util/util.h"
 
 /* Long options without a short one. */
-enum { RUN_O_DELAY = 0x300, RUN_O_AT };
+enum { RUN_O_DELAY = 0x300, RUN_O_AT, RUN_O_RETRY_ON_ERROR, RUN_O_BACKOFF };
 
 #define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
 #define RUN_SLICE_MS		100	/* how often a signal is looked at */
@@ -93,6 +93,10 @@ run_usage(FILE *f)
 	    "                       2h, 1d; the timeout counts from then)\n"
 	    "      --at TIME        run no earlier than TIME, with its zone:\n"
 	    "                       2026-12-24T18:00Z, ...+01:00, @SECONDS\n"
+	    "      --retry-on-error N  with -d: try again N times after the\n"
+	    "                       worker's ERROR, then the dead list\n"
+	    "      --backoff D      before the first retry (default 1s),\n"
+	    "                       doubling each time\n"
 	    "  -n, --nowait         fail with NO_WORKER instead of queueing\n"
 	    "  -P, --progress       copy the job's progress messages to stderr\n"
 	    "  -m, --meta KEY=VALUE metadata for the worker (repeatable; keys\n"
@@ -317,6 +321,9 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "token-file", required_argument, NULL, 'K' },
 		{ "delay", required_argument, NULL, RUN_O_DELAY },
 		{ "at", required_argument, NULL, RUN_O_AT },
+		{ "retry-on-error", required_argument, NULL,
+		    RUN_O_RETRY_ON_ERROR },
+		{ "backoff", required_argument, NULL, RUN_O_BACKOFF },
 		CLI_TLS_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "lines", no_argument, NULL, 'l' },
@@ -416,6 +423,19 @@ run_parse(int argc, char **argv, struct run_opts *o)
 				return cli_bad_value("run", "--delay", optarg,
 				    err);
 			o->ro.delay_ms = u;
+			break;
+		case RUN_O_RETRY_ON_ERROR:
+			if (parse_uint(optarg, 1, 1000, &u, err) != 0)
+				return cli_bad_value("run", "--retry-on-error",
+				    optarg, err);
+			o->ro.retry_on_error = (uint32_t)u;
+			break;
+		case RUN_O_BACKOFF:
+			if (parse_duration(optarg, 1, 24 * 3600 * 1000, &u,
+			    err) != 0)
+				return cli_bad_value("run", "--backoff", optarg,
+				    err);
+			o->ro.backoff_ms = u;
 			break;
 		case RUN_O_AT:
 			if (parse_time(optarg, &u, err) != 0)

@@ -669,6 +669,14 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 			p.has |= PF_RUN_AT;
 			p.run_at = opts->run_at_ms;
 		}
+		if (opts->retry_on_error > 0) {
+			p.has |= PF_RETRY_ON_ERROR;
+			p.retry_on_error = opts->retry_on_error;
+		}
+		if (opts->backoff_ms > 0) {
+			p.has |= PF_BACKOFF;
+			p.backoff_ms = opts->backoff_ms;
+		}
 		if (meta.len > 0) {
 			p.has |= PF_META;
 			p.meta = meta;
