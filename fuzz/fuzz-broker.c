@@ -457,6 +457,12 @@ fb_run(struct fb_peer *pe)
 	if (f & 0x10) {
 		p.retries = fb_byte() & 3;
 		p.has |= PF_RETRIES;
+		/* Detached ones retry after an ERROR too, soon. */
+		if (f & 0x40) {
+			p.retry_on_error = p.retries;
+			p.backoff_ms = 1 + p.retries;
+			p.has |= PF_RETRY_ON_ERROR | PF_BACKOFF;
+		}
 	}
 	if (f & 0x20) {
 		p.priority = (int8_t)fb_byte();
