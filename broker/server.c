@@ -285,6 +285,7 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd; (void)what;
 	server_give_back(srv);
+	switchboard_expire_detached(srv->sb, now);
 	TAILQ_FOREACH(p, &srv->peers, entry) {
 		if (conn_closing(p->conn))
 			continue;

@@ -192,7 +192,7 @@ static const struct settings_row settings_rows[] = {
 	    "workers may also send RUN and CANCEL on their connection, as "
 	    "clients do (default no)" },
 	{ SETTINGS_DETACHED_TTL, "detached_ttl", 0, KIND_DURATION,
-	    SETTINGS_AT(detached_ttl_ms), 1000, 366ull * 24 * 3600 * 1000,
+	    SETTINGS_AT(detached_ttl_ms), 1000, 49ull * 24 * 3600 * 1000,
 	    7ull * 24 * 3600 * 1000, "DURATION",
 	    "how long a detached job may wait in its queue for a worker "
 	    "before it is dropped (logged)" },

@@ -58,9 +58,17 @@ enum sb_job_state {
 	SB_JOB_DEAD,		/* on sb->dead: retries used up */
 };
 
-/* A detached job's retries after its worker's ERROR (retry_on_error). */
-struct sb_retry {
-	uint32_t		 max;		/* retry_on_error */
+/*
+ * What few jobs need, kept beside the job rather than in every one
+ * (sb->exts, keyed by the job's address, when job->has_ext): the timeout a
+ * delayed or retried job starts when it is due, and a detached job's
+ * retries after its worker's ERROR (retry_on_error).
+ */
+struct sb_job_ext {
+	UT_hash_handle		 hh;
+	struct sb_job		*job;
+	uint64_t		 timeout_ms;	/* 0: none */
+	uint32_t		 max_retries;	/* retry_on_error; 0: none */
 	uint32_t		 failures;	/* ERRORs so far */
 	uint64_t		 backoff_ms;	/* before the first retry */
 	char			*last_error;	/* or NULL */
@@ -122,11 +130,6 @@ struct sb_job {
 	uint32_t		 attempt;	/* dispatches so far */
 	uint32_t		 max_attempts;	/* 1 + retries */
 	uint32_t		 payload_len;
-	uint32_t		 born;		/* the clock's low 32 bits at
-						   its RUN, for its age */
-	/* Its timeout, which for a delayed job counts from when it is due. */
-	uint64_t		 timeout_ms;
-	struct sb_retry		*retry;		/* NULL: none asked */
 	uint32_t		 stamp;		/* the clock's low 32 bits when
 						   queued, then dispatched */
 	/*
@@ -138,15 +141,18 @@ struct sb_job {
 	uint16_t		 meta_len;
 	int8_t			 priority;
 	uint8_t			 state;		/* enum sb_job_state */
-	bool			 has_timeout;	/* in sb->deadlines */
-	bool			 ttl_only;	/* that deadline is detached_ttl:
-						   not the worker's business */
-	bool			 detached;
-	bool			 cancel_requested;
-	bool			 hashed;	/* in the orphan table */
+	/* One byte of flags: a queued job is a slab record, every byte counts. */
+	bool			 has_timeout : 1; /* in sb->deadlines */
+	bool			 detached : 1;
+	bool			 cancel_requested : 1;
+	bool			 hashed : 1;	/* in the orphan table */
+	bool			 has_ext : 1;	/* in sb->exts */
 	uint8_t			 payload[];	/* payload_len, then meta_len */
 };
 _Static_assert(PROTO_MAX_META_RAW <= UINT16_MAX, "meta_len holds any meta");
+/* A queued small job is this plus 16 bytes: docs/benchmarks.md, Memory. */
+_Static_assert(sizeof(struct sb_job) <= 104 || sizeof(void *) != 8,
+    "what few jobs need goes in struct sb_job_ext, not in every job");
 
 TAILQ_HEAD(sb_job_list, sb_job);
 
@@ -237,7 +243,6 @@ struct sb_result {
 	uint8_t			 status;	/* enum job_status */
 	int8_t			 priority;
 	uint32_t		 attempts;
-	uint32_t		 age_at_end;	/* ms from its RUN to its end */
 	uint64_t		 done_at;
 	char			*error;		/* or NULL */
 	size_t			 bytes;		/* against max_result_bytes */
@@ -287,6 +292,7 @@ struct switchboard {
 	struct sb_result	*results;	/* by id */
 	TAILQ_HEAD(, sb_result)	 result_list;	/* oldest first */
 	uint64_t		 result_bytes;
+	struct sb_job_ext	*exts;		/* by job address */
 	struct sb_job_list	 dead;		/* oldest first */
 	uint32_t		 ndead;
 	uint32_t		 max_dead;
@@ -644,6 +650,10 @@ void		 results_clear(struct switchboard *sb);
  */
 void		 job_due(struct switchboard *sb, struct sb_job *job,
 		    uint64_t now);
+
+/* The ext record of a job (NULL: it has none), or one made for it. */
+struct sb_job_ext *job_ext(struct switchboard *sb, const struct sb_job *job);
+struct sb_job_ext *job_ext_make(struct switchboard *sb, struct sb_job *job);
 
 /*
  * A detached job with retry_on_error failed (its worker's ERROR): delayed

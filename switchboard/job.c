@@ -136,7 +136,7 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 		p.meta.ptr = job->payload + job->payload_len;
 		p.meta.len = job->meta_len;
 	}
-	if (job->has_timeout && !job->ttl_only) {
+	if (job->has_timeout) {
 		p.has |= PF_TIMEOUT;
 		uint64_t due = sb->deadlines.v[job->heap_idx].deadline;
 
@@ -229,23 +229,8 @@ orphan_free(struct switchboard *sb, struct sb_job *job)
 void
 job_expire(struct switchboard *sb, struct sb_job *job)
 {
-	char	ttl[32], why[80];
-
 	if (job->state == SB_JOB_DELAYED) {
 		job_due(sb, job, sb->now);
-		return;
-	}
-	if (job->ttl_only) {
-		/* Running: the wait is over; its worker has it. */
-		if (job->state != SB_JOB_QUEUED) {
-			heap_remove(&sb->deadlines, job);
-			job->has_timeout = job->ttl_only = false;
-			return;
-		}
-		format_duration(sb->detached_ttl_ms, ttl, sizeof(ttl));
-		snprintf(why, sizeof(why), "waited for a worker longer than "
-		    "detached_ttl (%s)", ttl);
-		job_finish(sb, job, JOB_TIMEOUT, why);
 		return;
 	}
 	if (job->state == SB_JOB_QUEUED) {
@@ -256,32 +241,75 @@ job_expire(struct switchboard *sb, struct sb_job *job)
 	job_orphan(sb, job);
 }
 
+/* The ext record of a job that has one (job->has_ext), or NULL. */
+struct sb_job_ext *
+job_ext(struct switchboard *sb, const struct sb_job *job)
+{
+	struct sb_job_ext	*x = NULL;
+
+	if (job->has_ext)
+		HASH_FIND_PTR(sb->exts, &job, x);
+	return x;
+}
+
+/* The ext record of job, made empty when it has none; NULL on ENOMEM. */
+struct sb_job_ext *
+job_ext_make(struct switchboard *sb, struct sb_job *job)
+{
+	struct sb_job_ext	*x;
+
+	if ((x = job_ext(sb, job)) != NULL)
+		return x;
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		return NULL;
+	x->job = job;
+	HASH_ADD_PTR(sb->exts, job, x);
+	if (x->hh.tbl == NULL) {
+		free(x);
+		return NULL;
+	}
+	job->has_ext = true;
+	return x;
+}
+
+/* Frees a job's ext record, if it has one. */
+static void
+job_ext_free(struct switchboard *sb, struct sb_job *job)
+{
+	struct sb_job_ext	*x = job_ext(sb, job);
+
+	if (x == NULL)
+		return;
+	HASH_DEL(sb->exts, x);
+	free(x->last_error);
+	free(x);
+	job->has_ext = false;
+}
+
 /*
- * A delayed job is due: its timeout (or, detached, its detached_ttl)
- * starts now, and it is dispatched or queued as if it had just arrived.
+ * A delayed job is due: its timeout starts now, and it is dispatched or
+ * queued as if it had just arrived.
  */
 void
 job_due(struct switchboard *sb, struct sb_job *job, uint64_t now)
 {
 	struct sb_worker	*w = fn_pick_worker(job->fn);
+	struct sb_job_ext	*x = job_ext(sb, job);
 
 	/* Counted against max_queue when it came: only memory can fail. */
 	if (w == NULL && queue_reserve(&job->fn->queue, job->priority) != 0) {
 		job_finish(sb, job, JOB_QUEUE_FULL, "out of memory");
 		return;
 	}
+
 	heap_remove(&sb->deadlines, job);
 	job->has_timeout = false;
 	job->fn->ndelayed--;
 	sb->ndelayed--;
 	/* Out of the heap just now: the push cannot need more room. */
-	if (job->timeout_ms > 0) {
+	if (x != NULL && x->timeout_ms > 0) {
 		job->has_timeout = true;
-		heap_push(&sb->deadlines, job, sat_add(now, job->timeout_ms));
-	} else if (job->detached) {
-		job->has_timeout = job->ttl_only = true;
-		heap_push(&sb->deadlines, job, sat_add(now,
-		    sb->detached_ttl_ms));
+		heap_push(&sb->deadlines, job, sat_add(now, x->timeout_ms));
 	}
 	job->stamp = (uint32_t)now;
 	if (w != NULL)
@@ -292,7 +320,7 @@ job_due(struct switchboard *sb, struct sb_job *job, uint64_t now)
 
 /* A retry's delay: backoff_ms doubled per failure, within 20% either way. */
 static uint64_t
-job_backoff(struct switchboard *sb, const struct sb_retry *r)
+job_backoff(struct switchboard *sb, const struct sb_job_ext *r)
 {
 	uint64_t	d = r->backoff_ms, span;
 	uint32_t	n = r->failures;
@@ -319,9 +347,9 @@ void
 job_failed(struct switchboard *sb, struct sb_job *job, const void *error,
     size_t error_len, uint64_t now)
 {
-	struct sb_retry	*r = job->retry;
-	struct sb_job	*old;
-	char		*e;
+	struct sb_job_ext	*r = job_ext(sb, job);
+	struct sb_job		*old;
+	char			*e;
 
 	if (error != NULL && (e = strndup(error, error_len)) != NULL) {
 		free(r->last_error);
@@ -330,8 +358,9 @@ job_failed(struct switchboard *sb, struct sb_job *job, const void *error,
 	r->failures++;
 	job_leave_worker(sb, job);
 	heap_remove(&sb->deadlines, job);
-	job->has_timeout = job->ttl_only = false;
-	if (r->failures <= r->max && heap_reserve(&sb->deadlines) == 0) {
+	job->has_timeout = false;
+	if (r->failures <= r->max_retries &&
+	    heap_reserve(&sb->deadlines) == 0) {
 		job->state = SB_JOB_DELAYED;
 		job->has_timeout = true;
 		heap_push(&sb->deadlines, job, sat_add(now,
@@ -434,10 +463,7 @@ job_release(struct switchboard *sb, struct sb_job *job)
 
 	sb->payload_bytes -= size;
 	sb->live_jobs--;
-	if (job->retry != NULL) {
-		free(job->retry->last_error);
-		free(job->retry);
-	}
+	job_ext_free(sb, job);
 	if (size > SB_SMALL_PAYLOAD) {
 		free(job);
 		return;

@@ -71,7 +71,6 @@ results_keep(struct switchboard *sb, const struct sb_job *job,
 	r->status = (uint8_t)status;
 	r->attempts = job->attempt;
 	r->priority = job->priority;
-	r->age_at_end = (uint32_t)sb->now - job->born;
 	r->done_at = sb->now;
 	r->payload_len = (uint32_t)payload_len;
 	if (payload_len > 0)
@@ -108,6 +107,7 @@ switchboard_job_status(struct switchboard *sb, const uint8_t *id,
 {
 	const struct sb_job	*job;
 	struct sb_result	*r;
+	struct sb_job_ext	*x;
 
 	sb->now = now;
 	memset(ret, 0, sizeof(*ret));
@@ -116,12 +116,13 @@ switchboard_job_status(struct switchboard *sb, const uint8_t *id,
 		    job->state == SB_JOB_DELAYED ? SB_STATE_DELAYED :
 		    job->state == SB_JOB_DEAD ? SB_STATE_DEAD :
 		    SB_STATE_RUNNING;
-		if (job->retry != NULL)
-			ret->error = job->retry->last_error;
+		if ((x = job_ext(sb, job)) != NULL)
+			ret->error = x->last_error;
 		ret->fn = job->fn->name;
 		ret->attempts = job->attempt;
 		ret->priority = job->priority;
-		ret->age_ms = (uint32_t)now - job->born;
+		/* In its state: since queued, delayed, dispatched, dead. */
+		ret->age_ms = (uint32_t)((uint32_t)now - job->stamp);
 		return;
 	}
 	results_trim(sb, now, sb->max_result_bytes);
@@ -134,7 +135,7 @@ switchboard_job_status(struct switchboard *sb, const uint8_t *id,
 	ret->fn = r->fn;
 	ret->attempts = r->attempts;
 	ret->priority = r->priority;
-	ret->age_ms = r->age_at_end + (now - r->done_at);
+	ret->age_ms = now - r->done_at;		/* since it ended */
 	ret->status = (enum job_status)r->status;
 	ret->error = r->error;
 	ret->payload = r->payload;

@@ -451,6 +451,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	bool			 detached = run->detach;
 	uint64_t		 delay;
 	struct sb_job		*job;
+	struct sb_job_ext	*x;
 	struct sb_fn		*fn;
 	struct sb_worker	*w;
 	int64_t			 priority = 0;
@@ -533,24 +534,29 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	job = job_alloc(sb, run->payload.len, meta_len);
 	if (job == NULL)
 		goto enomem;
-	if ((run->has & PF_RETRY_ON_ERROR) && run->retry_on_error > 0) {
-		/* job_free() gives it back with the job from here. */
-		if ((job->retry = calloc(1, sizeof(*job->retry))) == NULL) {
+	/*
+	 * What a delayed job's timeout or a detached job's retries need, kept
+	 * beside it (job_free() gives it back with the job from here).
+	 */
+	if (((run->has & PF_RETRY_ON_ERROR) && run->retry_on_error > 0) ||
+	    (delay > 0 && (run->has & PF_TIMEOUT) && run->timeout_ms > 0)) {
+		if ((x = job_ext_make(sb, job)) == NULL) {
 			job->fn = fn;
 			fn->njobs++;
 			job_free(sb, job);
 			goto enomem_fn_gone;
 		}
-		job->retry->max = (uint32_t)run->retry_on_error;
-		job->retry->backoff_ms = (run->has & PF_BACKOFF) &&
-		    run->backoff_ms > 0 ? run->backoff_ms :
-		    SB_DEFAULT_BACKOFF_MS;
+		x->timeout_ms = (run->has & PF_TIMEOUT) ? run->timeout_ms : 0;
+		x->max_retries = (run->has & PF_RETRY_ON_ERROR) ?
+		    (uint32_t)run->retry_on_error : 0;
+		x->backoff_ms = (run->has & PF_BACKOFF) && run->backoff_ms > 0 ?
+		    run->backoff_ms : SB_DEFAULT_BACKOFF_MS;
 	}
 	job->fn = fn;
 	fn->njobs++;
 	if ((w == NULL && delay == 0 &&
 	    queue_reserve(&fn->queue, priority) != 0) ||
-	    ((((run->has & PF_TIMEOUT) && run->timeout_ms > 0) || detached ||
+	    ((((run->has & PF_TIMEOUT) && run->timeout_ms > 0) ||
 	    delay > 0) && heap_reserve(&sb->deadlines) != 0)) {
 		job_free(sb, job);
 		goto enomem_fn_gone;
@@ -579,7 +585,6 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		TAILQ_INSERT_TAIL(&c->jobs, job, client_entry);
 		c->njobs++;
 	}
-	job->timeout_ms = (run->has & PF_TIMEOUT) ? run->timeout_ms : 0;
 	if (delay > 0) {
 		/* Its timeout, or detached_ttl, starts when it is due. */
 		job->state = SB_JOB_DELAYED;
@@ -590,14 +595,9 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	} else if ((run->has & PF_TIMEOUT) && run->timeout_ms > 0) {
 		job->has_timeout = true;
 		heap_push(&sb->deadlines, job, sat_add(now, run->timeout_ms));
-	} else if (detached) {
-		/* Bounds its wait for a worker; it has no timeout to give. */
-		job->has_timeout = job->ttl_only = true;
-		heap_push(&sb->deadlines, job, sat_add(now,
-		    sb->detached_ttl_ms));
 	}
 	sb->stats.submitted++;
-	job->stamp = job->born = (uint32_t)now;
+	job->stamp = (uint32_t)now;
 	/* Taken: said before anything else can happen to the job. */
 	if (detached && run->ack && c != NULL)
 		sb_send_accepted(sb, c, job->id);
@@ -652,6 +652,7 @@ switchboard_foreach_dead(struct switchboard *sb, const char *fn,
     void *arg)
 {
 	const struct sb_job	*job;
+	struct sb_job_ext	*x;
 	struct sb_dead_info	 info;
 
 	sb->now = now;
@@ -662,10 +663,11 @@ switchboard_foreach_dead(struct switchboard *sb, const char *fn,
 		info.id = job->id;
 		info.fn = job->fn->name;
 		info.attempts = job->attempt;
-		info.failures = job->retry->failures;
+		x = job_ext(sb, job);
+		info.failures = x->failures;
 		info.priority = job->priority;
-		info.age_ms = (uint32_t)now - job->born;
-		info.error = job->retry->last_error;
+		info.age_ms = (uint32_t)((uint32_t)now - job->stamp);
+		info.error = x->last_error;
 		info.payload_len = job->payload_len;
 		cb(&info, arg);
 	}
@@ -682,7 +684,7 @@ dead_kick(struct switchboard *sb, struct sb_job *job, uint64_t now)
 		return -ENOMEM;
 	TAILQ_REMOVE(&sb->dead, job, client_entry);
 	sb->ndead--;
-	job->retry->failures = 0;
+	job_ext(sb, job)->failures = 0;
 	job->state = SB_JOB_DELAYED;
 	job->has_timeout = true;
 	heap_push(&sb->deadlines, job, now);
@@ -796,7 +798,8 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 
 	w->completed++;
 	stats_hist_add(&job->fn->st->run, (uint32_t)now - job->stamp);
-	if (job->retry != NULL && res->status == JOB_ERROR) {
+	if (job->has_ext && res->status == JOB_ERROR &&
+	    job_ext(sb, job)->max_retries > 0) {
 		job_failed(sb, job, (res->has & PF_ERROR) ? res->error.ptr :
 		    NULL, (res->has & PF_ERROR) ? res->error.len : 0, now);
 		worker_fill(sb, w, now);
@@ -867,6 +870,43 @@ switchboard_tick(struct switchboard *sb, uint64_t now)
 		next = TAILQ_NEXT(fn, idle_entry);
 		if (sat_add(fn->no_worker_since, sb->no_worker_wait_ms) <= now)
 			fn_expire(sb, fn);
+	}
+}
+
+/* Drops detached jobs queued longer than detached_ttl; see .h. */
+void
+switchboard_expire_detached(struct switchboard *sb, uint64_t now)
+{
+	struct sb_fn	*fn, *tmp;
+	struct sb_job	*job, *next;
+	char		 ttl[32], why[80];
+	bool		 said = false;
+
+	sb->now = now;
+	HASH_ITER(hh, sb->fns, fn, tmp) {
+		/* Keep fn alive while its last queued job goes. */
+		fn->draining = true;
+		for (uint32_t i = fn->queue.nlevels; i-- > 0;) {
+			/* Oldest first: the rest of a level is younger. */
+			for (job = fn->queue.levels[i].first; job != NULL &&
+			    (uint32_t)((uint32_t)now - job->stamp) >=
+			    sb->detached_ttl_ms; job = next) {
+				next = job->q.next;
+				if (!job->detached)
+					continue;
+				if (!said) {
+					format_duration(sb->detached_ttl_ms,
+					    ttl, sizeof(ttl));
+					snprintf(why, sizeof(why), "waited for "
+					    "a worker longer than detached_ttl "
+					    "(%s)", ttl);
+					said = true;
+				}
+				job_finish(sb, job, JOB_TIMEOUT, why);
+			}
+		}
+		fn->draining = false;
+		fn_release(sb, fn);
 	}
 }
 

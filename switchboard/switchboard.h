@@ -382,6 +382,14 @@ int	 switchboard_cancel_any(struct switchboard *sb, const uint8_t *id,
 void	 switchboard_job_status(struct switchboard *sb, const uint8_t *id,
 	    uint64_t now, struct sb_job_status *ret);
 
+/*
+ * Drops the detached jobs that have waited in their queue for
+ * detached_ttl_ms (TIMEOUT, logged through the job end callback). For a
+ * periodic sweep: each level of each queue is looked at from its oldest
+ * job, and only as far as the jobs are that old.
+ */
+void	 switchboard_expire_detached(struct switchboard *sb, uint64_t now);
+
 /* The earliest time switchboard_tick() has work, or UINT64_MAX for none. */
 uint64_t	 switchboard_next_deadline(const struct switchboard *sb);
 

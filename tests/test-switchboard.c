@@ -781,6 +781,48 @@ START_TEST(retry_on_error_backoff_then_dead)
 }
 END_TEST
 
+/*
+ * The periodic sweep drops detached jobs queued longer than
+ * detached_ttl_ms, and only those: attached ones wait for no_worker_wait.
+ */
+START_TEST(detached_ttl_expires_queued_detached_only)
+{
+	struct switchboard_config	 cfg = { .detached_ttl_ms = 1000,
+					    .no_worker_wait_ms = 100000 };
+	struct sb_client		*a;
+	uint8_t				 id[PROTO_ID_LEN];
+	struct sb_job_status		 st;
+
+	sb_reset(&cfg);
+	a = client(&c1);
+	run(a, 1, "f");				/* attached */
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(a), 0);
+	now += 500;
+	run_packet(3, "f");
+	pkt.has |= PF_DETACH;
+	pkt.detach = true;
+	ck_assert_int_eq(submit(a), 0);
+	now += 500;
+	switchboard_expire_detached(sb, now);
+	/* Job 2 waited 1000 ms: dropped; 3 (500 ms) and 1 stay. */
+	ck_assert_uint_eq(stats().queued, 2);
+	ck_assert_uint_eq(stats().detached_dropped, 1);
+	mkid(id, 2);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DONE);
+	ck_assert_int_eq(st.status, JOB_TIMEOUT);
+	ck_assert_str_eq(st.error, "waited for a worker longer than "
+	    "detached_ttl (1s)");
+	now += 500;
+	switchboard_expire_detached(sb, now);
+	ck_assert_uint_eq(stats().queued, 1);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 1), 0);
+}
+END_TEST
+
 START_TEST(run_bad_request_names_field)
 {
 	struct sb_client	*c = client(&c1);
@@ -2913,6 +2955,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, run_detached_ack_accepted_or_refused);
 	tcase_add_test(tc, job_status_every_state);
 	tcase_add_test(tc, retry_on_error_backoff_then_dead);
+	tcase_add_test(tc, detached_ttl_expires_queued_detached_only);
 	tcase_add_test(tc, run_bad_request_names_field);
 	tcase_add_test(tc, run_without_client_refused);
 	suite_add_tcase(s, tc);
