@@ -273,7 +273,7 @@ struct pb_job_info {
 	char		*fn;		/* NULL when unknown */
 	uint32_t	 attempts;	/* dispatches so far */
 	int		 priority;
-	uint64_t	 age_ms;	/* since its RUN */
+	uint64_t	 age_ms;	/* in its state (done: since it ended) */
 	/* done: a finished detached job's outcome, kept for result_ttl */
 	bool		 done;
 	enum pb_status	 status;

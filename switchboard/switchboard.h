@@ -330,7 +330,7 @@ struct sb_job_status {
 	const char	*fn;			/* NULL when unknown */
 	uint32_t	 attempts;		/* dispatches so far */
 	int		 priority;
-	uint64_t	 age_ms;		/* since its RUN */
+	uint64_t	 age_ms;		/* in its state; done: since it ended */
 	enum job_status	 status;		/* done: how it ended */
 	const char	*error;			/* done: or NULL */
 	const uint8_t	*payload;		/* done: the worker's */
@@ -347,7 +347,7 @@ struct sb_dead_info {
 	uint32_t	 attempts;
 	uint32_t	 failures;
 	int		 priority;
-	uint64_t	 age_ms;		/* since its RUN */
+	uint64_t	 age_ms;		/* since it was declared dead */
 	const char	*error;			/* its last; or NULL */
 	uint32_t	 payload_len;
 };
