@@ -53,7 +53,8 @@ static const struct settings_row settings_rows[] = {
 	{ SETTINGS_LISTEN, "listen", 'l', KIND_ENDPOINT,
 	    SETTINGS_AT(listen), 0, 0, 0, "ENDPOINT",
 	    "listen on unix:PATH, tcp:HOST:PORT, tcp:[V6ADDR]:PORT or "
-	    "tls:HOST:PORT (repeatable; default $PATCHBAY_SOCKET, else $XDG_RUNTIME_DIR/"
+	    "tls:HOST:PORT (repeatable; default $PATCHBAY_SOCKET, else "
+	    "$XDG_RUNTIME_DIR/"
 	    "patchbay.sock, else /tmp/patchbay-$UID/patchbay.sock)" },
 	{ SETTINGS_LOG_LEVEL, "log_level", 0, KIND_LOG_LEVEL,
 	    SETTINGS_AT(log_level), 0, 0, LOG_LEVEL_INFO, "LEVEL",

@@ -289,7 +289,8 @@ START_TEST(tls_server_verified_and_refusals)
 	free(err);
 	ck_assert_int_eq(run_job(byname, ca, &c, NULL, "rev", "x", NULL,
 	    &err), 11);
-	ck_assert_msg(strstr(err, "certificate is refused: hostname mismatch") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "certificate is refused: hostname mismatch")
+	    != NULL, "%s", err);
 	free(err);
 	/* A reload with a bad file keeps the certificate in force. */
 	harness_write_file(key, sizeof(key), c.dir, "server.key", "junk\n");
