@@ -18,7 +18,10 @@
 # broker and for pbbench idle alike; when that (or anything else) stops the
 # connections short, the count reached and the reason are printed. The
 # broker runs with --heartbeat 1h so that the silent clients are not
-# pinged and dropped while being counted. Everything binds to 127.0.0.1
+# pinged and dropped while being counted. The queue's broker runs with
+# --result-ttl 0: what the queue costs and gives back, without the
+# outcomes a broker keeps for STATUS (which PB_BENCH_RESULTS=1 keeps, at
+# their defaults, to measure them too). Everything binds to 127.0.0.1
 # and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +36,10 @@ PB=$B/bench/pbbench
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FDS=$(ulimit -n)
 
-start_broker -- --max-queue $((JOBS * 2 + 1000)) --no-worker-wait 1h --heartbeat 1h
+keep=(--result-ttl 0)
+[ "${PB_BENCH_RESULTS:-0}" = 1 ] && keep=()
+start_broker -- --max-queue $((JOBS * 2 + 1000)) --no-worker-wait 1h --heartbeat 1h \
+	"${keep[@]}"
 sleep 0.5
 
 # Prints n/d with thousands separators (d > 0).
