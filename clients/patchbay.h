@@ -175,6 +175,13 @@ struct pb_run_options {
 	 */
 	uint32_t	 retry_on_error;
 	uint64_t	 backoff_ms;
+	/*
+	 * A unique job (1 to 255 bytes; NULL: none): while a live job of the
+	 * same function has this key, an attached RUN joins it (its result
+	 * comes under this RUN's id) and a detached one is PB_ACCEPTED as it
+	 * (the result's id is the live job's).
+	 */
+	const char	*unique;
 };
 
 /*

@@ -444,6 +444,13 @@ fb_run(struct fb_peer *pe)
 	if (f & 0x04) {
 		p.payload.ptr = fb_bytes(fb_byte() % 16, &p.payload.len);
 		p.has |= PF_PAYLOAD;
+		/* An odd first byte makes it a unique job, of two keys. */
+		if (p.payload.len > 0 && (p.payload.ptr[0] & 1)) {
+			p.unique.ptr = (const uint8_t *)((p.payload.ptr[0] &
+			    2) ? "u" : "v");
+			p.unique.len = 1;
+			p.has |= PF_UNIQUE;
+		}
 	}
 	if (f & 0x08) {
 		p.timeout_ms = (uint64_t)fb_byte() * 4;

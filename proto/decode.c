@@ -512,6 +512,9 @@ dec_value_fast(struct dec *d, struct packet *p, enum packet_key k)
 	case K_STATE:
 		str = &p->state;
 		break;
+	case K_UNIQUE:
+		str = &p->unique;
+		break;
 	case K_ATTEMPT:
 		num = &p->attempt;
 		break;
@@ -663,6 +666,10 @@ dec_value(struct dec *d, struct packet *p, enum packet_key k,
 		return (dec_uint(p, k, &v, &p->backoff_ms, err));
 	case K_STATE:
 		return (dec_str(p, k, &v, &p->state, err));
+	case K_UNIQUE:
+		return (dec_str(p, k, &v, &p->unique, err));
+	case K_JOINED:
+		return (dec_id(p, k, &v, p->joined, err));
 	case K_RUN_AT:
 		return (dec_uint(p, k, &v, &p->run_at, err));
 	case K_PRIORITY:

@@ -353,6 +353,10 @@ enc_value(uint8_t *o, const struct packet *p, const struct enc *e,
 		return (enc_uint(o, p->backoff_ms));
 	case K_STATE:
 		return (enc_str(o, p->state.ptr, p->state.len));
+	case K_UNIQUE:
+		return (enc_str(o, p->unique.ptr, p->unique.len));
+	case K_JOINED:
+		return (enc_bin(o, p->joined, PROTO_ID_LEN));
 	case K_RUN_AT:
 		return (enc_uint(o, p->run_at));
 	case K_PRIORITY:

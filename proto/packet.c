@@ -49,6 +49,8 @@ const char *const packet_keys[K__MAX] = {
 	[K_RUN_AT] = "\xa6" "run_at",
 	[K_RETRY_ON_ERROR] = "\xae" "retry_on_error",
 	[K_BACKOFF_MS] = "\xaa" "backoff_ms",
+	[K_UNIQUE] = "\xa6" "unique",
+	[K_JOINED] = "\xa6" "joined",
 	[K_META] = "\xa4" "meta",
 	[K_STATUS] = "\xa6" "status",
 	[K_ERROR] = "\xa5" "error",
@@ -84,6 +86,8 @@ const uint32_t packet_key_flags[K__MAX] = {
 	[K_STATUS] = PF_STATUS,
 	[K_RETRY_ON_ERROR] = PF_RETRY_ON_ERROR,
 	[K_BACKOFF_MS] = PF_BACKOFF,
+	[K_UNIQUE] = PF_UNIQUE,
+	[K_JOINED] = PF_JOINED,
 	[K_ERROR] = PF_ERROR,
 	[K_ARGS] = PF_ARGS,
 	[K_DATA] = PF_DATA,
@@ -115,6 +119,8 @@ const uint8_t packet_flag_keys[32] = {
 	[19] = K_STATUS,	/* PF_STATUS */
 	[20] = K_RETRY_ON_ERROR, /* PF_RETRY_ON_ERROR */
 	[21] = K_BACKOFF_MS,	/* PF_BACKOFF */
+	[22] = K_UNIQUE,	/* PF_UNIQUE */
+	[23] = K_JOINED,	/* PF_JOINED */
 };
 _Static_assert(PF_ID == 1u << 11 && PF_META == 1u << 12 &&
     PF_ACK == 1u << 13 && PF_DELAY == 1u << 14 && PF_RUN_AT == 1u << 15,
@@ -133,7 +139,8 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 			KB(K_PAYLOAD) | KB(K_TIMEOUT_MS) | KB(K_RETRIES) |
 			KB(K_PRIORITY) | KB(K_DETACH) | KB(K_NOWAIT) |
 			KB(K_ACK) | KB(K_DELAY_MS) | KB(K_RUN_AT) |
-			KB(K_RETRY_ON_ERROR) | KB(K_BACKOFF_MS) | KB(K_META) },
+			KB(K_RETRY_ON_ERROR) | KB(K_BACKOFF_MS) |
+			KB(K_UNIQUE) | KB(K_META) },
 		[PKT_CANCEL] = {
 			KB(K_T) | KB(K_ID), 0 },
 		[PKT_PROGRESS] = {
@@ -169,7 +176,7 @@ const struct packet_spec packet_specs[2][PKT__MAX] = {
 			KB(K_DATA) | KB(K_ERROR) },
 		[PKT_ERROR] = {
 			KB(K_T) | KB(K_CODE) | KB(K_MSG), KB(K_ID) },
-		[PKT_ACCEPTED] = { KB(K_T) | KB(K_ID), 0 },
+		[PKT_ACCEPTED] = { KB(K_T) | KB(K_ID), KB(K_JOINED) },
 		[PKT_JOB] = {
 			KB(K_T) | KB(K_ID) | KB(K_STATE),
 			KB(K_FN) | KB(K_ATTEMPTS) | KB(K_PRIORITY) |
@@ -286,8 +293,14 @@ packet_key_find(const uint8_t *s, size_t len)
 		case 'd':
 			k = K_DETACH;
 			break;
+		case 'j':
+			k = K_JOINED;
+			break;
 		case 'n':
 			k = K_NOWAIT;
+			break;
+		case 'u':
+			k = K_UNIQUE;
 			break;
 		case 'r':
 			if (s[1] == 'e')

@@ -231,6 +231,9 @@ struct packet {
 	uint64_t		 run_at;	/* PF_RUN_AT: due then (Unix ms) */
 	uint64_t		 retry_on_error; /* PF_RETRY_ON_ERROR */
 	uint64_t		 backoff_ms;	/* PF_BACKOFF: the first retry's */
+	struct pbytes		 unique;	/* PF_UNIQUE: coalescing key */
+	uint8_t			 joined[PROTO_ID_LEN]; /* PF_JOINED: ACCEPTED
+						   as this live job */
 	/* JOB */
 	struct pbytes		 state;		/* "queued", ..., "unknown" */
 	uint64_t		 age_ms;	/* PF_AGE */
@@ -297,7 +300,9 @@ struct packet {
 #define PF_STATUS	(1u << 19)
 #define PF_RETRY_ON_ERROR (1u << 20)
 #define PF_BACKOFF	(1u << 21)
-#define PF_ALL		((PF_BACKOFF << 1) - 1)	/* every bit above */
+#define PF_UNIQUE	(1u << 22)
+#define PF_JOINED	(1u << 23)
+#define PF_ALL		((PF_JOINED << 1) - 1)	/* every bit above */
 
 /* frame.c */
 

@@ -64,9 +64,12 @@ enum sb_job_state {
  * delayed or retried job starts when it is due, and a detached job's
  * retries after its worker's ERROR (retry_on_error).
  */
+struct sb_unique;
+
 struct sb_job_ext {
 	UT_hash_handle		 hh;
 	struct sb_job		*job;
+	struct sb_unique	*unique;	/* its coalescing key, or NULL */
 	uint64_t		 timeout_ms;	/* 0: none */
 	uint32_t		 max_retries;	/* retry_on_error; 0: none */
 	uint32_t		 failures;	/* ERRORs so far */
@@ -250,12 +253,31 @@ struct sb_result {
 	uint8_t			 payload[];
 };
 
+/* A client waiting for another's job's outcome (unique.c). */
+struct sb_joiner {
+	struct sb_joiner	*next;		/* in its unique's list */
+	TAILQ_ENTRY(sb_joiner)	 client_entry;	/* its client's joins */
+	struct sb_client	*client;
+	struct sb_unique	*unique;
+	uint8_t			 id[PROTO_ID_LEN];	/* its RUN's */
+};
+
+/* A live job's function and unique key (sb->uniques), and its joiners. */
+struct sb_unique {
+	UT_hash_handle		 hh;
+	struct sb_job		*job;
+	struct sb_joiner	*joiners;
+	uint32_t		 keylen;
+	char			 key[];		/* fn, NUL, unique */
+};
+
 /* A connected client; owned by the switchboard, freed on remove. */
 struct sb_client {
 	TAILQ_ENTRY(sb_client)	 entry;		/* sb->clients */
 	void			*ctx;
 	struct sb_job_list	 jobs;		/* live, non-detached */
 	uint32_t		 njobs;		/* of them */
+	TAILQ_HEAD(, sb_joiner)	 joins;		/* unique jobs it joined */
 };
 
 /* A connected worker; owned by the switchboard, freed on remove. */
@@ -293,6 +315,7 @@ struct switchboard {
 	TAILQ_HEAD(, sb_result)	 result_list;	/* oldest first */
 	uint64_t		 result_bytes;
 	struct sb_job_ext	*exts;		/* by job address */
+	struct sb_unique	*uniques;	/* by fn and unique key */
 	struct sb_job_list	 dead;		/* oldest first */
 	uint32_t		 ndead;
 	uint32_t		 max_dead;
@@ -548,7 +571,8 @@ sb_send(struct switchboard *sb, void *ctx, const struct packet *p)
 
 /* Sends RESULT {id, status, attempts, error?} to a client. */
 void		 sb_send_accepted(struct switchboard *sb,
-		    struct sb_client *c, const uint8_t *id);
+		    struct sb_client *c, const uint8_t *id,
+		    const uint8_t *joined);
 void		 sb_send_result(struct switchboard *sb, struct sb_client *c,
 		    const uint8_t *id, enum job_status status,
 		    uint64_t attempts, const char *error);
@@ -632,6 +656,25 @@ sat_add(uint64_t a, uint64_t b)
 {
 	return (b > UINT64_MAX - a) ? UINT64_MAX : a + b;
 }
+
+/* unique.c */
+
+/* The live job a RUN with `unique` would join, or NULL. */
+struct sb_unique *unique_find(struct switchboard *sb, const struct packet *run);
+/* Client c joins u for its RUN id. 0 or -ENOMEM. */
+int		 unique_join(struct switchboard *sb, struct sb_unique *u,
+		    struct sb_client *c, const uint8_t *id);
+/* Registers a new job (with a side record) under run's key, if it has one. */
+void		 unique_register(struct switchboard *sb, struct sb_job *job,
+		    const struct packet *run);
+/* The job ends: each joiner gets this outcome, and the key is free. */
+void		 unique_finish(struct switchboard *sb, struct sb_job *job,
+		    enum job_status status, const void *error, size_t error_len,
+		    const void *payload, size_t payload_len);
+/* Forgets a key and its joiners without a word. */
+void		 unique_drop(struct switchboard *sb, struct sb_unique *u);
+/* Client c goes: its joins go with it. */
+void		 unique_client_gone(struct switchboard *sb, struct sb_client *c);
 
 /* results.c */
 

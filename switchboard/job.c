@@ -46,15 +46,22 @@ sb_send_result(struct switchboard *sb, struct sb_client *c,
 	sb_send(sb, c->ctx, &p);
 }
 
-/* Sends ACCEPTED {id} to a client: its detached RUN is taken. */
+/*
+ * Sends ACCEPTED {id, joined?} to a client: its detached RUN is taken, as
+ * the live job joined (unique) when that is not NULL.
+ */
 void
 sb_send_accepted(struct switchboard *sb, struct sb_client *c,
-    const uint8_t *id)
+    const uint8_t *id, const uint8_t *joined)
 {
 	struct packet	 p;
 
 	packet_init(&p, PKT_ACCEPTED);
 	memcpy(p.id, id, PROTO_ID_LEN);
+	if (joined != NULL) {
+		p.has |= PF_JOINED;
+		memcpy(p.joined, joined, PROTO_ID_LEN);
+	}
 	sb_send(sb, c->ctx, &p);
 }
 
@@ -79,6 +86,9 @@ job_answer(struct switchboard *sb, struct sb_job *job, enum job_status status,
 	    error != NULL ? strlen(error) : 0);
 	if (job->detached)
 		results_keep(sb, job, status, error, error != NULL ?
+		    strlen(error) : 0, NULL, 0);
+	if (job->has_ext)
+		unique_finish(sb, job, status, error, error != NULL ?
 		    strlen(error) : 0, NULL, 0);
 	if (job->client != NULL)
 		sb_send_result(sb, job->client, job->id, status,
@@ -280,6 +290,8 @@ job_ext_free(struct switchboard *sb, struct sb_job *job)
 
 	if (x == NULL)
 		return;
+	if (x->unique != NULL)
+		unique_drop(sb, x->unique);
 	HASH_DEL(sb->exts, x);
 	free(x->last_error);
 	free(x);
@@ -371,6 +383,9 @@ job_failed(struct switchboard *sb, struct sb_job *job, const void *error,
 	}
 	stats_job_end(sb, job, NULL, JOB_ERROR, false, r->last_error,
 	    r->last_error != NULL ? strlen(r->last_error) : 0);
+	/* Dead is no outcome to wait for: joiners get the ERROR now. */
+	unique_finish(sb, job, JOB_ERROR, r->last_error, r->last_error !=
+	    NULL ? strlen(r->last_error) : 0, NULL, 0);
 	job->state = SB_JOB_DEAD;
 	job->stamp = (uint32_t)now;
 	TAILQ_INSERT_TAIL(&sb->dead, job, client_entry);

@@ -101,6 +101,7 @@ switchboard_free(struct switchboard *sb)
 	}
 	while ((c = TAILQ_FIRST(&sb->clients)) != NULL) {
 		TAILQ_REMOVE(&sb->clients, c, entry);
+		unique_client_gone(sb, c);
 		free(c);
 	}
 	while ((job = TAILQ_FIRST(&sb->dead)) != NULL) {
@@ -138,6 +139,7 @@ switchboard_client_add(struct switchboard *sb, void *ctx)
 		return NULL;
 	c->ctx = ctx;
 	TAILQ_INIT(&c->jobs);
+	TAILQ_INIT(&c->joins);
 	TAILQ_INSERT_TAIL(&sb->clients, c, entry);
 	sb->nclients++;
 	return c;
@@ -151,14 +153,19 @@ void
 switchboard_client_remove(struct switchboard *sb, struct sb_client *c,
     uint64_t now)
 {
-	struct sb_job	*job;
+	static const char	*gone = "the client that sent it went away";
+	struct sb_job		*job;
 
 	if (c == NULL)
 		return;
 	sb->now = now;
+	unique_client_gone(sb, c);
 	while ((job = TAILQ_FIRST(&c->jobs)) != NULL) {
 		stats_job_end(sb, job, NULL, JOB_CANCELLED, false,
 		    "its client went away", 20);
+		if (job->has_ext)
+			unique_finish(sb, job, JOB_CANCELLED, gone,
+			    strlen(gone), NULL, 0);
 		if (job->state == SB_JOB_RUNNING) {
 			job_orphan(sb, job);
 		} else {
@@ -370,6 +377,24 @@ run_delay(const struct packet *run, uint64_t *ret, char *err)
 	return 0;
 }
 
+/* Checks unique: 1 to 255 bytes. 0, or -1 with a sentence in err. */
+static int
+run_unique(const struct packet *run, char *err)
+{
+	if (!(run->has & PF_UNIQUE))
+		return 0;
+	if (run->unique.len == 0) {
+		snprintf(err, PROTO_ERRLEN, "unique is empty");
+		return -1;
+	}
+	if (run->unique.len > PROTO_MAX_FN_LEN) {
+		snprintf(err, PROTO_ERRLEN, "unique is %u bytes long, more "
+		    "than %d", run->unique.len, PROTO_MAX_FN_LEN);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Checks retry_on_error and backoff_ms: for detached jobs only (an
  * attached job's client sees its ERROR and decides), within their bounds.
@@ -452,6 +477,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	uint64_t		 delay;
 	struct sb_job		*job;
 	struct sb_job_ext	*x;
+	struct sb_unique	*u;
 	struct sb_fn		*fn;
 	struct sb_worker	*w;
 	int64_t			 priority = 0;
@@ -496,7 +522,8 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
-	if (run_delay(run, &delay, err) != 0 || run_retry(run, err) != 0) {
+	if (run_delay(run, &delay, err) != 0 || run_retry(run, err) != 0 ||
+	    run_unique(run, err) != 0) {
 		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
@@ -507,6 +534,19 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 
 	if (run_over_limit(sb, c, run, err) != 0) {
 		run_refuse(sb, c, run, JOB_QUEUE_FULL, err);
+		return 0;
+	}
+	/* A live job with its function and unique key: joined, not run. */
+	if ((u = unique_find(sb, run)) != NULL) {
+		if (detached) {
+			if (run->ack && c != NULL)
+				sb_send_accepted(sb, c, run->id, u->job->id);
+			return 0;
+		}
+		if (unique_join(sb, u, c, run->id) != 0) {
+			run_refuse(sb, c, run, JOB_QUEUE_FULL, "out of memory");
+			return -ENOMEM;
+		}
 		return 0;
 	}
 
@@ -539,7 +579,8 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	 * beside it (job_free() gives it back with the job from here).
 	 */
 	if (((run->has & PF_RETRY_ON_ERROR) && run->retry_on_error > 0) ||
-	    (delay > 0 && (run->has & PF_TIMEOUT) && run->timeout_ms > 0)) {
+	    (delay > 0 && (run->has & PF_TIMEOUT) && run->timeout_ms > 0) ||
+	    (run->has & PF_UNIQUE)) {
 		if ((x = job_ext_make(sb, job)) == NULL) {
 			job->fn = fn;
 			fn->njobs++;
@@ -600,7 +641,8 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	job->stamp = (uint32_t)now;
 	/* Taken: said before anything else can happen to the job. */
 	if (detached && run->ack && c != NULL)
-		sb_send_accepted(sb, c, job->id);
+		sb_send_accepted(sb, c, job->id, NULL);
+	unique_register(sb, job, run);
 
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);
@@ -822,6 +864,10 @@ switchboard_result(struct switchboard *sb, struct sb_worker *w,
 		p.error = res->error;
 		sb_send(sb, job->client->ctx, &p);
 	}
+	if (job->has_ext)
+		unique_finish(sb, job, res->status, (res->has & PF_ERROR) ?
+		    res->error.ptr : NULL, (res->has & PF_ERROR) ?
+		    res->error.len : 0, res->payload.ptr, res->payload.len);
 	job_unlink_live(sb, job);
 	job_free(sb, job);
 	worker_fill(sb, w, now);

@@ -1409,6 +1409,41 @@ START_TEST(retry_on_error_dead_kick_drop)
 }
 END_TEST
 
+/*
+ * run -d --unique: while the job lives, the same key gives the same job
+ * (its id printed again); once it has run, the key makes a new one.
+ */
+START_TEST(run_unique_detached_joins)
+{
+	char	*out, *err, first[64], *trace = path_of("trace"), *cmd;
+
+	start_broker(NULL);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "--unique",
+	    "nightly", "report", "a", "--broker", broker.unix_ep, NULL), 0);
+	snprintf(first, sizeof(first), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "--unique",
+	    "nightly", "report", "b", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_eq(out, first);
+	free(out);
+	free(err);
+	ck_assert(asprintf(&cmd, "cat >> %s; echo >> %s", trace, trace) > 0);
+	start_worker("report", cmd, 1);
+	wait_file(trace, "\n", 1);
+	out = harness_read_file(trace);
+	ck_assert_str_eq(out, "a\n");	/* it ran once, with a's payload */
+	free(out);
+	ck_assert_int_eq(cli(NULL, 0, &out, &err, "run", "-d", "--unique",
+	    "nightly", "report", "c", "--broker", broker.unix_ep, NULL), 0);
+	ck_assert_str_ne(out, first);
+	free(out);
+	free(err);
+	free(cmd);
+	free(trace);
+}
+END_TEST
+
 /* Opens the FIFO path for writing once its reader is there; returns fd. */
 static int
 fifo_open_writer(const char *path)
@@ -2755,6 +2790,7 @@ cli_suite(void)
 	tcase_add_test(tc, run_delay_and_at);
 	tcase_add_test(tc, job_status_and_wait);
 	tcase_add_test(tc, retry_on_error_dead_kick_drop);
+	tcase_add_test(tc, run_unique_detached_joins);
 	tcase_add_test(tc, lines_streams_before_end_of_input);
 	tcase_add_test(tc, lines_sigint_cancels_running_jobs);
 	suite_add_tcase(s, tc);

@@ -36,6 +36,7 @@ struct sent {
 	char			 payload[64];
 	char			 error[PROTO_ERRLEN];
 	uint8_t			 meta[256];	/* PF_META; the tests' are small */
+	unsigned		 joined;	/* PF_JOINED: the job's id */
 	uint32_t		 meta_len;
 };
 
@@ -105,6 +106,8 @@ record(void *ctx, const struct packet *p, void *arg)
 		copy_bytes(s->payload, sizeof s->payload, p->payload);
 	if (p->has & PF_ERROR)
 		copy_bytes(s->error, sizeof s->error, p->error);
+	if (p->has & PF_JOINED)
+		s->joined = id_num(p->joined);
 	if (p->has & PF_META) {
 		ck_assert_uint_le(p->meta.len, sizeof s->meta);
 		memcpy(s->meta, p->meta.ptr, p->meta.len);
@@ -820,6 +823,87 @@ START_TEST(detached_ttl_expires_queued_detached_only)
 	switchboard_expire_detached(sb, now);
 	ck_assert_uint_eq(stats().queued, 1);
 	ck_assert_int_eq(count(NULL, PKT_RESULT, 1), 0);
+}
+END_TEST
+
+/* Fills the shared packet as a RUN for id and fn with a unique key. */
+static void
+unique_packet(unsigned id, const char *fn, const char *key, bool detach)
+{
+	run_packet(id, fn);
+	pkt.has |= PF_UNIQUE;
+	pkt.unique.ptr = (const uint8_t *)key;
+	pkt.unique.len = (uint32_t)strlen(key);
+	if (detach) {
+		pkt.has |= PF_DETACH | PF_ACK;
+		pkt.detach = pkt.ack = true;
+	}
+}
+
+/*
+ * Unique jobs: while a job with the same function and key lives, an
+ * attached RUN joins it and gets its RESULT under its own id, a detached
+ * one is ACCEPTED naming the live job; once it ends the key is free; a
+ * joiner that leaves hears nothing; the first client leaving cancels the
+ * job for its joiners.
+ */
+START_TEST(unique_jobs_coalesce)
+{
+	struct sb_client	*a = client(&c1), *b = client(&c2);
+	struct sb_worker	*w;
+	const struct sent	*s;
+
+	unique_packet(1, "f", "k", false);
+	ck_assert_int_eq(submit(a), 0);
+	unique_packet(2, "f", "k", false);
+	ck_assert_int_eq(submit(b), 0);
+	unique_packet(3, "f", "k", true);
+	ck_assert_int_eq(submit(b), 0);
+	s = find(&c2, PKT_ACCEPTED, 3, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_uint_eq(s->joined, 1);
+	ck_assert_uint_eq(stats().queued, 1);
+	/* Another function, or another key: another job. */
+	unique_packet(4, "g", "k", false);
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_uint_eq(stats().queued, 2);
+	w = worker(&w1p, 1, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 0), 1);
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_OK, "v", NULL), 0);
+	ck_assert_str_eq(find(&c1, PKT_RESULT, 1, 0)->payload, "v");
+	s = find(&c2, PKT_RESULT, 2, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(s->status, JOB_OK);
+	ck_assert_str_eq(s->payload, "v");
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 3), 0);
+
+	/* The key is free again: a new job. */
+	unique_packet(5, "f", "k", false);
+	ck_assert_int_eq(submit(a), 0);
+	assert_run_at(&w1p, 5, 1);
+	/* A joiner that leaves hears nothing; the job goes on. */
+	unique_packet(6, "f", "k", false);
+	ck_assert_int_eq(submit(b), 0);
+	switchboard_client_remove(sb, b, now);
+	ck_assert_int_eq(answer_with(w, 5, 1, JOB_ERROR, NULL, "no"), 0);
+	ck_assert_int_eq(result_of(5)->status, JOB_ERROR);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 6), 0);
+
+	/* The first client leaves: its joiners get CANCELLED. */
+	b = client(&c2);
+	unique_packet(7, "h", "k", false);
+	ck_assert_int_eq(submit(a), 0);
+	unique_packet(8, "h", "k", false);
+	ck_assert_int_eq(submit(b), 0);
+	switchboard_client_remove(sb, a, now);
+	s = result_of(8);
+	ck_assert_int_eq(s->status, JOB_CANCELLED);
+	ck_assert_str_eq(s->error, "the client that sent it went away");
+
+	/* unique is checked. */
+	unique_packet(9, "f", "", false);
+	ck_assert_int_eq(submit(b), 0);
+	ck_assert_str_eq(result_of(9)->error, "unique is empty");
 }
 END_TEST
 
@@ -2956,6 +3040,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, job_status_every_state);
 	tcase_add_test(tc, retry_on_error_backoff_then_dead);
 	tcase_add_test(tc, detached_ttl_expires_queued_detached_only);
+	tcase_add_test(tc, unique_jobs_coalesce);
 	tcase_add_test(tc, run_bad_request_names_field);
 	tcase_add_test(tc, run_without_client_refused);
 	suite_add_tcase(s, tc);

@@ -34,7 +34,8 @@
 #include "util/util.h"
 
 /* Long options without a short one. */
-enum { RUN_O_DELAY = 0x300, RUN_O_AT, RUN_O_RETRY_ON_ERROR, RUN_O_BACKOFF };
+enum { RUN_O_DELAY = 0x300, RUN_O_AT, RUN_O_RETRY_ON_ERROR, RUN_O_BACKOFF,
+    RUN_O_UNIQUE };
 
 #define RUN_CANCEL_WAIT_MS	2000	/* how long to wait for CANCEL's answer */
 #define RUN_SLICE_MS		100	/* how often a signal is looked at */
@@ -97,6 +98,8 @@ run_usage(FILE *f)
 	    "                       worker's ERROR, then the dead list\n"
 	    "      --backoff D      before the first retry (default 1s),\n"
 	    "                       doubling each time\n"
+	    "      --unique KEY     while a job of FN with KEY lives, join it\n"
+	    "                       (its result; with -d, its id)\n"
 	    "  -n, --nowait         fail with NO_WORKER instead of queueing\n"
 	    "  -P, --progress       copy the job's progress messages to stderr\n"
 	    "  -m, --meta KEY=VALUE metadata for the worker (repeatable; keys\n"
@@ -324,6 +327,7 @@ run_parse(int argc, char **argv, struct run_opts *o)
 		{ "retry-on-error", required_argument, NULL,
 		    RUN_O_RETRY_ON_ERROR },
 		{ "backoff", required_argument, NULL, RUN_O_BACKOFF },
+		{ "unique", required_argument, NULL, RUN_O_UNIQUE },
 		CLI_TLS_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "lines", no_argument, NULL, 'l' },
@@ -436,6 +440,12 @@ run_parse(int argc, char **argv, struct run_opts *o)
 				return cli_bad_value("run", "--backoff", optarg,
 				    err);
 			o->ro.backoff_ms = u;
+			break;
+		case RUN_O_UNIQUE:
+			if (*optarg == '\0' || strlen(optarg) > 255)
+				return cli_bad_value("run", "--unique", optarg,
+				    "expected 1 to 255 bytes");
+			o->ro.unique = optarg;
 			break;
 		case RUN_O_AT:
 			if (parse_time(optarg, &u, err) != 0)

@@ -313,8 +313,9 @@ client_accepted(struct pb_client *c, const struct packet *p)
 	HASH_FIND(hh, c->jobs, p->id, PB_ID_LEN, j);
 	if (j == NULL)
 		return 0;
-	if ((r = client_result_new(p->id, PB_ACCEPTED, 0, NULL, 0, NULL,
-	    0)) == NULL)
+	/* Joined (unique): the id to know it by is the live job's. */
+	if ((r = client_result_new((p->has & PF_JOINED) ? p->joined : p->id,
+	    PB_ACCEPTED, 0, NULL, 0, NULL, 0)) == NULL)
 		return -ENOMEM;
 	client_deliver(c, j, r);
 	return 0;
@@ -676,6 +677,12 @@ client_submit(struct pb_client *c, const char *fn, const void *payload,
 		if (opts->backoff_ms > 0) {
 			p.has |= PF_BACKOFF;
 			p.backoff_ms = opts->backoff_ms;
+		}
+		if (opts->unique != NULL) {
+			p.has |= PF_UNIQUE;
+			p.unique.ptr = (const uint8_t *)opts->unique;
+			p.unique.len = (uint32_t)strnlen(opts->unique,
+			    PROTO_MAX_FN_LEN + 1);
 		}
 		if (meta.len > 0) {
 			p.has |= PF_META;
