@@ -146,6 +146,10 @@ assert_packet(const struct packet *d, const struct packet *e)
 	ck_assert_uint_eq(d->delay_ms, e->delay_ms);
 	ck_assert_uint_eq(d->run_at, e->run_at);
 	assert_pbytes("state", d->state, e->state);
+	ck_assert_uint_eq(d->retry_on_error, e->retry_on_error);
+	ck_assert_uint_eq(d->backoff_ms, e->backoff_ms);
+	assert_pbytes("unique", d->unique, e->unique);
+	ck_assert_mem_eq(d->joined, e->joined, PROTO_ID_LEN);
 	ck_assert_uint_eq(d->age_ms, e->age_ms);
 	ck_assert_int_eq(d->status, e->status);
 	assert_pbytes("error", d->error, e->error);
@@ -913,9 +917,22 @@ START_TEST(packet_round_trip_every_option)
 	p.run_at = 1798135200000ull;
 	round_trip(&p, PROTO_TO_BROKER);
 
-	/* ACCEPTED, STATUS, and JOB bare and with every key. */
+	/* Retries after an ERROR, a unique key. */
+	p.has = PF_PAYLOAD | PF_DETACH | PF_RETRY_ON_ERROR | PF_BACKOFF |
+	    PF_UNIQUE;
+	p.detach = true;
+	p.run_at = 0;
+	p.retry_on_error = 1000;
+	p.backoff_ms = 250;
+	p.unique = str_bytes("nightly-report");
+	round_trip(&p, PROTO_TO_BROKER);
+
+	/* ACCEPTED (joined or not), STATUS, and JOB bare and full. */
 	packet_init(&p, PKT_ACCEPTED);
 	memcpy(p.id, test_id, PROTO_ID_LEN);
+	round_trip(&p, PROTO_FROM_BROKER);
+	p.has = PF_JOINED;
+	memset(p.joined, 0x5a, PROTO_ID_LEN);
 	round_trip(&p, PROTO_FROM_BROKER);
 	packet_init(&p, PKT_STATUS);
 	memcpy(p.id, test_id, PROTO_ID_LEN);
