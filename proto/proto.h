@@ -227,16 +227,6 @@ struct packet {
 	bool			 detach;	/* PF_DETACH */
 	bool			 nowait;	/* PF_NOWAIT */
 	bool			 ack;		/* PF_ACK: answer a detached RUN */
-	uint64_t		 delay_ms;	/* PF_DELAY: due this much later */
-	uint64_t		 run_at;	/* PF_RUN_AT: due then (Unix ms) */
-	uint64_t		 retry_on_error; /* PF_RETRY_ON_ERROR */
-	uint64_t		 backoff_ms;	/* PF_BACKOFF: the first retry's */
-	struct pbytes		 unique;	/* PF_UNIQUE: coalescing key */
-	uint8_t			 joined[PROTO_ID_LEN]; /* PF_JOINED: ACCEPTED
-						   as this live job */
-	/* JOB */
-	struct pbytes		 state;		/* "queued", ..., "unknown" */
-	uint64_t		 age_ms;	/* PF_AGE */
 	/*
 	 * RUN meta (PF_META): the whole encoded map, a map of str to str as
 	 * the decoder checked it; spliced in verbatim by the encoder. Its
@@ -275,6 +265,22 @@ struct packet {
 	 * packet_init() and packet_decode() do not spend time zeroing it.
 	 */
 	struct pbytes		 fns[PROTO_MAX_FNS];
+
+	/*
+	 * Keys few packets carry, after fns so that packet_init() and
+	 * packet_decode() do not zero them either: each is set, and may be
+	 * read, only when its PF_* bit is in has (JOB's state: always, in a
+	 * JOB).
+	 */
+	uint64_t		 delay_ms;	/* PF_DELAY: due this much later */
+	uint64_t		 run_at;	/* PF_RUN_AT: due then (Unix ms) */
+	uint64_t		 retry_on_error; /* PF_RETRY_ON_ERROR */
+	uint64_t		 backoff_ms;	/* PF_BACKOFF: the first retry's */
+	struct pbytes		 unique;	/* PF_UNIQUE: coalescing key */
+	uint8_t			 joined[PROTO_ID_LEN]; /* PF_JOINED: ACCEPTED
+						   as this live job */
+	struct pbytes		 state;		/* JOB: "queued", ..., "unknown" */
+	uint64_t		 age_ms;	/* JOB: PF_AGE */
 };
 
 /* Optional-key presence bits for packet.has. */

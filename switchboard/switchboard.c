@@ -474,7 +474,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 {
 	char			 err[PROTO_ERRLEN];
 	bool			 detached = run->detach;
-	uint64_t		 delay;
+	uint64_t		 delay = 0;
+	/* Keys most RUNs lack: looked at only when one is there. */
+	uint32_t		 rare = run->has & (PF_DELAY | PF_RUN_AT |
+				    PF_RETRY_ON_ERROR | PF_BACKOFF | PF_UNIQUE);
 	struct sb_job		*job;
 	struct sb_job_ext	*x;
 	struct sb_unique	*u;
@@ -522,8 +525,8 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
-	if (run_delay(run, &delay, err) != 0 || run_retry(run, err) != 0 ||
-	    run_unique(run, err) != 0) {
+	if (rare != 0 && (run_delay(run, &delay, err) != 0 ||
+	    run_retry(run, err) != 0 || run_unique(run, err) != 0)) {
 		run_refuse(sb, c, run, JOB_BAD_REQUEST, err);
 		return 0;
 	}
@@ -537,7 +540,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		return 0;
 	}
 	/* A live job with its function and unique key: joined, not run. */
-	if ((u = unique_find(sb, run)) != NULL) {
+	if ((rare & PF_UNIQUE) && (u = unique_find(sb, run)) != NULL) {
 		if (detached) {
 			if (run->ack && c != NULL)
 				sb_send_accepted(sb, c, run->id, u->job->id);
@@ -578,9 +581,9 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	 * What a delayed job's timeout or a detached job's retries need, kept
 	 * beside it (job_free() gives it back with the job from here).
 	 */
-	if (((run->has & PF_RETRY_ON_ERROR) && run->retry_on_error > 0) ||
-	    (delay > 0 && (run->has & PF_TIMEOUT) && run->timeout_ms > 0) ||
-	    (run->has & PF_UNIQUE)) {
+	if (rare != 0 && (((rare & PF_RETRY_ON_ERROR) &&
+	    run->retry_on_error > 0) || (delay > 0 && (run->has & PF_TIMEOUT) &&
+	    run->timeout_ms > 0) || (rare & PF_UNIQUE))) {
 		if ((x = job_ext_make(sb, job)) == NULL) {
 			job->fn = fn;
 			fn->njobs++;
@@ -642,7 +645,8 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	/* Taken: said before anything else can happen to the job. */
 	if (detached && run->ack && c != NULL)
 		sb_send_accepted(sb, c, job->id, NULL);
-	unique_register(sb, job, run);
+	if (rare & PF_UNIQUE)
+		unique_register(sb, job, run);
 
 	if (w != NULL)
 		job_dispatch(sb, job, w, now);

@@ -240,7 +240,7 @@ client_job_info(struct pb_client *c, const struct packet *p)
 	    (const char *)p->state.ptr);
 	j->attempts = (uint32_t)p->attempts;
 	j->priority = (int)p->priority;
-	j->age_ms = p->age_ms;
+	j->age_ms = (p->has & PF_AGE) ? p->age_ms : 0;
 	j->done = strcmp(j->state, "done") == 0 && (p->has & PF_STATUS);
 	j->status = (enum pb_status)p->status;
 	if (((p->has & PF_FN) &&
