@@ -169,7 +169,7 @@ struct pb_run_options {
 	uint64_t	 run_at_ms;
 	/*
 	 * Detached jobs only: try again this many times after the worker's
-	 * ERROR, backoff_ms (default 1 s) before the first retry, doubling
+	 * ERROR or a TIMEOUT, backoff_ms (default 1 s) before the first retry, doubling
 	 * each time (within 20%), then put the job on the broker's dead
 	 * list (`patchbay ctl dead`, `kick`, `drop`).
 	 */

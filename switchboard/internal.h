@@ -705,6 +705,10 @@ struct sb_job_ext *job_ext_make(struct switchboard *sb, struct sb_job *job);
 void		 job_failed(struct switchboard *sb, struct sb_job *job,
 		    const void *error, size_t error_len, uint64_t now);
 
+/* A detached job with retry_on_error timed out; see job.c. 0 or -ENOMEM. */
+int		 job_timeout_retry(struct switchboard *sb, struct sb_job *job,
+		    uint64_t now);
+
 /* Answers a live job with a terminal status and frees it. */
 void		 job_finish(struct switchboard *sb, struct sb_job *job,
 		    enum job_status status, const char *error);

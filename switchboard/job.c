@@ -239,10 +239,16 @@ orphan_free(struct switchboard *sb, struct sb_job *job)
 void
 job_expire(struct switchboard *sb, struct sb_job *job)
 {
+	struct sb_job_ext	*x;
+
 	if (job->state == SB_JOB_DELAYED) {
 		job_due(sb, job, sb->now);
 		return;
 	}
+	/* A detached job with retry_on_error is tried again after TIMEOUT. */
+	if (job->state == SB_JOB_RUNNING && (x = job_ext(sb, job)) != NULL &&
+	    x->max_retries > 0 && job_timeout_retry(sb, job, sb->now) == 0)
+		return;
 	if (job->state == SB_JOB_QUEUED) {
 		job_finish(sb, job, JOB_TIMEOUT, NULL);
 		return;
@@ -330,6 +336,9 @@ job_due(struct switchboard *sb, struct sb_job *job, uint64_t now)
 		job_enqueue(sb, job, now);
 }
 
+static void	job_retry_or_bury(struct switchboard *, struct sb_job *,
+		    const void *, size_t, uint64_t);
+
 /* A retry's delay: backoff_ms doubled per failure, within 20% either way. */
 static uint64_t
 job_backoff(struct switchboard *sb, const struct sb_job_ext *r)
@@ -359,6 +368,54 @@ void
 job_failed(struct switchboard *sb, struct sb_job *job, const void *error,
     size_t error_len, uint64_t now)
 {
+	job_leave_worker(sb, job);
+	job_retry_or_bury(sb, job, error, error_len, now);
+}
+
+/*
+ * A running detached job with retry_on_error timed out: the attempt is
+ * CANCELled at its worker, which keeps the slot as an orphan (a record of
+ * its own, with the id and attempt) until it answers; the job itself is
+ * free to be tried again after its backoff, or goes to the dead list. 0,
+ * or -ENOMEM (nothing changed).
+ */
+int
+job_timeout_retry(struct switchboard *sb, struct sb_job *job, uint64_t now)
+{
+	static const char	 why[] = "timed out";
+	struct sb_worker	*w = job->worker;
+	struct sb_job		*o;
+
+	if ((o = job_alloc(sb, 0, 0)) == NULL)
+		return -ENOMEM;
+	memcpy(o->id, job->id, PROTO_ID_LEN);
+	o->fn = job->fn;
+	o->fn->njobs++;
+	o->attempt = job->attempt;
+	o->worker = w;
+	o->detached = true;
+	o->heap_idx = HEAP_NONE;
+	o->state = SB_JOB_ORPHAN;
+	o->cancel_requested = true;
+	/* The orphan takes the job's place, and slot, at the worker. */
+	TAILQ_INSERT_BEFORE(job, o, worker_entry);
+	TAILQ_REMOVE(&w->jobs, job, worker_entry);
+	sb_send_cancel(sb, o);
+	o->hashed = table_reserve(&w->orphans) == 0;
+	if (o->hashed)
+		table_insert(&w->orphans, o);
+	job->worker = NULL;
+	job->fn->running--;
+	sb->nrunning--;
+	job_retry_or_bury(sb, job, why, sizeof(why) - 1, now);
+	return 0;
+}
+
+/* Delays a failed job for its next try, or buries it; see job_failed(). */
+static void
+job_retry_or_bury(struct switchboard *sb, struct sb_job *job,
+    const void *error, size_t error_len, uint64_t now)
+{
 	struct sb_job_ext	*r = job_ext(sb, job);
 	struct sb_job		*old;
 	char			*e;
@@ -368,7 +425,6 @@ job_failed(struct switchboard *sb, struct sb_job *job, const void *error,
 		r->last_error = e;
 	}
 	r->failures++;
-	job_leave_worker(sb, job);
 	heap_remove(&sb->deadlines, job);
 	job->has_timeout = false;
 	if (r->failures <= r->max_retries &&

@@ -781,6 +781,36 @@ START_TEST(retry_on_error_backoff_then_dead)
 	mkid(id, 3);
 	switchboard_job_status(sb, id, now, &st);
 	ck_assert_int_eq(st.state, SB_STATE_UNKNOWN);
+
+	/*
+	 * A TIMEOUT too: the attempt is CANCELled and keeps the worker's slot
+	 * until the worker answers it; the job is tried again, then dead.
+	 */
+	run_packet(4, "f");
+	pkt.has |= PF_DETACH | PF_RETRY_ON_ERROR | PF_TIMEOUT | PF_BACKOFF;
+	pkt.detach = true;
+	pkt.retry_on_error = 1;
+	pkt.timeout_ms = 100;
+	pkt.backoff_ms = 10;
+	ck_assert_int_eq(submit(a), 0);
+	assert_run_at(&w1p, 4, 1);
+	now += 100;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 4), 1);
+	ck_assert_int_eq(count(NULL, PKT_RESULT, 4), 0);
+	now = switchboard_next_deadline(sb);
+	switchboard_tick(sb, now);
+	/* Due, but the slot is the orphan's until the worker answers it. */
+	ck_assert_uint_eq(stats().queued, 1);
+	ck_assert_int_eq(answer_with(w, 4, 1, JOB_CANCELLED, NULL, NULL), 0);
+	assert_run_at(&w1p, 4, 2);
+	now += 100;
+	switchboard_tick(sb, now);
+	ck_assert_int_eq(answer_with(w, 4, 2, JOB_CANCELLED, NULL, NULL), 0);
+	mkid(id, 4);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DEAD);
+	ck_assert_str_eq(st.error, "timed out");
 }
 END_TEST
 
