@@ -439,35 +439,50 @@ config_key_instances(struct config_parser *cp, const char *key,
 	return 0;
 }
 
+/*
+ * Splits value at commas and blanks into *ret, a NULL-terminated vector
+ * (NULL when there is no word). 0, or -1 after config_error() (ENOMEM).
+ */
+static int
+config_names(struct config_parser *cp, const char *value, char ***ret)
+{
+	char	**v = NULL, *copy, *word, *save = NULL;
+	size_t	  n = 0;
+
+	if ((copy = strdup(value)) == NULL)
+		goto enomem;
+	for (word = strtok_r(copy, ", \t", &save); word != NULL;
+	    word = strtok_r(NULL, ", \t", &save))
+		if (strv_push(&v, &n, word) != 0)
+			goto enomem;
+	free(copy);
+	*ret = v;
+	return 0;
+enomem:
+	free(copy);
+	strv_free(v);
+	config_error(cp, -ENOMEM, "out of memory");
+	return -1;
+}
+
 /* functions = NAME[,NAME...]: what an on-demand pool serves. */
 static int
 config_key_functions(struct config_parser *cp, const char *key,
     const char *value)
 {
-	char	**v = NULL, *copy, *name, *save = NULL;
-	size_t	  n = 0;
+	char	**v;
+	size_t	  i;
 
-	if ((copy = strdup(value)) == NULL) {
-		config_error(cp, -ENOMEM, "out of memory");
+	if (config_names(cp, value, &v) != 0)
 		return -1;
-	}
-	for (name = strtok_r(copy, ", \t", &save); name != NULL;
-	    name = strtok_r(NULL, ", \t", &save)) {
-		if (strlen(name) > PROTO_MAX_FN_LEN) {
-			free(copy);
+	for (i = 0; v != NULL && v[i] != NULL; i++) {
+		if (strlen(v[i]) > PROTO_MAX_FN_LEN) {
 			strv_free(v);
 			return config_bad_value(cp, key, "function names of 1 "
 			    "to 255 bytes", value);
 		}
-		if (strv_push(&v, &n, name) != 0) {
-			free(copy);
-			strv_free(v);
-			config_error(cp, -ENOMEM, "out of memory");
-			return -1;
-		}
 	}
-	free(copy);
-	if (n == 0)
+	if (i == 0)
 		return config_bad_value(cp, key, "function names separated by "
 		    "commas", value);
 	strv_free(cp->pool->functions);
@@ -798,36 +813,30 @@ static int
 config_key_env_keep(struct config_parser *cp, const char *key,
     const char *value)
 {
-	char	**v = NULL, *copy, *name, *save = NULL;
-	size_t	  n = 0;
+	char	**v;
+	size_t	  i;
 
-	if ((copy = strdup(value)) == NULL) {
-		config_error(cp, -ENOMEM, "out of memory");
+	if (config_names(cp, value, &v) != 0)
 		return -1;
-	}
-	for (name = strtok_r(copy, ", \t", &save); name != NULL;
-	    name = strtok_r(NULL, ", \t", &save)) {
-		if (!config_var_name_valid(name, strlen(name))) {
+	for (i = 0; v != NULL && v[i] != NULL; i++) {
+		if (!config_var_name_valid(v[i], strlen(v[i]))) {
 			config_error(cp, -EINVAL, "key '%s' of [pool:%s]: "
 			    "expected variable names (letters, digits and "
 			    "'_', not starting with a digit) separated by "
 			    "commas or blanks (got '%s')", key, cp->pool->name,
-			    name);
-			goto fail;
+			    v[i]);
+			strv_free(v);
+			return -1;
 		}
-		if (strncmp(name, "PATCHBAY_", 9) == 0) {
+		if (strncmp(v[i], "PATCHBAY_", 9) == 0) {
 			config_error(cp, -EINVAL, "key '%s' of [pool:%s]: "
 			    "PATCHBAY_ variables are set by patchbayd (got "
-			    "'%s')", key, cp->pool->name, name);
-			goto fail;
-		}
-		if (strv_push(&v, &n, name) != 0) {
-			config_error(cp, -ENOMEM, "out of memory");
-			goto fail;
+			    "'%s')", key, cp->pool->name, v[i]);
+			strv_free(v);
+			return -1;
 		}
 	}
-	free(copy);
-	if (n == 0) {
+	if (i == 0) {
 		config_error(cp, -EINVAL, "key '%s' of [pool:%s]: expected "
 		    "variable names separated by commas or blanks (got '%s')",
 		    key, cp->pool->name, value);
@@ -836,10 +845,6 @@ config_key_env_keep(struct config_parser *cp, const char *key,
 	strv_free(cp->pool->env_keep);
 	cp->pool->env_keep = v;
 	return 0;
-fail:
-	free(copy);
-	strv_free(v);
-	return -1;
 }
 
 /* umask = MODE: octal, as socket_mode is read (parse_mode()). */
