@@ -62,7 +62,8 @@ main_usage(FILE *f)
 	fprintf(f,
 	    "\n"
 	    "The broker endpoint is --broker ENDPOINT (unix:PATH, tcp:HOST:PORT,\n"
-	    "or a list A,B,... of brokers), else $PATCHBAY_BROKER (the same),\n"
+	    "tls:HOST:PORT, or a list A,B,... of brokers), else $PATCHBAY_BROKER\n"
+	    "(the same),\n"
 	    "else unix:$PATCHBAY_SOCKET, else\n"
 	    "unix:$XDG_RUNTIME_DIR/patchbay.sock, else\n"
 	    "unix:/tmp/patchbay-$UID/patchbay.sock.\n"
