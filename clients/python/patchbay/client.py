@@ -21,6 +21,7 @@ from .errors import (BadRequest, ConnectError, ConnectionLost, JobTimeout,
                      PatchbayError, ProtocolError, exception_for)
 
 RUN_MARGIN_S = 5.0  # run() waits timeout_ms plus this before giving up
+ACK_MARGIN_S = 5.0  # a detached submit waits its timeout plus this for ACCEPTED
 
 
 class Result:
@@ -38,7 +39,8 @@ class Result:
 
     @property
     def ok(self):
-        return self.status == "OK"
+        """True for OK, and for a detached job's ACCEPTED."""
+        return self.status in ("OK", "ACCEPTED")
 
     def exception(self):
         """The exception for this status, or None when OK."""
@@ -165,6 +167,7 @@ class _Session:
         self.index = index        # in Client.endpoints
         self.jobs = {}            # id bytes -> Job
         self.pongs = {}           # n -> threading.Event
+        self.statuses = {}        # id bytes -> [threading.Event, JOB]
         self.failure = None       # why the connection is gone
         self.bye = None
         self.thread = None
@@ -249,8 +252,10 @@ class Client:
                priority=None, nowait=False, detach=False, on_progress=None,
                meta=None, trace=False):
         """Sends a RUN without waiting. Returns a Job (a Future), or, with
-        detach=True, the job's uuid.UUID (no result or progress will come;
-        a refused detached job is dropped silently: see sync()).
+        detach=True, the job's uuid.UUID once the broker has taken it (its
+        ACCEPTED: one round trip); a refusal raises its exception
+        (QueueFull, NoWorker with nowait, BadRequest, ...). No result or
+        progress comes for a detached job.
 
         timeout_ms: the broker answers TIMEOUT after it (None/0: none);
         retries: re-dispatches after a lost worker; priority: -100..100;
@@ -283,13 +288,25 @@ class Client:
             pkt["priority"] = priority
         if detach:
             pkt["detach"] = True
+            pkt["ack"] = True   # ACCEPTED, or the refusal
         if nowait:
             pkt["nowait"] = True
-        new_job = None
+
+        def new_job():
+            return Job(self, job_id, fn, None if detach else on_progress,
+                       meta)
+        job = self._send_run(pkt, job_id, new_job)
         if not detach:
-            def new_job():
-                return Job(self, job_id, fn, on_progress, meta)
-        return self._send_run(pkt, job_id, new_job)
+            return job
+        try:
+            res = job.result(max(self._timeout, 1.0) + ACK_MARGIN_S)
+        except concurrent.futures.TimeoutError:
+            self._forget(job_id)
+            raise PatchbayError("the broker did not acknowledge the "
+                                "detached job within %.1f s (a broker "
+                                "that predates ACCEPTED?)" % (
+                                    max(self._timeout, 1.0) + ACK_MARGIN_S))
+        return res.id
 
     def run(self, fn, payload=b"", timeout_ms=None, retries=None,
             priority=None, nowait=False, on_progress=None, meta=None,
@@ -353,6 +370,30 @@ class Client:
             with self._lock:
                 s.pongs.pop(n, None)
         self._check_alive(s)
+
+    def status(self, job_id, timeout=5.0):
+        """Where the job with this id (a uuid.UUID) is, as the broker says
+        (STATUS): a dict with "state" ("queued", "delayed", "running",
+        "dead", "done" or "unknown") and, as they apply, "fn", "attempts",
+        "priority", "age_ms", "status", "error" and "payload" (a finished
+        detached job's outcome, kept for the broker's result_ttl). Raises
+        ConnectionLost or TimeoutError."""
+        s = self._s
+        self._check_alive(s)
+        key = job_id.bytes
+        slot = [threading.Event(), None]
+        with self._lock:
+            s.statuses[key] = slot
+        try:
+            s.conn.send({"t": "STATUS", "id": key})
+            if not slot[0].wait(timeout):
+                raise TimeoutError("no answer to STATUS in %.1f s"
+                                   % timeout)
+        finally:
+            with self._lock:
+                s.statuses.pop(key, None)
+        self._check_alive(s)
+        return {k: v for k, v in slot[1].items() if k not in ("t", "id")}
 
     # -- lifetime --------------------------------------------------------
 
@@ -523,6 +564,7 @@ class Client:
                                    % conn.where)
             jobs, s.jobs = s.jobs, {}
             pongs = list(s.pongs.values())
+            pongs += [slot[0] for slot in s.statuses.values()]
         why = str(s.failure)
         for job in jobs.values():
             job._finish(Result(job.id, "DISCONNECTED", b"", 0, why))
@@ -531,7 +573,21 @@ class Client:
 
     def _handle(self, s, pkt):
         t = pkt["t"]
-        if t == "RESULT":
+        if t == "JOB":
+            with self._lock:
+                slot = s.statuses.get(pkt.get("id"))
+            if slot is not None:
+                slot[1] = pkt
+                slot[0].set()
+        elif t == "ACCEPTED":
+            with self._lock:
+                job = s.jobs.pop(pkt.get("id"), None)
+            if job is not None:
+                # Joined (unique): the id to know it by is the live job's.
+                jid = pkt.get("joined")
+                job._finish(Result(uuid.UUID(bytes=jid) if jid else job.id,
+                                   "ACCEPTED"))
+        elif t == "RESULT":
             rid = pkt.get("id")
             with self._lock:
                 job = s.jobs.pop(rid, None)

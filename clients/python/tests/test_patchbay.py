@@ -185,6 +185,23 @@ def test_long_handler_survives_heartbeat(make_broker, workers):
     assert w.connections == 1
 
 
+def test_detached_acknowledged_or_refused(make_broker):
+    """A detached submit returns once the broker has taken the job (its
+    ACCEPTED); a refusal raises, and the job was not taken."""
+    b = make_broker("--max-queue", "1")
+    with patchbay.Client(b.endpoint) as c:
+        jid = c.submit("later", b"one", detach=True)
+        assert isinstance(jid, uuid.UUID)
+        with pytest.raises(patchbay.QueueFull):
+            c.submit("later", b"two", detach=True)
+        with pytest.raises(patchbay.NoWorker):
+            c.submit("nobody", b"x", detach=True, nowait=True)
+        assert c.pending == 0
+        st = c.status(jid)
+        assert st["state"] == "queued" and st["fn"] == "later"
+        assert c.status(uuid.uuid4()) == {"state": "unknown"}
+
+
 def test_detached(broker, workers):
     w = workers(echo_worker(broker.endpoint))
     with patchbay.Client(broker.endpoint) as c:
