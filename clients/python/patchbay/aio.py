@@ -70,9 +70,11 @@ class AsyncClient:
 
     def submit(self, fn, payload=b"", timeout_ms=None, retries=None,
                priority=None, nowait=False, detach=False, on_progress=None,
-               meta=None, trace=False):
-        """Like Client.submit(); returns an AsyncJob (or, detached, the
-        uuid.UUID). on_progress(payload) is called on the event loop."""
+               meta=None, trace=False, **more):
+        """Like Client.submit() (more: delay_ms, run_at, retry_on_error,
+        backoff_ms, unique); returns an AsyncJob (or, detached, the
+        uuid.UUID, after the broker's ACCEPTED: one round trip, on this
+        thread). on_progress(payload) is called on the event loop."""
         cb = None
         if on_progress is not None:
             loop = self._loop
@@ -82,7 +84,8 @@ class AsyncClient:
         job = self.client.submit(fn, payload, timeout_ms=timeout_ms,
                                  retries=retries, priority=priority,
                                  nowait=nowait, detach=detach,
-                                 on_progress=cb, meta=meta, trace=trace)
+                                 on_progress=cb, meta=meta, trace=trace,
+                                 **more)
         return job if detach else AsyncJob(job, self._loop)
 
     async def run(self, fn, payload=b"", timeout_ms=None, retries=None,

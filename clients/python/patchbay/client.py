@@ -250,7 +250,8 @@ class Client:
 
     def submit(self, fn, payload=b"", timeout_ms=None, retries=None,
                priority=None, nowait=False, detach=False, on_progress=None,
-               meta=None, trace=False):
+               meta=None, trace=False, delay_ms=None, run_at=None,
+               retry_on_error=None, backoff_ms=None, unique=None):
         """Sends a RUN without waiting. Returns a Job (a Future), or, with
         detach=True, the job's uuid.UUID once the broker has taken it (its
         ACCEPTED: one round trip); a refusal raises its exception
@@ -265,6 +266,13 @@ class Client:
         keys of A-Z a-z 0-9 _ . - and 4096 bytes; a meta the broker refuses
         ends the job BadRequest); trace=True adds a new W3C traceparent
         unless meta has one (Job.meta holds what was sent).
+
+        delay_ms, or run_at (Unix time in ms): the job is due then, its
+        timeout counting from then. retry_on_error (detached jobs only):
+        tries again after the worker's ERROR or a TIMEOUT, backoff_ms
+        before the first retry (doubling), then the broker's dead list.
+        unique: while a live job of fn has this key, join it (its result;
+        detached, its id) instead of making another.
 
         When the broker was lost, fails over first (see Client); raises
         ConnectionLost (ConnectError) when no broker of the list can be
@@ -291,6 +299,15 @@ class Client:
             pkt["ack"] = True   # ACCEPTED, or the refusal
         if nowait:
             pkt["nowait"] = True
+        for key, value in (("delay_ms", delay_ms), ("run_at", run_at),
+                           ("retry_on_error", retry_on_error),
+                           ("backoff_ms", backoff_ms)):
+            if value:
+                pkt[key] = _check_uint(key, value)
+        if unique is not None:
+            if not isinstance(unique, str) or not unique:
+                raise TypeError("unique must be a non-empty str")
+            pkt["unique"] = unique
 
         def new_job():
             return Job(self, job_id, fn, None if detach else on_progress,

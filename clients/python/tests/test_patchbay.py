@@ -200,6 +200,13 @@ def test_detached_acknowledged_or_refused(make_broker):
         st = c.status(jid)
         assert st["state"] == "queued" and st["fn"] == "later"
         assert c.status(uuid.uuid4()) == {"state": "unknown"}
+        # Delayed, then joined by the same unique key.
+        first = c.submit("soon", b"a", detach=True, delay_ms=3600000,
+                         unique="k")
+        assert c.status(first)["state"] == "delayed"
+        assert c.submit("soon", b"b", detach=True, unique="k") == first
+        with pytest.raises(patchbay.BadRequest):
+            c.submit("soon", b"c", retry_on_error=2).result(5)
 
 
 def test_detached(broker, workers):
