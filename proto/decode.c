@@ -785,6 +785,13 @@ dec_type_find(const uint8_t *s, size_t len)
 
 	if (len < 3 || len > 8)
 		return (-1);
+	/* The job path's own, RUN and RESULT, before the general switch. */
+	if (s[0] == 'R' && (len == 3 || len == 6)) {
+		t = len == 3 ? PKT_RUN : PKT_RESULT;
+		name = proto_wire_name(packet_type_name(t));
+		if (dec_same(s, name + 1, len))
+			return (t);
+	}
 	switch (s[0] << 8 | s[1]) {
 	case 'R' << 8 | 'U':
 		t = PKT_RUN;
