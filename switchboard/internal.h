@@ -267,6 +267,7 @@ struct sb_unique {
 	UT_hash_handle		 hh;
 	struct sb_job		*job;
 	struct sb_joiner	*joiners;
+	uint32_t		 njoiners;	/* at most max_queue */
 	uint32_t		 keylen;
 	char			 key[];		/* fn, NUL, unique */
 };

@@ -481,6 +481,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	struct sb_job		*job;
 	struct sb_job_ext	*x;
 	struct sb_unique	*u;
+	int			 r;
 	struct sb_fn		*fn;
 	struct sb_worker	*w;
 	int64_t			 priority = 0;
@@ -546,9 +547,11 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 				sb_send_accepted(sb, c, run->id, u->job->id);
 			return 0;
 		}
-		if (unique_join(sb, u, c, run->id) != 0) {
-			run_refuse(sb, c, run, JOB_QUEUE_FULL, "out of memory");
-			return -ENOMEM;
+		if ((r = unique_join(sb, u, c, run->id)) != 0) {
+			run_refuse(sb, c, run, JOB_QUEUE_FULL, r == -ENOBUFS ?
+			    "this unique job has as many joiners as max_queue" :
+			    "out of memory");
+			return r == -ENOBUFS ? 0 : -ENOMEM;
 		}
 		return 0;
 	}

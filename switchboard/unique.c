@@ -43,16 +43,23 @@ unique_find(struct switchboard *sb, const struct packet *run)
 	return u;
 }
 
-/* Adds client c, for its RUN id, to u's joiners; see internal.h. */
+/*
+ * Adds client c, for its RUN id, to u's joiners; see internal.h. A join
+ * counts as one of the client's live jobs (max_jobs_per_client), and a job
+ * takes at most max_queue joiners.
+ */
 int
 unique_join(struct switchboard *sb, struct sb_unique *u, struct sb_client *c,
     const uint8_t *id)
 {
 	struct sb_joiner	*j;
 
-	(void)sb;
+	if (u->njoiners >= sb->max_queue)
+		return -ENOBUFS;
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return -ENOMEM;
+	u->njoiners++;
+	c->njobs++;
 	j->client = c;
 	j->unique = u;
 	memcpy(j->id, id, PROTO_ID_LEN);
@@ -110,6 +117,7 @@ unique_finish(struct switchboard *sb, struct sb_job *job,
 	while ((j = u->joiners) != NULL) {
 		u->joiners = j->next;
 		TAILQ_REMOVE(&j->client->joins, j, client_entry);
+		j->client->njobs--;
 		packet_init(&p, PKT_RESULT);
 		memcpy(p.id, j->id, PROTO_ID_LEN);
 		p.status = status;
@@ -140,6 +148,7 @@ unique_drop(struct switchboard *sb, struct sb_unique *u)
 	while ((j = u->joiners) != NULL) {
 		u->joiners = j->next;
 		TAILQ_REMOVE(&j->client->joins, j, client_entry);
+		j->client->njobs--;
 		free(j);
 	}
 	unique_free(sb, u);
@@ -157,6 +166,8 @@ unique_client_gone(struct switchboard *sb, struct sb_client *c)
 		for (pp = &j->unique->joiners; *pp != j; pp = &(*pp)->next)
 			;
 		*pp = j->next;
+		j->unique->njoiners--;
+		c->njobs--;
 		free(j);
 	}
 }

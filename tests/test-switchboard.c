@@ -937,6 +937,37 @@ START_TEST(unique_jobs_coalesce)
 }
 END_TEST
 
+/* Joins are bounded: max_queue joiners a job, and max_jobs_per_client. */
+START_TEST(unique_joins_bounded)
+{
+	struct switchboard_config	 cfg = { .max_queue = 1,
+					    .max_jobs_per_client = 2 };
+	struct sb_client		*a, *b;
+
+	sb_reset(&cfg);
+	a = client(&c1);
+	b = client(&c2);
+	unique_packet(1, "f", "k", false);
+	ck_assert_int_eq(submit(a), 0);
+	unique_packet(2, "f", "k", false);
+	ck_assert_int_eq(submit(b), 0);
+	unique_packet(3, "f", "k", false);
+	ck_assert_int_eq(submit(b), 0);
+	ck_assert_int_eq(result_of(3)->status, JOB_QUEUE_FULL);
+	ck_assert_str_eq(result_of(3)->error, "this unique job has as many "
+	    "joiners as max_queue");
+	/* b's join counts: with one job of its own, it is at its limit. */
+	unique_packet(4, "g", "k", false);
+	ck_assert_int_eq(submit(b), 0);
+	run_packet(5, "h");
+	ck_assert_int_eq(submit(b), 0);
+	ck_assert_int_eq(result_of(5)->status, JOB_QUEUE_FULL);
+	switchboard_client_remove(sb, b, now);
+	switchboard_client_remove(sb, a, now);
+	ck_assert_uint_eq(stats().queued, 0);
+}
+END_TEST
+
 START_TEST(run_bad_request_names_field)
 {
 	struct sb_client	*c = client(&c1);
@@ -3071,6 +3102,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, retry_on_error_backoff_then_dead);
 	tcase_add_test(tc, detached_ttl_expires_queued_detached_only);
 	tcase_add_test(tc, unique_jobs_coalesce);
+	tcase_add_test(tc, unique_joins_bounded);
 	tcase_add_test(tc, run_bad_request_names_field);
 	tcase_add_test(tc, run_without_client_refused);
 	suite_add_tcase(s, tc);
