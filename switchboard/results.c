@@ -57,7 +57,6 @@ results_keep(struct switchboard *sb, const struct sb_job *job,
 	if ((r = malloc(sizeof(*r) + payload_len)) == NULL)
 		return;
 	memset(r, 0, sizeof(*r));
-	r->error = NULL;
 	if (error != NULL && (r->error = malloc(error_len + 1)) == NULL) {
 		free(r);
 		return;

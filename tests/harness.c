@@ -283,6 +283,18 @@ harness_fd_count(pid_t pid)
 	return n;
 }
 
+/* The soft and hard values of a line of /proc/PID/limits; see harness.h. */
+void
+harness_limits_line(const char *text, const char *name, char *soft,
+    char *hard)
+{
+	const char	*s = strstr(text, name);
+
+	ck_assert_msg(s != NULL, "no '%s' in %s", name, text);
+	ck_assert_int_eq(sscanf(s + strlen(name), " %31s %31s", soft, hard),
+	    2);
+}
+
 /* Reads a whole file, NUL-terminated; NULL when it cannot be read. */
 char *
 harness_read_file(const char *path)

@@ -110,6 +110,13 @@ int	 harness_fd_count(pid_t pid);
 /* Reads a whole file (NUL-terminated, caller frees), or NULL. */
 char	*harness_read_file(const char *path);
 
+/*
+ * The soft and hard values (at most 31 bytes each) of the line of
+ * /proc/PID/limits text that starts with name; fails the test without it.
+ */
+void	 harness_limits_line(const char *text, const char *name, char *soft,
+	    char *hard);
+
 /* True when the broker's log contains needle. */
 bool	 harness_log_contains(const struct harness_broker *b,
 	    const char *needle);

@@ -272,13 +272,22 @@ cond_worker_disconnected(void *arg)
 	return pb_worker_fd(arg) < 0;
 }
 
+/* A function a forked test worker serves. */
+struct fork_fn {
+	const char	*name;
+	pb_job_fn	 handler;
+};
+
 /*
- * Forks a worker child serving worker_start()'s functions until killed.
- * When kill_on_hold is set, the child SIGKILLs that pid on its first
- * "hold" job. Returns once the child has connected and registered.
+ * Forks a worker child on ep (an endpoint or a list) serving fns (n of
+ * them; NULL: worker_start()'s) with capacity, dispatching with no
+ * timeout until killed; when kill_on_hold is set, the child SIGKILLs that
+ * pid on its first "hold" job. Returns once the child is connected (to at
+ * least one broker of a list) and registered.
  */
 static pid_t
-worker_fork(const char *ep, pid_t kill_on_hold)
+worker_fork_with(const char *ep, const struct fork_fn *fns, size_t n,
+    uint32_t capacity, pid_t kill_on_hold)
 {
 	struct pb_worker	*w;
 	pid_t			 pid, parent = getpid();
@@ -293,7 +302,19 @@ worker_fork(const char *ep, pid_t kill_on_hold)
 		if (getppid() != parent)
 			_exit(1);
 		close(pfd[0]);
-		w = worker_start(ep, 4);
+		if (fns == NULL)
+			w = worker_start(ep, capacity);
+		else {
+			if (pb_worker_new(ep, NULL, &w) != 0)
+				_exit(1);
+			for (size_t i = 0; i < n; i++)
+				if (pb_worker_add_function(w, fns[i].name,
+				    fns[i].handler, NULL) != 0)
+					_exit(1);
+			if (pb_worker_set_capacity(w, capacity) != 0 ||
+			    pb_worker_connect(w) != 0)
+				_exit(1);
+		}
 		if (write(pfd[1], "k", 1) != 1)
 			_exit(1);
 		for (;;) {
@@ -309,6 +330,21 @@ worker_fork(const char *ep, pid_t kill_on_hold)
 	ck_assert_int_eq(read(pfd[0], &ok, 1), 1);
 	close(pfd[0]);
 	return pid;
+}
+
+/* A forked worker_start() worker of capacity 4; see worker_fork_with(). */
+static pid_t
+worker_fork(const char *ep, pid_t kill_on_hold)
+{
+	return worker_fork_with(ep, NULL, 0, 4, kill_on_hold);
+}
+
+/* A forked worker serving fns with capacity; see worker_fork_with(). */
+static pid_t
+worker_fork_fns(const char *ep, const struct fork_fn *fns, size_t n,
+    uint32_t capacity)
+{
+	return worker_fork_with(ep, fns, n, capacity, 0);
 }
 
 /* Kills and reaps a forked worker. */
@@ -1393,56 +1429,6 @@ START_TEST(worker_free_with_jobs_out)
 	harness_broker_stop(&b);
 }
 END_TEST
-
-/* A function a forked test worker serves. */
-struct fork_fn {
-	const char	*name;
-	pb_job_fn	 handler;
-};
-
-/*
- * Forks a worker on ep (an endpoint or a list) serving fns (n of them)
- * with capacity, dispatching with no timeout; returns once it is
- * connected (to at least one broker of a list).
- */
-static pid_t
-worker_fork_fns(const char *ep, const struct fork_fn *fns, size_t n,
-    uint32_t capacity)
-{
-	struct pb_worker	*w;
-	pid_t			 pid, parent = getpid();
-	char			 ok;
-	int			 pfd[2];
-
-	ck_assert_int_eq(pipe(pfd), 0);
-	pid = fork();
-	ck_assert_int_ne(pid, -1);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		close(pfd[0]);
-		if (pb_worker_new(ep, NULL, &w) != 0)
-			_exit(1);
-		for (size_t i = 0; i < n; i++)
-			if (pb_worker_add_function(w, fns[i].name,
-			    fns[i].handler, NULL) != 0)
-				_exit(1);
-		if (pb_worker_set_capacity(w, capacity) != 0 ||
-		    pb_worker_connect(w) != 0)
-			_exit(1);
-		if (write(pfd[1], "k", 1) != 1)
-			_exit(1);
-		for (;;) {
-			if (pb_worker_dispatch(w, -1) < 0)
-				_exit(1);
-		}
-	}
-	close(pfd[1]);
-	ck_assert_int_eq(read(pfd[0], &ok, 1), 1);
-	close(pfd[0]);
-	return pid;
-}
 
 /* ---- several brokers -------------------------------------------------- */
 

@@ -1206,17 +1206,6 @@ set_limit(struct limits *l, enum limits_key key, const char *value)
 	ck_assert_msg(limits_parse(l, key, value, err) == 0, "%s", err);
 }
 
-/* The soft and hard values of a line of /proc/PID/limits in text. */
-static void
-limits_line(const char *text, const char *name, char *soft, char *hard)
-{
-	const char	*s = strstr(text, name);
-
-	ck_assert_msg(s != NULL, "no '%s' in %s", name, text);
-	ck_assert_int_eq(sscanf(s + strlen(name), " %31s %31s", soft, hard),
-	    2);
-}
-
 /*
  * A pool's setrlimit() limits are what its executed command has (its
  * /proc/self/limits, in its stdout_log); a pool without them has
@@ -1268,20 +1257,20 @@ START_TEST(supervisor_limits_reach_the_child)
 	    "lim/1")), "exit 0");
 	text = harness_read_file(logpath);
 	ck_assert_ptr_nonnull(text);
-	limits_line(text, "Max address space", soft, hard);
+	harness_limits_line(text, "Max address space", soft, hard);
 	ck_assert_str_eq(soft, "268435456");
 	ck_assert_str_eq(hard, "268435456");
 	/* SIGXCPU at the limit, SIGKILL a few seconds later. */
-	limits_line(text, "Max cpu time", soft, hard);
+	harness_limits_line(text, "Max cpu time", soft, hard);
 	ck_assert_str_eq(soft, "10");
 	ck_assert_str_eq(hard, "15");
-	limits_line(text, "Max open files", soft, hard);
+	harness_limits_line(text, "Max open files", soft, hard);
 	ck_assert_str_eq(soft, "100");
 	ck_assert_str_eq(hard, "100");
-	limits_line(text, "Max processes", soft, hard);
+	harness_limits_line(text, "Max processes", soft, hard);
 	ck_assert_str_eq(soft, nproc);
 	ck_assert_str_eq(hard, nproc);
-	limits_line(text, "Max core file size", soft, hard);
+	harness_limits_line(text, "Max core file size", soft, hard);
 	ck_assert_str_eq(soft, "0");
 	ck_assert_str_eq(hard, "0");
 	free(text);
@@ -1291,7 +1280,7 @@ START_TEST(supervisor_limits_reach_the_child)
 	snprintf(want, sizeof(want), "%llu", (unsigned long long)own.rlim_cur);
 	text = harness_read_file(freepath);
 	ck_assert_ptr_nonnull(text);
-	limits_line(text, "Max open files", soft, hard);
+	harness_limits_line(text, "Max open files", soft, hard);
 	ck_assert_str_eq(soft, want);
 	free(text);
 
@@ -1303,7 +1292,7 @@ START_TEST(supervisor_limits_reach_the_child)
 	WAIT_FOR(state_of("adhoc") == SUPERVISOR_EXITED, 5000);
 	text = harness_read_file(errpath);
 	ck_assert_ptr_nonnull(text);
-	limits_line(text, "adhoc: Max open files", soft, hard);
+	harness_limits_line(text, "adhoc: Max open files", soft, hard);
 	ck_assert_str_eq(soft, "77");
 	ck_assert_str_eq(hard, "77");
 	free(text);

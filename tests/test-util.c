@@ -911,17 +911,6 @@ START_TEST(spawn_exec_failure_is_reported_at_once)
 }
 END_TEST
 
-/* The soft and hard values of a line of /proc/PID/limits in text. */
-static void
-limits_line(const char *text, const char *name, char *soft, char *hard)
-{
-	const char	*s = strstr(text, name);
-
-	ck_assert_msg(s != NULL, "no '%s' in %s", name, text);
-	ck_assert_int_eq(sscanf(s + strlen(name), " %31s %31s", soft, hard),
-	    2);
-}
-
 /*
  * The plan's rlimits are what the executed program has; one the kernel
  * refuses, or a cgroup that cannot be joined, is reported as the step
@@ -947,16 +936,16 @@ START_TEST(spawn_child_gets_its_rlimits)
 	ck_assert_int_eq(limits_plan(&l, true, &plan, err), 0);
 	ck_assert_int_eq(spawn_sh(&plan, "cat /proc/self/limits", out,
 	    sizeof(out)), 0);
-	limits_line(out, "Max address space", soft, hard);
+	harness_limits_line(out, "Max address space", soft, hard);
 	ck_assert_str_eq(soft, "268435456");
 	ck_assert_str_eq(hard, "268435456");
-	limits_line(out, "Max cpu time", soft, hard);
+	harness_limits_line(out, "Max cpu time", soft, hard);
 	ck_assert_str_eq(soft, "10");
 	ck_assert_str_eq(hard, "15");
-	limits_line(out, "Max open files", soft, hard);
+	harness_limits_line(out, "Max open files", soft, hard);
 	ck_assert_str_eq(soft, "64");
 	ck_assert_str_eq(hard, "64");
-	limits_line(out, "Max core file size", soft, hard);
+	harness_limits_line(out, "Max core file size", soft, hard);
 	ck_assert_str_eq(soft, "0");
 	ck_assert_str_eq(hard, "0");
 	spawn_plan_clear(&plan);

@@ -263,9 +263,12 @@ conn_tls_why(struct conn *c, int err, char *why, size_t len)
 	ERR_clear_error();
 }
 
-/* TLS: arms the write event, for the handshake or a read that needs it. */
+/*
+ * Arms the write event, once: output the socket could not take yet, or,
+ * over TLS, a handshake or a read that waits for the socket to be writable.
+ */
 static void
-conn_tls_want_write(struct conn *c)
+conn_want_write(struct conn *c)
 {
 	if (!c->writing && event_add(c->wev, NULL) == 0)
 		c->writing = true;
@@ -289,7 +292,7 @@ conn_tls_handshake(struct conn *c)
 	if (e == SSL_ERROR_WANT_READ)
 		return 1;
 	if (e == SSL_ERROR_WANT_WRITE) {
-		conn_tls_want_write(c);
+		conn_want_write(c);
 		return 1;
 	}
 	conn_tls_why(c, e, why, sizeof(why));
@@ -321,7 +324,7 @@ conn_tls_write(struct conn *c)
 		}
 		e = SSL_get_error(c->ssl, n);
 		if (e == SSL_ERROR_WANT_WRITE) {
-			conn_tls_want_write(c);
+			conn_want_write(c);
 			return 1;
 		}
 		if (e == SSL_ERROR_WANT_READ) {
@@ -359,8 +362,7 @@ conn_write_out(struct conn *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!c->writing && event_add(c->wev, NULL) == 0)
-				c->writing = true;
+			conn_want_write(c);
 			return;
 		}
 		snprintf(why, sizeof(why), "socket error: %s",
@@ -685,7 +687,7 @@ conn_tls_read(struct conn *c)
 		return;
 	if (e == SSL_ERROR_WANT_WRITE) {
 		c->tls_read_wants_write = true;
-		conn_tls_want_write(c);
+		conn_want_write(c);
 		return;
 	}
 	if (e == SSL_ERROR_ZERO_RETURN) {
