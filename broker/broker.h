@@ -1079,6 +1079,14 @@ int	 server_tokens_read(const char *path, char ***ret, char *err);
 void	 server_tokens_free(char **tokens);
 
 /*
+ * Refuses a secret file (what names its setting: "token file", "tls_key")
+ * at path whose mode lets other users read it: -1 with a sentence in err
+ * that says how to mend it, else 0.
+ */
+int	 server_secret_private(const char *what, const char *path, mode_t mode,
+	    char *err);
+
+/*
  * Reads every token file of srv's config again (`ctl reload`, SIGHUP),
  * and the TLS certificate, key and client CA: all or nothing. 0, or -1
  * with a sentence in err (the old tokens and certificates stay).

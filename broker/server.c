@@ -467,6 +467,18 @@ server_token_any(char *const *tokens, const struct pbytes *got)
 	return ok;
 }
 
+/* Refuses a secret file other users may read; see broker.h. */
+int
+server_secret_private(const char *what, const char *path, mode_t mode,
+    char *err)
+{
+	if ((mode & S_IROTH) == 0)
+		return 0;
+	snprintf(err, UTIL_ERRLEN, "%s %s is readable by other users "
+	    "(mode %04o): chmod o-r it", what, path, (unsigned)(mode & 07777));
+	return -1;
+}
+
 /* Reads a token file; see broker.h. */
 int
 server_tokens_read(const char *path, char ***ret, char *err)
@@ -483,10 +495,13 @@ server_tokens_read(const char *path, char ***ret, char *err)
 		    strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) == -1 || (st.st_mode & 0004) != 0) {
-		snprintf(err, UTIL_ERRLEN, "token file %s is readable by other "
-		    "users (mode %04o): chmod o-r it", path,
-		    (unsigned)(st.st_mode & 07777));
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, UTIL_ERRLEN, "token file %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (server_secret_private("token file", path, st.st_mode, err) != 0) {
 		close(fd);
 		return -1;
 	}

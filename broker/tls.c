@@ -163,13 +163,7 @@ tls_key_private(const char *path, char *err)
 		    strerror(errno));
 		return -1;
 	}
-	if ((st.st_mode & 0004) != 0) {
-		snprintf(err, UTIL_ERRLEN, "tls_key %s is readable by other "
-		    "users (mode %04o): chmod o-r it", path,
-		    (unsigned)(st.st_mode & 07777));
-		return -1;
-	}
-	return 0;
+	return server_secret_private("tls_key", path, st.st_mode, err);
 }
 
 /* Makes the server's SSL_CTX from the files; see broker.h. */
