@@ -245,6 +245,8 @@ enum settings_id {
 	SETTINGS_MAX_RESULT_BYTES,
 	SETTINGS_MAX_DEAD,
 	SETTINGS_DRAIN_TIMEOUT,
+	SETTINGS_STORE,
+	SETTINGS_STORE_FSYNC,
 	SETTINGS_COUNT
 };
 _Static_assert(SETTINGS_COUNT <= 64, "settings.given has a bit each");
@@ -294,6 +296,8 @@ struct settings {
 	uint64_t	  max_result_bytes;
 	uint64_t	  max_dead;
 	uint64_t	  drain_timeout_ms;
+	char		 *store;		/* path, or NULL: none */
+	uint64_t	  store_fsync;		/* 1: yes */
 	uint64_t	  given;		/* 1 << SETTINGS_* when set */
 };
 
@@ -1016,7 +1020,42 @@ struct server {
 	struct uid_count	*uids;		/* Unix peers by uid */
 	struct http		*http;		/* main()'s, or NULL: for the
 						   ready file */
+	struct jobstore		*js;		/* the store, or NULL */
 };
+
+/* jobstore.c */
+
+/*
+ * Opens the store of detached jobs at path (`store`), takes back the jobs
+ * it holds into srv's switchboard (logged with their count and the time
+ * it took) and from then on writes every detached job to it, one
+ * transaction per event loop turn; a detached RUN's ACCEPTED goes out
+ * only once that turn's transaction is committed. Before server_listen().
+ * 0, or -1 with a sentence naming the path and the reason in err
+ * (UTIL_ERRLEN bytes).
+ */
+int	 jobstore_open(struct server *srv, const char *path, bool fsync,
+	    char *err);
+
+/* Commits what is left and closes the store; server_free() calls it. */
+void	 jobstore_close(struct server *srv);
+
+/*
+ * The switchboard's ACCEPTED for peer p: sent once the turn's transaction
+ * is committed, or replaced by RESULT STORE_FAILED when it fails. True
+ * when held (a store is open), false: send it now.
+ */
+bool	 jobstore_hold_ack(struct server *srv, struct peer *p,
+	    const struct packet *pkt);
+
+/* Peer p is gone: its held ACCEPTEDs with it. */
+void	 jobstore_peer_gone(struct server *srv, struct peer *p);
+
+/* The sweep: a failing store is tried again (about once a second). */
+void	 jobstore_sweep(struct server *srv);
+
+/* True while the store cannot write (detached RUNs get STORE_FAILED). */
+bool	 jobstore_failing(const struct server *srv);
 
 /* server.c */
 

@@ -463,6 +463,8 @@ main(int argc, char *argv[])
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit fails the store's writes, not the broker. */
+	signal(SIGXFSZ, SIG_IGN);
 	/*
 	 * Precise timers: with libevent's default coarse clock a 40 ms backoff
 	 * or a 100 ms job timeout can fire a few ms early.
@@ -476,6 +478,10 @@ main(int argc, char *argv[])
 		fatalx("cannot set up NOTIFY_SOCKET: out of memory");
 	if ((d.srv = server_new(d.base, &cfg)) == NULL)
 		fatalx("cannot create the server: out of memory");
+	/* Its jobs are back before anyone can connect. */
+	if (set.store != NULL &&
+	    jobstore_open(d.srv, set.store, set.store_fsync != 0, err) != 0)
+		fatalx("%s", err);
 	for (size_t i = 0; i < neps; i++)
 		if (server_listen(d.srv, &eps[i], err) != 0)
 			fatalx("%s", err);

@@ -192,6 +192,9 @@ server_sb_send(void *ctx, const struct packet *pkt, void *arg)
 	(void)arg;
 	if (log_get_level() >= LOG_LEVEL_DEBUG)
 		server_log_frame(p, "sent", pkt);
+	/* With a store, a job is ACCEPTED once its turn is committed. */
+	if (pkt->type == PKT_ACCEPTED && jobstore_hold_ack(p->srv, p, pkt))
+		return;
 	/* -ENOBUFS: dropped as a slow consumer, logged when it closes. */
 	r = conn_send(p->conn, pkt);
 	if (r != 0 && r != -EPIPE && r != -ENOBUFS)
@@ -285,6 +288,7 @@ server_hb_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd; (void)what;
 	server_give_back(srv);
+	jobstore_sweep(srv);
 	switchboard_expire_detached(srv->sb, now);
 	TAILQ_FOREACH(p, &srv->peers, entry) {
 		if (conn_closing(p->conn))
@@ -997,6 +1001,7 @@ server_peer_closed(struct conn *c, const char *why, void *arg)
 	}
 	if (p->proc != NULL)
 		supervisor_proc_detached(srv->sv, p->proc);
+	jobstore_peer_gone(srv, p);
 	if (p->uid_counted) {
 		struct uid_count	*u;
 		uid_t			 uid = conn_peer(p->conn)->uid;
@@ -1079,6 +1084,7 @@ server_free(struct server *srv)
 
 	if (srv == NULL)
 		return;
+	jobstore_close(srv);
 	while ((p = TAILQ_FIRST(&srv->peers)) != NULL) {
 		TAILQ_REMOVE(&srv->peers, p, entry);
 		conn_free(p->conn);

@@ -215,6 +215,14 @@ static const struct settings_row settings_rows[] = {
 	    60000, "DURATION",
 	    "`ctl drain`: how long the jobs already taken may take before "
 	    "the broker shuts down anyway" },
+	{ SETTINGS_STORE, "store", 0, KIND_PATH,
+	    SETTINGS_AT(store), 0, 0, 0, "FILE",
+	    "keep detached jobs in this SQLite file, so that they survive a "
+	    "restart or a crash (default: none, in memory only)" },
+	{ SETTINGS_STORE_FSYNC, "store_fsync", 0, KIND_BOOL,
+	    SETTINGS_AT(store_fsync), 0, 0, 1, "yes|no",
+	    "each commit of the store reaches the disk, surviving a power "
+	    "loss (default yes); no: it survives the broker's crash only" },
 };
 
 #define SETTINGS_NROWS	(sizeof(settings_rows) / sizeof(settings_rows[0]))

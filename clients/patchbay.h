@@ -74,6 +74,8 @@ enum pb_status {
 	PB_SHUTTING_DOWN,
 	PB_DISCONNECTED,	/* local: the broker went away before a result */
 	PB_ACCEPTED,		/* a detached job the broker has taken */
+	PB_STORE_FAILED,	/* the broker could not store a detached job
+				   (its store is failing): not taken */
 };
 
 /* The protocol name of a status ("OK", "TIMEOUT"...; "DISCONNECTED"). */

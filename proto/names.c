@@ -45,6 +45,7 @@ static const char *const job_status_names[JOB__MAX] = {
 	[JOB_BAD_REQUEST] = "\xab" "BAD_REQUEST",
 	[JOB_DUPLICATE_ID] = "\xac" "DUPLICATE_ID",
 	[JOB_SHUTTING_DOWN] = "\xad" "SHUTTING_DOWN",
+	[JOB_STORE_FAILED] = "\xac" "STORE_FAILED",
 };
 
 static const char *const proto_error_names[PERR__MAX] = {

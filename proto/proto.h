@@ -113,6 +113,7 @@ enum job_status {
 	JOB_BAD_REQUEST,
 	JOB_DUPLICATE_ID,
 	JOB_SHUTTING_DOWN,
+	JOB_STORE_FAILED,	/* the broker could not store a detached job */
 	JOB__MAX
 };
 

@@ -150,6 +150,7 @@ struct sb_job {
 	bool			 cancel_requested : 1;
 	bool			 hashed : 1;	/* in the orphan table */
 	bool			 has_ext : 1;	/* in sb->exts */
+	bool			 stored : 1;	/* told to the store (PUT) */
 	uint8_t			 payload[];	/* payload_len, then meta_len */
 };
 _Static_assert(PROTO_MAX_META_RAW <= UINT16_MAX, "meta_len holds any meta");
@@ -324,6 +325,10 @@ struct switchboard {
 	bool			 shutting_down;
 	bool			 refusing;	/* switchboard_refuse_new() */
 	char			 refusal[PROTO_ERRLEN];
+	sb_store_cb		 store;		/* or NULL */
+	void			*store_arg;
+	bool			 store_failing;	/* switchboard_store_failing() */
+	char			 store_why[PROTO_ERRLEN];
 
 	struct sb_table		 routes;	/* live jobs by id */
 	struct sb_fn		*fns;		/* by name */
@@ -709,6 +714,36 @@ void		 job_failed(struct switchboard *sb, struct sb_job *job,
 /* A detached job with retry_on_error timed out; see job.c. 0 or -ENOMEM. */
 int		 job_timeout_retry(struct switchboard *sb, struct sb_job *job,
 		    uint64_t now);
+
+/* store.c */
+
+/* Tells the store of a stored job's change (job->stored). */
+void		 job_store(struct switchboard *sb, struct sb_job *job,
+		    enum sb_store_op op);
+
+/* A stored job changed in a way a restart must know. */
+static inline void
+job_store_update(struct switchboard *sb, struct sb_job *job)
+{
+	if (job->stored)
+		job_store(sb, job, SB_STORE_UPDATE);
+}
+
+/* A stored job's outcome is final: out of the store. */
+static inline void
+job_store_del(struct switchboard *sb, struct sb_job *job)
+{
+	if (job->stored) {
+		job_store(sb, job, SB_STORE_DEL);
+		job->stored = false;
+	}
+}
+
+/*
+ * Shutdown with a store: a stored job leaves memory but stays in the
+ * store for the next start (its unique joiners get SHUTTING_DOWN).
+ */
+void		 job_shelve(struct switchboard *sb, struct sb_job *job);
 
 /* Answers a live job with a terminal status and frees it. */
 void		 job_finish(struct switchboard *sb, struct sb_job *job,

@@ -134,6 +134,7 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 	sb->stats.dispatched++;
 	if (job->attempt > 1)
 		sb->stats.retried++;
+	job_store_update(sb, job);
 
 	memcpy(p.id, job->id, PROTO_ID_LEN);
 	p.fn.ptr = (const uint8_t *)job->fn->name;
@@ -162,6 +163,7 @@ job_dispatch(struct switchboard *sb, struct sb_job *job, struct sb_worker *w,
 void
 job_unlink_live(struct switchboard *sb, struct sb_job *job)
 {
+	job_store_del(sb, job);
 	table_remove(&sb->routes, job);
 	if (job->client != NULL) {
 		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
@@ -207,6 +209,7 @@ job_orphan(struct switchboard *sb, struct sb_job *job)
 		job->cancel_requested = true;
 		sb_send_cancel(sb, job);
 	}
+	job_store_del(sb, job);
 	table_remove(&sb->routes, job);
 	if (job->client != NULL) {
 		TAILQ_REMOVE(&job->client->jobs, job, client_entry);
@@ -435,6 +438,7 @@ job_retry_or_bury(struct switchboard *sb, struct sb_job *job,
 		    job_backoff(sb, r)));
 		job->fn->ndelayed++;
 		sb->ndelayed++;
+		job_store_update(sb, job);
 		return;
 	}
 	stats_job_end(sb, job, NULL, JOB_ERROR, false, r->last_error,
@@ -446,6 +450,7 @@ job_retry_or_bury(struct switchboard *sb, struct sb_job *job,
 	job->stamp = (uint32_t)now;
 	TAILQ_INSERT_TAIL(&sb->dead, job, client_entry);
 	sb->ndead++;
+	job_store_update(sb, job);
 	if (sb->ndead > sb->max_dead) {
 		old = TAILQ_FIRST(&sb->dead);
 		sb->stats.detached_dropped++;

@@ -235,7 +235,9 @@ switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
 				fn->draining = true;
 				SLIST_INSERT_HEAD(&drain, fn, drain_entry);
 			}
-		} else
+		} else if (sb->shutting_down && job->stored)
+			job_shelve(sb, job);	/* runs again at the next start */
+		else
 			job_finish(sb, job, JOB_WORKER_LOST, NULL);
 	}
 
@@ -498,6 +500,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		    sb->refusing ? sb->refusal : NULL);
 		return 0;
 	}
+	if (detached && sb->store_failing) {
+		run_refuse(sb, c, run, JOB_STORE_FAILED, sb->store_why);
+		return 0;
+	}
 	if (run->fn.len == 0) {
 		run_refuse(sb, c, run, JOB_BAD_REQUEST,
 		    "fn is empty");
@@ -645,6 +651,10 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	}
 	sb->stats.submitted++;
 	job->stamp = (uint32_t)now;
+	if (detached && sb->store != NULL) {
+		job->stored = true;
+		job_store(sb, job, SB_STORE_PUT);
+	}
 	/* Taken: said before anything else can happen to the job. */
 	if (detached && run->ack && c != NULL)
 		sb_send_accepted(sb, c, job->id, NULL);
@@ -739,6 +749,7 @@ dead_kick(struct switchboard *sb, struct sb_job *job, uint64_t now)
 	heap_push(&sb->deadlines, job, now);
 	job->fn->ndelayed++;
 	sb->ndelayed++;
+	job_store_update(sb, job);
 	job_due(sb, job, now);
 	return 0;
 }
@@ -984,7 +995,8 @@ switchboard_next_deadline(const struct switchboard *sb)
  * Broker shutdown: queued jobs are answered SHUTTING_DOWN (detached ones
  * only counted), running non-detached ones are answered, CANCELled and
  * orphaned. Detached running jobs are left to finish: nobody waits for
- * them and interrupting them would gain nothing.
+ * them and interrupting them would gain nothing. Stored jobs that are
+ * delayed or queued stay in the store instead (the dead ones too).
  */
 void
 switchboard_shutdown(struct switchboard *sb, uint64_t now)
@@ -998,16 +1010,22 @@ switchboard_shutdown(struct switchboard *sb, uint64_t now)
 	/* Delayed jobs first: finishing one moves the last entry to i. */
 	for (uint32_t i = 0; i < sb->deadlines.n;) {
 		job = sb->deadlines.v[i].job;
-		if (job->state == SB_JOB_DELAYED)
-			job_finish(sb, job, JOB_SHUTTING_DOWN, NULL);
-		else
+		if (job->state != SB_JOB_DELAYED)
 			i++;
+		else if (job->stored)
+			job_shelve(sb, job);
+		else
+			job_finish(sb, job, JOB_SHUTTING_DOWN, NULL);
 	}
 	HASH_ITER(hh, sb->fns, fn, tmp) {
 		/* Keep fn alive while its last queued job goes. */
 		fn->draining = true;
-		while ((job = queue_first(&fn->queue)) != NULL)
-			job_finish(sb, job, JOB_SHUTTING_DOWN, NULL);
+		while ((job = queue_first(&fn->queue)) != NULL) {
+			if (job->stored)
+				job_shelve(sb, job);
+			else
+				job_finish(sb, job, JOB_SHUTTING_DOWN, NULL);
+		}
 		fn->draining = false;
 		fn_release(sb, fn);
 	}

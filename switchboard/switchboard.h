@@ -428,6 +428,92 @@ void	 switchboard_set_external_bytes(struct switchboard *sb,
 void	 switchboard_set_job_end_cb(struct switchboard *sb, sb_job_end_cb cb,
 	    void *arg);
 
+/*
+ * A detached job as a store keeps it. With a store callback set
+ * (switchboard_set_store_cb()), every detached job the switchboard takes
+ * is told to it (SB_STORE_PUT) before its ACCEPTED, each change a restart
+ * must know (SB_STORE_UPDATE: a dispatch raises attempts; a retry's
+ * backoff sets due; the dead list sets dead and error; a kick clears
+ * them) and its end (SB_STORE_DEL: its outcome is final), so that what
+ * the store holds is every detached job taken and not finished.
+ * switchboard_restore() takes the same record back. Times are on the
+ * switchboard's clock: the owner converts them for a store that outlives
+ * the process. For SB_STORE_DEL only id is set. Pointers are valid during
+ * the call.
+ */
+struct sb_stored {
+	const uint8_t	*id;			/* PROTO_ID_LEN bytes */
+	const char	*fn;			/* fn_len bytes */
+	uint32_t	 fn_len;
+	uint32_t	 payload_len;
+	const uint8_t	*payload;
+	const uint8_t	*meta;			/* meta_len bytes; 0: none */
+	uint32_t	 meta_len;
+	uint32_t	 unique_len;		/* 0: not unique */
+	const char	*unique;
+	int		 priority;
+	uint32_t	 attempts;		/* dispatches so far */
+	uint32_t	 max_attempts;		/* 1 + retries */
+	uint32_t	 retry_on_error;
+	uint32_t	 failures;		/* ERRORs and timeouts so far */
+	uint64_t	 backoff_ms;
+	uint64_t	 timeout_ms;		/* a delayed job's, from when due */
+	uint64_t	 deadline;		/* its timeout; 0: none */
+	uint64_t	 due;			/* delayed until then; 0: due */
+	uint64_t	 taken_at;		/* when it came (detached_ttl) */
+	bool		 dead;			/* on the dead list */
+	const char	*error;			/* its last error, or NULL */
+};
+
+enum sb_store_op {
+	SB_STORE_PUT,
+	SB_STORE_UPDATE,
+	SB_STORE_DEL,
+};
+
+/* Told of each change to a stored job; see struct sb_stored. */
+typedef void (*sb_store_cb)(enum sb_store_op op, const struct sb_stored *job,
+    void *arg);
+
+/*
+ * Sets the store callback (NULL: none), with arg as its last argument;
+ * once, before any job. With one set, switchboard_shutdown() leaves the
+ * stored jobs that are not running in the store, for the next start,
+ * instead of ending them SHUTTING_DOWN.
+ */
+void	 switchboard_set_store_cb(struct switchboard *sb, sb_store_cb cb,
+	    void *arg);
+
+/*
+ * Takes back a job the store kept, at start: dead, delayed (due later
+ * than now), or queued, in the order the calls come (give them in the
+ * order the jobs were taken), whatever the queue limits (the jobs were
+ * taken once). A job that was running when the broker stopped comes back
+ * queued with its attempts: it runs again (at least once for detached
+ * jobs), given one more attempt when it had used its last. Returns 0,
+ * -EEXIST (a live job has its id), -EINVAL (a field out of range) or
+ * -ENOMEM.
+ */
+int	 switchboard_restore(struct switchboard *sb, const struct sb_stored *job,
+	    uint64_t now);
+
+/*
+ * The store cannot keep jobs (why: the sentence; NULL: it can again): from
+ * now on every detached RUN is refused STORE_FAILED with it. Attached jobs
+ * never touch the store and go on.
+ */
+void	 switchboard_store_failing(struct switchboard *sb, const char *why);
+
+/*
+ * The store could not commit the SB_STORE_PUT of job id: the job was never
+ * taken. It ends STORE_FAILED (a running one is CANCELled at its worker);
+ * its ACCEPTED, which the owner held back until the commit, is the
+ * owner's to replace by RESULT STORE_FAILED. 0, or -ENOENT when no live
+ * stored job has that id.
+ */
+int	 switchboard_store_lost(struct switchboard *sb, const uint8_t *id,
+	    const char *why, uint64_t now);
+
 /* Fills *ret with the counters and gauges. */
 void	 switchboard_stats(const struct switchboard *sb, struct sb_stats *ret);
 

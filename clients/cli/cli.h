@@ -41,6 +41,7 @@ enum cli_exit {
 	CLI_EXIT_DUPLICATE_ID = 9,
 	CLI_EXIT_SHUTTING_DOWN = 10,
 	CLI_EXIT_CONNECTION = 11,
+	CLI_EXIT_STORE_FAILED = 12,
 };
 
 /* The longest UUID string plus its NUL. */

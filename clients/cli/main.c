@@ -192,6 +192,8 @@ cli_exit_for_status(enum pb_status status)
 		return CLI_EXIT_SHUTTING_DOWN;
 	case PB_DISCONNECTED:
 		return CLI_EXIT_CONNECTION;
+	case PB_STORE_FAILED:
+		return CLI_EXIT_STORE_FAILED;
 	}
 	return CLI_EXIT_CONNECTION;
 }

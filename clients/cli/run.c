@@ -153,7 +153,8 @@ run_usage(FILE *f)
 	    "   6 NO_WORKER        7 QUEUE_FULL\n"
 	    "   8 BAD_REQUEST      9 DUPLICATE_ID\n"
 	    "  10 SHUTTING_DOWN   11 cannot connect, connection lost, or a\n"
-	    "                        protocol error\n", BATCH_IN_FLIGHT_DEFAULT);
+	    "                        protocol error\n"
+	    "  12 STORE_FAILED (-d: the broker could not store the job)\n", BATCH_IN_FLIGHT_DEFAULT);
 }
 
 /* How many SIGINT/SIGTERM arrived since run_catch_signals(), at most 2. */
@@ -588,6 +589,10 @@ run_explain(const char *fn, uint32_t timeout_ms, uint64_t line,
 		break;
 	case PB_SHUTTING_DOWN:
 		snprintf(what, sizeof what, "the broker is shutting down");
+		break;
+	case PB_STORE_FAILED:
+		snprintf(what, sizeof what, "the broker could not store the "
+		    "job (its store is failing)");
 		break;
 	case PB_DISCONNECTED:
 		snprintf(what, sizeof what, "lost the connection to the broker "

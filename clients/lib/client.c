@@ -78,8 +78,15 @@ _Static_assert((int)PB_OK == (int)JOB_OK &&
     (int)PB_BAD_REQUEST == (int)JOB_BAD_REQUEST &&
     (int)PB_DUPLICATE_ID == (int)JOB_DUPLICATE_ID &&
     (int)PB_SHUTTING_DOWN == (int)JOB_SHUTTING_DOWN &&
-    (int)PB_DISCONNECTED == (int)JOB__MAX,
-    "pb_status mirrors the protocol's job_status");
+    (int)PB_DISCONNECTED == (int)JOB_STORE_FAILED,
+    "pb_status mirrors the protocol's job_status up to SHUTTING_DOWN");
+
+/* A protocol status as a pb_status: the same number but STORE_FAILED's. */
+static enum pb_status
+client_status(enum job_status s)
+{
+	return s == JOB_STORE_FAILED ? PB_STORE_FAILED : (enum pb_status)s;
+}
 
 /* Returns the protocol name of a status, or "UNKNOWN". */
 const char *
@@ -90,7 +97,9 @@ pb_status_name(enum pb_status status)
 		return "DISCONNECTED";
 	if (status == PB_ACCEPTED)
 		return "ACCEPTED";
-	if ((unsigned)status >= JOB__MAX)
+	if (status == PB_STORE_FAILED)
+		return "STORE_FAILED";
+	if ((unsigned)status >= JOB_STORE_FAILED)
 		return "UNKNOWN";
 	return job_status_name((enum job_status)status);
 }
@@ -242,7 +251,7 @@ client_job_info(struct pb_client *c, const struct packet *p)
 	j->priority = (int)p->priority;
 	j->age_ms = (p->has & PF_AGE) ? p->age_ms : 0;
 	j->done = strcmp(j->state, "done") == 0 && (p->has & PF_STATUS);
-	j->status = (enum pb_status)p->status;
+	j->status = client_status(p->status);
 	if (((p->has & PF_FN) &&
 	    (j->fn = strndup((const char *)p->fn.ptr, p->fn.len)) == NULL) ||
 	    ((p->has & PF_ERROR) && (j->error = strndup((const char *)
@@ -337,7 +346,7 @@ client_result(struct pb_client *c, const struct packet *p)
 		return 0;	/* not ours, detached, or given up on */
 	if (p->has & PF_ERROR)
 		error = (const char *)p->error.ptr;
-	r = client_result_new(p->id, (enum pb_status)p->status, p->attempts,
+	r = client_result_new(p->id, client_status(p->status), p->attempts,
 	    p->payload.ptr, p->payload.len, error, p->error.len);
 	if (r == NULL)
 		return -ENOMEM;

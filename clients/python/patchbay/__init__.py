@@ -12,7 +12,8 @@ from .client import Client, Job, Result, connect, new_traceparent
 from .errors import (AdminError, BadRequest, Cancelled, ConnectError,
                      ConnectionLost, Disconnected, DuplicateId, JobError,
                      JobFailed, JobTimeout, NoWorker, PatchbayError,
-                     ProtocolError, QueueFull, ShuttingDown, WorkerLost,
+                     ProtocolError, QueueFull, ShuttingDown, StoreFailed,
+                     WorkerLost,
                      exception_for)
 from .wire import default_endpoint, parse_endpoint, split_endpoints
 from .worker import Worker
@@ -25,6 +26,6 @@ __all__ = [
     "default_endpoint", "parse_endpoint", "split_endpoints", "exception_for",
     "PatchbayError", "JobFailed", "JobError", "Cancelled", "JobTimeout",
     "WorkerLost", "NoWorker", "QueueFull", "BadRequest", "DuplicateId",
-    "ShuttingDown", "Disconnected", "ConnectionLost", "ConnectError",
+    "ShuttingDown", "StoreFailed", "Disconnected", "ConnectionLost", "ConnectError",
     "ProtocolError", "AdminError",
 ]

@@ -75,6 +75,12 @@ class ShuttingDown(JobFailed):
     status = "SHUTTING_DOWN"
 
 
+class StoreFailed(JobFailed):
+    """The broker could not write a detached job to its store (a full or
+    failing disk): the job was not taken."""
+    status = "STORE_FAILED"
+
+
 class ConnectionLost(PatchbayError):
     """The connection to the broker is gone (EOF, BYE, a socket error), or
     could not be made."""
@@ -109,7 +115,7 @@ class AdminError(PatchbayError):
 STATUS_EXCEPTIONS = {
     cls.status: cls for cls in (JobError, Cancelled, JobTimeout, WorkerLost,
                                 NoWorker, QueueFull, BadRequest, DuplicateId,
-                                ShuttingDown, Disconnected)
+                                ShuttingDown, StoreFailed, Disconnected)
 }
 
 
