@@ -24,9 +24,11 @@ trap cleanup EXIT
 export PATCHBAY_BROKER="unix:$dir/pb.sock"
 run() { echo "+ $*"; "$@"; }
 
+# In the temporary directory: demo.conf's store (demo-jobs.db) goes there.
 echo "+ patchbayd -c docs/examples/demo.conf -l $PATCHBAY_BROKER &"
-patchbayd -c docs/examples/demo.conf -l "$PATCHBAY_BROKER" \
-	--ready-file "$dir/ready" 2>"$dir/broker.log" &
+conf="$PWD/docs/examples/demo.conf"
+(cd "$dir" && exec patchbayd -c "$conf" -l "$PATCHBAY_BROKER" \
+	--ready-file "$dir/ready" 2>"$dir/broker.log") &
 broker=$!
 for _ in $(seq 200); do [ -f "$dir/ready" ] && break; sleep 0.05; done
 [ -f "$dir/ready" ] || { cat "$dir/broker.log" >&2; exit 1; }
@@ -36,6 +38,12 @@ echo "+ echo hello | patchbay run rev"
 out=$(echo hello | patchbay run rev --timeout 10000)
 echo "$out"
 [ "$out" = "olleh" ] || { echo "demo: expected 'olleh', got '$out'" >&2; exit 1; }
+# A background job: stored in demo-jobs.db before its id is printed.
+echo "+ id=\$(echo later | patchbay run -d rev); patchbay job \$id --wait"
+id=$(echo later | patchbay run -d rev)
+out=$(patchbay job "$id" --wait)
+echo "$out"
+[ "$out" = "retal" ] || { echo "demo: expected 'retal', got '$out'" >&2; exit 1; }
 run patchbay ctl ps
 run patchbay ctl workers
 echo "demo: ok (broker log: patchbayd's stderr, shown below)"

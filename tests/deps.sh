@@ -3,7 +3,7 @@
 # Uses sudo when not run as root. Does nothing when all are present.
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc libevent-dev libmsgpack-dev uuid-dev
-      check libinih-dev uthash-dev libssl-dev python3 procps)
+      check libinih-dev uthash-dev libssl-dev libsqlite3-dev python3 procps)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

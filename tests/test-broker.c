@@ -1862,8 +1862,9 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--max-jobs-per-client,--max-memory,--max-output,--max-queue,"
 	    "--max-queue-bytes,--max-result-bytes,--no-worker-wait,--ready-file,"
 	    "--result-ttl,--socket-group,"
-	    "--socket-mode,--tls-cert,--tls-client-ca,--tls-client-roles,"
-	    "--tls-key,--token-file,--version,--worker-gids,"
+	    "--socket-mode,--store,--store-fsync,--tls-cert,--tls-client-ca,"
+	    "--tls-client-roles,--tls-key,--token-file,--version,"
+	    "--worker-gids,"
 	    "--worker-may-run,--worker-token-file,--worker-uids,");
 	ck_assert_str_eq(from_doc, "--admin-gids,--admin-token-file,"
 	    "--admin-uids,--allow-insecure-tcp,--client-gids,--client-token-file,--client-uids,"
@@ -1874,7 +1875,7 @@ START_TEST(help_and_docs_list_the_same_settings)
 	    "--max-dead,--max-frame,--max-jobs-per-client,--max-memory,--max-output,"
 	    "--max-queue,--max-queue-bytes,--max-result-bytes,--no-worker-wait,"
 	    "--ready-file,--result-ttl,--socket-group,--socket-mode,"
-	    "--tls-cert,--tls-client-ca,"
+	    "--store,--store-fsync,--tls-cert,--tls-client-ca,"
 	    "--tls-client-roles,--tls-key,--token-file,--worker-gids,"
 	    "--worker-may-run,--worker-token-file,--worker-uids,");
 	/* And each flag's key is in the table as key = flag with '_'. */

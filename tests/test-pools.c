@@ -239,8 +239,9 @@ START_TEST(pools_demo_config)
 {
 	const char	*src = getenv("PATCHBAY_SRCDIR");
 	char		 path[600], dir[600], *out = NULL, *err = NULL;
-	char		*slash;
-	const char	*extra[] = { "-c", path, NULL };
+	char		*slash, store[400];
+	/* Its store (demo-jobs.db, relative) in the broker's directory. */
+	const char	*extra[] = { "-c", path, "--store", store, NULL };
 	char		 newpath[1400];
 
 	/* The shipped demo, with `patchbay` found in PATH. */
@@ -253,10 +254,14 @@ START_TEST(pools_demo_config)
 		    getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin");
 		setenv("PATH", newpath, 1);
 	}
-	harness_broker_start(&broker, extra, false);
+	harness_tmpdir(broker.dir, sizeof(broker.dir));
+	snprintf(store, sizeof(store), "%s/demo-jobs.db", broker.dir);
+	harness_broker_start(&broker, extra, true);
 	wait_state("rev/1", "running", 10000);
 	ck_assert_int_eq(run_job("rev", "demo", &out, &err), 0);
 	ck_assert_str_eq(out, "omed");
+	ck_assert(harness_log_contains(&broker, "demo-jobs.db: 0 jobs taken "
+	    "back"));
 	free(out);
 	free(err);
 }

@@ -3081,6 +3081,433 @@ START_TEST(job_end_reports_every_end)
 }
 END_TEST
 
+/* ---- store ---- */
+
+/* A job as the fake store keeps it: a copy of the last sb_stored. */
+struct fake_row {
+	bool		 used;
+	unsigned	 id;
+	unsigned	 order;			/* PUT order */
+	char		 fn[32];
+	char		 payload[32];
+	uint32_t	 payload_len;
+	char		 unique[32];
+	struct sb_stored s;			/* pointers fixed up on load */
+	char		 error[64];
+	bool		 has_error;
+	size_t		 put_at;		/* nsent when PUT */
+};
+
+static struct fake_row	 fake[64];
+static unsigned		 fake_puts, fake_updates, fake_dels;
+
+/* The fake store's row for id, or NULL. */
+static struct fake_row *
+fake_find(unsigned id)
+{
+	for (size_t i = 0; i < 64; i++)
+		if (fake[i].used && fake[i].id == id)
+			return &fake[i];
+	return NULL;
+}
+
+/* The store callback: PUT makes a row, UPDATE changes one, DEL ends it. */
+static void
+fake_store(enum sb_store_op op, const struct sb_stored *j, void *arg)
+{
+	struct fake_row	*r = fake_find(id_num(j->id));
+	size_t		 i;
+
+	ck_assert_ptr_eq(arg, fake);
+	if (op == SB_STORE_DEL) {
+		ck_assert_msg(r != NULL, "DEL of job %u, not stored",
+		    id_num(j->id));
+		r->used = false;
+		fake_dels++;
+		return;
+	}
+	if (op == SB_STORE_PUT) {
+		ck_assert_msg(r == NULL, "PUT of job %u twice", id_num(j->id));
+		for (i = 0; i < 64 && fake[i].used; i++)
+			;
+		ck_assert_uint_lt(i, 64);
+		r = &fake[i];
+		memset(r, 0, sizeof(*r));
+		r->used = true;
+		r->id = id_num(j->id);
+		r->order = fake_puts++;
+		r->put_at = nsent;
+		ck_assert_uint_lt(j->fn_len, sizeof(r->fn));
+		memcpy(r->fn, j->fn, j->fn_len);
+		ck_assert_uint_lt(j->payload_len, sizeof(r->payload));
+		memcpy(r->payload, j->payload, j->payload_len);
+		r->payload_len = j->payload_len;
+		ck_assert_uint_lt(j->unique_len, sizeof(r->unique));
+		memcpy(r->unique, j->unique, j->unique_len);
+		r->s = *j;
+	} else {
+		ck_assert_msg(r != NULL, "UPDATE of job %u, not stored",
+		    id_num(j->id));
+		fake_updates++;
+		/* What an UPDATE writes; the rest stays as PUT. */
+		r->s.attempts = j->attempts;
+		r->s.max_attempts = j->max_attempts;
+		r->s.failures = j->failures;
+		r->s.deadline = j->deadline;
+		r->s.due = j->due;
+		r->s.dead = j->dead;
+	}
+	r->has_error = j->error != NULL;
+	if (j->error != NULL)
+		snprintf(r->error, sizeof(r->error), "%s", j->error);
+}
+
+/* Jobs in the fake store. */
+static unsigned
+fake_count(void)
+{
+	unsigned	n = 0;
+
+	for (size_t i = 0; i < 64; i++)
+		n += fake[i].used;
+	return n;
+}
+
+/* A fresh switchboard with the fake store, empty. */
+static void
+fake_setup(void)
+{
+	setup();
+	memset(fake, 0, sizeof(fake));
+	fake_puts = fake_updates = fake_dels = 0;
+	switchboard_set_store_cb(sb, fake_store, fake);
+}
+
+/*
+ * "Restarts": a new switchboard with the fake store, given every stored
+ * job back in PUT order, as the broker does at start.
+ */
+static void
+fake_restart(void)
+{
+	struct fake_row	*order[64];
+	uint8_t		 ids[64][PROTO_ID_LEN];
+	unsigned	 n = 0;
+
+	sb_reset(NULL);
+	switchboard_set_store_cb(sb, fake_store, fake);
+	nsent = 0;
+	for (size_t i = 0; i < 64; i++)
+		if (fake[i].used)
+			order[n++] = &fake[i];
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned k = i + 1; k < n; k++)
+			if (order[k]->order < order[i]->order) {
+				struct fake_row *t = order[i];
+
+				order[i] = order[k];
+				order[k] = t;
+			}
+	for (unsigned i = 0; i < n; i++) {
+		struct sb_stored s = order[i]->s;
+
+		mkid(ids[i], order[i]->id);
+		s.id = ids[i];
+		s.fn = order[i]->fn;
+		s.payload = (const uint8_t *)order[i]->payload;
+		s.payload_len = order[i]->payload_len;
+		s.meta = NULL;
+		s.meta_len = 0;
+		s.unique = order[i]->unique;
+		s.error = order[i]->has_error ? order[i]->error : NULL;
+		ck_assert_int_eq(switchboard_restore(sb, &s, now), 0);
+	}
+}
+
+/* A detached RUN of id for fn with payload; ack when asked. */
+static int
+run_detached(struct sb_client *c, unsigned id, const char *fn,
+    const char *payload, bool ack)
+{
+	run_packet(id, fn);
+	pkt.has |= PF_DETACH | PF_PAYLOAD | (ack ? PF_ACK : 0);
+	pkt.detach = true;
+	pkt.ack = ack;
+	pkt.payload.ptr = (const uint8_t *)payload;
+	pkt.payload.len = (uint32_t)strlen(payload);
+	return submit(c);
+}
+
+/*
+ * Only detached jobs are stored: PUT before their ACCEPTED, UPDATE at
+ * each dispatch (attempts), DEL with the outcome. Attached jobs never.
+ */
+START_TEST(store_detached_jobs_only)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w;
+
+	run(a, 1, "f");
+	ck_assert_int_eq(run_detached(a, 2, "f", "two", true), 0);
+	ck_assert_int_eq(run_detached(a, 3, "f", "three", false), 0);
+	ck_assert_uint_eq(fake_count(), 2);
+	ck_assert_ptr_null(fake_find(1));
+	ck_assert_str_eq(fake_find(2)->payload, "two");
+	ck_assert_str_eq(fake_find(2)->fn, "f");
+	ck_assert_uint_eq(fake_find(2)->s.attempts, 0);
+	/* Stored before the client hears ACCEPTED. */
+	ck_assert_ptr_nonnull(find(&c1, PKT_ACCEPTED, 2, 0));
+	ck_assert_uint_eq(fake_find(2)->put_at, nsent - 1);
+
+	w = worker(&w1p, 1, "f");
+	assert_run_at(&w1p, 1, 1);
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	assert_run_at(&w1p, 2, 1);
+	ck_assert_uint_eq(fake_find(2)->s.attempts, 1);
+	ck_assert_int_eq(answer(w, 2, 1), 0);
+	ck_assert_ptr_null(fake_find(2));
+	/* An ERROR without retry_on_error is an outcome too. */
+	assert_run_at(&w1p, 3, 1);
+	ck_assert_int_eq(answer_with(w, 3, 1, JOB_ERROR, NULL, "no"), 0);
+	ck_assert_uint_eq(fake_count(), 0);
+	ck_assert_uint_eq(fake_dels, 2);
+}
+END_TEST
+
+/*
+ * After a crash (the switchboard gone, the store kept) the jobs come back
+ * by priority, then in the order they were taken; the one that was
+ * running comes back queued and runs again with its next attempt.
+ */
+START_TEST(store_restore_keeps_order_and_raises_attempts)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	static const unsigned	 want[] = { 5, 1, 2, 3, 4 };
+
+	ck_assert_int_eq(run_detached(a, 1, "f", "one", true), 0);
+	assert_run_at(&w1p, 1, 1);		/* running at the crash */
+	ck_assert_int_eq(run_detached(a, 2, "f", "two", true), 0);
+	ck_assert_int_eq(run_detached(a, 3, "f", "three", true), 0);
+	ck_assert_int_eq(run_detached(a, 4, "f", "four", true), 0);
+	run_packet(5, "f");
+	pkt.has |= PF_DETACH | PF_PRIORITY;
+	pkt.detach = true;
+	pkt.priority = 5;
+	ck_assert_int_eq(submit(a), 0);
+	run(a, 6, "f");				/* attached: not stored */
+
+	fake_restart();
+	ck_assert_uint_eq(stats().queued, 5);
+	w = worker(&w1p, 1, "f");
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		uint64_t attempt = want[i] == 1 ? 2 : 1;
+
+		assert_run_at(&w1p, want[i], attempt);
+		ck_assert_int_eq(answer(w, want[i], attempt), 0);
+	}
+	ck_assert_str_eq(find(&w1p, PKT_RUN, 1, 0)->payload, "one");
+	ck_assert_uint_eq(fake_count(), 0);
+	ck_assert_int_eq(count(NULL, PKT_RUN, 6), 0);
+}
+END_TEST
+
+/*
+ * Shutdown with a store: queued and delayed detached jobs stay stored
+ * (not ended SHUTTING_DOWN), a running one too when its worker goes; one
+ * that finishes in time leaves the store. Attached jobs end as before.
+ */
+START_TEST(store_shutdown_leaves_jobs_stored)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 2, "f");
+
+	ck_assert_int_eq(run_detached(a, 1, "f", "run", true), 0);
+	ck_assert_int_eq(run_detached(a, 2, "f", "lost", true), 0);
+	ck_assert_int_eq(run_detached(a, 3, "f", "queued", true), 0);
+	run_packet(4, "f");
+	pkt.has |= PF_DETACH | PF_DELAY;
+	pkt.detach = true;
+	pkt.delay_ms = 60000;
+	ck_assert_int_eq(submit(a), 0);
+	run(a, 5, "f");				/* attached, queued */
+	ck_assert_uint_eq(fake_count(), 4);
+
+	switchboard_shutdown(sb, now);
+	ck_assert_int_eq(result_of(5)->status, JOB_SHUTTING_DOWN);
+	ck_assert_uint_eq(stats().results[JOB_SHUTTING_DOWN], 1);
+	ck_assert_uint_eq(fake_dels, 0);
+	ck_assert_int_eq(answer(w, 1, 1), 0);	/* finishes in time */
+	ck_assert_ptr_null(fake_find(1));
+	switchboard_worker_remove(sb, w, now);	/* job 2 never finishes */
+	ck_assert_uint_eq(stats().results[JOB_WORKER_LOST], 0);
+	ck_assert_uint_eq(fake_count(), 3);
+	ck_assert_ptr_nonnull(fake_find(2));
+	ck_assert_ptr_nonnull(fake_find(3));
+	ck_assert_uint_eq(fake_find(4)->s.due, 60000);
+}
+END_TEST
+
+/*
+ * A retry's backoff and the dead list are stored: each survives a
+ * restart, with the failures and the last error; a kick is stored too.
+ */
+START_TEST(store_retries_and_dead_list_restored)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 1, "f");
+	struct sb_job_status	 st;
+	uint8_t			 id[PROTO_ID_LEN];
+	uint64_t		 due;
+
+	run_packet(1, "f");
+	pkt.has |= PF_DETACH | PF_RETRY_ON_ERROR | PF_BACKOFF;
+	pkt.detach = true;
+	pkt.retry_on_error = 1;
+	pkt.backoff_ms = 1000;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(answer_with(w, 1, 1, JOB_ERROR, NULL, "first"), 0);
+	due = fake_find(1)->s.due;
+	ck_assert_msg(due >= now + 800 && due <= now + 1200, "due in %llu",
+	    (unsigned long long)(due - now));
+	ck_assert_uint_eq(fake_find(1)->s.failures, 1);
+	ck_assert_str_eq(fake_find(1)->error, "first");
+
+	fake_restart();
+	ck_assert_uint_eq(stats().delayed, 1);
+	w = worker(&w1p, 1, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 1), 0);
+	now = due;
+	switchboard_tick(sb, now);
+	assert_run_at(&w1p, 1, 2);
+	ck_assert_int_eq(answer_with(w, 1, 2, JOB_ERROR, NULL, "second"), 0);
+	ck_assert(fake_find(1)->s.dead);
+
+	fake_restart();
+	ck_assert_uint_eq(stats().dead, 1);
+	mkid(id, 1);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DEAD);
+	ck_assert_str_eq(st.error, "second");
+	ck_assert_uint_eq(st.attempts, 2);
+	ck_assert_int_eq(switchboard_kick(sb, id, NULL, now), 1);
+	ck_assert(!fake_find(1)->s.dead);
+	ck_assert_uint_eq(fake_find(1)->s.failures, 0);
+	w = worker(&w1p, 1, "f");
+	assert_run_at(&w1p, 1, 3);
+	ck_assert_int_eq(answer(w, 1, 3), 0);
+	ck_assert_uint_eq(fake_count(), 0);
+}
+END_TEST
+
+/*
+ * A delayed job comes back delayed and runs when due; one whose timeout
+ * passed while the broker was down ends TIMEOUT at the first tick.
+ */
+START_TEST(store_restored_delay_and_deadline)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w;
+
+	run_packet(1, "f");
+	pkt.has |= PF_DETACH | PF_DELAY;
+	pkt.detach = true;
+	pkt.delay_ms = 5000;
+	ck_assert_int_eq(submit(a), 0);
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH | PF_TIMEOUT;
+	pkt.detach = true;
+	pkt.timeout_ms = 3000;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_uint_eq(fake_find(2)->s.deadline, 3000);
+
+	now = 4000;
+	fake_restart();
+	w = worker(&w1p, 2, "f");
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 1), 0);
+	switchboard_tick(sb, now);
+	ck_assert_ptr_null(fake_find(2));
+	now = 5000;
+	switchboard_tick(sb, now);
+	assert_run_at(&w1p, 1, 1);
+	ck_assert_int_eq(answer(w, 1, 1), 0);
+	ck_assert_uint_eq(fake_count(), 0);
+}
+END_TEST
+
+/*
+ * A failing store: detached RUNs are refused STORE_FAILED with the reason
+ * and are not stored, attached ones go on; a job whose PUT was not
+ * committed ends STORE_FAILED without a DEL (CANCELled when running).
+ */
+START_TEST(store_failing_refuses_detached_only)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w;
+	struct sb_job_status	 st;
+	uint8_t			 id[PROTO_ID_LEN];
+
+	switchboard_store_failing(sb, "the disk is full");
+	ck_assert_int_eq(run_detached(a, 1, "f", "x", true), 0);
+	ck_assert_int_eq(result_of(1)->status, JOB_STORE_FAILED);
+	ck_assert_str_eq(result_of(1)->error, "the disk is full");
+	ck_assert_uint_eq(fake_puts, 0);
+	ck_assert_uint_eq(stats().results[JOB_STORE_FAILED], 1);
+	run(a, 2, "f");
+	w = worker(&w1p, 1, "f");
+	assert_run_at(&w1p, 2, 1);
+	ck_assert_int_eq(answer(w, 2, 1), 0);
+	ck_assert_int_eq(result_of(2)->status, JOB_OK);
+
+	switchboard_store_failing(sb, NULL);
+	ck_assert_int_eq(run_detached(a, 3, "f", "running", true), 0);
+	ck_assert_int_eq(run_detached(a, 4, "f", "queued", true), 0);
+	ck_assert_int_eq(count(&c1, PKT_ACCEPTED, 4), 1);
+	assert_run_at(&w1p, 3, 1);
+	mkid(id, 4);
+	ck_assert_int_eq(switchboard_store_lost(sb, id, "lost", now), 0);
+	switchboard_job_status(sb, id, now, &st);
+	ck_assert_int_eq(st.state, SB_STATE_DONE);
+	ck_assert_int_eq(st.status, JOB_STORE_FAILED);
+	mkid(id, 3);
+	ck_assert_int_eq(switchboard_store_lost(sb, id, "lost", now), 0);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 3), 1);
+	ck_assert_int_eq(switchboard_store_lost(sb, id, "lost", now), -ENOENT);
+	ck_assert_uint_eq(fake_dels, 0);
+	/* The worker's late answer frees its slot. */
+	ck_assert_int_eq(answer(w, 3, 1), 0);
+	ck_assert_uint_eq(in_flight(w), 0);
+}
+END_TEST
+
+/* A row out of range or with a live id is refused, and nothing changes. */
+START_TEST(store_restore_refuses_bad_rows)
+{
+	struct sb_stored	 s;
+	uint8_t			 id[PROTO_ID_LEN];
+
+	memset(&s, 0, sizeof(s));
+	mkid(id, 1);
+	s.id = id;
+	s.fn = "f";
+	s.fn_len = 0;
+	ck_assert_int_eq(switchboard_restore(sb, &s, now), -EINVAL);
+	s.fn_len = 1;
+	s.priority = 101;
+	ck_assert_int_eq(switchboard_restore(sb, &s, now), -EINVAL);
+	s.priority = 0;
+	s.fn = "a\0b";
+	s.fn_len = 3;
+	ck_assert_int_eq(switchboard_restore(sb, &s, now), -EINVAL);
+	s.fn = "f";
+	s.fn_len = 1;
+	ck_assert_int_eq(switchboard_restore(sb, &s, now), 0);
+	ck_assert_int_eq(switchboard_restore(sb, &s, now), -EEXIST);
+	ck_assert_uint_eq(stats().queued, 1);
+	ck_assert_uint_eq(fake_puts, 0);
+}
+END_TEST
+
 /* Builds the switchboard suite, one TCase per feature. */
 static Suite *
 switchboard_suite(void)
@@ -3198,6 +3625,17 @@ switchboard_suite(void)
 	tc = tcase_create("shutdown");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, shutdown_answers_everything);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("store");
+	tcase_add_checked_fixture(tc, fake_setup, teardown);
+	tcase_add_test(tc, store_detached_jobs_only);
+	tcase_add_test(tc, store_restore_keeps_order_and_raises_attempts);
+	tcase_add_test(tc, store_shutdown_leaves_jobs_stored);
+	tcase_add_test(tc, store_retries_and_dead_list_restored);
+	tcase_add_test(tc, store_restored_delay_and_deadline);
+	tcase_add_test(tc, store_failing_refuses_detached_only);
+	tcase_add_test(tc, store_restore_refuses_bad_rows);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("info");
