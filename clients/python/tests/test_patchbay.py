@@ -1,6 +1,7 @@
 """The Python package against a real patchbayd (see conftest.py)."""
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -207,6 +208,34 @@ def test_detached_acknowledged_or_refused(make_broker):
         assert c.submit("soon", b"b", detach=True, unique="k") == first
         with pytest.raises(patchbay.BadRequest):
             c.submit("soon", b"c", retry_on_error=2).result(5)
+
+
+def test_detached_survives_kill_with_store(make_broker):
+    """With a store, a job the broker ACCEPTED survives kill -9; while the
+    store cannot write, a detached submit raises StoreFailed, and what was
+    stored before stays."""
+    b = make_broker()
+    b.stop()
+    b.args += ["--store", os.path.join(b.dir, "jobs.db")]
+    b.start()
+    with patchbay.Client(b.endpoint) as c:
+        jid = c.submit("later", b"kept", detach=True, priority=3)
+    b.kill()
+    b.start()
+    with patchbay.Client(b.endpoint) as c:
+        st = c.status(jid)
+        assert st["state"] == "queued" and st["fn"] == "later"
+        assert st["priority"] == 3
+        # Writes fail past a file size limit of 0, as on a full disk.
+        soft, hard = resource.prlimit(b.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(b.proc.pid, resource.RLIMIT_FSIZE, (0, hard))
+        try:
+            with pytest.raises(patchbay.StoreFailed) as e:
+                c.submit("later", b"refused", detach=True)
+            assert "store" in str(e.value)
+        finally:
+            resource.prlimit(b.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
+        assert c.status(jid)["state"] == "queued"
 
 
 def test_detached(broker, workers):
