@@ -422,6 +422,29 @@ admin_pack_recent(struct server *srv, msgpack_packer *pk)
 	switchboard_foreach_outcome(srv->sb, admin_pack_outcome, &ar);
 }
 
+/* "store": nil, or the store's path, state and counts. */
+static void
+admin_pack_store(struct server *srv, msgpack_packer *pk)
+{
+	struct jobstore_stats	js;
+
+	proto_pack_str(pk, "store");
+	if (!jobstore_stats(srv, &js)) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	msgpack_pack_map(pk, 5);
+	admin_pack_kv_str(pk, "path", js.path);
+	proto_pack_str(pk, "failing");
+	if (js.failing)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+	admin_pack_kv_uint(pk, "commits", js.commits);
+	admin_pack_kv_uint(pk, "commit_failures", js.commit_failures);
+	admin_pack_kv_uint(pk, "restored", js.restored);
+}
+
 /*
  * Packs the status snapshot: counters, gauges, the limits in force, the
  * lists the status page shows (workers, processes, functions), built by
@@ -437,7 +460,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	switchboard_stats(srv->sb, &st);
 	for (int i = 0; i < JOB__MAX; i++)
 		total += st.results[i];
-	msgpack_pack_map(pk, 23);
+	msgpack_pack_map(pk, 24);
 	admin_pack_kv_str(pk, "version", PATCHBAY_VERSION);
 	admin_pack_kv_uint(pk, "pid", (uint64_t)getpid());
 	admin_pack_kv_uint(pk, "uptime_ms", clock_now_ms() - srv->started_at);
@@ -455,6 +478,7 @@ admin_pack_status(struct server *srv, msgpack_packer *pk)
 	admin_pack_kv_uint(pk, "retried", st.retried);
 	admin_pack_kv_uint(pk, "stale_dropped", st.stale);
 	admin_pack_kv_uint(pk, "detached_dropped", st.detached_dropped);
+	admin_pack_store(srv, pk);
 	proto_pack_str(pk, "results");
 	msgpack_pack_map(pk, JOB__MAX + 1);
 	for (int i = 0; i < JOB__MAX; i++)

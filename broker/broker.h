@@ -1054,8 +1054,17 @@ void	 jobstore_peer_gone(struct server *srv, struct peer *p);
 /* The sweep: a failing store is tried again (about once a second). */
 void	 jobstore_sweep(struct server *srv);
 
-/* True while the store cannot write (detached RUNs get STORE_FAILED). */
-bool	 jobstore_failing(const struct server *srv);
+/* What the store has done, for `status` and /metrics. */
+struct jobstore_stats {
+	const char	*path;
+	bool		 failing;		/* cannot write now */
+	uint64_t	 commits;		/* transactions committed */
+	uint64_t	 commit_failures;
+	uint64_t	 restored;		/* jobs taken back at start */
+};
+
+/* Fills *ret; false (and nothing filled) when there is no store. */
+bool	 jobstore_stats(const struct server *srv, struct jobstore_stats *ret);
 
 /* server.c */
 

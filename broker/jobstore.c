@@ -44,7 +44,8 @@ struct jobstore {
 	bool			 scheduled;	/* commit_ev is active */
 	struct jobstore_ack	*acks;
 	size_t			 nacks, acks_cap;
-	uint64_t		 commits;
+	uint64_t		 commits;	/* with changes in them */
+	uint64_t		 commit_failures;
 	/* Restore (jobstore_open()): now on both clocks, and counts. */
 	uint64_t		 mono_now, wall_now;
 	uint64_t		 restored, skipped;
@@ -155,11 +156,16 @@ jobstore_commit_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd; (void)what;
 	js->scheduled = false;
-	if (!store_dirty(js->store) || store_commit(js->store, err) == 0) {
+	if (!store_dirty(js->store)) {
+		jobstore_flush_acks(js, true);
+		return;
+	}
+	if (store_commit(js->store, err) == 0) {
 		js->commits++;
 		jobstore_flush_acks(js, true);
 		return;
 	}
+	js->commit_failures++;
 	log_warnx("%s; detached jobs are refused (STORE_FAILED) until it "
 	    "can write again", err);
 	switchboard_store_failing(srv->sb, jobstore_refusal);
@@ -233,11 +239,20 @@ jobstore_sweep(struct server *srv)
 	switchboard_store_failing(srv->sb, NULL);
 }
 
-/* True while the store cannot write. */
+/* What the store has done; see broker.h. */
 bool
-jobstore_failing(const struct server *srv)
+jobstore_stats(const struct server *srv, struct jobstore_stats *ret)
 {
-	return srv->js != NULL && store_failing(srv->js->store);
+	const struct jobstore	*js = srv->js;
+
+	if (js == NULL)
+		return false;
+	ret->path = js->path;
+	ret->failing = store_failing(js->store);
+	ret->commits = js->commits;
+	ret->commit_failures = js->commit_failures;
+	ret->restored = js->restored;
+	return true;
 }
 
 /* One stored job back into the switchboard (store_load()'s callback). */

@@ -583,6 +583,28 @@ metrics_process_max_fds(struct metrics *m)
 		metrics_value(m, (double)rl.rlim_cur);
 }
 
+/* patchbay_store_up: 1 while the store writes, 0 while it fails. */
+static void
+metrics_store_up(struct metrics *m)
+{
+	struct jobstore_stats	st;
+
+	if (jobstore_stats(m->srv, &st))
+		metrics_value(m, st.failing ? 0 : 1);
+}
+
+/* patchbay_store_commits_total{result}. */
+static void
+metrics_store_commits(struct metrics *m)
+{
+	struct jobstore_stats	st;
+
+	if (!jobstore_stats(m->srv, &st))
+		return;
+	metrics_value1(m, "result", "ok", (double)st.commits);
+	metrics_value1(m, "result", "failed", (double)st.commit_failures);
+}
+
 /*
  * Every family, in exposition order. The names are frozen by
  * tests/test-http.c and explained in docs/operations.md.
@@ -642,6 +664,13 @@ static const struct metrics_family metrics_families[] = {
 	{ "patchbay_process_health", "gauge",
 	    "1 for the health of a supervised process (none, pending, ok, "
 	    "failing, unhealthy), 0 for the others.", metrics_process_health },
+	{ "patchbay_store_up", "gauge",
+	    "1 while the store of detached jobs can write, 0 while it cannot "
+	    "(detached jobs are refused STORE_FAILED); none without a store.",
+	    metrics_store_up },
+	{ "patchbay_store_commits_total", "counter",
+	    "Transactions of the store, one per event loop turn with "
+	    "changes, by result.", metrics_store_commits },
 	{ "process_cpu_seconds_total", "counter",
 	    "User and system CPU time spent in seconds.", metrics_process_cpu },
 	{ "process_resident_memory_bytes", "gauge",

@@ -62,6 +62,8 @@ static const char *const frozen_families[] = {
 	"patchbay_process_state",
 	"patchbay_process_unhealthy_total",
 	"patchbay_process_health",
+	"patchbay_store_up",
+	"patchbay_store_commits_total",
 	"process_cpu_seconds_total",
 	"process_resident_memory_bytes",
 	"process_virtual_memory_bytes",
@@ -579,20 +581,28 @@ START_TEST(http_metrics_promtool_and_frozen_names)
 	static const char	 odd[] = "we\"ird\\fn {a=b}, \xff\xfe end";
 	struct http_resp	 r;
 	char			 conf[300], path[300], needle[256];
-	char			*out = NULL, *err = NULL;
+	char			 sdir[256], store[300];
+	char			*out = NULL, *err = NULL, *p;
 	pid_t			 w1, w2;
 	int			 status;
 
 	write_conf(conf, sizeof(conf), "m.conf",
 	    "[pool:metricpool]\ncommand = %s worker mfn --exec cat\n"
 	    "instances = 2\n", harness_cli());
-	start_broker((const char *[]){ "-c", conf, NULL });
+	harness_tmpdir(sdir, sizeof(sdir));
+	snprintf(store, sizeof(store), "%s/jobs.db", sdir);
+	start_broker((const char *[]){ "-c", conf, "--store", store, NULL });
 	w1 = start_worker(odd, "cat", "odd-one");
 	w2 = start_worker("plain", "cat", "plain-one");
 	wait_worker("plain");
 	wait_worker("mfn");
 	run_job(odd, "x");
 	run_job("mfn", "y");
+	/* A detached job: one commit of the store. */
+	status = harness_run((const char *[]){ harness_cli(), "run", "-d",
+	    "mfn", "z", "--broker", broker.unix_ep, NULL }, NULL, NULL, 0,
+	    NULL, NULL, 20000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
 	http_get("/metrics", &r);
 	ck_assert_int_eq(r.status, 200);
@@ -630,6 +640,12 @@ START_TEST(http_metrics_promtool_and_frozen_names)
 	ck_assert_ptr_nonnull(strstr(r.body,
 	    "patchbay_connections{role=\"worker\"} 4\n"));
 	ck_assert_ptr_nonnull(strstr(r.body, "patchbay_build_info{version=\""));
+	ck_assert_ptr_nonnull(strstr(r.body, "\npatchbay_store_up 1\n"));
+	p = strstr(r.body, "\npatchbay_store_commits_total{result=\"ok\"} ");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_ge(atoi(strchr(p, '}') + 2), 1);
+	ck_assert_ptr_nonnull(strstr(r.body,
+	    "\npatchbay_store_commits_total{result=\"failed\"} 0\n"));
 	save_file(path, sizeof(path), "metrics.txt", r.body, r.len);
 	resp_clear(&r);
 
