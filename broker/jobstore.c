@@ -230,7 +230,7 @@ jobstore_sweep(struct server *srv)
 
 	if (js == NULL || !store_failing(js->store))
 		return;
-	if (store_retry(js->store, err) != 0) {
+	if (store_retry(js->store, clock_wall_ms(), err) != 0) {
 		log_debug("%s", err);
 		return;
 	}
@@ -347,7 +347,7 @@ jobstore_close(struct server *srv)
 	if (js == NULL)
 		return;
 	if (store_failing(js->store))
-		(void)store_retry(js->store, err);
+		(void)store_retry(js->store, clock_wall_ms(), err);
 	if (store_dirty(js->store) && store_commit(js->store, err) != 0)
 		log_warnx("%s: at exit", err);
 	event_free(js->commit_ev);

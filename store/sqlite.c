@@ -35,6 +35,7 @@ enum {
 	STMT_PUT,
 	STMT_UPDATE,
 	STMT_DEL,
+	STMT_TOUCH,
 	STMT__MAX
 };
 
@@ -51,6 +52,8 @@ static const char *const sqlite_stmts[STMT__MAX] = {
 	    "failures = ?4, deadline = ?5, due = ?6, dead = ?7, error = ?8 "
 	    "WHERE id = ?1",
 	[STMT_DEL] = "DELETE FROM jobs WHERE id = ?1",
+	[STMT_TOUCH] = "INSERT OR REPLACE INTO info (key, value) "
+	    "VALUES ('written', ?1)",
 };
 
 static const char sqlite_schema[] =
@@ -72,7 +75,9 @@ static const char sqlite_schema[] =
 	" due INTEGER NOT NULL,"	/* Unix ms; 0: not delayed */
 	" taken_at INTEGER NOT NULL,"	/* Unix ms */
 	" dead INTEGER NOT NULL,"
-	" error TEXT);";
+	" error TEXT);"
+	/* A row to write when only writing proves the disk takes writes. */
+	"CREATE TABLE info (key TEXT PRIMARY KEY, value);";
 
 struct sqlite_store {
 	sqlite3		*db;
@@ -343,6 +348,16 @@ sqlite_update(void *state, const struct sb_stored *j, char *err)
 	return sqlite_step(s, STMT_UPDATE, "cannot update a job", err);
 }
 
+/* Writes one small row: whether the file takes writes again. */
+static int
+sqlite_touch(void *state, uint64_t now, char *err)
+{
+	struct sqlite_store	*s = state;
+
+	sqlite3_bind_int64(s->stmt[STMT_TOUCH], 1, (int64_t)now);
+	return sqlite_step(s, STMT_TOUCH, "cannot write", err);
+}
+
 static int
 sqlite_del(void *state, const uint8_t *id, char *err)
 {
@@ -434,6 +449,7 @@ const struct store_backend store_sqlite = {
 	.put = sqlite_put,
 	.update = sqlite_update,
 	.del = sqlite_del,
+	.touch = sqlite_touch,
 	.commit = sqlite_commit,
 	.rollback = sqlite_rollback,
 	.count = sqlite_count,

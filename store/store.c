@@ -268,7 +268,7 @@ store_failing(const struct store *st)
 
 /* Writes the redo log again; see store.h. */
 int
-store_retry(struct store *st, char *err)
+store_retry(struct store *st, uint64_t now, char *err)
 {
 	struct sb_stored	 s;
 	int			 r = 0;
@@ -295,6 +295,8 @@ store_retry(struct store *st, char *err)
 		s.error = d->error;
 		r = st->be->update(st->state, &s, err);
 	}
+	if (r == 0)
+		r = st->be->touch(st->state, now, err);
 	if (r != 0 || st->be->commit(st->state, err) != 0) {
 		st->be->rollback(st->state);
 		return -1;

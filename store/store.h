@@ -59,6 +59,9 @@ struct store_backend {
 	int	(*put)(void *state, const struct sb_stored *job, char *err);
 	int	(*update)(void *state, const struct sb_stored *job, char *err);
 	int	(*del)(void *state, const uint8_t *id, char *err);
+	/* A small write of its own (now: Unix ms), for store_retry() to
+	   know that writes work again even with nothing to write. */
+	int	(*touch)(void *state, uint64_t now, char *err);
 	int	(*commit)(void *state, char *err);
 	void	(*rollback)(void *state);
 	/* Jobs held now (for the log at start). */
@@ -121,9 +124,11 @@ const uint8_t	*store_lost(const struct store *st, size_t *n);
 bool	 store_failing(const struct store *st);
 
 /*
- * Writes again the UPDATEs and DELs kept since the failure. 0 when they
- * are committed (the store works again), -1 with the reason in err.
+ * Writes again the UPDATEs and DELs kept since the failure, and a small
+ * write of its own (now: Unix ms) so that an empty retry proves writes
+ * work too. 0 when they are committed (the store works again), -1 with
+ * the reason in err.
  */
-int	 store_retry(struct store *st, char *err);
+int	 store_retry(struct store *st, uint64_t now, char *err);
 
 #endif /* PATCHBAY_STORE_H */

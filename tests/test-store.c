@@ -245,7 +245,7 @@ START_TEST(store_failed_commit_loses_only_new_jobs)
 	job_of(&s, id, 3);
 	store_apply(st, SB_STORE_DEL, &s);
 	dirty2 = store_dirty(st);
-	r2 = store_retry(st, err2);
+	r2 = store_retry(st, 1, err2);
 	fsize_limit(old);
 
 	ck_assert_int_eq(r1, -1);
@@ -255,7 +255,7 @@ START_TEST(store_failed_commit_loses_only_new_jobs)
 	ck_assert_uint_eq(lost_id0, 10);
 	ck_assert(!dirty2);
 	ck_assert_int_eq(r2, -1);
-	r3 = store_retry(st, err2);
+	r3 = store_retry(st, 1, err2);
 	ck_assert_msg(r3 == 0, "%s", err2);
 	ck_assert(!store_failing(st));
 	store_close(st);
@@ -265,6 +265,39 @@ START_TEST(store_failed_commit_loses_only_new_jobs)
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_uint_eq(l.ids[0], 1);
 	ck_assert_uint_eq(l.s[0].attempts, 9);
+	store_close(st);
+}
+END_TEST
+
+/*
+ * A retry with nothing to write again still writes: it must not call a
+ * disk that takes no writes a working one.
+ */
+START_TEST(store_empty_retry_proves_writes)
+{
+	struct store	*st = open_ok(true);
+	struct sb_stored s;
+	uint8_t		 id[PROTO_ID_LEN];
+	char		 err[STORE_ERRLEN];
+	rlim_t		 old;
+	int		 r1, r2, r3;
+	size_t		 nlost = 0;
+
+	signal(SIGXFSZ, SIG_IGN);
+	old = fsize_limit(0);
+	job_of(&s, id, 1);
+	store_apply(st, SB_STORE_PUT, &s);
+	r1 = store_commit(st, err);
+	(void)store_lost(st, &nlost);
+	r2 = store_retry(st, 1, err);
+	fsize_limit(old);
+	r3 = store_retry(st, 2, err);
+
+	ck_assert_int_eq(r1, -1);
+	ck_assert_uint_eq(nlost, 1);
+	ck_assert_int_eq(r2, -1);
+	ck_assert_msg(r3 == 0, "%s", err);
+	ck_assert(!store_failing(st));
 	store_close(st);
 }
 END_TEST
@@ -344,6 +377,7 @@ store_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, store_round_trip_in_order);
 	tcase_add_test(tc, store_failed_commit_loses_only_new_jobs);
+	tcase_add_test(tc, store_empty_retry_proves_writes);
 	tcase_add_test(tc, store_refuses_what_it_cannot_use);
 	suite_add_tcase(s, tc);
 	return s;
