@@ -329,8 +329,7 @@ jobstore_open(struct server *srv, const char *path, bool fsync, char *err)
 
 fail:
 	if (js->commit_ev != NULL)
-		switchboard_set_store_cb(srv->sb, NULL, NULL);
-	event_free(js->commit_ev);
+		event_free(js->commit_ev);
 	store_close(js->store);
 	free(js->path);
 	free(js);
@@ -346,10 +345,13 @@ jobstore_close(struct server *srv)
 
 	if (js == NULL)
 		return;
-	if (store_failing(js->store))
-		(void)store_retry(js->store, clock_wall_ms(), err);
-	if (store_dirty(js->store) && store_commit(js->store, err) != 0)
+	if (store_failing(js->store) &&
+	    store_retry(js->store, clock_wall_ms(), err) != 0)
+		log_warnx("%s: at exit: the jobs that ended since it failed "
+		    "are still in it and run again at the next start", err);
+	else if (store_dirty(js->store) && store_commit(js->store, err) != 0)
 		log_warnx("%s: at exit", err);
+	switchboard_set_store_cb(srv->sb, NULL, NULL);
 	event_free(js->commit_ev);
 	store_close(js->store);
 	free(js->acks);
