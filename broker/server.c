@@ -190,11 +190,11 @@ server_sb_send(void *ctx, const struct packet *pkt, void *arg)
 	int		 r;
 
 	(void)arg;
-	if (log_get_level() >= LOG_LEVEL_DEBUG)
-		server_log_frame(p, "sent", pkt);
 	/* With a store, a job is ACCEPTED once its turn is committed. */
 	if (pkt->type == PKT_ACCEPTED && jobstore_hold_ack(p->srv, p, pkt))
 		return;
+	if (log_get_level() >= LOG_LEVEL_DEBUG)
+		server_log_frame(p, "sent", pkt);
 	/* -ENOBUFS: dropped as a slow consumer, logged when it closes. */
 	r = conn_send(p->conn, pkt);
 	if (r != 0 && r != -EPIPE && r != -ENOBUFS)

@@ -11,7 +11,8 @@
  *   byte 0       the broker's settings (bits): 0 heartbeat 50 ms (else
  *                10 s), 1 max_frame 4 KiB (else 64 KiB), 2 max_queue 2,
  *                3 output cap 4 KiB, 4 a token, 5 no_worker_wait 1 ms,
- *                6 HELLO deadline 20 ms
+ *                6 HELLO deadline 20 ms, 7 a store (store_fsync no;
+ *                removed after the input)
  *   then ops     one byte each: peer = b % 6, op = b / 6 % 16, followed
  *                by the op's own bytes: connect, HELLO, raw bytes, RUN
  *                (an id byte whose bit 3 adds one of fb_metas, then flags),
@@ -98,6 +99,7 @@ static struct {
 	struct supervisor	*sv;
 	struct fb_peer		 peers[FB_PEERS];
 	char			 path[128];
+	char			 store[128];
 	uint32_t		 max_frame;
 	bool			 token;
 	bool			 stopped;
@@ -692,6 +694,10 @@ fb_setup(uint8_t b)
 		strv_free(cfg.tokens);
 		return -1;
 	}
+	snprintf(fb.store, sizeof(fb.store), "/tmp/fuzz-broker.%d/store.db",
+	    (int)getpid());
+	if ((b & 0x80) && jobstore_open(fb.srv, fb.store, false, err) != 0)
+		return -1;
 	if (endpoint_parse(text, &ep, err) != 0 ||
 	    server_listen(fb.srv, &ep, err) != 0 ||
 	    supervisor_new(fb.base, NULL, &fb.sv) != 0)
@@ -719,6 +725,24 @@ fb_teardown(void)
 	server_free(fb.srv);
 	if (fb.base != NULL)
 		event_base_free(fb.base);
+	/*
+	 * Each input starts with no store, and the directory goes (the
+	 * socket file went with its listener).
+	 */
+	for (int i = 0; i < 3; i++) {
+		char	 p[sizeof(fb.store) + 8];
+
+		snprintf(p, sizeof(p), "%s%s", fb.store,
+		    (const char *[]){ "", "-wal", "-shm" }[i]);
+		unlink(p);
+	}
+	{
+		char	dir[128];
+
+		snprintf(dir, sizeof(dir), "/tmp/fuzz-broker.%d",
+		    (int)getpid());
+		(void)rmdir(dir);
+	}
 	fb.sv = NULL;
 	fb.srv = NULL;
 	fb.base = NULL;

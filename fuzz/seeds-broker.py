@@ -155,6 +155,14 @@ SEEDS = {
     run(0, 3, fn=1, detach=True, ack=True, nowait=True) +
     run(0, 4, fn=2, detach=True) + advance(seconds=2) + hello(2) +
     register(2, 7, 4) + result(2) + result(2),
+    # The same with a store (bit 7): ACCEPTED after each turn's commit;
+    # a worker that goes away while running one, stopped with jobs left.
+    "store": bytes([0xa4]) + hello(0) +
+    run(0, 0, detach=True, ack=True) + run(0, 1, detach=True, ack=True) +
+    run(0, 2, detach=True, ack=True) + run(0, 0, detach=True, ack=True) +
+    run(0, 4, fn=2, detach=True) + hello(2) + register(2, 7, 4) +
+    result(2) + op(2, CLOSE, 0) + run(0, 5, detach=True, ack=True) +
+    op(0, STOP),
 }
 
 
