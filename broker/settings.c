@@ -230,6 +230,14 @@ static const struct settings_row settings_rows[] = {
 /* Rows are in enum settings_id order: settings_rows[id].id == id. */
 _Static_assert(SETTINGS_NROWS == SETTINGS_COUNT, "one row per setting");
 
+/* True for the kinds kept as text (a char * that settings own). */
+static bool
+settings_is_text(enum settings_kind kind)
+{
+	return kind == KIND_PATH || kind == KIND_HTTP || kind == KIND_USERS ||
+	    kind == KIND_GROUPS || kind == KIND_TLS_ROLES;
+}
+
 /* The id of the setting whose config key is key, or -1. */
 int
 settings_find(const char *key)
@@ -377,22 +385,13 @@ settings_merge(struct settings *dst, const struct settings *from)
 		}
 		if (settings_given(dst, row->id))
 			continue;
-		switch (row->kind) {
-		case KIND_LOG_LEVEL:
+		if (row->kind == KIND_LOG_LEVEL)
 			dst->log_level = from->log_level;
-			break;
-		case KIND_PATH:
-		case KIND_HTTP:
-		case KIND_USERS:
-		case KIND_GROUPS:
-		case KIND_TLS_ROLES:
+		else if (settings_is_text(row->kind)) {
 			if ((*(char **)d = strdup(*(char *const *)f)) == NULL)
 				return -ENOMEM;
-			break;
-		default:
+		} else
 			*(uint64_t *)d = *(const uint64_t *)f;
-			break;
-		}
 		dst->given |= UINT64_C(1) << row->id;
 	}
 	return 0;
@@ -422,23 +421,10 @@ void
 settings_clear(struct settings *s)
 {
 	strv_free(s->listen);
-	free(s->token_file);
-	free(s->ready_file);
-	free(s->log_file);
-	free(s->http);
-	free(s->client_uids);
-	free(s->client_gids);
-	free(s->worker_uids);
-	free(s->worker_gids);
-	free(s->admin_uids);
-	free(s->admin_gids);
-	free(s->client_token_file);
-	free(s->worker_token_file);
-	free(s->admin_token_file);
-	free(s->tls_cert);
-	free(s->tls_key);
-	free(s->tls_client_ca);
-	free(s->tls_client_roles);
+	for (size_t i = 0; i < SETTINGS_NROWS; i++)
+		if (settings_is_text(settings_rows[i].kind))
+			free(*(char **)(void *)((char *)s +
+			    settings_rows[i].offset));
 	memset(s, 0, sizeof(*s));
 }
 

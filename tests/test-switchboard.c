@@ -3143,7 +3143,8 @@ fake_store(enum sb_store_op op, const struct sb_stored *j, void *arg)
 		memcpy(r->payload, j->payload, j->payload_len);
 		r->payload_len = j->payload_len;
 		ck_assert_uint_lt(j->unique_len, sizeof(r->unique));
-		memcpy(r->unique, j->unique, j->unique_len);
+		if (j->unique_len > 0)
+			memcpy(r->unique, j->unique, j->unique_len);
 		r->s = *j;
 	} else {
 		ck_assert_msg(r != NULL, "UPDATE of job %u, not stored",
