@@ -351,6 +351,8 @@ jobstore_close(struct server *srv)
 		    "are still in it and run again at the next start", err);
 	else if (store_dirty(js->store) && store_commit(js->store, err) != 0)
 		log_warnx("%s: at exit", err);
+	log_info("store %s: %lld jobs kept for the next start", js->path,
+	    (long long)store_count(js->store));
 	switchboard_set_store_cb(srv->sb, NULL, NULL);
 	event_free(js->commit_ev);
 	store_close(js->store);

@@ -235,7 +235,8 @@ switchboard_worker_remove(struct switchboard *sb, struct sb_worker *w,
 				fn->draining = true;
 				SLIST_INSERT_HEAD(&drain, fn, drain_entry);
 			}
-		} else if (sb->shutting_down && job->stored)
+		} else if (sb->shutting_down && job->stored &&
+		    !job->cancel_requested)
 			job_shelve(sb, job);	/* runs again at the next start */
 		else
 			job_finish(sb, job, JOB_WORKER_LOST, NULL);
