@@ -7,8 +7,14 @@
  * transaction. The first change (or held ACCEPTED) of an event loop turn
  * makes the commit event active; libevent runs it after the callbacks
  * already active in that turn, so one transaction, one fsync, covers
- * everything that turn read (group commit). The ACCEPTEDs of the turn
- * wait for it: a client hears ACCEPTED only for a job that is on disk.
+ * everything that turn read (group commit). Nothing the turn produced
+ * leaves before it: the turn's ACCEPTEDs are held here, and every other
+ * output waits in its connection (conn_hold_output()), so that a client
+ * hears ACCEPTED only for a job that is on disk and a worker starts an
+ * attempt only once the store knows of it (a job re-run after a crash
+ * always has a higher attempt). A job taken this turn is not dispatched
+ * before the commit at all (switchboard_store_committed()): if the commit
+ * fails, no worker has it.
  *
  * When a commit fails (a full disk, an I/O error), the jobs PUT in that
  * turn were never taken: the switchboard forgets them
@@ -99,6 +105,8 @@ jobstore_sb_cb(enum sb_store_op op, const struct sb_stored *job, void *arg)
 		w.taken_at = jobstore_convert(w.taken_at, mono, wall);
 	}
 	store_apply(js->store, op, &w);
+	/* Nothing this turn produced leaves before its commit. */
+	conn_hold_output(true);
 	jobstore_schedule(js);
 }
 
@@ -153,28 +161,33 @@ jobstore_commit_cb(evutil_socket_t fd, short what, void *arg)
 	const uint8_t	*lost;
 	size_t		 nlost;
 	uint64_t	 now;
+	bool		 dirty;
 
 	(void)fd; (void)what;
 	js->scheduled = false;
-	if (!store_dirty(js->store)) {
-		jobstore_flush_acks(js, true);
-		return;
-	}
-	if (store_commit(js->store, err) == 0) {
-		js->commits++;
-		jobstore_flush_acks(js, true);
-		return;
-	}
-	js->commit_failures++;
-	log_warnx("%s; detached jobs are refused (STORE_FAILED) until it "
-	    "can write again", err);
-	switchboard_store_failing(srv->sb, jobstore_refusal);
 	now = clock_now_ms();
-	lost = store_lost(js->store, &nlost);
-	for (size_t i = 0; i < nlost; i++)
-		switchboard_store_lost(srv->sb, lost + i * PROTO_ID_LEN,
-		    jobstore_refusal, now);
-	jobstore_flush_acks(js, false);
+	dirty = store_dirty(js->store);
+	if (!dirty || store_commit(js->store, err) == 0) {
+		js->commits += dirty;
+		jobstore_flush_acks(js, true);
+	} else {
+		js->commit_failures++;
+		log_warnx("%s; detached jobs are refused (STORE_FAILED) until "
+		    "it can write again", err);
+		switchboard_store_failing(srv->sb, jobstore_refusal);
+		lost = store_lost(js->store, &nlost);
+		for (size_t i = 0; i < nlost; i++)
+			switchboard_store_lost(srv->sb, lost + i *
+			    PROTO_ID_LEN, jobstore_refusal, now);
+		jobstore_flush_acks(js, false);
+	}
+	/*
+	 * The jobs taken this turn go to workers now; their dispatch is the
+	 * next turn's change, and holds the output again until committed.
+	 */
+	switchboard_store_committed(srv->sb, now);
+	if (!js->scheduled)
+		conn_hold_output(false);
 }
 
 /* Holds an ACCEPTED until the turn's commit; see broker.h. */
@@ -354,6 +367,7 @@ jobstore_close(struct server *srv)
 	log_info("store %s: %lld jobs kept for the next start", js->path,
 	    (long long)store_count(js->store));
 	switchboard_set_store_cb(srv->sb, NULL, NULL);
+	conn_hold_output(false);
 	event_free(js->commit_ev);
 	store_close(js->store);
 	free(js->acks);

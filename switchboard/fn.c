@@ -163,7 +163,8 @@ worker_fill(struct switchboard *sb, struct sb_worker *w, uint64_t now)
 		for (i = 0; i < w->nregs; i++) {
 			struct sb_job *head = queue_first(&w->regs[i].fn->queue);
 
-			if (head != NULL && (best == NULL ||
+			/* A fresh job waits for its commit, and those after. */
+			if (head != NULL && !head->fresh && (best == NULL ||
 			    queue_before(head, best)))
 				best = head;
 		}
@@ -181,7 +182,7 @@ fn_drain(struct switchboard *sb, struct sb_fn *fn, uint64_t now)
 	struct sb_job		*job;
 	struct sb_worker	*w;
 
-	while ((job = queue_first(&fn->queue)) != NULL &&
+	while ((job = queue_first(&fn->queue)) != NULL && !job->fresh &&
 	    (w = fn_pick_worker(fn)) != NULL) {
 		job_dequeue(sb, job);
 		job_dispatch(sb, job, w, now);

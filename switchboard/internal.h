@@ -151,6 +151,8 @@ struct sb_job {
 	bool			 hashed : 1;	/* in the orphan table */
 	bool			 has_ext : 1;	/* in sb->exts */
 	bool			 stored : 1;	/* told to the store (PUT) */
+	bool			 fresh : 1;	/* its PUT is not committed:
+						   not dispatched yet */
 	uint8_t			 payload[];	/* payload_len, then meta_len */
 };
 _Static_assert(PROTO_MAX_META_RAW <= UINT16_MAX, "meta_len holds any meta");
@@ -329,6 +331,8 @@ struct switchboard {
 	void			*store_arg;
 	bool			 store_failing;	/* switchboard_store_failing() */
 	char			 store_why[PROTO_ERRLEN];
+	uint8_t			*fresh;		/* ids of the fresh jobs */
+	uint32_t		 nfresh, fresh_cap;
 
 	struct sb_table		 routes;	/* live jobs by id */
 	struct sb_fn		*fns;		/* by name */
@@ -738,6 +742,12 @@ job_store_del(struct switchboard *sb, struct sb_job *job)
 		job->stored = false;
 	}
 }
+
+/*
+ * Notes a new stored job as fresh (not dispatched before its PUT is
+ * committed); 0, or -ENOMEM: it is not fresh and may go at once.
+ */
+int		 store_fresh_add(struct switchboard *sb, const struct sb_job *job);
 
 /*
  * Shutdown with a store: a stored job leaves memory but stays in the

@@ -122,6 +122,7 @@ switchboard_free(struct switchboard *sb)
 		free(fn);
 	}
 	free(sb->deadlines.v);
+	free(sb->fresh);
 	job_slabs_free(sb);
 	stats_clear(sb);
 	free(sb);
@@ -564,7 +565,9 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	}
 
 	fn = fn_find(sb, run->fn.ptr, run->fn.len);
-	w = fn != NULL && delay == 0 ? fn_pick_worker(fn) : NULL;
+	/* A stored job is dispatched once its PUT is committed. */
+	w = fn != NULL && delay == 0 && !(detached && sb->store != NULL) ?
+	    fn_pick_worker(fn) : NULL;
 	if (w == NULL) {
 		if (run->nowait) {
 			run_refuse(sb, c, run, JOB_NO_WORKER,
@@ -654,6 +657,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	job->stamp = (uint32_t)now;
 	if (detached && sb->store != NULL) {
 		job->stored = true;
+		job->fresh = store_fresh_add(sb, job) == 0;
 		job_store(sb, job, SB_STORE_PUT);
 	}
 	/* Taken: said before anything else can happen to the job. */

@@ -498,6 +498,14 @@ int	 switchboard_restore(struct switchboard *sb, const struct sb_stored *job,
 	    uint64_t now);
 
 /*
+ * The store committed every change told to it so far: the jobs taken
+ * since (which wait in their queue until then, so that no worker starts
+ * a job the store may not have) are dispatched. After a failed commit
+ * too, once switchboard_store_lost() was called for each job it lost.
+ */
+void	 switchboard_store_committed(struct switchboard *sb, uint64_t now);
+
+/*
  * The store cannot keep jobs (why: the sentence; NULL: it can again): from
  * now on every detached RUN is refused STORE_FAILED with it. Attached jobs
  * never touch the store and go on.
@@ -506,7 +514,8 @@ void	 switchboard_store_failing(struct switchboard *sb, const char *why);
 
 /*
  * The store could not commit the SB_STORE_PUT of job id: the job was never
- * taken. It ends STORE_FAILED (a running one is CANCELled at its worker);
+ * taken. It ends STORE_FAILED (it never reached a worker: see
+ * switchboard_store_committed(); one running anyway is CANCELled);
  * its ACCEPTED, which the owner held back until the commit, is the
  * owner's to replace by RESULT STORE_FAILED. 0, or -ENOENT when no live
  * stored job has that id.

@@ -3225,7 +3225,20 @@ fake_restart(void)
 	}
 }
 
-/* A detached RUN of id for fn with payload; ack when asked. */
+/*
+ * Submits the shared packet, then tells the switchboard the store
+ * committed it, as the broker does at the end of the loop turn.
+ */
+static int
+submit_committed(struct sb_client *c)
+{
+	int	r = submit(c);
+
+	switchboard_store_committed(sb, now);
+	return r;
+}
+
+/* A detached RUN of id for fn with payload; ack when asked (committed). */
 static int
 run_detached(struct sb_client *c, unsigned id, const char *fn,
     const char *payload, bool ack)
@@ -3236,7 +3249,7 @@ run_detached(struct sb_client *c, unsigned id, const char *fn,
 	pkt.ack = ack;
 	pkt.payload.ptr = (const uint8_t *)payload;
 	pkt.payload.len = (uint32_t)strlen(payload);
-	return submit(c);
+	return submit_committed(c);
 }
 
 /*
@@ -3295,7 +3308,7 @@ START_TEST(store_restore_keeps_order_and_raises_attempts)
 	pkt.has |= PF_DETACH | PF_PRIORITY;
 	pkt.detach = true;
 	pkt.priority = 5;
-	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(submit_committed(a), 0);
 	run(a, 6, "f");				/* attached: not stored */
 
 	fake_restart();
@@ -3330,7 +3343,7 @@ START_TEST(store_shutdown_leaves_jobs_stored)
 	pkt.has |= PF_DETACH | PF_DELAY;
 	pkt.detach = true;
 	pkt.delay_ms = 60000;
-	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(submit_committed(a), 0);
 	run(a, 5, "f");				/* attached, queued */
 	ck_assert_uint_eq(fake_count(), 4);
 
@@ -3366,7 +3379,7 @@ START_TEST(store_retries_and_dead_list_restored)
 	pkt.detach = true;
 	pkt.retry_on_error = 1;
 	pkt.backoff_ms = 1000;
-	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(submit_committed(a), 0);
 	ck_assert_int_eq(answer_with(w, 1, 1, JOB_ERROR, NULL, "first"), 0);
 	due = fake_find(1)->s.due;
 	ck_assert_msg(due >= now + 800 && due <= now + 1200, "due in %llu",
@@ -3414,12 +3427,12 @@ START_TEST(store_restored_delay_and_deadline)
 	pkt.has |= PF_DETACH | PF_DELAY;
 	pkt.detach = true;
 	pkt.delay_ms = 5000;
-	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(submit_committed(a), 0);
 	run_packet(2, "f");
 	pkt.has |= PF_DETACH | PF_TIMEOUT;
 	pkt.detach = true;
 	pkt.timeout_ms = 3000;
-	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(submit_committed(a), 0);
 	ck_assert_uint_eq(fake_find(2)->s.deadline, 3000);
 
 	now = 4000;
@@ -3478,6 +3491,43 @@ START_TEST(store_failing_refuses_detached_only)
 	/* The worker's late answer frees its slot. */
 	ck_assert_int_eq(answer(w, 3, 1), 0);
 	ck_assert_uint_eq(in_flight(w), 0);
+}
+END_TEST
+
+/*
+ * A new stored job waits for its commit before any worker sees it, even
+ * with one idle; one the commit lost never reaches a worker at all.
+ */
+START_TEST(store_fresh_jobs_wait_for_the_commit)
+{
+	struct sb_client	*a = client(&c1);
+	struct sb_worker	*w = worker(&w1p, 4, "f");
+	uint8_t			 id[PROTO_ID_LEN];
+
+	run_packet(1, "f");
+	pkt.has |= PF_DETACH | PF_ACK;
+	pkt.detach = pkt.ack = true;
+	ck_assert_int_eq(submit(a), 0);
+	run_packet(2, "f");
+	pkt.has |= PF_DETACH | PF_ACK;
+	pkt.detach = pkt.ack = true;
+	ck_assert_int_eq(submit(a), 0);
+	run(a, 3, "f");				/* attached: goes at once */
+	assert_run_at(&w1p, 3, 1);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 1), 0);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
+	ck_assert_uint_eq(stats().queued, 2);
+	/* A slot freed meanwhile does not take them either. */
+	ck_assert_int_eq(answer(w, 3, 1), 0);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 1), 0);
+
+	mkid(id, 2);
+	ck_assert_int_eq(switchboard_store_lost(sb, id, "lost", now), 0);
+	switchboard_store_committed(sb, now);
+	assert_run_at(&w1p, 1, 1);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
+	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 0), 0);
+	ck_assert_uint_eq(in_flight(w), 1);
 }
 END_TEST
 
@@ -3637,6 +3687,7 @@ switchboard_suite(void)
 	tcase_add_test(tc, store_restored_delay_and_deadline);
 	tcase_add_test(tc, store_failing_refuses_detached_only);
 	tcase_add_test(tc, store_restore_refuses_bad_rows);
+	tcase_add_test(tc, store_fresh_jobs_wait_for_the_commit);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("info");

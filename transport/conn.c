@@ -123,6 +123,8 @@ static unsigned			conn_reading;
  */
 static uint64_t			conn_read_now;
 static bool			conn_read_turn;
+/* conn_hold_output(): conns with output wait on conn_dirty. */
+static bool			conn_held;
 
 /* Output waiting to be written, over every conn (for max_memory). */
 static size_t			conn_out_total;
@@ -348,6 +350,13 @@ conn_write_out(struct conn *c)
 	char	why[160];
 	ssize_t	n;
 
+	if (conn_held) {
+		if (!c->dirty) {
+			c->dirty = true;
+			TAILQ_INSERT_TAIL(&conn_dirty, c, dirty_entry);
+		}
+		return;
+	}
 	if (c->ssl != NULL) {
 		if (conn_tls_write(c) != 0)
 			return;
@@ -437,12 +446,23 @@ conn_flush_dirty(void)
 {
 	struct conn	*c;
 
+	if (conn_held)
+		return;
 	while ((c = TAILQ_FIRST(&conn_dirty)) != NULL) {
 		TAILQ_REMOVE(&conn_dirty, c, dirty_entry);
 		c->dirty = false;
 		c->flushing = false;
 		conn_write_out(c);
 	}
+}
+
+/* Holds or releases every conn's output; see transport.h. */
+void
+conn_hold_output(bool on)
+{
+	conn_held = on;
+	if (!on && conn_reading == 0)
+		conn_flush_dirty();
 }
 
 /* The linger bound ran out: finish with whatever is left unsent. */

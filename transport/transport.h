@@ -143,6 +143,14 @@ void	 conn_trim(struct conn *c);
 /* Bytes of output waiting to be written, over every conn. */
 size_t	 conn_output_total(void);
 
+/*
+ * Holds every conn's output in its buffer (on) until released (off),
+ * which writes what waited. For a group commit: what a loop turn produced
+ * goes out only once the turn's changes are on disk. Output still queues
+ * while held; a conn that closes meanwhile still sends it all first.
+ */
+void	 conn_hold_output(bool on);
+
 /* Sets the time of the last read to now (a peer that could not speak). */
 void	 conn_touch(struct conn *c);
 
