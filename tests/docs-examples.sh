@@ -323,6 +323,11 @@ export PYTHONPATH="$src/clients/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 bargs=()
 [ -f "$dir/blocks/broker-args" ] && read -r -a bargs <"$dir/blocks/broker-args"
+# A config's store (demo.conf's is relative) goes in the temporary
+# directory, not in the source tree the broker runs in.
+for a in "${bargs[@]}"; do
+	[ "$a" = "-c" ] && bargs+=(--store "$dir/store.db") && break
+done
 read -r -a wrapper <<<"${PATCHBAY_BROKER_WRAPPER:-}"
 (cd "$src" && exec "${wrapper[@]}" "$patchbayd" -l "$PATCHBAY_BROKER" \
     --ready-file "$dir/ready" "${bargs[@]}") >"$dir/broker.log" 2>&1 &
