@@ -199,17 +199,11 @@ jobstore_hold_ack(struct server *srv, struct peer *p, const struct packet *pkt)
 
 	if (js == NULL)
 		return false;
-	if (js->nacks == js->acks_cap) {
-		size_t	 cap = js->acks_cap ? js->acks_cap * 2 : 64;
-		void	*v = reallocarray(js->acks, cap, sizeof(*js->acks));
-
-		/* No room to hold it: it is not known to be stored. */
-		if (v == NULL) {
-			jobstore_refuse(p, pkt->id);
-			return true;
-		}
-		js->acks = v;
-		js->acks_cap = cap;
+	/* No room to hold it: it is not known to be stored. */
+	if (array_grow(&js->acks, &js->acks_cap, js->nacks,
+	    sizeof(*js->acks)) != 0) {
+		jobstore_refuse(p, pkt->id);
+		return true;
 	}
 	a = &js->acks[js->nacks++];
 	a->peer = p;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "store/store.h"
+#include "util/util.h"
 
 /* One UPDATE or DEL to write again after a failure. */
 struct store_redo {
@@ -106,22 +107,6 @@ store_count(struct store *st)
 	return st->be->count(st->state);
 }
 
-/* Grows *v (of *cap elements of size sz) to hold one more. 0 or -ENOMEM. */
-static int
-store_grow(void **v, size_t *cap, size_t n, size_t sz)
-{
-	size_t	 ncap = *cap ? *cap * 2 : 64;
-	void	*nv;
-
-	if (n < *cap)
-		return 0;
-	if ((nv = reallocarray(*v, ncap, sz)) == NULL)
-		return -ENOMEM;
-	*v = nv;
-	*cap = ncap;
-	return 0;
-}
-
 /* The batch's first change opens it; a failure fails the whole batch. */
 static void
 store_fail_batch(struct store *st, const char *why)
@@ -137,7 +122,7 @@ store_log(struct store *st, enum sb_store_op op, const struct sb_stored *job)
 {
 	struct store_redo	*r;
 
-	if (store_grow((void **)&st->redo, &st->redo_cap, st->nredo,
+	if (array_grow(&st->redo, &st->redo_cap, st->nredo,
 	    sizeof(*st->redo)) != 0) {
 		store_fail_batch(st, "out of memory");
 		return;
@@ -198,7 +183,7 @@ void
 store_apply(struct store *st, enum sb_store_op op, const struct sb_stored *job)
 {
 	if (op == SB_STORE_PUT) {
-		if (store_grow((void **)&st->puts, &st->puts_cap, st->nputs,
+		if (array_grow(&st->puts, &st->puts_cap, st->nputs,
 		    PROTO_ID_LEN) != 0)
 			store_fail_batch(st, "out of memory");
 		else

@@ -332,7 +332,7 @@ struct switchboard {
 	bool			 store_failing;	/* switchboard_store_failing() */
 	char			 store_why[PROTO_ERRLEN];
 	uint8_t			*fresh;		/* ids of the fresh jobs */
-	uint32_t		 nfresh, fresh_cap;
+	size_t			 nfresh, fresh_cap;
 
 	struct sb_table		 routes;	/* live jobs by id */
 	struct sb_fn		*fns;		/* by name */

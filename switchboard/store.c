@@ -82,17 +82,10 @@ job_shelve(struct switchboard *sb, struct sb_job *job)
 int
 store_fresh_add(struct switchboard *sb, const struct sb_job *job)
 {
-	uint8_t	*v;
-
-	if (sb->nfresh == sb->fresh_cap) {
-		uint32_t cap = sb->fresh_cap ? sb->fresh_cap * 2 : 64;
-
-		if ((v = reallocarray(sb->fresh, cap, PROTO_ID_LEN)) == NULL)
-			return -ENOMEM;
-		sb->fresh = v;
-		sb->fresh_cap = cap;
-	}
-	memcpy(sb->fresh + (size_t)sb->nfresh++ * PROTO_ID_LEN, job->id,
+	if (array_grow(&sb->fresh, &sb->fresh_cap, sb->nfresh,
+	    PROTO_ID_LEN) != 0)
+		return -ENOMEM;
+	memcpy(sb->fresh + sb->nfresh++ * PROTO_ID_LEN, job->id,
 	    PROTO_ID_LEN);
 	return 0;
 }
@@ -102,17 +95,17 @@ void
 switchboard_store_committed(struct switchboard *sb, uint64_t now)
 {
 	struct sb_job	*job;
-	uint32_t	 i;
+	size_t		 i;
 
 	sb->now = now;
 	/* All of them first: a fresh head stops fn_drain() for the rest. */
 	for (i = 0; i < sb->nfresh; i++)
 		if ((job = table_find(&sb->routes, sb->fresh +
-		    (size_t)i * PROTO_ID_LEN, 0)) != NULL)
+		    i * PROTO_ID_LEN, 0)) != NULL)
 			job->fresh = false;
 	for (i = 0; i < sb->nfresh; i++)
 		if ((job = table_find(&sb->routes, sb->fresh +
-		    (size_t)i * PROTO_ID_LEN, 0)) != NULL &&
+		    i * PROTO_ID_LEN, 0)) != NULL &&
 		    job->state == SB_JOB_QUEUED)
 			fn_drain(sb, job->fn, now);
 	sb->nfresh = 0;

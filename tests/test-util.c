@@ -553,6 +553,27 @@ END_TEST
 
 /* ---- string vectors ---------------------------------------------------- */
 
+/* array_grow: room for one more, the elements kept, doubling. */
+START_TEST(util_array_grow_keeps_elements)
+{
+	uint32_t	*v = NULL;
+	size_t		 n = 0, cap = 0;
+
+	for (uint32_t i = 0; i < 1000; i++) {
+		ck_assert_int_eq(array_grow(&v, &cap, n, sizeof(*v)), 0);
+		ck_assert_uint_gt(cap, n);
+		v[n++] = i * 7;
+	}
+	ck_assert_uint_eq(cap, 1024);
+	for (uint32_t i = 0; i < 1000; i++)
+		ck_assert_uint_eq(v[i], i * 7);
+	/* Room left: nothing moves. */
+	ck_assert_int_eq(array_grow(&v, &cap, 10, sizeof(*v)), 0);
+	ck_assert_uint_eq(cap, 1024);
+	free(v);
+}
+END_TEST
+
 START_TEST(util_strv_split_quotes)
 {
 	char	**w, err[UTIL_ERRLEN];
@@ -1137,6 +1158,7 @@ util_suite(void)
 	tcase_add_test(tc, util_strv_split_quotes);
 	tcase_add_test(tc, util_strv_push_dup_equal);
 	tcase_add_test(tc, util_clock_is_monotonic);
+	tcase_add_test(tc, util_array_grow_keeps_elements);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("endpoint");

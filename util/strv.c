@@ -67,6 +67,22 @@ strv_equal(char *const *a, char *const *b)
 	return true;
 }
 
+/* Room for one more element in a growing array; see util.h. */
+int
+array_grow(void *v, size_t *cap, size_t n, size_t size)
+{
+	void	**pv = v, *nv;
+	size_t	  ncap = *cap > 0 ? *cap * 2 : 64;
+
+	if (n < *cap)
+		return 0;
+	if ((nv = reallocarray(*pv, ncap, size)) == NULL)
+		return -ENOMEM;
+	*pv = nv;
+	*cap = ncap;
+	return 0;
+}
+
 /* Appends a copy of s to *v (NULL-terminated); 0 or -ENOMEM. */
 int
 strv_push(char ***v, size_t *n, const char *s)

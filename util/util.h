@@ -235,6 +235,12 @@ char	**strv_dup(char *const *v);
 bool	 strv_equal(char *const *a, char *const *b);
 
 /*
+ * Makes room in *v (an array of *cap elements of size bytes, n in use) for
+ * one more: doubles it, 64 at first. 0 or -ENOMEM (*v unchanged).
+ */
+int	 array_grow(void *v, size_t *cap, size_t n, size_t size);
+
+/*
  * Appends a copy of s to *v, which holds *n strings and a NULL (both may
  * start as NULL and 0). Returns 0 or -ENOMEM (v unchanged).
  */
