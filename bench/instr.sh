@@ -29,6 +29,8 @@
 # PB_BENCH_TLS=1 runs the client and the worker over a tls: endpoint (a CA
 # and certificate made with the openssl CLI, tests/make-certs.sh): the
 # cost of TLS, OpenSSL's instructions included, set against a run without.
+# PB_BENCH_STORE=1 runs the broker with a store (--store, a fresh file each
+# run): the attached jobs of S2 should cost what they cost without one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${1:-20000}
@@ -81,7 +83,7 @@ per_job() {
 measure() {
 	local cap=$1 n=$2 wp out
 	out=$W/$cap.$n
-	local http=() tls=() ep
+	local http=() tls=() store=() ep
 	if [ "${PB_BENCH_HTTP:-0}" = 1 ]; then
 		http=(--http tcp:127.0.0.1:0)
 	fi
@@ -92,7 +94,10 @@ measure() {
 		tls=(-l tls:127.0.0.1:0 --tls-cert "$W/certs/server.crt"
 		    --tls-key "$W/certs/server.key")
 	fi
-	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 600000 "${http[@]}" "${tls[@]}"
+	if [ "${PB_BENCH_STORE:-0}" = 1 ]; then
+		store=(--store "$out.store.db")
+	fi
+	start_broker "${CG[@]}" --callgrind-out-file="$out.broker" -- --max-queue 1000000 --no-worker-wait 600000 "${http[@]}" "${tls[@]}" "${store[@]}"
 	ep=$PB_TCP
 	if [ "${PB_BENCH_TLS:-0}" = 1 ]; then
 		ep=$(grep '^tls:' "$W/ready")

@@ -9,11 +9,17 @@
  *   pbbench seq  ENDPOINT FN N PAYLOAD            1 job in flight
  *   pbbench pipe ENDPOINT FN N PAYLOAD WIN        WIN jobs in flight
  *   pbbench bg   ENDPOINT FN N PAYLOAD            detached submits
+ *   pbbench bgack ENDPOINT FN N PAYLOAD WIN       detached submits, WIN
+ *                                                 awaiting their ACCEPTED
  *   pbbench idle ENDPOINT N                       holds N idle clients
  *
  * Client modes print "MODE: n=N ok=OK payload=P time=Ts rate=R jobs/s";
  * pipe adds each job's latency, submit to result, as p50/p99/p99.9 in
- * microseconds (report.c). idle connects N clients (as many as its file
+ * microseconds (report.c). bg counts what one PING round trip after the
+ * last submit finds taken; bgack counts a job only when its own ACCEPTED
+ * arrives, which a broker with a store sends once the job is committed
+ * (bench/store.sh): the durable enqueue, as beanstalkd's INSERTED after
+ * its binlog write. idle connects N clients (as many as its file
  * limit allows), prints "idle: connected=K" and waits for a signal.
  */
 #include <errno.h>
@@ -29,6 +35,7 @@
 #include "report.h"
 
 static long	 jobs_done, max_jobs, completed, failed;
+static enum pb_status	 first_refusal = PB_ACCEPTED;
 static double	 t_first, t_last;
 static double	*t_submit;		/* per pipelined job, by index */
 static struct report_lat	 lat;
@@ -61,6 +68,19 @@ on_result(struct pb_client *c, struct pb_result *r, void *arg)
 		report_lat_add(&lat, report_now() - t_submit[(intptr_t)arg]);
 	} else
 		failed++;
+	pb_result_free(r);
+}
+
+/* Counts a detached job's one answer: ACCEPTED, or what refused it. */
+static void
+on_accepted(struct pb_client *c, struct pb_result *r, void *arg)
+{
+	(void)c;
+	(void)arg;
+	if (r->status == PB_ACCEPTED)
+		completed++;
+	else if (failed++ == 0)
+		first_refusal = r->status;
 	pb_result_free(r);
 }
 
@@ -117,6 +137,52 @@ run_pipe(struct pb_client *c, const char *fn, const char *payload, size_t psz,
 		if (pb_client_dispatch(c, -1) < 0)
 			break;
 	}
+	return completed;
+}
+
+/*
+ * Keeps win detached jobs awaiting their ACCEPTED until n have answered.
+ * A broker that stops answering is a finding, not a slow run: after 60 s
+ * without an answer this gives up and says how many are still owed.
+ */
+static long
+run_bgack(struct pb_client *c, const char *fn, const char *payload,
+    size_t psz, long n, long win)
+{
+	struct pb_run_options	 opts;
+	long			 submitted = 0, seen = 0;
+	double			 t_seen = report_now();
+	int			 r;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.detach = true;
+	while (completed + failed < n) {
+		while (submitted < n && submitted - completed - failed < win) {
+			if ((r = pb_client_submit(c, fn, payload, psz, &opts,
+			    on_accepted, NULL, NULL, NULL)) != 0) {
+				fprintf(stderr, "pbbench bgack: submit: %s\n",
+				    strerror(-r));
+				return completed;
+			}
+			submitted++;
+		}
+		if ((r = pb_client_dispatch(c, 1000)) < 0) {
+			fprintf(stderr, "pbbench bgack: %s\n", strerror(-r));
+			break;
+		}
+		if (completed + failed != seen) {
+			seen = completed + failed;
+			t_seen = report_now();
+		} else if (report_now() - t_seen > 60) {
+			fprintf(stderr, "pbbench bgack: no ACCEPTED for 60 s; "
+			    "%ld of %ld submitted still unanswered\n",
+			    submitted - seen, submitted);
+			break;
+		}
+	}
+	if (failed > 0)
+		fprintf(stderr, "pbbench bgack: %ld of %ld refused, the first "
+		    "%s\n", failed, n, pb_status_name(first_refusal));
 	return completed;
 }
 
@@ -222,6 +288,8 @@ main(int argc, char **argv)
 		}
 	} else if (strcmp(mode, "pipe") == 0) {
 		ok = run_pipe(c, fn, payload, psz, n, win);
+	} else if (strcmp(mode, "bgack") == 0) {
+		ok = run_bgack(c, fn, payload, psz, n, win);
 	} else if (strcmp(mode, "bg") == 0) {
 		opts.detach = true;
 		for (long i = 0; i < n; i++)
