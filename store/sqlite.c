@@ -4,9 +4,10 @@
  * One table, jobs, one row per detached job taken and not finished,
  * keyed by seq (the order jobs were taken, so that a scan gives them back
  * in that order) with a unique index on the 16-byte id. The database is in
- * WAL mode: a commit appends to the -wal file (fsync'd when
- * store_options.fsync: synchronous=FULL, else NORMAL, which survives the
- * broker's crash but not the machine's), and readers such as a backup
+ * WAL mode with synchronous=NORMAL: a commit appends to the -wal file,
+ * which survives the broker's crash, and the store layer asks for the
+ * fdatasync of the commits that must survive a power loss (sqlite_sync());
+ * SQLite's checkpoints sync the rest. Readers such as a backup
  * (`sqlite3 FILE .backup COPY`) do not block the broker. The schema's
  * version is PRAGMA user_version and the file is marked as patchbay's by
  * PRAGMA application_id. One broker at a time: an flock(2) on the file,
@@ -210,9 +211,9 @@ sqlite_open(const char *path, const struct store_options *o, void **state,
 	/* The first read tells a file that is no database at all. */
 	if (sqlite_schema_check(s, err) != 0)
 		goto fail;
+	(void)o;
 	if (sqlite_exec(s, "PRAGMA journal_mode = WAL", err) != 0 ||
-	    sqlite_exec(s, o->fsync ? "PRAGMA synchronous = FULL" :
-	    "PRAGMA synchronous = NORMAL", err) != 0)
+	    sqlite_exec(s, "PRAGMA synchronous = NORMAL", err) != 0)
 		goto fail;
 	if (sqlite_int(s, "SELECT coalesce(max(seq), 0) FROM jobs",
 	    &s->next_seq, err) != 0)
@@ -275,6 +276,27 @@ static int
 sqlite_commit(void *state, char *err)
 {
 	return sqlite_step(state, STMT_COMMIT, "cannot commit", err);
+}
+
+/*
+ * fdatasync of the -wal file, through SQLite's own file object (public VFS
+ * methods): what is committed in it is then on the disk.
+ */
+static int
+sqlite_sync(void *state, char *err)
+{
+	struct sqlite_store	*s = state;
+	sqlite3_file		*wal = NULL;
+
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER,
+	    &wal) != SQLITE_OK || wal == NULL || wal->pMethods == NULL) {
+		snprintf(err, STORE_ERRLEN, "store %s: cannot sync: no "
+		    "write-ahead log", s->path);
+		return -1;
+	}
+	if (wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) != SQLITE_OK)
+		return sqlite_fail(s, "cannot sync", err);
+	return 0;
 }
 
 /* Rolls back what is open (SQLite may have done so after an error). */
@@ -451,6 +473,7 @@ const struct store_backend store_sqlite = {
 	.del = sqlite_del,
 	.touch = sqlite_touch,
 	.commit = sqlite_commit,
+	.sync = sqlite_sync,
 	.rollback = sqlite_rollback,
 	.count = sqlite_count,
 	.close = sqlite_close,

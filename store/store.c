@@ -37,6 +37,7 @@ struct store_redo {
 struct store {
 	const struct store_backend	*be;
 	void				*state;
+	bool				 fsync;		/* the PUTs' commits */
 	bool				 open_batch;	/* begun */
 	bool				 batch_failed;	/* a change failed */
 	bool				 failing;	/* since a failed commit */
@@ -60,6 +61,7 @@ store_open(const char *path, const struct store_options *o, char *err)
 		return NULL;
 	}
 	st->be = &store_sqlite;
+	st->fsync = o->fsync;
 	if (st->be->open(path, o, &st->state, err) != 0) {
 		free(st);
 		return NULL;
@@ -215,7 +217,21 @@ store_commit(struct store *st, char *err)
 	if (!st->batch_failed && st->open_batch &&
 	    st->be->commit(st->state, e) != 0)
 		store_fail_batch(st, e);
-	else if (!st->batch_failed && !st->failing) {
+	else if (!st->batch_failed && st->open_batch && st->fsync &&
+	    st->nputs > 0 && st->be->sync(st->state, e) != 0) {
+		/*
+		 * Committed but maybe not on the disk: the PUTs are refused
+		 * all the same, and deleted again once the store works.
+		 */
+		st->open_batch = false;
+		for (size_t i = 0; i < st->nputs; i++) {
+			struct sb_stored d = { .id = st->puts + i *
+			    PROTO_ID_LEN };
+
+			store_log(st, SB_STORE_DEL, &d);
+		}
+		store_fail_batch(st, e);
+	} else if (!st->batch_failed && !st->failing) {
 		st->open_batch = false;
 		st->nputs = 0;
 		store_redo_clear(st);

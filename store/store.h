@@ -36,11 +36,17 @@
 
 struct store;
 
-/* How a store is opened. */
+/*
+ * How a store is opened. Every commit reaches the kernel before
+ * store_commit() returns: that survives the broker's crash. With fsync, a
+ * commit that PUT jobs also reaches the disk (fdatasync) before it
+ * returns, so that a power loss loses no job the broker said it took;
+ * the UPDATEs and DELs of other commits reach it with the next such
+ * commit or SQLite's checkpoint (a power loss may bring a finished job
+ * back, to run again).
+ */
 struct store_options {
-	bool	fsync;		/* each commit reaches the disk (survives a
-				   power loss), not just the kernel (survives
-				   the broker's crash) */
+	bool	fsync;
 };
 
 /*
@@ -63,6 +69,8 @@ struct store_backend {
 	   know that writes work again even with nothing to write. */
 	int	(*touch)(void *state, uint64_t now, char *err);
 	int	(*commit)(void *state, char *err);
+	/* Makes what is committed durable on the disk (fdatasync). */
+	int	(*sync)(void *state, char *err);
 	void	(*rollback)(void *state);
 	/* Jobs held now (for the log at start). */
 	int64_t	(*count)(void *state);
@@ -106,8 +114,9 @@ void	 store_apply(struct store *st, enum sb_store_op op,
 bool	 store_dirty(const struct store *st);
 
 /*
- * Ends the batch: 0 once every change since the last commit is durable
- * (store_options.fsync), or -1 with the reason in err: see store_lost()
+ * Ends the batch: 0 once every change since the last commit is committed
+ * (and its PUTs on the disk: store_options), or -1 with the reason in
+ * err: see store_lost()
  * and store_retry(). Does nothing and returns 0 when nothing changed, or
  * -1 at once while the store is failing (store_failing()).
  */
