@@ -296,7 +296,7 @@ jobstore_open(struct server *srv, const char *path, bool fsync, char *err)
 	struct store_options	 o = { .fsync = fsync };
 	struct jobstore		*js;
 	struct sb_stats		 st;
-	char			 e[STORE_ERRLEN];
+	char			 e[STORE_ERRLEN], skipped[40];
 	uint64_t		 t0 = clock_now_ms();
 	int			 r;
 
@@ -326,9 +326,13 @@ jobstore_open(struct server *srv, const char *path, bool fsync, char *err)
 	srv->js = js;
 	switchboard_set_store_cb(srv->sb, jobstore_sb_cb, js);
 	switchboard_stats(srv->sb, &st);
+	skipped[0] = '\0';
+	if (js->skipped > 0)
+		snprintf(skipped, sizeof(skipped), "; %llu skipped",
+		    (unsigned long long)js->skipped);
 	log_info("store %s: %llu jobs taken back (%u queued, %u delayed, %u "
-	    "dead) in %llu ms%s", path, (unsigned long long)js->restored,
-	    st.queued, st.delayed, st.dead,
+	    "dead%s) in %llu ms%s", path, (unsigned long long)js->restored,
+	    st.queued, st.delayed, st.dead, skipped,
 	    (unsigned long long)(clock_now_ms() - t0),
 	    fsync ? "" : "; store_fsync = no: a power loss may lose the last "
 	    "jobs taken");

@@ -1328,6 +1328,38 @@ START_TEST(bad_store_refused_at_start)
 }
 END_TEST
 
+/*
+ * A stored row out of range (edited by hand, or a bug) is skipped with a
+ * log line naming the job; the others are taken back and run.
+ */
+START_TEST(bad_row_skipped_at_start)
+{
+	struct harness_broker	 b;
+	struct pb_client	*c;
+	const char		*flags[3];
+	char			 store[300], id[37], needle[120];
+
+	harness_tmpdir(b.dir, sizeof(b.dir));
+	store_flags(&b, store, sizeof(store), flags);
+	harness_broker_start(&b, flags, true);
+	c = client_start(b.unix_ep);
+	submit_accepted(c, "f", "good", NULL, NULL);
+	submit_accepted(c, "f", "bad", NULL, id);
+	pb_client_free(c);
+	broker_stop_ok(&b);
+
+	sqlite_do(store, "UPDATE jobs SET priority = 500 WHERE "
+	    "payload = CAST('bad' AS BLOB);");
+	harness_broker_start(&b, flags, true);
+	snprintf(needle, sizeof(needle), "job %s skipped: a field is out "
+	    "of range", id);
+	ck_assert_msg(harness_log_contains(&b, needle), "no '%s'", needle);
+	ck_assert(harness_log_contains(&b, "1 jobs taken back (1 queued, 0 "
+	    "delayed, 0 dead; 1 skipped)"));
+	broker_stop_ok(&b);
+}
+END_TEST
+
 /* The durable store suite. */
 static Suite *
 durable_suite(void)
@@ -1356,6 +1388,7 @@ durable_suite(void)
 	tc = tcase_create("refused");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, bad_store_refused_at_start);
+	tcase_add_test(tc, bad_row_skipped_at_start);
 	suite_add_tcase(s, tc);
 	return s;
 }
