@@ -367,6 +367,22 @@ store_flags(const struct harness_broker *b, char *path, size_t len,
 	argv[2] = NULL;
 }
 
+/*
+ * Starts b in a new directory with a store there (its path in store, the
+ * flags that name it in flags, kept for restarts) and, unless runs is
+ * NULL, the path of a workers' log beside it in runs.
+ */
+static void
+stored_broker_start(struct harness_broker *b, char *store, size_t len,
+    const char *flags[3], char *runs, size_t runs_len)
+{
+	harness_tmpdir(b->dir, sizeof(b->dir));
+	store_flags(b, store, len, flags);
+	if (runs != NULL)
+		snprintf(runs, runs_len, "%s/runs", b->dir);
+	harness_broker_start(b, flags, true);
+}
+
 /* The counts of a "jobs taken back" log line. */
 struct taken_back {
 	unsigned	n, queued, delayed, dead;
@@ -961,10 +977,8 @@ START_TEST(store_failed_run_reaches_no_worker)
 	pid_t			 w;
 	size_t			 nv;
 
-	harness_tmpdir(b.dir, sizeof(b.dir));
-	store_flags(&b, store, sizeof(store), flags);
-	snprintf(runs, sizeof(runs), "%s/runs", b.dir);
-	harness_broker_start(&b, flags, true);
+	stored_broker_start(&b, store, sizeof(store), flags, runs,
+	    sizeof(runs));
 	w = worker_fork(b.unix_ep, fns, 1, runs, PB_OK);
 	c = client_start(b.unix_ep);
 	submit_accepted(c, "eager", "before", NULL, NULL);
@@ -1029,10 +1043,8 @@ START_TEST(delayed_job_survives_restart)
 	pid_t			 w;
 	size_t			 nv;
 
-	harness_tmpdir(b.dir, sizeof(b.dir));
-	store_flags(&b, store, sizeof(store), flags);
-	snprintf(runs, sizeof(runs), "%s/runs", b.dir);
-	harness_broker_start(&b, flags, true);
+	stored_broker_start(&b, store, sizeof(store), flags, runs,
+	    sizeof(runs));
 	c = client_start(b.unix_ep);
 	/* Taken no earlier than t0: due no earlier than t0 + LATER_MS. */
 	t0 = wall_ms();
@@ -1193,10 +1205,8 @@ START_TEST(sigterm_keeps_queued_jobs_in_order)
 	pid_t			 w;
 	size_t			 nv;
 
-	harness_tmpdir(b.dir, sizeof(b.dir));
-	store_flags(&b, store, sizeof(store), flags);
-	snprintf(runs, sizeof(runs), "%s/runs", b.dir);
-	harness_broker_start(&b, flags, true);
+	stored_broker_start(&b, store, sizeof(store), flags, runs,
+	    sizeof(runs));
 	c = client_start(b.unix_ep);
 	for (size_t k = 0; k < njobs; k++) {
 		struct pb_run_options o = { .priority = jobs[k].priority };
@@ -1312,9 +1322,7 @@ START_TEST(bad_store_refused_at_start)
 	ck_assert_int_eq(sqlite_objects(path), 1);
 
 	/* A store a running patchbayd has open; that one goes on. */
-	harness_tmpdir(b.dir, sizeof(b.dir));
-	store_flags(&b, store, sizeof(store), flags);
-	harness_broker_start(&b, flags, true);
+	stored_broker_start(&b, store, sizeof(store), flags, NULL, 0);
 	assert_refused(dir, store, "another patchbayd has it open");
 	c = client_start(b.unix_ep);
 	submit_accepted(c, "f", "still-taken", NULL, NULL);
@@ -1339,9 +1347,7 @@ START_TEST(bad_row_skipped_at_start)
 	const char		*flags[3];
 	char			 store[300], id[37], needle[120];
 
-	harness_tmpdir(b.dir, sizeof(b.dir));
-	store_flags(&b, store, sizeof(store), flags);
-	harness_broker_start(&b, flags, true);
+	stored_broker_start(&b, store, sizeof(store), flags, NULL, 0);
 	c = client_start(b.unix_ep);
 	submit_accepted(c, "f", "good", NULL, NULL);
 	submit_accepted(c, "f", "bad", NULL, id);
