@@ -6,7 +6,9 @@
  * and jobs. heap.c owns the binary heap that orders a function's queue and
  * the switchboard's deadlines. fn.c owns functions and registrations and
  * matches queued jobs with free worker slots. job.c owns a job's life from
- * queued to running to its terminal answer, and every packet sent. The
+ * queued to running to its terminal answer, and every packet sent. store.c
+ * tells a durable store (the owner's callback) of each detached job's
+ * changes and takes the stored jobs back at start. The
  * public entry points of switchboard.h, in switchboard.c, drive the rest.
  * Helpers on the dispatch path that are too small to be worth a call are
  * static inline here so that splitting the files costs nothing.

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -285,6 +286,45 @@ START_TEST(conn_reassembles_split_and_batched_frames)
 	for (int i = 0; i < 20; i++)
 		ck_assert_uint_eq(lg.pings[i], (uint64_t)i + 1);
 	ck_assert(!lg.closed);
+	conn_free(c);
+	close(sv[1]);
+	event_base_free(base);
+}
+END_TEST
+
+/*
+ * conn_hold_output(): output queues but nothing reaches the peer until it
+ * is released, whether it was sent from a read callback or not; then all
+ * of it goes, in order.
+ */
+START_TEST(conn_hold_output_until_released)
+{
+	struct event_base	*base = event_base_new();
+	struct conn_log		 lg = { .base = base };
+	struct conn		*c;
+	struct packet		 p;
+	uint8_t			 buf[256];
+	int			 sv[2], avail = -1;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], 1, &log_ops, &lg, 0);
+	ck_assert_ptr_nonnull(c);
+	conn_hold_output(true);
+	for (uint64_t i = 1; i <= 3; i++) {
+		packet_init(&p, PKT_PONG);
+		p.n = i;
+		ck_assert_int_eq(conn_send(c, &p), 0);
+	}
+	run_loop(base, 100);
+	ck_assert_int_eq(ioctl(sv[1], FIONREAD, &avail), 0);
+	ck_assert_int_eq(avail, 0);
+	conn_hold_output(false);
+	run_loop(base, 100);
+	for (uint64_t i = 1; i <= 3; i++) {
+		ck_assert_int_eq(read_packet(sv[1], &p, buf, sizeof(buf)), 0);
+		ck_assert_int_eq(p.type, PKT_PONG);
+		ck_assert_uint_eq(p.n, i);
+	}
 	conn_free(c);
 	close(sv[1]);
 	event_base_free(base);
@@ -649,6 +689,7 @@ transport_suite(void)
 
 	tc = tcase_create("conn");
 	tcase_add_test(tc, conn_reassembles_split_and_batched_frames);
+	tcase_add_test(tc, conn_hold_output_until_released);
 	tcase_add_test(tc, conn_counts_messages_and_bytes);
 	tcase_add_test(tc, conn_oversized_frame_gets_error_and_close);
 	tcase_add_test(tc, conn_partial_frame_holds_what_arrived);
