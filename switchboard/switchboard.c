@@ -565,9 +565,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	}
 
 	fn = fn_find(sb, run->fn.ptr, run->fn.len);
-	/* A stored job is dispatched once its PUT is committed. */
-	w = fn != NULL && delay == 0 && !(detached && sb->store != NULL) ?
-	    fn_pick_worker(fn) : NULL;
+	w = fn != NULL && delay == 0 ? fn_pick_worker(fn) : NULL;
 	if (w == NULL) {
 		if (run->nowait) {
 			run_refuse(sb, c, run, JOB_NO_WORKER,
@@ -583,6 +581,13 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 			return 0;
 		}
 	}
+	/*
+	 * A stored job goes to its worker once its PUT is committed: until
+	 * then it waits at the head of its queue, the worker free for it
+	 * (switchboard_store_committed()).
+	 */
+	if (detached && sb->store != NULL)
+		w = NULL;
 
 	/* Every allocation happens before the job touches any structure. */
 	if (fn == NULL && (fn = fn_get(sb, run->fn.ptr, run->fn.len)) == NULL)

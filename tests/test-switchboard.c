@@ -3514,9 +3514,16 @@ START_TEST(store_fresh_jobs_wait_for_the_commit)
 	ck_assert_int_eq(submit(a), 0);
 	run(a, 3, "f");				/* attached: goes at once */
 	assert_run_at(&w1p, 3, 1);
+	/* nowait: a worker is free, so it is taken (and waits all the same). */
+	run_packet(4, "f");
+	pkt.has |= PF_DETACH | PF_ACK | PF_NOWAIT;
+	pkt.detach = pkt.ack = pkt.nowait = true;
+	ck_assert_int_eq(submit(a), 0);
+	ck_assert_int_eq(count(&c1, PKT_ACCEPTED, 4), 1);
+	ck_assert_int_eq(count(&w1p, PKT_RUN, 4), 0);
 	ck_assert_int_eq(count(&w1p, PKT_RUN, 1), 0);
 	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
-	ck_assert_uint_eq(stats().queued, 2);
+	ck_assert_uint_eq(stats().queued, 3);
 	/* A slot freed meanwhile does not take them either. */
 	ck_assert_int_eq(answer(w, 3, 1), 0);
 	ck_assert_int_eq(count(&w1p, PKT_RUN, 1), 0);
@@ -3525,9 +3532,10 @@ START_TEST(store_fresh_jobs_wait_for_the_commit)
 	ck_assert_int_eq(switchboard_store_lost(sb, id, "lost", now), 0);
 	switchboard_store_committed(sb, now);
 	assert_run_at(&w1p, 1, 1);
+	assert_run_at(&w1p, 4, 1);
 	ck_assert_int_eq(count(&w1p, PKT_RUN, 2), 0);
 	ck_assert_int_eq(count(&w1p, PKT_CANCEL, 0), 0);
-	ck_assert_uint_eq(in_flight(w), 1);
+	ck_assert_uint_eq(in_flight(w), 2);
 }
 END_TEST
 
