@@ -745,11 +745,14 @@ job_store_del(struct switchboard *sb, struct sb_job *job)
 	}
 }
 
+/* Makes room to note one more fresh job; 0 or -ENOMEM. */
+int		 store_fresh_reserve(struct switchboard *sb);
+
 /*
- * Notes a new stored job as fresh (not dispatched before its PUT is
- * committed); 0, or -ENOMEM: it is not fresh and may go at once.
+ * Notes a new stored job as fresh (room reserved): not dispatched before
+ * its PUT is committed.
  */
-int		 store_fresh_add(struct switchboard *sb, const struct sb_job *job);
+void		 store_fresh_add(struct switchboard *sb, struct sb_job *job);
 
 /*
  * Shutdown with a store: a stored job leaves memory but stays in the

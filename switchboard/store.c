@@ -44,8 +44,9 @@ job_store(struct switchboard *sb, struct sb_job *job, enum sb_store_op op)
 	s.attempts = job->attempt;
 	s.max_attempts = job->max_attempts;
 	s.dead = job->state == SB_JOB_DEAD;
-	/* A PUT comes as the job is taken: its stamp is now. */
-	s.taken_at = sb->now;
+	/* Only a PUT carries it: it comes as the job is taken. */
+	if (op == SB_STORE_PUT)
+		s.taken_at = sb->now;
 	if (job->has_timeout && job->heap_idx != HEAP_NONE) {
 		at = sb->deadlines.v[job->heap_idx].deadline;
 		if (job->state == SB_JOB_DELAYED)
@@ -78,16 +79,21 @@ job_shelve(struct switchboard *sb, struct sb_job *job)
 	job_free(sb, job);
 }
 
-/* Notes a fresh job's id; see internal.h. */
+/* Room for one more fresh id; see internal.h. */
 int
-store_fresh_add(struct switchboard *sb, const struct sb_job *job)
+store_fresh_reserve(struct switchboard *sb)
 {
-	if (array_grow(&sb->fresh, &sb->fresh_cap, sb->nfresh,
-	    PROTO_ID_LEN) != 0)
-		return -ENOMEM;
+	return array_grow(&sb->fresh, &sb->fresh_cap, sb->nfresh,
+	    PROTO_ID_LEN);
+}
+
+/* Notes a fresh job; see internal.h. */
+void
+store_fresh_add(struct switchboard *sb, struct sb_job *job)
+{
+	job->fresh = true;
 	memcpy(sb->fresh + sb->nfresh++ * PROTO_ID_LEN, job->id,
 	    PROTO_ID_LEN);
-	return 0;
 }
 
 /* The fresh jobs are committed: dispatched; see switchboard.h. */

@@ -623,7 +623,8 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 		job_free(sb, job);
 		goto enomem_fn_gone;
 	}
-	if (table_reserve(&sb->routes) != 0) {
+	if (table_reserve(&sb->routes) != 0 || (detached && sb->store !=
+	    NULL && store_fresh_reserve(sb) != 0)) {
 		job_free(sb, job);
 		goto enomem_fn_gone;
 	}
@@ -662,7 +663,7 @@ switchboard_run(struct switchboard *sb, struct sb_client *c,
 	job->stamp = (uint32_t)now;
 	if (detached && sb->store != NULL) {
 		job->stored = true;
-		job->fresh = store_fresh_add(sb, job) == 0;
+		store_fresh_add(sb, job);
 		job_store(sb, job, SB_STORE_PUT);
 	}
 	/* Taken: said before anything else can happen to the job. */

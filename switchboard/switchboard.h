@@ -460,7 +460,8 @@ struct sb_stored {
 	uint64_t	 timeout_ms;		/* a delayed job's, from when due */
 	uint64_t	 deadline;		/* its timeout; 0: none */
 	uint64_t	 due;			/* delayed until then; 0: due */
-	uint64_t	 taken_at;		/* when it came (detached_ttl) */
+	uint64_t	 taken_at;		/* when it came (detached_ttl);
+						   PUT only */
 	bool		 dead;			/* on the dead list */
 	const char	*error;			/* its last error, or NULL */
 };
