@@ -352,7 +352,6 @@ main(int argc, char *argv[])
 	struct endpoint		 eps[SERVER_MAX_LISTENERS];
 	struct event		*ev_int, *ev_term, *ev_hup, *ev_usr1;
 	sigset_t		 stopsigs;
-	struct event_config	*evcfg;
 	struct config		*config = NULL;
 	size_t			 neps = 0, nopts = 0;
 	const char		*config_path = NULL, *key;
@@ -466,14 +465,13 @@ main(int argc, char *argv[])
 	/* A file size limit fails the store's writes, not the broker. */
 	signal(SIGXFSZ, SIG_IGN);
 	/*
-	 * Precise timers: with libevent's default coarse clock a 40 ms backoff
-	 * or a 100 ms job timeout can fire a few ms early.
+	 * libevent's coarse clock, not its precise timers (a syscall in every
+	 * loop turn): the timers that must not fire early are armed through
+	 * clock_timer_tv(), and the switchboard's deadlines are checked on
+	 * the precise clock when its timer fires.
 	 */
-	if ((evcfg = event_config_new()) == NULL ||
-	    event_config_set_flag(evcfg, EVENT_BASE_FLAG_PRECISE_TIMER) != 0 ||
-	    (d.base = event_base_new_with_config(evcfg)) == NULL)
+	if ((d.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
-	event_config_free(evcfg);
 	if (notify_new(d.base, &d.notify) != 0)
 		fatalx("cannot set up NOTIFY_SOCKET: out of memory");
 	if ((d.srv = server_new(d.base, &cfg)) == NULL)

@@ -217,9 +217,7 @@ server_rearm(struct server *srv)
 		return;
 	}
 	now = clock_now_ms();
-	at = at > now ? at - now : 0;
-	tv.tv_sec = (time_t)(at / 1000);
-	tv.tv_usec = (suseconds_t)(at % 1000) * 1000;
+	clock_timer_tv(at > now ? at - now : 0, &tv);
 	evtimer_add(srv->sb_timer, &tv);
 }
 

@@ -59,8 +59,7 @@ supervisor_health_arm(struct supervisor_proc *p,
 {
 	struct timeval	tv;
 
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+	clock_timer_tv(ms, &tv);
 	p->health.timer_kind = kind;
 	event_base_update_cache_time(p->sv->base);
 	evtimer_add(p->health.timer, &tv);

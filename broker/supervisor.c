@@ -144,8 +144,7 @@ supervisor_timer_arm(struct supervisor_proc *p, enum supervisor_timer kind,
 {
 	struct timeval	tv;
 
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+	clock_timer_tv(ms, &tv);
 	p->timer_kind = kind;
 	/* From now, not from when this loop iteration began. */
 	event_base_update_cache_time(p->sv->base);

@@ -17,6 +17,7 @@
  * - endpoint.c: "unix:PATH" and "tcp:HOST:PORT" endpoints, the default
  *   socket path and connecting with a deadline;
  * - clock.c: the monotonic clock in milliseconds;
+ * - timer.c: libevent timers that never fire early on the coarse clock;
  * - spawn.c: starting a child process (the broker's supervised processes,
  *   the CLI's job commands): a plan made before fork, an async-signal-safe
  *   child, and execve's failure reported at once;
@@ -346,6 +347,15 @@ hash_bytes(const void *key, size_t len, uint64_t seed)
 uint64_t	 clock_now_ms(void);
 /* The wall clock in milliseconds since the epoch. */
 uint64_t	 clock_wall_ms(void);
+
+/* timer.c */
+
+/*
+ * Sets *tv to arm a libevent timer with so that it fires no sooner than ms
+ * later by clock_now_ms(), on an event base without precise timers.
+ */
+struct timeval;
+void		 clock_timer_tv(uint64_t ms, struct timeval *tv);
 
 /*
  * The wall-clock time of mono (a clock_now_ms() reading) given both clocks
