@@ -8,7 +8,9 @@ B=${PB_BENCH_BUILD:-$PWD/build-bench}
 
 # bench_scratch NAME: makes the scratch directory W (/tmp/pb-NAME.*) and
 # the list pids of processes to stop; when the script ends, however it
-# ends, stops them and removes W.
+# ends, stops them and removes W (keeps it, and says where, when
+# PB_BENCH_KEEP=1: bench/instr.sh's callgrind profiles, for
+# callgrind_annotate --auto=yes on a build with -g).
 bench_scratch() {
 	W=$(mktemp -d "/tmp/pb-$1.XXXXXX")
 	pids=()
@@ -19,7 +21,11 @@ bench_cleanup() {
 	local p
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rm -rf "$W"
+	if [ -n "${PB_BENCH_KEEP:-}" ]; then
+		echo "kept $W" >&2
+	else
+		rm -rf "$W"
+	fi
 }
 
 # Installs the Debian packages given that are missing, when root.
