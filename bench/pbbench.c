@@ -19,8 +19,10 @@
  * last submit finds taken; bgack counts a job only when its own ACCEPTED
  * arrives, which a broker with a store sends once the job is committed
  * (bench/store.sh): the durable enqueue, as beanstalkd's INSERTED after
- * its binlog write. idle connects N clients (as many as its file
- * limit allows), prints "idle: connected=K" and waits for a signal.
+ * its binlog write. pipe, bg and bgack cork the client (pb_client_cork()):
+ * the submits between two waits go out in one write. idle connects N
+ * clients (as many as its file limit allows), prints "idle: connected=K"
+ * and waits for a signal.
  */
 #include <errno.h>
 #include <signal.h>
@@ -275,6 +277,13 @@ main(int argc, char **argv)
 		return 1;
 	}
 	memset(&opts, 0, sizeof(opts));
+	/*
+	 * The submits between two waits go out in one write, as textbench
+	 * writes its requests to the peers; seq's one job at a time would
+	 * gain nothing.
+	 */
+	if (strcmp(mode, "seq") != 0)
+		(void)pb_client_cork(c, true);
 	t0 = report_now();
 	if (strcmp(mode, "seq") == 0) {
 		for (long i = 0; i < n; i++) {

@@ -259,6 +259,22 @@ int	 pb_client_cancel(struct pb_client *c, const uint8_t id[PB_ID_LEN]);
  */
 int	 pb_client_dispatch(struct pb_client *c, int timeout_ms);
 
+/*
+ * Corks the client (on: true) or uncorks it (false). While it is corked,
+ * the frames of pb_client_submit() and pb_client_cancel() wait in its
+ * buffer and go out together, in one write(2): when the next
+ * pb_client_dispatch(), pb_client_sync(), pb_client_run() or
+ * pb_client_status() begins, when 64 KiB have gathered, or when it is
+ * uncorked. For a program that submits jobs in batches (a loop of
+ * submits, then a dispatch): one write per batch instead of one per job.
+ * A program that polls pb_client_fd() itself must uncork the client (or
+ * call pb_client_dispatch() with timeout 0) before it waits, or what it
+ * submitted is still here. Returns 0, -EINVAL, or -ENOTCONN when
+ * uncorking finds the connection lost (the next pb_client_dispatch()
+ * delivers its jobs as PB_DISCONNECTED).
+ */
+int	 pb_client_cork(struct pb_client *c, bool on);
+
 /* Jobs submitted whose results have not been delivered yet. */
 size_t	 pb_client_pending(const struct pb_client *c);
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -845,6 +846,9 @@ START_TEST(client_submit_many)
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 16);
 	c = client_start(b.unix_ep);
+	/* The second time corked: the submits leave at the first dispatch. */
+	if (_i == 1)
+		ck_assert_int_eq(pb_client_cork(c, true), 0);
 	for (i = 0; i < n; i++) {
 		k = snprintf(payload, sizeof(payload), "job-%d", i);
 		ck_assert_int_eq(pb_client_submit(c, "rev", payload, (size_t)k,
@@ -2237,6 +2241,73 @@ START_TEST(client_rejects_bad_packet)
 }
 END_TEST
 
+/* Bytes the client wrote that the fake broker has not read yet. */
+static int
+fake_unread(struct fake *f)
+{
+	int	n = -1;
+
+	ck_assert_int_eq(ioctl(f->fd, FIONREAD, &n), 0);
+	return n;
+}
+
+START_TEST(client_cork_holds_until_dispatch)
+{
+	struct fake		 f;
+	struct pb_client	*c;
+	uint8_t			 ids[3][PB_ID_LEN], id[PB_ID_LEN];
+	static uint8_t		 big[1024];
+	int			 i;
+
+	fake_listen(&f);
+	c = fake_client(&f, PROTO_MAX_FRAME_DEFAULT, 10000);
+	ck_assert_int_eq(pb_client_cork(NULL, true), -EINVAL);
+	ck_assert_int_eq(pb_client_cork(c, true), 0);
+	ck_assert_int_eq(pb_client_cork(c, true), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(pb_client_submit(c, "f", "x", 1, NULL,
+		    on_result, NULL, NULL, ids[i]), 0);
+	/* Corked: nothing has left. */
+	ck_assert_int_eq(fake_unread(&f), 0);
+	/*
+	 * A dispatch writes them before it waits: all three are there when
+	 * it returns (the client runs in this thread only), in order.
+	 */
+	ck_assert_int_eq(pb_client_dispatch(c, 0), 0);
+	ck_assert_int_gt(fake_unread(&f), 0);
+	for (i = 0; i < 3; i++) {
+		fake_read_run(&f, id);
+		ck_assert_int_eq(memcmp(id, ids[i], PB_ID_LEN), 0);
+	}
+	ck_assert_int_eq(fake_unread(&f), 0);
+
+	/* Still corked until uncorked, which writes what was held. */
+	ck_assert_int_eq(pb_client_submit(c, "f", "x", 1, NULL, on_result,
+	    NULL, NULL, ids[0]), 0);
+	ck_assert_int_eq(fake_unread(&f), 0);
+	ck_assert_int_eq(pb_client_cork(c, false), 0);
+	fake_read_run(&f, id);
+	ck_assert_int_eq(memcmp(id, ids[0], PB_ID_LEN), 0);
+	/* Uncorked, a submit is written at once. */
+	ck_assert_int_eq(pb_client_submit(c, "f", "x", 1, NULL, on_result,
+	    NULL, NULL, ids[1]), 0);
+	fake_read_run(&f, id);
+	ck_assert_int_eq(memcmp(id, ids[1], PB_ID_LEN), 0);
+
+	/* A cork holds 64 KiB at most: a long batch goes out as it grows. */
+	ck_assert_int_eq(pb_client_cork(c, true), 0);
+	for (i = 0; i < 80; i++)
+		ck_assert_int_eq(pb_client_submit(c, "f", big, sizeof(big),
+		    NULL, on_result, NULL, NULL, NULL), 0);
+	ck_assert_int_ge(fake_unread(&f), 64 * 1024);
+	ck_assert_int_lt(fake_unread(&f), 80 * (int)sizeof(big));
+	ck_assert_uint_eq(pb_client_pending(c), 85);
+	seen_reset();
+	pb_client_free(c);
+	fake_close(&f);
+}
+END_TEST
+
 START_TEST(client_silent_broker)
 {
 	struct fake		 f;
@@ -2294,7 +2365,7 @@ client_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("submit");
-	tcase_add_test(tc, client_submit_many);
+	tcase_add_loop_test(tc, client_submit_many, 0, 2);
 	tcase_add_test(tc, client_submit_flood);
 	tcase_add_test(tc, worker_capacity_out_of_order);
 	tcase_add_test(tc, client_progress_delivered);
@@ -2343,6 +2414,7 @@ client_suite(void)
 	tcase_add_test(tc, client_rejects_large_frame);
 	tcase_add_test(tc, client_ignores_unknown_ids);
 	tcase_add_test(tc, client_rejects_bad_packet);
+	tcase_add_test(tc, client_cork_holds_until_dispatch);
 	tcase_add_test(tc, client_silent_broker);
 	suite_add_tcase(s, tc);
 	return s;

@@ -20,7 +20,8 @@
  * One loop drives it all: submit what fits, dispatch what arrived, print
  * what is due, and only then wait, in poll(2), on the broker's socket and
  * (when a line is wanted) stdin together, so neither side can block the
- * other. Output goes through stdout's buffer and is flushed before every
+ * other. The client is corked: the submits before a dispatch, which
+ * writes them first, leave in one write(2). Output goes through stdout's buffer and is flushed before every
  * wait. SIGINT/SIGTERM (run.c's counting handlers) stop the reading and
  * cancel the running jobs; a second signal, or BATCH_CANCEL_WAIT_MS without
  * their answers, gives up on them.
@@ -696,6 +697,8 @@ batch_main(const struct batch_opts *o)
 	ret = run_connect(o->fn, o->broker, o->spread, &b.c);
 	if (ret != CLI_EXIT_OK)
 		goto out;
+	/* The lines submitted before a dispatch go out in one write. */
+	(void)pb_client_cork(b.c, true);
 	batch_loop(&b);
 	batch_summary(&b);
 	ret = batch_exit(&b);

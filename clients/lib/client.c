@@ -62,6 +62,7 @@ struct pb_client {
 	uint64_t		 nresults;	/* results delivered so far */
 	uint64_t		 nevents;	/* results and progress */
 	bool			 lost;		/* the loss was reported */
+	bool			 corked;	/* by pb_client_cork() */
 	uint8_t			 id_base[PB_ID_LEN];	/* see client_new_id() */
 	uint32_t		 id_left;
 	uint32_t		 id_next;
@@ -433,6 +434,9 @@ client_step(struct pb_client *c, int wait_ms)
 	struct bconn	*b = &c->conn;
 	int		 r;
 
+	/* What a cork held goes out before anything waits or is handled. */
+	if (c->corked && !b->dead && b->out_off < b->out.size)
+		(void)common_push(b);
 	if (!b->dead && !common_has_frame(b)) {
 		r = common_wait(b, wait_ms);
 		if (r < 0 && !b->dead)
@@ -823,6 +827,23 @@ pb_client_dispatch(struct pb_client *c, int timeout_ms)
 	}
 	return (int)(c->nresults - results > INT32_MAX ? INT32_MAX :
 	    c->nresults - results);
+}
+
+/* Holds the client's output, or writes what was held; see patchbay.h. */
+int
+pb_client_cork(struct pb_client *c, bool on)
+{
+	if (c == NULL)
+		return -EINVAL;
+	if (on == c->corked)
+		return 0;
+	c->corked = on;
+	if (on) {
+		c->conn.cork++;
+		return 0;
+	}
+	c->conn.cork--;
+	return common_push(&c->conn);
 }
 
 /* The number of jobs whose results have not been delivered. */

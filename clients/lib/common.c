@@ -347,7 +347,8 @@ common_send(struct bconn *b, const struct packet *p)
 	if (b->cork > 0) {
 		if (old == b->out_off)
 			b->cork_since = clock_now_ms();
-		return 0;
+		if (b->out.size - b->out_off < COMMON_CORK_BYTES)
+			return 0;
 	}
 	/*
 	 * The frame is queued now: saying ENOMEM would make the caller think

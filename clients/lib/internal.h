@@ -65,6 +65,7 @@ extern _Thread_local bool	common_hash_oom;
 
 #define COMMON_READ_CHUNK	(64 * 1024)	/* bytes asked of one read(2) */
 #define COMMON_CORK_MS		1	/* longest a batch holds its output */
+#define COMMON_CORK_BYTES	(64 * 1024)	/* most a cork holds */
 
 /*
  * An input buffer. Its link is part of the allocation so that retiring it
