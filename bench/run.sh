@@ -41,7 +41,7 @@ GB=$B/bench/gearbench
 TB=$B/bench/textbench
 mkdir -p "$W/res"
 
-start_broker -- --max-queue 1000000 --no-worker-wait 10m
+start_broker -- --max-queue 1000000 --no-worker-wait 10m --result-ttl 0
 systems=(pb pbu pb64 pbu64)
 GM= BS= NATS=
 if command -v gearmand >/dev/null && [ -x "$GB" ] &&
