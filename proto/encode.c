@@ -16,6 +16,11 @@
  *
  * Integers use their shortest form and strings their shortest header, as
  * msgpack-c does, so frames are byte for byte what they were.
+ *
+ * The job path's RUN and RESULT, each way, with only a payload, an error
+ * or a timeout beside their required keys, skip all that: enc_job_path()
+ * writes them as literals and values in a fixed order, the same bytes
+ * (test-proto compares the two paths over every combination).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -478,9 +483,124 @@ enc_key(uint8_t *o, enum packet_key k)
 	}
 }
 
+#define ENC_GENERAL	1	/* enc_job_path(): for the general path */
+
+/* Writes a string literal's bytes, its NUL left out; returns o past them. */
+#define ENC_LIT(o, lit)	(memcpy((o), (lit), sizeof(lit) - 1), \
+			    (o) + sizeof(lit) - 1)
+
+/*
+ * The job path's packets, RUN and RESULT each way, with the keys they carry
+ * there (a payload, an error, a timeout), written straight: no key set to
+ * work out, no table to walk, every key a literal. The same bytes as the
+ * general path, to which test-proto holds it for every combination.
+ * Anything else (metadata, a RUN's options, a value the general path would
+ * refuse) returns ENC_GENERAL, for the general path to write or refuse.
+ */
+static int
+enc_job_path(const struct packet *p, enum proto_dir dir,
+    void *(*reserve)(void *ctx, size_t n), void *ctx, size_t *ret_len)
+{
+	uint32_t	 has = p->has & PF_ALL;
+	bool		 to = dir == PROTO_TO_BROKER, pay, tmo = false;
+	bool		 err = false;
+	unsigned	 nkeys;
+	size_t		 bound;
+	uint8_t		*start, *o;
+
+	if ((has & ~(PF_PAYLOAD | PF_TIMEOUT | PF_ERROR)) != 0 ||
+	    (dir != PROTO_TO_BROKER && dir != PROTO_FROM_BROKER) ||
+	    !enc_bytes_ok(p->payload) || !enc_bytes_ok(p->error) ||
+	    !enc_bytes_ok(p->name) || !enc_bytes_ok(p->token) ||
+	    !enc_bytes_ok(p->args_raw) || !enc_bytes_ok(p->data_raw) ||
+	    !enc_bytes_ok(p->meta))
+		return (ENC_GENERAL);
+	if (p->type == PKT_RUN) {
+		if (p->fn.ptr == NULL)
+			return (ENC_GENERAL);
+		/* To a worker: the payload always, and the attempt. */
+		pay = !to || (has & PF_PAYLOAD);
+		tmo = (has & PF_TIMEOUT) != 0;
+		nkeys = 3 + pay + tmo + !to;
+		bound = p->fn.len;
+	} else {
+		if ((unsigned)p->status >= JOB__MAX || (to &&
+		    p->status != JOB_OK && p->status != JOB_ERROR &&
+		    p->status != JOB_CANCELLED))
+			return (ENC_GENERAL);
+		pay = (has & PF_PAYLOAD) != 0;
+		err = (has & PF_ERROR) != 0;
+		nkeys = 4 + pay + err;
+		bound = err ? p->error.len : 0;
+	}
+	/* enc_bound()'s sum, for the same keys. */
+	bound += PROTO_HEADER_LEN + 5 + (size_t)nkeys * ENC_KEY_MAX +
+	    (pay ? p->payload.len : 0);
+	if (bound > UINT32_MAX)
+		return (-EMSGSIZE);
+	if ((start = reserve(ctx, bound)) == NULL)
+		return (-ENOMEM);
+	o = start + PROTO_HEADER_LEN;
+	*o++ = (uint8_t)(0x80 | nkeys);
+	if (p->type == PKT_RUN)
+		o = ENC_LIT(o, "\xa1" "t" "\xa3" "RUN" "\xa2" "id" "\xc4\x10");
+	else
+		o = ENC_LIT(o, "\xa1" "t" "\xa6" "RESULT" "\xa2" "id" "\xc4\x10");
+	memcpy(o, p->id, PROTO_ID_LEN);
+	o += PROTO_ID_LEN;
+	if (p->type == PKT_RUN) {
+		o = ENC_LIT(o, "\xa2" "fn");
+		o = enc_str(o, p->fn.ptr, p->fn.len);
+	}
+	if (pay) {
+		o = ENC_LIT(o, "\xa7" "payload");
+		o = enc_bin(o, p->payload.ptr, p->payload.len);
+	}
+	if (p->type == PKT_RUN) {
+		if (!to) {
+			o = ENC_LIT(o, "\xa7" "attempt");
+			o = enc_uint(o, p->attempt);
+		}
+		if (tmo) {
+			o = ENC_LIT(o, "\xaa" "timeout_ms");
+			o = enc_uint(o, p->timeout_ms);
+		}
+	} else {
+		if (to) {
+			o = ENC_LIT(o, "\xa7" "attempt");
+			o = enc_uint(o, p->attempt);
+		} else {
+			o = ENC_LIT(o, "\xa8" "attempts");
+			o = enc_uint(o, p->attempts);
+		}
+		o = ENC_LIT(o, "\xa6" "status");
+		o = enc_name(o, job_status_name(p->status));
+		if (err) {
+			o = ENC_LIT(o, "\xa5" "error");
+			o = enc_str(o, p->error.ptr, p->error.len);
+		}
+	}
+	frame_put_header(start, (uint32_t)(o - start - PROTO_HEADER_LEN));
+	*ret_len = (size_t)(o - start);
+	return (0);
+}
+
 /* Encodes p as one frame into space from reserve; see proto.h. */
 int
 packet_encode_fn(const struct packet *p, enum proto_dir dir,
+    void *(*reserve)(void *ctx, size_t n), void *ctx, size_t *ret_len)
+{
+	int	r;
+
+	if ((p->type == PKT_RUN || p->type == PKT_RESULT) &&
+	    (r = enc_job_path(p, dir, reserve, ctx, ret_len)) != ENC_GENERAL)
+		return (r);
+	return (packet_encode_general(p, dir, reserve, ctx, ret_len));
+}
+
+/* packet_encode_fn() without its job path; see internal.h. */
+int
+packet_encode_general(const struct packet *p, enum proto_dir dir,
     void *(*reserve)(void *ctx, size_t n), void *ctx, size_t *ret_len)
 {
 	struct enc	 e;

@@ -50,6 +50,15 @@ extern const uint8_t			packet_flag_keys[32];
 /* The key called s[0..len), or -1 for a key this protocol lacks. */
 int	 packet_key_find(const uint8_t *s, size_t len);
 
+/* encode.c */
+
+/*
+ * packet_encode_fn() without the straight path it takes for the job path's
+ * RUN and RESULT: what test-proto holds that path to, byte for byte.
+ */
+int	 packet_encode_general(const struct packet *p, enum proto_dir dir,
+	    void *(*reserve)(void *ctx, size_t n), void *ctx, size_t *ret_len);
+
 /* names.c */
 
 /*
