@@ -112,10 +112,7 @@ static uint8_t	conn_scratch[CONN_READ_SIZE];
 
 /*
  * Conns given output while a read callback runs: they are written when it
- * returns, all at once, without a deferred event each, the last given
- * output first. A worker's RESULT makes the client's RESULT and then, as
- * its slot is free, the worker's next JOB: the worker, which waits for it,
- * gets it a write(2) sooner.
+ * returns, all at once, without a deferred event each.
  */
 static TAILQ_HEAD(, conn)	conn_dirty = TAILQ_HEAD_INITIALIZER(conn_dirty);
 static unsigned			conn_reading;
@@ -356,7 +353,7 @@ conn_write_out(struct conn *c)
 	if (conn_held) {
 		if (!c->dirty) {
 			c->dirty = true;
-			TAILQ_INSERT_HEAD(&conn_dirty, c, dirty_entry);
+			TAILQ_INSERT_TAIL(&conn_dirty, c, dirty_entry);
 		}
 		return;
 	}
@@ -438,7 +435,7 @@ conn_want_flush(struct conn *c)
 	c->flushing = true;
 	if (conn_reading > 0) {
 		c->dirty = true;
-		TAILQ_INSERT_HEAD(&conn_dirty, c, dirty_entry);
+		TAILQ_INSERT_TAIL(&conn_dirty, c, dirty_entry);
 	} else
 		event_active(c->flush, EV_WRITE, 0);
 }
