@@ -954,6 +954,110 @@ dec_budget(enum proto_dir dir)
 	return (dir == PROTO_TO_BROKER ? PROTO_MAX_ITEMS : UINT64_MAX);
 }
 
+/* A status: a fixstr naming one that the direction allows. */
+static inline bool
+dec_status_fast(struct dec *d, struct packet *p, enum proto_dir dir)
+{
+	int	st;
+
+	if (d->p >= d->end || (d->p[0] & 0xe0) != 0xa0 ||
+	    (size_t)(d->p[0] & 0x1f) > (size_t)(d->end - d->p) - 1 ||
+	    (st = job_status_from_name((const char *)d->p + 1,
+	    d->p[0] & 0x1f)) < 0 || (dir == PROTO_TO_BROKER &&
+	    st != JOB_OK && st != JOB_ERROR && st != JOB_CANCELLED))
+		return (false);
+	p->status = st;
+	d->p += 1 + (d->p[0] & 0x1f);
+	return (true);
+}
+
+/*
+ * Whether the next bytes are the literal key lit (a fixstr header and the
+ * name), with at least a byte after it for the value; skips it if so.
+ */
+#define DEC_KEY(d, lit)							\
+	((size_t)((d)->end - (d)->p) > sizeof(lit) - 1 &&		\
+	    memcmp((d)->p, (lit), sizeof(lit) - 1) == 0 &&		\
+	    ((d)->p += sizeof(lit) - 1, true))
+
+/*
+ * The job path's packets, RUN and RESULT each way, with only the keys they
+ * carry there (a payload, a timeout, an error beside the required ones),
+ * as encoders write them: `t` and `id` first, then each key compared as a
+ * literal in the order of packet_keys, each value read as dec_canonical()
+ * reads it. True when the body is exactly that, p then holding what
+ * dec_canonical() would have made of it; false, with p in any state, for
+ * anything else (other keys, another order, other forms), which the
+ * slower paths then read or refuse. test-proto holds it to them.
+ */
+static bool
+dec_job_path(const uint8_t *body, size_t len, enum proto_dir dir,
+    struct packet *p)
+{
+	struct dec	d = { body + 1, body + len, dec_budget(dir) };
+	bool		to = dir == PROTO_TO_BROKER;
+	unsigned	n;
+
+	if ((body[0] & 0xf0) != 0x80 || (n = body[0] & 0x0f) < 3)
+		return (false);
+	if (DEC_KEY(&d, "\xa1" "t" "\xa3" "RUN" "\xa2" "id"))
+		p->type = PKT_RUN;
+	else if (DEC_KEY(&d, "\xa1" "t" "\xa6" "RESULT" "\xa2" "id"))
+		p->type = PKT_RESULT;
+	else
+		return (false);
+	if (!dec_value_fast(&d, p, K_ID))
+		return (false);
+	n -= 2;
+	if (p->type == PKT_RUN) {
+		if (!DEC_KEY(&d, "\xa2" "fn") || !dec_value_fast(&d, p, K_FN))
+			return (false);
+		n--;
+		/* To a worker the payload and the attempt are required. */
+		if (n > 0 && DEC_KEY(&d, "\xa7" "payload")) {
+			if (!dec_value_fast(&d, p, K_PAYLOAD))
+				return (false);
+			if (to)
+				p->has |= PF_PAYLOAD;
+			n--;
+		} else if (!to)
+			return (false);
+		if (!to) {
+			if (n == 0 || !DEC_KEY(&d, "\xa7" "attempt") ||
+			    !dec_value_fast(&d, p, K_ATTEMPT))
+				return (false);
+			n--;
+		}
+		if (n > 0 && DEC_KEY(&d, "\xaa" "timeout_ms")) {
+			if (!dec_value_fast(&d, p, K_TIMEOUT_MS))
+				return (false);
+			p->has |= PF_TIMEOUT;
+			n--;
+		}
+	} else {
+		if (DEC_KEY(&d, "\xa7" "payload")) {
+			if (!dec_value_fast(&d, p, K_PAYLOAD))
+				return (false);
+			p->has |= PF_PAYLOAD;
+			n--;
+		}
+		if (n < 2 || !(to ? DEC_KEY(&d, "\xa7" "attempt") &&
+		    dec_value_fast(&d, p, K_ATTEMPT) :
+		    DEC_KEY(&d, "\xa8" "attempts") &&
+		    dec_value_fast(&d, p, K_ATTEMPTS)) ||
+		    !DEC_KEY(&d, "\xa6" "status") || !dec_status_fast(&d, p, dir))
+			return (false);
+		n -= 2;
+		if (n > 0 && DEC_KEY(&d, "\xa5" "error")) {
+			if (!dec_value_fast(&d, p, K_ERROR))
+				return (false);
+			p->has |= PF_ERROR;
+			n--;
+		}
+	}
+	return (n == 0 && d.p == d.end);
+}
+
 /*
  * The fast path: reads a body written the way encoders write it (a fixmap,
  * `t` first, then the type's keys in the order of packet_keys, each value
@@ -1004,17 +1108,8 @@ dec_canonical(const uint8_t *body, size_t len, enum proto_dir dir,
 		cand &= cand - 1;
 		seen |= KB(k);
 		if (k == K_STATUS) {
-			/* A status: a fixstr naming one the direction allows. */
-			int st;
-
-			if (d.p >= d.end || (d.p[0] & 0xe0) != 0xa0 ||
-			    (size_t)(d.p[0] & 0x1f) > (size_t)(d.end - d.p) - 1 ||
-			    (st = job_status_from_name((const char *)d.p + 1,
-			    d.p[0] & 0x1f)) < 0 || (dir == PROTO_TO_BROKER &&
-			    st != JOB_OK && st != JOB_ERROR && st != JOB_CANCELLED))
+			if (!dec_status_fast(&d, p, dir))
 				return (false);
-			p->status = st;
-			d.p += 1 + (d.p[0] & 0x1f);
 		} else if (k == K_META) {
 			/* Any failure: the general walk says what it is. */
 			struct dec_val	 v;
@@ -1127,6 +1222,23 @@ dec_type_twice(const uint8_t *body, size_t len, enum proto_dir dir)
 /* Decodes one frame body travelling in dir into *ret; see proto.h. */
 int
 packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
+    struct packet *ret, char *err)
+{
+	memset(ret, 0, offsetof(struct packet, fns));
+	if (dir != PROTO_TO_BROKER && dir != PROTO_FROM_BROKER) {
+		proto_fail(err, "unknown direction %d", (int)dir);
+		return (-EPROTO);
+	}
+	if (body == NULL || len == 0)
+		return (frame_check(body, len, err));
+	if (dec_job_path(body, len, dir, ret))
+		return (0);
+	return (packet_decode_general(body, len, dir, ret, err));
+}
+
+/* packet_decode() without its job path; see internal.h. */
+int
+packet_decode_general(const uint8_t *body, size_t len, enum proto_dir dir,
     struct packet *ret, char *err)
 {
 	int	r;

@@ -50,6 +50,15 @@ extern const uint8_t			packet_flag_keys[32];
 /* The key called s[0..len), or -1 for a key this protocol lacks. */
 int	 packet_key_find(const uint8_t *s, size_t len);
 
+/* decode.c */
+
+/*
+ * packet_decode() without the straight path it takes for the job path's
+ * RUN and RESULT: what test-proto holds that path to.
+ */
+int	 packet_decode_general(const uint8_t *body, size_t len,
+	    enum proto_dir dir, struct packet *ret, char *err);
+
 /* encode.c */
 
 /*

@@ -1735,6 +1735,96 @@ START_TEST(packet_encode_job_path_matches_general)
 }
 END_TEST
 
+/* Decodes body both ways and holds the job path to the general one. */
+static unsigned
+decode_both(const uint8_t *body, size_t len, enum proto_dir dir)
+{
+	static struct packet	pa, pb;
+	char			ea[PROTO_ERRLEN] = "", eb[PROTO_ERRLEN] = "";
+	int			ra, rb;
+
+	memset(&pa, 0, sizeof(pa));
+	memset(&pb, 0, sizeof(pb));
+	ra = packet_decode(body, len, dir, &pa, ea);
+	rb = packet_decode_general(body, len, dir, &pb, eb);
+	ck_assert_int_eq(ra, rb);
+	if (ra == 0)
+		ck_assert_int_eq(memcmp(&pa, &pb, sizeof(pa)), 0);
+	else
+		ck_assert_str_eq(ea, eb);
+	packet_clear(&pa);
+	packet_clear(&pb);
+	return (ra == 0);
+}
+
+/*
+ * RUN and RESULT also take a straight path through the decoder: for every
+ * frame the encoder writes of them (the job path's keys and others), and
+ * for each of those cut short or with a byte changed, packet_decode() must
+ * make the packet, or the refusal, that the general path makes.
+ */
+START_TEST(packet_decode_job_path_matches_general)
+{
+	static uint8_t			 big[300];
+	static struct fixed_buf		 f;
+	static const uint32_t		 flags[] = { PF_PAYLOAD, PF_TIMEOUT,
+					    PF_ERROR, PF_DETACH, PF_PRIORITY };
+	static const uint8_t		 bytes[] = { 0x00, 0x01, 0x7f, 0x80,
+					    0xa0, 0xc4, 0xcc, 0xff };
+	static const enum packet_type	 types[] = { PKT_RUN, PKT_RESULT };
+	struct packet			 p;
+	uint8_t				 body[sizeof(f.b)];
+	size_t				 len;
+	unsigned			 frames = 0, ok = 0;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)('a' + i % 26);
+	for (int t = 0; t < 2; t++)
+	for (int dir = PROTO_TO_BROKER; dir <= PROTO_FROM_BROKER; dir++)
+	for (uint32_t set = 0; set < 1u << 5; set++)
+	for (int st = 0; st < JOB__MAX; st++) {
+		packet_init(&p, types[t]);
+		for (int b = 0; b < 5; b++)
+			if (set & (1u << b))
+				p.has |= flags[b];
+		memset(p.id, 0x5a, sizeof(p.id));
+		p.status = (enum job_status)st;
+		p.attempt = (uint64_t)st * 100;
+		p.attempts = 70000 + (uint64_t)set;
+		p.timeout_ms = 1000 + (uint64_t)set;
+		p.priority = -3;
+		p.detach = true;
+		p.fn = mem_bytes(big, 1 + (uint32_t)(set + st) % 40);
+		p.payload = mem_bytes(big, (uint32_t)(st * 37) % 300);
+		p.error = mem_bytes(big, (uint32_t)set % 3);
+		if (packet_encode_fn(&p, (enum proto_dir)dir, fixed_reserve,
+		    &f, &len) != 0)
+			continue;
+		frames++;
+		len -= PROTO_HEADER_LEN;
+		memcpy(body, f.b + PROTO_HEADER_LEN, len);
+		ok += decode_both(body, len, (enum proto_dir)dir);
+		/* The other direction: often refused, always alike. */
+		(void)decode_both(body, len, (enum proto_dir)(1 - dir));
+		for (size_t cut = 0; cut < len; cut += 1 + cut / 16)
+			(void)decode_both(body, cut, (enum proto_dir)dir);
+		for (size_t i = 0; i < len; i += 1 + (set + i) % 3) {
+			uint8_t	was = body[i];
+
+			for (size_t b = 0; b < sizeof(bytes); b++) {
+				body[i] = bytes[b];
+				(void)decode_both(body, len,
+				    (enum proto_dir)dir);
+			}
+			body[i] = was;
+		}
+	}
+	/* What the encoder wrote, the decoder read back. */
+	ck_assert_uint_gt(frames, 500);
+	ck_assert_uint_eq(ok, frames);
+}
+END_TEST
+
 /* names */
 
 START_TEST(names_map_both_ways)
@@ -2465,6 +2555,7 @@ proto_suite(void)
 	tcase_add_test(tc, packet_encode_rejects_wrong_direction);
 	tcase_add_test(tc, packet_encode_skips_foreign_flags);
 	tcase_add_test(tc, packet_encode_job_path_matches_general);
+	tcase_add_test(tc, packet_decode_job_path_matches_general);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("meta");
