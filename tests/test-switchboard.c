@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "switchboard/internal.h"
 #include "switchboard/switchboard.h"
 
 /* A peer as the test sees it; its address is the switchboard's ctx. */
@@ -3567,12 +3568,130 @@ START_TEST(store_restore_refuses_bad_rows)
 }
 END_TEST
 
+/* ---- the job table ------------------------------------------------------ */
+
+#define TABLE_JOBS	6000
+
+/* A xorshift generator: the same sequence every run. */
+static uint64_t
+table_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Every job is found exactly when the model says it is in t. */
+static void
+table_check_all(const struct sb_table *t, struct sb_job **jobs,
+    const bool *in, uint32_t n)
+{
+	uint32_t	count = 0;
+
+	for (int i = 0; i < TABLE_JOBS; i++) {
+		ck_assert_ptr_eq(table_find(t, jobs[i]->id, jobs[i]->attempt),
+		    in[i] ? jobs[i] : NULL);
+		count += in[i];
+	}
+	ck_assert_uint_eq(count, n);
+	ck_assert_uint_eq(t->n, n);
+}
+
+/*
+ * The table against a model: random inserts and removals, with lookups of
+ * what is there and what is not after each, through growth to beyond the
+ * size it keeps and shrinking back, the tombstones of removed entries
+ * rebuilt away on the way. _i 1: an orphan table, keyed by id and attempt,
+ * where ids repeat with different attempts.
+ */
+START_TEST(table_matches_a_model)
+{
+	static struct sb_job	*jobs[TABLE_JOBS];
+	static bool		 in[TABLE_JOBS];
+	struct sb_table		 t = { .by_attempt = _i == 1 };
+	uint64_t		 x = 88172645463325252ull, r;
+	uint32_t		 n = 0;
+
+	memset(in, 0, sizeof(in));
+	for (int i = 0; i < TABLE_JOBS; i++) {
+		ck_assert_ptr_nonnull(jobs[i] = calloc(1, sizeof(*jobs[i])));
+		r = table_rand(&x);
+		memcpy(jobs[i]->id, &r, sizeof(r));
+		r = table_rand(&x);
+		memcpy(jobs[i]->id + 8, &r, sizeof(r));
+		if (_i == 1 && i % 3 != 0) {
+			/* The id of the job before, another attempt. */
+			memcpy(jobs[i]->id, jobs[i - 1]->id, PROTO_ID_LEN);
+			jobs[i]->attempt = jobs[i - 1]->attempt + 1;
+		}
+	}
+	/* A steady stream: a few hundred in, coming and going. */
+	for (int step = 0; step < 200000; step++) {
+		int k = (int)(table_rand(&x) % 400);
+		int o = (int)(table_rand(&x) % TABLE_JOBS);
+
+		if (in[k]) {
+			table_remove(&t, jobs[k]);
+			in[k] = false;
+			n--;
+		} else {
+			ck_assert_int_eq(table_reserve(&t), 0);
+			table_insert(&t, jobs[k]);
+			in[k] = true;
+			n++;
+		}
+		ck_assert_ptr_eq(table_find(&t, jobs[k]->id, jobs[k]->attempt),
+		    in[k] ? jobs[k] : NULL);
+		ck_assert_ptr_eq(table_find(&t, jobs[o]->id, jobs[o]->attempt),
+		    in[o] ? jobs[o] : NULL);
+		if (step % 20000 == 0)
+			table_check_all(&t, jobs, in, n);
+	}
+	/* A burst: every job, past the size a table keeps, then drained. */
+	for (int i = 0; i < TABLE_JOBS; i++) {
+		if (in[i])
+			continue;
+		ck_assert_int_eq(table_reserve(&t), 0);
+		table_insert(&t, jobs[i]);
+		in[i] = true;
+		n++;
+	}
+	table_check_all(&t, jobs, in, n);
+	ck_assert_uint_gt(t.cap, 4096);
+	for (int i = TABLE_JOBS - 1; i >= 0; i -= 2) {
+		table_remove(&t, jobs[i]);
+		in[i] = false;
+		n--;
+		if (i % 500 == 1)
+			table_check_all(&t, jobs, in, n);
+	}
+	for (int i = 0; i < TABLE_JOBS; i++) {
+		if (in[i]) {
+			table_remove(&t, jobs[i]);
+			in[i] = false;
+			n--;
+		}
+	}
+	table_check_all(&t, jobs, in, 0);
+	/* Emptied, it gave most of its slots back. */
+	ck_assert_uint_le(t.cap, 4096);
+	table_clear(&t);
+	for (int i = 0; i < TABLE_JOBS; i++)
+		free(jobs[i]);
+}
+END_TEST
+
 /* Builds the switchboard suite, one TCase per feature. */
 static Suite *
 switchboard_suite(void)
 {
 	Suite	*s = suite_create("switchboard");
 	TCase	*tc;
+
+	tc = tcase_create("table");
+	tcase_add_loop_test(tc, table_matches_a_model, 0, 2);
+	suite_add_tcase(s, tc);
 
 	tc = tcase_create("run");
 	tcase_add_checked_fixture(tc, setup, teardown);
