@@ -1224,15 +1224,13 @@ int
 packet_decode(const uint8_t *body, size_t len, enum proto_dir dir,
     struct packet *ret, char *err)
 {
-	memset(ret, 0, offsetof(struct packet, fns));
-	if (dir != PROTO_TO_BROKER && dir != PROTO_FROM_BROKER) {
-		proto_fail(err, "unknown direction %d", (int)dir);
-		return (-EPROTO);
+	if (body != NULL && len > 0 &&
+	    (dir == PROTO_TO_BROKER || dir == PROTO_FROM_BROKER)) {
+		memset(ret, 0, offsetof(struct packet, fns));
+		if (dec_job_path(body, len, dir, ret))
+			return (0);
 	}
-	if (body == NULL || len == 0)
-		return (frame_check(body, len, err));
-	if (dec_job_path(body, len, dir, ret))
-		return (0);
+	/* Anything else, from a cleared packet again. */
 	return (packet_decode_general(body, len, dir, ret, err));
 }
 
