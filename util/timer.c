@@ -12,7 +12,7 @@
  * libevent times its loop on Linux with CLOCK_MONOTONIC_COARSE, which lags
  * the precise clock by up to one kernel tick (4 ms with HZ=250): a timer
  * armed for ms can fire up to a tick early by clock_now_ms(). One tick
- * more makes up for it; a timer then fires at most a tick and a
+ * more makes up for it; a timer then fires at most two ticks and a
  * millisecond late. patchbayd does not ask for libevent's precise timers
  * (EVENT_BASE_FLAG_PRECISE_TIMER) instead: on epoll they cost a
  * timerfd_settime() syscall in every turn of the loop, a fifth of the

@@ -348,15 +348,6 @@ uint64_t	 clock_now_ms(void);
 /* The wall clock in milliseconds since the epoch. */
 uint64_t	 clock_wall_ms(void);
 
-/* timer.c */
-
-/*
- * Sets *tv to arm a libevent timer with so that it fires no sooner than ms
- * later by clock_now_ms(), on an event base without precise timers.
- */
-struct timeval;
-void		 clock_timer_tv(uint64_t ms, struct timeval *tv);
-
 /*
  * The wall-clock time of mono (a clock_now_ms() reading) given both clocks
  * read now: for timestamps kept on the cheap clock and shown to people.
@@ -368,6 +359,15 @@ clock_to_wall(uint64_t mono, uint64_t mono_now, uint64_t wall_now)
 
 	return wall_now > ago ? wall_now - ago : 0;
 }
+
+/* timer.c */
+
+/*
+ * Sets *tv to arm a libevent timer with so that it fires no sooner than ms
+ * later by clock_now_ms(), on an event base without precise timers.
+ */
+struct timeval;
+void		 clock_timer_tv(uint64_t ms, struct timeval *tv);
 
 /* spawn.c */
 

@@ -21,10 +21,11 @@
  * what is due, and only then wait, in poll(2), on the broker's socket and
  * (when a line is wanted) stdin together, so neither side can block the
  * other. The client is corked: the submits before a dispatch, which
- * writes them first, leave in one write(2). Output goes through stdout's buffer and is flushed before every
- * wait. SIGINT/SIGTERM (run.c's counting handlers) stop the reading and
- * cancel the running jobs; a second signal, or BATCH_CANCEL_WAIT_MS without
- * their answers, gives up on them.
+ * writes them first, leave in one write(2). Output goes through stdout's
+ * buffer and is flushed before every wait. SIGINT/SIGTERM (run.c's
+ * counting handlers) stop the reading and cancel the running jobs; a
+ * second signal, or BATCH_CANCEL_WAIT_MS without their answers, gives up
+ * on them.
  */
 #include <errno.h>
 #include <inttypes.h>
