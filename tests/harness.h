@@ -132,4 +132,12 @@ const char	*harness_patchbayd(void);
 /* Milliseconds on the monotonic clock. */
 unsigned long long	 harness_now_ms(void);
 
+/*
+ * A libpatchbay client connected to ep; the test fails, naming ep and the
+ * reason, when it cannot connect (harness-client.c: for the suites that
+ * link libpatchbay).
+ */
+struct pb_client;
+struct pb_client	*harness_client(const char *ep);
+
 #endif /* PATCHBAY_HARNESS_H */

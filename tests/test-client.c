@@ -192,19 +192,6 @@ worker_start(const char *ep, uint32_t capacity)
 	return w;
 }
 
-/* A client connected to ep. */
-static struct pb_client *
-client_start(const char *ep)
-{
-	struct pb_client	*c;
-	int			 r;
-
-	r = pb_client_connect(ep, NULL, &c);
-	ck_assert_msg(r == 0, "connect %s: %s (%s)", ep, strerror(-r),
-	    pb_client_last_error(NULL));
-	return c;
-}
-
 /*
  * Drives c and w (either may be NULL) from this thread until cond(arg) is
  * true or timeout_ms passed. Returns whether cond became true.
@@ -388,7 +375,7 @@ START_TEST(client_bad_arguments)
 		struct harness_broker	b;
 
 		harness_broker_start(&b, NULL, false);
-		c = client_start(b.unix_ep);
+		c = harness_client(b.unix_ep);
 		ck_assert_int_eq(pb_client_submit(c, NULL, NULL, 0, NULL, NULL,
 		    NULL, NULL, NULL), -EINVAL);
 		ck_assert_int_eq(pb_client_submit(c, "", NULL, 0, NULL, NULL,
@@ -590,7 +577,7 @@ run_rev_on(const char *(*pick)(struct harness_broker *))
 
 	harness_broker_start(&b, NULL, false);
 	wpid = worker_fork(pick(&b), 0);
-	c = client_start(pick(&b));
+	c = harness_client(pick(&b));
 	ck_assert_int_eq(pb_client_run(c, "rev", "hello", 5, NULL, &r), 0);
 	ck_assert_int_eq(r->status, PB_OK);
 	ck_assert_uint_eq(r->len, 5);
@@ -656,7 +643,7 @@ START_TEST(client_run_large_payload)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_ptr_nonnull(buf = malloc(big));
 	for (size_t i = 0; i < big; i++)
 		buf[i] = (uint8_t)(i * 7);
@@ -705,7 +692,7 @@ START_TEST(client_run_at_frame_limit_reaches_worker)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_ptr_nonnull(buf = calloc(1, len));
 	/* The largest payload the library lets through: RUN == max_frame. */
 	while (pb_client_submit(c, "hold", buf, len, NULL, on_result, NULL,
@@ -736,7 +723,7 @@ START_TEST(client_run_no_worker)
 	struct pb_run_options	 o = { .nowait = true };
 
 	harness_broker_start(&b, NULL, false);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_run(c, "nobody", "x", 1, &o, &r), 0);
 	ck_assert_int_eq(r->status, PB_NO_WORKER);
 	pb_result_free(r);
@@ -770,7 +757,7 @@ START_TEST(client_run_from_callback)
 
 	harness_broker_start(&b, NULL, false);
 	wpid = worker_fork(b.unix_ep, 0);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	for (i = 0; i < 10; i++)
 		ck_assert_int_eq(pb_client_submit(c, "rev", "x", 1, NULL,
 		    on_result_run, NULL, NULL, NULL), 0);
@@ -809,7 +796,7 @@ START_TEST(client_submit_flood)
 
 	harness_broker_start(&b, NULL, false);
 	wpid = worker_fork(b.unix_ep, 0);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_ptr_nonnull(buf = malloc(len));
 	/*
 	 * 25 MiB each way without a dispatch: the results flow back while the
@@ -845,7 +832,7 @@ START_TEST(client_submit_many)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 16);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	/* The second time corked: the submits leave at the first dispatch. */
 	if (_i == 1)
 		ck_assert_int_eq(pb_client_cork(c, true), 0);
@@ -895,7 +882,7 @@ START_TEST(worker_capacity_out_of_order)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 4);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	for (i = 0; i < 4; i++) {
 		p[0] = (char)('a' + i);
 		ck_assert_int_eq(pb_client_submit(c, "hold", p, 1, NULL,
@@ -947,7 +934,7 @@ START_TEST(client_progress_delivered)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	/* on_progress checks the id it is given against this one. */
 	ck_assert_int_eq(pb_client_submit(c, "progress", NULL, 0, NULL,
 	    on_result, on_progress, id, id), 0);
@@ -1020,7 +1007,7 @@ START_TEST(client_meta_reaches_worker)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 
 	ck_assert_str_eq(result_text(meta_run(c, w, &o)),
 	    "[t1][none]|tenant=t1;req.id=r-7;");
@@ -1068,7 +1055,7 @@ START_TEST(client_meta_refused_locally)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "meta", NULL, 0, &o, on_result,
 	    NULL, NULL, id), -EINVAL);
 	ck_assert_str_eq(pb_client_last_error(c), "meta key 'a b' may only "
@@ -1138,7 +1125,7 @@ START_TEST(client_sync_detached)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "d", 1, &o, NULL, NULL,
 	    NULL, id), 0);
 	/* Pending until its ACCEPTED, which comes before the sync's PONG. */
@@ -1173,7 +1160,7 @@ START_TEST(client_cancel_running)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "x", 1, NULL, on_result,
 	    NULL, NULL, id), 0);
 	ck_assert(pump(c, w, cond_held, &one, WAIT_MS));
@@ -1206,7 +1193,7 @@ START_TEST(client_cancel_queued)
 	int			 one = 1;
 
 	harness_broker_start(&b, NULL, false);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	/* No worker: the job waits in the queue and is cancelled there. */
 	ck_assert_int_eq(pb_client_submit(c, "nobody", NULL, 0, NULL,
 	    on_result, NULL, NULL, id), 0);
@@ -1234,7 +1221,7 @@ START_TEST(client_timeout)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "t", 1, &o, on_result,
 	    NULL, NULL, id), 0);
 	ck_assert(pump(c, w, cond_held, &one, WAIT_MS));
@@ -1268,7 +1255,7 @@ START_TEST(client_broker_killed)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 2);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	/* Two running, one queued. */
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(pb_client_submit(c, "hold", "k", 1, NULL,
@@ -1319,7 +1306,7 @@ START_TEST(client_run_broker_killed)
 	harness_broker_start(&b, NULL, false);
 	/* The worker kills the broker when the job reaches it. */
 	wpid = worker_fork(b.unix_ep, b.pid);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	t0 = harness_now_ms();
 	ck_assert_int_eq(pb_client_run(c, "hold", "x", 1, NULL, &r), 0);
 	ck_assert_uint_lt(harness_now_ms() - t0, 5000);
@@ -1341,7 +1328,7 @@ START_TEST(client_broker_shutdown)
 	int			 one = 1;
 
 	harness_broker_start(&b, NULL, false);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "nobody", NULL, 0, NULL,
 	    on_result, NULL, NULL, id), 0);
 	ck_assert_int_eq(pb_client_sync(c, WAIT_MS), 0);
@@ -1368,7 +1355,7 @@ START_TEST(worker_reconnects)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 1);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "1", 1, NULL, on_result,
 	    NULL, NULL, id), 0);
 	ck_assert(pump(c, w, cond_held, &one, WAIT_MS));
@@ -1386,7 +1373,7 @@ START_TEST(worker_reconnects)
 	/* A job from the old connection cannot be answered on the new one. */
 	ck_assert_int_eq(pb_job_complete(old, PB_OK, "x", 1, NULL),
 	    -ENOTCONN);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "2", 1, NULL, on_result,
 	    NULL, NULL, id), 0);
 	ck_assert(pump(c, w, cond_held, &two, WAIT_MS));
@@ -1412,7 +1399,7 @@ START_TEST(worker_free_with_jobs_out)
 
 	harness_broker_start(&b, NULL, false);
 	w = worker_start(b.unix_ep, 2);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "1", 1, NULL, on_result,
 	    NULL, NULL, id), 0);
 	ck_assert_int_eq(pb_client_submit(c, "hold", "2", 1, NULL, on_result,
@@ -1609,7 +1596,7 @@ START_TEST(worker_list_connects_to_each_on_its_own)
 	ck_assert_int_ge(pb_worker_timeout_ms(w), 0);	/* a retry is due */
 	snprintf(want, sizeof(want), "+%s ", a.unix_ep);
 	ck_assert_str_eq(states.log, want);
-	c = client_start(a.unix_ep);
+	c = harness_client(a.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "rev", "xy", 2, NULL, on_result,
 	    NULL, NULL, NULL), 0);
 	ck_assert(pump(c, w, cond_results, &(int){ 1 }, WAIT_MS));
@@ -1617,7 +1604,7 @@ START_TEST(worker_list_connects_to_each_on_its_own)
 	pb_client_free(c);
 
 	harness_broker_start(&b, NULL, true);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "rev", "ab", 2, NULL, on_result,
 	    NULL, NULL, NULL), 0);
 	ck_assert(pump(c, w, cond_results, &(int){ 2 }, WAIT_MS));
@@ -1630,14 +1617,14 @@ START_TEST(worker_list_connects_to_each_on_its_own)
 
 	/* A goes away: B is still served, and A is taken back on return. */
 	harness_broker_stop(&a);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "rev", "cd", 2, NULL, on_result,
 	    NULL, NULL, NULL), 0);
 	ck_assert(pump(c, w, cond_results, &(int){ 3 }, WAIT_MS));
 	ck_assert_int_eq(seen.results[2]->status, PB_OK);
 	pb_client_free(c);
 	harness_broker_start(&a, NULL, true);
-	c = client_start(a.unix_ep);
+	c = harness_client(a.unix_ep);
 	ck_assert_int_eq(pb_client_submit(c, "rev", "ef", 2, NULL, on_result,
 	    NULL, NULL, NULL), 0);
 	ck_assert(pump(c, w, cond_results, &(int){ 4 }, WAIT_MS));
@@ -1786,7 +1773,7 @@ START_TEST(worker_blocking_handler_kept_alive)
 	harness_broker_start(&b, (const char *[]){ "--heartbeat", "500",
 	    NULL }, false);
 	wpid = worker_fork_long(b.unix_ep);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	memset(&arrivals, 0, sizeof(arrivals));
 	arrivals.start = harness_now_ms();
 	ck_assert_int_eq(pb_client_submit(c, "sleepy", NULL, 0, &ro,
@@ -1832,7 +1819,7 @@ START_TEST(worker_job_answered_from_another_thread)
 	harness_broker_start(&b, (const char *[]){ "--heartbeat", "60s",
 	    NULL }, false);
 	wpid = worker_fork_long(b.unix_ep);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	for (int i = 0; i < 3; i++) {
 		ck_assert_int_eq(pb_client_run(c, "thread", NULL, 0, &ro, &r),
 		    0);
@@ -2095,7 +2082,7 @@ fake_client(struct fake *f, uint64_t max_frame, uint64_t heartbeat_ms)
 		_exit(sendmsg(sv[1], &mh, 0) == 1 ? 0 : 1);
 	}
 	close(sv[1]);
-	c = client_start(f->ep);
+	c = harness_client(f->ep);
 	{
 		struct msghdr mh = { 0 };
 		struct cmsghdr *cm;

@@ -31,13 +31,13 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "clients/patchbay.h"
 #include "tests/harness.h"
+#include "util/util.h"
 
 #define WAIT_MS		10000
 #define DRAIN_MS	30000
@@ -64,16 +64,6 @@
 #define LEDGER_STREAM_MS	1000
 #define LEDGER_MIN_ACCEPTED	300
 #define LEDGER_MIN_RAN		100
-
-/* Milliseconds since the epoch: the clock of the broker's due times. */
-static unsigned long long
-wall_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Writes a job id as `patchbay ctl` prints it (a lower-case UUID). */
 static void
@@ -239,7 +229,7 @@ h_log(struct pb_worker *w, struct pb_job *job, void *ud)
 	(void)w; (void)ud;
 	p = pb_job_payload(job, &len);
 	append_line(hw.fd, "%.*s %u %llu\n", (int)len, p, pb_job_attempt(job),
-	    wall_ms());
+	    (unsigned long long)clock_wall_ms());
 	if (!hw.threaded) {
 		job_answer(job);
 		return;
@@ -307,19 +297,6 @@ worker_fork(const char *ep, const char *const *fns, uint32_t capacity,
 {
 	return worker_fork_with(ep, fns, capacity, runs_path, status, 0,
 	    false);
-}
-
-/* A client connected to ep. */
-static struct pb_client *
-client_start(const char *ep)
-{
-	struct pb_client	*c;
-	int			 r;
-
-	r = pb_client_connect(ep, NULL, &c);
-	ck_assert_msg(r == 0, "connect %s: %s (%s)", ep, strerror(-r),
-	    pb_client_last_error(NULL));
-	return c;
 }
 
 /*
@@ -839,7 +816,7 @@ START_TEST(store_failed_when_unwritable)
 	snprintf(runs, sizeof(runs), "%s/runs", b.dir);
 	snprintf(keep_runs, sizeof(keep_runs), "%s/keep-runs", b.dir);
 	harness_broker_start(&b, flags, true);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 
 	/* Taken before the failure: three to keep, one that runs during it. */
 	for (k = 0; k < 3; k++, acc.n++) {
@@ -980,7 +957,7 @@ START_TEST(store_failed_run_reaches_no_worker)
 	stored_broker_start(&b, store, sizeof(store), flags, runs,
 	    sizeof(runs));
 	w = worker_fork(b.unix_ep, fns, 1, runs, PB_OK);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	submit_accepted(c, "eager", "before", NULL, NULL);
 	ck_assert(harness_wait_until(cond_ran, &(struct ran_wait){ runs,
 	    (const char *[]){ "before", NULL } }, WAIT_MS));
@@ -1045,9 +1022,9 @@ START_TEST(delayed_job_survives_restart)
 
 	stored_broker_start(&b, store, sizeof(store), flags, runs,
 	    sizeof(runs));
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	/* Taken no earlier than t0: due no earlier than t0 + LATER_MS. */
-	t0 = wall_ms();
+	t0 = clock_wall_ms();
 	submit_accepted(c, "late", "late-0", &o, id);
 	pb_client_free(c);
 	out = ctl_json(&b, "jobs", "--state", "delayed");
@@ -1104,7 +1081,7 @@ START_TEST(dead_list_and_retries_survive_restart)
 	snprintf(runs, sizeof(runs), "%s/runs", b.dir);
 	snprintf(ok_runs, sizeof(ok_runs), "%s/ok-runs", b.dir);
 	harness_broker_start(&b, flags, true);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	submit_accepted(c, "flaky", "dies", &fast, dead_id);
 	submit_accepted(c, "flaky", "retries", &slow, retry_id);
 	pb_client_free(c);
@@ -1207,7 +1184,7 @@ START_TEST(sigterm_keeps_queued_jobs_in_order)
 
 	stored_broker_start(&b, store, sizeof(store), flags, runs,
 	    sizeof(runs));
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	for (size_t k = 0; k < njobs; k++) {
 		struct pb_run_options o = { .priority = jobs[k].priority };
 
@@ -1324,7 +1301,7 @@ START_TEST(bad_store_refused_at_start)
 	/* A store a running patchbayd has open; that one goes on. */
 	stored_broker_start(&b, store, sizeof(store), flags, NULL, 0);
 	assert_refused(dir, store, "another patchbayd has it open");
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	submit_accepted(c, "f", "still-taken", NULL, NULL);
 	pb_client_free(c);
 	broker_stop_ok(&b);
@@ -1348,7 +1325,7 @@ START_TEST(bad_row_skipped_at_start)
 	char			 store[300], id[37], needle[120];
 
 	stored_broker_start(&b, store, sizeof(store), flags, NULL, 0);
-	c = client_start(b.unix_ep);
+	c = harness_client(b.unix_ep);
 	submit_accepted(c, "f", "good", NULL, NULL);
 	submit_accepted(c, "f", "bad", NULL, id);
 	pb_client_free(c);
