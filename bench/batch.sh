@@ -13,13 +13,11 @@
 # Everything binds to 127.0.0.1 and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-R=${1:-5}
-if ! [[ $R =~ ^[1-9][0-9]*$ ]]; then
-	echo "bench/batch.sh: RUNS must be a positive number, not '$R'" >&2
-	exit 2
-fi
 # shellcheck source=bench/common.sh
 . bench/common.sh
+bench_help "$@"
+R=${1:-5}
+bench_positive RUNS "$R"
 bench_scratch batch
 
 bench_install gearman-job-server gearman-tools

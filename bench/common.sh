@@ -28,6 +28,22 @@ bench_cleanup() {
 	fi
 }
 
+# bench_help "$@": with -h or --help, prints the script's header comment
+# (from its second line to `set -`) and exits.
+bench_help() {
+	case "${1:-}" in
+	-h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	esac
+}
+
+# bench_positive NAME VALUE: exits 2, saying so, unless VALUE is a positive
+# number.
+bench_positive() {
+	[[ $2 =~ ^[1-9][0-9]*$ ]] && return 0
+	echo "$0: $1 must be a positive number, not '$2' (see --help)" >&2
+	exit 2
+}
+
 # Installs the Debian packages given that are missing, when root.
 bench_install() {
 	local need=() p

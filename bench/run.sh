@@ -23,15 +23,12 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
 --instr) shift; exec bash bench/instr.sh "$@" ;;
 --memory) shift; exec bash bench/memory.sh "$@" ;;
--h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
-R=${1:-5}
-if ! [[ $R =~ ^[1-9][0-9]*$ ]]; then
-	echo "bench/run.sh: RUNS must be a positive number, not '$R' (see --help)" >&2
-	exit 2
-fi
 # shellcheck source=bench/common.sh
 . bench/common.sh
+bench_help "$@"
+R=${1:-5}
+bench_positive RUNS "$R"
 bench_scratch bench
 
 bench_install gearman-job-server libgearman-dev beanstalkd nats-server

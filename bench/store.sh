@@ -41,23 +41,21 @@
 # on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in
--h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-esac
+# shellcheck source=bench/common.sh
+. bench/common.sh
+bench_help "$@"
 R=${1:-5}
 JOBS=${PB_STORE_JOBS:-50000}
 SJOBS=${PB_STORE_SYNC_JOBS:-10000}
 WIN=${PB_STORE_WIN:-100}
 S2JOBS=${PB_STORE_S2_JOBS:-100000}
 RJOBS=${PB_STORE_RESTART_JOBS:-1000000}
-for v in "$R" "$JOBS" "$SJOBS" "$WIN" "$S2JOBS" "$RJOBS"; do
-	if ! [[ $v =~ ^[1-9][0-9]*$ ]]; then
-		echo "bench/store.sh: counts must be positive numbers, not '$v' (see --help)" >&2
-		exit 2
-	fi
-done
-# shellcheck source=bench/common.sh
-. bench/common.sh
+bench_positive RUNS "$R"
+bench_positive PB_STORE_JOBS "$JOBS"
+bench_positive PB_STORE_SYNC_JOBS "$SJOBS"
+bench_positive PB_STORE_WIN "$WIN"
+bench_positive PB_STORE_S2_JOBS "$S2JOBS"
+bench_positive PB_STORE_RESTART_JOBS "$RJOBS"
 bench_scratch store
 # The stores live apart from W (under /tmp, which may be tmpfs): removed
 # by the same exit trap.

@@ -12,16 +12,11 @@
 # every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in
--h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-esac
-R=${1:-5}
-if ! [[ $R =~ ^[1-9][0-9]*$ ]]; then
-	echo "bench/tls.sh: RUNS must be a positive number, not '$R'" >&2
-	exit 2
-fi
 # shellcheck source=bench/common.sh
 . bench/common.sh
+bench_help "$@"
+R=${1:-5}
+bench_positive RUNS "$R"
 bench_scratch tls
 command -v openssl >/dev/null || bench_install openssl
 bench_build
